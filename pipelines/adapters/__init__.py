@@ -1,0 +1,1 @@
+"""Glue to outside systems, one package each."""

@@ -1,0 +1,137 @@
+"""Dagster assets around the engine: one step per asset, looping over its partitions inside one run.
+
+Computed partitions get their own materialization event (cache miss, reason, fingerprint, cost,
+data version = output hash). In a run over a range, skipped ones get no event: Dagster's bookkeeping
+costs about 50 ms per event, which would make a no-op run of 365 partitions cost 18 s; they are
+counted in the step's log and in the cost ledger instead (with the dollars they avoided). A run of a
+single partition always records its verdict, hit or miss, as the step's result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import dagster as dg
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
+
+from pipelines.core.partitions import AllOf, DailyPartitions, Identity, Mapping, Window
+from pipelines.core.spec import Asset, Graph, Source
+from pipelines.engine import Outcome, Project, load_project
+
+_PARTITIONS: dict[DailyPartitions, dg.DailyPartitionsDefinition] = {}
+
+
+def partitions_def(p: DailyPartitions | None) -> dg.DailyPartitionsDefinition | None:
+    """The Dagster partitions definition of a skipwise partition set (shared per set)."""
+    if p is None:
+        return None
+    if p not in _PARTITIONS:
+        _PARTITIONS[p] = dg.DailyPartitionsDefinition(start_date=p.start.isoformat(), end_date=p.end.isoformat())
+    return _PARTITIONS[p]
+
+
+def partition_mapping(mapping: Mapping, upstream_partitioned: bool, downstream_partitioned: bool) -> Any:
+    """The Dagster partition mapping of a skipwise one."""
+    if not upstream_partitioned or not downstream_partitioned:
+        return None
+    if isinstance(mapping, Window):
+        return dg.TimeWindowPartitionMapping(start_offset=-mapping.lookback, end_offset=0)
+    if isinstance(mapping, AllOf):
+        return dg.AllPartitionMapping()
+    assert isinstance(mapping, Identity)
+    return None
+
+
+def outcome_metadata(outcome: Outcome) -> dict[str, Any]:
+    """The metadata of a partition's materialization event: cache verdict, reason, fingerprint, cost."""
+    m = outcome.manifest
+    md: dict[str, Any] = {
+        "skipwise/cache": "miss" if outcome.computed else "hit",
+        "skipwise/reason": outcome.decision.reason,
+        "skipwise/fingerprint": outcome.decision.fingerprint,
+        "skipwise/output_bytes": m.output_size if m else None,
+    }
+    if outcome.cost is not None:
+        md.update(outcome.cost.to_metadata())
+    md.update(outcome.metadata)
+    return {k: v for k, v in md.items() if v is not None}
+
+
+def build_source(source: Source, root: Path, graph_ref: str) -> dg.AssetsDefinition:
+    """An observable source asset whose partition versions are the files' DVC md5s."""
+
+    @dg.observable_source_asset(
+        name=source.name,
+        partitions_def=partitions_def(source.partitions),
+        description=source.description,
+        group_name="raw",
+        metadata={"skipwise/path": source.path},
+    )
+    def _observe(context) -> dg.DataVersionsByPartition:
+        project = load_project(root, graph_ref)
+        keys = list(context.partition_keys) if getattr(context, "has_partition_key", False) else source.partitions.keys()
+        versions = {k: project.raw_version(source, k) for k in keys}
+        return dg.DataVersionsByPartition({k: v for k, v in versions.items() if v != "absent"})
+
+    return _observe
+
+
+def build_asset(asset: Asset, graph: Graph, root: Path, graph_ref: str) -> dg.AssetsDefinition:
+    """A Dagster asset whose body runs the skipwise engine over the requested partitions."""
+    pdef = partitions_def(asset.partitions)
+    deps = []
+    for d in asset.deps:
+        up = graph.node(d.name)
+        deps.append(dg.AssetDep(d.name, partition_mapping=partition_mapping(d.mapping, up.partitions is not None, pdef is not None)))
+
+    @dg.asset(
+        name=asset.name,
+        deps=deps,
+        partitions_def=pdef,
+        backfill_policy=dg.BackfillPolicy.single_run() if pdef else None,
+        group_name=asset.layer,
+        description=asset.description,
+        output_required=False,
+        kinds={"polars"} if asset.fmt == "parquet" else {"torch"},
+        metadata={"skipwise/fn": asset.fn},
+        tags=dict(asset.tags),
+    )
+    def _materialize(context) -> Iterator[dg.AssetMaterialization]:
+        project = load_project(root, graph_ref)
+        keys = list(context.partition_keys) if pdef else None
+        yield from run_partitions(context, project, asset, keys)
+
+    return _materialize
+
+
+def run_partitions(context: Any, project: Project, asset: Asset, keys: list[str] | None) -> Iterator[Any]:
+    """Run the engine and turn partitions into Dagster events.
+
+    A run over one partition (or an unpartitioned asset) ends with a `MaterializeResult`, hit or
+    miss, so downstream steps of the same run proceed. A run over a range yields one
+    `AssetMaterialization` per computed partition and none for skipped ones (see module doc).
+    """
+    single = keys is None or len(keys) == 1
+    outcomes: list[Outcome] = []
+    for outcome in project.materialize(asset.name, keys, run_id=context.run_id, tags=dict(context.run.tags)):
+        outcomes.append(outcome)
+        m = outcome.manifest
+        if single:
+            yield dg.MaterializeResult(
+                metadata=outcome_metadata(outcome),
+                data_version=dg.DataVersion(m.output_hash) if m else None,
+            )
+        elif outcome.computed:
+            yield dg.AssetMaterialization(
+                asset_key=asset.name,
+                partition=outcome.decision.partition,
+                metadata=outcome_metadata(outcome),
+                tags={DATA_VERSION_TAG: m.output_hash},
+            )
+    computed = sum(o.computed for o in outcomes)
+    context.log.info(
+        f"skipwise: {asset.name}: {computed} partition(s) computed, {len(outcomes) - computed} skipped (up to date)"
+    )
+    for w in project.warnings:
+        context.log.warning(w)

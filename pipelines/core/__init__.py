@@ -1,0 +1,1 @@
+"""The pure core: fingerprints, plans, cost vectors, prices, budgets. Standard library only."""

@@ -1,0 +1,354 @@
+"""What one partition's work cost: I/O counters, the cost vector, and the ledger record.
+
+Everything here is a plain value. Measuring is done by `pipelines.metering.Meter`, pricing by
+`pipelines.core.pricing.Prices`, storing by `pipelines.store.ledger.Ledger`.
+
+A figure that could not be measured is ``None`` and is left out of metadata: an unknown cost is
+never reported as a free one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+# Distance classes for bytes moved between compute and storage, nearest first.
+EGRESS_CLASSES: tuple[str, ...] = ("same_host", "same_region", "cross_region", "internet")
+
+# Run tags read for attribution (Dagster run tags, `dagster job launch --tags`).
+MODEL_TAG = "skipwise/model"
+EXPERIMENT_TAG = "skipwise/experiment"
+TEAM_TAG = "team"
+TEAM_TAG_ALIASES: tuple[str, ...] = ("team", "skipwise/team")
+BUDGET_OVERRIDE_TAG = "skipwise/budget_override"
+
+METADATA_PREFIX = "cost/"
+
+
+def _check_egress_class(egress_class: str) -> None:
+    if egress_class not in EGRESS_CLASSES:
+        raise ValueError(
+            f"unknown egress class {egress_class!r}; use one of {', '.join(EGRESS_CLASSES)}"
+        )
+
+
+@dataclass(frozen=True)
+class IOSnapshot:
+    """The totals of an `IOCounter` at one instant; subtract two to get what happened between."""
+
+    bytes_read: int = 0
+    bytes_written: int = 0
+    get_requests: int = 0
+    put_requests: int = 0
+    list_requests: int = 0
+    egress_same_host_bytes: int = 0
+    egress_same_region_bytes: int = 0
+    egress_cross_region_bytes: int = 0
+    egress_internet_bytes: int = 0
+
+    @property
+    def requests(self) -> int:
+        """All requests: GET + PUT + LIST."""
+        return self.get_requests + self.put_requests + self.list_requests
+
+    @property
+    def egress_bytes(self) -> dict[str, int]:
+        """Bytes moved per distance class, keyed like `EGRESS_CLASSES`."""
+        return {c: getattr(self, f"egress_{c}_bytes") for c in EGRESS_CLASSES}
+
+    def __sub__(self, other: IOSnapshot) -> IOSnapshot:
+        if not isinstance(other, IOSnapshot):
+            return NotImplemented
+        return IOSnapshot(
+            **{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)}
+        )
+
+
+class IOCounter:
+    """Running totals of bytes and requests, incremented by the storage layer.
+
+    One counter is shared by every store call of a process; a `Meter` takes a snapshot at the
+    start and the end of a partition and keeps the difference. Increments take a lock, so
+    threads may share a counter.
+
+    Every byte moved is counted once in `bytes_read`/`bytes_written` and once in
+    `egress_bytes[<class>]`, the class being how far it travelled (``same_host`` for a local
+    disk, ``internet`` for a public endpoint).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.bytes_read = 0
+        self.bytes_written = 0
+        self.get_requests = 0
+        self.put_requests = 0
+        self.list_requests = 0
+        self.egress_bytes: dict[str, int] = {c: 0 for c in EGRESS_CLASSES}
+
+    def add_read(self, n: int, egress_class: str = "same_host", *, requests: int = 1) -> None:
+        """Count `n` bytes read from storage in `requests` GET requests."""
+        _check_egress_class(egress_class)
+        with self._lock:
+            self.bytes_read += n
+            self.get_requests += requests
+            self.egress_bytes[egress_class] += n
+
+    def add_write(self, n: int, egress_class: str = "same_host", *, requests: int = 1) -> None:
+        """Count `n` bytes written to storage in `requests` PUT requests."""
+        _check_egress_class(egress_class)
+        with self._lock:
+            self.bytes_written += n
+            self.put_requests += requests
+            self.egress_bytes[egress_class] += n
+
+    def add_list(self, requests: int = 1) -> None:
+        """Count a LIST request (a directory listing, an `ls`/`find` on a bucket prefix)."""
+        with self._lock:
+            self.list_requests += requests
+
+    def snapshot(self) -> IOSnapshot:
+        """The totals so far, as a frozen value."""
+        with self._lock:
+            return IOSnapshot(
+                bytes_read=self.bytes_read,
+                bytes_written=self.bytes_written,
+                get_requests=self.get_requests,
+                put_requests=self.put_requests,
+                list_requests=self.list_requests,
+                **{f"egress_{c}_bytes": self.egress_bytes[c] for c in EGRESS_CLASSES},
+            )
+
+
+_INT_FIELDS = frozenset(
+    {
+        "peak_rss_bytes",
+        "gpu_peak_memory_bytes",
+        "bytes_read",
+        "bytes_written",
+        "requests",
+        "get_requests",
+        "put_requests",
+        "list_requests",
+        "egress_bytes",
+        "egress_same_host_bytes",
+        "egress_same_region_bytes",
+        "egress_cross_region_bytes",
+        "egress_internet_bytes",
+    }
+)
+# Peaks combine by max: two partitions that each peaked at 1 GB did not need 2 GB.
+_MAX_FIELDS = frozenset({"peak_rss_bytes", "gpu_peak_memory_bytes"})
+
+
+@dataclass(frozen=True)
+class CostVector:
+    """What a piece of work cost, in physical units and (once priced) in dollars.
+
+    Every figure is optional: ``None`` means "not measured", never zero. `method` says how the
+    figures were measured, e.g.
+    ``"wall: monotonic; cpu: process+children times; rss: VmHWM reset per partition; gpu: none"``.
+
+    `egress_bytes` is the bytes that left the host (same region + cross region + internet);
+    `egress_same_host_bytes` is local traffic, kept for completeness and priced at 0 by default.
+    `requests` is the total of `get_requests`, `put_requests` and `list_requests`.
+    """
+
+    wall_seconds: float | None = None
+    cpu_seconds: float | None = None
+    peak_rss_bytes: int | None = None
+    gpu_seconds: float | None = None
+    gpu_peak_memory_bytes: int | None = None
+    bytes_read: int | None = None
+    bytes_written: int | None = None
+    requests: int | None = None
+    get_requests: int | None = None
+    put_requests: int | None = None
+    list_requests: int | None = None
+    egress_bytes: int | None = None
+    egress_same_host_bytes: int | None = None
+    egress_same_region_bytes: int | None = None
+    egress_cross_region_bytes: int | None = None
+    egress_internet_bytes: int | None = None
+    usd: float | None = None
+    usd_compute: float | None = None
+    usd_egress: float | None = None
+    usd_requests: float | None = None
+    usd_storage: float | None = None
+    usd_avoided: float | None = None
+    method: str = ""
+
+    @classmethod
+    def figure_names(cls) -> tuple[str, ...]:
+        """The names of the numeric fields (everything except `method`)."""
+        return tuple(f.name for f in fields(cls) if f.name != "method")
+
+    @classmethod
+    def from_io(cls, delta: IOSnapshot, method: str = "") -> CostVector:
+        """The I/O part of a cost vector from the difference of two `IOCounter` snapshots."""
+        off_host = (
+            delta.egress_same_region_bytes
+            + delta.egress_cross_region_bytes
+            + delta.egress_internet_bytes
+        )
+        return cls(
+            bytes_read=delta.bytes_read,
+            bytes_written=delta.bytes_written,
+            requests=delta.requests,
+            get_requests=delta.get_requests,
+            put_requests=delta.put_requests,
+            list_requests=delta.list_requests,
+            egress_bytes=off_host,
+            egress_same_host_bytes=delta.egress_same_host_bytes,
+            egress_same_region_bytes=delta.egress_same_region_bytes,
+            egress_cross_region_bytes=delta.egress_cross_region_bytes,
+            egress_internet_bytes=delta.egress_internet_bytes,
+            method=method,
+        )
+
+    def replace(self, **changes: Any) -> CostVector:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def measured(self) -> dict[str, float | int]:
+        """The figures that were measured (not None), by field name."""
+        return {n: v for n in self.figure_names() if (v := getattr(self, n)) is not None}
+
+    def to_metadata(self) -> dict[str, float | int | str]:
+        """Dagster-ready metadata: ``cost/<field>`` for measured figures, plus ``cost/method``."""
+        out: dict[str, float | int | str] = {
+            METADATA_PREFIX + n: v for n, v in self.measured().items()
+        }
+        if self.method:
+            out[METADATA_PREFIX + "method"] = self.method
+        return out
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any]) -> CostVector:
+        """Read back what `to_metadata` wrote; other keys are ignored.
+
+        Values may be plain numbers or objects with a ``.value`` (Dagster's metadata values).
+        """
+        flat = {}
+        for key, value in metadata.items():
+            if isinstance(key, str) and key.startswith(METADATA_PREFIX):
+                flat[key[len(METADATA_PREFIX):]] = getattr(value, "value", value)
+        return cls.from_record(flat)
+
+    def to_record(self) -> dict[str, float | int | str | None]:
+        """A flat dict of every field (None included), for the ledger."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> CostVector:
+        """Build from a flat dict (a ledger row); keys that are not cost fields are ignored."""
+        kwargs: dict[str, Any] = {}
+        for name in cls.figure_names():
+            value = record.get(name)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            kwargs[name] = int(value) if name in _INT_FIELDS else float(value)
+        method = record.get("method")
+        return cls(**kwargs, method=str(method) if method else "")
+
+    def __add__(self, other: CostVector) -> CostVector:
+        """Sum field by field: None + None = None, None + x = x; peaks take the max."""
+        if not isinstance(other, CostVector):
+            return NotImplemented
+        kwargs: dict[str, Any] = {}
+        for name in self.figure_names():
+            a, b = getattr(self, name), getattr(other, name)
+            if a is None:
+                kwargs[name] = b
+            elif b is None:
+                kwargs[name] = a
+            else:
+                kwargs[name] = max(a, b) if name in _MAX_FIELDS else a + b
+        return CostVector(**kwargs, method=_join_methods(self.method, other.method))
+
+    def __radd__(self, other: Any) -> CostVector:
+        # Lets `sum(vectors)` work with its default start of 0.
+        if other == 0:
+            return self
+        return NotImplemented
+
+
+def _join_methods(a: str, b: str) -> str:
+    if not a or a == b:
+        return b or a
+    if not b or b in a.split(" | "):
+        return a
+    return f"{a} | {b}"
+
+
+def utc_now_iso() -> str:
+    """The current time as ISO-8601 UTC with a trailing ``Z``: ``2026-03-01T12:00:00.123456Z``."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _tag(tags: Mapping[str, str], *names: str) -> str | None:
+    for name in names:
+        if tags.get(name):
+            return tags[name]
+    return None
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    """One line of the cost ledger: a partition that was computed (miss) or skipped (hit).
+
+    `ts` is ISO-8601 UTC (see `utc_now_iso`); `partition` is None for an unpartitioned asset;
+    `tags` are the run's tags (``skipwise/model``, ``skipwise/experiment``, ``team``, ...).
+    """
+
+    ts: str
+    run_id: str
+    asset: str
+    partition: str | None
+    cache: str
+    reason: str
+    fingerprint: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    cost: CostVector = field(default_factory=CostVector)
+
+    def __post_init__(self) -> None:
+        if self.cache not in ("hit", "miss"):
+            raise ValueError(f"LedgerRecord.cache must be 'hit' or 'miss', not {self.cache!r}")
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """A flat JSON-ready dict: record fields, `model`/`experiment`/`team` columns taken
+        from the tags (None when absent), the tags as a nested object, then every cost field."""
+        tags = {str(k): str(v) for k, v in self.tags.items()}
+        out: dict[str, Any] = {
+            "ts": self.ts,
+            "run_id": self.run_id,
+            "asset": self.asset,
+            "partition": self.partition,
+            "cache": self.cache,
+            "reason": self.reason,
+            "fingerprint": self.fingerprint,
+            "model": _tag(tags, MODEL_TAG),
+            "experiment": _tag(tags, EXPERIMENT_TAG),
+            "team": _tag(tags, *TEAM_TAG_ALIASES),
+            "tags": tags,
+        }
+        out.update(self.cost.to_record())
+        return out
+
+    @classmethod
+    def from_json_dict(cls, row: Mapping[str, Any]) -> LedgerRecord:
+        """Read back a dict written by `to_json_dict` (or a row from `Ledger.read`)."""
+        return cls(
+            ts=row["ts"],
+            run_id=row["run_id"],
+            asset=row["asset"],
+            partition=row.get("partition"),
+            cache=row["cache"],
+            reason=row.get("reason") or "",
+            fingerprint=row.get("fingerprint") or "",
+            tags=dict(row.get("tags") or {}),
+            cost=CostVector.from_record(row),
+        )

@@ -1,0 +1,34 @@
+"""The errors skipwise raises. Each one says what is wrong, where, and what to do."""
+
+from __future__ import annotations
+
+
+class SkipwiseError(Exception):
+    """Base of every error skipwise raises on purpose."""
+
+    def __init__(self, message: str, *, hint: str = "", location: str = "") -> None:
+        self.message = message
+        self.hint = hint
+        self.location = location
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        where = f"{self.location}: " if self.location else ""
+        fix = f"\n  fix: {self.hint}" if self.hint else ""
+        return f"{where}{self.message}{fix}"
+
+
+class ConfigError(SkipwiseError):
+    """A configuration file (params.yaml, skipwise.toml, ...) is malformed or names something unknown."""
+
+
+class PartitionKeyError(SkipwiseError):
+    """A partition key is empty, hostile (path-like) or outside the asset's partitions."""
+
+
+class InputError(SkipwiseError):
+    """An input partition is missing, corrupt, or not what DVC recorded."""
+
+
+class BudgetExceeded(SkipwiseError):
+    """A run's projected cost is over a budget; nothing was computed."""

@@ -1,0 +1,26 @@
+"""Canonical hashing: one way to turn a value into a stable digest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+
+def canonical_json(value: Any) -> str:
+    """Serialize `value` so that equal values always give the same text (sorted keys, no spaces)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=_reject)
+
+
+def _reject(value: Any) -> Any:
+    raise TypeError(f"cannot hash a value of type {type(value).__name__}: {value!r}")
+
+
+def digest(value: Any) -> str:
+    """sha256 hex digest of the canonical JSON form of `value`."""
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    """sha256 hex digest of raw bytes."""
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,69 @@
+"""The manifest: the record, beside each partition, that it is done and what it was made from.
+
+It is written last (the commit point) and is the source of truth: any index is derived from it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from pipelines.core.hashing import canonical_json, digest
+
+#: Bump when the meaning of a fingerprint changes: every partition then recomputes once.
+SCHEME_VERSION = 1
+
+InputVersions = Mapping[str, Mapping[str, str]]  # dep name -> upstream key -> version
+
+
+def fingerprint(code_version: str, params_digest: str, inputs: InputVersions, scheme: int = SCHEME_VERSION) -> str:
+    """H(scheme, code version, params, sorted input versions): equal iff the work would be the same."""
+    return digest({"scheme": scheme, "code": code_version, "params": params_digest, "inputs": inputs})
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a committed partition was computed from, and the output it produced."""
+
+    asset: str
+    partition: str
+    fingerprint: str
+    code_version: str
+    params_digest: str
+    inputs: Mapping[str, Mapping[str, str]]
+    output: str  # file name beside the manifest
+    output_hash: str  # sha256 of the output bytes
+    output_size: int
+    run_id: str = ""
+    created_at: str = ""
+    reason: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    cost: Mapping[str, Any] = field(default_factory=dict)
+    scheme: int = SCHEME_VERSION
+
+    def consistent(self) -> bool:
+        """True when the fingerprint matches the recorded provenance (guards against hand edits)."""
+        return fingerprint(self.code_version, self.params_digest, self.inputs, self.scheme) == self.fingerprint
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Manifest":
+        """Parse a manifest; ValueError if it is not one (the caller then treats it as absent)."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("manifest is not a JSON object")
+        names = set(cls.__dataclass_fields__)
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown manifest fields: {sorted(unknown)}")
+        m = cls(**data)
+        for attr in ("asset", "partition", "fingerprint", "code_version", "params_digest", "output", "output_hash"):
+            if not isinstance(getattr(m, attr), str):
+                raise ValueError(f"manifest field {attr} is not a string")
+        if not isinstance(m.output_size, int) or not isinstance(m.inputs, dict):
+            raise ValueError("manifest output_size/inputs malformed")
+        canonical_json(m.inputs)
+        return m

@@ -1,0 +1,110 @@
+"""Partition keys, partition sets and the mappings from a partition to the upstream ones it reads."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Union
+
+from pipelines.core.errors import PartitionKeyError
+
+# Keys become path components: allow a conservative alphabet, never a separator or a dot-dot.
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]{0,127}$")
+
+#: The key under which an unpartitioned asset stores its single partition.
+UNPARTITIONED = "all"
+
+
+def validate_key(key: object) -> str:
+    """Return `key` if it is a safe partition key, else raise PartitionKeyError saying why."""
+    if not isinstance(key, str) or key == "":
+        raise PartitionKeyError(
+            f"partition key {key!r} is empty or not a string",
+            hint="pass a key such as 2013-03-14",
+        )
+    if ".." in key or not _KEY_RE.match(key):
+        raise PartitionKeyError(
+            f"partition key {key!r} is not allowed: keys are 1-128 characters of letters, digits and "
+            "'_', '.', '=', '-', start with a letter or digit and never contain '..' or a path separator",
+            hint="use the asset's own keys, e.g. 2013-03-14",
+        )
+    return key
+
+
+@dataclass(frozen=True)
+class DailyPartitions:
+    """Daily partitions from `start` (inclusive) to `end` (exclusive), keyed by ISO date."""
+
+    start: date
+    end: date
+
+    def keys(self) -> list[str]:
+        """Every key, in time order."""
+        n = (self.end - self.start).days
+        return [(self.start + timedelta(days=i)).isoformat() for i in range(n)]
+
+    def parse(self, key: str) -> date:
+        """The date of `key`; PartitionKeyError if it is malformed or out of range."""
+        validate_key(key)
+        try:
+            day = date.fromisoformat(key)
+        except ValueError:
+            raise PartitionKeyError(
+                f"partition key {key!r} is not a date (YYYY-MM-DD)", hint="use a key such as 2013-03-14"
+            ) from None
+        if not (self.start <= day < self.end):
+            raise PartitionKeyError(
+                f"partition key {key!r} is outside {self.start.isoformat()}..{self.end.isoformat()}",
+                hint=f"use a day from {self.start.isoformat()} to {(self.end - timedelta(days=1)).isoformat()}",
+            )
+        return day
+
+    def key_range(self, first: str, last: str) -> list[str]:
+        """Keys from `first` to `last`, both inclusive."""
+        a, b = self.parse(first), self.parse(last)
+        if b < a:
+            raise PartitionKeyError(f"partition range {first}...{last} is empty", hint="put the earlier day first")
+        return [(a + timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
+
+
+Partitions = Union[DailyPartitions, None]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Partition k reads upstream partition k."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """Partition k reads upstream partitions k - lookback .. k (days), clipped to the upstream range."""
+
+    lookback: int
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """The partition reads every (materialized) upstream partition."""
+
+
+Mapping = Union[Identity, Window, AllOf]
+
+
+def keys_of(partitions: Partitions) -> list[str]:
+    """Every key of a partition set; an unpartitioned asset has the single key UNPARTITIONED."""
+    return [UNPARTITIONED] if partitions is None else partitions.keys()
+
+
+def upstream_keys(mapping: Mapping, key: str, upstream: Partitions) -> list[str] | None:
+    """The upstream keys partition `key` reads, in order; None means 'all of them'."""
+    if upstream is None:
+        return [UNPARTITIONED]
+    if isinstance(mapping, AllOf):
+        return None
+    day = date.fromisoformat(key)
+    if isinstance(mapping, Identity):
+        upstream.parse(key)  # raises if the upstream has no such partition
+        return [key]
+    first = max(upstream.start, day - timedelta(days=mapping.lookback))
+    return [(first + timedelta(days=i)).isoformat() for i in range((day - first).days + 1)]

@@ -1,0 +1,85 @@
+"""Decide, per partition, whether to run or skip, with a reason a person can read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from pipelines.core.manifest import SCHEME_VERSION, Manifest
+
+RUN, SKIP, BLOCKED = "run", "skip", "blocked"
+
+
+@dataclass(frozen=True)
+class Current:
+    """The partition's provenance as of now (what it would be computed from)."""
+
+    code_version: str
+    params_digest: str
+    inputs: Mapping[str, Mapping[str, str | None]]  # None: the upstream partition is not available
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """RUN, SKIP or BLOCKED for one partition, and why."""
+
+    asset: str
+    partition: str
+    action: str
+    reason: str
+    fingerprint: str
+
+    def __bool__(self) -> bool:  # truthy when work is needed
+        return self.action == RUN
+
+
+def missing_inputs(current: Current) -> list[str]:
+    """The `dep[key]` labels of upstream partitions that are not available."""
+    return [f"{dep}[{k}]" for dep, vs in sorted(current.inputs.items()) for k, v in sorted(vs.items()) if v is None]
+
+
+def decide(asset: str, partition: str, current: Current, manifest: Manifest | None, output_state: str) -> Decision:
+    """Compare `current` with the committed `manifest`; `output_state` is "ok", "missing" or "changed"."""
+
+    def make(action: str, reason: str) -> Decision:
+        return Decision(asset, partition, action, reason, current.fingerprint)
+
+    missing = missing_inputs(current)
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        return make(BLOCKED, f"input {missing[0]}{more} not materialized")
+    if manifest is None:
+        return make(RUN, "missing")
+    if manifest.scheme != SCHEME_VERSION:
+        return make(RUN, f"fingerprint scheme changed ({manifest.scheme} -> {SCHEME_VERSION})")
+    if not manifest.consistent():
+        return make(RUN, "manifest does not match its own provenance (edited by hand?)")
+    if manifest.fingerprint == current.fingerprint:
+        if output_state == "ok":
+            return make(SKIP, "up to date")
+        return make(RUN, f"output file {output_state}")
+    return make(RUN, "; ".join(explain(asset, current, manifest)) or "fingerprint changed")
+
+
+def explain(asset: str, current: Current, manifest: Manifest) -> list[str]:
+    """Why `current` differs from `manifest`: code, params, then the inputs that changed."""
+    reasons = []
+    if current.code_version != manifest.code_version:
+        reasons.append(f"code of {asset} changed")
+    if current.params_digest != manifest.params_digest:
+        reasons.append("params changed")
+    changed = []
+    for dep in sorted(set(current.inputs) | set(manifest.inputs)):
+        now, was = current.inputs.get(dep, {}), manifest.inputs.get(dep, {})
+        for key in sorted(set(now) | set(was)):
+            if key not in was:
+                changed.append(f"input {dep}[{key}] added")
+            elif key not in now:
+                changed.append(f"input {dep}[{key}] removed")
+            elif now[key] != was[key]:
+                changed.append(f"input {dep}[{key}] changed")
+    if changed:
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        reasons.append(changed[0] + more)
+    return reasons

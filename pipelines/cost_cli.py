@@ -1,0 +1,74 @@
+"""``skipwise cost``: what the pipelines cost, from the ledger, without the Dagster instance.
+
+    skipwise cost                          # by asset, all time
+    skipwise cost --by day --since 2026-01-01
+    skipwise cost --by model --json
+    skipwise cost --html cost.html
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pipelines.core.errors import SkipwiseError
+from pipelines.report import GROUPINGS, cost_table, format_table, render_html, totals
+from pipelines.store.ledger import Ledger
+
+DEFAULT_LEDGER = "data/ledger"
+
+
+def add_cost_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``cost`` subcommand to an argparse `subparsers`; its ``func`` is `run_cost`."""
+    parser = subparsers.add_parser(
+        "cost",
+        help="report what computed partitions cost and what cache hits saved",
+        description="Group the cost ledger by asset, partition, run, model, experiment, team "
+        "or day. Model and experiment come from the run tags skipwise/model and "
+        "skipwise/experiment, team from the run tag team.",
+    )
+    parser.add_argument("--by", choices=GROUPINGS, default="asset",
+                        help="how to group (default: asset)")
+    parser.add_argument("--since", metavar="YYYY-MM-DD",
+                        help="only records from this UTC day on")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--html", metavar="PATH",
+                        help="also write a self-contained HTML report with charts")
+    parser.add_argument("--ledger", metavar="DIR", default=DEFAULT_LEDGER,
+                        help=f"ledger directory (default: {DEFAULT_LEDGER})")
+    parser.set_defaults(func=run_cost)
+    return parser
+
+
+def run_cost(args: argparse.Namespace) -> int:
+    """Run ``skipwise cost``; returns the exit status (1 with one ``Error:`` line on failure)."""
+    try:
+        ledger = Ledger(args.ledger)
+        rows = ledger.read(since=args.since)
+        table = cost_table(rows, args.by)
+        if args.json:
+            print(json.dumps(table, indent=2, default=str))
+        elif not rows:
+            where = f" since {args.since}" if args.since else ""
+            print(f"no cost records in {args.ledger}{where}; "
+                  "they are written when skipwise assets materialize")
+        else:
+            print(format_table(table))
+            total = totals(table)
+            print(f"\ntotal: ${total['usd'] or 0:.4f} spent, "
+                  f"${total['usd_avoided'] or 0:.4f} avoided by "
+                  f"{total['skipped'] or 0} cache hit(s)")
+        if args.html:
+            out = Path(args.html)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(render_html(rows, by=args.by), encoding="utf-8")
+            print(f"wrote {out}", file=sys.stderr if args.json else sys.stdout)
+    except SkipwiseError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,281 @@
+"""Cost reports from ledger rows: grouped tables, plain text, and a self-contained HTML page.
+
+    rows = Ledger("data/ledger").read(since="2026-01-01")
+    print(format_table(cost_table(rows, by="asset")))
+    Path("cost.html").write_text(render_html(rows))
+
+A figure nobody measured stays None (shown as ``-``): a sum is None only when every row lacked it.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import defaultdict
+from typing import Any, Callable, Iterable
+
+GROUPINGS: tuple[str, ...] = ("asset", "partition", "run", "model", "experiment", "team", "day")
+
+METRIC_COLUMNS: tuple[str, ...] = (
+    "runs",
+    "computed",
+    "skipped",
+    "cpu_hours",
+    "gpu_hours",
+    "bytes_read",
+    "bytes_written",
+    "egress_bytes",
+    "usd",
+    "usd_avoided",
+    "hit_rate",
+)
+
+_SUMMED = {
+    "cpu_hours": ("cpu_seconds", 1 / 3600),
+    "gpu_hours": ("gpu_seconds", 1 / 3600),
+    "bytes_read": ("bytes_read", 1),
+    "bytes_written": ("bytes_written", 1),
+    "egress_bytes": ("egress_bytes", 1),
+    "usd": ("usd", 1),
+    "usd_avoided": ("usd_avoided", 1),
+}
+
+
+def _key_columns(by: str) -> tuple[str, ...]:
+    return ("asset", "partition") if by == "partition" else (by,)
+
+
+def _key(row: dict[str, Any], by: str) -> tuple[Any, ...]:
+    if by == "partition":
+        return (row.get("asset"), row.get("partition"))
+    if by == "run":
+        return (row.get("run_id"),)
+    if by == "day":
+        ts = row.get("ts") or ""
+        return (ts[:10] or None,)
+    return (row.get(by),)
+
+
+def _sum(values: Iterable[Any]) -> float | int | None:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+def cost_table(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
+    """Group ledger rows by `by` (asset, partition, run, model, experiment, team or day).
+
+    Each output row has the group's key column(s) (``asset`` and ``partition`` for
+    ``by="partition"``) and: ``runs`` (distinct run ids), ``computed`` (misses), ``skipped``
+    (hits), ``cpu_hours``, ``gpu_hours``, ``bytes_read``, ``bytes_written``, ``egress_bytes``
+    (bytes that left the host), ``usd``, ``usd_avoided`` and ``hit_rate`` (skipped / all).
+    Rows come most expensive first; by day, in date order. Rows without the tag (e.g. no
+    ``skipwise/model``) are grouped under None.
+    """
+    if by not in GROUPINGS:
+        raise ValueError(f"cannot group by {by!r}; use one of {', '.join(GROUPINGS)}")
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[_key(row, by)].append(row)
+
+    table = []
+    for key, members in groups.items():
+        out: dict[str, Any] = dict(zip(_key_columns(by), key))
+        computed = sum(1 for r in members if r.get("cache") == "miss")
+        skipped = sum(1 for r in members if r.get("cache") == "hit")
+        out["runs"] = len({r.get("run_id") for r in members})
+        out["computed"] = computed
+        out["skipped"] = skipped
+        for column, (field, scale) in _SUMMED.items():
+            total = _sum(r.get(field) for r in members)
+            out[column] = total * scale if total is not None and scale != 1 else total
+        out["hit_rate"] = skipped / (computed + skipped) if computed + skipped else None
+        table.append(out)
+
+    def order(row: dict[str, Any]) -> tuple[Any, ...]:
+        names = tuple("" if row[c] is None else str(row[c]) for c in _key_columns(by))
+        if by == "day":
+            return names
+        return (-(row["usd"] or 0.0),) + names
+
+    return sorted(table, key=order)
+
+
+def totals(table: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row summing a `cost_table` (``runs`` is left None: runs overlap between groups)."""
+    out: dict[str, Any] = {"runs": None}
+    for column in ("computed", "skipped") + tuple(_SUMMED):
+        out[column] = _sum(r.get(column) for r in table)
+    seen = (out["computed"] or 0) + (out["skipped"] or 0)
+    out["hit_rate"] = (out["skipped"] or 0) / seen if seen else None
+    return out
+
+
+# --- formatting -------------------------------------------------------------------------------
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+_FORMATS: dict[str, Callable[[Any], str]] = {
+    "cpu_hours": lambda v: f"{v:.4f}",
+    "gpu_hours": lambda v: f"{v:.4f}",
+    "bytes_read": _bytes,
+    "bytes_written": _bytes,
+    "egress_bytes": _bytes,
+    "usd": lambda v: f"${v:.4f}",
+    "usd_avoided": lambda v: f"${v:.4f}",
+    "hit_rate": lambda v: f"{100 * v:.0f}%",
+}
+
+
+def _cell(column: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    fmt = _FORMATS.get(column)
+    return fmt(value) if fmt else str(value)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """An aligned plain-text table of `cost_table` rows (text left, numbers right; None is
+    ``-``)."""
+    if not rows:
+        return "(no cost records)"
+    columns = list(rows[0])
+    cells = [[_cell(c, row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    numeric = [c in METRIC_COLUMNS for c in columns]
+
+    def line(values: list[str]) -> str:
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)]
+        return "  ".join(parts).rstrip()
+
+    out = [line(columns), line(["-" * w for w in widths])]
+    out.extend(line(r) for r in cells)
+    return "\n".join(out)
+
+
+# --- HTML -------------------------------------------------------------------------------------
+
+_CSS = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin-top: 2em; }
+.charts { display: flex; flex-wrap: wrap; gap: 2em; }
+figure { margin: 0; } figcaption { font-weight: 600; margin-bottom: .5em; }
+svg text { font: 11px system-ui, sans-serif; fill: #333; }
+table { border-collapse: collapse; margin-top: 1em; }
+th, td { padding: .25em .7em; border-bottom: 1px solid #ddd; }
+th { text-align: left; background: #f4f4f4; } td.num { text-align: right; }
+.empty { color: #888; }
+"""
+
+
+def _hbar_chart(items: list[tuple[str, float]], label: Callable[[float], str],
+                vmax: float | None = None, color: str = "#4a7ebb") -> str:
+    """Horizontal bars: one row per (name, value)."""
+    if not items:
+        return '<svg width="420" height="30"><text x="0" y="20">no data</text></svg>'
+    row_h, name_w, bar_w = 22, 160, 200
+    top = vmax if vmax is not None else max(v for _, v in items)
+    height = row_h * len(items) + 6
+    parts = [f'<svg width="{name_w + bar_w + 90}" height="{height}" role="img">']
+    for i, (name, value) in enumerate(items):
+        y = 3 + i * row_h
+        # A non-zero value always shows at least a sliver.
+        w = max(1.0, bar_w * value / top) if value > 0 and top > 0 else 0.0
+        parts.append(f'<text x="{name_w - 6}" y="{y + 14}" text-anchor="end">'
+                     f"{html.escape(_short(name))}</text>")
+        parts.append(f'<rect x="{name_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" '
+                     f'fill="{color}"><title>{html.escape(name)}: {html.escape(label(value))}'
+                     "</title></rect>")
+        parts.append(f'<text x="{name_w + w + 4:.1f}" y="{y + 14}">{html.escape(label(value))}'
+                     "</text>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _vbar_chart(items: list[tuple[str, float]], label: Callable[[float], str]) -> str:
+    """Vertical bars over time: one column per (day, value)."""
+    if not items:
+        return '<svg width="420" height="30"><text x="0" y="20">no data</text></svg>'
+    plot_h, col_w, left, bottom = 160, max(8, min(40, 560 // len(items))), 60, 40
+    top = max(v for _, v in items) or 1.0
+    width = left + col_w * len(items) + 10
+    parts = [f'<svg width="{width}" height="{plot_h + bottom + 10}" role="img">',
+             f'<line x1="{left}" y1="10" x2="{left}" y2="{plot_h + 10}" stroke="#999"/>',
+             f'<line x1="{left}" y1="{plot_h + 10}" x2="{width}" y2="{plot_h + 10}" '
+             'stroke="#999"/>',
+             f'<text x="{left - 4}" y="16" text-anchor="end">{html.escape(label(top))}</text>',
+             f'<text x="{left - 4}" y="{plot_h + 10}" text-anchor="end">{html.escape(label(0))}'
+             "</text>"]
+    every = max(1, len(items) // 8)  # label at most ~8 days so the text does not collide
+    for i, (day, value) in enumerate(items):
+        h = plot_h * value / top
+        x = left + i * col_w + 2
+        parts.append(f'<rect x="{x}" y="{plot_h + 10 - h:.1f}" width="{col_w - 4}" '
+                     f'height="{h:.1f}" fill="#4a7ebb"><title>{html.escape(day)}: '
+                     f"{html.escape(label(value))}</title></rect>")
+        if i % every == 0:
+            parts.append(f'<text x="{x}" y="{plot_h + 26}">{html.escape(day[5:])}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _usd(v: float) -> str:
+    return f"${v:.4f}"
+
+
+def _short(name: str, n: int = 24) -> str:
+    return name if len(name) <= n else name[: n - 1] + "\u2026"
+
+
+def _html_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return '<p class="empty">no cost records</p>'
+    columns = list(rows[0])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cells = "".join(
+            f'<td class="num">{html.escape(_cell(c, row.get(c)))}</td>' if c in METRIC_COLUMNS
+            else f"<td>{html.escape(_cell(c, row.get(c)))}</td>"
+            for c in columns
+        )
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def render_html(rows: list[dict[str, Any]], by: str = "asset",
+                title: str = "skipwise cost report") -> str:
+    """A self-contained HTML page (inline CSS and SVG, no scripts, no external references) for
+    ledger `rows`: spend per day, spend per asset, cache hit rate per asset, and the
+    `cost_table` grouped by `by`."""
+    by_day = cost_table(rows, "day")
+    by_asset = cost_table(rows, "asset")
+    spend_day = [(str(r["day"]), r["usd"] or 0.0) for r in by_day]
+    spend_asset = [(str(r["asset"]), r["usd"] or 0.0) for r in by_asset]
+    hit_asset = [(str(r["asset"]), r["hit_rate"]) for r in by_asset if r["hit_rate"] is not None]
+    table = cost_table(rows, by)
+    total = totals(table)
+    summary = (f"{len(rows)} records; ${total['usd'] or 0:.4f} spent; "
+               f"${total['usd_avoided'] or 0:.4f} avoided by cache hits; "
+               f"hit rate {_cell('hit_rate', total['hit_rate'])}")
+    charts = [
+        ("Spend per day (USD)", _vbar_chart(spend_day, _usd)),
+        ("Spend per asset (USD)", _hbar_chart(spend_asset, _usd)),
+        ("Cache hit rate per asset", _hbar_chart(hit_asset, lambda v: f"{100 * v:.0f}%",
+                                                 vmax=1.0, color="#5a9e5a")),
+    ]
+    figures = "".join(f"<figure><figcaption>{html.escape(cap)}</figcaption>{svg}</figure>"
+                      for cap, svg in charts)
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>"
+        f'<div class="charts">{figures}</div>'
+        f"<h2>By {html.escape(by)}</h2>{_html_table(table)}"
+        "</body></html>\n"
+    )

@@ -1,0 +1,1 @@
+"""Storage: atomic partition writes, manifests, the cost ledger, metered I/O."""

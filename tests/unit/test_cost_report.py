@@ -1,0 +1,109 @@
+"""Cost reports: grouped numbers checked by hand, a self-contained HTML page, and the
+`skipwise cost` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+
+import pytest
+
+from pipelines.core.cost import CostVector, LedgerRecord
+from pipelines.cost_cli import add_cost_parser
+from pipelines.report import cost_table, format_table, render_html
+from pipelines.store.ledger import Ledger
+
+
+def _row(ts, run, asset, partition, cache, model=None, team=None, **cost):
+    tags = {k: v for k, v in (("skipwise/model", model), ("team", team)) if v}
+    return LedgerRecord(ts, run, asset, partition, cache, "r", "fp", tags,
+                        CostVector(**cost)).to_json_dict()
+
+
+ROWS = [
+    _row("2026-03-01T10:00:00Z", "r1", "A", "p1", "miss", model="m1", team="t1",
+         cpu_seconds=3600.0, usd=1.0, bytes_read=100),
+    _row("2026-03-01T10:00:01Z", "r1", "A", "p2", "hit", model="m1", usd_avoided=1.0),
+    _row("2026-03-02T09:00:00Z", "r2", "B", "p1", "miss", model="m2",
+         cpu_seconds=1800.0, gpu_seconds=7200.0, usd=2.5, egress_bytes=50),
+    _row("2026-03-02T09:00:01Z", "r2", "A", "p1", "miss", usd=0.5),
+]
+
+
+def test_by_asset_by_hand():
+    b, a = cost_table(ROWS, "asset")  # most expensive first
+    assert b == {"asset": "B", "runs": 1, "computed": 1, "skipped": 0, "cpu_hours": 0.5,
+                 "gpu_hours": 2.0, "bytes_read": None, "bytes_written": None,
+                 "egress_bytes": 50, "usd": 2.5, "usd_avoided": None, "hit_rate": 0.0}
+    assert (a["runs"], a["computed"], a["skipped"]) == (2, 2, 1)
+    assert a["cpu_hours"] == 1.0 and a["gpu_hours"] is None  # never measured: None, not 0
+    assert a["usd"] == 1.5 and a["usd_avoided"] == 1.0 and a["bytes_read"] == 100
+    assert a["hit_rate"] == pytest.approx(1 / 3)
+
+
+def test_other_groupings_by_hand():
+    days = cost_table(ROWS, "day")
+    assert [(d["day"], d["usd"], d["computed"], d["skipped"]) for d in days] == [
+        ("2026-03-01", 1.0, 1, 1), ("2026-03-02", 3.0, 2, 0)]
+    parts = {(p["asset"], p["partition"]): p for p in cost_table(ROWS, "partition")}
+    assert parts[("A", "p1")]["computed"] == 2 and parts[("A", "p1")]["runs"] == 2
+    assert parts[("A", "p1")]["usd"] == 1.5
+    models = {m["model"]: m["usd"] for m in cost_table(ROWS, "model")}
+    assert models == {"m2": 2.5, "m1": 1.0, None: 0.5}
+    teams = {t["team"]: t["computed"] for t in cost_table(ROWS, "team")}
+    assert teams == {"t1": 1, None: 2}
+    runs = {r["run"]: r["usd"] for r in cost_table(ROWS, "run")}
+    assert runs == {"r1": 1.0, "r2": 3.0}
+    with pytest.raises(ValueError, match="one of"):
+        cost_table(ROWS, "colour")
+
+
+def test_format_table_is_aligned():
+    text = format_table(cost_table(ROWS, "asset"))
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["asset", "runs", "computed"]
+    assert len({len(line) for line in lines}) == 1  # numbers right-aligned to the last column
+    assert "$2.5000" in text and "33%" in text and " - " in text
+    assert format_table([]) == "(no cost records)"
+
+
+def test_html_is_self_contained_with_a_chart_each():
+    rows = ROWS + [_row("2026-03-02T09:00:02Z", "r2", "<script>x</script>", "p", "miss", usd=0.1)]
+    page = render_html(rows)
+    assert page.count("<svg") == 3  # spend per day, spend per asset, hit rate per asset
+    for caption in ("Spend per day", "Spend per asset", "Cache hit rate per asset"):
+        assert caption in page
+    assert not re.search(r"https?://", page)
+    assert "<script" not in page  # names are escaped; no scripts at all
+    assert "<table>" in page and "$2.5000" in page
+    assert render_html([]).count("<svg") == 3  # an empty ledger still renders
+
+
+def _cli(*argv):
+    parser = argparse.ArgumentParser(prog="skipwise")
+    add_cost_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["cost", *argv])
+    return args.func(args)
+
+
+def test_cli(tmp_path, capsys):
+    ledger_dir = tmp_path / "ledger"
+    Ledger(ledger_dir).append([LedgerRecord.from_json_dict(r) for r in ROWS])
+
+    assert _cli("--ledger", str(ledger_dir)) == 0
+    out = capsys.readouterr().out
+    assert "asset" in out and "$4.0000 spent" in out and "1 cache hit" in out
+
+    html_path = tmp_path / "out" / "cost.html"
+    assert _cli("--ledger", str(ledger_dir), "--by", "day", "--since", "2026-03-02", "--json",
+                "--html", str(html_path)) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["day"], r["usd"]) for r in rows] == [("2026-03-02", 3.0)]
+    assert html_path.read_text().count("<svg") == 3
+
+    assert _cli("--ledger", str(tmp_path / "none")) == 0
+    assert "no cost records" in capsys.readouterr().out
+
+    assert _cli("--ledger", str(ledger_dir), "--since", "March") == 1
+    assert capsys.readouterr().err.startswith("Error:")

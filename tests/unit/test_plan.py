@@ -1,0 +1,77 @@
+"""Fingerprints and decisions: every skip and every recompute has a reason."""
+
+import dataclasses
+
+from pipelines.core.manifest import Manifest, fingerprint
+from pipelines.core.plan import BLOCKED, RUN, SKIP, Current, decide
+
+INPUTS = {"raw": {"2013-01-01": "md5:aa", "2013-01-02": "md5:bb"}}
+
+
+def current(code="c1", params="p1", inputs=INPUTS):
+    return Current(code, params, inputs, fingerprint(code, params, inputs))
+
+
+def manifest_for(cur: Current) -> Manifest:
+    return Manifest("a", "2013-01-02", cur.fingerprint, cur.code_version, cur.params_digest, cur.inputs, "x.parquet", "h", 10)
+
+
+def test_fingerprint_golden_value():
+    # Pinned: an accidental change of the fingerprint scheme must be a red test, not a silent cache bust.
+    assert fingerprint("c1", "p1", INPUTS) == "8225d9790d6fbaa6e84e232ca2e50348086644943aac53d32495dbe9b0c72502"
+
+
+def test_fingerprint_ignores_dict_order_but_not_values():
+    swapped = {"raw": {"2013-01-02": "md5:bb", "2013-01-01": "md5:aa"}}
+    assert fingerprint("c", "p", INPUTS) == fingerprint("c", "p", swapped)
+    assert fingerprint("c", "p", INPUTS) != fingerprint("c", "p", {"raw": {"2013-01-01": "md5:aa"}})
+
+
+def test_missing_manifest_runs():
+    assert decide("a", "k", current(), None, "missing").reason == "missing"
+
+
+def test_same_fingerprint_with_output_present_skips():
+    cur = current()
+    d = decide("a", "2013-01-02", cur, manifest_for(cur), "ok")
+    assert (d.action, d.reason) == (SKIP, "up to date")
+
+
+def test_deleted_or_edited_output_runs():
+    cur = current()
+    assert decide("a", "k", cur, manifest_for(cur), "missing").reason == "output file missing"
+    assert decide("a", "k", cur, manifest_for(cur), "changed").reason == "output file changed"
+
+
+def test_reasons_name_what_changed():
+    old = current()
+    new_input = current(inputs={"raw": {"2013-01-01": "md5:aa", "2013-01-02": "md5:XX"}})
+    assert decide("a", "k", new_input, manifest_for(old), "ok").reason == "input raw[2013-01-02] changed"
+    assert decide("a", "k", current(code="c2"), manifest_for(old), "ok").reason == "code of a changed"
+    assert decide("a", "k", current(params="p2"), manifest_for(old), "ok").reason == "params changed"
+
+
+def test_hand_edited_manifest_cannot_cause_a_false_hit():
+    old = current()
+    new = current(inputs={"raw": {"2013-01-01": "md5:aa", "2013-01-02": "md5:XX"}})
+    # Someone pastes the new fingerprint into the old manifest: its provenance no longer matches.
+    forged = dataclasses.replace(manifest_for(old), fingerprint=new.fingerprint)
+    d = decide("a", "k", new, forged, "ok")
+    assert d.action == RUN and "edited" in d.reason
+
+
+def test_unavailable_upstream_blocks():
+    cur = Current("c", "p", {"up": {"k": None}}, "")
+    d = decide("a", "k", cur, None, "missing")
+    assert d.action == BLOCKED and "up[k]" in d.reason
+
+
+def test_manifest_json_round_trip_and_rejects_garbage():
+    m = manifest_for(current())
+    assert Manifest.from_json(m.to_json()) == m
+    for bad in ("[]", "{}", '{"asset": 1}'):
+        try:
+            Manifest.from_json(bad)
+        except (ValueError, TypeError):
+            continue
+        raise AssertionError(f"accepted {bad}")
