@@ -88,12 +88,19 @@ def materialize_project(project: Project, selection: list[str] | None, partition
         for a in group:
             summary.requested[a.name] = n_keys
             summary.computed[a.name] = sum(
-                1 for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(a.name)
+                1
+                for e in result.get_asset_materialization_events()
+                if e.asset_key == dg.AssetKey(a.name) and _cache_of(e) == "miss"
             )
         if not result.success:
             break
     summary.metrics = write_metrics(project)
     return summary
+
+
+def _cache_of(event) -> str:
+    value = event.step_materialization_data.materialization.metadata.get("skipwise/cache")
+    return getattr(value, "value", value)
 
 
 def run_groups(graph, names: set[str]) -> list[list[Asset]]:
