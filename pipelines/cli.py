@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--partition", default=None, help="one partition key, or a range a...b")
     plan.add_argument("--json", action="store_true", help="machine-readable output")
     plan.add_argument("--all", action="store_true", help="list skipped partitions too")
-    plan.add_argument("--max-usd", type=float, default=None, help="exit 3 if the projected cost is above this")
+    plan.add_argument("--max-usd", type=float, default=None, help="exit 3 if the projected cost is above this (a CI gate)")
+    plan.add_argument("--cost", action="store_true", help="project the cost of the plan from the ledger's history")
     plan.set_defaults(func=cmd_plan)
 
     status = sub.add_parser("status", help="every partition: up to date / stale (why) / missing")
@@ -92,7 +93,7 @@ def cmd_plan(args) -> int:
     project = _project(args)
     decisions = project.plan(_select(args.select), _keys(project, args.partition))
     todo = [d for d in decisions if d.action != SKIP]
-    projected = _projected_usd(project, todo)
+    projected = _projected_usd(project, todo) if (args.cost or args.max_usd is not None) else None
     if args.json:
         rows = decisions if args.all else todo
         print(json.dumps({
@@ -117,12 +118,13 @@ def cmd_plan(args) -> int:
     return 0
 
 
-def _projected_usd(project, todo: list[Decision]) -> float | None:
-    try:
-        from pipelines.budgets import project_plan_cost
-    except ImportError:
-        return None
-    return project_plan_cost(project, todo).total_usd
+def _projected_usd(project, todo: list[Decision]) -> float:
+    """Dollars the plan would cost: each asset's recent median cost per partition times its partitions."""
+    from pipelines.core.budget import project_run_cost
+
+    to_run = Counter(d.asset for d in todo if d.action == RUN)
+    history = {a: project.ledger.history_usd_per_partition(a) for a in to_run}
+    return project_run_cost(history, dict(to_run), project.config.default_partition_usd_estimate).total_usd
 
 
 def cmd_status(args) -> int:

@@ -89,13 +89,15 @@ class Project:
         self.io = IOCounter()
         self.statcache = StatCache(self.data_root / ".skipwise" / "stat.db")
         self.store = PartitionStore(self.data_root, self.statcache, self.io)
-        self.code = CodeIndex(self.root)
+        self.code = CodeIndex(self.root, cache=self.data_root / ".skipwise" / "code.json")
         self.config = load_config(self.root / "skipwise.toml")
         self.ledger = Ledger(self.data_root / "ledger")
         self.warnings: list[str] = []
         self._tracked: dict[str, TrackedDir] = {}
         self._raw_versions: dict[tuple[str, str], str] = {}
         self._code_versions: dict[str, str] = {}
+        self._params_digests: dict[str, str] = {}
+        self._manifests: dict[tuple[str, str], Manifest | None] | None = None  # only while planning
 
     # -- versions of things ---------------------------------------------------------------------
 
@@ -103,6 +105,11 @@ class Project:
         if asset.name not in self._code_versions:
             self._code_versions[asset.name] = self.code.version(asset.fn).digest
         return self._code_versions[asset.name]
+
+    def params_digest(self, asset: Asset) -> str:
+        if asset.name not in self._params_digests:
+            self._params_digests[asset.name] = digest(self.params_of(asset))
+        return self._params_digests[asset.name]
 
     def params_of(self, asset: Asset) -> dict[str, Any]:
         value = self.params.get(asset.name, {})
@@ -124,12 +131,21 @@ class Project:
         return self._raw_versions[cache_key]
 
     def manifest(self, asset: Asset, key: str) -> Manifest | None:
-        """The committed manifest of a partition; an unreadable one counts as absent (and warns)."""
+        """The committed manifest of a partition; an unreadable one counts as absent (and warns).
+
+        While planning, each manifest is read once; while materializing, always afresh (another
+        process may commit at any time).
+        """
+        if self._manifests is not None and (asset.name, key) in self._manifests:
+            return self._manifests[(asset.name, key)]
         try:
-            return self.store.read_manifest(asset.layer, asset.name, key)
+            m = self.store.read_manifest(asset.layer, asset.name, key)
         except ValueError as exc:
             self.warn(f"ignoring unreadable manifest: {exc}")
-            return None
+            m = None
+        if self._manifests is not None:
+            self._manifests[(asset.name, key)] = m
+        return m
 
     def warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -169,7 +185,7 @@ class Project:
                     versions[k] = f"sha256:{m.output_hash}" if m else None
             inputs[dep.name] = versions
         code = self.code_version(asset)
-        params = digest(self.params_of(asset))
+        params = self.params_digest(asset)
         fp = fingerprint(code, params, inputs) if all(v is not None for vs in inputs.values() for v in vs.values()) else ""
         return Current(code, params, inputs, fp)
 
@@ -205,14 +221,18 @@ class Project:
             self.graph.asset(n)
         pending: set[tuple[str, str]] = set()
         out: list[Decision] = []
-        for asset in self.graph.order():
-            if asset.name not in names:
-                continue
-            for key in self.keys_for(asset, keys if asset.partitions is not None else None):
-                d = self.decide(asset, key, pending)
-                if d.action == RUN:
-                    pending.add((asset.name, key))
-                out.append(d)
+        self._manifests = {}
+        try:
+            for asset in self.graph.order():
+                if asset.name not in names:
+                    continue
+                for key in self.keys_for(asset, keys if asset.partitions is not None else None):
+                    d = self.decide(asset, key, pending)
+                    if d.action == RUN:
+                        pending.add((asset.name, key))
+                    out.append(d)
+        finally:
+            self._manifests = None
         return out
 
     # -- execution ------------------------------------------------------------------------------

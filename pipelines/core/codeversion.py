@@ -11,9 +11,10 @@ Unresolvable names make the version more conservative, never less: when unsure, 
 from __future__ import annotations
 
 import ast
+import json
+import os
 import sys
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 from pipelines.core.errors import ConfigError
@@ -40,13 +41,31 @@ class CodeVersion:
 class CodeIndex:
     """Parses project modules once and answers code versions for functions under `root`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, cache: Path | None = None) -> None:
         self.root = Path(root)
+        self.cache = cache
         self._modules: dict[str, _Module | None] = {}
         self._versions: dict[str, str] = {}
 
     def version(self, ref: str) -> CodeVersion:
-        """The code version of `ref` ("package.module:function")."""
+        """The code version of `ref` ("package.module:function").
+
+        With a `cache` file, a version is reused while every source file it was computed from has
+        the same (mtime, size) and every third-party version it recorded is still installed.
+        """
+        if self.cache is None:
+            return self._compute(ref)
+        entries = _read_cache(self.cache)
+        hit = entries.get(ref)
+        if hit and _still_valid(hit):
+            return CodeVersion(hit["digest"], tuple(tuple(p) for p in hit["parts"]))
+        cv = self._compute(ref)
+        files = {str(m.path): _stat(m.path) for m in self._modules.values() if m is not None}
+        entries[ref] = {"digest": cv.digest, "parts": cv.parts, "files": files, "versions": dict(self._versions)}
+        _write_cache(self.cache, entries)
+        return cv
+
+    def _compute(self, ref: str) -> CodeVersion:
         mod_name, _, qual = ref.partition(":")
         if not qual:
             raise ConfigError(f"function reference {ref!r} has no ':'", hint="write it as package.module:function")
@@ -122,10 +141,7 @@ class CodeIndex:
         if top in sys.stdlib_module_names or top == "__future__":
             return "stdlib"
         if top not in self._versions:
-            try:
-                self._versions[top] = metadata.version(top)
-            except metadata.PackageNotFoundError:
-                self._versions[top] = "unknown"
+            self._versions[top] = _installed().get(top.lower().replace("-", "_")) or _version_slow(top)
         return f"{top}=={self._versions[top]}"
 
     def _module(self, name: str) -> _Module | None:
@@ -139,6 +155,72 @@ class CodeIndex:
                 break
         self._modules[name] = mod
         return mod
+
+
+_INSTALLED: dict[str, str] | None = None
+
+
+def _stat(path: Path) -> list[int]:
+    st = os.stat(path)
+    return [st.st_mtime_ns, st.st_size]
+
+
+def _still_valid(entry: dict) -> bool:
+    try:
+        if any(_stat(Path(f)) != v for f, v in entry["files"].items()):
+            return False
+    except OSError:
+        return False
+    installed = _installed()
+    return all(installed.get(top.lower().replace("-", "_"), v) == v for top, v in entry["versions"].items())
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) and data.get("scheme") == _CACHE_SCHEME else {"scheme": _CACHE_SCHEME}
+    except (OSError, ValueError):
+        return {"scheme": _CACHE_SCHEME}
+
+
+def _write_cache(path: Path, entries: dict) -> None:
+    # Derived data: a lost or torn write only costs a recomputation (a torn file reads as empty).
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(entries))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+_CACHE_SCHEME = 1
+
+
+def _installed() -> dict[str, str]:
+    """name -> version of every distribution on sys.path, from dist-info folder names (one listdir each)."""
+    global _INSTALLED
+    if _INSTALLED is None:
+        _INSTALLED = {}
+        for entry in sys.path:
+            try:
+                names = os.listdir(entry or ".")
+            except OSError:
+                continue
+            for n in names:
+                if n.endswith(".dist-info"):
+                    dist, _, version = n[: -len(".dist-info")].partition("-")
+                    _INSTALLED.setdefault(dist.lower().replace("-", "_"), version)
+    return _INSTALLED
+
+
+def _version_slow(top: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(top)
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _parse(name: str, path: Path) -> _Module:

@@ -38,9 +38,11 @@ class PartitionStore:
 
     def read_manifest(self, layer: str, asset: str, key: str) -> Manifest | None:
         """The committed manifest, or None if there is none. ValueError if it is unreadable."""
-        path = self.partition_dir(layer, asset, key) / MANIFEST
+        # Plain strings on this hot path: planning reads one manifest per partition.
+        path = os.path.join(self.data_root, layer, asset, validate_key(key), MANIFEST)
         try:
-            text = path.read_text(encoding="utf-8")
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
         except FileNotFoundError:
             return None
         try:
@@ -61,7 +63,7 @@ class PartitionStore:
 
         Cheap first: a stat against the stat cache; the bytes are re-hashed only if the file moved.
         """
-        path = self.output_path(layer, asset, key, manifest)
+        path = os.path.join(self.data_root, layer, asset, validate_key(key), os.path.basename(manifest.output))
         try:
             if os.stat(path).st_size != manifest.output_size:
                 return "changed"

@@ -43,7 +43,7 @@ class StatCache:
     def digest(self, path: Path, algo: str = "sha256") -> str:
         """The `algo` digest of `path`'s bytes; FileNotFoundError if it does not exist."""
         st = os.stat(path)
-        key = (str(Path(path).resolve()), algo)
+        key = (os.path.abspath(path), algo)
         hit = self._load().get(key)
         if hit and hit[:3] == (st.st_ino, st.st_mtime_ns, st.st_size):
             return hit[3]
@@ -59,7 +59,7 @@ class StatCache:
     def remember(self, path: Path, algo: str, value: str) -> None:
         """Record that `path`, as it is on disk now, has digest `value` (e.g. just after writing it)."""
         st = os.stat(path)
-        key = (str(Path(path).resolve()), algo)
+        key = (os.path.abspath(path), algo)
         self._load()[key] = (st.st_ino, st.st_mtime_ns, st.st_size, value)
         try:
             con = self._connect()

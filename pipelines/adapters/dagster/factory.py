@@ -77,7 +77,7 @@ def build_source(source: Source, root: Path, graph_ref: str) -> dg.AssetsDefinit
     return _observe
 
 
-def build_asset(asset: Asset, graph: Graph, root: Path, graph_ref: str) -> dg.AssetsDefinition:
+def build_asset(asset: Asset, graph: Graph, root: Path, graph_ref: str, automation_condition: Any = None) -> dg.AssetsDefinition:
     """A Dagster asset whose body runs the skipwise engine over the requested partitions."""
     pdef = partitions_def(asset.partitions)
     deps = []
@@ -96,6 +96,7 @@ def build_asset(asset: Asset, graph: Graph, root: Path, graph_ref: str) -> dg.As
         kinds={"polars"} if asset.fmt == "parquet" else {"torch"},
         metadata={"skipwise/fn": asset.fn},
         tags=dict(asset.tags),
+        automation_condition=automation_condition,
     )
     def _materialize(context) -> Iterator[dg.AssetMaterialization]:
         project = load_project(root, graph_ref)

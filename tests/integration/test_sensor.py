@@ -1,0 +1,42 @@
+"""The stale-partitions sensor: requests exactly what is stale, and never loses a change."""
+
+from __future__ import annotations
+
+import dagster as dg
+import polars as pl
+
+from pipelines.adapters.dagster.run import RANGE_END, RANGE_START
+from pipelines.adapters.dagster import build_definitions
+from pipelines.adapters.dagster.sensors import stale_run_requests
+from pipelines.engine import Project
+from tests.conftest import DVC, run
+
+DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]
+
+
+def test_sensor_requests_stale_levels_and_sees_changes_landing_mid_run(project):
+    for a in ("flight_features", "weather_features"):
+        list(project.materialize(a, DAYS))
+    # Partitions outside the 12 ingested days are missing too; restrict the graph to our days by planning
+    # through a project whose raw data covers them: requests name the stale span.
+    reqs = stale_run_requests(Project(project.root, project.graph))
+    assert len(reqs) == 1
+    first = reqs[0]
+    assert {k.path[0] for k in first.asset_selection} == {"flight_features", "weather_features"}
+    assert first.tags[RANGE_START] == "2013-01-13"  # the 12 built days are not requested
+
+    # A change lands "while that run is in flight": the next tick asks again, with a new run key.
+    path = project.root / "data/raw/flights/2013-01-03.parquet"
+    pl.read_parquet(path).head(10).write_parquet(path)
+    run([DVC, "add", "-q", "data/raw/flights"], cwd=project.root)
+    again = stale_run_requests(Project(project.root, project.graph))
+    assert again[0].run_key != first.run_key
+    assert again[0].tags[RANGE_START] == "2013-01-03"
+
+
+def test_sensor_definition_evaluates_against_a_real_instance(project_dir):
+    defs = build_definitions(project_dir)
+    sensor = defs.get_sensor_def("skipwise_stale_partitions")
+    with dg.instance_for_test() as instance:
+        result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    assert result.run_requests and result.run_requests[0].tags[RANGE_END] == "2013-12-31"
