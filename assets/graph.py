@@ -50,6 +50,7 @@ delay_model = Asset(
     layer="models",
     fmt="bytes",
     description="Torch delay classifier trained with a time-based split; metrics in metadata.",
+    tags={"skipwise/model": "delay_model"},
 )
 delay_predictions = Asset(
     "delay_predictions",
@@ -62,6 +63,8 @@ delay_predictions = Asset(
     ),
     layer="predictions",
     description="Delay probability of each flight of the day, scored by the current model.",
+    tags={"skipwise/model": "delay_model"},
+    cost_unit="predictions",
 )
 
 GRAPH = Graph(

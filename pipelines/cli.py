@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -163,7 +164,12 @@ def cmd_materialize(args) -> int:
     from pipelines.adapters.dagster.run import materialize_project
 
     project = _project(args)
-    tags = json.loads(args.tags) if args.tags else {}
+    try:
+        tags = json.loads(args.tags) if args.tags else {}
+    except ValueError as exc:
+        raise SkipwiseError(f"--tags is not JSON: {exc}", hint='e.g. --tags \'{"team": "ml"}\'') from None
+    if os.environ.get("DVC_EXP_NAME") and "skipwise/experiment" not in tags:
+        tags["skipwise/experiment"] = os.environ["DVC_EXP_NAME"]  # `dvc exp run` names the experiment
     t0 = time.perf_counter()
     summary = materialize_project(project, _select(args.select), args.partition, tags)
     print(summary.render(time.perf_counter() - t0))

@@ -253,7 +253,7 @@ class Project:
         goes to the cost ledger.
         """
         asset = self.graph.asset(asset_name)
-        tags = dict(tags or {})
+        tags = {**asset.tags, **(tags or {})}
         keys = self.keys_for(asset, keys)
         self.check_budget(asset, [k for k in keys if self.decide(asset, k).action == RUN], tags)
         fn = None
@@ -335,6 +335,9 @@ class Project:
                 metadata = {"dagster/row_count": value.height, **metadata}
             name, sha, size = self.store.write_output(asset.layer, asset.name, key, cur.fingerprint, asset.ext, data)
         cost = self.config.price(m.result())
+        rows = metadata.get("dagster/row_count")
+        if asset.cost_unit and rows and cost.usd is not None:
+            metadata = {**metadata, f"cost/usd_per_1k_{asset.cost_unit}": cost.usd / rows * 1000}
         manifest = Manifest(
             asset=asset.name,
             partition=key,

@@ -40,6 +40,7 @@ class Source:
 class Asset:
     """A derived asset: `fn` ("module:function") computes one partition from its deps' data.
 
+    `tags` (e.g. `skipwise/model`, `team`) go into every cost record of the asset; run tags win.
     `fmt` is how the output is stored: "parquet" (the function returns a polars DataFrame) or
     "bytes" (the function returns bytes, e.g. a model artifact). The function may also return a
     `Result` to attach metadata. `layer` is the data/ subfolder the outputs live in.
@@ -53,6 +54,8 @@ class Asset:
     fmt: str = "parquet"
     description: str = ""
     tags: TMapping[str, str] = field(default_factory=dict)
+    #: if set (e.g. "predictions"), each computed partition reports `cost/usd_per_1k_<unit>` per output row
+    cost_unit: str = ""
 
     @property
     def ext(self) -> str:
