@@ -40,3 +40,11 @@ def test_sensor_definition_evaluates_against_a_real_instance(project_dir):
     with dg.instance_for_test() as instance:
         result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
     assert result.run_requests and result.run_requests[0].tags[RANGE_END] == "2013-12-31"
+
+
+def test_automation_condition_path_builds_eager_assets(project_dir):
+    defs = build_definitions(project_dir, automation=True)
+    graph = defs.resolve_asset_graph()
+    for name in ("flight_features", "weather_features", "training_set", "delay_model", "delay_predictions"):
+        cond = graph.get(dg.AssetKey(name)).automation_condition
+        assert cond is not None and "eager" in (cond.name or str(cond)).lower()
