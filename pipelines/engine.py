@@ -323,6 +323,7 @@ class Project:
         from pipelines.metering import Meter
 
         cur = self.current(asset, key)
+        self.store.sweep_temp(asset.layer, asset.name, key)  # leftovers of a killed run, if any
         with Meter(self.io) as m:
             inputs = {dep.name: self._load_input(asset, dep.name, cur.inputs[dep.name], dep.mapping) for dep in asset.deps}
             ctx = PartitionContext(asset.name, key, self.params_of(asset))

@@ -93,6 +93,15 @@ class PartitionStore:
         self.statcache.remember(path, "sha256", sha)
         return name, sha, len(data)
 
+    def sweep_temp(self, layer: str, asset: str, key: str) -> int:
+        """Remove temporary files a killed writer left in this partition; call it holding the lock."""
+        d = self.partition_dir(layer, asset, key)
+        removed = 0
+        for tmp in d.glob(".*.tmp-*"):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
     def commit(self, layer: str, asset: str, manifest: Manifest) -> None:
         """Write the manifest last: from now on the partition is done."""
         data = manifest.to_json().encode()

@@ -106,6 +106,7 @@ def test_sigkill_at_any_point_leaves_old_or_new_and_the_next_run_finishes(projec
     ran = build(project_dir)
     after = committed(project_dir)
     assert after == reference
+    assert not list((project_dir / "data").glob("features/*/*/.*.tmp-*"))  # leftovers swept
     assert len([r for r in ran if r.startswith("flight_features")]) == 12 - len(before)  # only what was missing
 
 
