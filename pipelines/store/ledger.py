@@ -23,6 +23,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+from pipelines.store.files import atomic_write
 from pipelines.core.cost import CostVector, LedgerRecord
 from pipelines.core.errors import SkipwiseError
 
@@ -105,23 +106,12 @@ class Ledger:
             raise ValueError("Ledger.append needs at least one record")
         day = max(_day_of(r.ts) for r in records)
         folder = self.root / day
-        folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{_safe(records[0].run_id)}-{uuid.uuid4().hex}.jsonl"
-        tmp = folder / f".{final.name}.{uuid.uuid4().hex}.tmp"
         payload = "".join(
             json.dumps(r.to_json_dict(), separators=(",", ":"), allow_nan=False) + "\n"
             for r in records
         ).encode("utf-8")
-        try:
-            with open(tmp, "xb") as f:
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(folder)
+        atomic_write(final, payload)  # a unique name: files are never rewritten, only added
         return final
 
     # --- reading ------------------------------------------------------------------------------
@@ -219,17 +209,3 @@ class Ledger:
 
 def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename durable; not every platform can open a directory.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
