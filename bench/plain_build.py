@@ -3,7 +3,8 @@
 Used in-process by the plain Dagster assets (bench.systems) and, copied into the temporary project
 as `plain_build.py`, as the command of the whole-stage `dvc repro` baseline:
 
-    python plain_build.py --graph assets.graph:GRAPH --select flight_features,weather_features --out data/dvcplain
+    python plain_build.py --graph assets.graph:GRAPH --select flight_features,weather_features --out data/dvcplain \
+        --range 2013-01-01...2013-12-31
 
 Only the graph's pure spec modules and the bodies are imported: no engine, no Dagster, no DVC. Each
 raw file is decoded once per build (a small cache keeps the look-back window), which is what a plain
@@ -110,15 +111,23 @@ def write_partition(frame: pl.DataFrame, out: Path, asset: str, key: str) -> int
     return path.stat().st_size
 
 
-def rebuild(root: Path, graph: Graph, selection: list[str], out: Path) -> dict[str, int]:
-    """Every partition of every selected asset, from scratch."""
+def keys_in(asset: Asset, partition_range: str | None) -> list[str]:
+    """The asset's keys from a to b ("a...b"), or all of them."""
+    if not partition_range:
+        return asset.partitions.keys()
+    first, _, last = partition_range.partition("...")
+    return asset.partitions.key_range(first, last or first)
+
+
+def rebuild(root: Path, graph: Graph, selection: list[str], out: Path, partition_range: str | None = None) -> dict[str, int]:
+    """Every partition (in the range) of every selected asset, from scratch."""
     assets = [graph.asset(n) for n in selection]
     reader = RawReader(window_keep(graph, assets))
     params = load_params(root)
     computed = 0
     for asset in assets:
         fn = load_fn(asset.fn)
-        for key in asset.partitions.keys():
+        for key in keys_in(asset, partition_range):
             write_partition(build_partition(root, graph, asset, key, reader, fn, params), out, asset.name, key)
             computed += 1
     return {"computed": computed, "bytes_read": reader.bytes_read}
@@ -129,12 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--graph", required=True, help="module:GRAPH")
     p.add_argument("--select", required=True, help="comma-separated assets")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--range", default=None, help="partitions a...b (default: all)")
     p.add_argument("--stats", default=None, help="write {computed, bytes_read} here as JSON")
     args = p.parse_args(argv)
     root = Path.cwd()
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    stats = rebuild(root, load_graph(args.graph), args.select.split(","), root / args.out)
+    stats = rebuild(root, load_graph(args.graph), args.select.split(","), root / args.out, args.range)
     if args.stats:
         Path(args.stats).parent.mkdir(parents=True, exist_ok=True)
         Path(args.stats).write_text(json.dumps(stats))

@@ -107,10 +107,11 @@ def engine_noop(ws: Workspace) -> EngineNoop:
     from pipelines.engine import load_project
 
     project = load_project(ws.root, ws.graph_ref)
+    keys = project.graph.asset(ws.selection[0]).partitions.key_range(ws.first, ws.last)
     t0 = time.perf_counter()
-    decisions = project.plan(ws.selection)
+    decisions = project.plan(ws.selection, keys)
     t1 = time.perf_counter()
-    outcomes = [o for name in ws.selection for o in project.materialize(name, run_id="bench-engine-noop")]
+    outcomes = [o for name in ws.selection for o in project.materialize(name, keys, run_id="bench-engine-noop")]
     t2 = time.perf_counter()
     return EngineNoop(
         plan_seconds=t1 - t0,

