@@ -210,6 +210,12 @@ class Project:
             asset.partitions.parse(k)
         return list(keys)
 
+    def partitions_between(self, asset: Asset, keys: list[str]) -> list[str]:
+        """Every key of `asset` from the first to the last of `keys` (the span a range run covers)."""
+        if not keys or asset.partitions is None:
+            return list(keys)
+        return asset.partitions.key_range(min(keys), max(keys))
+
     def plan(self, selection: list[str] | None = None, keys: list[str] | None = None) -> list[Decision]:
         """Decisions for the selected assets (all by default), upstream first, reading no data.
 
@@ -263,7 +269,7 @@ class Project:
                 with self.store.lock(asset.layer, asset.name, key):
                     decision = self.decide(asset, key)
                     if decision.action == SKIP:
-                        outcome = self._hit(asset, key, decision)
+                        outcome = self.hit(asset, key, decision)
                     elif decision.action == BLOCKED:
                         raise InputError(
                             f"{asset.name}[{key}] cannot run: {decision.reason}",
@@ -312,7 +318,8 @@ class Project:
             for o in outcomes
         )
 
-    def _hit(self, asset: Asset, key: str, decision: Decision) -> Outcome:
+    def hit(self, asset: Asset, key: str, decision: Decision) -> Outcome:
+        """The outcome of a skipped partition, with the dollars it avoided."""
         # A hit avoided what the same fingerprint last cost: the manifest recorded it.
         m = self.manifest(asset, key)
         usd = (m.cost or {}).get("usd") if m else None
