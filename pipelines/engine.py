@@ -98,6 +98,8 @@ class Project:
         self._code_versions: dict[str, str] = {}
         self._params_digests: dict[str, str] = {}
         self._manifests: dict[tuple[str, str], Manifest | None] | None = None  # only while planning
+        # Decoded inputs by (name, key, content version): a 7-day window reads each day once, not 8 times.
+        self._decoded: dict[tuple[str, str, str | None], Any] = {}
 
     # -- versions of things ---------------------------------------------------------------------
 
@@ -367,29 +369,44 @@ class Project:
 
     def _load_input(self, asset: Asset, dep_name: str, versions: Mapping[str, str | None], mapping: Any) -> Any:
         up = self.graph.node(dep_name)
-        blobs: list[bytes] = []
-        for k, v in versions.items():
-            if isinstance(up, Source):
-                if v == "absent":
-                    if len(versions) == 1 or k == next(reversed(versions)):
-                        raise InputError(
-                            f"{up.name}[{k}] has no file: {Path(up.path, up.file_for(k))}",
-                            hint=f"add the file and run `dvc add {up.path}`, or pick a partition that has data",
-                        )
-                    continue  # a look-back day before the data starts
-                blobs.append(self.store.read_file(self.root / up.path / up.file_for(k)))
-            else:
-                m = self.manifest(up, k)
-                if m is None or f"sha256:{m.output_hash}" != v:
-                    raise InputError(f"{up.name}[{k}] changed while {asset.name} was reading it", hint="run again")
-                blobs.append(self.store.read_output(up.layer, up.name, k, m))
         fmt = up.fmt if isinstance(up, Asset) else "parquet"
+        values: list[Any] = []
+        own_key = next(reversed(versions)) if versions else None  # windows end on the partition's own key
+        for k, v in versions.items():
+            if isinstance(up, Source) and v == "absent":
+                if k == own_key:
+                    raise InputError(
+                        f"{up.name}[{k}] has no file: {Path(up.path, up.file_for(k))}",
+                        hint=f"add the file and run `dvc add {up.path}`, or pick a partition that has data",
+                    )
+                continue  # a look-back day before the data starts
+            cached = self._decoded.get((up.name, k, v))
+            if cached is None:
+                cached = self._read_input(asset, up, k, v, fmt)
+                self._decoded[(up.name, k, v)] = cached
+                while len(self._decoded) > 64:  # a window's worth of days, a few inputs wide
+                    self._decoded.pop(next(iter(self._decoded)))
+            values.append(cached)
         if fmt == "bytes":
-            return blobs[0] if len(blobs) == 1 and not isinstance(mapping, AllOf) else blobs
+            return values[0] if len(values) == 1 and not isinstance(mapping, AllOf) else values
         import polars as pl
 
-        frames = [pl.read_parquet(_io.BytesIO(b)) for b in blobs]
-        return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+        return pl.concat(values, how="vertical_relaxed") if values else pl.DataFrame()
+
+    def _read_input(self, asset: Asset, up: Asset | Source, key: str, version: str | None, fmt: str) -> Any:
+        """Read (and decode) one input partition; versions are content hashes, so the result is cacheable."""
+        if isinstance(up, Source):
+            data = self.store.read_file(self.root / up.path / up.file_for(key))
+        else:
+            m = self.manifest(up, key)
+            if m is None or f"sha256:{m.output_hash}" != version:
+                raise InputError(f"{up.name}[{key}] changed while {asset.name} was reading it", hint="run again")
+            data = self.store.read_output(up.layer, up.name, key, m)
+        if fmt == "bytes":
+            return data
+        import polars as pl
+
+        return pl.read_parquet(_io.BytesIO(data))
 
 
 def _serialize(asset: Asset, value: Any) -> bytes:
