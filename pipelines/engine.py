@@ -386,12 +386,28 @@ class Project:
                 self._decoded[(up.name, k, v)] = cached
                 while len(self._decoded) > 64:  # a window's worth of days, a few inputs wide
                     self._decoded.pop(next(iter(self._decoded)))
-            values.append(cached)
+            values.append((k, cached))
         if fmt == "bytes":
-            return values[0] if len(values) == 1 and not isinstance(mapping, AllOf) else values
+            blobs = [v for _, v in values]
+            return blobs[0] if len(blobs) == 1 and not isinstance(mapping, AllOf) else blobs
         import polars as pl
 
-        return pl.concat(values, how="vertical_relaxed") if values else pl.DataFrame()
+        if not values:
+            return pl.DataFrame()
+        expected = values[-1][1].columns  # the partition's own day defines the schema
+        for k, frame in values:
+            if frame.columns != expected:
+                missing, extra = sorted(set(expected) - set(frame.columns)), sorted(set(frame.columns) - set(expected))
+                raise InputError(
+                    f"schema drift in {self._describe(up, k)}: missing columns {missing}, unexpected {extra} "
+                    f"(compared with {up.name}[{values[-1][0]}])",
+                    hint="fix or re-ingest that file, then `dvc add` it again",
+                )
+        try:
+            return pl.concat([f for _, f in values], how="vertical_relaxed")
+        except Exception as exc:  # column types that cannot be reconciled
+            raise InputError(f"{up.name}: input partitions {[k for k, _ in values]} do not share a schema: {exc}",
+                             hint="fix or re-ingest the odd file, then `dvc add` it again") from None
 
     def _read_input(self, asset: Asset, up: Asset | Source, key: str, version: str | None, fmt: str) -> Any:
         """Read (and decode) one input partition; versions are content hashes, so the result is cacheable."""
@@ -406,7 +422,16 @@ class Project:
             return data
         import polars as pl
 
-        return pl.read_parquet(_io.BytesIO(data))
+        try:
+            return pl.read_parquet(_io.BytesIO(data))
+        except Exception as exc:  # polars raises several types for a damaged file
+            fix = f"restore it with `dvc checkout {up.path}`" if isinstance(up, Source) else f"delete {up.name}[{key}]'s folder and materialize it again"
+            raise InputError(f"{self._describe(up, key)} is not readable parquet ({type(exc).__name__}: {exc})", hint=fix) from None
+
+    def _describe(self, up: Asset | Source, key: str) -> str:
+        if isinstance(up, Source):
+            return str(Path(up.path, up.file_for(key)))
+        return f"{up.name}[{key}] ({Path('data', up.layer, up.name, key)})"
 
 
 def _serialize(asset: Asset, value: Any) -> bytes:

@@ -132,3 +132,21 @@ def test_missing_raw_file_names_the_file_and_the_fix(project):
     with pytest.raises(InputError) as e:
         list(project.materialize("flight_features", ["2013-01-02"]))
     assert "data/raw/flights/2013-01-02.parquet" in str(e.value) and "dvc checkout" in str(e.value)
+
+
+def test_corrupt_raw_file_is_named_with_the_fix_and_good_data_is_untouched(project):
+    build(project, ["flight_features"], DAYS[:3])
+    before = sorted((project.root / "data/features/flight_features").glob("*/*"))
+    (project.root / "data/raw/flights/2013-01-02.parquet").write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(InputError) as e:
+        list(fresh(project).materialize("flight_features", ["2013-01-02"]))
+    assert "data/raw/flights/2013-01-02.parquet is not readable parquet" in str(e.value)
+    assert "dvc checkout data/raw/flights" in str(e.value)
+    assert sorted((project.root / "data/features/flight_features").glob("*/*")) == before
+
+
+def test_schema_drift_in_a_look_back_day_is_named(project):
+    edit_raw(project.root, "flights", "2013-01-03", lambda df: df.drop("dep_delay"))
+    with pytest.raises(InputError) as e:
+        list(project.materialize("flight_features", ["2013-01-05"]))
+    assert "schema drift in data/raw/flights/2013-01-03.parquet" in str(e.value) and "dep_delay" in str(e.value)
