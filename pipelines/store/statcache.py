@@ -19,6 +19,7 @@ class StatCache:
     def __init__(self, db_path: Path) -> None:
         self.db_path = Path(db_path)
         self._rows: dict[tuple[str, str], tuple[int, int, int, str]] | None = None
+        self._con: sqlite3.Connection | None = None
         self.hashed_bytes = 0  # bytes read to hash files (zero on a warm no-op)
 
     def _load(self) -> dict[tuple[str, str], tuple[int, int, int, str]]:
@@ -62,11 +63,9 @@ class StatCache:
         key = (os.path.abspath(path), algo)
         self._load()[key] = (st.st_ino, st.st_mtime_ns, st.st_size, value)
         try:
-            con = self._connect()
-            try:
-                with con:
-                    con.execute("INSERT OR REPLACE INTO stat VALUES (?,?,?,?,?,?)", (*key, st.st_ino, st.st_mtime_ns, st.st_size, value))
-            finally:
-                con.close()
+            if self._con is None:
+                self._con = self._connect()
+            with self._con:
+                self._con.execute("INSERT OR REPLACE INTO stat VALUES (?,?,?,?,?,?)", (*key, st.st_ino, st.st_mtime_ns, st.st_size, value))
         except sqlite3.DatabaseError:
             pass  # the cache is an optimization; losing an entry costs one re-hash
