@@ -1,6 +1,6 @@
 """Deterministic synthetic raw data for the generated dataset: one ~10 MB parquet file of shop events per day.
 
-Values are random (seeded by the day), so the files do not compress to nothing: about 470,000 rows
+Values are random (seeded by the day), so the files do not compress to nothing: about 500,000 rows
 and 10.8 MB per day with zstd. Days are written by two processes (the machine has two cores).
 """
 

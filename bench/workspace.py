@@ -154,7 +154,9 @@ def setup_demo(base: Path, days: int = 365) -> Workspace:
     t = time.perf_counter()
     ws.dvc("add", "-q", *ws.raw_dirs)
     ws.setup_seconds["dvc add"] = time.perf_counter() - t
-    _write_stages(ws, f"{BIN / 'skipwise'} --root . materialize --select {','.join(ws.selection)} --partition {ws.partition_range}")
+    # `skipwise materialize`, run as `python -m pipelines.cli` so that it uses this copy's code, like the
+    # in-process runs (the `skipwise` script imports the installed, editable /work/main/pipelines).
+    _write_stages(ws, f"{sys.executable} -m pipelines.cli --root . materialize --select {','.join(ws.selection)} --partition {ws.partition_range}")
     ws.raw_bytes = sum(p.stat().st_size for d in ws.raw_dirs for p in (root / d).glob("*.parquet"))
     return ws
 

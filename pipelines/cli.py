@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="skipwise", description="Incremental, cost-aware Dagster pipelines over DVC data.")
     p.add_argument("--root", default=None, help="project root (default: $SKIPWISE_ROOT or the folder holding params.yaml)")
+    p.add_argument("--graph", default="assets.graph:GRAPH", help="the asset graph, as module:attribute (default: assets.graph:GRAPH)")
     sub = p.add_subparsers(dest="command")
 
     plan = sub.add_parser("plan", help="which partitions would run and why (reads no data)")
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _project(args):
     from pipelines.engine import load_project
 
-    return load_project(Path(args.root) if args.root else None)
+    return load_project(Path(args.root) if args.root else None, args.graph)
 
 
 def _keys(project, spec: str | None) -> list[str] | None:

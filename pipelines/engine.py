@@ -81,9 +81,10 @@ def load_params(root: Path) -> dict[str, Any]:
 class Project:
     """A skipwise project: `root` holds data/, params.yaml, .dvc/ and the code the graph points at."""
 
-    def __init__(self, root: Path, graph: Graph, params: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, root: Path, graph: Graph, params: Mapping[str, Any] | None = None, graph_ref: str = "assets.graph:GRAPH") -> None:
         self.root = Path(root).resolve()
         self.graph = graph
+        self.graph_ref = graph_ref  # how a worker process (a Dagster step) finds the same graph
         self.params = dict(load_params(self.root) if params is None else params)
         self.data_root = self.root / "data"
         self.io = IOCounter()
@@ -477,4 +478,4 @@ def load_project(root: Path | None = None, graph_ref: str = "assets.graph:GRAPH"
         sys.path.insert(0, str(root))
     module, _, name = graph_ref.partition(":")
     graph = getattr(importlib.import_module(module), name)
-    return Project(root, graph)
+    return Project(root, graph, graph_ref=graph_ref)

@@ -70,8 +70,8 @@ def materialize_project(project: Project, selection: list[str] | None, partition
     names = set(selection) if selection else {a.name for a in graph.assets}
     for n in names:
         graph.asset(n)
-    defs_sources = [build_source(s, project.root, "assets.graph:GRAPH") for s in graph.sources]
-    defs_assets = {a.name: build_asset(a, graph, project.root, "assets.graph:GRAPH") for a in graph.assets}
+    defs_sources = [build_source(s, project.root, project.graph_ref) for s in graph.sources]
+    defs_assets = {a.name: build_asset(a, graph, project.root, project.graph_ref) for a in graph.assets}
     summary = Summary()
     instance = None
     for group in run_groups(graph, names):
@@ -81,7 +81,7 @@ def materialize_project(project: Project, selection: list[str] | None, partition
             all_keys = group[0].partitions.keys()
             first, _, last = (partition or f"{all_keys[0]}...{all_keys[-1]}").partition("...")
             keys = group[0].partitions.key_range(first, last or first)
-        fresh = Project(project.root, graph)  # sees what the previous level committed
+        fresh = Project(project.root, graph, graph_ref=project.graph_ref)  # sees what the previous level committed
         decisions = fresh.plan([a.name for a in group], keys)
         stale = sorted({d.partition for d in decisions if d.action != SKIP})
         for a in group:
