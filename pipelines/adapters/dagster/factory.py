@@ -4,7 +4,9 @@ Computed partitions get their own materialization event (cache miss, reason, fin
 data version = output hash). In a run over a range, skipped ones get no event: Dagster's bookkeeping
 costs about 50 ms per event, which would make a no-op run of 365 partitions cost 18 s; they are
 counted in the step's log and in the cost ledger instead (with the dollars they avoided). A run of a
-single partition always records its verdict, hit or miss, as the step's result.
+single partition always records its verdict, hit or miss, as the step's result, and so does every
+partition of a run launched by a backfill (the UI's, or the daemon's), which would otherwise count
+the skipped partitions as failed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pipelines.core.spec import Asset, Graph, Source
 from pipelines.engine import Outcome, Project, load_project
 
 _PARTITIONS: dict[DailyPartitions, dg.DailyPartitionsDefinition] = {}
+BACKFILL_TAG = "dagster/backfill"
 
 
 def partitions_def(p: DailyPartitions | None) -> dg.DailyPartitionsDefinition | None:
@@ -114,6 +117,9 @@ def run_partitions(context: Any, project: Project, asset: Asset, keys: list[str]
     `AssetMaterialization` per computed partition and none for skipped ones (see module doc).
     """
     single = keys is None or len(keys) == 1
+    # A backfill counts a targeted partition without an event as failed (dagster#34219): in a
+    # backfill's run, hits get an event too (same data version, so nothing downstream turns stale).
+    in_backfill = BACKFILL_TAG in context.run.tags
     outcomes: list[Outcome] = []
     for outcome in project.materialize(asset.name, keys, run_id=context.run_id, tags=dict(context.run.tags)):
         outcomes.append(outcome)
@@ -123,7 +129,7 @@ def run_partitions(context: Any, project: Project, asset: Asset, keys: list[str]
                 metadata=outcome_metadata(outcome),
                 data_version=dg.DataVersion(m.output_hash) if m else None,
             )
-        elif outcome.computed:
+        elif outcome.computed or (in_backfill and m is not None):
             yield dg.AssetMaterialization(
                 asset_key=asset.name,
                 partition=outcome.decision.partition,
