@@ -58,12 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--tags", default=None, help='run tags as JSON, e.g. \'{"skipwise/experiment": "e1"}\'')
     mat.set_defaults(func=cmd_materialize)
 
-    try:
-        from pipelines.cost_cli import add_cost_parser
-    except ImportError:  # cost reporting is optional at import time; the rest of the CLI works
-        pass
-    else:
-        add_cost_parser(sub)
+    from pipelines.cost_cli import add_cost_parser
+
+    add_cost_parser(sub)
     return p
 
 

@@ -191,7 +191,7 @@ def _write_cache(path: Path, entries: dict) -> None:
         tmp.write_text(json.dumps(entries))
         os.replace(tmp, path)
     except OSError:
-        pass
+        return  # an unwritable cache only means the next plan recomputes code versions
 
 
 _CACHE_SCHEME = 1
