@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--select", default=None, help="comma-separated assets (default: all)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--limit", type=int, default=20, help="list at most this many not-up-to-date partitions")
+    status.add_argument("--all", action="store_true", help="list every partition, up-to-date ones included")
     status.set_defaults(func=cmd_status)
 
     mat = sub.add_parser("materialize", help="materialize assets through Dagster, computing only what changed")
@@ -148,11 +149,12 @@ def cmd_status(args) -> int:
         by_asset.setdefault(r["asset"], Counter())[r["state"]] += 1
     for asset, c in by_asset.items():
         print(f"{asset:20} " + ", ".join(f"{n} {s}" for s, n in sorted(c.items())))
-    todo = [r for r in rows if r["state"] != "up to date"]
-    for r in todo[: args.limit]:
+    todo = rows if args.all else [r for r in rows if r["state"] != "up to date"]
+    limit = len(todo) if args.all else args.limit
+    for r in todo[:limit]:
         print(f"  {r['state']:10} {r['asset']}[{r['partition']}]  {r['reason']}")
-    if len(todo) > args.limit:
-        print(f"  ... and {len(todo) - args.limit} more (--limit N, or --json)")
+    if len(todo) > limit:
+        print(f"  ... and {len(todo) - limit} more (--limit N, --all, or --json)")
     for w in project.warnings:
         print(f"warning: {w}", file=sys.stderr)
     return 0
