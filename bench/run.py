@@ -262,6 +262,17 @@ def main(argv: list[str] | None = None) -> int:
             targets.append(Target("demo: `skipwise plan` over the whole demo, as a command", "< 0.5 s",
                                   f"{plan_cell.median:.3f} s (no-op `dvc status`: {status_cell.median:.2f} s)", plan_cell.median < 0.5))
 
+            say("metering: one real partition's work, bare and inside a Meter")
+            from bench.metering import meter_overhead
+
+            bare, metered = meter_overhead(demo.root)
+            overhead = (metered.min - bare.min) / bare.min
+            refs.append(Ref("demo", "flight_features of one day (8 raw files read), bare / inside a Meter", metered,
+                            f"bare {bare.median:.4f} ({bare.min:.4f}) s; metered {metered.median:.4f} ({metered.min:.4f}) s; "
+                            f"overhead of the minimums {100 * overhead:+.2f}%"))
+            targets.append(Target("metering overhead on one real partition's work", "< 2 %",
+                                  f"{100 * overhead:+.2f}% (min of {len(bare.seconds)} interleaved runs each)", overhead < 0.02))
+
             say(f"planning: Project.plan() over {args.synthetic} partitions (setting up the synthetic project)")
             syn = planning.synthetic_plan(tmp, args.synthetic, max(3, repeats))
             refs.append(Ref("synthetic", f"`Project.plan()` in-process, {syn.partitions} partitions, warm", syn.plan,
