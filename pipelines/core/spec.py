@@ -125,11 +125,3 @@ class Graph:
                 done.append(a.name)
                 pending.remove(a)
         return ordered
-
-    def downstream(self, names: set[str]) -> set[str]:
-        """Every asset that depends, directly or not, on one of `names`."""
-        out: set[str] = set()
-        for a in self.order():
-            if any(d.name in names or d.name in out for d in a.deps):
-                out.add(a.name)
-        return out
