@@ -194,14 +194,18 @@ class Project:
 
     def decide(self, asset: Asset, key: str, pending: set[tuple[str, str]] | None = None) -> Decision:
         """RUN, SKIP or BLOCKED for one partition, with the reason."""
+        return self._decide(asset, key, pending)[0]
+
+    def _decide(self, asset: Asset, key: str, pending: set[tuple[str, str]] | None = None) -> tuple[Decision, Current]:
+        # The provenance is returned too: a partition that runs is committed with exactly what was decided on.
         validate_key(key)
         cur = self.current(asset, key, pending)
         if pending and any(v is None and (d, k) in pending for d, vs in cur.inputs.items() for k, v in vs.items()):
             first = next(f"{d}[{k}]" for d, vs in sorted(cur.inputs.items()) for k, v in sorted(vs.items()) if v is None and (d, k) in pending)
-            return Decision(asset.name, key, RUN, f"input {first} runs first (may cut off early)", "")
+            return Decision(asset.name, key, RUN, f"input {first} runs first (may cut off early)", ""), cur
         m = self.manifest(asset, key)
         state = self.store.output_state(asset.layer, asset.name, key, m) if m else "missing"
-        return decide(asset.name, key, cur, m, state)
+        return decide(asset.name, key, cur, m, state), cur
 
     def keys_for(self, asset: Asset, keys: list[str] | None) -> list[str]:
         """The requested keys (validated), or all keys of the asset."""
@@ -270,7 +274,7 @@ class Project:
         try:
             for key in keys:
                 with self.store.lock(asset.layer, asset.name, key):
-                    decision = self.decide(asset, key)
+                    decision, cur = self._decide(asset, key)
                     if decision.action == SKIP:
                         outcome = self.hit(asset, key, decision)
                     elif decision.action == BLOCKED:
@@ -280,7 +284,7 @@ class Project:
                         )
                     else:
                         fn = fn or _load_function(asset.fn)
-                        outcome = self._compute(asset, key, decision, fn, run_id)
+                        outcome = self._compute(asset, key, decision, cur, fn, run_id)
                 outcomes.append(outcome)
                 yield outcome
         finally:
@@ -329,10 +333,9 @@ class Project:
         cost = CostVector(usd_avoided=usd, method="hit: usd_avoided from the manifest's recorded cost")
         return Outcome(decision, m, cost)
 
-    def _compute(self, asset: Asset, key: str, decision: Decision, fn: Callable, run_id: str) -> Outcome:
+    def _compute(self, asset: Asset, key: str, decision: Decision, cur: Current, fn: Callable, run_id: str) -> Outcome:
         from pipelines.metering import Meter
 
-        cur = self.current(asset, key)
         self.store.sweep_temp(asset.layer, asset.name, key)  # leftovers of a killed run, if any
         with Meter(self.io) as m:
             inputs = {dep.name: self._load_input(asset, dep.name, cur.inputs[dep.name], dep.mapping) for dep in asset.deps}
