@@ -67,12 +67,13 @@ def ledger_since(ws: Workspace, before: set[Path]) -> tuple[int, int]:
 
 def skipwise_dagster(ws: Workspace) -> Measured:
     """skipwise's `materialize_project` over the whole range (what `skipwise materialize` runs)."""
-    from bench.skipwise_stage import materialize_graph
+    from pipelines.adapters.dagster.run import materialize_project
+    from pipelines.engine import load_project
 
     _prepare(ws)
     before = ledger_files(ws)
     t0 = time.perf_counter()
-    summary = materialize_graph(ws.root, ws.graph_ref, ws.selection, ws.partition_range)
+    summary = materialize_project(load_project(ws.root, ws.graph_ref), ws.selection, ws.partition_range, {})
     seconds = time.perf_counter() - t0
     if not summary.ok:
         raise RuntimeError(f"skipwise run failed in {ws.root} (runs {summary.run_ids}); see the benchmark log")

@@ -150,13 +150,7 @@ def setup_demo(base: Path, days: int = 365) -> Workspace:
     t = time.perf_counter()
     ws.run([sys.executable, "-m", "assets.ingest", "--root", str(root)])
     ws.setup_seconds["ingest"] = time.perf_counter() - t
-    _init_repo(ws)
-    t = time.perf_counter()
-    ws.dvc("add", "-q", *ws.raw_dirs)
-    ws.setup_seconds["dvc add"] = time.perf_counter() - t
-    # `skipwise materialize`, run as `python -m pipelines.cli` so that it uses this copy's code, like the
-    # in-process runs (the `skipwise` script imports the installed, editable /work/main/pipelines).
-    _write_stages(ws, f"{sys.executable} -m pipelines.cli --root . materialize --select {','.join(ws.selection)} --partition {ws.partition_range}")
+    _version_raw(ws)
     ws.raw_bytes = sum(p.stat().st_size for d in ws.raw_dirs for p in (root / d).glob("*.parquet"))
     return ws
 
@@ -173,7 +167,6 @@ def setup_gen(base: Path, days: int, rows: int, name: str = "generated") -> Work
     for name_ in ("pipelines", ".dvcignore", "skipwise.toml"):
         _copy(REPO / name_, root / name_)
     _copy(BENCH / "plain_build.py", root / "plain_build.py")
-    _copy(BENCH / "skipwise_stage.py", root / "skipwise_stage.py")
     start = date(2024, 1, 1)
     end = start + timedelta(days=days)
     graph = root / "genassets" / "graph.py"
@@ -198,12 +191,26 @@ def setup_gen(base: Path, days: int, rows: int, name: str = "generated") -> Work
     t = time.perf_counter()
     ws.raw_bytes = generate(root / "data" / "raw" / "events", start, days, rows)
     ws.setup_seconds["generate"] = time.perf_counter() - t
+    _version_raw(ws)
+    return ws
+
+
+def _version_raw(ws: Workspace) -> None:
+    """git + DVC for the workspace, `dvc add` of its raw data (timed), and its two `dvc.yaml` stages."""
+    import time
+
     _init_repo(ws)
     t = time.perf_counter()
     ws.dvc("add", "-q", *ws.raw_dirs)
     ws.setup_seconds["dvc add"] = time.perf_counter() - t
-    _write_stages(ws, f"{sys.executable} skipwise_stage.py --graph {ws.graph_ref} --select {','.join(ws.selection)} --partition {ws.partition_range}")
-    return ws
+    _write_stages(ws, _skipwise_stage_cmd(ws))
+
+
+def _skipwise_stage_cmd(ws: Workspace) -> str:
+    # `skipwise materialize`, run as `python -m pipelines.cli` so that it uses this copy's code, like the
+    # in-process runs (the `skipwise` script imports the installed, editable /work/main/pipelines).
+    return (f"{sys.executable} -m pipelines.cli --root . --graph {ws.graph_ref} materialize "
+            f"--select {','.join(ws.selection)} --partition {ws.partition_range}")
 
 
 def _replace_line(text: str, prefix: str, new: str) -> str:
