@@ -2,11 +2,17 @@
 the data and queryable with DuckDB without the Dagster instance.
 
 Layout: ``<root>/<YYYY-MM-DD>/<run_id>-<uuid4hex>.jsonl``, one JSON object per line (see
-`LedgerRecord.to_json_dict`). Each `append` writes one new file under a unique temporary name,
-fsyncs it and renames it into place; no file is ever appended to or rewritten, so any number of
-writers (processes, hosts sharing a file system) can record at once, and a reader sees whole
-files only. The day folder is the UTC day of the newest record in the file, so a reader asking
-for records since a day can skip older folders.
+`LedgerRecord.to_json_dict`). Two ways to write, neither ever rewrites a file:
+- `append` writes one new file whole: a unique temporary name, fsync, rename.
+- `journal` gives a run its own file that grows by whole lines as its partitions commit (one
+  `write` per batch of lines, then fsync), so a run killed at any moment keeps the records of
+  everything it committed. Only the run that created a journal file writes to it.
+Any number of writers (processes, hosts sharing a file system) can record at once. The day folder
+is the UTC day of the records in the file (a journal starts a new file when the day changes), so
+a reader asking for records since a day can skip older folders.
+
+Reading never stops on a damaged file (truncated, torn, not JSON, not UTF-8): its whole lines are
+kept, the rest is skipped with one warning naming the file, and nothing is ever rewritten.
 
     ledger = Ledger("data/ledger")
     ledger.append(records)
@@ -16,15 +22,20 @@ for records since a day can skip older folders.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
+import tempfile
 import uuid
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from pipelines.store.files import atomic_write
 from pipelines.core.cost import CostVector, LedgerRecord
 from pipelines.core.errors import SkipwiseError
+
+log = logging.getLogger("skipwise")
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -89,8 +100,10 @@ def _check_since(since: str | None) -> str | None:
 class Ledger:
     """The cost ledger under `root` (a local directory, created on first append)."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, warn: Callable[[str], None] | None = None) -> None:
         self.root = Path(root)
+        self.warnings: list[str] = []  # damaged files met while reading, one line each
+        self._on_warning = warn
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -112,6 +125,10 @@ class Ledger:
         ).encode("utf-8")
         atomic_write(final, payload)  # a unique name: files are never rewritten, only added
         return final
+
+    def journal(self, run_id: str) -> "Journal":
+        """A file of this run's own that records grow into as partitions commit (see module doc)."""
+        return Journal(self.root, run_id)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -140,24 +157,50 @@ class Ledger:
                 "the cost ledger needs duckdb", hint="pip install duckdb"
             ) from exc
         files = self.files(since)
-        con = duckdb.connect()
         try:
-            if files:
-                columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in COLUMNS.items()) + "}"
-                paths = "[" + ", ".join(_sql_str(str(p)) for p in files) + "]"
-                con.execute(
-                    "create view ledger as select * from read_json_auto("
-                    f"{paths}, format='newline_delimited', union_by_name=true, "
-                    f"columns={columns})"
-                )
-            else:
-                cols = ", ".join(f'"{k}" {v}' for k, v in COLUMNS.items())
-                con.execute(f"create table ledger ({cols})")
-            result = con.execute(sql, params or [])
-            names = [d[0] for d in result.description]
-            return [dict(zip(names, row)) for row in result.fetchall()]
-        finally:
-            con.close()
+            return _run_query(duckdb, files, sql, params)
+        except duckdb.Error as exc:
+            if not files or isinstance(exc, (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)):
+                raise  # the query itself is wrong, not the files
+        # Some file is damaged: keep the whole lines of every file, say which file lost what.
+        with tempfile.TemporaryDirectory(prefix="skipwise-ledger-") as tmp:
+            usable = [self._salvage(p, Path(tmp)) for p in files]
+            return _run_query(duckdb, [p for p in usable if p is not None], sql, params)
+
+    def _salvage(self, path: Path, tmp: Path) -> Path | None:
+        """`path` if every line is a JSON object; else a copy in `tmp` of its good lines (or None)."""
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            self._warn(f"{path}: cannot read this ledger file ({exc.strerror}); its records are left out")
+            return None
+        good, bad = [], 0
+        for line in raw.splitlines():
+            if not line.strip():
+                continue
+            try:
+                if isinstance(json.loads(line), dict):
+                    good.append(line)
+                    continue
+            except ValueError:  # also UnicodeDecodeError
+                pass
+            bad += 1
+        if not bad:
+            return path
+        self._warn(
+            f"{path}: skipped {bad} damaged line(s) of this ledger file (truncated or edited by hand?), "
+            f"kept {len(good)}; the file is left as it is (delete it to silence this)"
+        )
+        if not good:
+            return None
+        out = tmp / f"{len(list(tmp.iterdir()))}.jsonl"
+        out.write_bytes(b"\n".join(good) + b"\n")
+        return out
+
+    def _warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+            (self._on_warning or log.warning)(message)
 
     def read(self, since: str | None = None) -> list[dict[str, Any]]:
         """Every record (at or after `since`, a UTC day ``YYYY-MM-DD`` or an ISO timestamp),
@@ -204,6 +247,70 @@ class Ledger:
             since=day,
         )
         return float(rows[0]["usd"]) if rows else 0.0
+
+
+class Journal:
+    """One run's ledger file, grown by whole lines; created on the first record."""
+
+    def __init__(self, root: Path, run_id: str) -> None:
+        self.root = Path(root)
+        self.run_id = run_id
+        self.path: Path | None = None
+        self._fd: int | None = None
+        self._day = ""
+
+    def write(self, records: Iterable[LedgerRecord]) -> None:
+        """Append `records` durably (one write, then fsync): they survive a kill from now on."""
+        records = list(records)
+        if not records:
+            return
+        day = max(_day_of(r.ts) for r in records)
+        if self._fd is None or day != self._day:
+            self.close()
+            folder = self.root / day
+            folder.mkdir(parents=True, exist_ok=True)
+            self.path = folder / f"{_safe(self.run_id)}-{uuid.uuid4().hex}.jsonl"
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+            self._day = day
+        payload = "".join(
+            json.dumps(r.to_json_dict(), separators=(",", ":"), allow_nan=False) + "\n" for r in records
+        ).encode("utf-8")
+        view = memoryview(payload)
+        while view:  # a regular file takes it in one write; loop only for the pathological case
+            view = view[os.write(self._fd, view):]
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _run_query(duckdb: Any, files: list[Path], sql: str, params: list[Any] | None) -> list[dict[str, Any]]:
+    con = duckdb.connect()
+    try:
+        if files:
+            columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in COLUMNS.items()) + "}"
+            paths = "[" + ", ".join(_sql_str(str(p)) for p in files) + "]"
+            con.execute(
+                "create view ledger as select * from read_json_auto("
+                f"{paths}, format='newline_delimited', union_by_name=true, "
+                f"columns={columns})"
+            )
+        else:
+            cols = ", ".join(f'"{k}" {v}' for k, v in COLUMNS.items())
+            con.execute(f"create table ledger ({cols})")
+        result = con.execute(sql, params or [])
+        names = [d[0] for d in result.description]
+        return [dict(zip(names, row)) for row in result.fetchall()]
+    finally:
+        con.close()
 
 
 def _sql_str(s: str) -> str:

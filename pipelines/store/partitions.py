@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Iterator
 
 from pipelines.core.cost import IOCounter
+from pipelines.core.errors import InputError
 from pipelines.core.hashing import sha256_bytes
 from pipelines.core.manifest import Manifest
 from pipelines.core.partitions import validate_key
 from pipelines.store.files import atomic_write
+from pipelines.store.paths import ensure_inside, is_inside
 from pipelines.store.statcache import StatCache
 
 MANIFEST = "manifest.json"
@@ -27,24 +29,44 @@ MANIFEST = "manifest.json"
 class PartitionStore:
     """Reads and writes partitions and their manifests under `data_root`, counting bytes moved."""
 
-    def __init__(self, data_root: Path, statcache: StatCache, io: IOCounter | None = None) -> None:
+    def __init__(self, data_root: Path, statcache: StatCache, io: IOCounter | None = None, read_roots: tuple[Path, ...] = ()) -> None:
         self.data_root = Path(data_root)
+        self.real_root = os.path.realpath(self.data_root)
+        # Input files may also live here (the project, DVC's cache when files are links into it).
+        self.read_roots = (self.real_root, *(os.path.realpath(r) for r in read_roots))
         self.statcache = statcache
         self.io = io or IOCounter()
+        self._checked: set[str] = set()  # asset folders already found inside the root (planning is hot)
 
     def partition_dir(self, layer: str, asset: str, key: str) -> Path:
-        """Directory of one partition; refuses hostile keys before touching the filesystem."""
-        return self.data_root / layer / asset / validate_key(key)
+        """Directory of one partition; refuses hostile keys and folders that link out of the data root."""
+        d = self.data_root / validate_key(layer) / validate_key(asset) / validate_key(key)
+        return ensure_inside(d, self.real_root, f"partition folder {d}")
+
+    def _readable_dir(self, layer: str, asset: str, key: str) -> str:
+        # The hot read path: the asset folder is resolved once per store, the partition folder is
+        # one lstat (a link there is resolved and checked like any other).
+        base = os.path.join(self.data_root, layer, asset)
+        if base not in self._checked:
+            ensure_inside(base, self.real_root, f"asset folder {base}")
+            self._checked.add(base)
+        d = os.path.join(base, validate_key(key))
+        if os.path.islink(d):
+            ensure_inside(d, self.real_root, f"partition folder {d}")
+        return d
 
     def read_manifest(self, layer: str, asset: str, key: str) -> Manifest | None:
         """The committed manifest, or None if there is none. ValueError if it is unreadable."""
         # Plain strings on this hot path: planning reads one manifest per partition.
-        path = os.path.join(self.data_root, layer, asset, validate_key(key), MANIFEST)
+        path = os.path.join(self._readable_dir(layer, asset, key), MANIFEST)
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None
+        except OSError as exc:  # ELOOP: the manifest itself is a symlink
+            raise ValueError(f"{path}: not a regular file ({exc.strerror}); a manifest is never a link") from None
+        with os.fdopen(fd, encoding="utf-8") as f:
+            text = f.read()
         try:
             m = Manifest.from_json(text)
         except (ValueError, TypeError) as exc:
@@ -63,7 +85,9 @@ class PartitionStore:
 
         Cheap first: a stat against the stat cache; the bytes are re-hashed only if the file moved.
         """
-        path = os.path.join(self.data_root, layer, asset, validate_key(key), os.path.basename(manifest.output))
+        path = os.path.join(self._readable_dir(layer, asset, key), os.path.basename(manifest.output))
+        if os.path.islink(path) and not is_inside(path, (self.real_root,)):
+            return "changed"
         try:
             if os.stat(path).st_size != manifest.output_size:
                 return "changed"
@@ -73,12 +97,18 @@ class PartitionStore:
 
     def read_output(self, layer: str, asset: str, key: str, manifest: Manifest) -> bytes:
         """The output bytes of a committed partition (metered)."""
-        data = self.output_path(layer, asset, key, manifest).read_bytes()
+        path = ensure_inside(self.output_path(layer, asset, key, manifest), self.real_root)
+        data = path.read_bytes()
         self.io.add_read(len(data))
         return data
 
     def read_file(self, path: Path) -> bytes:
-        """Any input file's bytes (metered)."""
+        """Any input file's bytes (metered); never through a symlink that leaves the read roots."""
+        if not is_inside(path, self.read_roots):
+            raise InputError(
+                f"{path} resolves to {os.path.realpath(path)}, outside the project and DVC's cache",
+                hint="replace the symlink with the file itself (`dvc checkout` restores DVC-tracked files)",
+            )
         data = Path(path).read_bytes()
         self.io.add_read(len(data))
         return data
@@ -98,7 +128,7 @@ class PartitionStore:
         d = self.partition_dir(layer, asset, key)
         removed = 0
         for tmp in d.glob(".*.tmp-*"):
-            tmp.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)  # removes a link itself, never what it points at
             removed += 1
         return removed
 
@@ -113,9 +143,16 @@ class PartitionStore:
         """Hold an exclusive lock on one partition (other processes on this host wait)."""
         d = self.partition_dir(layer, asset, key)
         d.mkdir(parents=True, exist_ok=True)
-        with open(d / ".lock", "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            fd = os.open(d / ".lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise InputError(f"{d / '.lock'}: cannot open the partition lock ({exc.strerror})",
+                             hint="remove that file (a lock is never a symlink)") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)

@@ -1,6 +1,10 @@
-"""A stat cache: (inode, mtime, size) -> content digest, so unchanged files are never re-read.
+"""A stat cache: (inode, mtime, ctime, size) -> content digest, so unchanged files are never re-read.
 
-Kept in a small SQLite file; it is derived state and may be deleted at any time.
+Kept in a small SQLite file; it is derived state and may be deleted at any time. Files are keyed by
+their path relative to `base` (the project root), so a moved or copied project never trusts another
+folder's entries: a copy has other inodes and change times, and is hashed again once. The inode
+change time is part of the key because it cannot be set back from user space: an in-place edit
+that keeps the size and restores the mtime (`os.utime`) still counts as a change.
 """
 
 from __future__ import annotations
@@ -10,62 +14,84 @@ import os
 import sqlite3
 from pathlib import Path
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS stat (path TEXT, algo TEXT, ino INT, mtime INT, size INT, digest TEXT, PRIMARY KEY (path, algo))"
+# A new table name per key scheme: a cache written by an older version is simply a cold cache.
+_TABLE = "stat_v2"
+_SCHEMA = (
+    f"CREATE TABLE IF NOT EXISTS {_TABLE} "
+    "(path TEXT, algo TEXT, ino INT, mtime INT, ctime INT, size INT, digest TEXT, PRIMARY KEY (path, algo))"
+)
+
+_Stamp = tuple[int, int, int, int]  # (st_ino, st_mtime_ns, st_ctime_ns, st_size)
+
+
+def stamp(st: os.stat_result) -> _Stamp:
+    """What must stay equal for a file's content to be trusted unchanged."""
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
 
 class StatCache:
-    """Digests of files, re-computed only when a file's (inode, mtime_ns, size) moved."""
+    """Digests of files, re-computed only when a file's (inode, mtime_ns, ctime_ns, size) moved."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, base: Path | None = None) -> None:
         self.db_path = Path(db_path)
-        self._rows: dict[tuple[str, str], tuple[int, int, int, str]] | None = None
+        self.base = os.path.realpath(base if base is not None else self.db_path.parent)
+        self._rows: dict[tuple[str, str], tuple[_Stamp, str]] | None = None
         self._con: sqlite3.Connection | None = None
         self.hashed_bytes = 0  # bytes read to hash files (zero on a warm no-op)
 
-    def _load(self) -> dict[tuple[str, str], tuple[int, int, int, str]]:
+    def _key(self, path: Path | str, algo: str) -> tuple[str, str]:
+        full = os.path.abspath(path)
+        rel = os.path.relpath(full, self.base)
+        return (full if rel.startswith("..") else rel, algo)
+
+    def _load(self) -> dict[tuple[str, str], tuple[_Stamp, str]]:
         if self._rows is None:
             self._rows = {}
             if self.db_path.exists():
                 try:
-                    with self._connect() as con:
-                        for p, a, ino, mt, sz, d in con.execute("SELECT path, algo, ino, mtime, size, digest FROM stat"):
-                            self._rows[(p, a)] = (ino, mt, sz, d)
+                    con = self._connection()
+                    for p, a, ino, mt, ct, sz, d in con.execute(f"SELECT path, algo, ino, mtime, ctime, size, digest FROM {_TABLE}"):
+                        self._rows[(p, a)] = ((ino, mt, ct, sz), d)
                 except sqlite3.DatabaseError:
                     self._rows = {}  # a damaged cache is just a cold cache
         return self._rows
 
-    def _connect(self) -> sqlite3.Connection:
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(self.db_path, timeout=30)
-        con.execute("PRAGMA synchronous=OFF")  # derived data: losing the tail costs a re-hash, not correctness
-        con.execute(_SCHEMA)
-        return con
+    def _connection(self) -> sqlite3.Connection:
+        if self._con is None:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            con = sqlite3.connect(self.db_path, timeout=30)
+            con.execute("PRAGMA synchronous=OFF")  # derived data: losing the tail costs a re-hash, not correctness
+            con.execute(_SCHEMA)
+            self._con = con
+        return self._con
 
     def digest(self, path: Path, algo: str = "sha256") -> str:
         """The `algo` digest of `path`'s bytes; FileNotFoundError if it does not exist."""
         st = os.stat(path)
-        key = (os.path.abspath(path), algo)
-        hit = self._load().get(key)
-        if hit and hit[:3] == (st.st_ino, st.st_mtime_ns, st.st_size):
-            return hit[3]
+        hit = self._load().get(self._key(path, algo))
+        if hit and hit[0] == stamp(st):
+            return hit[1]
         h = hashlib.new(algo)
         with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
                 self.hashed_bytes += len(chunk)
+            after = os.fstat(f.fileno())
         value = h.hexdigest()
-        self.remember(path, algo, value)
+        if stamp(after) == stamp(st):  # not written to while we read it
+            self._store(path, algo, stamp(st), value)
         return value
 
     def remember(self, path: Path, algo: str, value: str) -> None:
         """Record that `path`, as it is on disk now, has digest `value` (e.g. just after writing it)."""
-        st = os.stat(path)
-        key = (os.path.abspath(path), algo)
-        self._load()[key] = (st.st_ino, st.st_mtime_ns, st.st_size, value)
+        self._store(path, algo, stamp(os.stat(path)), value)
+
+    def _store(self, path: Path, algo: str, st: _Stamp, value: str) -> None:
+        key = self._key(path, algo)
+        self._load()[key] = (st, value)
         try:
-            if self._con is None:
-                self._con = self._connect()
-            with self._con:
-                self._con.execute("INSERT OR REPLACE INTO stat VALUES (?,?,?,?,?,?)", (*key, st.st_ino, st.st_mtime_ns, st.st_size, value))
+            con = self._connection()
+            with con:
+                con.execute(f"INSERT OR REPLACE INTO {_TABLE} VALUES (?,?,?,?,?,?,?)", (*key, *st, value))
         except sqlite3.DatabaseError:
             pass  # the cache is an optimization; losing an entry costs one re-hash

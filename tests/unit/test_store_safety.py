@@ -1,0 +1,141 @@
+"""The store's own safety: a stat cache that a restored mtime or a copied project cannot fool, a
+ledger that survives damaged files and keeps a killed run's records, and no symlink out of the root."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipelines.core.cost import CostVector, LedgerRecord
+from pipelines.core.errors import InputError
+from pipelines.core.manifest import Manifest
+from pipelines.store.ledger import Ledger
+from pipelines.store.partitions import PartitionStore
+from pipelines.store.statcache import StatCache
+
+
+def _record(i: int, run: str = "r1") -> LedgerRecord:
+    return LedgerRecord(ts="2026-03-01T10:00:00.000000Z", run_id=run, asset="a", partition=f"k{i}", cache="miss",
+                        reason="missing", fingerprint=f"fp{i}", tags={}, cost=CostVector(cpu_seconds=0.5, usd=0.25))
+
+
+def test_a_same_size_edit_with_the_mtime_restored_is_hashed_again(tmp_path):
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"aaaa")
+    cache = StatCache(tmp_path / "stat.db", base=tmp_path)
+    first = cache.digest(f, "md5")
+    st = f.stat()
+    f.write_bytes(b"bbbb")
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (f.stat().st_size, f.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    assert StatCache(tmp_path / "stat.db", base=tmp_path).digest(f, "md5") != first
+
+
+def test_a_copied_tree_never_reuses_the_originals_entries(tmp_path):
+    a = tmp_path / "a"
+    (a / "data").mkdir(parents=True)
+    (a / "data" / "x.bin").write_bytes(b"original")
+    StatCache(a / "stat.db", base=a).digest(a / "data" / "x.bin", "md5")
+    b = tmp_path / "b"
+    shutil.copytree(a, b, copy_function=shutil.copy2)  # the cache file comes along, mtimes kept
+    (b / "data" / "x.bin").write_bytes(b"copyedit")  # same size
+    os.utime(b / "data" / "x.bin", ns=(0, (a / "data" / "x.bin").stat().st_mtime_ns))
+    cache = StatCache(b / "stat.db", base=b)
+    import hashlib
+
+    assert cache.digest(b / "data" / "x.bin", "md5") == hashlib.md5(b"copyedit").hexdigest()
+    assert cache.hashed_bytes == 8
+
+
+def test_a_damaged_ledger_file_is_skipped_with_a_warning_naming_it(tmp_path):
+    warnings: list[str] = []
+    ledger = Ledger(tmp_path, warn=warnings.append)
+    good = ledger.append([_record(i) for i in range(10)])
+    torn = ledger.append([_record(i, run="r2") for i in range(10)])
+    torn.write_bytes(torn.read_bytes()[:-20])  # the last line loses its end
+    rows = ledger.read()
+    assert len(rows) == 19
+    assert len(warnings) == 1 and str(torn) in warnings[0] and "skipped 1 damaged line" in warnings[0]
+    assert good.exists() and torn.read_bytes().count(b"\n") == 9  # nothing rewritten
+    assert ledger.history_usd_per_partition("a") and ledger.spent_usd("2026-03-01") == pytest.approx(19 * 0.25)
+
+
+def test_a_journal_keeps_every_record_written_before_a_kill(tmp_path):
+    ledger = Ledger(tmp_path)
+    j = ledger.journal("run-7")
+    for i in range(5):
+        j.write([_record(i, run="run-7")])  # as each partition commits; no close(): a kill
+    lines = j.path.read_text().splitlines()
+    assert [json.loads(line)["partition"] for line in lines] == [f"k{i}" for i in range(5)]
+    assert len(ledger.read()) == 5
+
+
+def test_a_journal_starts_a_new_file_when_the_day_changes(tmp_path):
+    ledger = Ledger(tmp_path)
+    with ledger.journal("r") as j:
+        j.write([_record(0)])
+        late = LedgerRecord(**{**_record(1).__dict__, "ts": "2026-03-02T00:00:01.000000Z"})
+        j.write([late])
+    assert sorted(p.parent.name for p in tmp_path.rglob("*.jsonl")) == ["2026-03-01", "2026-03-02"]
+    assert len(ledger.read(since="2026-03-02")) == 1
+
+
+def _store(root: Path) -> PartitionStore:
+    return PartitionStore(root / "data", StatCache(root / "data" / ".skipwise" / "stat.db", base=root))
+
+
+def test_the_store_refuses_a_partition_folder_linked_outside_and_touches_nothing_there(tmp_path):
+    store = _store(tmp_path)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / ".x.parquet.tmp-1-ab").write_bytes(b"someone's file")
+    (tmp_path / "data" / "features" / "f").mkdir(parents=True)
+    (tmp_path / "data" / "features" / "f" / "2013-01-01").symlink_to(outside)
+    for attempt in (
+        lambda: store.write_output("features", "f", "2013-01-01", "fp", "parquet", b"x"),
+        lambda: store.sweep_temp("features", "f", "2013-01-01"),
+        lambda: store.lock("features", "f", "2013-01-01").__enter__(),
+        lambda: store.read_manifest("features", "f", "2013-01-01"),
+    ):
+        with pytest.raises(InputError, match="outside the data root"):
+            attempt()
+    assert sorted(p.name for p in outside.iterdir()) == [".x.parquet.tmp-1-ab"]
+
+
+def test_a_linked_layer_folder_is_refused_but_a_linked_data_root_is_fine(tmp_path):
+    real = tmp_path / "bigdisk"
+    real.mkdir()
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "data").symlink_to(real, target_is_directory=True)
+    store = _store(tmp_path / "proj")
+    name, sha, size = store.write_output("features", "f", "k1", "fp", "bin", b"ok")
+    assert (real / "features" / "f" / "k1" / name).read_bytes() == b"ok"
+    (real / "models").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(InputError, match="outside the data root"):
+        store.write_output("models", "m", "all", "fp", "bin", b"no")
+
+
+def test_a_manifest_that_is_a_symlink_is_not_followed(tmp_path):
+    store = _store(tmp_path)
+    d = tmp_path / "data" / "features" / "f" / "k1"
+    d.mkdir(parents=True)
+    m = Manifest(asset="f", partition="k1", fingerprint="fp", code_version="c", params_digest="p", inputs={},
+                 output="fp.bin", output_hash="h", output_size=1)
+    (tmp_path / "elsewhere.json").write_text(m.to_json())
+    (d / "manifest.json").symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(ValueError, match="never a link"):
+        store.read_manifest("features", "f", "k1")
+
+
+def test_raw_inputs_are_read_only_inside_the_read_roots(tmp_path):
+    (tmp_path / "secret.txt").write_text("secret")
+    root = tmp_path / "proj"
+    (root / "data" / "raw").mkdir(parents=True)
+    (root / "data" / "raw" / "a.parquet").symlink_to(tmp_path / "secret.txt")
+    store = PartitionStore(root / "data", StatCache(root / "s.db", base=root), read_roots=(root,))
+    with pytest.raises(InputError, match="outside the project"):
+        store.read_file(root / "data" / "raw" / "a.parquet")
