@@ -2,10 +2,18 @@
 
 The closure is found statically (no import of the project), so planning never loads polars or torch:
 starting from "module:function", every name the function uses is resolved through its module's
-top-level definitions and imports; project-local targets are followed, third-party modules contribute
-their installed version, the standard library contributes nothing. Each definition is normalized
-(docstrings dropped, then `ast.unparse`), so comments, docstrings and formatting never count.
-Unresolvable names make the version more conservative, never less: when unsure, include.
+bindings and imports; project-local targets are followed, third-party modules contribute the
+versions of the distributions that provide them, the standard library contributes nothing. Each
+definition is normalized (docstrings dropped, then `ast.unparse`), so comments, docstrings and
+formatting never count.
+
+A version is part of a cache key, so a version that misses a change is a false cache hit: when the
+analysis cannot be precise it includes more, never less, and says so in `CodeVersion.notes`.
+- A reached module's top-level code (everything but plain defs: assignments, if/try blocks,
+  mutations, imports...) runs on import and counts for every function of it that is reached.
+- A name resolves to every module-level statement that binds or mutates it.
+- Imported project modules are followed into their top-level code (imports have side effects).
+- Dynamic lookups (globals(), getattr(m, name), import_module(name), ...) count whole modules.
 """
 
 from __future__ import annotations
@@ -14,173 +22,627 @@ import ast
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+from pipelines.core import codeclosure as cc
 from pipelines.core.errors import ConfigError
-from pipelines.core.hashing import digest
+from pipelines.core.hashing import digest, sha256_bytes
 
+# Pseudo-names of requests: a module's top-level code, a whole module, every module of a package.
+_TOP, _WHOLE, _PACKAGE = "<toplevel>", "<whole>", "<package>"
+# A module that is only imported (none of its names reached) counts by what importing it can do to
+# others: its top-level statements except those that only bind its own names to inert values.
+_EFFECTS = "<effects>"
 
-@dataclass
-class _Module:
-    name: str
-    path: Path
-    defs: dict[str, ast.AST] = field(default_factory=dict)
-    # local name -> (module, attribute or None for a whole module)
-    imports: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+Request = tuple[str, str]  # (module, name or pseudo-name)
 
 
 @dataclass(frozen=True)
 class CodeVersion:
-    """The digest of a function's code closure and the parts it was made of (for explanations)."""
+    """The digest of a function's code closure, and what it was made of (for explanations).
+
+    `notes` say where the analysis counted more than needed (never part of the digest); `files`
+    are the project sources it read: (path relative to the index root, sha256 of their bytes).
+    """
 
     digest: str
     parts: tuple[tuple[str, str], ...]  # (qualified name, digest of its normalized source or version)
+    notes: tuple[str, ...] = ()
+    files: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class _Trace:
+    """What one version computation reached."""
+
+    modules: set[str] = field(default_factory=set)
+    notes: set[str] = field(default_factory=set)
 
 
 class CodeIndex:
-    """Parses project modules once and answers code versions for functions under `root`."""
+    """Parses project modules once and answers code versions for functions under `root`.
 
-    def __init__(self, root: Path, cache: Path | None = None) -> None:
+    `read_source(path) -> bytes` replaces reading project files from disk (e.g. to version the
+    exact bytes that were imported); with it the `cache` file is never used.
+    """
+
+    def __init__(
+        self, root: Path, cache: Path | None = None, read_source: Callable[[Path], bytes] | None = None
+    ) -> None:
         self.root = Path(root)
         self.cache = cache
-        self._modules: dict[str, _Module | None] = {}
-        self._versions: dict[str, str] = {}
+        self._read_source = read_source
+        self._found: dict[str, tuple[str, str] | None] = {}  # module name -> (kind, rel path) or None
+        self._mods: dict[str, cc.ModuleInfo | None] = {}
+        self._checks: dict[str, list[int] | str] = {}  # rel path -> stat when read, or sha when racy
+        self._walks: dict[str, list[str]] = {}  # package -> its module files (dynamic imports)
+        self._dists: dict[str, list] = {}  # import name -> [recorded version, from the fast path]
+        self._texts: dict[int, str] = {}  # id(node) -> normalized source
+        self._code_memo: dict[int, tuple[list[Request], list[str]]] = {}
+        self._results: dict[str, CodeVersion] = {}
+        self._entries: dict | None = None  # the cache file's entries, read once
+        self._unchanged: dict[str, bool] = {}
 
     def version(self, ref: str) -> CodeVersion:
         """The code version of `ref` ("package.module:function").
 
-        With a `cache` file, a version is reused while every source file it was computed from has
-        the same (mtime, size) and every third-party version it recorded is still installed.
+        With a `cache` file, a version is reused while every file it was computed from is unchanged
+        under this root (inode, mtime, ctime, size), every module lookup still finds the same file,
+        and the installed distributions are the same.
         """
-        if self.cache is None:
-            return self._compute(ref)
-        entries = _read_cache(self.cache)
-        hit = entries.get(ref)
-        if hit and _still_valid(hit):
-            return CodeVersion(hit["digest"], tuple(tuple(p) for p in hit["parts"]))
-        cv = self._compute(ref)
-        files = {str(m.path): _stat(m.path) for m in self._modules.values() if m is not None}
-        entries[ref] = {"digest": cv.digest, "parts": cv.parts, "files": files, "versions": dict(self._versions)}
-        _write_cache(self.cache, entries)
-        return cv
+        if ref not in self._results:
+            use_cache = self.cache is not None and self._read_source is None
+            cv = self._cached(ref) if use_cache else None
+            if cv is None:
+                cv = self._compute(ref)
+                if use_cache:
+                    self._store(ref, cv)
+            self._results[ref] = cv
+        return self._results[ref]
+
+    # -- the closure ----------------------------------------------------------------------------
 
     def _compute(self, ref: str) -> CodeVersion:
         mod_name, _, qual = ref.partition(":")
         if not qual:
             raise ConfigError(f"function reference {ref!r} has no ':'", hint="write it as package.module:function")
         root_mod = self._module(mod_name)
-        if root_mod is None:
+        if root_mod is None or root_mod.kind != "source":
             raise ConfigError(
                 f"module {mod_name!r} of {ref!r} is not a file under {self.root}",
                 hint="asset functions must live in the project (e.g. assets/features/x.py)",
             )
-        if qual not in root_mod.defs:
-            raise ConfigError(f"{ref!r}: no top-level definition named {qual!r} in {root_mod.path}")
+        name = qual.split(".")[0]
+        if not root_mod.binds(name):
+            raise ConfigError(f"{ref!r}: no top-level definition named {name!r} in {self.root / root_mod.rel}")
+        trace = _Trace()
         parts: dict[str, str] = {}
-        queue: list[tuple[str, str]] = [(mod_name, qual)]
+        seen: set[Request] = set()
+        queue: list[Request] = [(mod_name, name)]
         while queue:
-            mod_name, name = queue.pop()
-            key = f"{mod_name}:{name}"
-            if key in parts:
+            req = queue.pop()
+            if req in seen:
                 continue
-            mod = self._module(mod_name)
-            if mod is None:
-                parts[key] = self._third_party(mod_name)
-                continue
-            node = mod.defs.get(name)
-            if node is None:
-                if name in mod.imports:  # re-exported name: follow it
-                    queue.append(self._target(mod.imports[name]))
-                    parts[key] = "alias"
-                    continue
-                if self._module(f"{mod_name}.{name}") is not None:  # a submodule used as attribute
-                    parts[key] = "module"
-                    continue
-                parts[key] = "unresolved"  # conservative: the name is recorded
-                continue
-            parts[key] = digest(_normalize(node))
-            queue.extend(self._references(mod, node))
+            seen.add(req)
+            key, value, more = self._expand(req, trace)
+            parts[key] = value
+            queue.extend(r for r in more if r not in seen)
         items = tuple(sorted(parts.items()))
-        return CodeVersion(digest=digest(items), parts=items)
+        mods = [self._mods[m] for m in trace.modules]
+        files = tuple(sorted((m.rel, m.sha256) for m in mods if m is not None and m.kind != "namespace"))
+        return CodeVersion(digest=digest(items), parts=items, notes=tuple(sorted(trace.notes)), files=files)
 
-    # -- resolution ---------------------------------------------------------------------------
+    def _expand(self, req: Request, trace: _Trace) -> tuple[str, str, list[Request]]:
+        """(part key, part value, further requests) of one request."""
+        module, name = req
+        if name == _PACKAGE:
+            return f"{module}:{_PACKAGE}", "package", [(m, _WHOLE) for m in self._package_modules(module)]
+        mod = self._module(module)
+        if mod is None:
+            key = f"{module}:{'__module__' if name in (_TOP, _WHOLE, _EFFECTS) else name}"
+            if self._find(module.split(".")[0]) is not None:
+                return key, "missing", []  # a project package without that module: recorded as such
+            return key, self._third_party(module, trace), []
+        if name in (_TOP, _EFFECTS):
+            return self._expand_module(mod, trace, effects_only=name == _EFFECTS)
+        if name == _WHOLE:
+            # every def and top-level statement: what globals() or getattr(module, name) may reach
+            return f"{module}:{_WHOLE}", "whole", [(module, _TOP), *((module, n) for n in mod.names())]
+        return self._expand_name(mod, name, trace)
 
-    def _references(self, mod: _Module, node: ast.AST) -> list[tuple[str, str]]:
-        out: list[tuple[str, str]] = []
-        # Imports inside the function (lazy imports of heavy modules) resolve like module-level ones.
-        local = _Module(mod.name, mod.path)
-        for sub in ast.walk(node):
-            if isinstance(sub, (ast.Import, ast.ImportFrom)):
-                _add_import(local, sub, _package_of(mod))
-        imports = {**mod.imports, **local.imports}
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name):
-                base = sub.value.id
-                target = imports.get(base)
-                if target and target[1] is None:  # `import x.y as m` then `m.attr`
-                    out.append((target[0], sub.attr))
-                elif target and self._module(f"{target[0]}.{target[1]}") is not None:
-                    out.append((f"{target[0]}.{target[1]}", sub.attr))  # `from pkg import mod` then mod.attr
-            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
-                name = sub.id
-                if name in mod.defs:
-                    out.append((mod.name, name))
-                elif name in imports:
-                    out.append(self._target(imports[name]))
+    def _expand_module(self, mod: cc.ModuleInfo, trace: _Trace, effects_only: bool = False) -> tuple[str, str, list[Request]]:
+        """A reached module: its top-level code counts, and importing it imports its parents.
+
+        With `effects_only` (the module is imported, none of its names is used), statements that
+        only bind the module's own names to inert values (`X = 1`, `RE = re.compile(...)`) are left
+        out: nothing outside the module can see them except through a name, which would be reached.
+        """
+        trace.modules.add(mod.name)
+        reqs: list[Request] = []
+        if mod.kind == "namespace":
+            value = "namespace"
+        elif mod.kind == "binary":
+            value = f"binary:{mod.sha256}"
+            trace.notes.add(f"{mod.rel}: a compiled module — the bytes of its file count")
+        else:
+            stmts = [st for st in mod.toplevel if not (effects_only and self._binds_only(mod, st))]
+            value = digest([self._text(st) for st in stmts])
+            reqs += self._code(mod, stmts, trace)
+        if mod.impure:
+            names = ", ".join(mod.impure[:4]) + (", ..." if len(mod.impure) > 4 else "")
+            trace.notes.add(
+                f"{mod.rel}: {names} count with the module's top-level code (defining them runs a decorator, "
+                "base class or call of project or third-party code, or they are module hooks like __getattr__)"
+            )
+        parents = mod.name.split(".")
+        for i in range(1, len(parents)):
+            parent = ".".join(parents[:i])
+            if self._module(parent) is not None:
+                reqs.append((parent, _EFFECTS))
+        return f"{mod.name}:{_EFFECTS if effects_only else _TOP}", value, reqs
+
+    def _binds_only(self, mod: cc.ModuleInfo, stmt: ast.AST) -> bool:
+        """An assignment to plain names of a value whose evaluation calls only inert stdlib code."""
+        if isinstance(stmt, ast.Assign):
+            targets = stmt.targets
+        elif isinstance(stmt, ast.AnnAssign):
+            targets = [stmt.target]
+        else:
+            return False
+        names = all(isinstance(n, ast.Name) for t in targets for n in ([t] if not isinstance(t, (ast.Tuple, ast.List)) else t.elts))
+        return names and (stmt.value is None or self._inert(mod, stmt.value))
+
+    def _expand_name(self, mod: cc.ModuleInfo, name: str, trace: _Trace) -> tuple[str, str, list[Request]]:
+        """A module-level name: every statement binding it, what it imports, a submodule of that name."""
+        sources = list({id(s): s for s in (*mod.plain.get(name, ()), *mod.binders.get(name, ()))}.values())
+        reqs: list[Request] = [(mod.name, _TOP)]
+        reqs += self._code(mod, sources, trace)
+        for target in mod.imports.get(name, ()):
+            reqs += self._follow(target)
+        sub = f"{mod.name}.{name}"
+        is_sub = mod.is_package and self._module(sub) is not None
+        if is_sub:
+            reqs.append((sub, _TOP))
+        if sources:
+            value = digest([self._text(s) for s in sources])
+        elif name in mod.imports:
+            value = "alias"
+        elif is_sub:
+            value = "module"
+        elif mod.star:  # may come from any star-imported module (each counts wholly anyway)
+            value = "star"
+            reqs += [(m, name) for m in mod.star]
+        else:
+            value = "unresolved"  # conservative: the name is recorded
+        return f"{mod.name}:{name}", value, reqs
+
+    # -- references -----------------------------------------------------------------------------
+
+    def _code(self, mod: cc.ModuleInfo, stmts: list[ast.AST], trace: _Trace) -> list[Request]:
+        """Requests made by statements of `mod` (memoized per statement)."""
+        reqs: list[Request] = []
+        for stmt in stmts:
+            if id(stmt) not in self._code_memo:
+                self._code_memo[id(stmt)] = self._scan_requests(mod, [stmt])
+            more, notes = self._code_memo[id(stmt)]
+            reqs += more
+            trace.notes.update(notes)
+        return reqs
+
+    def _scan_requests(
+        self, mod: cc.ModuleInfo, nodes: list[ast.AST], literal: bool = False
+    ) -> tuple[list[Request], list[str]]:
+        """Requests made by code of `mod`; for code in a string (`literal`), names it imports may
+        end up in a namespace dict, so they are followed even though no reference is seen."""
+        scan = cc.scan(nodes, mod.package)
+        reqs: list[Request] = []
+        notes: list[str] = []
+        for imp in scan.imports:
+            reqs += self._import_requests(imp)
+        if literal:
+            reqs += [r for targets in scan.bound.values() for t in targets for r in self._follow(t)]
+        for chain, line in scan.refs.items():
+            self._reference(mod, scan, chain, line, None, reqs, notes)
+        for call in scan.calls:
+            self._reference(mod, scan, call.chain, call.line, call, reqs, notes)
+        return reqs, notes
+
+    def _import_requests(self, imp: cc.Import) -> list[Request]:
+        """An import runs the imported module (and star-imports all of it), wherever it is written."""
+        if not imp.module:
+            return []
+        reqs: list[Request] = [(imp.module, _WHOLE if imp.star else _EFFECTS)]
+        mod = self._module(imp.module)
+        if mod is not None and mod.is_package:
+            for name in imp.names:  # `from pkg import sub` imports the submodule pkg.sub
+                if self._module(f"{imp.module}.{name}") is not None:
+                    reqs.append((f"{imp.module}.{name}", _EFFECTS))
+        return reqs
+
+    def _origins(self, mod: cc.ModuleInfo, scan: cc.Scan, name: str) -> list[cc.Target]:
+        """Everything `name` may be in code of `mod`: local imports, module bindings, star imports, builtins."""
+        out = [*scan.bound.get(name, ()), *mod.imports.get(name, ())]
+        if name in mod.plain or name in mod.binders:
+            out.append((mod.name, (name,)))
+        if not out:
+            out = [(m, (name,)) for m in mod.star]
+            if name in cc.BUILTIN_NAMES:
+                out.append(("builtins", (name,)))
         return out
 
-    def _target(self, target: tuple[str, str | None]) -> tuple[str, str]:
-        module, attr = target
-        if attr is None:
-            return (module, "__module__")
-        return (module, attr)
+    def _reference(self, mod, scan, chain, line, call, reqs: list[Request], notes: list[str]) -> None:
+        for module, attrs in self._origins(mod, scan, chain[0]):
+            target = (module, attrs + chain[1:])
+            dynamic = self._dynamic_target(target) if module != mod.name else None
+            if dynamic:
+                self._dynamic(mod, scan, dynamic, chain, call, line, reqs, notes)
+            elif module != "builtins":
+                reqs += self._follow(target, notes, f"{mod.rel}:{line}")
 
-    def _third_party(self, module: str) -> str:
-        top = module.split(".")[0]
-        if top in sys.stdlib_module_names or top == "__future__":
-            return "stdlib"
-        if top not in self._versions:
-            self._versions[top] = _installed().get(top.lower().replace("-", "_")) or _version_slow(top)
-        return f"{top}=={self._versions[top]}"
-
-    def _module(self, name: str) -> _Module | None:
-        if name in self._modules:
-            return self._modules[name]
-        rel = Path(*name.split("."))
-        mod = None
-        for path in (self.root / rel.with_suffix(".py"), self.root / rel / "__init__.py"):
-            if path.is_file():
-                mod = _parse(name, path)
+    def _follow(self, target: cc.Target, notes: list[str] | None = None, where: str = "") -> list[Request]:
+        """Requests for `module.a.b.c`: the longest project-module prefix, then the name in it."""
+        module, attrs = target
+        if self._module(module) is None:
+            return [(module, attrs[0] if attrs else _TOP)]
+        reqs: list[Request] = [] if attrs else [(module, _TOP)]
+        for attr in attrs:
+            if attr == "__dict__":  # module.__dict__: any of its names
+                reqs.append((module, _WHOLE))
+                if notes is not None:
+                    notes.append(f"{where}: {module}.__dict__ — the whole module counts")
                 break
-        self._modules[name] = mod
+            reqs.append((module, attr))
+            mod = self._module(module)
+            if not (mod.is_package and self._module(f"{module}.{attr}") is not None):
+                break
+            module = f"{module}.{attr}"
+        return reqs
+
+    def _canonical(self, target: cc.Target, depth: int = 0) -> list[cc.Target]:
+        """Where a target really points: through re-exports and submodules of project modules."""
+        module, attrs = target
+        mod = self._module(module)
+        if mod is None or not attrs or depth > 16:
+            return [target]
+        name, rest = attrs[0], attrs[1:]
+        out: list[cc.Target] = []
+        if mod.is_package and self._module(f"{module}.{name}") is not None:
+            out += self._canonical((f"{module}.{name}", rest), depth + 1)
+        for imported, more in mod.imports.get(name, ()):
+            out += self._canonical((imported, more + rest), depth + 1)
+        if not out or name in mod.plain or name in mod.binders:
+            out.append(target)
+        return out
+
+    def _dynamic_target(self, target: cc.Target) -> str | None:
+        """The dynamic lookup (a cc.DYNAMIC_TARGETS entry) `target` is, if any."""
+        for module, attrs in self._canonical(target):
+            if self._module(module) is not None:
+                continue  # a project object: followed as code
+            dotted = [*module.split("."), *attrs]
+            for i in range(2, len(dotted) + 1):
+                if ".".join(dotted[:i]) in cc.DYNAMIC_TARGETS:
+                    return ".".join(dotted[:i])
+        return None
+
+    def _modules_of(self, mod: cc.ModuleInfo, scan: cc.Scan, expr: ast.AST | None) -> list[str]:
+        """The project modules an expression (a name or attribute chain) may be."""
+        chain = cc.chain_of(expr) if expr is not None else None
+        if chain is None:
+            return []
+        out = set()
+        for module, attrs in self._origins(mod, scan, chain[0]):
+            for m, rest in self._canonical((module, attrs + chain[1:])):
+                if not rest and self._module(m) is not None:
+                    out.add(m)
+        return sorted(out)
+
+    def _dynamic(self, mod, scan, target, chain, call, line, reqs: list[Request], notes: list[str]) -> None:
+        """Requests for a dynamic lookup: whole modules, or every module of the package."""
+        where, top, short = f"{mod.rel}:{line}", mod.name.split(".")[0], target.removeprefix("builtins.")
+        args = call.args if call else []
+        keywords = call.keywords if call else {}
+
+        def arg(i: int, name: str = "") -> ast.expr | None:
+            return args[i] if len(args) > i else keywords.get(name)
+
+        def whole(modules: list[str], what: str) -> None:
+            reqs.extend((m, _WHOLE) for m in modules)
+            notes.append(f"{where}: {what} — the whole module {', '.join(modules)} counts")
+
+        if target == "builtins.getattr" and cc.constant_str(arg(1)) is not None:
+            obj = cc.chain_of(arg(0))  # getattr(x, "name") is x.name
+            if obj is not None:
+                self._reference(mod, scan, (*obj, cc.constant_str(arg(1))), line, None, reqs, notes)
+        elif target in ("builtins.getattr", "builtins.vars", "inspect.getmembers"):
+            modules = self._modules_of(mod, scan, arg(0, "object"))
+            whole(modules or [mod.name], f"{short}() of a computed name" if short == "getattr" else f"{short}()")
+        elif target in ("builtins.globals", "builtins.locals"):
+            whole([mod.name], f"{short}()")
+        elif target in ("builtins.eval", "builtins.exec") and self._literal_code(arg(0, "source")) is not None:
+            more, more_notes = self._scan_requests(mod, self._literal_code(arg(0, "source")), literal=True)
+            reqs += more
+            notes += more_notes
+        elif target in ("builtins.eval", "builtins.exec"):
+            reqs += [(mod.name, _WHOLE), (top, _PACKAGE)]
+            notes.append(f"{where}: {short}() of a computed string — the whole module and every module of {top} count")
+        elif target in ("builtins.__import__", "importlib.import_module", "importlib.__import__", "runpy.run_module"):
+            names = self._imported_names(mod, target, arg)
+            if names:
+                whole(names, f"{short}({names[0]!r})")
+            else:
+                reqs.append((top, _PACKAGE))
+                notes.append(f"{where}: {short}() of a computed name — every module of {top} counts")
+        elif target == "sys.modules":
+            for kind in sorted(scan.keys.get(chain, {("other",)})):
+                if kind[0] == "const":
+                    whole([kind[1]], f"sys.modules[{kind[1]!r}]")
+                elif kind[0] == "self":
+                    whole([mod.name], "sys.modules[__name__]")
+                else:
+                    reqs += [(mod.name, _WHOLE), (top, _PACKAGE)]
+                    notes.append(f"{where}: sys.modules — the whole module and every module of {top} count")
+        else:  # loading by file path (runpy.run_path, importlib.util...): any file may be loaded
+            reqs.append((top, _PACKAGE))
+            notes.append(f"{where}: {short}() — every module of {top} counts")
+
+    @staticmethod
+    def _literal_code(node: ast.AST | None) -> list[ast.stmt] | None:
+        text = cc.constant_str(node)
+        if text is None:
+            return None
+        try:
+            return ast.parse(text).body
+        except SyntaxError:
+            return None
+
+    @staticmethod
+    def _imported_names(mod: cc.ModuleInfo, target: str, arg) -> list[str]:
+        """Modules a dynamic import with constant arguments imports; [] when they are computed."""
+        name = cc.constant_str(arg(0, "name"))
+        if name is None:
+            return []
+        if name.startswith("."):
+            package = arg(1, "package")
+            if isinstance(package, ast.Name):  # import_module(".x", __package__)
+                package = {"__package__": mod.package, "__name__": mod.name}.get(package.id)
+            else:
+                package = cc.constant_str(package)
+            if target != "importlib.import_module" or not package:
+                return []
+            level = len(name) - len(name.lstrip("."))
+            base = package.rsplit(".", level - 1)[0] if level > 1 else package
+            name = f"{base}.{name[level:]}" if name[level:] else base
+        out = [name]
+        if target == "builtins.__import__":
+            fromlist, level = arg(3, "fromlist"), arg(4, "level")
+            if level is not None and not (isinstance(level, ast.Constant) and level.value == 0):
+                return []
+            if fromlist is not None:
+                items = fromlist.elts if isinstance(fromlist, (ast.List, ast.Tuple)) else None
+                if items is None or any(cc.constant_str(e) is None for e in items):
+                    return []
+                out += [f"{name}.{cc.constant_str(e)}" for e in items]
+        return out
+
+    def _package_modules(self, top: str) -> list[str]:
+        """Every project module of package `top` (of the whole root when `top` is a single file)."""
+        if top not in self._walks:
+            self._walks[top] = cc.package_sources(self.root, top)
+        out = []
+        for rel in self._walks[top]:
+            name = rel[: -len(".py")].replace("/", ".")
+            out.append(name.removesuffix(".__init__"))
+        return out
+
+    # -- plain definitions ------------------------------------------------------------------------
+
+    def _is_plain(self, mod: cc.ModuleInfo, node: ast.AST, in_class: bool = False) -> bool:
+        """Whether defining `node` runs only standard-library code (decorators, bases, class body)."""
+        evaluated: list[ast.AST] = []
+        for dec in node.decorator_list:
+            chain = cc.chain_of(dec.func if isinstance(dec, ast.Call) else dec)
+            accessor = in_class and chain and len(chain) == 2 and chain[1] in ("setter", "getter", "deleter")
+            if not (accessor and chain[0] not in mod.defined and chain[0] not in mod.imports):
+                targets = self._known_targets(mod, chain)
+                if targets is None or not all(t in cc.PURE_DECORATORS for t in targets):
+                    return False
+            if isinstance(dec, ast.Call):
+                evaluated += [*dec.args, *(k.value for k in dec.keywords)]
+        if isinstance(node, ast.ClassDef):
+            for base in (*node.bases, *(k.value for k in node.keywords)):
+                if isinstance(base, ast.Constant):  # TypedDict's total=False
+                    continue
+                if isinstance(base, ast.Subscript):  # Generic[T], Protocol[T]
+                    evaluated.append(base.slice)
+                    base = base.value
+                targets = self._known_targets(mod, cc.chain_of(base))
+                if targets is None or not all(self._is_stdlib(t) for t in targets):
+                    return False  # a project or third-party base may run code (metaclass, __init_subclass__)
+            for stmt in node.body:
+                if isinstance(stmt, cc.DEFS):
+                    if not self._is_plain(mod, stmt, in_class=True):
+                        return False
+                else:
+                    evaluated.append(stmt)
+        else:
+            evaluated += [e for e in cc.definition_headers(node) if e not in node.decorator_list]
+        return all(self._inert(mod, e) for e in evaluated)
+
+    def _inert(self, mod: cc.ModuleInfo, node: ast.AST) -> bool:
+        """Whether every call in `node` is a standard-library callable that looks nothing up by name."""
+        for sub in cc.walk([node]):
+            if isinstance(sub, ast.Call):
+                targets = self._known_targets(mod, cc.chain_of(sub.func))
+                if targets is None or not all(self._is_stdlib(t) and t not in cc.DYNAMIC_TARGETS for t in targets):
+                    return False
+        return True
+
+    def _known_targets(self, mod: cc.ModuleInfo, chain: tuple[str, ...] | None) -> list[str] | None:
+        """Dotted paths a chain points to outside the project; None when it may be project code."""
+        if chain is None or chain[0] in mod.defined or (mod.star and chain[0] not in mod.imports):
+            return None
+        if chain[0] in mod.imports:
+            out = []
+            for module, attrs in mod.imports[chain[0]]:
+                if self._find(module.split(".")[0]) is not None:
+                    return None
+                out.append(".".join((module, *attrs, *chain[1:])))
+            return out
+        return [".".join(("builtins", *chain))] if chain[0] in cc.BUILTIN_NAMES else None
+
+    def _is_stdlib(self, dotted: str) -> bool:
+        top = dotted.split(".")[0]
+        return top in sys.stdlib_module_names and self._find(top) is None
+
+    # -- modules on disk --------------------------------------------------------------------------
+
+    def _find(self, name: str) -> tuple[str, str] | None:
+        """Where module `name` is under the root: (kind, path relative to the root) or None."""
+        if name not in self._found:
+            self._found[name] = cc.probe_module(self.root, name) if name else None
+        return self._found[name]
+
+    def _module(self, name: str) -> cc.ModuleInfo | None:
+        if name in self._mods:
+            return self._mods[name]
+        found = self._find(name)
+        mod = None
+        if found is not None:
+            kind, rel = found
+            if kind == "namespace":
+                mod = cc.ModuleInfo(name=name, rel=rel, sha256="", is_package=True, kind="namespace")
+            else:
+                data = self._read(rel)
+                mod = self._parse(name, kind, rel, data)
+        self._mods[name] = mod
         return mod
 
+    def _parse(self, name: str, kind: str, rel: str, data: bytes) -> cc.ModuleInfo:
+        sha = sha256_bytes(data)
+        if kind == "binary":
+            return cc.ModuleInfo(name=name, rel=rel, sha256=sha, is_package=False, kind="binary")
+        try:
+            mod = cc.parse_module(name, rel, sha, data, kind == "package", str(self.root / rel))
+        except (SyntaxError, ValueError) as exc:
+            line = getattr(exc, "lineno", None)
+            raise ConfigError(
+                f"cannot parse {self.root / rel}: {getattr(exc, 'msg', exc)} (line {line})", hint="fix the syntax error"
+            ) from None
+        mod.settle(lambda node: self._is_plain(mod, node))
+        return mod
 
-_INSTALLED: dict[str, str] | None = None
+    def _read(self, rel: str) -> bytes:
+        """The bytes of a project file; without `read_source`, also what validates a cache entry."""
+        path = self.root / rel
+        if self._read_source is not None:
+            return self._read_source(path)
+        before = os.stat(path)
+        data = path.read_bytes()
+        after = os.stat(path)
+        racy = _stat_key(before) != _stat_key(after) or time.time_ns() - before.st_ctime_ns < _RACY_NS
+        # A file changed within the timestamp granularity of its last stat could change again
+        # unseen by stat: such files are checked by content instead.
+        self._checks[rel] = sha256_bytes(data) if racy else _stat_key(before)
+        return data
 
+    def _text(self, node: ast.AST) -> str:
+        if id(node) not in self._texts:
+            self._texts[id(node)] = cc.normalize(node)
+        return self._texts[id(node)]
 
-def _stat(path: Path) -> list[int]:
-    st = os.stat(path)
-    return [st.st_mtime_ns, st.st_size]
+    def _third_party(self, module: str, trace: _Trace) -> str:
+        top = module.split(".")[0]
+        if top in sys.stdlib_module_names:
+            return "stdlib"
+        value, note = cc.distribution_versions(top)
+        if note:
+            trace.notes.add(note)
+        self._dists[top] = [value, cc.fast_distribution(top) is not None]
+        return value
 
+    # -- the cache file ---------------------------------------------------------------------------
 
-def _still_valid(entry: dict) -> bool:
-    try:
-        if any(_stat(Path(f)) != v for f, v in entry["files"].items()):
+    def _cached(self, ref: str) -> CodeVersion | None:
+        if self._entries is None:
+            self._entries = _read_cache(self.cache)
+        entry = self._entries.get(ref)
+        try:
+            if not self._still_valid(entry["check"]):
+                return None
+            return CodeVersion(
+                entry["digest"],
+                tuple((k, v) for k, v in entry["parts"]),
+                tuple(entry["notes"]),
+                tuple((p, s) for p, s in entry["files"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def _still_valid(self, check: dict) -> bool:
+        if check["env"] != cc.environment():
             return False
-    except OSError:
-        return False
-    installed = _installed()
-    return all(installed.get(top.lower().replace("-", "_"), v) == v for top, v in entry["versions"].items())
+        for top, (value, fast) in check["dists"].items():
+            # cheap: only the fast path is asked again; what came from the metadata (yaml from
+            # PyYAML) is covered by the environment's fingerprint
+            if (cc.fast_distribution(top) != value) if fast else (cc.fast_distribution(top) is not None):
+                return False
+        for name, found in check["probes"].items():
+            now = self._find(name)
+            if (list(now) if now else None) != found:
+                return False
+        if any(not self._file_unchanged(rel, expected) for rel, expected in check["files"].items()):
+            return False
+        return all(cc.package_sources(self.root, top) == listing for top, listing in check["walks"].items())
+
+    def _file_unchanged(self, rel: str, expected: list[int] | str) -> bool:
+        if rel not in self._unchanged:
+            path = self.root / rel
+            try:
+                if isinstance(expected, str):  # racy when stored: compare contents
+                    self._unchanged[rel] = sha256_bytes(path.read_bytes()) == expected
+                else:
+                    self._unchanged[rel] = _stat_key(os.stat(path)) == expected
+            except OSError:
+                self._unchanged[rel] = False
+        return self._unchanged[rel]
+
+    def _store(self, ref: str, cv: CodeVersion) -> None:
+        check = {
+            "env": cc.environment(),
+            # every lookup this index made (a superset of this version's): a new file that would
+            # change how a name resolves invalidates the entry
+            "probes": {name: list(found) if found else None for name, found in self._found.items()},
+            "files": dict(self._checks),
+            "walks": dict(self._walks),
+            "dists": dict(self._dists),
+        }
+        entries = _read_cache(self.cache)  # other processes may have added entries meanwhile
+        entries[ref] = {"digest": cv.digest, "parts": cv.parts, "notes": cv.notes, "files": cv.files, "check": check}
+        _write_cache(self.cache, entries)
+        self._entries = entries
+
+
+#: A file whose ctime is this recent when read may change again within one timestamp tick.
+_RACY_NS = 2_000_000_000
+_CACHE_SCHEME = 2
+
+
+def _stat_key(st: os.stat_result) -> list[int]:
+    return [st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size]
 
 
 def _read_cache(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
-        return data if isinstance(data, dict) and data.get("scheme") == _CACHE_SCHEME else {"scheme": _CACHE_SCHEME}
+        if isinstance(data, dict) and data.get("scheme") == _CACHE_SCHEME and isinstance(data.get("entries"), dict):
+            return data["entries"]
     except (OSError, ValueError):
-        return {"scheme": _CACHE_SCHEME}
+        pass
+    return {}
 
 
 def _write_cache(path: Path, entries: dict) -> None:
@@ -188,95 +650,7 @@ def _write_cache(path: Path, entries: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(entries))
+        tmp.write_text(json.dumps({"scheme": _CACHE_SCHEME, "entries": entries}))
         os.replace(tmp, path)
     except OSError:
         return  # an unwritable cache only means the next plan recomputes code versions
-
-
-_CACHE_SCHEME = 1
-
-
-def _installed() -> dict[str, str]:
-    """name -> version of every distribution on sys.path, from dist-info folder names (one listdir each)."""
-    global _INSTALLED
-    if _INSTALLED is None:
-        _INSTALLED = {}
-        for entry in sys.path:
-            try:
-                names = os.listdir(entry or ".")
-            except OSError:
-                continue
-            for n in names:
-                if n.endswith(".dist-info"):
-                    dist, _, version = n[: -len(".dist-info")].partition("-")
-                    _INSTALLED.setdefault(dist.lower().replace("-", "_"), version)
-    return _INSTALLED
-
-
-def _version_slow(top: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(top)
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def _parse(name: str, path: Path) -> _Module:
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    except SyntaxError as exc:
-        raise ConfigError(f"cannot parse {path}: {exc.msg} (line {exc.lineno})", hint="fix the syntax error") from None
-    mod = _Module(name=name, path=path)
-    package = _package_of(mod)
-    for stmt in tree.body:
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            mod.defs[stmt.name] = stmt
-        elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-            for t in targets:
-                for n in ast.walk(t):
-                    if isinstance(n, ast.Name):
-                        mod.defs[n.id] = stmt
-        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
-            _add_import(mod, stmt, package)
-    return mod
-
-
-def _package_of(mod: _Module) -> str:
-    return mod.name if mod.path.name == "__init__.py" else mod.name.rpartition(".")[0]
-
-
-def _add_import(mod: _Module, stmt: ast.Import | ast.ImportFrom, package: str) -> None:
-    if isinstance(stmt, ast.Import):
-        for alias in stmt.names:
-            if alias.asname:
-                mod.imports[alias.asname] = (alias.name, None)
-            else:
-                top = alias.name.split(".")[0]
-                mod.imports[top] = (top, None)
-        return
-    base = stmt.module or ""
-    if stmt.level:
-        parts = package.split(".")
-        parent = ".".join(parts[: len(parts) - (stmt.level - 1)])
-        base = f"{parent}.{base}" if base else parent
-    for alias in stmt.names:
-        mod.imports[alias.asname or alias.name] = (base, alias.name)
-
-
-def _normalize(node: ast.AST) -> str:
-    """Source of `node` with docstrings removed and formatting/comments canonicalized."""
-    node = _strip_docstrings(ast.parse(ast.unparse(node)))
-    return ast.unparse(node)
-
-
-def _strip_docstrings(tree: ast.AST) -> ast.AST:
-    for n in ast.walk(tree):
-        if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            body = n.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
-                if isinstance(body[0].value.value, str):
-                    n.body = body[1:] or [ast.Pass()]
-    return tree

@@ -1,0 +1,551 @@
+"""What code versions are made of: what a module binds at top level, what code refers to, and
+where modules come from (files under the project root, installed distributions).
+
+Nothing here imports the analysed code; `CodeIndex` (codeversion.py) follows the references.
+Standard library only.
+
+Two ideas keep the analysis conservative:
+- a module's top-level statements other than plain definitions run on import, so they are kept
+  together (`ModuleInfo.toplevel`) and count for every function of the module that is reached;
+- a name resolves to every statement that binds or mutates it, at any depth of module-level code.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
+
+from pipelines.core.hashing import digest
+
+BUILTIN_NAMES = frozenset(dir(builtins))
+
+#: What looks code up by a computed name: reached code using one of these counts more (see
+#: CodeIndex._dynamic). Matched on where a name really points, so aliases are seen too.
+DYNAMIC_TARGETS = frozenset(
+    {"builtins.globals", "builtins.locals", "builtins.vars", "builtins.eval", "builtins.exec",
+     "builtins.getattr", "builtins.__import__", "importlib.import_module", "importlib.__import__",
+     "importlib.util.spec_from_file_location", "importlib.util.module_from_spec", "runpy.run_module",
+     "runpy.run_path", "sys.modules", "inspect.getmembers"}
+)
+
+#: Last attribute of calls among those whose arguments matter (`getattr(m, "f")` is precise,
+#: `getattr(m, name)` is not): such calls are kept with their arguments.
+DYNAMIC_CALL_NAMES = frozenset(
+    {"getattr", "vars", "getmembers", "eval", "exec", "__import__", "import_module", "run_module"}
+)
+
+#: Decorators known to register nothing anywhere: a def decorated only with these stays plain.
+PURE_DECORATORS = frozenset(
+    {"builtins.property", "builtins.staticmethod", "builtins.classmethod", "dataclasses.dataclass",
+     "functools.wraps", "functools.lru_cache", "functools.cache", "functools.cached_property",
+     "functools.total_ordering", "functools.singledispatch", "functools.singledispatchmethod",
+     "abc.abstractmethod", "typing.overload", "typing.final", "typing.runtime_checkable",
+     "typing.no_type_check", "typing_extensions.overload", "typing_extensions.final",
+     "typing_extensions.override", "typing_extensions.runtime_checkable", "contextlib.contextmanager",
+     "contextlib.asynccontextmanager", "enum.unique"}
+)
+
+#: (module, attributes): where an imported name or attribute chain points. `("pkg.mod", ())` is the
+#: module object itself, `("pkg.mod", ("f",))` the name `f` in it.
+Target = tuple[str, tuple[str, ...]]
+
+
+@dataclass
+class Import:
+    """One import statement, with its module made absolute."""
+
+    module: str
+    names: tuple[str, ...]  # names of `from m import a, b`; () for `import m`
+    star: bool
+    line: int
+
+
+@dataclass
+class Call:
+    """A call whose function might be a dynamic lookup (see DYNAMIC_CALL_NAMES)."""
+
+    chain: tuple[str, ...]
+    args: list[ast.expr]
+    keywords: dict[str, ast.expr]
+    line: int
+
+
+@dataclass
+class Scan:
+    """What a piece of code refers to: name/attribute chains, imports, possibly dynamic calls."""
+
+    refs: dict[tuple[str, ...], int] = field(default_factory=dict)  # chain -> first line
+    calls: list[Call] = field(default_factory=list)
+    imports: list[Import] = field(default_factory=list)
+    bound: dict[str, list[Target]] = field(default_factory=dict)  # names bound by those imports
+    # `x.modules[...]` / `x.modules.get(...)`: chain -> keys ("const", name) / ("self",) / ("other",)
+    keys: dict[tuple[str, ...], set[tuple[str, ...]]] = field(default_factory=dict)
+
+
+@dataclass
+class ModuleInfo:
+    """A parsed project module. `settle` splits its top level into plain defs and the rest."""
+
+    name: str
+    rel: str  # path relative to the index root (the folder, for a namespace package)
+    sha256: str
+    is_package: bool
+    body: list[ast.stmt] = field(default_factory=list)
+    kind: str = "source"  # "source", "namespace" (a folder without __init__.py) or "binary"
+    future_annotations: bool = False
+    # name -> import targets, from imports anywhere in module-level code (try/if blocks included)
+    imports: dict[str, list[Target]] = field(default_factory=dict)
+    star: list[str] = field(default_factory=list)  # star-imported modules
+    # name -> top-level statements (not plain defs) that bind or mutate it, or declare it `global`
+    binders: dict[str, list[ast.stmt]] = field(default_factory=dict)
+    plain: dict[str, list[ast.stmt]] = field(default_factory=dict)  # name -> plain top-level defs
+    toplevel: list[ast.stmt] = field(default_factory=list)  # every other top-level statement, in order
+    impure: list[str] = field(default_factory=list)  # defs/classes moved to toplevel (for a note)
+    defined: set[str] = field(default_factory=set)  # names bound by module-level code other than imports
+    bound_by: list[set[str]] = field(default_factory=list)  # per statement of body: names it binds
+
+    @property
+    def package(self) -> str:
+        """The package relative imports of this module start from."""
+        return self.name if self.is_package else self.name.rpartition(".")[0]
+
+    def binds(self, name: str) -> bool:
+        """Whether module-level code binds `name` (a def, a statement or an import)."""
+        return name in self.plain or name in self.binders or name in self.imports
+
+    def names(self) -> list[str]:
+        """Every name module-level code binds."""
+        return sorted({*self.plain, *self.binders, *self.imports})
+
+    def settle(self, is_plain) -> None:
+        """Sort top-level statements: plain defs (is_plain(node) true) apart, everything else in order.
+
+        A def or class statement itself runs code when its decorators, defaults or class body call
+        something; such a definition is not plain and counts with the top-level code.
+        """
+        for stmt, bound in zip(self.body, self.bound_by):
+            if isinstance(stmt, DEFS) and stmt.name not in _HOOKS and is_plain(stmt):
+                self.plain.setdefault(stmt.name, []).append(stmt)
+                continue
+            self.toplevel.append(stmt)
+            if isinstance(stmt, DEFS):
+                self.impure.append(stmt.name)
+            for name in bound:
+                self.binders.setdefault(name, []).append(stmt)
+
+
+DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+# Module hooks that run on attribute access (PEP 562): they always count with the top level.
+_HOOKS = frozenset({"__getattr__", "__dir__"})
+
+
+def parse_module(name: str, rel: str, sha256: str, source: bytes, is_package: bool, filename: str) -> ModuleInfo:
+    """Parse `source` (raises SyntaxError), drop docstrings, collect module-level imports and globals."""
+    tree = ast.parse(source, filename=filename)
+    strip_docstrings(tree)
+    mod = ModuleInfo(name=name, rel=rel, sha256=sha256, is_package=is_package, body=tree.body)
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__":
+            mod.future_annotations |= any(a.name == "annotations" for a in stmt.names)
+        bound, imports = _module_level_facts(stmt)
+        # direct imports bind through `imports`; imports nested in try/if blocks bind both ways
+        bound = set() if isinstance(stmt, (ast.Import, ast.ImportFrom)) else bound
+        mod.bound_by.append(bound)
+        mod.defined |= bound
+        for node in imports:
+            imps, bindings = import_bindings(node, mod.package)
+            mod.star.extend(imp.module for imp in imps if imp.star)
+            for local, target in bindings:
+                mod.imports.setdefault(local, []).append(target)
+    if b"global" in source:  # a function declaring `global X` rebinds X when it runs
+        for stmt in tree.body:
+            for node in walk([stmt]):
+                if isinstance(node, ast.Global):
+                    for gname in node.names:
+                        mod.binders.setdefault(gname, []).append(stmt)
+    return mod
+
+
+def strip_docstrings(node: ast.AST) -> None:
+    """Remove bare string statements (docstrings and the like) in place: they never change behaviour."""
+    for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+        stmts = getattr(node, name, None)
+        if type(stmts) is not list or not stmts:  # Lambda/IfExp bodies are expressions: no statements
+            continue
+        if name in ("body", "orelse", "finalbody"):
+            kept = [s for s in stmts if not _is_bare_string(s)]
+            if len(kept) != len(stmts):
+                stmts = kept if kept or isinstance(node, ast.Module) else [ast.Pass()]
+                setattr(node, name, stmts)
+        for child in stmts:  # statements (or except handlers / match cases) holding statements
+            strip_docstrings(child)
+
+
+def _is_bare_string(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
+
+
+def normalize(node: ast.AST) -> str:
+    """Canonical source of a (docstring-stripped) node: comments and formatting do not survive."""
+    return ast.unparse(node)
+
+
+# Fields that never hold nodes we look at (names, flags, expression contexts): skipping them makes
+# the walks below several times faster than ast.walk.
+_LEAF_FIELDS = frozenset(
+    {"ctx", "id", "attr", "arg", "name", "names", "module", "level", "kind", "type_comment", "asname",
+     "is_async", "conversion", "simple", "rest", "kwd_attrs", "tag"}
+)
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {ast.Constant: ()}
+
+
+def children(node: ast.AST) -> list[ast.AST]:
+    """The child nodes of `node` (without expression contexts)."""
+    fields = _CHILD_FIELDS.get(node.__class__)
+    if fields is None:
+        fields = _CHILD_FIELDS[node.__class__] = tuple(f for f in node._fields if f not in _LEAF_FIELDS)
+    out: list[ast.AST] = []
+    for f in fields:
+        value = getattr(node, f, None)
+        if value.__class__ is list:
+            out.extend(v for v in value if isinstance(v, ast.AST))
+        elif isinstance(value, ast.AST):
+            out.append(value)
+    return out
+
+
+def walk(nodes):
+    """Every node under `nodes`, parents before their children."""
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        stack.extend(children(node))
+        yield node
+
+
+def _module_level_facts(stmt: ast.stmt) -> tuple[set[str], list[ast.Import | ast.ImportFrom]]:
+    """Names `stmt` binds, deletes or mutates in module scope (`X[k] = v`, `X.a = v`, a statement
+    `X.update(...)`), and the imports it runs there. Function, lambda, class and comprehension
+    bodies have scopes of their own: only their names and headers (decorators, defaults, bases) count.
+    """
+    bound: set[str] = set()
+    imports: list[ast.Import | ast.ImportFrom] = []
+    local: set[int] = set()  # comprehension variables
+    stack: list[ast.AST] = [stmt]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _SCOPES):
+            if not isinstance(node, ast.Lambda):
+                bound.add(node.name)
+            stack.extend(definition_headers(node))
+            continue
+        stack.extend(children(node))
+        if isinstance(node, ast.Name):
+            if not isinstance(node.ctx, ast.Load) and id(node) not in local:
+                bound.add(node.id)
+        elif isinstance(node, (ast.Subscript, ast.Attribute)):
+            if not isinstance(node.ctx, ast.Load) and _root_name(node):
+                bound.add(_root_name(node))
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            func = node.value.func
+            if isinstance(func, ast.Attribute) and _root_name(func.value):
+                bound.add(_root_name(func.value))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            imports.append(node)
+            bound.update(a.asname or a.name.split(".")[0] for a in node.names if a.name != "*")
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            bound.add(node.rest)
+        elif isinstance(node, ast.comprehension):
+            local.update(id(n) for n in walk([node.target]) if isinstance(n, ast.Name))
+    return bound, imports
+
+
+def definition_headers(node: ast.AST) -> list[ast.expr]:
+    """Expressions of a def/class/lambda evaluated where it is defined (not its body)."""
+    if isinstance(node, ast.ClassDef):
+        return [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]
+    args = node.args
+    out = [*args.defaults, *(d for d in args.kw_defaults if d is not None)]
+    if isinstance(node, ast.Lambda):
+        return out
+    every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+    out += [a.annotation for a in every if a is not None and a.annotation is not None]
+    if node.returns is not None:
+        out.append(node.returns)
+    return [*node.decorator_list, *out]
+
+
+def _root_name(node: ast.AST) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def import_bindings(node: ast.Import | ast.ImportFrom, package: str) -> tuple[list[Import], list[tuple[str, Target]]]:
+    """The imports `node` makes (one per module) and the (local name, target) bindings."""
+    if isinstance(node, ast.Import):
+        bound = []
+        for alias in node.names:
+            if alias.asname:
+                bound.append((alias.asname, (alias.name, ())))
+            else:  # `import a.b.c` binds `a`; a.b.c itself is reached through the Import
+                top = alias.name.split(".")[0]
+                bound.append((top, (top, ())))
+        return [Import(a.name, (), False, node.lineno) for a in node.names], bound
+    base = node.module or ""
+    if node.level:
+        parts = package.split(".") if package else []
+        parent = ".".join(parts[: len(parts) - (node.level - 1)]) if node.level - 1 <= len(parts) else ""
+        base = f"{parent}.{base}" if base and parent else (parent or base)
+    names = tuple(a.name for a in node.names if a.name != "*")
+    star = len(names) != len(node.names)
+    bound = [(a.asname or a.name, (base, (a.name,))) for a in node.names if a.name != "*"]
+    return [Import(base, names, star, node.lineno)], bound
+
+
+def chain_of(node: ast.AST) -> tuple[str, ...] | None:
+    """`a.b.c` -> ("a", "b", "c"); None when the chain does not start at a name."""
+    attrs = []
+    while isinstance(node, ast.Attribute):
+        attrs.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        return (node.id, *reversed(attrs))
+    return None
+
+
+def constant_str(node: ast.AST | None) -> str | None:
+    """The value of a string literal, else None."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    return None
+
+
+def scan(nodes, package: str) -> Scan:
+    """References made by `nodes` (functions included, with their nested code and string annotations)."""
+    out = Scan()
+    skip: set[int] = set()  # inner nodes of a chain already recorded, functions of recorded calls
+    keyed: dict[int, tuple[str, ...]] = {}  # id(`x.modules` node) -> how it is subscripted
+    stack: list[ast.AST] = list(nodes)
+    while stack:
+        node = stack.pop()
+        stack.extend(children(node))
+        if isinstance(node, (ast.Name, ast.Attribute)):
+            if id(node) in skip or (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)):
+                continue
+            chain = chain_of(node)
+            if chain is None:
+                continue
+            _skip_inner(node, skip)
+            out.refs.setdefault(chain, getattr(node, "lineno", 0))
+            if chain[-1] == "modules":
+                out.keys.setdefault(chain, set()).add(keyed.get(id(node), ("other",)))
+        elif isinstance(node, ast.Call):
+            _scan_call(node, out, skip, keyed)
+        elif isinstance(node, ast.Subscript) and _is_modules(node.value):
+            keyed[id(node.value)] = _key_kind(node.slice)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            imps, bound = import_bindings(node, package)
+            out.imports.extend(imps)
+            for local, target in bound:
+                out.bound.setdefault(local, []).append(target)
+        if isinstance(node, (ast.arg, ast.AnnAssign, ast.FunctionDef, ast.AsyncFunctionDef)):
+            stack.extend(_string_annotation(node))
+    return out
+
+
+def _scan_call(node: ast.Call, out: Scan, skip: set[int], keyed: dict[int, tuple[str, ...]]) -> None:
+    func = node.func
+    if isinstance(func, ast.Attribute) and func.attr == "get" and _is_modules(func.value):
+        skip.add(id(func))  # sys.modules.get(k): recorded as `sys.modules` subscripted by k
+        keyed[id(func.value)] = _key_kind(node.args[0] if node.args else None)
+        return
+    chain = chain_of(func)
+    if chain and chain[-1] in DYNAMIC_CALL_NAMES:
+        keywords = {k.arg: k.value for k in node.keywords if k.arg}
+        out.calls.append(Call(chain, list(node.args), keywords, node.lineno))
+        skip.add(id(func))
+        _skip_inner(func, skip)
+
+
+def _is_modules(node: ast.AST) -> bool:
+    if isinstance(node, ast.Attribute):
+        return node.attr == "modules"
+    return isinstance(node, ast.Name) and node.id == "modules"
+
+
+def _skip_inner(node: ast.AST, skip: set[int]) -> None:
+    while isinstance(node, ast.Attribute):
+        node = node.value
+        skip.add(id(node))
+
+
+def _key_kind(node: ast.AST | None) -> tuple[str, ...]:
+    value = constant_str(node)
+    if value is not None:
+        return ("const", value)
+    if isinstance(node, ast.Name) and node.id == "__name__":
+        return ("self",)
+    return ("other",)
+
+
+def _string_annotation(node: ast.AST) -> list[ast.AST]:
+    is_def = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    annotation = node.returns if is_def else getattr(node, "annotation", None)
+    text = constant_str(annotation)
+    if text is None:
+        return []
+    try:
+        return [ast.parse(text, mode="eval").body]
+    except SyntaxError:
+        return []
+
+
+# -- where modules come from: the project folder ---------------------------------------------------
+
+_SKIP_DIRS = frozenset({"__pycache__", "site-packages", "node_modules"})
+
+
+def probe_module(root: Path, name: str) -> tuple[str, str] | None:
+    """Where Python would find module `name` under `root`: package, extension, source, namespace."""
+    parts = name.split(".")
+    if any(not p or p in (".", "..") or "/" in p or "\\" in p for p in parts):
+        return None
+    base = os.path.join(root, *parts)  # plain strings: this runs for every lookup of a warm cache hit
+    rel = "/".join(parts)
+    if os.path.isfile(os.path.join(base, "__init__.py")):
+        return ("package", f"{rel}/__init__.py")
+    for suffix in EXTENSION_SUFFIXES:
+        if os.path.isfile(base + suffix):
+            return ("binary", rel + suffix)
+    if os.path.isfile(base + ".py"):
+        return ("source", rel + ".py")
+    if os.path.isdir(base) and (len(parts) > 1 or not _installed_elsewhere(parts[0])):
+        # a folder without __init__.py is a namespace package, unless a regular one exists elsewhere
+        return ("namespace", rel)
+    return None
+
+
+def _installed_elsewhere(top: str) -> bool:
+    return top in sys.stdlib_module_names or not distribution_versions(top)[0].endswith("==unknown")
+
+
+def package_sources(root: Path, top: str) -> list[str]:
+    """Every .py file of package `top` (or of the whole root when it is not a folder), sorted."""
+    start = root / top if (root / top).is_dir() else root
+    out = []
+    for dirpath, dirnames, filenames in os.walk(start):
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if not d.startswith(".") and d not in _SKIP_DIRS
+            and not os.path.exists(os.path.join(dirpath, d, "pyvenv.cfg"))  # a virtual environment
+        )
+        rel_dir = Path(dirpath).relative_to(root).as_posix()
+        prefix = "" if rel_dir == "." else rel_dir + "/"
+        out += sorted(prefix + f for f in filenames if f.endswith(".py"))
+    return out
+
+
+# -- installed distributions --------------------------------------------------------------------
+
+_INSTALLED: dict[str, tuple[str, str, str]] | None = None  # normalized name -> (name, version, folder)
+_ENVIRONMENT: str | None = None
+_VERSIONS: dict[str, tuple[str, str]] = {}
+_PROVIDERS: dict[str, list[str]] | None = None
+
+
+def _norm(name: str) -> str:
+    return name.lower().replace("-", "_").replace(".", "_")
+
+
+def installed() -> dict[str, tuple[str, str, str]]:
+    """Every distribution on sys.path, from its metadata folder's name (one listdir per entry)."""
+    global _INSTALLED, _ENVIRONMENT
+    if _INSTALLED is None:
+        found: dict[str, tuple[str, str, str]] = {}
+        folders = set()
+        # sys.path[0] is the script's folder or the working directory: it differs between entry
+        # points (CLI, pytest, python -c), so it stays out of the fingerprint (the versions each
+        # cache entry used are checked one by one as well)
+        volatile = sys.path[0] if sys.path and not sys.flags.safe_path else None
+        for i, entry in enumerate(sys.path):
+            try:
+                names = os.listdir(entry or ".")
+            except OSError:
+                continue
+            for n in names:
+                if n.endswith((".dist-info", ".egg-info")):
+                    if not (i == 0 and entry == volatile):
+                        folders.add(n)
+                    dist, _, rest = n.rsplit(".", 1)[0].partition("-")
+                    folder = os.path.join(entry or ".", n)
+                    found.setdefault(_norm(dist), (dist, rest.split("-")[0] or "unknown", folder))
+        _INSTALLED = found
+        _ENVIRONMENT = digest([list(sys.version_info[:3]), sorted(folders)])
+    return _INSTALLED
+
+
+def environment() -> str:
+    """A digest of the Python version and the installed distributions (names and versions)."""
+    installed()
+    return _ENVIRONMENT
+
+
+def fast_distribution(top: str) -> str | None:
+    """"dist==version" when import name `top` is itself an installed distribution's name, else None."""
+    found = installed().get(_norm(top))
+    return f"{found[0]}=={found[1]}" if found else None
+
+
+def distribution_versions(top: str) -> tuple[str, str]:
+    """("dist==version,..." of every distribution providing import name `top`, a note or "")."""
+    if top not in _VERSIONS:
+        known = installed()
+        if _norm(top) in known:  # fast path: the import name is the distribution's name
+            providers = [known[_norm(top)]]
+        else:  # PyYAML provides yaml: ask the metadata (slow, so only then, and once per process)
+            names = sorted(set(_providers().get(top, ())))
+            providers = [known.get(_norm(n)) or (n, _metadata_version(n), "") for n in names]
+        if not providers:
+            _VERSIONS[top] = (f"{top}==unknown", f"{top}: not installed by any distribution — it counts as unknown")
+        else:
+            value = ",".join(sorted(f"{name}=={version}" for name, version, _ in providers))
+            editable = [name for name, _, folder in providers if folder and _is_editable(folder)]
+            note = f"{top}: {', '.join(editable)} is an editable install — only its version counts" if editable else ""
+            _VERSIONS[top] = (value, note)
+    return _VERSIONS[top]
+
+
+def _providers() -> dict[str, list[str]]:
+    global _PROVIDERS
+    if _PROVIDERS is None:
+        from importlib import metadata
+
+        _PROVIDERS = metadata.packages_distributions()
+    return _PROVIDERS
+
+
+def _metadata_version(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _is_editable(folder: str) -> bool:
+    try:
+        with open(os.path.join(folder, "direct_url.json"), encoding="utf-8") as fh:
+            return bool(json.load(fh).get("dir_info", {}).get("editable"))
+    except (OSError, ValueError, AttributeError):
+        return False
