@@ -15,9 +15,7 @@ from pipelines.core.spec import Result
 
 def flight_features(ctx, raw_flights: pl.DataFrame) -> pl.DataFrame:
     """Features of the flights of ctx.day, from that day and the LOOKBACK_DAYS before it."""
-    return build_flight_features(
-        raw_flights, ctx.day, LOOKBACK_DAYS, float(ctx.params.get("delay_threshold_minutes", 15))
-    )
+    return build_flight_features(raw_flights, ctx.day, LOOKBACK_DAYS, float(ctx.params["delay_threshold_minutes"]))
 
 
 def weather_features(ctx, raw_weather: pl.DataFrame) -> pl.DataFrame:
@@ -27,7 +25,7 @@ def weather_features(ctx, raw_weather: pl.DataFrame) -> pl.DataFrame:
 
 def training_set(ctx, flight_features: pl.DataFrame, weather_features: pl.DataFrame) -> pl.DataFrame:
     """Every flight with the weather known `weather_lead_minutes` before its departure."""
-    lead = timedelta(minutes=int(ctx.params.get("weather_lead_minutes", 60)))
+    lead = timedelta(minutes=ctx.params["weather_lead_minutes"])
     return as_of_join(flight_features, weather_features, lead)
 
 
@@ -43,5 +41,5 @@ def delay_predictions(ctx, flight_features: pl.DataFrame, weather_features: pl.D
     """Delay probability for each flight of ctx.day."""
     from assets.models.delay import score_flights
 
-    lead = timedelta(minutes=int(ctx.params.get("weather_lead_minutes", 60)))
+    lead = timedelta(minutes=ctx.params["weather_lead_minutes"])
     return score_flights(delay_model, as_of_join(flight_features, weather_features, lead))

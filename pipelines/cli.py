@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import math
 import os
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-from pipelines.core.errors import SkipwiseError
+from pipelines.core.budget import format_usd
+from pipelines.core.errors import SkipwiseError, UsageError
+from pipelines.core.partitions import parse_range
 from pipelines.core.plan import BLOCKED, RUN, SKIP, Decision
+
+#: Warnings printed by a command; the rest are counted (all of them are in --json).
+MAX_WARNINGS = 10
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,11 +31,24 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # The engine logs each warning as it collects it; the command prints the collected list once
+    # (without a handler, logging's last resort would print every warning a second time).
+    logger = logging.getLogger("skipwise")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
     try:
         return int(args.func(args) or 0)
     except SkipwiseError as exc:
         print(f"Error: {exc.render()}", file=sys.stderr)
-        return 1
+        return int(getattr(exc, "exit_code", 1))
+
+
+def print_warnings(warnings: list[str], limit: int = MAX_WARNINGS) -> None:
+    """Each warning once, at most `limit` of them, then how many more there are."""
+    for w in warnings[:limit]:
+        print(f"warning: {w}", file=sys.stderr)
+    if len(warnings) > limit:
+        print(f"warning: ... {len(warnings) - limit} more (--json lists them all)", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,13 +92,14 @@ def _project(args):
 
 
 def _keys(project, spec: str | None) -> list[str] | None:
-    if not spec:
+    """The keys of --partition (None: every partition); an empty one is a usage error."""
+    if spec is None:
         return None
-    first, _, last = spec.partition("...")
+    first, last = parse_range(spec)
     daily = next((a.partitions for a in project.graph.assets if a.partitions is not None), None)
     if daily is None:
         return [first]
-    return daily.key_range(first, last or first)
+    return daily.key_range(first, last)
 
 
 def _select(spec: str | None) -> list[str] | None:
@@ -90,6 +111,10 @@ def decision_row(d: Decision) -> dict:
 
 
 def cmd_plan(args) -> int:
+    if args.max_usd is not None and not (math.isfinite(args.max_usd) and args.max_usd >= 0):
+        raise UsageError(f"--max-usd {args.max_usd} is not a non-negative number of dollars", hint="e.g. --max-usd 5")
+    if args.partition is not None:
+        parse_range(args.partition)  # a malformed --partition is a usage error before anything loads
     project = _project(args)
     decisions = project.plan(_select(args.select), _keys(project, args.partition))
     todo = [d for d in decisions if d.action != SKIP]
@@ -109,11 +134,11 @@ def cmd_plan(args) -> int:
             print(f"{d.action.upper():8} {d.asset}[{d.partition}]  {d.reason}")
         counts = Counter(d.action for d in decisions)
         print(f"plan: {counts[RUN]} to run, {counts[SKIP]} up to date, {counts[BLOCKED]} blocked"
-              + (f"; projected ${projected:.4f}" if projected is not None else ""))
-        for w in project.warnings:
-            print(f"warning: {w}", file=sys.stderr)
+              + (f"; projected {format_usd(projected)}" if projected is not None else ""))
+        print_warnings(project.warnings)
     if args.max_usd is not None and projected is not None and projected > args.max_usd:
-        print(f"Error: the plan is projected to cost ${projected:.4f}, above --max-usd {args.max_usd}", file=sys.stderr)
+        print(f"Error: the plan is projected to cost {format_usd(projected)}, above --max-usd {format_usd(args.max_usd)}",
+              file=sys.stderr)
         return 3
     return 0
 
@@ -155,24 +180,33 @@ def cmd_status(args) -> int:
         print(f"  {r['state']:10} {r['asset']}[{r['partition']}]  {r['reason']}")
     if len(todo) > limit:
         print(f"  ... and {len(todo) - limit} more (--limit N, --all, or --json)")
-    for w in project.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+    print_warnings(project.warnings)
     return 0
 
 
 def cmd_materialize(args) -> int:
-    from pipelines.adapters.dagster.run import materialize_project
-
-    project = _project(args)
+    tag_hint = 'e.g. --tags \'{"team": "ml"}\''
     try:
         tags = json.loads(args.tags) if args.tags else {}
     except ValueError as exc:
-        raise SkipwiseError(f"--tags is not JSON: {exc}", hint='e.g. --tags \'{"team": "ml"}\'') from None
+        raise UsageError(f"--tags is not JSON: {exc}", hint=tag_hint) from None
+    if not isinstance(tags, dict):
+        raise UsageError(f"--tags must be a JSON object of tag -> value, got {type(tags).__name__}", hint=tag_hint)
+    if args.partition is not None:
+        parse_range(args.partition)  # before anything loads (Dagster included)
+    project = _project(args)  # params, config and graph are checked here, before Dagster loads
+    from pipelines.adapters.dagster.run import materialize_project
+
     if os.environ.get("DVC_EXP_NAME") and "skipwise/experiment" not in tags:
         tags["skipwise/experiment"] = os.environ["DVC_EXP_NAME"]  # `dvc exp run` names the experiment
     t0 = time.perf_counter()
-    summary = materialize_project(project, _select(args.select), args.partition, tags)
+    try:
+        summary = materialize_project(project, _select(args.select), args.partition, tags)
+    finally:
+        print_warnings(project.warnings)
     print(summary.render(time.perf_counter() - t0))
+    if not summary.ok:
+        print(f"Error: {summary.failure_line()}", file=sys.stderr)
     return 0 if summary.ok else 1
 
 

@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from pipelines.core.budget import format_usd
 from pipelines.core.errors import SkipwiseError
 from pipelines.report import GROUPINGS, cost_table, format_table, render_html, totals
 from pipelines.store.ledger import Ledger
@@ -57,8 +58,8 @@ def run_cost(args: argparse.Namespace) -> int:
         else:
             print(format_table(table))
             total = totals(table)
-            print(f"\ntotal: ${total['usd'] or 0:.4f} spent, "
-                  f"${total['usd_avoided'] or 0:.4f} avoided by "
+            print(f"\ntotal: {format_usd(total['usd'] or 0)} spent, "
+                  f"{format_usd(total['usd_avoided'] or 0)} avoided by "
                   f"{total['skipped'] or 0} cache hit(s)")
         if args.html:
             out = Path(args.html)

@@ -11,13 +11,14 @@ import io as _io
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from pipelines.adapters.dvc.manifest import TrackedDir, file_version, read_tracked_dir
-from pipelines.core.codeversion import CodeIndex
+from pipelines.adapters.dvc.config import dvc_cache_dirs
+from pipelines.core.codeversion import CodeIndex, CodeVersion
 from pipelines.core.cost import BUDGET_OVERRIDE_TAG, CostVector, IOCounter, LedgerRecord, utc_now_iso
 from pipelines.core.errors import ConfigError, InputError
 from pipelines.core.hashing import digest
@@ -63,19 +64,25 @@ class Outcome:
 
 
 def load_params(root: Path) -> dict[str, Any]:
-    """params.yaml (the DVC convention): a mapping of asset name -> its params."""
+    """params.yaml (the DVC convention): a mapping of asset name -> its params.
+
+    Read as YAML 1.2 reads numbers (``1e-05``, what `dvc exp run -S` writes, is a float) and with
+    dates and datetimes turned into ISO strings, so ``2013-11-01`` and ``"2013-11-01"`` are the
+    same param. Checked against the graph's declarations by `check_params` (see `params_of`).
+    """
+    from pipelines.adapters.dvc.manifest import read_yaml
+    from pipelines.core.spec import plain_params
+
     path = Path(root) / "params.yaml"
     if not path.exists():
         return {}
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"params.yaml is not valid YAML: {exc}", location=str(path), hint="fix the YAML syntax") from None
+    data = read_yaml(path, "params.yaml", ConfigError, hint="fix the YAML syntax (one section per asset, e.g. `my_asset: {threshold: 15}`)")
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise ConfigError("params.yaml must be a mapping of asset name -> params", location=str(path))
-    return data
+        raise ConfigError(f"expected a mapping of asset name -> params, got {type(data).__name__}", location="params.yaml",
+                          hint="write one section per asset, e.g. `my_asset: {threshold: 15}`")
+    return plain_params(data)
 
 
 class Project:
@@ -88,15 +95,17 @@ class Project:
         self.params = dict(load_params(self.root) if params is None else params)
         self.data_root = self.root / "data"
         self.io = IOCounter()
-        self.statcache = StatCache(self.data_root / ".skipwise" / "stat.db")
-        self.store = PartitionStore(self.data_root, self.statcache, self.io)
+        self.statcache = StatCache(self.data_root / ".skipwise" / "stat.db", base=self.root)
+        # Raw files may be links into DVC's cache (cache.type symlink/hardlink): reads may go there too.
+        self.store = PartitionStore(self.data_root, self.statcache, self.io, read_roots=(self.root, *dvc_cache_dirs(self.root)))
         self.code = CodeIndex(self.root, cache=self.data_root / ".skipwise" / "code.json")
         self.config = load_config(self.root / "skipwise.toml")
-        self.ledger = Ledger(self.data_root / "ledger")
+        self.ledger = Ledger(self.data_root / "ledger", warn=self.warn)
         self.warnings: list[str] = []
         self._tracked: dict[str, TrackedDir] = {}
         self._raw_versions: dict[tuple[str, str], str] = {}
-        self._code_versions: dict[str, str] = {}
+        self._code_versions: dict[str, CodeVersion] = {}
+        self._ran: dict[tuple[str, str, int], str] = {}  # (asset, planned version, imports seen) -> version that ran
         self._params_digests: dict[str, str] = {}
         self._manifests: dict[tuple[str, str], Manifest | None] | None = None  # only while planning
         # Decoded inputs by (name, key, content version): a 7-day window reads each day once, not 8 times.
@@ -105,9 +114,61 @@ class Project:
     # -- versions of things ---------------------------------------------------------------------
 
     def code_version(self, asset: Asset) -> str:
+        return self.code_of(asset).digest
+
+    def code_of(self, asset: Asset) -> CodeVersion:
+        """The code version of `asset` as its source files are on disk now (what would run)."""
         if asset.name not in self._code_versions:
-            self._code_versions[asset.name] = self.code.version(asset.fn).digest
+            self._code_versions[asset.name] = self.code.version(asset.fn)
         return self._code_versions[asset.name]
+
+    def code_that_ran(self, asset: Asset, planned: str) -> str:
+        """The code version of what this process executed for `asset`, given the `planned` one.
+
+        Modules imported since skipwise was are versioned by the exact bytes they were compiled
+        from (`pipelines.loaded`); a file that changed after its module was imported therefore
+        yields the version of the old code, never the new one. A module imported before skipwise
+        could record it is trusted only if its file has not changed since this process started.
+        """
+        from pipelines import loaded
+
+        cv = self.code_of(asset)
+        memo = (asset.name, planned, loaded.generation())
+        if memo in self._ran:
+            return self._ran[memo]
+        changed: list[str] = []
+        start: float | None = None
+        for rel, sha in cv.files:
+            path = self.root / rel
+            src = loaded.source_of(path)
+            if src is not None:
+                if src.sha256 != sha:
+                    changed.append(rel)
+                continue
+            if not loaded.is_imported(path):
+                continue  # never imported, so it did not run
+            start = start or loaded.process_start()
+            try:
+                ctime = os.stat(path).st_ctime
+            except OSError:
+                ctime = None
+            if start is None or ctime is None or ctime >= start - 0.1:  # start is known to ~10 ms
+                raise InputError(
+                    f"{rel} was imported before skipwise and may have changed since, so the code that computed "
+                    f"{asset.name} is unknown: nothing was committed",
+                    hint="import skipwise (or your Dagster code location) before your own modules, then run again",
+                )
+        ran = planned
+        if changed:
+            ran = CodeIndex(self.root, read_source=loaded.read_as_imported).version(asset.fn).digest
+        if ran != planned:
+            self.warn(
+                f"{', '.join(changed) or 'its code'} changed after {asset.name}'s code was imported: the partitions "
+                "computed now ran the old code and are recorded under its version, so they show as stale; "
+                "run again to compute them with the new code"
+            )
+        self._ran[memo] = ran
+        return ran
 
     def params_digest(self, asset: Asset) -> str:
         if asset.name not in self._params_digests:
@@ -115,10 +176,18 @@ class Project:
         return self._params_digests[asset.name]
 
     def params_of(self, asset: Asset) -> dict[str, Any]:
-        value = self.params.get(asset.name, {})
-        if not isinstance(value, dict):
-            raise ConfigError(f"params for {asset.name} must be a mapping", location=str(self.root / "params.yaml"))
-        return value
+        """The params `asset` runs with: its declared defaults merged with its params.yaml section.
+
+        The whole of params.yaml is checked against the graph on first use (`load_project` does it
+        when the project loads): ConfigError naming the key if anything is wrong.
+        """
+        effective = self.__dict__.get("_effective_params")
+        if effective is None or self.__dict__.get("_effective_params_of") is not self.params:
+            from pipelines.core.spec import check_params, plain_params
+
+            effective = check_params(self.graph, plain_params(self.params), location="params.yaml")
+            self.__dict__["_effective_params"], self.__dict__["_effective_params_of"] = effective, self.params
+        return dict(effective.get(asset.name, {}))
 
     def raw_version(self, source: Source, key: str) -> str:
         """A raw partition's version: its DVC md5 (checked against the workspace), or "absent"."""
@@ -268,30 +337,40 @@ class Project:
         asset = self.graph.asset(asset_name)
         tags = {**asset.tags, **(tags or {})}
         keys = self.keys_for(asset, keys)
-        self.check_budget(asset, [k for k in keys if self.decide(asset, k).action == RUN], tags)
+        self.check_budget(asset, [k for k in keys if self.decide(asset, k).action == RUN], tags, run_id=run_id)
         fn = None
-        outcomes: list[Outcome] = []
-        try:
-            for key in keys:
-                with self.store.lock(asset.layer, asset.name, key):
-                    decision, cur = self._decide(asset, key)
-                    if decision.action == SKIP:
-                        outcome = self.hit(asset, key, decision)
-                    elif decision.action == BLOCKED:
-                        raise InputError(
-                            f"{asset.name}[{key}] cannot run: {decision.reason}",
-                            hint="materialize its upstream assets first (or select them in the same run)",
-                        )
-                    else:
-                        fn = fn or _load_function(asset.fn)
-                        outcome = self._compute(asset, key, decision, cur, fn, run_id)
-                outcomes.append(outcome)
-                yield outcome
-        finally:
-            self.record(outcomes, run_id, tags)
+        hits: list[Outcome] = []
+        with self.ledger.journal(run_id) as journal:
+            try:
+                for key in keys:
+                    with self.store.lock(asset.layer, asset.name, key):
+                        decision, cur = self._decide(asset, key)
+                        if decision.action == SKIP:
+                            outcome = self.hit(asset, key, decision)
+                            hits.append(outcome)
+                        elif decision.action == BLOCKED:
+                            raise InputError(
+                                f"{asset.name}[{key}] cannot run: {decision.reason}",
+                                hint="materialize its upstream assets first (or select them in the same run)",
+                            )
+                        else:
+                            fn = fn or _load_function(asset.fn)
+                            outcome = self._compute(asset, key, decision, cur, fn, run_id)
+                            # The record goes first: a run killed after the commit keeps its cost.
+                            journal.write(self._records([*hits, outcome], run_id, tags))
+                            hits = []
+                            self.store.commit(asset.layer, asset.name, outcome.manifest)
+                    yield outcome
+            finally:
+                journal.write(self._records(hits, run_id, tags))
 
-    def check_budget(self, asset: Asset, to_run: list[str], tags: Mapping[str, str]) -> None:
-        """Stop before any work if the projected cost of `to_run` breaks a budget in skipwise.toml."""
+    def check_budget(self, asset: Asset, to_run: list[str], tags: Mapping[str, str], run_id: str = "") -> None:
+        """Stop before any work if the projected cost of `to_run` breaks a budget in skipwise.toml.
+
+        With `run_id`, what that run already spent (its ledger records: earlier steps of the same
+        Dagster run) counts towards the per-run and per-asset budgets, so a run of many steps is
+        held to `per_run_usd` as a whole, not step by step.
+        """
         b = self.config.budgets
         if not to_run or (b.per_run_usd is None and b.per_day_usd is None and asset.name not in b.assets):
             return
@@ -303,14 +382,25 @@ class Project:
             self.config.default_partition_usd_estimate,
         )
         spent = self.ledger.spent_usd(utc_now_iso()[:10])
+        by_asset: dict[str, float] = {}
+        if run_id:
+            rows = self.ledger.query(
+                "select asset, coalesce(sum(usd), 0) as usd from ledger where run_id = ? and usd is not null group by asset",
+                [str(run_id)],
+            )
+            by_asset = {str(r["asset"]): float(r["usd"]) for r in rows}
         override = str(tags.get(BUDGET_OVERRIDE_TAG, "")).lower() == "true"
-        check_budgets(projection, b, spent, override).raise_if_over(self.config.source)
+        decision = check_budgets(projection, b, spent, override, spent_this_run_usd=sum(by_asset.values()),
+                                 spent_this_run_by_asset=by_asset)
+        decision.raise_if_over(self.config.source)
 
     def record(self, outcomes: list[Outcome], run_id: str, tags: Mapping[str, str]) -> None:
         """Append one immutable ledger file with a record per outcome."""
-        if not outcomes:
-            return
-        self.ledger.append(
+        if outcomes:
+            self.ledger.append(self._records(outcomes, run_id, tags))
+
+    def _records(self, outcomes: list[Outcome], run_id: str, tags: Mapping[str, str]) -> list[LedgerRecord]:
+        return [
             LedgerRecord(
                 ts=utc_now_iso(),
                 run_id=run_id,
@@ -323,7 +413,7 @@ class Project:
                 cost=o.cost or CostVector(),
             )
             for o in outcomes
-        )
+        ]
 
     def hit(self, asset: Asset, key: str, decision: Decision) -> Outcome:
         """The outcome of a skipped partition, with the dollars it avoided."""
@@ -341,6 +431,10 @@ class Project:
             inputs = {dep.name: self._load_input(asset, dep.name, cur.inputs[dep.name], dep.mapping) for dep in asset.deps}
             ctx = PartitionContext(asset.name, key, self.params_of(asset))
             value = fn(ctx, **inputs)
+            ran = self.code_that_ran(asset, cur.code_version)  # after the call: lazy imports have happened
+            if ran != cur.code_version:
+                cur = replace(cur, code_version=ran, fingerprint=fingerprint(ran, cur.params_digest, cur.inputs))
+                decision = replace(decision, fingerprint=cur.fingerprint, reason=f"{decision.reason} (ran code imported before it changed)")
             metadata: Mapping[str, Any] = {}
             if isinstance(value, Result):
                 value, metadata = value.value, value.metadata
@@ -368,8 +462,7 @@ class Project:
             metadata=_jsonable(metadata),
             cost=cost.to_record(),
         )
-        self.store.commit(asset.layer, asset.name, manifest)
-        return Outcome(decision, manifest, cost, metadata)
+        return Outcome(decision, manifest, cost, metadata)  # the caller records, then commits
 
     def _load_input(self, asset: Asset, dep_name: str, versions: Mapping[str, str | None], mapping: Any) -> Any:
         up = self.graph.node(dep_name)
@@ -398,15 +491,44 @@ class Project:
 
         if not values:
             return pl.DataFrame()
-        expected = values[-1][1].columns  # the partition's own day defines the schema
+        # The usual schema is the one seen most often in every frame this project decoded for `up`
+        # (a run over many partitions knows it), not the partition's own day, which may be the odd one.
+        seen = self.__dict__.setdefault("_schemas_seen", {}).setdefault(up.name, {})
         for k, frame in values:
-            if frame.columns != expected:
-                missing, extra = sorted(set(expected) - set(frame.columns)), sorted(set(frame.columns) - set(expected))
+            seen[k] = tuple(frame.columns)
+        if len({tuple(f.columns) for _, f in values}) > 1:
+            from collections import Counter
+
+            fix = f"fix or re-ingest the odd file, then `dvc add {up.path}` again" if isinstance(up, Source) else \
+                "fix the odd partition's code or data and materialize it again"
+            ranked = Counter(seen.values()).most_common()
+            if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:  # a tie: the files alone cannot tell
+                firsts: dict[tuple, str] = {}
+                for k, f in values:
+                    firsts.setdefault(tuple(f.columns), k)
+                (a, ka), (b, kb) = list(firsts.items())[:2]
+                fa, fb = self._describe(up, ka), self._describe(up, kb)
+                if set(a) == set(b):
+                    diff = f"the same columns in another order: {fa} has {list(a)}, {fb} has {list(b)}"
+                else:
+                    diff = f"columns only in {fa}: {sorted(set(a) - set(b))}; only in {fb}: {sorted(set(b) - set(a))}"
                 raise InputError(
-                    f"schema drift in {self._describe(up, k)}: missing columns {missing}, unexpected {extra} "
-                    f"(compared with {up.name}[{values[-1][0]}])",
-                    hint="fix or re-ingest that file, then `dvc add` it again",
+                    f"schema drift in {up.name}: {fa} and {fb} differ and no other file tells which is usual: {diff}",
+                    hint=f"check both files; {fix}",
                 )
+            usual, count = ranked[0]
+            odd = [k for k, f in values if tuple(f.columns) != usual]
+            k = odd[0]
+            cols = seen[k]
+            missing, extra = sorted(set(usual) - set(cols)), sorted(set(cols) - set(usual))
+            drift = f"missing columns {missing}, unexpected {extra}" if missing or extra else f"columns in another order: {list(cols)}"
+            example = next((kk for kk, f in values if tuple(f.columns) == usual), None) or next(kk for kk, c in seen.items() if c == usual)
+            also = f"; also odd: {', '.join(self._describe(up, o) for o in odd[1:4])}{' ...' if len(odd) > 4 else ''}" if len(odd) > 1 else ""
+            raise InputError(
+                f"schema drift in {self._describe(up, k)}: {drift} (the usual schema of {up.name}, seen in {count} of "
+                f"{len(seen)} partitions read, e.g. {self._describe(up, example)}){also}",
+                hint=fix,
+            )
         try:
             return pl.concat([f for _, f in values], how="vertical_relaxed")
         except Exception as exc:  # column types that cannot be reconciled
@@ -479,6 +601,19 @@ def load_project(root: Path | None = None, graph_ref: str = "assets.graph:GRAPH"
     root = Path(root or find_root()).resolve()
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    module, _, name = graph_ref.partition(":")
-    graph = getattr(importlib.import_module(module), name)
-    return Project(root, graph, graph_ref=graph_ref)
+    module, sep, name = graph_ref.partition(":")
+    hint = "pass --graph package.module:ATTRIBUTE, importable from the project root (default assets.graph:GRAPH)"
+    if not sep or not module or not name:
+        raise ConfigError(f"--graph {graph_ref!r} is not module:attribute", hint=hint)
+    try:
+        graph = getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"--graph {graph_ref}: cannot import {exc.name or module} ({exc})", hint=hint) from None
+    except AttributeError:
+        raise ConfigError(f"--graph {graph_ref}: module {module} has no attribute {name!r}", hint=hint) from None
+    if not isinstance(graph, Graph):
+        raise ConfigError(f"--graph {graph_ref} is a {type(graph).__name__}, not a skipwise Graph", hint=hint)
+    project = Project(root, graph, graph_ref=graph_ref)
+    for asset in graph.assets[:1]:
+        project.params_of(asset)  # checks all of params.yaml now, not inside a step
+    return project

@@ -13,6 +13,8 @@ import html
 from collections import defaultdict
 from typing import Any, Callable, Iterable
 
+from pipelines.core.budget import format_usd
+
 GROUPINGS: tuple[str, ...] = ("asset", "partition", "run", "model", "experiment", "team", "day")
 
 METRIC_COLUMNS: tuple[str, ...] = (
@@ -126,8 +128,8 @@ _FORMATS: dict[str, Callable[[Any], str]] = {
     "bytes_read": _bytes,
     "bytes_written": _bytes,
     "egress_bytes": _bytes,
-    "usd": lambda v: f"${v:.4f}",
-    "usd_avoided": lambda v: f"${v:.4f}",
+    "usd": format_usd,
+    "usd_avoided": format_usd,
     "hit_rate": lambda v: f"{100 * v:.0f}%",
 }
 
@@ -225,7 +227,7 @@ def _vbar_chart(items: list[tuple[str, float]], label: Callable[[float], str]) -
 
 
 def _usd(v: float) -> str:
-    return f"${v:.4f}"
+    return format_usd(v)
 
 
 def _short(name: str, n: int = 24) -> str:
@@ -260,8 +262,8 @@ def render_html(rows: list[dict[str, Any]], by: str = "asset",
     hit_asset = [(str(r["asset"]), r["hit_rate"]) for r in by_asset if r["hit_rate"] is not None]
     table = cost_table(rows, by)
     total = totals(table)
-    summary = (f"{len(rows)} records; ${total['usd'] or 0:.4f} spent; "
-               f"${total['usd_avoided'] or 0:.4f} avoided by cache hits; "
+    summary = (f"{len(rows)} records; {format_usd(total['usd'] or 0)} spent; "
+               f"{format_usd(total['usd_avoided'] or 0)} avoided by cache hits; "
                f"hit rate {_cell('hit_rate', total['hit_rate'])}")
     charts = [
         ("Spend per day (USD)", _vbar_chart(spend_day, _usd)),

@@ -4,6 +4,8 @@ when the projection is over a limit.
     projection = project_run_cost(history, to_run={"features": 30}, estimate_per_partition=0.01)
     decision = check_budgets(projection, config.budgets, spent_today_usd=3.2, override=False)
     decision.raise_if_over()        # BudgetExceeded, nothing computed
+
+Every dollar figure skipwise prints goes through `format_usd`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,26 @@ from pipelines.core.cost import BUDGET_OVERRIDE_TAG
 from pipelines.core.errors import BudgetExceeded
 
 HISTORY_WINDOW = 20
+
+
+def format_usd(value: float | int | None) -> str:
+    """Dollars as skipwise prints them everywhere: 4 decimals from one cent up ($20.0000,
+    $0.0123), 3 significant digits below that ($0.00100, $0.0000100), so a small amount never
+    reads as $0.0000. None is "-" (unknown, never zero)."""
+    if value is None:
+        return "-"
+    v = float(value)
+    if not math.isfinite(v):
+        return f"${v}"
+    sign, a = ("-" if v < 0 else ""), abs(v)
+    if a == 0:
+        return "$0.0000"
+    r = float(f"{a:.3g}")  # 3 significant digits (0.0009999 -> 0.001)
+    if r >= 0.01:
+        return f"{sign}${a:.4f}"
+    if r < 1e-9:
+        return f"{sign}${r:.2e}"
+    return f"{sign}${r:.{2 - math.floor(math.log10(r))}f}"
 
 OVERRIDE_HINT = (
     f'rerun with the run tag {BUDGET_OVERRIDE_TAG}=true '
@@ -75,8 +97,8 @@ class Projection:
         for a in self.assets:
             how = "estimated, no history" if a.estimated else f"median of last {a.samples}"
             lines.append(
-                f"  {a.asset}: {a.partitions} partition(s) x ${a.usd_per_partition:.4f}"
-                f" = ${a.usd:.4f} ({how})"
+                f"  {a.asset}: {a.partitions} partition(s) x {format_usd(a.usd_per_partition)}"
+                f" = {format_usd(a.usd)} ({how})"
             )
         return "\n".join(lines)
 
@@ -134,47 +156,58 @@ def check_budgets(
     budgets: Budgets,
     spent_today_usd: float,
     override: bool,
+    spent_this_run_usd: float = 0.0,
+    spent_this_run_by_asset: Mapping[str, float] | None = None,
 ) -> BudgetDecision:
     """Check a projection against the per-run, per-day and per-asset budgets.
+
+    `spent_this_run_usd` is what earlier steps of the same run already spent (a run of several
+    assets is checked step by step): it counts towards the per-run budget, and
+    `spent_this_run_by_asset` towards the per-asset ones.
 
     Over any of them: ``ok=False`` with a message giving the projection, the budget, which
     budget it is, and how to override (the run tag ``skipwise/budget_override=true``). With
     `override`, the same breaches are reported but ``ok=True``.
     """
     total = projection.total_usd
+    spent_run = float(spent_this_run_usd or 0.0)
+    by_asset = dict(spent_this_run_by_asset or {})
     breaches: list[tuple[str, str]] = []
-    if budgets.per_run_usd is not None and total > budgets.per_run_usd:
-        breaches.append(
-            (
-                "per_run_usd",
-                f"projected ${total:.4f} for this run is over budgets.per_run_usd"
-                f" = ${budgets.per_run_usd:.4f}",
-            )
-        )
+    if budgets.per_run_usd is not None and spent_run + total > budgets.per_run_usd:
+        if spent_run:
+            text = (f"{format_usd(spent_run)} already spent by this run + projected {format_usd(total)}"
+                    f" = {format_usd(spent_run + total)} is over budgets.per_run_usd"
+                    f" = {format_usd(budgets.per_run_usd)}")
+        else:
+            text = (f"projected {format_usd(total)} for this run is over budgets.per_run_usd"
+                    f" = {format_usd(budgets.per_run_usd)}")
+        breaches.append(("per_run_usd", text))
     if budgets.per_day_usd is not None and spent_today_usd + total > budgets.per_day_usd:
         breaches.append(
             (
                 "per_day_usd",
-                f"${spent_today_usd:.4f} spent today + projected ${total:.4f}"
-                f" = ${spent_today_usd + total:.4f} is over budgets.per_day_usd"
-                f" = ${budgets.per_day_usd:.4f}",
+                f"{format_usd(spent_today_usd)} spent today + projected {format_usd(total)}"
+                f" = {format_usd(spent_today_usd + total)} is over budgets.per_day_usd"
+                f" = {format_usd(budgets.per_day_usd)}",
             )
         )
     for a in projection.assets:
         limit = budgets.assets.get(a.asset)
-        if limit is not None and a.usd > limit:
+        before = float(by_asset.get(a.asset, 0.0) or 0.0)
+        if limit is not None and before + a.usd > limit:
+            spent_text = f"{format_usd(before)} already spent by this run + " if before else ""
             breaches.append(
                 (
                     f"assets.{a.asset}",
-                    f"projected ${a.usd:.4f} for asset {a.asset!r} is over"
-                    f" budgets.assets.{a.asset} = ${limit:.4f}",
+                    f"{spent_text}projected {format_usd(a.usd)} for asset {a.asset!r} is over"
+                    f" budgets.assets.{a.asset} = {format_usd(limit)}",
                 )
             )
 
     if projection.assets:
-        summary = f"projected run cost ${total:.4f}:\n{projection.describe()}"
+        summary = f"projected run cost {format_usd(total)}:\n{projection.describe()}"
     else:
-        summary = "projected run cost $0.0000 (nothing to compute)"
+        summary = f"projected run cost {format_usd(0)} (nothing to compute)"
     names = tuple(name for name, _ in breaches)
     if not breaches:
         return BudgetDecision(True, f"within budget; {summary}")

@@ -32,3 +32,9 @@ class InputError(SkipwiseError):
 
 class BudgetExceeded(SkipwiseError):
     """A run's projected cost is over a budget; nothing was computed."""
+
+
+class UsageError(SkipwiseError):
+    """A command-line argument is malformed (an empty --partition, say); the CLI exits 2, like argparse."""
+
+    exit_code = 2

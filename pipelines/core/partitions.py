@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Union
 
-from pipelines.core.errors import PartitionKeyError
+from pipelines.core.errors import PartitionKeyError, UsageError
 
 # Keys become path components: allow a conservative alphabet, never a separator or a dot-dot.
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]{0,127}$")
@@ -15,17 +15,47 @@ _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]{0,127}$")
 #: The key under which an unpartitioned asset stores its single partition.
 UNPARTITIONED = "all"
 
+#: How a range of keys is written on the command line and in run tags: first...last.
+RANGE_SEP = "..."
+
+#: Keys echoed in messages are cut to this many characters.
+SHOWN_KEY_CHARS = 40
+
+
+def show_key(key: object) -> str:
+    """`key` as messages echo it: its repr, cut to ~40 characters with the full length said."""
+    if isinstance(key, str) and len(key) > SHOWN_KEY_CHARS:
+        return f"{key[:SHOWN_KEY_CHARS]!r}... ({len(key)} characters)"
+    text = repr(key)
+    return text if len(text) <= SHOWN_KEY_CHARS + 2 else f"{text[:SHOWN_KEY_CHARS]}... ({len(text)} characters)"
+
+
+def parse_range(spec: str, option: str = "--partition") -> tuple[str, str]:
+    """`first...last` (or one key) -> (first, last); UsageError when it or either half is empty."""
+    example = f"e.g. {option} 2013-03-14 or {option} 2013-03-01...2013-03-14"
+    if not isinstance(spec, str) or not spec.strip():
+        raise UsageError(f"{option} is empty", hint=f"give a partition key or a range first...last, {example}; "
+                         f"leave {option} out for every partition")
+    first, sep, last = spec.partition(RANGE_SEP)
+    if not sep:
+        return spec, spec
+    if not first or not last:
+        side = "start" if not first else "end"
+        raise UsageError(f"{option} {show_key(spec)}: the range has no {side}",
+                         hint=f"write both ends, {example}")
+    return first, last
+
 
 def validate_key(key: object) -> str:
     """Return `key` if it is a safe partition key, else raise PartitionKeyError saying why."""
     if not isinstance(key, str) or key == "":
         raise PartitionKeyError(
-            f"partition key {key!r} is empty or not a string",
+            f"partition key {show_key(key)} is empty or not a string",
             hint="pass a key such as 2013-03-14",
         )
     if ".." in key or not _KEY_RE.match(key):
         raise PartitionKeyError(
-            f"partition key {key!r} is not allowed: keys are 1-128 characters of letters, digits and "
+            f"partition key {show_key(key)} is not allowed: keys are 1-128 characters of letters, digits and "
             "'_', '.', '=', '-', start with a letter or digit and never contain '..' or a path separator",
             hint="use the asset's own keys, e.g. 2013-03-14",
         )
@@ -51,11 +81,11 @@ class DailyPartitions:
             day = date.fromisoformat(key)
         except ValueError:
             raise PartitionKeyError(
-                f"partition key {key!r} is not a date (YYYY-MM-DD)", hint="use a key such as 2013-03-14"
+                f"partition key {show_key(key)} is not a date (YYYY-MM-DD)", hint="use a key such as 2013-03-14"
             ) from None
         if not (self.start <= day < self.end):
             raise PartitionKeyError(
-                f"partition key {key!r} is outside {self.start.isoformat()}..{self.end.isoformat()}",
+                f"partition key {show_key(key)} is outside {self.start.isoformat()}..{self.end.isoformat()}",
                 hint=f"use a day from {self.start.isoformat()} to {(self.end - timedelta(days=1)).isoformat()}",
             )
         return day
@@ -64,7 +94,7 @@ class DailyPartitions:
         """Keys from `first` to `last`, both inclusive."""
         a, b = self.parse(first), self.parse(last)
         if b < a:
-            raise PartitionKeyError(f"partition range {first}...{last} is empty", hint="put the earlier day first")
+            raise PartitionKeyError(f"partition range {first}{RANGE_SEP}{last} is empty", hint="put the earlier day first")
         return [(a + timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
 
 

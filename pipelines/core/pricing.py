@@ -113,6 +113,9 @@ class Prices:
     list_usd_per_1000: float
     storage_usd_per_gb_month: float
     source: str = field(default="<defaults>", compare=False)
+    #: how the prices are named in each cost record's `method` (portable: no absolute path);
+    #: `source` (which may be absolute) is for error messages
+    label: str = field(default="", compare=False)
 
     def rates(self, profile: str, spot: bool = False) -> ComputeRates:
         """The compute rates of `profile`; ConfigError naming the known profiles if unknown."""
@@ -176,7 +179,7 @@ class Prices:
             cost.bytes_written, self.storage_usd_per_gb_month * storage_months / GIB
         )
         kind = "spot" if spot else "on-demand"
-        priced = f"priced: {profile} {kind} ({self.source})"
+        priced = f"priced: {profile} {kind} ({self.label or self.source})"
         return cost.replace(
             usd_compute=compute,
             usd_egress=egress,
@@ -203,9 +206,10 @@ class _Checker:
     """Validates a parsed TOML table, raising ConfigError with the key path and, when the
     file text is known, its line."""
 
-    def __init__(self, source: str, text: str | None = None) -> None:
+    def __init__(self, source: str, text: str | None = None, label: str = "") -> None:
         self.source = source
         self.text = text
+        self.label = label or source
 
     def fail(self, keypath: tuple[str, ...], message: str, hint: str) -> ConfigError:
         where = self.source
@@ -335,6 +339,7 @@ def _load_prices(data: Mapping[str, Any], check: _Checker) -> Prices:
         list_usd_per_1000=requests["list"],
         storage_usd_per_gb_month=storage["usd_per_gb_month"],
         source=check.source,
+        label=check.label,
     )
 
 
@@ -418,15 +423,27 @@ def _config_from(data: dict[str, Any], check: _Checker) -> SkipwiseConfig:
     return SkipwiseConfig(prices, profile, spot, budgets, estimate, check.source, extra)
 
 
-def load_config(path: str | Path = "skipwise.toml") -> SkipwiseConfig:
+def _label(path: Path, root: str | Path | None) -> str:
+    """`path` as cost records name it: relative to `root` (default: the file's own folder, the
+    project root for a project's skipwise.toml), so manifests do not depend on where the project is."""
+    base = Path(root) if root is not None else path.parent
+    try:
+        return path.relative_to(base).as_posix() if path.is_absolute() == base.is_absolute() else path.as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def load_config(path: str | Path = "skipwise.toml", root: str | Path | None = None) -> SkipwiseConfig:
     """Read ``skipwise.toml``: ``[pricing]``, ``[compute] profile/spot``, ``[budgets]``.
 
     A missing file gives the defaults. Malformed TOML raises ConfigError with the file and line;
-    an unknown key or a wrong type raises ConfigError with the key path (and its line).
+    an unknown key or a wrong type raises ConfigError with the key path (and its line). Errors
+    name the file as given; cost records name it relative to `root` (default: its folder).
     """
     path = Path(path)
+    label = _label(path, root)
     if not path.exists():
-        return _config_from({}, _Checker(f"{path} (absent, defaults)"))
+        return _config_from({}, _Checker(f"{path} (absent, defaults)", label=f"{label} (absent, defaults)"))
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -440,4 +457,4 @@ def load_config(path: str | Path = "skipwise.toml") -> SkipwiseConfig:
         raise ConfigError(f"malformed TOML: {exc}",
                           hint="fix the syntax (https://toml.io); quote keys with dashes or dots",
                           location=where) from exc
-    return _config_from(data, _Checker(str(path), text))
+    return _config_from(data, _Checker(str(path), text, label=label))

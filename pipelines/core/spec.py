@@ -6,7 +6,10 @@ graph can be planned (and its code hashed) without importing the project's heavy
 
 from __future__ import annotations
 
+import difflib
+import math
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from typing import Any, Mapping as TMapping
 
 from pipelines.core.errors import ConfigError
@@ -44,6 +47,12 @@ class Asset:
     `fmt` is how the output is stored: "parquet" (the function returns a polars DataFrame) or
     "bytes" (the function returns bytes, e.g. a model artifact). The function may also return a
     `Result` to attach metadata. `layer` is the data/ subfolder the outputs live in.
+
+    `params` (optional) declares the asset's params: name -> default value, whose type is the
+    type params.yaml must give (an int is accepted where the default is a float; a bool is not an
+    int; a None default accepts anything). With a declaration, an unknown or mistyped key in
+    params.yaml is an error when the project loads, and the function's `ctx.params` (and the
+    fingerprint) is the defaults merged with params.yaml. Without one, any keys are accepted.
     """
 
     name: str
@@ -56,10 +65,188 @@ class Asset:
     tags: TMapping[str, str] = field(default_factory=dict)
     #: if set (e.g. "predictions"), each computed partition reports `cost/usd_per_1k_<unit>` per output row
     cost_unit: str = ""
+    #: declared params, name -> default (None: undeclared, params.yaml may hold any keys)
+    params: TMapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.params is None:
+            return
+        if not isinstance(self.params, TMapping):
+            raise ConfigError(f"asset {self.name}: params must be a mapping of name -> default value",
+                              hint="e.g. params={'epochs': 6}")
+        for key, default in self.params.items():
+            where = f"asset {self.name}: params[{key!r}]"
+            if not isinstance(key, str) or not key:
+                raise ConfigError(f"{where}: a param name must be a non-empty string", hint="rename it")
+            if _expected_type(default) is _UNSUPPORTED:
+                raise ConfigError(f"{where}: default {_show(default)} has unsupported type {type(default).__name__}",
+                                  hint="use a bool, int, float, str, list, mapping or None default")
+            inner, bad = _bad_value(default)
+            if bad:
+                raise ConfigError(f"{where}{inner}: default {bad}", hint="use a finite, JSON-like default")
 
     @property
     def ext(self) -> str:
         return {"parquet": "parquet", "bytes": "bin"}[self.fmt]
+
+
+_UNSUPPORTED = object()
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}
+
+
+def _expected_type(default: Any) -> Any:
+    """The type params.yaml must give for a param declared with `default` (None: any)."""
+    if default is None:
+        return None
+    for t in (bool, int, float, str):  # bool first: it is an int to Python, not to a user
+        if isinstance(default, t):
+            return t
+    if isinstance(default, (list, tuple)):
+        return list
+    if isinstance(default, TMapping):
+        return dict
+    return _UNSUPPORTED
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    for t, name in _TYPE_NAMES.items():
+        if isinstance(value, t):
+            return name
+    if isinstance(value, TMapping):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    text = ("true" if value else "false") if isinstance(value, bool) else "null" if value is None else repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def plain_params(value: Any) -> Any:
+    """`value` with YAML dates and datetimes turned into ISO strings (``2013-11-01`` and
+    ``"2013-11-01"`` are then the same param), recursively; everything else unchanged."""
+    if isinstance(value, (date, datetime, time)):
+        return value.isoformat()
+    if isinstance(value, TMapping):
+        return {k: plain_params(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_params(v) for v in value]
+    return value
+
+
+def _bad_value(value: Any, at: str = "") -> tuple[str, str]:
+    """(where inside `value`, e.g. ".a[1]", and what) makes `value` unusable as a param, or
+    ("", "") if nothing: NaN/inf, a non-string key, or a type with no canonical JSON form (it
+    could not be fingerprinted)."""
+    if isinstance(value, float):
+        return ("", "") if math.isfinite(value) else (at, f"{value!r} is not a finite number")
+    if value is None or isinstance(value, (bool, int, str)):
+        return "", ""
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            bad = _bad_value(v, f"{at}[{i}]")
+            if bad[1]:
+                return bad
+        return "", ""
+    if isinstance(value, TMapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return at, f"has a non-string key {_show(k)}"
+            bad = _bad_value(v, f"{at}.{k}")
+            if bad[1]:
+                return bad
+        return "", ""
+    return at, f"{_show(value)} ({type(value).__name__}) is not a plain value (number, string, boolean, list, mapping)"
+
+
+def _coerce(value: Any, default: Any) -> tuple[bool, Any]:
+    """(ok, value converted to the declared type) for a param declared with `default`."""
+    t = _expected_type(default)
+    if t is None:
+        return True, value
+    if t is bool:
+        return isinstance(value, bool), value
+    if t is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if t is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False, value
+        return True, float(value)
+    if t is str:
+        return isinstance(value, str), value
+    if t is list:
+        return isinstance(value, (list, tuple)), list(value) if isinstance(value, (list, tuple)) else value
+    return isinstance(value, TMapping), value
+
+
+def check_params(graph: "Graph", params: TMapping[str, Any], location: str = "params.yaml") -> dict[str, dict[str, Any]]:
+    """Validate params.yaml (`params`: section per asset) against `graph`; return each asset's
+    effective params: its declared defaults merged with its section (values converted to the
+    declared types), or the section as it is for an asset without a declaration.
+
+    Raises ConfigError, located at `location`, naming the key: a section that names no asset, a
+    section that is not a mapping, NaN or infinity anywhere, a value with no canonical form, and,
+    for a declared asset, an unknown key (with the closest known one) or a value of the wrong type.
+    """
+    if not isinstance(params, TMapping):
+        raise ConfigError(f"expected a mapping of asset name -> params, got {_kind(params)}",
+                          location=location, hint="write one section per asset, e.g. `my_asset: {threshold: 15}`")
+    assets = {a.name: a for a in graph.assets}
+    known = ", ".join(sorted(assets))
+    out: dict[str, dict[str, Any]] = {}
+    for name, section in params.items():
+        if name not in assets:
+            what = ("is a source, which takes no params" if any(s.name == name for s in graph.sources)
+                    else f"names no asset{_did_you_mean(name, assets)}")
+            raise ConfigError(f"{_show(name) if not isinstance(name, str) else name}: {what}",
+                              location=location, hint=f"sections of {location} are asset names: {known}")
+        if section is None:
+            section = {}
+        if not isinstance(section, TMapping):
+            raise ConfigError(f"{name}: expected a mapping of param -> value, got {_kind(section)} {_show(section)}",
+                              location=location, hint=f"indent {name}'s params under `{name}:`, e.g. `{name}: {{key: value}}`")
+        declared = assets[name].params
+        merged: dict[str, Any] = dict(declared) if declared is not None else {}
+        for key, value in section.items():
+            path = f"{name}.{key}"
+            if not isinstance(key, str):
+                raise ConfigError(f"{name}.{_show(key)}: a param name must be a string", location=location,
+                                  hint="quote the name or rename it")
+            inner, bad = _bad_value(value)
+            if bad:
+                raise ConfigError(f"{path}{inner}: {bad}", location=location,
+                                  hint=f"write a finite number or a plain value, e.g. {key}: {_example(declared, key)}")
+            if declared is not None:
+                if key not in declared:
+                    raise ConfigError(f"{path}: unknown param of {name}{_did_you_mean(key, declared)}",
+                                      location=location, hint=f"known params of {name}: {', '.join(sorted(declared))}")
+                ok, value = _coerce(value, declared[key])
+                if not ok:
+                    expected = _TYPE_NAMES[_expected_type(declared[key])]
+                    raise ConfigError(f"{path}: expected {expected}, got {_kind(value)} {_show(value)}",
+                                      location=location, hint=f"write e.g. {key}: {_example(declared, key)} (the default)")
+            merged[key] = value
+        out[name] = merged
+    for name, a in assets.items():
+        if name not in out and a.params is not None:
+            out[name] = dict(a.params)
+    return out
+
+
+def _did_you_mean(name: Any, known: Any) -> str:
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _example(declared: TMapping[str, Any] | None, key: str) -> str:
+    if declared is None or key not in declared:
+        return "1.0"
+    d = declared[key]
+    if isinstance(d, bool):
+        return "true" if d else "false"
+    return f'"{d}"' if isinstance(d, str) else _show(d)
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,17 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
 from pipelines.adapters.dagster.factory import build_asset, build_source
+from pipelines.core.cost import BUDGET_OVERRIDE_TAG, utc_now_iso
+from pipelines.core.partitions import parse_range
 from pipelines.core.spec import Asset
-from pipelines.core.plan import SKIP
+from pipelines.core.plan import RUN, SKIP
 from pipelines.engine import Project
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -34,8 +37,27 @@ class Summary:
     run_ids: list[str] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     ok: bool = True
+    #: on failure: the step (asset) that failed, and the first line of its error
+    failed_step: str = ""
+    error: str = ""
+    fix: str = ""
+    #: assets of the levels launched, and of those a failure kept from running
+    launched: list[str] = field(default_factory=list)
+    not_run: list[str] = field(default_factory=list)
+
+    def failure_line(self) -> str:
+        """What failed, in one line (plus the error's own `fix:` line, if it has one); "" if nothing did."""
+        if self.ok:
+            return ""
+        done, total = sum(self.computed.values()), sum(self.requested.values())
+        what = f"step {self.failed_step}" if self.failed_step else "the Dagster run"
+        line = (f"{what} failed after {done} of {total} partitions were computed: "
+                f"{self.error or 'see the Dagster log above'}")
+        return line + (f"\n  {self.fix}" if self.fix else "")
 
     def render(self, seconds: float) -> str:
+        if not self.ok:
+            return self._render_failure(seconds)
         lines = ["skipwise materialize:"]
         for name, n in self.requested.items():
             c = self.computed.get(name, 0)
@@ -46,6 +68,95 @@ class Summary:
         if self.metrics:
             lines.append("  delay_model: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in self.metrics.items()))
         return "\n".join(lines)
+
+    def _render_failure(self, seconds: float) -> str:
+        lines = ["skipwise materialize: FAILED"]
+        for name, n in self.requested.items():
+            c = self.computed.get(name, 0)
+            if name == self.failed_step:
+                state = f"{c:4} computed, then failed"
+            elif name in self.launched:
+                state = f"{c:4} computed"
+            else:
+                state = f"{c:4} computed, none stale"
+            lines.append(f"  {name:20} {state}")
+        for name in self.not_run:
+            lines.append(f"  {name:20}    - not run (an earlier step failed)")
+        total, done = sum(self.requested.values()), sum(self.computed.values())
+        lines.append(f"  {done} of {total} partitions computed before the failure, in {seconds:.1f} s")
+        lines.append(f"  failed: {self.failed_step or 'the Dagster run'}: {self.error or 'see the Dagster log above'}")
+        if self.fix:
+            lines.append(f"  {self.fix}")
+        return "\n".join(lines)
+
+
+def failure_of(result) -> tuple[str, str, str]:
+    """(step, first line of its error, its `fix:` line or "") of a Dagster run's first failed step."""
+    try:
+        events = result.get_step_failure_events()
+    except Exception:  # noqa: BLE001 - a result without step events: say what we can
+        events = []
+    for event in events:
+        step = event.step_key or ""
+        data = getattr(event, "step_failure_data", None) or getattr(event, "event_specific_data", None)
+        err = getattr(data, "error", None)
+        while err is not None and getattr(err, "cause", None) is not None and "DagsterExecutionStepExecutionError" in (err.cls_name or ""):
+            err = err.cause  # Dagster wraps the user's error; the cause is what was raised
+        return (step, *_first_line(err))
+    return "", "", ""
+
+
+def _first_line(err) -> tuple[str, str]:
+    if err is None:
+        return "", ""
+    text = (getattr(err, "message", "") or "").strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    cls = getattr(err, "cls_name", "") or ""
+    if not lines:
+        return cls, ""
+    first = lines[0]
+    if cls and ": " in first and first.split(": ", 1)[0].endswith(cls):
+        first = f"{cls}: {first.split(': ', 1)[1]}"  # pipelines.core.errors.InputError: x -> InputError: x
+    fix = next((line.strip() for line in lines[1:] if line.strip().startswith("fix:")), "")
+    return first, fix
+
+
+def _keys_of(partitions, partition: str | None) -> list[str] | None:
+    """The keys a run over `partition` (None: all) covers in a partition set (None: unpartitioned)."""
+    if partitions is None:
+        return None
+    return partitions.keys() if partition is None else partitions.key_range(*parse_range(partition))
+
+
+def check_plan_budget(project: Project, names: set[str], partition: str | None, tags: dict) -> tuple[list[str] | None, list]:
+    """Stop before launching anything when the whole invocation is projected over a budget.
+
+    Projects every level at once (downstream of a stale partition counts as running, as the plan
+    says) from each asset's cost history: `per_run_usd` holds for the invocation as a whole, not
+    per step. The run tag skipwise/budget_override=true lets it through (the steps report it).
+    Returns the keys planned for partitioned assets and the plan's decisions (reused for the
+    levels that run before anything has been committed).
+    """
+    from pipelines.core.budget import check_budgets, project_run_cost
+
+    daily = next((a.partitions for a in project.graph.order() if a.name in names and a.partitions is not None), None)
+    keys = _keys_of(daily, partition)
+    decisions = project.plan(sorted(names), None if partition is None else keys)
+    b = project.config.budgets
+    if b.per_run_usd is None and b.per_day_usd is None and not b.assets:
+        return keys, decisions
+    to_run = Counter(d.asset for d in decisions if d.action == RUN)
+    if not to_run:
+        return keys, decisions
+    projection = project_run_cost(
+        {a: project.ledger.history_usd_per_partition(a) for a in to_run},
+        dict(to_run),
+        project.config.default_partition_usd_estimate,
+    )
+    override = str(tags.get(BUDGET_OVERRIDE_TAG, "")).lower() == "true"
+    decision = check_budgets(projection, b, project.ledger.spent_usd(utc_now_iso()[:10]), override)
+    decision.raise_if_over(project.config.source)
+    return keys, decisions
 
 
 def instance_for(project: Project) -> dg.DagsterInstance:
@@ -70,19 +181,26 @@ def materialize_project(project: Project, selection: list[str] | None, partition
     names = set(selection) if selection else {a.name for a in graph.assets}
     for n in names:
         graph.asset(n)
+    if partition is not None:
+        parse_range(partition)  # an empty --partition (or half of one) is an error, never "everything"
+    planned_keys, planned = check_plan_budget(project, names, partition, tags)
     defs_sources = [build_source(s, project.root, project.graph_ref) for s in graph.sources]
     defs_assets = {a.name: build_asset(a, graph, project.root, project.graph_ref) for a in graph.assets}
     summary = Summary()
     instance = None
-    for group in run_groups(graph, names):
+    groups = run_groups(graph, names)
+    for i, group in enumerate(groups):
         run_tags = {str(k): str(v) for k, v in tags.items()}
-        keys = None
-        if group[0].partitions is not None:
-            all_keys = group[0].partitions.keys()
-            first, _, last = (partition or f"{all_keys[0]}...{all_keys[-1]}").partition("...")
-            keys = group[0].partitions.key_range(first, last or first)
-        fresh = Project(project.root, graph, graph_ref=project.graph_ref)  # sees what the previous level committed
-        decisions = fresh.plan([a.name for a in group], keys)
+        keys = _keys_of(group[0].partitions, partition)
+        in_group = {a.name for a in group}
+        if instance is None and (keys is None or partition is None or keys == planned_keys):
+            # Nothing has run yet: the plan made up front still holds for this level.
+            fresh, decisions = project, [d for d in planned if d.asset in in_group]
+        else:
+            fresh = Project(project.root, graph, graph_ref=project.graph_ref)  # sees what the previous level committed
+            decisions = fresh.plan([a.name for a in group], keys)
+            for w in fresh.warnings:
+                project.warn(w)
         stale = sorted({d.partition for d in decisions if d.action != SKIP})
         for a in group:
             summary.requested[a.name] = len(keys) if keys is not None else 1
@@ -96,6 +214,7 @@ def materialize_project(project: Project, selection: list[str] | None, partition
         if keys is not None:
             run_tags.update({RANGE_START: stale[0], RANGE_END: stale[-1]})
         instance = instance or instance_for(project)
+        summary.launched.extend(a.name for a in group)
         result = dg.materialize(
             [*defs_sources, *defs_assets.values()],
             selection=[a.name for a in group],
@@ -113,6 +232,8 @@ def materialize_project(project: Project, selection: list[str] | None, partition
                 if e.asset_key == dg.AssetKey(a.name) and _cache_of(e) == "miss"
             )
         if not result.success:
+            summary.failed_step, summary.error, summary.fix = failure_of(result)
+            summary.not_run = [a.name for g in groups[i + 1:] for a in g]
             break
     summary.metrics = write_metrics(project)
     return summary

@@ -3,18 +3,67 @@
 `dvc add data/raw/flights` writes data/raw/flights.dvc with the directory's `<md5>.dir` hash; the
 per-file list lives in .dvc/cache/files/md5/<2 hex>/<rest>.dir as JSON [{"md5", "relpath"}]. Reading
 it costs milliseconds and no data. The workspace may differ (a file edited but not `dvc add`-ed);
-we notice through the stat cache and use the real content's md5, with a warning.
+we notice through the stat cache and use the real content's md5, with a warning. When the `.dir`
+manifest itself is not in the cache (a fresh clone before `dvc fetch`), files are versioned by their
+content (the same md5 DVC uses) and one warning per directory says so.
+
+A `.dvc` file or dvc.lock that is not what DVC writes is an InputError naming the file and the fix.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pipelines.core.errors import InputError
+from pipelines.adapters.dvc.config import dvc_cache_dirs
+from pipelines.core.errors import InputError, SkipwiseError
 from pipelines.store.statcache import StatCache
+
+_MD5 = re.compile(r"^[0-9a-f]{32}(\.dir)?$")
+_YAML_LOADER: Any = None
+
+
+def _loader() -> Any:
+    """PyYAML's safe loader, resolving floats as YAML 1.2 (and DVC, through ruamel) does: PyYAML
+    alone reads ``1e-05`` (what DVC writes for 0.00001) as a string."""
+    global _YAML_LOADER
+    if _YAML_LOADER is None:
+        import yaml  # DVC's files are YAML; the import stays off the pure core
+
+        class Loader(yaml.SafeLoader):
+            pass
+
+        Loader.add_implicit_resolver(
+            "tag:yaml.org,2002:float",
+            re.compile(r"""^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$""", re.X),
+            list("-+0123456789"),
+        )
+        _YAML_LOADER = Loader
+    return _YAML_LOADER
+
+
+def read_yaml(path: Path, name: str, error: type[SkipwiseError] = InputError, hint: str = "") -> Any:
+    """Parse the YAML file `path` (named `name` in messages); `error` with one line if it is
+    unreadable or not YAML (the problem and its line, never PyYAML's multi-line report)."""
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise error("not a text file (not UTF-8)", location=name, hint=hint) from None
+    except OSError as exc:
+        raise error(f"cannot read: {exc.strerror or exc}", location=name, hint=hint) from None
+    try:
+        return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{name}:{mark.line + 1}" if mark is not None else name
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise error(f"not valid YAML: {problem}", location=where, hint=hint) from None
 
 
 @dataclass(frozen=True)
@@ -24,6 +73,19 @@ class TrackedDir:
     path: str  # relative to the project root
     files: dict[str, str]
     source: str  # where the record came from, for messages
+    #: the `.dir` hash DVC recorded when its manifest is not in the cache ("" otherwise)
+    missing_manifest: str = ""
+
+    @property
+    def missing_warning(self) -> str:
+        """The one warning for a directory whose `.dir` manifest is not in the cache."""
+        if not self.missing_manifest:
+            return ""
+        return (
+            f"{self.source} records {self.path} as {self.missing_manifest}, but that .dir manifest is not in "
+            f"the DVC cache: its files are versioned by their content; fix: run `dvc fetch` (or `dvc pull`), "
+            f"or `dvc add {self.path}` again"
+        )
 
 
 def read_tracked_dir(root: Path, rel_path: str) -> TrackedDir:
@@ -32,44 +94,110 @@ def read_tracked_dir(root: Path, rel_path: str) -> TrackedDir:
     dir_hash, source = _dir_hash(root, rel_path)
     if dir_hash is None:
         return TrackedDir(rel_path, {}, "not tracked by DVC")
+    if not dir_hash.endswith(".dir"):
+        raise InputError(
+            f"records {rel_path} with the file hash {dir_hash}, but {rel_path} is a directory of partition files",
+            location=source, hint=f"run `dvc add {rel_path}` (the directory) again",
+        )
     manifest = _cache_path(root, dir_hash)
     if manifest is None:
-        return TrackedDir(rel_path, {}, f"{source} (its .dir manifest {dir_hash} is not in the DVC cache)")
+        return TrackedDir(rel_path, {}, source, missing_manifest=dir_hash)
+    shown = _shown(root, manifest)
+    fix = f"run `dvc fetch` to restore it (or `dvc add {rel_path}` again)"
     try:
-        entries = json.loads(manifest.read_text())
-        files = {e["relpath"]: e["md5"] for e in entries}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"DVC manifest {manifest} is unreadable: {exc}", hint="run `dvc fetch` or `dvc add` again") from None
+        entries = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"DVC's .dir manifest {dir_hash} (from {source}) is unreadable: {exc}", location=shown, hint=fix) from None
+    if not isinstance(entries, list):
+        raise InputError(f"DVC's .dir manifest {dir_hash} (from {source}) is not a list of files", location=shown, hint=fix)
+    files: dict[str, str] = {}
+    for e in entries:
+        if not (isinstance(e, dict) and isinstance(e.get("relpath"), str) and isinstance(e.get("md5"), str)):
+            raise InputError(f"DVC's .dir manifest {dir_hash} (from {source}) has an entry without relpath/md5: "
+                             f"{str(e)[:60]}", location=shown, hint=fix)
+        files[e["relpath"]] = e["md5"]
     return TrackedDir(rel_path, files, source)
 
 
-def _dir_hash(root: Path, rel_path: str) -> tuple[str | None, str]:
-    import yaml  # DVC's files are YAML; the import stays off the pure core
+def _shown(root: Path, path: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
 
+
+def _outs(data: Any, name: str, where: str, hint: str) -> list[dict]:
+    """The `outs` list of a .dvc file or a dvc.lock stage, checked to be what DVC writes."""
+    if "outs" not in data:
+        return []
+    outs = data["outs"]
+    if not isinstance(outs, list):
+        raise InputError(f"{where}`outs` is {_kind(outs)}, not a list", location=name, hint=hint)
+    for i, out in enumerate(outs):
+        if not isinstance(out, dict):
+            raise InputError(f"{where}outs[{i}] is {_kind(out)}, not a mapping with path and md5", location=name, hint=hint)
+    return outs
+
+
+def _md5_of(out: dict, i: int, name: str, where: str, hint: str) -> str:
+    md5 = out.get("md5")
+    if md5 is None:
+        raise InputError(f"{where}outs[{i}] ({out.get('path')}) has no md5", location=name, hint=hint)
+    if not isinstance(md5, str) or not _MD5.match(md5):
+        raise InputError(f"{where}outs[{i}] ({out.get('path')}) md5 is {_kind(md5)} {repr(md5)[:40]}, "
+                         "not an md5 hash", location=name, hint=hint)
+    return md5
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "empty"}.get(type(value), type(value).__name__)
+
+
+def _dir_hash(root: Path, rel_path: str) -> tuple[str | None, str]:
     dvc_file = root / f"{rel_path}.dvc"
+    name = f"{rel_path}.dvc"
     if dvc_file.exists():
-        data = yaml.safe_load(dvc_file.read_text()) or {}
-        for out in data.get("outs", []):
-            if Path(dvc_file.parent, out.get("path", "")).resolve() == (root / rel_path).resolve():
-                return out.get("md5"), str(dvc_file.relative_to(root))
+        hint = f"restore it from git (`git checkout -- {name}`) or run `dvc add {rel_path}` again"
+        data = read_yaml(dvc_file, name, InputError, hint)
+        if not isinstance(data, dict):
+            raise InputError(f"expected a mapping with `outs` (what `dvc add` writes), got {_kind(data)}", location=name, hint=hint)
+        target = (root / rel_path).resolve()
+        for i, out in enumerate(_outs(data, name, "", hint)):
+            path = out.get("path")
+            if not isinstance(path, str) or not path:
+                raise InputError(f"outs[{i}] has no path", location=name, hint=hint)
+            if Path(dvc_file.parent, path).resolve() == target:
+                return _md5_of(out, i, name, "", hint), name
+        raise InputError(f"records no output for {rel_path}", location=name, hint=hint)
     lock = root / "dvc.lock"
     if lock.exists():
-        data = yaml.safe_load(lock.read_text()) or {}
-        for stage in (data.get("stages") or {}).values():
-            for out in stage.get("outs", []):
-                if Path(out.get("path", "")) == Path(rel_path):
-                    return out.get("md5"), "dvc.lock"
+        hint = "restore it from git (`git checkout -- dvc.lock`) or run `dvc commit` (or `dvc repro`) to rewrite it"
+        data = read_yaml(lock, "dvc.lock", InputError, hint)
+        if data is None:
+            return None, ""
+        if not isinstance(data, dict):
+            raise InputError(f"expected a mapping with `stages` (what DVC writes), got {_kind(data)}", location="dvc.lock", hint=hint)
+        stages = data.get("stages") or {}
+        if not isinstance(stages, dict):
+            raise InputError(f"`stages` is {_kind(stages)}, not a mapping", location="dvc.lock", hint=hint)
+        for stage_name, stage in stages.items():
+            where = f"stages.{stage_name}."
+            if not isinstance(stage, dict):
+                raise InputError(f"stages.{stage_name} is {_kind(stage)}, not a mapping", location="dvc.lock", hint=hint)
+            for i, out in enumerate(_outs(stage, "dvc.lock", where, hint)):
+                if isinstance(out.get("path"), str) and Path(out["path"]) == Path(rel_path):
+                    return _md5_of(out, i, "dvc.lock", where, hint), "dvc.lock"
     return None, ""
 
 
 def _cache_path(root: Path, dir_hash: str) -> Path | None:
-    if not dir_hash.endswith(".dir"):
-        return None
     h = dir_hash[: -len(".dir")]
-    for base in (root / ".dvc" / "cache" / "files" / "md5", root / ".dvc" / "cache"):
-        p = base / h[:2] / f"{h[2:]}.dir"
-        if p.exists():
-            return p
+    for cache in dvc_cache_dirs(root):
+        for base in (cache / "files" / "md5", cache):
+            p = base / h[:2] / f"{h[2:]}.dir"
+            if p.exists():
+                return p
     return None
 
 
@@ -96,6 +224,8 @@ def file_version(root: Path, tracked: TrackedDir, relpath: str, statcache: StatC
         ) from None
     path = Path(path)
     if recorded is None:
+        if tracked.missing_manifest:  # DVC has a record we cannot read: one warning for the directory
+            return FileVersion(f"md5:{actual}", tracked.missing_warning)
         return FileVersion(f"md5:{actual}", f"{path.relative_to(root)} is not committed to DVC: run `dvc add {tracked.path}`")
     if actual != recorded:
         return FileVersion(
