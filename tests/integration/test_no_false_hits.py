@@ -147,3 +147,16 @@ def test_a_partition_folder_linked_out_of_the_data_root_is_refused_and_nothing_o
     assert {p.name: p.read_bytes() for p in outside.iterdir()} == before  # nothing written, nothing deleted
     p = cli(project_dir, "plan", "--select", "flight_features")
     assert p.returncode == 1 and "outside the data root" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_status_explain_says_where_the_code_version_counted_more(project_dir):
+    bodies = project_dir / "assets" / "bodies.py"
+    bodies.write_text(bodies.read_text().replace(
+        "def weather_features(ctx, raw_weather: pl.DataFrame) -> pl.DataFrame:\n",
+        "def weather_features(ctx, raw_weather: pl.DataFrame) -> pl.DataFrame:\n    assert globals()\n"))
+    p = cli(project_dir, "status", "--select", "weather_features", "--explain", "--json", check=True)
+    code = json.loads(p.stdout)["code"]["weather_features"]
+    assert "assets/features/weather.py" in code["files"] and any(v.startswith("polars==") for v in code["third_party"])
+    assert any("globals()" in n and "assets.bodies" in n for n in code["notes"])
+    text = cli(project_dir, "status", "--select", "weather_features", "--explain", check=True).stdout
+    assert "weather_features: code version" in text and "globals()" in text
