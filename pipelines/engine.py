@@ -29,6 +29,7 @@ from pipelines.core.spec import Asset, Graph, Result, Source
 from pipelines.core.pricing import load_config
 from pipelines.store.ledger import Ledger
 from pipelines.store.partitions import PartitionStore
+from pipelines.store.paths import ensure_inside
 from pipelines.store.statcache import StatCache
 
 log = logging.getLogger("skipwise")
@@ -94,6 +95,8 @@ class Project:
         self.graph_ref = graph_ref  # how a worker process (a Dagster step) finds the same graph
         self.params = dict(load_params(self.root) if params is None else params)
         self.data_root = self.root / "data"
+        for own in ("ledger", ".skipwise"):  # skipwise writes there: never through a link that leaves data/
+            ensure_inside(self.data_root / own, os.path.realpath(self.data_root), f"{Path('data', own)}")
         self.io = IOCounter()
         self.statcache = StatCache(self.data_root / ".skipwise" / "stat.db", base=self.root)
         # Raw files may be links into DVC's cache (cache.type symlink/hardlink): reads may go there too.

@@ -139,3 +139,18 @@ def test_raw_inputs_are_read_only_inside_the_read_roots(tmp_path):
     store = PartitionStore(root / "data", StatCache(root / "s.db", base=root), read_roots=(root,))
     with pytest.raises(InputError, match="outside the project"):
         store.read_file(root / "data" / "raw" / "a.parquet")
+
+
+@pytest.mark.parametrize("own", ["ledger", ".skipwise"])
+def test_the_ledger_and_caches_are_never_written_through_a_link_out_of_the_data_root(tmp_path, own):
+    from assets.graph import GRAPH
+    from pipelines.engine import Project
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "proj" / "data").mkdir(parents=True)
+    (tmp_path / "proj" / "data" / own).symlink_to(outside, target_is_directory=True)
+    with pytest.raises(InputError, match="outside the data root") as e:
+        Project(tmp_path / "proj", GRAPH, params={})
+    assert f"data/{own}" in str(e.value)
+    assert list(outside.iterdir()) == []
