@@ -4,6 +4,10 @@
     skipwise cost --by day --since 2026-01-01
     skipwise cost --by model --json
     skipwise cost --html cost.html
+    skipwise cost --avoided raw            # count every cache hit's avoided cost, not once a day
+
+Processes' overhead (their CPU, wall and memory outside partitions: the run records) is a row of
+its own by asset, and part of every other grouping, so the total is what the machines did.
 """
 
 from __future__ import annotations
@@ -15,7 +19,15 @@ from pathlib import Path
 
 from pipelines.core.budget import format_usd
 from pipelines.core.errors import SkipwiseError
-from pipelines.report import GROUPINGS, cost_table, format_table, render_html, totals
+from pipelines.report import (
+    AVOIDED_BASELINES,
+    GROUPINGS,
+    cost_table,
+    format_table,
+    overhead_line,
+    render_html,
+    totals,
+)
 from pipelines.store.ledger import Ledger
 
 DEFAULT_LEDGER = "data/ledger"
@@ -28,7 +40,9 @@ def add_cost_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         help="report what computed partitions cost and what cache hits saved",
         description="Group the cost ledger by asset, partition, run, model, experiment, team "
         "or day. Model and experiment come from the run tags skipwise/model and "
-        "skipwise/experiment, team from the run tag team.",
+        "skipwise/experiment, team from the run tag team. Each process's overhead (what it "
+        "used outside partitions: start, planning, ledger, orchestration) is included, as an "
+        "(overhead) row by asset or partition and an overhead_usd column otherwise.",
     )
     parser.add_argument("--by", choices=GROUPINGS, default="asset",
                         help="how to group (default: asset)")
@@ -37,6 +51,10 @@ def add_cost_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--html", metavar="PATH",
                         help="also write a self-contained HTML report with charts")
+    parser.add_argument("--avoided", choices=tuple(AVOIDED_BASELINES), default="daily",
+                        help="baseline of dollars avoided: daily (default) counts a hit once per "
+                        "asset, partition and fingerprint per UTC day, what a plain orchestrator "
+                        "would recompute for the same requests once a day; raw counts every request")
     parser.add_argument("--ledger", metavar="DIR", default=DEFAULT_LEDGER,
                         help=f"ledger directory (default: {DEFAULT_LEDGER})")
     parser.set_defaults(func=run_cost)
@@ -48,9 +66,13 @@ def run_cost(args: argparse.Namespace) -> int:
     try:
         ledger = Ledger(args.ledger)
         rows = ledger.read(since=args.since)
-        table = cost_table(rows, args.by)
+        avoided = getattr(args, "avoided", "daily")
+        table = cost_table(rows, args.by, avoided)
+        baseline = f"avoided ({avoided}): {AVOIDED_BASELINES[avoided]}"
         if args.json:
             print(json.dumps(table, indent=2, default=str))
+            if rows:
+                print(baseline, file=sys.stderr)
         elif not rows:
             where = f" since {args.since}" if args.since else ""
             print(f"no cost records in {args.ledger}{where}; "
@@ -58,13 +80,19 @@ def run_cost(args: argparse.Namespace) -> int:
         else:
             print(format_table(table))
             total = totals(table)
-            print(f"\ntotal: {format_usd(total['usd'] or 0)} spent, "
+            overhead = (f" ({format_usd(total['overhead_usd'])} of it process overhead)"
+                        if total.get("overhead_usd") is not None else "")
+            print(f"\ntotal: {format_usd(total['usd'] or 0)} spent{overhead}, "
                   f"{format_usd(total['usd_avoided'] or 0)} avoided by "
                   f"{total['skipped'] or 0} cache hit(s)")
+            line = overhead_line(rows)
+            if line:
+                print(line)
+            print(baseline + ("; --avoided raw counts every request" if avoided == "daily" else ""))
         if args.html:
             out = Path(args.html)
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(render_html(rows, by=args.by), encoding="utf-8")
+            out.write_text(render_html(rows, by=args.by, avoided=avoided), encoding="utf-8")
             print(f"wrote {out}", file=sys.stderr if args.json else sys.stdout)
     except SkipwiseError as exc:
         print(f"Error: {exc}", file=sys.stderr)

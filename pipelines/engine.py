@@ -335,21 +335,28 @@ class Project:
         and checked against the budgets (BudgetExceeded stops the run). Each partition is decided
         again under its lock (a concurrent process may have just done it), written atomically under
         its fingerprint, and committed by writing its manifest last. Every outcome, hit or miss,
-        goes to the cost ledger.
+        goes to the cost ledger, and the call ends with this process's run record: what the
+        process used since its previous one outside the partitions just recorded (its overhead).
         """
+        from pipelines.metering import process_meter
+
+        pm = process_meter()  # this process's account: its run record closes every call
         asset = self.graph.asset(asset_name)
         tags = {**asset.tags, **(tags or {})}
-        keys = self.keys_for(asset, keys)
-        self.check_budget(asset, [k for k in keys if self.decide(asset, k).action == RUN], tags, run_id=run_id)
+        with pm.phase("plan"):
+            keys = self.keys_for(asset, keys)
+            self.check_budget(asset, [k for k in keys if self.decide(asset, k).action == RUN], tags, run_id=run_id)
         fn = None
         hits: list[Outcome] = []
         with self.ledger.journal(run_id) as journal:
             try:
                 for key in keys:
                     with self.store.lock(asset.layer, asset.name, key):
-                        decision, cur = self._decide(asset, key)
+                        with pm.phase("plan"):
+                            decision, cur = self._decide(asset, key)
                         if decision.action == SKIP:
-                            outcome = self.hit(asset, key, decision)
+                            with pm.phase("plan"):
+                                outcome = self.hit(asset, key, decision)
                             hits.append(outcome)
                         elif decision.action == BLOCKED:
                             raise InputError(
@@ -357,15 +364,26 @@ class Project:
                                 hint="materialize its upstream assets first (or select them in the same run)",
                             )
                         else:
-                            fn = fn or _load_function(asset.fn)
+                            if fn is None:
+                                with pm.phase("load"):
+                                    fn = _load_function(asset.fn)
                             outcome = self._compute(asset, key, decision, cur, fn, run_id)
-                            # The record goes first: a run killed after the commit keeps its cost.
-                            journal.write(self._records([*hits, outcome], run_id, tags))
-                            hits = []
-                            self.store.commit(asset.layer, asset.name, outcome.manifest)
+                            with pm.phase("ledger"):
+                                # The record goes first: a run killed after the commit keeps its cost.
+                                journal.write(self._records([*hits, outcome], run_id, tags))
+                                pm.add_partition(outcome.cost)
+                                hits = []
+                                self.store.commit(asset.layer, asset.name, outcome.manifest)
                     yield outcome
             finally:
-                journal.write(self._records(hits, run_id, tags))
+                with pm.phase("ledger"):
+                    records = self._records(hits, run_id, tags)
+                    try:  # accounting must never cost the hits their records, nor hide an error
+                        self._last_run = self._run_record(asset.name, run_id, tags)
+                        records.append(self._last_run)
+                    except Exception as exc:  # noqa: BLE001
+                        self.warn(f"no run record for {asset.name}: {type(exc).__name__}: {exc}")
+                    journal.write(records)
 
     def check_budget(self, asset: Asset, to_run: list[str], tags: Mapping[str, str], run_id: str = "") -> None:
         """Stop before any work if the projected cost of `to_run` breaks a budget in skipwise.toml.
@@ -398,9 +416,65 @@ class Project:
         decision.raise_if_over(self.config.source)
 
     def record(self, outcomes: list[Outcome], run_id: str, tags: Mapping[str, str]) -> None:
-        """Append one immutable ledger file with a record per outcome."""
+        """Append one immutable ledger file with a record per outcome, and this process's run record
+        (what it used since its previous one: planning these outcomes, and whatever came before)."""
         if outcomes:
-            self.ledger.append(self._records(outcomes, run_id, tags))
+            from pipelines.metering import process_meter
+
+            with process_meter().phase("ledger"):
+                computed = [o for o in outcomes if o.computed]
+                records = self._records(outcomes, run_id, tags)
+                for o in computed:
+                    process_meter().add_partition(o.cost)
+                self._last_run = self._run_record("", run_id, tags)
+                self.ledger.append([*records, self._last_run])
+
+    def record_run(self, run_id: str, tags: Mapping[str, str], asset: str = "") -> LedgerRecord:
+        """Append this process's run record alone: what it used since its previous one (an
+        orchestrator calls it when it is done, so the work after its last step is counted too)."""
+        from pipelines.metering import process_meter
+
+        with process_meter().phase("ledger"):
+            self._last_run = self._run_record(asset, run_id, tags)
+            self.ledger.append([self._last_run])
+        return self._last_run
+
+    def finish_at_exit(self, run_id: str, tags: Mapping[str, str], asset: str = "", *, freeze_gc: bool = True) -> None:
+        """When this process exits, write its run record for the stretch since its previous one
+        (what it did after its last step: the orchestrator's bookkeeping), then freeze the GC so the
+        interpreter's teardown does not spend CPU no record can show (`ProcessMeter.at_exit`).
+
+        For processes that exist to run skipwise (a Dagster step worker): anything a longer-lived
+        process did after its last step would be recorded as its overhead.
+        """
+        from pipelines.metering import process_meter
+
+        def write() -> None:
+            if self.ledger.root.is_dir() and process_meter().cpu_since_take() >= 0.001:
+                self.record_run(run_id, tags, asset)
+
+        process_meter().at_exit(write, freeze_gc=freeze_gc)
+
+    def last_run_record(self) -> LedgerRecord | None:
+        """The run record this project wrote last in this process (None before any)."""
+        return self.__dict__.get("_last_run")
+
+    def _run_record(self, asset: str, run_id: str, tags: Mapping[str, str]) -> LedgerRecord:
+        """This process's run record since its previous one (`ProcessMeter.take`), priced like a
+        partition: CPU, wall and memory outside its metered partitions."""
+        from pipelines.metering import process_meter
+
+        return LedgerRecord(
+            ts=utc_now_iso(),
+            run_id=run_id,
+            asset=asset,
+            partition=None,
+            cache="run",
+            reason="process overhead: CPU, wall and memory outside its metered partitions",
+            fingerprint="",
+            tags={str(k): str(v) for k, v in tags.items() if not str(k).startswith("dagster/")},
+            cost=self.config.price(process_meter().take()),
+        )
 
     def _records(self, outcomes: list[Outcome], run_id: str, tags: Mapping[str, str]) -> list[LedgerRecord]:
         return [

@@ -1,4 +1,5 @@
-"""Measure what one partition's work costs: wall, CPU, peak memory, GPU, and store I/O.
+"""Measure what one partition's work costs: wall, CPU, peak memory, GPU, and store I/O; and what
+the whole process costs around its partitions (the run record).
 
     with Meter(io=store.io) as meter:
         compute_partition()
@@ -7,30 +8,42 @@
 How each figure is taken (and what it says in `CostVector.method`):
 
 - wall: ``time.perf_counter`` (monotonic).
-- cpu: user + system time of this process and of the children it waited for (``os.times``).
-  Other threads of the process count too: run one metered partition per process (Dagster's
-  multiprocess executor does) for figures that belong to one partition.
-- rss: on Linux, the kernel's high-water mark ``VmHWM`` is reset at the start (writing ``5`` to
-  ``/proc/self/clear_refs``) and read at the end, so it is the peak resident memory of this process
-  during the block (children are not included). If the reset is refused, a thread samples
-  ``VmRSS`` every 10 ms instead (it can miss a spike shorter than that). Elsewhere,
-  ``getrusage`` max RSS is reported only when the block set a new high, since it cannot be reset;
-  otherwise None.
+- cpu: user + system time of this process and of the children it waited for, from
+  ``getrusage(RUSAGE_SELF)`` + ``getrusage(RUSAGE_CHILDREN)`` (microsecond clocks; Linux derives
+  them from the scheduler's nanosecond runtime). Without ``resource`` (Windows):
+  ``time.process_time()`` + the children's ``os.times``. Other threads of the process count too:
+  run one metered partition per process (Dagster's multiprocess executor does) for figures that
+  belong to one partition.
+- rss: `peak_rss_bytes` is the partition's own memory: its peak above the process's resident
+  memory when it started. On Linux the kernel's high-water mark ``VmHWM`` is reset at the start
+  (writing ``5`` to ``/proc/self/clear_refs``), ``VmRSS`` is read just after, and the increment
+  is ``VmHWM`` at the end minus that ``VmRSS``; `process_peak_rss_bytes` is ``VmHWM`` itself (the
+  whole process's peak during the block; children are not included). If the reset is refused, a
+  thread samples ``VmRSS`` every 10 ms instead (it can miss a spike shorter than that). Elsewhere,
+  ``getrusage`` max RSS is reported as the process peak only when the block set a new high, and
+  the increment is not measured (None).
 - gpu: only when ``torch`` is already imported (never imported here) and CUDA is available:
   peak memory stats are reset, the device is synchronized before the clock stops, gpu_seconds is
   the wall time when the block allocated CUDA memory, gpu_peak_memory_bytes is
   ``torch.cuda.max_memory_allocated``. Otherwise both are None and method says ``gpu: none``.
 - io: the difference of two `IOCounter` snapshots, when a counter is given.
+
+`process_meter()` is this process's account (see `ProcessMeter`): the engine adds each metered
+partition it records and marks its planning, code-loading and ledger phases; `take()` gives the run record, the
+process's CPU, wall and memory since its previous run record minus what its partitions recorded.
 """
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from pipelines.core.cost import CostVector, IOCounter, IOSnapshot
 
@@ -46,6 +59,25 @@ _SAMPLE_INTERVAL_S = 0.01
 # clear_refs resets a process-wide mark: only the outermost active Meter may reset it.
 _active_lock = threading.Lock()
 _active_meters = 0
+# The process's own peak, kept across those resets (each reset would otherwise lose it): the
+# highest VmHWM read just before a reset, or sampled. Reset when the process forks.
+_process_peak = {"pid": os.getpid(), "kib": 0}
+
+if resource is not None:
+    CPU_METHOD = "cpu: getrusage self+children (us)"
+
+    def cpu_seconds() -> float:
+        """CPU seconds (user + system) this process and its waited-for children used so far."""
+        s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+else:  # pragma: no cover - Windows
+    CPU_METHOD = "cpu: process_time + children times"
+
+    def cpu_seconds() -> float:
+        """CPU seconds (user + system) this process and its waited-for children used so far."""
+        t = os.times()
+        return time.process_time() + t.children_user + t.children_system
 
 
 def _read_status_kib(field_name: str) -> int | None:
@@ -57,6 +89,28 @@ def _read_status_kib(field_name: str) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def _note_process_peak(kib: int | None) -> None:
+    if kib is None:
+        return
+    if _process_peak["pid"] != os.getpid():
+        _process_peak.update(pid=os.getpid(), kib=0)
+    if kib > _process_peak["kib"]:
+        _process_peak["kib"] = kib
+
+
+def process_peak_rss_bytes() -> int | None:
+    """The peak resident memory of this process since it started, kept across the Meter's resets
+    of ``VmHWM`` (Linux); elsewhere getrusage's max RSS; None where neither is available."""
+    hwm = _read_status_kib("VmHWM")
+    if hwm is not None:
+        _note_process_peak(hwm)
+        return _process_peak["kib"] * 1024
+    try:
+        return _ru_maxrss_bytes()
+    except (OSError, ValueError):
+        return None
 
 
 def _reset_hwm() -> bool:
@@ -98,41 +152,53 @@ class _RssSampler(threading.Thread):
 
 
 class _RssProbe:
-    """Peak resident memory of this process during the block, by the best means available."""
+    """The block's own peak memory (above the RSS at its start) and the process's peak during it."""
 
     def __init__(self, outermost: bool) -> None:
         self.method = "rss: none"
         self._mode = "none"
         self._sampler: _RssSampler | None = None
         self._maxrss0 = 0
+        self._rss0_kib: int | None = None
         if os.path.exists(_STATUS) and _read_status_kib("VmHWM") is not None:
             if not outermost:
                 # An enclosing Meter owns the mark; the peak since its start bounds ours.
-                self._mode, self.method = "hwm", "rss: VmHWM since enclosing meter"
-            elif _reset_hwm():
-                self._mode, self.method = "hwm", "rss: VmHWM reset per partition"
+                self._mode = "hwm"
+                self.method = "rss: peak above start (VmHWM since enclosing meter - VmRSS at start, an upper bound)"
             else:
-                self._sampler = _RssSampler()
-                self._sampler.start()
-                self._mode = "sample"
-                self.method = "rss: VmRSS sampled every 10 ms (VmHWM reset refused)"
+                _note_process_peak(_read_status_kib("VmHWM"))  # the reset below forgets it
+                if _reset_hwm():
+                    self._mode = "hwm"
+                    self.method = "rss: peak above start (VmHWM reset per partition - VmRSS at start)"
+                else:
+                    self._sampler = _RssSampler()
+                    self._sampler.start()
+                    self._mode = "sample"
+                    self.method = "rss: peak above start (VmRSS sampled every 10 ms, VmHWM reset refused)"
+            self._rss0_kib = _read_status_kib("VmRSS")
         else:
             try:
                 self._maxrss0 = _ru_maxrss_bytes()
-                self._mode, self.method = "maxrss", "rss: getrusage maxrss, only when a new high"
+                self._mode = "maxrss"
+                self.method = "rss: process peak from getrusage maxrss, only when a new high; increment not measured"
             except (OSError, ValueError):
                 pass
 
-    def stop(self) -> int | None:
+    def stop(self) -> tuple[int | None, int | None]:
+        """(the block's peak above its start, the process's peak during the block), in bytes."""
+        peak_kib: int | None = None
         if self._mode == "hwm":
-            kib = _read_status_kib("VmHWM")
-            return kib * 1024 if kib is not None else None
-        if self._mode == "sample" and self._sampler is not None:
-            return self._sampler.stop() * 1024
-        if self._mode == "maxrss":
+            peak_kib = _read_status_kib("VmHWM")
+        elif self._mode == "sample" and self._sampler is not None:
+            peak_kib = self._sampler.stop()
+        elif self._mode == "maxrss":
             now = _ru_maxrss_bytes()
-            return now if now > self._maxrss0 else None
-        return None
+            return None, (now if now > self._maxrss0 else None)
+        if peak_kib is None:
+            return None, None
+        _note_process_peak(peak_kib)
+        own = None if self._rss0_kib is None else max(peak_kib - self._rss0_kib, 0) * 1024
+        return own, peak_kib * 1024
 
 
 class _GpuProbe:
@@ -200,10 +266,11 @@ class Meter:
             self._outermost = _active_meters == 0
             _active_meters += 1
         self._result = None
+        process_meter().touch()  # the process's `start` phase ends at its first metered block
         self._io0: IOSnapshot | None = self.io.snapshot() if self.io is not None else None
         self._rss = _RssProbe(self._outermost)
         self._gpu = _GpuProbe(self._outermost)
-        self._times0 = os.times()
+        self._cpu0 = cpu_seconds()
         self._wall0 = time.perf_counter()
         return self
 
@@ -217,21 +284,15 @@ class Meter:
         try:
             self._gpu.synchronize()  # queued kernels belong to this block's wall time
             wall = time.perf_counter() - self._wall0
-            t1 = os.times()
-            t0 = self._times0
-            cpu = (
-                (t1.user - t0.user)
-                + (t1.system - t0.system)
-                + (t1.children_user - t0.children_user)
-                + (t1.children_system - t0.children_system)
-            )
-            peak_rss = self._rss.stop()
+            cpu = cpu_seconds() - self._cpu0
+            own_rss, process_rss = self._rss.stop()
             gpu_seconds, gpu_peak, gpu_method = self._gpu.stop(wall)
             method = "; ".join(
                 [
                     "wall: monotonic",
-                    "cpu: process+children times",
+                    CPU_METHOD,
                     self._rss.method,
+                    "memory priced on the increment",
                     gpu_method,
                 ]
             )
@@ -242,7 +303,8 @@ class Meter:
             self._result = io_part.replace(
                 wall_seconds=wall,
                 cpu_seconds=max(cpu, 0.0),
-                peak_rss_bytes=peak_rss,
+                peak_rss_bytes=own_rss,
+                process_peak_rss_bytes=process_rss,
                 gpu_seconds=gpu_seconds,
                 gpu_peak_memory_bytes=gpu_peak,
                 method=method,
@@ -256,3 +318,198 @@ class Meter:
         if self._result is None:
             raise RuntimeError("Meter.result() called before the `with Meter(...)` block ended")
         return self._result
+
+
+# --- the process's own account: run records ---------------------------------------------------
+
+PHASES: tuple[str, ...] = ("plan", "load", "ledger")
+
+
+def _process_start() -> tuple[float, str]:
+    """(when this process started, seconds since the epoch; how that was found)."""
+    from pipelines import loaded
+
+    start = loaded.process_start()
+    if start is not None:
+        return start, "since it started (/proc/self/stat)"
+    init = os.path.join(os.path.dirname(os.path.abspath(loaded.__file__)), "__init__.py")
+    src = loaded.source_of(init)
+    return (src.at if src is not None else time.time()), "wall since skipwise was imported (process start unknown)"
+
+
+class ProcessMeter:
+    """What this process used since it started, and how much of it its metered partitions recorded.
+
+    One per process (`process_meter()`). The engine calls `add_partition` for each computed
+    partition whose ledger record it has written and wraps its planning, the import of an asset's
+    code and its ledger/manifest writes in `phase("plan")`, `phase("load")` and `phase("ledger")`; `take()` then gives the run record's (unpriced) cost: the
+    process's CPU (getrusage self + children), wall and peak memory since the previous `take()` (the
+    first one: since the process started), with the part its partitions recorded taken out. The
+    records a process writes therefore add up to its whole use, never counting anything twice:
+
+        cpu_seconds (overhead) = process_cpu_seconds - partition_cpu_seconds
+                               = start + plan + load + ledger + other  (overhead_*_cpu_seconds)
+
+    where `start` is the CPU before the engine was first used (interpreter start, imports, Dagster
+    start: only in the process's first run record) and `other` the rest (the orchestrator's work
+    between and after partitions, loading code, failed work). Memory held: the process's peak x
+    the wall since the previous record, less what the partitions were charged (increment x wall).
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        start, self.start_method = _process_start()
+        self._wall_at_mono0 = max(time.time() - start, 0.0)
+        self._mono0 = time.perf_counter()
+        self._first_cpu: float | None = None  # CPU at the engine's first use (end of "start")
+        self._last_cpu = 0.0  # at the previous take(); getrusage counts from the process's start
+        self._last_wall = 0.0
+        self.records = 0
+        self._exit_write: Callable[[], None] | None = None
+        self._exit_freeze_gc = False
+        self._exit_registered = False
+        self._reset_deltas()
+
+    def _reset_deltas(self) -> None:
+        self._partition_cpu = 0.0
+        self._partition_wall = 0.0
+        self._partition_held = 0.0
+        self._partitions = 0
+        self._phases = {name: 0.0 for name in PHASES}
+
+    def wall_seconds(self) -> float:
+        """Wall seconds since the process started (see `start_method`)."""
+        return self._wall_at_mono0 + (time.perf_counter() - self._mono0)
+
+    def touch(self) -> None:
+        """Mark the engine's first use: the CPU before it is the `start` phase."""
+        if self._first_cpu is None:
+            self._first_cpu = cpu_seconds()
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Count the CPU of the block as overhead of phase `name` (nested phases count once)."""
+        if name not in self._phases:
+            raise ValueError(f"unknown phase {name!r}; use one of {', '.join(PHASES)}")
+        self.touch()
+        depth = getattr(self._local, "depth", 0)
+        if depth:
+            yield
+            return
+        self._local.depth = 1
+        c0 = cpu_seconds()
+        try:
+            yield
+        finally:
+            self._local.depth = 0
+            used = cpu_seconds() - c0
+            with self._lock:
+                self._phases[name] += used
+
+    def add_partition(self, cost: CostVector | None) -> None:
+        """Count a recorded partition's cost as partition work (not overhead)."""
+        if cost is None:
+            return
+        with self._lock:
+            self._partition_cpu += cost.cpu_seconds or 0.0
+            self._partition_wall += cost.wall_seconds or 0.0
+            if cost.peak_rss_bytes is not None and cost.wall_seconds is not None:
+                self._partition_held += cost.peak_rss_bytes * cost.wall_seconds
+            self._partitions += 1
+
+    def totals(self) -> dict[str, float]:
+        """This process's CPU and wall since it started (not a delta)."""
+        return {"cpu_seconds": cpu_seconds(), "wall_seconds": self.wall_seconds()}
+
+    def cpu_since_take(self) -> float:
+        """CPU seconds this process used since the previous `take()` (or its start)."""
+        return max(cpu_seconds() - self._last_cpu, 0.0)
+
+    def at_exit(self, write: Callable[[], None] | None = None, *, freeze_gc: bool = False) -> None:
+        """At this process's exit (an ``atexit`` handler, registered once): call `write` (the
+        latest one given; it records the last stretch since the previous run record), then, with
+        `freeze_gc`, ``gc.freeze()``.
+
+        Freezing matters: with Dagster loaded, the interpreter's teardown spends 0.3-0.6 s of CPU
+        collecting a heap the OS is about to free, after the last moment anything can be measured;
+        frozen objects are not traversed, so that CPU is not spent at all. (Objects in reference
+        cycles whose finalizers would have run during that collection do not run them; files and
+        logging are flushed before, by their own handlers.) Only processes that exist to run
+        skipwise ask for it: `skipwise materialize` and Dagster's step worker processes.
+        """
+        with self._lock:
+            if write is not None:
+                self._exit_write = write
+            self._exit_freeze_gc = self._exit_freeze_gc or freeze_gc
+            if not self._exit_registered:
+                atexit.register(self._at_exit)
+                self._exit_registered = True
+
+    def _at_exit(self) -> None:
+        if os.getpid() != self.pid:  # a forked child inherited the handler: not its account
+            return
+        write = self._exit_write
+        if write is not None:
+            try:
+                write()
+            except Exception:  # noqa: BLE001 - never fail an exiting process over its accounting
+                pass
+        if self._exit_freeze_gc:
+            gc.freeze()
+
+    def take(self) -> CostVector:
+        """The run record's cost since the previous `take()`, and start a new delta."""
+        self.touch()
+        with self._lock:
+            cpu, wall = cpu_seconds(), self.wall_seconds()
+            d_cpu, d_wall = max(cpu - self._last_cpu, 0.0), max(wall - self._last_wall, 0.0)
+            over_cpu = max(d_cpu - self._partition_cpu, 0.0)
+            over_wall = max(d_wall - self._partition_wall, 0.0)
+            start = min(self._first_cpu or 0.0, over_cpu) if self.records == 0 else 0.0
+            plan, load, ledger = self._phases["plan"], self._phases["load"], self._phases["ledger"]
+            other = max(over_cpu - start - plan - load - ledger, 0.0)
+            peak = process_peak_rss_bytes()
+            held = None if peak is None else max(peak * d_wall - self._partition_held, 0.0)
+            cost = CostVector(
+                wall_seconds=over_wall,
+                cpu_seconds=over_cpu,
+                peak_rss_bytes=peak,
+                process_peak_rss_bytes=peak,
+                rss_byte_seconds=held,
+                process_cpu_seconds=d_cpu,
+                process_wall_seconds=d_wall,
+                partition_cpu_seconds=self._partition_cpu,
+                partition_wall_seconds=self._partition_wall,
+                partitions_computed=self._partitions,
+                overhead_start_cpu_seconds=start,
+                overhead_plan_cpu_seconds=plan,
+                overhead_load_cpu_seconds=load,
+                overhead_ledger_cpu_seconds=ledger,
+                overhead_other_cpu_seconds=other,
+                method="; ".join([
+                    f"run: this process {self.start_method if self.records == 0 else 'since its previous run record'}"
+                    ", less its metered partitions",
+                    CPU_METHOD,
+                    "rss: process peak (VmHWM kept across partition resets)",
+                    "memory held: process peak x wall less the partitions' increment x wall",
+                ]),
+            )
+            self._last_cpu, self._last_wall = cpu, wall
+            self.records += 1
+            self._reset_deltas()
+            return cost
+
+
+_PROCESS_METER: ProcessMeter | None = None
+_PROCESS_METER_LOCK = threading.Lock()
+
+
+def process_meter() -> ProcessMeter:
+    """This process's `ProcessMeter` (a new one after a fork: a child counts from its own start)."""
+    global _PROCESS_METER
+    with _PROCESS_METER_LOCK:
+        if _PROCESS_METER is None or _PROCESS_METER.pid != os.getpid():
+            _PROCESS_METER = ProcessMeter()
+        return _PROCESS_METER

@@ -5,6 +5,16 @@
     Path("cost.html").write_text(render_html(rows))
 
 A figure nobody measured stays None (shown as ``-``): a sum is None only when every row lacked it.
+
+Run records (``cache == "run"``: what each process used outside its partitions) are counted with
+everything else, so a table's total is what the machines did: by asset and by partition they are
+one ``(overhead)`` row; in the other groupings they are part of each group's figures, and the
+``overhead_usd`` column says how much.
+
+Dollars avoided need a baseline. By default (``avoided="daily"``) a cache hit counts what it
+avoided once per (asset, partition, fingerprint) per UTC day: what a plain orchestrator would have
+recomputed for the same requests, once a day. ``avoided="raw"`` counts every request (a rerun
+every minute multiplies it).
 """
 
 from __future__ import annotations
@@ -17,6 +27,16 @@ from pipelines.core.budget import format_usd
 
 GROUPINGS: tuple[str, ...] = ("asset", "partition", "run", "model", "experiment", "team", "day")
 
+#: The key run records take when grouped by asset (or partition).
+OVERHEAD = "(overhead)"
+
+AVOIDED_BASELINES: dict[str, str] = {
+    "daily": "each hit's avoided cost counted once per asset, partition and fingerprint per UTC day "
+             "(what a plain orchestrator would have recomputed for the same requests, once a day)",
+    "raw": "every hit's avoided cost counted on every request (a plain orchestrator recomputing "
+           "every request, however often it is repeated)",
+}
+
 METRIC_COLUMNS: tuple[str, ...] = (
     "runs",
     "computed",
@@ -27,6 +47,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "bytes_written",
     "egress_bytes",
     "usd",
+    "overhead_usd",
     "usd_avoided",
     "hit_rate",
 )
@@ -47,6 +68,8 @@ def _key_columns(by: str) -> tuple[str, ...]:
 
 
 def _key(row: dict[str, Any], by: str) -> tuple[Any, ...]:
+    if row.get("cache") == "run" and by in ("asset", "partition"):
+        return (OVERHEAD, None) if by == "partition" else (OVERHEAD,)
     if by == "partition":
         return (row.get("asset"), row.get("partition"))
     if by == "run":
@@ -62,33 +85,65 @@ def _sum(values: Iterable[Any]) -> float | int | None:
     return sum(present) if present else None
 
 
-def cost_table(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
+def count_avoided(rows: list[dict[str, Any]], avoided: str = "daily") -> list[dict[str, Any]]:
+    """`rows` with each hit's `usd_avoided` counted by the `avoided` baseline (see the module doc).
+
+    ``"daily"``: the first hit (by time) of each (asset, partition, fingerprint, UTC day) keeps its
+    figure, later ones the same day count 0. ``"raw"``: unchanged. The input is not modified.
+    """
+    if avoided not in AVOIDED_BASELINES:
+        raise ValueError(f"unknown avoided baseline {avoided!r}; use one of {', '.join(AVOIDED_BASELINES)}")
+    if avoided == "raw":
+        return rows
+    seen: set[tuple[Any, ...]] = set()
+    out = list(rows)
+    for i in sorted(range(len(rows)), key=lambda i: str(rows[i].get("ts") or "")):
+        row = rows[i]
+        if row.get("cache") != "hit" or row.get("usd_avoided") is None:
+            continue
+        key = (row.get("asset"), row.get("partition"), row.get("fingerprint"), str(row.get("ts") or "")[:10])
+        if key in seen:
+            out[i] = {**row, "usd_avoided": 0.0}
+        else:
+            seen.add(key)
+    return out
+
+
+def cost_table(rows: list[dict[str, Any]], by: str, avoided: str = "daily") -> list[dict[str, Any]]:
     """Group ledger rows by `by` (asset, partition, run, model, experiment, team or day).
 
     Each output row has the group's key column(s) (``asset`` and ``partition`` for
     ``by="partition"``) and: ``runs`` (distinct run ids), ``computed`` (misses), ``skipped``
     (hits), ``cpu_hours``, ``gpu_hours``, ``bytes_read``, ``bytes_written``, ``egress_bytes``
-    (bytes that left the host), ``usd``, ``usd_avoided`` and ``hit_rate`` (skipped / all).
+    (bytes that left the host), ``usd``, ``usd_avoided`` (by the `avoided` baseline, see
+    `count_avoided`) and ``hit_rate`` (skipped / all). Run records form an ``(overhead)`` row by
+    asset or partition (its ``computed``/``skipped`` are None); in the other groupings they are in
+    each group's figures and an ``overhead_usd`` column says how much of ``usd`` they are.
     Rows come most expensive first; by day, in date order. Rows without the tag (e.g. no
     ``skipwise/model``) are grouped under None.
     """
     if by not in GROUPINGS:
         raise ValueError(f"cannot group by {by!r}; use one of {', '.join(GROUPINGS)}")
+    rows = count_avoided(rows, avoided)
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         groups[_key(row, by)].append(row)
 
+    per_asset = by in ("asset", "partition")
     table = []
     for key, members in groups.items():
         out: dict[str, Any] = dict(zip(_key_columns(by), key))
         computed = sum(1 for r in members if r.get("cache") == "miss")
         skipped = sum(1 for r in members if r.get("cache") == "hit")
+        only_runs = all(r.get("cache") == "run" for r in members)
         out["runs"] = len({r.get("run_id") for r in members})
-        out["computed"] = computed
-        out["skipped"] = skipped
+        out["computed"] = None if only_runs else computed
+        out["skipped"] = None if only_runs else skipped
         for column, (field, scale) in _SUMMED.items():
             total = _sum(r.get(field) for r in members)
             out[column] = total * scale if total is not None and scale != 1 else total
+            if column == "usd" and not per_asset:
+                out["overhead_usd"] = _sum(r.get("usd") for r in members if r.get("cache") == "run")
         out["hit_rate"] = skipped / (computed + skipped) if computed + skipped else None
         table.append(out)
 
@@ -102,13 +157,52 @@ def cost_table(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
 
 
 def totals(table: list[dict[str, Any]]) -> dict[str, Any]:
-    """One row summing a `cost_table` (``runs`` is left None: runs overlap between groups)."""
+    """One row summing a `cost_table` (``runs`` is left None: runs overlap between groups).
+
+    ``overhead_usd`` is the run records' dollars, whichever grouping the table has."""
     out: dict[str, Any] = {"runs": None}
     for column in ("computed", "skipped") + tuple(_SUMMED):
         out[column] = _sum(r.get(column) for r in table)
+    if any("overhead_usd" in r for r in table):
+        out["overhead_usd"] = _sum(r.get("overhead_usd") for r in table)
+    else:
+        out["overhead_usd"] = _sum(r.get("usd") for r in table if r.get("asset") == OVERHEAD)
     seen = (out["computed"] or 0) + (out["skipped"] or 0)
     out["hit_rate"] = (out["skipped"] or 0) / seen if seen else None
     return out
+
+
+_PHASES = (
+    ("overhead_start_cpu_seconds", "start (interpreter, imports, Dagster) before the engine"),
+    ("overhead_plan_cpu_seconds", "planning"),
+    ("overhead_load_cpu_seconds", "loading asset code"),
+    ("overhead_ledger_cpu_seconds", "ledger and manifest writes"),
+    ("overhead_other_cpu_seconds", "other (orchestrator between and after partitions)"),
+)
+
+
+def overhead_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the run records say, summed: processes' CPU, the part in partitions, the overhead and
+    its phases (CPU seconds), and the overhead's dollars. Empty when there are no run records."""
+    runs = [r for r in rows if r.get("cache") == "run"]
+    if not runs:
+        return {}
+    out: dict[str, Any] = {"records": len(runs)}
+    for field in ("process_cpu_seconds", "partition_cpu_seconds", "cpu_seconds", "usd",
+                  *(f for f, _ in _PHASES)):
+        out[field] = _sum(r.get(field) for r in runs)
+    return out
+
+
+def overhead_line(rows: list[dict[str, Any]]) -> str:
+    """One line: the processes' CPU, how much went to partitions, and where the overhead went."""
+    o = overhead_summary(rows)
+    if not o:
+        return ""
+    parts = ", ".join(f"{label} {o[f] or 0:.2f} s" for f, label in _PHASES)
+    usd = format_usd(o["usd"]) if o["usd"] is not None else "-"
+    return (f"overhead: {o['cpu_seconds'] or 0:.2f} CPU-s ({usd}) of the {o['process_cpu_seconds'] or 0:.2f} CPU-s "
+            f"its {o['records']} run record(s) cover ({o['partition_cpu_seconds'] or 0:.2f} s in partitions): {parts}")
 
 
 # --- formatting -------------------------------------------------------------------------------
@@ -129,6 +223,7 @@ _FORMATS: dict[str, Callable[[Any], str]] = {
     "bytes_written": _bytes,
     "egress_bytes": _bytes,
     "usd": format_usd,
+    "overhead_usd": format_usd,
     "usd_avoided": format_usd,
     "hit_rate": lambda v: f"{100 * v:.0f}%",
 }
@@ -251,19 +346,21 @@ def _html_table(rows: list[dict[str, Any]]) -> str:
 
 
 def render_html(rows: list[dict[str, Any]], by: str = "asset",
-                title: str = "skipwise cost report") -> str:
+                title: str = "skipwise cost report", avoided: str = "daily") -> str:
     """A self-contained HTML page (inline CSS and SVG, no scripts, no external references) for
-    ledger `rows`: spend per day, spend per asset, cache hit rate per asset, and the
-    `cost_table` grouped by `by`."""
-    by_day = cost_table(rows, "day")
-    by_asset = cost_table(rows, "asset")
+    ledger `rows`: spend per day, spend per asset (overhead included), cache hit rate per asset,
+    and the `cost_table` grouped by `by`."""
+    by_day = cost_table(rows, "day", avoided)
+    by_asset = cost_table(rows, "asset", avoided)
     spend_day = [(str(r["day"]), r["usd"] or 0.0) for r in by_day]
     spend_asset = [(str(r["asset"]), r["usd"] or 0.0) for r in by_asset]
     hit_asset = [(str(r["asset"]), r["hit_rate"]) for r in by_asset if r["hit_rate"] is not None]
-    table = cost_table(rows, by)
+    table = cost_table(rows, by, avoided)
     total = totals(table)
-    summary = (f"{len(rows)} records; {format_usd(total['usd'] or 0)} spent; "
-               f"{format_usd(total['usd_avoided'] or 0)} avoided by cache hits; "
+    overhead = f" ({format_usd(total['overhead_usd'])} of it overhead)" if total.get("overhead_usd") else ""
+    summary = (f"{len(rows)} records; {format_usd(total['usd'] or 0)} spent{overhead}; "
+               f"{format_usd(total['usd_avoided'] or 0)} avoided by cache hits "
+               f"({AVOIDED_BASELINES[avoided]}); "
                f"hit rate {_cell('hit_rate', total['hit_rate'])}")
     charts = [
         ("Spend per day (USD)", _vbar_chart(spend_day, _usd)),

@@ -126,7 +126,9 @@ class IOCounter:
 _INT_FIELDS = frozenset(
     {
         "peak_rss_bytes",
+        "process_peak_rss_bytes",
         "gpu_peak_memory_bytes",
+        "partitions_computed",
         "bytes_read",
         "bytes_written",
         "requests",
@@ -141,7 +143,11 @@ _INT_FIELDS = frozenset(
     }
 )
 # Peaks combine by max: two partitions that each peaked at 1 GB did not need 2 GB.
-_MAX_FIELDS = frozenset({"peak_rss_bytes", "gpu_peak_memory_bytes"})
+_MAX_FIELDS = frozenset({"peak_rss_bytes", "process_peak_rss_bytes", "gpu_peak_memory_bytes"})
+
+#: What a ledger record is: a partition computed (miss) or skipped (hit), or a process's run
+#: record (the CPU, wall and memory the process used outside its metered partitions).
+CACHE_KINDS: tuple[str, ...] = ("hit", "miss", "run")
 
 
 @dataclass(frozen=True)
@@ -155,11 +161,24 @@ class CostVector:
     `egress_bytes` is the bytes that left the host (same region + cross region + internet);
     `egress_same_host_bytes` is local traffic, kept for completeness and priced at 0 by default.
     `requests` is the total of `get_requests`, `put_requests` and `list_requests`.
+
+    Memory: for a partition, `peak_rss_bytes` is its own peak above the process's resident
+    memory when it started (what the partition added), and `process_peak_rss_bytes` the whole
+    process's peak during it. For a run record (`LedgerRecord.cache == "run"`),
+    `peak_rss_bytes` is the process's peak. `rss_byte_seconds`, when set, is the memory held
+    (bytes x seconds) and is what pricing charges instead of ``peak_rss_bytes x wall_seconds``.
+
+    Run records only: `process_cpu_seconds`/`process_wall_seconds` are what the process used
+    since its previous run record (or its start), `partition_*` the part of it its metered
+    partitions recorded, `cpu_seconds`/`wall_seconds` the rest (the overhead), split into
+    `overhead_{start,plan,load,ledger,other}_cpu_seconds`.
     """
 
     wall_seconds: float | None = None
     cpu_seconds: float | None = None
     peak_rss_bytes: int | None = None
+    process_peak_rss_bytes: int | None = None
+    rss_byte_seconds: float | None = None
     gpu_seconds: float | None = None
     gpu_peak_memory_bytes: int | None = None
     bytes_read: int | None = None
@@ -173,6 +192,16 @@ class CostVector:
     egress_same_region_bytes: int | None = None
     egress_cross_region_bytes: int | None = None
     egress_internet_bytes: int | None = None
+    process_cpu_seconds: float | None = None
+    process_wall_seconds: float | None = None
+    partition_cpu_seconds: float | None = None
+    partition_wall_seconds: float | None = None
+    partitions_computed: int | None = None
+    overhead_start_cpu_seconds: float | None = None
+    overhead_plan_cpu_seconds: float | None = None
+    overhead_load_cpu_seconds: float | None = None
+    overhead_ledger_cpu_seconds: float | None = None
+    overhead_other_cpu_seconds: float | None = None
     usd: float | None = None
     usd_compute: float | None = None
     usd_egress: float | None = None
@@ -298,10 +327,12 @@ def _tag(tags: Mapping[str, str], *names: str) -> str | None:
 
 @dataclass(frozen=True)
 class LedgerRecord:
-    """One line of the cost ledger: a partition that was computed (miss) or skipped (hit).
+    """One line of the cost ledger: a partition that was computed (miss) or skipped (hit), or a
+    process's run record (``cache="run"``: what the process used outside its partitions).
 
-    `ts` is ISO-8601 UTC (see `utc_now_iso`); `partition` is None for an unpartitioned asset;
-    `tags` are the run's tags (``skipwise/model``, ``skipwise/experiment``, ``team``, ...).
+    `ts` is ISO-8601 UTC (see `utc_now_iso`); `partition` is None for an unpartitioned asset
+    (and for a run record, whose `asset` is the step's asset, or "" for the orchestrating
+    process); `tags` are the run's tags (``skipwise/model``, ``skipwise/experiment``, ``team``, ...).
     """
 
     ts: str
@@ -315,8 +346,8 @@ class LedgerRecord:
     cost: CostVector = field(default_factory=CostVector)
 
     def __post_init__(self) -> None:
-        if self.cache not in ("hit", "miss"):
-            raise ValueError(f"LedgerRecord.cache must be 'hit' or 'miss', not {self.cache!r}")
+        if self.cache not in CACHE_KINDS:
+            raise ValueError(f"LedgerRecord.cache must be 'hit', 'miss' or 'run', not {self.cache!r}")
 
     def to_json_dict(self) -> dict[str, Any]:
         """A flat JSON-ready dict: record fields, `model`/`experiment`/`team` columns taken

@@ -3,11 +3,18 @@
 Dollars = compute + egress + requests + storage, each part priced from its own measured figures:
 
     compute  = cpu_seconds / 3600            x usd_per_vcpu_hour
-             + peak_rss GiB x wall_seconds / 3600 x usd_per_gb_ram_hour
+             + memory held GiB-hours         x usd_per_gb_ram_hour
              + gpu_seconds / 3600            x usd_per_gpu_hour
     egress   = sum over classes of  egress_<class>_bytes GiB x egress_usd_per_gb[<class>]
     requests = get_requests / 1000 x get + put_requests / 1000 x put + list_requests / 1000 x list
     storage  = bytes_written GiB x storage usd_per_gb_month x storage_months
+
+    memory held = rss_byte_seconds when measured, else peak_rss_bytes x wall_seconds
+
+For a partition, `peak_rss_bytes` is its own increment (its peak above the process's resident
+memory when it started), so a partition is not charged the framework's baseline; the process's
+run record carries that baseline (its peak x its wall, less what its partitions were charged, as
+`rss_byte_seconds`), so the two add up to the process's peak held for its lifetime.
 
 CPU is priced by the CPU-seconds used, not by the vCPUs reserved: on a shared machine a partition
 pays for its share. "GB" in prices means GiB (2**30 bytes), as AWS bills. A part whose inputs were
@@ -153,12 +160,12 @@ class Prices:
         upper bounds, so a budget errs on the safe side. `usd_avoided` is kept as it is.
         """
         r = self.rates(profile, spot)
+        held = cost.rss_byte_seconds
+        if held is None:
+            held = _mul(cost.peak_rss_bytes, cost.wall_seconds)
         compute = _sum_present(
             _mul(cost.cpu_seconds, r.usd_per_vcpu_hour / 3600),
-            _mul(
-                _mul(cost.peak_rss_bytes, 1 / GIB),
-                _mul(cost.wall_seconds, r.usd_per_gb_ram_hour / 3600),
-            ),
+            _mul(_mul(held, 1 / GIB), r.usd_per_gb_ram_hour / 3600),
             _mul(cost.gpu_seconds, r.usd_per_gpu_hour / 3600),
         )
         by_class = [

@@ -1,4 +1,5 @@
-"""The cost ledger: an append-only record of every partition computed or skipped, kept beside
+"""The cost ledger: an append-only record of every partition computed or skipped, and of what each
+materializing process used around its partitions (run records, ``cache = "run"``), kept beside
 the data and queryable with DuckDB without the Dagster instance.
 
 Layout: ``<root>/<YYYY-MM-DD>/<run_id>-<uuid4hex>.jsonl``, one JSON object per line (see
@@ -57,8 +58,8 @@ _RECORD_COLUMNS = {
     "tags": "JSON",
 }
 _INT_COST = {
-    "peak_rss_bytes", "gpu_peak_memory_bytes", "bytes_read", "bytes_written", "requests",
-    "get_requests", "put_requests", "list_requests",
+    "peak_rss_bytes", "process_peak_rss_bytes", "partitions_computed", "gpu_peak_memory_bytes",
+    "bytes_read", "bytes_written", "requests", "get_requests", "put_requests", "list_requests",
 }
 
 

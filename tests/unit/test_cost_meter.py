@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from pipelines.core.cost import IOCounter
+from pipelines.core.cost import CostVector, IOCounter
 from pipelines.metering import Meter, _read_status_kib
 
 MB = 10**6
@@ -57,9 +57,34 @@ def test_touching_memory_raises_peak_rss_and_the_next_block_starts_fresh():
         sum(range(1000))
     big_peak, small_peak = big.result().peak_rss_bytes, small.result().peak_rss_bytes
     assert big_peak is not None and small_peak is not None
-    assert big_peak - before >= 150 * MB
+    assert big_peak >= 150 * MB  # the block's own peak above its start
+    assert big.result().process_peak_rss_bytes - before >= 150 * MB  # the process's, kept apart
     assert small_peak <= big_peak - 150 * MB, "the peak must be reset per block"
+    assert small.result().process_peak_rss_bytes <= big.result().process_peak_rss_bytes - 150 * MB
     assert "rss:" in big.result().method
+
+
+def test_memory_held_before_the_block_is_not_the_blocks():
+    # The framework's baseline (here 200 MB kept alive) belongs to the process, not the partition.
+    _rss_bytes()
+    kept = b"\x01" * (200 * MB)
+    with Meter() as m:
+        small = b"\x02" * (5 * MB)
+        del small
+    cost = m.result()
+    assert len(kept) == 200 * MB  # still alive during the block
+    assert cost.peak_rss_bytes is not None and cost.peak_rss_bytes < 30 * MB, cost.peak_rss_bytes
+    assert cost.process_peak_rss_bytes >= 200 * MB  # the process's peak still says it
+    assert "peak above start" in cost.method and "priced on the increment" in cost.method
+
+
+def test_memory_is_priced_on_the_increment():
+    from pipelines.core.pricing import load_prices
+
+    prices = load_prices({}, "t")
+    v = CostVector(
+        wall_seconds=3600.0, cpu_seconds=0.0, peak_rss_bytes=2**30, process_peak_rss_bytes=10 * 2**30)
+    assert prices.price(v, "aws-m7i").usd_compute == pytest.approx(0.0039375)  # 1 GiB-hour, not 10
 
 
 def test_nested_meter_does_not_hide_the_outer_peak():
@@ -69,7 +94,18 @@ def test_nested_meter_does_not_hide_the_outer_peak():
         del data
         with Meter():
             pass
-    assert outer.result().peak_rss_bytes - before >= 150 * MB
+    assert outer.result().peak_rss_bytes >= 150 * MB
+    assert outer.result().process_peak_rss_bytes - before >= 150 * MB
+
+
+def test_short_blocks_have_microsecond_cpu():
+    # os.times moves in 10 ms steps: a 2 ms partition would record 0 CPU. getrusage does not.
+    for _ in range(20):
+        with Meter() as m:
+            _spin_cpu(0.002)
+        cost = m.result()
+        assert cost.cpu_seconds >= 0.0015, cost.cpu_seconds
+    assert "getrusage" in cost.method
 
 
 def test_child_process_cpu_is_counted():
@@ -153,7 +189,8 @@ def test_falls_back_to_sampling_when_the_peak_cannot_be_reset(monkeypatch):
         del data
     cost = m.result()
     assert "sampled" in cost.method
-    assert cost.peak_rss_bytes - before >= 150 * MB
+    assert cost.peak_rss_bytes >= 150 * MB
+    assert cost.process_peak_rss_bytes - before >= 150 * MB
 
 
 class _FakeCuda:

@@ -11,6 +11,7 @@ the skipped partitions as failed.
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -59,6 +60,35 @@ def outcome_metadata(outcome: Outcome) -> dict[str, Any]:
         md.update(outcome.cost.to_metadata())
     md.update(outcome.metadata)
     return {k: v for k, v in md.items() if v is not None}
+
+
+def run_metadata(run: Any) -> dict[str, Any]:
+    """The step process's own figures from its run record (`run/*`), for a single-partition event:
+    what the process used since its previous run record (its start, for a step's own process),
+    the part its partitions recorded, and the overhead (the rest) with its dollars."""
+    if run is None:
+        return {}
+    c = run.cost
+    md = {
+        "run/cpu_seconds": c.process_cpu_seconds,
+        "run/wall_seconds": c.process_wall_seconds,
+        "run/partition_cpu_seconds": c.partition_cpu_seconds,
+        "run/overhead_cpu_seconds": c.cpu_seconds,
+        "run/overhead_start_cpu_seconds": c.overhead_start_cpu_seconds,
+        "run/overhead_usd": c.usd,
+        "run/peak_rss_bytes": c.process_peak_rss_bytes,
+    }
+    return {k: v for k, v in md.items() if v is not None}
+
+
+def run_summary(run: Any) -> str:
+    """The step's log line's tail: the process's CPU since its previous record, and its overhead."""
+    if run is None or run.cost.process_cpu_seconds is None:
+        return ""
+    c = run.cost
+    usd = f" (${c.usd:.3g})" if c.usd is not None else ""
+    return (f"; this process: {c.process_cpu_seconds:.2f} s CPU, {c.partition_cpu_seconds or 0:.2f} s in partitions, "
+            f"{c.cpu_seconds or 0:.2f} s overhead{usd}, of which {c.overhead_start_cpu_seconds or 0:.2f} s before the engine started")
 
 
 def build_source(source: Source, root: Path, graph_ref: str) -> dg.AssetsDefinition:
@@ -125,10 +155,7 @@ def run_partitions(context: Any, project: Project, asset: Asset, keys: list[str]
         outcomes.append(outcome)
         m = outcome.manifest
         if single:
-            yield dg.MaterializeResult(
-                metadata=outcome_metadata(outcome),
-                data_version=dg.DataVersion(m.output_hash) if m else None,
-            )
+            continue  # yielded once the engine is done, with the step process's own figures
         elif outcome.computed or (in_backfill and m is not None):
             yield dg.AssetMaterialization(
                 asset_key=asset.name,
@@ -136,9 +163,22 @@ def run_partitions(context: Any, project: Project, asset: Asset, keys: list[str]
                 metadata=outcome_metadata(outcome),
                 tags={DATA_VERSION_TAG: m.output_hash},
             )
+    if multiprocessing.parent_process() is not None:
+        # A step worker process (Dagster's multiprocess executor) lives for this step: its exit
+        # records what it did after the engine (Dagster's step bookkeeping) and skips the GC teardown.
+        project.finish_at_exit(context.run_id, dict(context.run.tags), asset.name)
+    run = project.last_run_record()
+    if single and outcomes:
+        outcome = outcomes[-1]
+        m = outcome.manifest
+        yield dg.MaterializeResult(
+            metadata={**outcome_metadata(outcome), **run_metadata(run)},
+            data_version=dg.DataVersion(m.output_hash) if m else None,
+        )
     computed = sum(o.computed for o in outcomes)
     context.log.info(
         f"skipwise: {asset.name}: {computed} partition(s) computed, {len(outcomes) - computed} skipped (up to date)"
+        + run_summary(run)
     )
     for w in project.warnings:
         context.log.warning(w)

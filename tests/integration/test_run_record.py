@@ -1,0 +1,152 @@
+"""Run records: what each process used outside its partitions, so the ledger adds up to what the
+machine did. Real processes over a copy of the project (12 days of real data), their CPU compared
+with what the OS says about them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.report import cost_table, totals
+from pipelines.store.ledger import Ledger
+from tests.conftest import BIN, run
+
+pytestmark = pytest.mark.integration
+
+DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]
+
+# One process, two engine calls (like two Dagster steps in one process): each call closes with a
+# run record for what the process used since the previous one; then the process's own getrusage.
+BUILD = """
+import json, resource, sys
+from pipelines.engine import load_project
+days = json.loads(sys.argv[1])
+for asset in ("weather_features", "flight_features"):
+    for o in load_project(".").materialize(asset, days, run_id="build-1"):
+        pass
+s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"cpu": s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime}))
+"""
+
+
+def _rows(root: Path) -> list[dict]:
+    return Ledger(root / "data" / "ledger").read()
+
+
+def _cpu(rows: list[dict]) -> float:
+    """The CPU the records account for: partitions (misses) and run records (the overhead)."""
+    return sum(r["cpu_seconds"] or 0.0 for r in rows if r["cache"] in ("miss", "run"))
+
+
+def test_a_process_ledger_adds_up_to_its_own_getrusage(project_dir):
+    p = run([sys.executable, "-c", BUILD, json.dumps(DAYS)], cwd=project_dir, env={"PYTHONPATH": str(project_dir)})
+    own = json.loads(p.stdout.strip().splitlines()[-1])["cpu"]
+    rows = [r for r in _rows(project_dir) if r["run_id"] == "build-1"]
+    misses = [r for r in rows if r["cache"] == "miss"]
+    runs = [r for r in rows if r["cache"] == "run"]
+    assert len(misses) == 2 * len(DAYS) and len(runs) == 2  # one run record per engine call
+    recorded = _cpu(rows)
+    assert abs(recorded - own) <= 0.05 * own, f"records {recorded:.3f} s vs getrusage {own:.3f} s"
+
+    # The run records are deltas: together they are the process's whole CPU, its partitions' part
+    # is exactly what the partition records say, and the overhead is split by phase.
+    assert sum(r["process_cpu_seconds"] for r in runs) == pytest.approx(recorded, rel=1e-6)
+    assert sum(r["partition_cpu_seconds"] for r in runs) == pytest.approx(sum(r["cpu_seconds"] for r in misses), rel=1e-6)
+    assert sum(r["partitions_computed"] for r in runs) == len(misses)
+    first, second = sorted(runs, key=lambda r: r["ts"])
+    assert first["overhead_start_cpu_seconds"] > 0.1 and second["overhead_start_cpu_seconds"] == 0
+    for r in runs:
+        phases = sum(r[f"overhead_{k}_cpu_seconds"] for k in ("start", "plan", "load", "ledger", "other"))
+        assert phases == pytest.approx(r["cpu_seconds"], abs=2e-3)
+        assert r["overhead_plan_cpu_seconds"] > 0 and r["overhead_ledger_cpu_seconds"] > 0
+        assert r["usd"] > 0 and r["partition"] is None and "run:" in r["method"]
+
+    # Every computed partition that took 5 ms or more recorded some CPU (os.times' 10 ms steps did not).
+    weather = [r for r in misses if r["asset"] == "weather_features"]
+    assert weather and all(r["cpu_seconds"] > 0 for r in weather if r["wall_seconds"] >= 0.005), \
+        [(r["partition"], r["wall_seconds"], r["cpu_seconds"]) for r in weather]
+    assert all("getrusage" in r["method"] for r in misses)
+
+    # Memory: a partition is charged what it added, not the process's baseline.
+    for r in misses:
+        assert r["process_peak_rss_bytes"] > r["peak_rss_bytes"] >= 0
+    assert min(r["process_peak_rss_bytes"] for r in misses) > 50 * 2**20  # Python + polars at rest
+
+    # `skipwise cost` adds up: the assets' rows plus the (overhead) row are the whole.
+    table = cost_table(rows, "asset")
+    overhead = next(t for t in table if t["asset"] == "(overhead)")
+    assert overhead["computed"] is None and overhead["cpu_hours"] * 3600 == pytest.approx(sum(r["cpu_seconds"] for r in runs))
+    assert sum(t["cpu_hours"] for t in table) * 3600 == pytest.approx(recorded)
+    by_run = cost_table(rows, "run")
+    assert len(by_run) == 1 and by_run[0]["usd"] == pytest.approx(totals(table)["usd"])
+    assert by_run[0]["overhead_usd"] == pytest.approx(overhead["usd"])
+
+
+def test_a_single_partition_run_matches_what_the_os_says_of_its_process(project_dir, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(project_dir), "DAGSTER_HOME": str(tmp_path / "home")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    child = subprocess.Popen([str(BIN / "skipwise"), "materialize", "--select", "flight_features", "--partition", DAYS[4]],
+                             cwd=project_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)  # the child's own CPU (and its children's), from the kernel
+    child.returncode = os.waitstatus_to_exitcode(status)
+    assert child.returncode == 0, out.decode()[-3000:]
+    os_cpu = usage.ru_utime + usage.ru_stime
+    rows = _rows(project_dir)
+    (miss,) = [r for r in rows if r["cache"] == "miss"]
+    runs = [r for r in rows if r["cache"] == "run"]
+    assert runs and miss["partition"] == DAYS[4]
+    recorded = miss["cpu_seconds"] + sum(r["cpu_seconds"] for r in runs)
+    assert abs(recorded - os_cpu) <= 0.10 * os_cpu, f"records {recorded:.3f} s vs the OS {os_cpu:.3f} s"
+    assert sum(r["cpu_seconds"] for r in runs) > 10 * miss["cpu_seconds"]  # overhead dominates one partition
+    report = run([str(BIN / "skipwise"), "cost"], cwd=project_dir, env={"PYTHONPATH": str(project_dir)}).stdout
+    assert "(overhead)" in report and "process overhead" in report and "start (interpreter" in report
+
+
+def test_avoided_counts_a_hit_once_a_day_unless_asked_for_every_request(project):
+    list(project.materialize("flight_features", DAYS[:3], run_id="first"))
+    ledger = Ledger(project.root / "data" / "ledger")
+
+    def avoided(mode: str) -> float:
+        return totals(cost_table(ledger.read(), "asset", avoided=mode))["usd_avoided"] or 0.0
+
+    spent = sum(r["usd"] for r in ledger.read() if r["cache"] == "miss")
+    list(project.materialize("flight_features", DAYS[:3], run_id="noop-1"))
+    once_daily, once_raw = avoided("daily"), avoided("raw")
+    assert once_daily == pytest.approx(spent) and once_raw == pytest.approx(spent)
+    if time.gmtime().tm_hour == 23 and time.gmtime().tm_min >= 59:
+        pytest.skip("too close to UTC midnight for a same-day rerun")
+    list(project.materialize("flight_features", DAYS[:3], run_id="noop-2"))
+    assert avoided("daily") == pytest.approx(once_daily)  # the same requests, the same day: nothing more
+    assert avoided("raw") == pytest.approx(2 * once_raw)
+    env = {"PYTHONPATH": str(project.root)}
+    daily = run([str(BIN / "skipwise"), "cost"], cwd=project.root, env=env).stdout
+    raw = run([str(BIN / "skipwise"), "cost", "--avoided", "raw"], cwd=project.root, env=env).stdout
+    assert "avoided (daily): each hit's avoided cost counted once per asset, partition and fingerprint per UTC day" in daily
+    assert "avoided (raw)" in raw and "6 cache hit(s)" in raw
+
+
+def test_a_single_partition_dagster_event_carries_the_step_process_figures(project, tmp_path):
+    import dagster as dg
+
+    from pipelines.adapters.dagster.factory import build_asset, build_source
+
+    graph = project.graph
+    assets = [build_source(s, project.root, "assets.graph:GRAPH") for s in graph.sources]
+    assets += [build_asset(a, graph, project.root, "assets.graph:GRAPH") for a in graph.assets]
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(assets, selection=["weather_features"], instance=instance, partition_key=DAYS[0])
+        (event,) = result.get_asset_materialization_events()
+        logs = [e.message or "" for e in instance.all_logs(result.run_id)]
+    md = {k: getattr(v, "value", v) for k, v in event.step_materialization_data.materialization.metadata.items()}
+    assert md["skipwise/cache"] == "miss"
+    assert md["run/cpu_seconds"] >= md["run/partition_cpu_seconds"] + md["run/overhead_cpu_seconds"] - 1e-6
+    assert md["run/partition_cpu_seconds"] == pytest.approx(md["cost/cpu_seconds"])
+    assert md["run/overhead_usd"] > 0
+    assert any("this process:" in m and "overhead" in m for m in logs)
