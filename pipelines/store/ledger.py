@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import uuid
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -105,6 +104,7 @@ class Ledger:
         self.root = Path(root)
         self.warnings: list[str] = []  # damaged files met while reading, one line each
         self._on_warning = warn
+        self._parsed: dict[Path, tuple[tuple[int, int], list[dict[str, Any]]]] = {}
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -157,46 +157,42 @@ class Ledger:
             raise SkipwiseError(
                 "the cost ledger needs duckdb", hint="pip install duckdb"
             ) from exc
-        files = self.files(since)
-        try:
-            return _run_query(duckdb, files, sql, params)
-        except duckdb.Error as exc:
-            if not files or isinstance(exc, (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)):
-                raise  # the query itself is wrong, not the files
-        # Some file is damaged: keep the whole lines of every file, say which file lost what.
-        with tempfile.TemporaryDirectory(prefix="skipwise-ledger-") as tmp:
-            usable = [self._salvage(p, Path(tmp)) for p in files]
-            return _run_query(duckdb, [p for p in usable if p is not None], sql, params)
+        rows = [row for p in self.files(since) for row in self._rows_of(p)]
+        return _run_query(duckdb, rows, sql, params)
 
-    def _salvage(self, path: Path, tmp: Path) -> Path | None:
-        """`path` if every line is a JSON object; else a copy in `tmp` of its good lines (or None)."""
+    def _rows_of(self, path: Path) -> list[dict[str, Any]]:
+        """The records of one file, typed as `COLUMNS`, parsed once per process while the file's
+        (size, mtime) stays; a damaged line is skipped with one warning naming the file."""
         try:
+            st = path.stat()
+            key = (st.st_size, st.st_mtime_ns)
+            hit = self._parsed.get(path)
+            if hit is not None and hit[0] == key:
+                return hit[1]
             raw = path.read_bytes()
         except OSError as exc:
             self._warn(f"{path}: cannot read this ledger file ({exc.strerror}); its records are left out")
-            return None
-        good, bad = [], 0
+            return []
+        rows, bad = [], 0
         for line in raw.splitlines():
             if not line.strip():
                 continue
             try:
-                if isinstance(json.loads(line), dict):
-                    good.append(line)
-                    continue
+                obj = json.loads(line)
             except ValueError:  # also UnicodeDecodeError
-                pass
-            bad += 1
-        if not bad:
-            return path
-        self._warn(
-            f"{path}: skipped {bad} damaged line(s) of this ledger file (truncated or edited by hand?), "
-            f"kept {len(good)}; the file is left as it is (delete it to silence this)"
-        )
-        if not good:
-            return None
-        out = tmp / f"{len(list(tmp.iterdir()))}.jsonl"
-        out.write_bytes(b"\n".join(good) + b"\n")
-        return out
+                obj = None
+            row = _typed(obj) if isinstance(obj, dict) else None
+            if row is None:
+                bad += 1
+            else:
+                rows.append(row)
+        if bad:
+            self._warn(
+                f"{path}: skipped {bad} damaged line(s) of this ledger file (truncated or edited by hand?), "
+                f"kept {len(rows)}; the file is left as it is (delete it to silence this)"
+            )
+        self._parsed[path] = (key, rows)
+        return rows
 
     def _warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -293,20 +289,41 @@ class Journal:
         self.close()
 
 
-def _run_query(duckdb: Any, files: list[Path], sql: str, params: list[Any] | None) -> list[dict[str, Any]]:
+def _typed(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """One record with every column of `COLUMNS` (absent -> None); None when a value has the wrong type."""
+    out: dict[str, Any] = {}
+    for name, kind in COLUMNS.items():
+        v = obj.get(name)
+        if v is None:
+            out[name] = None
+        elif kind == "JSON":
+            out[name] = json.dumps(v, sort_keys=True)
+        elif kind == "VARCHAR":
+            out[name] = v if isinstance(v, str) else None if isinstance(v, (dict, list)) else str(v)
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            return None
+        elif kind == "BIGINT":
+            if isinstance(v, float) and not v.is_integer():
+                return None
+            out[name] = int(v)
+        else:
+            out[name] = float(v)
+    return out
+
+
+_ARROW = {"VARCHAR": "string", "JSON": "string", "DOUBLE": "float64", "BIGINT": "int64"}
+
+
+def _run_query(duckdb: Any, rows: list[dict[str, Any]], sql: str, params: list[Any] | None) -> list[dict[str, Any]]:
+    import pyarrow as pa
+
+    schema = pa.schema([(k, getattr(pa, _ARROW[v])()) for k, v in COLUMNS.items()])
+    table = pa.Table.from_pylist(rows, schema=schema)
     con = duckdb.connect()
     try:
-        if files:
-            columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in COLUMNS.items()) + "}"
-            paths = "[" + ", ".join(_sql_str(str(p)) for p in files) + "]"
-            con.execute(
-                "create view ledger as select * from read_json_auto("
-                f"{paths}, format='newline_delimited', union_by_name=true, "
-                f"columns={columns})"
-            )
-        else:
-            cols = ", ".join(f'"{k}" {v}' for k, v in COLUMNS.items())
-            con.execute(f"create table ledger ({cols})")
+        con.register("ledger_rows", table)
+        casts = ", ".join(f'"{k}"::JSON as "{k}"' for k, v in COLUMNS.items() if v == "JSON")
+        con.execute(f"create view ledger as select * replace ({casts}) from ledger_rows")
         result = con.execute(sql, params or [])
         names = [d[0] for d in result.description]
         return [dict(zip(names, row)) for row in result.fetchall()]

@@ -1,0 +1,900 @@
+"""The false-hit soak, one command:
+
+    .venv/bin/python -m bench.false_hits --steps 500 [--seed N] [--out bench/results/false_hits.md]
+
+A false cache hit (a partition reported up to date whose stored output differs from what the current
+code, params and raw data would produce) is the worst bug skipwise can have. This soak looks for one:
+
+1. It makes a real project in a temporary folder (the project files, 12 days of raw data written by
+   `assets.ingest`, `git init`, `dvc init`, `dvc add data/raw/flights data/raw/weather`) and builds it.
+2. Then, for each of N seeded random steps: one random edit (see KINDS), then one subprocess in the
+   project (its own code: `PYTHONPATH=<project>`, no Dagster) that runs an incremental build of
+   flight_features, weather_features and training_set over the 12 days and then the oracle
+   (`bench/false_hits_worker.py`): every partition recomputed straight from the raw files, params.yaml
+   and the asset functions, with no engine state, serialized by the engine's writer.
+3. A **false hit** is a partition the build reported as a skip whose committed bytes (or manifest
+   hash) differ from the oracle's. Also counted: partitions recomputed and still wrong, builds that
+   failed (none of the edits is meant to be refused), and **wasted recomputes** (partitions recomputed
+   after an edit that cannot change anything: comment-only edits, touched files, a plain `cp -a`).
+4. Every --scratch-every steps and at the end, the oracle itself is checked against a from-scratch
+   engine build of the same state in a separate folder (code, raw data and DVC state, no outputs).
+
+Writes a markdown table (steps by edit kind, false hits, failures, wasted recomputes, median and min
+seconds per step, CPU steal from /proc/stat) to --out and prints it, and one JSON line per step (its
+edit, what was recomputed and why, any failure) to <out>.steps.jsonl; a progress line per step goes
+to stderr. Exit code 1 on any false hit or unexpected failure; the failing step is printed with its
+seed, and `--seed N --replay STEP` makes the same edits up to that step (the random draws never
+depend on build results), prints each with what it recomputed, stops there and keeps the project
+folder for a look. `--stop-on-failure` stops at the first failure instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import io
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tokenize
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.report import steal_percent
+
+REPO = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parent / "false_hits_worker.py"
+BIN = Path(sys.executable).parent
+DVC = str(BIN / "dvc") if (BIN / "dvc").exists() else (shutil.which("dvc") or "dvc")
+PROJECT_FILES = ["assets", "pipelines", "params.yaml", "dvc.yaml", ".dvcignore", "skipwise.toml", "pyproject.toml"]
+FIRST, LAST = "2013-01-01", "2013-01-12"
+DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]
+RAW_KINDS = ("flights", "weather")
+
+# Edit kinds, drawn uniformly.
+RAW_ADD, RAW, REVERT_ADD, REVERT, SAME_SIZE = "raw edit + dvc add", "raw edit, no dvc add", "raw revert + dvc add", "raw revert, no dvc add", "same-size raw edit, mtime restored"
+PARAMS, HELPER, CONSTANT, COMMENT = "params.yaml toggle", "helper edit/revert", "module constant add/remove", "comment/docstring only"
+DELETE, TRUNCATE, MANIFEST, TOUCH, COPY = "output deleted", "output truncated/corrupted", "manifest hand-edited", "file touched (mtime)", "cp -a to a new folder"
+KINDS = [RAW_ADD, RAW, REVERT_ADD, REVERT, SAME_SIZE, PARAMS, HELPER, CONSTANT, COMMENT, DELETE, TRUNCATE, MANIFEST, TOUCH, COPY]
+#: Edits after which nothing may be recomputed (a plain `cp -a` only: one followed by an edit is not).
+NO_RECOMPUTE = {COMMENT, TOUCH, COPY}
+
+CODE_FILES = ["assets/bodies.py", "assets/graph.py", "assets/features/flights.py", "assets/features/weather.py", "assets/features/training.py"]
+#: Helper edits, each toggled (applied, or reverted when applied).
+HELPERS = [
+    ("assets/features/weather.py", 'closed="right"', 'closed="both"'),
+    ("assets/features/flights.py", "minutes=sched % 100", "minutes=sched % 60"),  # a numeric constant
+    ("assets/features/flights.py", "delay_threshold_minutes: float = 15.0", "delay_threshold_minutes: float = 16.0"),  # unused default
+    ("assets/features/flights.py", "| (arr_delay > delay_threshold_minutes)", "| (arr_delay >= delay_threshold_minutes)"),
+    ("assets/features/flights.py", 'pl.col("dep_delay").cast(pl.Float64).mean()', 'pl.col("dep_delay").cast(pl.Float64).median()'),
+    ("assets/features/training.py", "nulls_last=True", "nulls_last=False"),
+    ("assets/features/weather.py", "pl.col(c).mean().alias(m)", "pl.col(c).last().alias(m)"),  # same size
+]
+#: Module-level constants used by helpers: (file, the assigned name, the augmented assignment toggled after it).
+CONSTANTS = [
+    ("assets/features/weather.py", "WEATHER_VALUE_COLUMNS", 'WEATHER_VALUE_COLUMNS += ["dewp"]'),
+    ("assets/features/flights.py", "FLIGHT_SORT_KEYS", 'FLIGHT_SORT_KEYS += ["distance"]'),  # training.py imports it too
+    ("assets/features/flights.py", "FLIGHT_FEATURE_COLUMNS", 'FLIGHT_FEATURE_COLUMNS += ["air_time"]'),
+]
+PARAM_VALUES = [
+    ("flight_features", "delay_threshold_minutes", [15, 20, 10]),
+    ("weather_features", "window_hours", [3, 2, 4]),
+    ("training_set", "weather_lead_minutes", [60, 30]),
+]
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def proc_stat() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs from /proc/stat, or None where there is none."""
+    try:
+        fields_ = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return None
+    values = [int(v) for v in fields_[1:9]]
+    return values[7], sum(values)
+
+
+def env_for(root: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(root)
+    env.pop("SKIPWISE_ROOT", None)
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run(cmd, cwd=cwd, env=env_for(cwd), capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({p.returncode}) in {cwd}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+# -- the project ------------------------------------------------------------------------------------
+
+
+def make_project(base: Path, source: Path = REPO) -> Path:
+    """A real project copy in `base`/p0: project files, 12 days of raw data, git + DVC, raw data added."""
+    root = base / "p0"
+    root.mkdir(parents=True)
+    for name in PROJECT_FILES:
+        src = source / name
+        if src.is_dir():
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        elif src.exists():
+            shutil.copy2(src, root / name)
+    run([sys.executable, "-m", "assets.ingest", "--root", str(root), "--days", f"{FIRST}...{LAST}"], cwd=root)
+    run(["git", "init", "-q"], cwd=root)
+    run([DVC, "init", "-q"], cwd=root)
+    run([DVC, "config", "core.analytics", "false"], cwd=root)
+    run([DVC, "add", "-q", "data/raw/flights", "data/raw/weather"], cwd=root)
+    return root
+
+
+def copy_without_outputs(src: Path, dst: Path) -> None:
+    """Code, raw data and DVC state, none of skipwise's outputs or caches (like test_robustness)."""
+    data = (src / "data").resolve()
+
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        return [n for n in names if n != "raw"] if Path(folder).resolve() == data else []
+
+    shutil.copytree(src, dst, ignore=ignore, symlinks=True)
+
+
+def run_worker(root: Path, step: int | str, result: Path, mode: str = "all") -> tuple[dict, float]:
+    """One subprocess: the incremental build, then (mode "all") the oracle. Returns (result, wall s)."""
+    result.unlink(missing_ok=True)
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, "-P", str(WORKER), str(result), str(step), FIRST, LAST, mode],
+                       cwd=root, env=env_for(root), capture_output=True, text=True, timeout=600)
+    wall = time.perf_counter() - t
+    if p.returncode != 0 or not result.exists():
+        return {"outcomes": [], "build_error": f"worker exited {p.returncode}:\n{p.stderr[-4000:]}", "oracle_error": "no result",
+                "committed": {}, "warnings": []}, wall
+    return json.loads(result.read_text()), wall
+
+
+# -- edits ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Soak:
+    base: Path
+    root: Path
+    rng: random.Random
+    settle_after_copy: float = 0.0
+    history: dict[str, list[bytes]] = field(default_factory=dict)  # raw file -> its distinct versions seen
+    copies: int = 0
+    comments: int = 0
+
+    def raw_files(self) -> list[str]:
+        return [f"data/raw/{k}/{d}.parquet" for k in RAW_KINDS for d in DAYS]
+
+    def remember(self, rel: str) -> None:
+        data = (self.root / rel).read_bytes()
+        versions = self.history.setdefault(rel, [])
+        if data not in versions:
+            versions.append(data)
+
+    def dvc_add(self, rel: str) -> None:
+        run([DVC, "add", "-q", str(Path(rel).parent)], cwd=self.root)
+
+    def partitions(self) -> list[Path]:
+        """Every partition folder of the build, committed or not, in a fixed order.
+
+        Fixed, not read from disk: the random draws of a step then never depend on whether an
+        earlier build failed, so a seed replays the same edits.
+        """
+        keys = [("flight_features", d) for d in DAYS] + [("weather_features", d) for d in DAYS] + [("training_set", "all")]
+        return sorted(self.root / "data" / "features" / a / k for a, k in keys)  # the demo's assets all live in data/features
+
+
+def _manifest(d: Path) -> dict | None:
+    try:
+        return json.loads((d / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_parquet(frame, **kw) -> bytes:
+    buf = io.BytesIO()
+    frame.write_parquet(buf, compression="zstd", statistics=False, **kw)
+    return buf.getvalue()
+
+
+def _modified_frame(rel: str, data: bytes, rng: random.Random):
+    """The raw frame with one random change: rows dropped, a used value changed, or an unused one."""
+    import polars as pl
+
+    frame = pl.read_parquet(io.BytesIO(data))
+    n = frame.height
+    if n == 0:
+        return frame, "empty file left as is"
+    row = rng.randrange(n)
+    flights = "/flights/" in rel
+    how = rng.choice(["drop rows", "change a used value", "change an unused value", "drop one row"])
+    if how == "drop rows":
+        k = rng.randint(1, 4)
+        return frame.head(max(n - k, 0)), f"dropped the last {k} rows"
+    if how == "drop one row":
+        return frame.filter(pl.int_range(pl.len()) != row), f"dropped row {row}"
+    if flights:
+        col = rng.choice(["dep_delay", "arr_delay"]) if how == "change a used value" else "air_time"
+    else:
+        col = rng.choice(["temp", "wind_speed", "visib"]) if how == "change a used value" else rng.choice(["humid", "pressure"])
+    delta = float(rng.choice([-30, -7, -1, 1, 2, 45]))
+    value = pl.col(col).fill_null(0.0) + delta
+    changed = frame.with_columns(pl.when(pl.int_range(pl.len()) == row).then(value).otherwise(pl.col(col)).cast(frame.schema[col]).alias(col))
+    return changed, f"{col} of row {row} {delta:+g}"
+
+
+def _same_size_bytes(frame, size: int) -> bytes | None:
+    """`frame` as valid parquet of exactly `size` bytes (a tighter zstd level, then key-value padding)."""
+    for level in (19, 12, 6, None):
+        kw = {"compression_level": level} if level else {}
+        pad = 0
+        for _ in range(8):
+            data = _write_parquet(frame, metadata={"soak_pad": "x" * pad}, **kw)
+            if len(data) == size:
+                return data
+            pad += size - len(data)
+            if pad < 0:
+                break
+    return None
+
+
+def edit_raw(s: Soak, add: bool) -> dict:
+    rel = s.rng.choice(s.raw_files())
+    s.remember(rel)
+    frame, what = _modified_frame(rel, (s.root / rel).read_bytes(), s.rng)
+    (s.root / rel).write_bytes(_write_parquet(frame))
+    s.remember(rel)
+    if add:
+        s.dvc_add(rel)
+    return {"file": rel, "change": what, "dvc_add": add}
+
+
+def revert_raw(s: Soak, add: bool) -> dict:
+    candidates = []
+    for rel in sorted(s.history):
+        cur = (s.root / rel).read_bytes()
+        if any(v != cur for v in s.history[rel]):
+            candidates.append(rel)
+    if not candidates:  # nothing edited yet: make an earlier version to come back to
+        return {"fallback": edit_raw(s, add)}
+    rel = s.rng.choice(candidates)
+    cur = (s.root / rel).read_bytes()
+    options = [i for i, v in enumerate(s.history[rel]) if v != cur]
+    i = s.rng.choice(options)
+    (s.root / rel).write_bytes(s.history[rel][i])
+    if add:
+        s.dvc_add(rel)
+    return {"file": rel, "to_version": i, "of": len(s.history[rel]), "original": i == 0, "dvc_add": add}
+
+
+def same_size_raw(s: Soak) -> dict:
+    rel = s.rng.choice(s.raw_files())
+    path = s.root / rel
+    s.remember(rel)
+    old = path.read_bytes()
+    st = path.stat()
+    for attempt in range(6):
+        frame, what = _modified_frame(rel, old, s.rng)
+        data = _same_size_bytes(frame, len(old))
+        if data is not None and data != old:
+            break
+    else:
+        raise RuntimeError(f"could not make a same-size edit of {rel}")
+    with open(path, "r+b") as f:  # in place: same inode, same size
+        f.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    s.remember(rel)
+    return {"file": rel, "change": what, "attempts": attempt + 1}
+
+
+def toggle_params(s: Soak) -> dict:
+    section, key, values = s.rng.choice(PARAM_VALUES)
+    path = s.root / "params.yaml"
+    lines = path.read_text().splitlines(keepends=True)
+    current, out, done = None, [], None
+    for line in lines:
+        if line and not line[0].isspace() and line.rstrip().endswith(":"):
+            current = line.strip()[:-1]
+        if current == section and line.strip().startswith(f"{key}:") and done is None:
+            old = line.split(":", 1)[1].strip()
+            new = s.rng.choice([v for v in values if str(v) != old])
+            line = f"  {key}: {new}\n"
+            done = (old, new)
+        out.append(line)
+    if done is None:
+        raise RuntimeError(f"params.yaml has no {section}.{key}")
+    return _write_text(s, path, "".join(out), {"param": f"{section}.{key}", "from": done[0], "to": done[1]})
+
+
+def _write_text(s: Soak, path: Path, text: str, out: dict) -> dict:
+    """Write `text`; one time in three with the file's mtime set back to what it was (same size or not)."""
+    st = path.stat()
+    path.write_text(text)
+    if s.rng.random() < 1 / 3:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        out["mtime_restored"] = True
+        out["same_size"] = path.stat().st_size == st.st_size
+    return out
+
+
+def toggle_helper(s: Soak) -> dict:
+    rel, old, new = s.rng.choice(HELPERS)
+    path = s.root / rel
+    text = path.read_text()
+    if old in text:
+        return _write_text(s, path, text.replace(old, new), {"file": rel, "edit": f"{old} -> {new}"})
+    if new in text:
+        return _write_text(s, path, text.replace(new, old), {"file": rel, "edit": f"{new} -> {old} (revert)"})
+    raise RuntimeError(f"{rel}: neither {old!r} nor {new!r} found")
+
+
+def toggle_constant(s: Soak) -> dict:
+    rel, name, line = s.rng.choice(CONSTANTS)
+    path = s.root / rel
+    lines = path.read_text().splitlines(keepends=True)
+    if f"{line}\n" in lines:
+        lines.remove(f"{line}\n")
+        return _write_text(s, path, "".join(lines), {"file": rel, "edit": f"removed `{line}`"})
+    node = next(n for n in ast.parse("".join(lines)).body
+                if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in n.targets))
+    lines.insert(node.end_lineno, f"{line}\n")
+    return _write_text(s, path, "".join(lines), {"file": rel, "edit": f"added `{line}`"})
+
+
+def _statement_lines(text: str) -> list[tuple[int, int]]:
+    """(0-based line, indent) of every line that starts a logical line of code (a safe place for a comment)."""
+    out, at_start = [], True
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        if tok.type in (tokenize.NEWLINE, tokenize.NL):
+            at_start = True
+        elif tok.type in (tokenize.INDENT, tokenize.DEDENT, tokenize.COMMENT, tokenize.ENCODING):
+            continue
+        elif at_start and tok.type != tokenize.ENDMARKER:
+            out.append((tok.start[0] - 1, tok.start[1]))
+            at_start = False
+    return out
+
+
+def _code_only(text: str) -> str:
+    """The AST without docstrings: what a comment-, blank-line- or docstring-only edit must not change."""
+    tree = ast.parse(text)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            body[0] = ast.Pass()
+    return ast.dump(tree)
+
+
+def comment_only(s: Soak) -> dict:
+    rel = s.rng.choice(CODE_FILES)
+    path = s.root / rel
+    text = path.read_text()
+    lines = text.splitlines(keepends=True)
+    ours = [i for i, line in enumerate(lines) if line.strip().startswith("# soak note")]
+    how = s.rng.choice(["add comment", "add blank line", "docstring", "remove comment" if ours else "add comment"])
+    if how == "remove comment":
+        i = s.rng.choice(ours)
+        del lines[i]
+        detail = f"removed the comment on line {i + 1}"
+    elif how == "docstring":
+        docs = [n.body[0] for n in ast.walk(ast.parse(text)) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Module))
+                and n.body and isinstance(n.body[0], ast.Expr) and isinstance(getattr(n.body[0], "value", None), ast.Constant)
+                and isinstance(n.body[0].value.value, str)]
+        doc = s.rng.choice(docs)
+        i = doc.lineno - 1
+        line = lines[i]
+        if " (soak)" in line:
+            lines[i] = line.replace(" (soak)", "", 1)
+            detail = f"docstring on line {i + 1}: note removed"
+        else:
+            if doc.lineno == doc.end_lineno:  # one-line docstring: inside its closing quotes
+                q = line.rstrip().rsplit(line.rstrip()[-3:], 1)
+                lines[i] = f"{q[0]} (soak){line.rstrip()[-3:]}{q[1]}\n"
+            else:
+                lines[i] = line.rstrip("\n") + " (soak)\n"
+            detail = f"docstring on line {i + 1}: note added"
+    else:
+        at, indent = s.rng.choice(_statement_lines(text))
+        s.comments += 1
+        lines.insert(at, "\n" if how == "add blank line" else f"{' ' * indent}# soak note {s.comments}\n")
+        detail = f"{how} before line {at + 1}"
+    new = "".join(lines)
+    if _code_only(new) != _code_only(text):
+        raise RuntimeError(f"comment-only edit of {rel} changed its code: {detail}")
+    return _write_text(s, path, new, {"file": rel, "edit": detail})
+
+
+def _pick_partition(s: Soak) -> tuple[Path, dict | None]:
+    d = s.rng.choice(s.partitions())
+    return d, _manifest(d)
+
+
+def delete_output(s: Soak) -> dict:
+    d, m = _pick_partition(s)
+    how = s.rng.choice(["output file", "partition folder", "manifest only"])
+    if m is None:
+        return {"partition": str(d.relative_to(s.root)), "skipped": "not committed (an earlier build failed)"}
+    if how == "output file":
+        (d / Path(m["output"]).name).unlink(missing_ok=True)
+    elif how == "partition folder":
+        shutil.rmtree(d)
+    else:
+        (d / "manifest.json").unlink()
+    return {"partition": str(d.relative_to(s.root)), "deleted": how}
+
+
+def truncate_output(s: Soak) -> dict:
+    d, m = _pick_partition(s)
+    how = s.rng.choice(["half", "empty", "same size, bytes flipped, mtime restored"])
+    path = d / Path(m["output"]).name if m else None
+    if path is None or not path.is_file() or path.stat().st_size == 0:
+        return {"partition": str(d.relative_to(s.root)), "skipped": "no output to truncate (an earlier build failed)"}
+    st = path.stat()
+    if how == "half":
+        os.truncate(path, st.st_size // 2)
+    elif how == "empty":
+        os.truncate(path, 0)
+    else:
+        with open(path, "r+b") as f:
+            at = s.rng.randrange(st.st_size)
+            f.seek(at)
+            b = f.read(1)
+            f.seek(at)
+            f.write(bytes([b[0] ^ 0xFF]))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return {"partition": str(d.relative_to(s.root)), "how": how}
+
+
+def edit_manifest(s: Soak) -> dict:
+    d, m = _pick_partition(s)
+    fields_ = ["output_hash", "inputs", "fingerprint", "code_version", "params_digest", "output_size", "output", "created_at"]
+    f = s.rng.choice(fields_)
+    if m is None:
+        return {"partition": str(d.relative_to(s.root)), "skipped": "not committed (an earlier build failed)"}
+    if f == "inputs":
+        dep = s.rng.choice(sorted(m["inputs"]))
+        key = s.rng.choice(sorted(m["inputs"][dep]))
+        v = m["inputs"][dep][key]
+        m["inputs"][dep][key] = v[:-1] + ("0" if v[-1:] != "0" else "1")
+        f = f"inputs[{dep}][{key}]"
+    elif f == "output_size":
+        m[f] = int(m[f]) + 1
+    elif f == "output":
+        m[f] = "0" * 64 + ".parquet"
+    elif f == "created_at":
+        m[f] = "2001-01-01T00:00:00Z"  # harmless: no recompute needed
+    else:
+        v = m[f]
+        m[f] = v[:-1] + ("0" if v[-1:] != "0" else "1")
+    return _write_text(s, d / "manifest.json", json.dumps(m, sort_keys=True, indent=1),
+                       {"partition": str(d.relative_to(s.root)), "field": f})
+
+
+def touch(s: Soak) -> dict:
+    targets = [*s.raw_files(), *CODE_FILES, "pipelines/__init__.py", "pipelines/core/spec.py", "params.yaml", "data/raw/flights.dvc", "data/raw/weather.dvc", "dvc.yaml", "skipwise.toml"]
+    for d in s.partitions():
+        m = _manifest(d)
+        output = Path(m["output"]).name if m else "0-no-output"
+        targets += [str((d / "manifest.json").relative_to(s.root)), str((d / output).relative_to(s.root))]
+    rel = s.rng.choice(sorted(set(targets)))
+    path = s.root / rel
+    if not path.exists():
+        return {"file": rel, "skipped": "missing"}
+    when = max(time.time_ns(), path.stat().st_mtime_ns + 1_000_000_000)
+    os.utime(path, ns=(when, when))
+    return {"file": rel}
+
+
+def copy_project(s: Soak) -> dict:
+    s.copies += 1
+    new = s.base / f"p{s.copies}"
+    subprocess.run(["cp", "-a", str(s.root), str(new)], check=True)  # mtimes kept, like a CI cache
+    shutil.rmtree(s.root)
+    s.root = new
+    out: dict = {"to": new.name}
+    if s.settle_after_copy:
+        time.sleep(s.settle_after_copy)
+    if s.rng.random() < 0.5:  # then an edit before any build in the copy (its caches are the original's)
+        kind = s.rng.choice([k for k in KINDS if k != COPY])
+        out["then"] = {"kind": kind, **APPLY[kind](s)}
+    return out
+
+
+FORGED = "forged output (injected false hit)"
+
+
+def forge_output(s: Soak) -> dict:
+    """Not a random edit: a deliberate false hit, to prove the oracle sees one (--inject-false-hit).
+
+    One flight_features partition's output is replaced by another day's output and its manifest's
+    output_hash and output_size are set to match: the manifest stays consistent, so the engine has
+    no way to tell, skips it, and the oracle must report it.
+    """
+    parts = [d for d in s.partitions() if d.parent.name == "flight_features"]
+    victim, donor = parts[-1], parts[0]
+    m = json.loads((victim / "manifest.json").read_text())
+    dm = json.loads((donor / "manifest.json").read_text())
+    data = (donor / Path(dm["output"]).name).read_bytes()
+    (victim / Path(m["output"]).name).write_bytes(data)
+    m["output_hash"], m["output_size"] = dm["output_hash"], len(data)
+    (victim / "manifest.json").write_text(json.dumps(m, sort_keys=True, indent=1))
+    return {"partition": str(victim.relative_to(s.root)), "bytes_of": donor.name}
+
+
+APPLY = {
+    RAW_ADD: lambda s: edit_raw(s, True),
+    RAW: lambda s: edit_raw(s, False),
+    REVERT_ADD: lambda s: revert_raw(s, True),
+    REVERT: lambda s: revert_raw(s, False),
+    SAME_SIZE: same_size_raw,
+    PARAMS: toggle_params,
+    HELPER: toggle_helper,
+    CONSTANT: toggle_constant,
+    COMMENT: comment_only,
+    DELETE: delete_output,
+    TRUNCATE: truncate_output,
+    MANIFEST: edit_manifest,
+    TOUCH: touch,
+    COPY: copy_project,
+}
+
+
+# -- checking a step --------------------------------------------------------------------------------
+
+
+@dataclass
+class StepResult:
+    step: int
+    kind: str
+    op: dict
+    seconds: float
+    worker_seconds: float
+    t_build: float = 0.0
+    t_oracle: float = 0.0
+    recomputed: int = 0
+    false_hits: list[str] = field(default_factory=list)
+    wrong_after_run: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    stale_unreported: list[str] = field(default_factory=list)
+    build_error: str | None = None
+    oracle_error: str | None = None
+    wasted: int = 0
+    load: float | None = None  # the 1-minute load average after the step (other processes share the CPUs)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.false_hits or self.wrong_after_run or self.missing or self.build_error or self.oracle_error)
+
+
+def check(step: int, kind: str, op: dict, res: dict, seconds: float, worker_seconds: float, prev_clean: bool,
+          root: Path | None = None) -> StepResult:
+    r = StepResult(step, kind, op, seconds, worker_seconds, res.get("t_build", 0.0), res.get("t_oracle", 0.0))
+    r.build_error, r.oracle_error = res.get("build_error"), res.get("oracle_error")
+    outside = [f for f in res.get("code_from", []) if root is not None and not Path(f).resolve().is_relative_to(root.resolve())]
+    if outside:  # the worker must run the project's own code, never this checkout's
+        r.oracle_error = f"the worker ran code from outside the project: {outside}"
+    actions = {f"{a}/{k}": act for a, k, act, _ in res.get("outcomes", [])}
+    r.recomputed = sum(act == "run" for act in actions.values())
+    committed = res.get("committed", {})
+    for pk, exp in sorted((res.get("expected") or {}).items()):
+        c = committed.get(pk)
+        act = actions.get(pk)
+        if c is None:
+            if not r.build_error:
+                r.missing.append(pk)
+            continue
+        if c.get("file") == exp and c.get("manifest") == exp:
+            continue
+        if act == "skip":
+            r.false_hits.append(pk)
+        elif act == "run":
+            r.wrong_after_run.append(pk)
+        else:
+            r.stale_unreported.append(pk)  # the build stopped before it: never reported up to date
+    plain_copy = kind != COPY or "then" not in op
+    if kind in NO_RECOMPUTE and plain_copy and prev_clean:
+        r.wasted = r.recomputed
+    return r
+
+
+def cause(error: str | None) -> str:
+    """The exception line of a traceback, without the temporary folder's name (to group failures)."""
+    import re
+
+    if not error:
+        return ""
+    lines = [line for line in error.strip().splitlines() if line.strip()]
+    exc = next((line for line in reversed(lines) if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b", line)), lines[-1])
+    exc = re.sub(r"/\S*/false_hits-[^/\s]+/p\d+/?", "<project>/", exc)
+    return re.sub(r"\b(flight_features|weather_features|training_set)\b", "<asset>", exc)[:300]
+
+
+def reasons_of(res: dict, pks: list[str]) -> dict[str, str]:
+    by = {f"{a}/{k}": f"{act}: {why}" for a, k, act, why in res.get("outcomes", [])}
+    return {pk: by.get(pk, "not reported") for pk in pks}
+
+
+# -- the report -------------------------------------------------------------------------------------
+
+
+def render(results: list[StepResult], meta: dict) -> str:
+    rows = []
+    seen = [k for k in KINDS if any(r.kind == k for r in results)] + sorted({r.kind for r in results} - set(KINDS))
+    for kind in [*seen, "all"]:
+        rs = [r for r in results if kind == "all" or r.kind == kind]
+        if not rs:
+            continue
+        secs = [r.seconds for r in rs]
+        rows.append("| " + " | ".join([
+            kind if kind != "all" else "**all**",
+            str(len(rs)),
+            str(sum(r.recomputed for r in rs)),
+            str(sum(len(r.false_hits) for r in rs)),
+            str(sum(len(r.wrong_after_run) + len(r.missing) for r in rs)),
+            str(sum(bool(r.build_error) for r in rs)),
+            str(sum(bool(r.oracle_error) for r in rs)),
+            str(sum(r.wasted for r in rs)) if kind in NO_RECOMPUTE or kind == "all" else "—",
+            f"{statistics.median(secs):.2f}",
+            f"{min(secs):.2f}",
+        ]) + " |")
+    head = ("| edit kind | steps | partitions recomputed | false hits | wrong after recompute / missing | failed builds | "
+            "oracle errors | wasted recomputes | median s/step | min s/step |\n|---|---|---|---|---|---|---|---|---|---|")
+    steal = meta.get("steal")
+    loads = [r.load for r in results if r.load is not None]
+    lines = [
+        f"# False-hit soak{' (partial)' if meta.get('partial') else ''}",
+        "",
+        f"`{meta['command']}`: {len(results)} of {meta['steps']} steps, seed {meta['seed']}, "
+        f"{meta['wall'] / 60:.1f} min; engine source digest {meta['digest']}.",
+        "",
+        head,
+        *rows,
+        "",
+        (f"- CPU steal during the run: {steal:.1f} % of all CPU time" if steal is not None else "- CPU steal: not measured (no /proc/stat)")
+        + (f"; 1-minute load average after a step: median {_med(loads)}, max {max(loads):.2f} on {os.cpu_count()} CPUs "
+           "(other processes on the machine slow the steps down)" if loads else ""),
+        f"- Per step (edit + one subprocess: build, then oracle): median {_med(r.seconds for r in results)} s; of which "
+        f"build {_med(r.t_build for r in results)} s, oracle {_med(r.t_oracle for r in results)} s, "
+        f"subprocess {_med(r.worker_seconds for r in results)} s.",
+        f"- Oracle checked against from-scratch builds of the same state {meta['scratch_checks']} times: "
+        f"{meta['scratch_disagreements']} partitions disagreed"
+        + (f" ({len(meta['refusals'])} scratch builds failed on the first try, right after the copy, and were retried 3 s later: "
+           f"`{meta['refusals'][0]}`)." if meta["refusals"] else "."),
+        f"- cp -a steps followed by an edit before the build: {sum(r.kind == COPY and 'then' in r.op for r in results)}; "
+        "wasted recomputes count only plain copies, and only after a clean step.",
+        f"- Every step, with the reason of each recomputed partition: `{meta['steps_log']}`.",
+        f"- Cost ledger: {'pruned to the newest ' + str(meta['ledger_keep']) + ' files after each step' if meta['ledger_keep'] else 'kept whole (the budget check reads all of it on every build that computes, so steps slow down as it grows)'}.",
+        "- A false hit: a partition the build skipped whose committed bytes or manifest hash differ from the oracle's "
+        "(every partition recomputed from the raw files, params.yaml and the code, with no engine state).",
+    ]
+    failures = [r for r in results if r.failed]
+    if failures:
+        lines += ["", f"## Failures ({len(failures)} steps)", ""]
+        causes: dict[str, list[int]] = {}
+        for r in failures:
+            for c in (cause(r.build_error), cause(r.oracle_error)):
+                if c:
+                    causes.setdefault(c, []).append(r.step)
+        for c, at in sorted(causes.items(), key=lambda kv: -len(kv[1])):
+            lines.append(f"- {len(at)} steps ({', '.join(map(str, at[:12]))}{', ...' if len(at) > 12 else ''}) failed with: `{c}`")
+        lines.append("")
+        for r in failures[:20]:
+            lines.append(f"- step {r.step} ({r.kind}): false hits {r.false_hits}, wrong after recompute {r.wrong_after_run}, "
+                         f"missing {r.missing}, build failed: {bool(r.build_error)}, oracle failed: {bool(r.oracle_error)}; "
+                         f"op {json.dumps(r.op)}; previous step {results[r.step - 2].kind if r.step > 1 else '—'}")
+        first = failures[0]
+        lines += ["", f"Replay the first: `{meta['replay'](first.step)}`"]
+    else:
+        lines += ["", "No false hit, no unexpected failure."]
+    return "\n".join(lines) + "\n"
+
+
+def _med(values) -> str:
+    v = list(values)
+    return f"{statistics.median(v):.2f}" if v else "—"
+
+
+def load_average() -> float | None:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def code_digest(root: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted((root / "pipelines").rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+# -- the soak ---------------------------------------------------------------------------------------
+
+
+def scratch_check(s: Soak, expected: dict[str, str], tag: str, refusals: list[str]) -> int:
+    """Build the same state from scratch in another folder; count partitions where it and the oracle disagree.
+
+    A scratch build that fails is retried once, 3 s later (a fresh copy's files all have new change
+    times, which an engine may distrust for a moment); the first failure is kept in `refusals`.
+    """
+    scratch = s.base / "scratch"
+    shutil.rmtree(scratch, ignore_errors=True)
+    copy_without_outputs(s.root, scratch)
+    res, _ = run_worker(scratch, f"scratch-{tag}", s.base / "scratch.json", mode="build")
+    if res.get("build_error"):
+        refusals.append(cause(res["build_error"]))
+        say(f"scratch build failed at {tag}, retrying in 3 s: {cause(res['build_error'])}")
+        time.sleep(3)
+        res, _ = run_worker(scratch, f"scratch-{tag}-retry", s.base / "scratch.json", mode="build")
+    shutil.rmtree(scratch, ignore_errors=True)
+    if res.get("build_error"):
+        say(f"scratch build failed at {tag}:\n{res['build_error']}")
+        return len(expected) or 1
+    got = {pk: c.get("file") for pk, c in res.get("committed", {}).items()}
+    bad = sorted(pk for pk in set(expected) | set(got) if expected.get(pk) != got.get(pk))
+    if bad:
+        say(f"ORACLE DISAGREES with a scratch build at {tag}: {bad}")
+    return len(bad)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.false_hits", description=__doc__.split("\n\n")[1])
+    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "false_hits.md")
+    ap.add_argument("--scratch-every", type=int, default=50, help="check the oracle against a scratch build every N steps (0: only at the end)")
+    ap.add_argument("--replay", type=int, metavar="STEP", help="replay the seed's edits up to STEP, print each, keep the folder")
+    ap.add_argument("--stop-on-failure", action="store_true", help="stop at the first failing step (keeps the folder)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary project")
+    ap.add_argument("--tmp", type=Path, default=None, help="where to make the temporary project")
+    ap.add_argument("--settle-after-copy", type=float, default=0.0, metavar="S",
+                    help="wait S seconds after a cp -a before going on (default 0: build at once, as a CI job would)")
+    ap.add_argument("--ledger-keep", type=int, default=0, metavar="N",
+                    help="after each step keep only the newest N cost-ledger files (default 0: keep all). The engine's "
+                         "budget check reads the whole ledger on every build that computes, so without this a long "
+                         "soak slows down step by step")
+    ap.add_argument("--inject-false-hit", type=int, metavar="STEP", help=argparse.SUPPRESS)  # self-test of the oracle
+    ap.add_argument("--src", type=Path, default=REPO, help="the project to copy (assets, pipelines, params.yaml...); default this one")
+    args = ap.parse_args(argv)
+    steps = args.replay if args.replay else args.steps
+    keep = args.keep or bool(args.replay)
+    command = "python -m bench.false_hits " + " ".join(argv if argv is not None else sys.argv[1:])
+
+    t_start = time.perf_counter()
+    stat0 = proc_stat()
+    base = Path(tempfile.mkdtemp(prefix="false_hits-", dir=args.tmp))
+    say(f"false_hits: seed {args.seed}, {steps} steps, project in {base}")
+    s = Soak(base, make_project(base, args.src.resolve()), random.Random(args.seed), args.settle_after_copy)
+    res, wall = run_worker(s.root, 0, base / "result.json")
+    if res.get("build_error") or res.get("oracle_error"):
+        say(f"the first build failed:\n{res.get('build_error') or res.get('oracle_error')}")
+        return 1
+    first = check(0, "first build", {}, res, wall, wall, False, s.root)
+    if first.failed:
+        say(f"the oracle disagrees with the first build: {first.wrong_after_run + first.missing}")
+        return 1
+    say(f"false_hits: first build {wall:.2f} s ({res.get('t_build', 0):.2f} s build, {res.get('t_oracle', 0):.2f} s oracle)")
+    digest = code_digest(s.root)
+    results: list[StepResult] = []
+    scratch_checks = scratch_bad = 0
+    refusals: list[str] = []
+    prev_clean = True
+    expected = res.get("expected") or {}
+
+    def meta(partial: bool) -> dict:
+        stat = proc_stat()
+        return {"command": command, "steps": steps, "seed": args.seed, "wall": time.perf_counter() - t_start, "digest": digest,
+                "steal": steal_percent(stat0, stat) if stat0 and stat else None, "partial": partial,
+                "scratch_checks": scratch_checks, "scratch_disagreements": scratch_bad, "replay": replay_cmd,
+                "refusals": refusals, "steps_log": steps_log, "ledger_keep": args.ledger_keep}
+
+    def replay_cmd(step: int) -> str:
+        extra = f" --inject-false-hit {args.inject_false_hit}" if args.inject_false_hit else ""
+        extra += f" --src {args.src}" if args.src.resolve() != REPO else ""
+        extra += f" --settle-after-copy {args.settle_after_copy:g}" if args.settle_after_copy else ""
+        extra += f" --ledger-keep {args.ledger_keep}" if args.ledger_keep else ""
+        return f".venv/bin/python -m bench.false_hits --seed {args.seed} --replay {step}{extra}"
+
+    steps_log = args.out.with_suffix(".steps.jsonl")
+    steps_log.parent.mkdir(parents=True, exist_ok=True)
+    steps_log.write_text("")
+
+    stopped = False
+    for step in range(1, steps + 1):
+        kind = s.rng.choice(KINDS)
+        if step == args.inject_false_hit:
+            kind = FORGED
+        t = time.perf_counter()
+        try:
+            op = forge_output(s) if kind == FORGED else APPLY[kind](s)
+        except Exception as exc:  # an edit that could not be made is a bug of the soak: say so and stop
+            say(f"step {step}: could not apply {kind}: {type(exc).__name__}: {exc} (project kept in {s.root})")
+            _write(args.out, render(results, meta(partial=True)))
+            raise
+        res, wall = run_worker(s.root, step, base / "result.json")
+        r = check(step, kind, op, res, time.perf_counter() - t, wall, prev_clean, s.root)
+        r.load = load_average()
+        results.append(r)
+        with open(steps_log, "a") as f:  # every step, with the reasons of what ran: enough to diagnose after the fact
+            f.write(json.dumps({"step": step, "kind": kind, "op": op, "seconds": round(r.seconds, 3), "t_build": round(r.t_build, 3),
+                                "t_oracle": round(r.t_oracle, 3), "ran": [[a, k, why] for a, k, act, why in res.get("outcomes", []) if act == "run"],
+                                "false_hits": r.false_hits, "wrong_after_run": r.wrong_after_run, "missing": r.missing,
+                                "wasted": r.wasted, "error": cause(r.build_error) or cause(r.oracle_error),
+                                "warnings": res.get("warnings", [])}) + "\n")
+        if res.get("expected"):
+            expected = res["expected"]
+        flag = "FAIL" if r.failed else ("wasted" if r.wasted else "ok")
+        say(f"[{step:4}/{steps}] {flag:6} {r.seconds:5.2f}s ran {r.recomputed:2}  fh {len(r.false_hits)}  "
+            f"{kind}: {json.dumps(op)[:160]}")
+        if r.wasted:
+            say(f"        wasted: {[(a, k, why) for a, k, act, why in res.get('outcomes', []) if act == 'run']}")
+        if args.replay:
+            say(f"        op: {json.dumps(op)}\n        outcomes: {[(a, k, act) for a, k, act, _ in res.get('outcomes', []) if act == 'run']}")
+        if r.failed:
+            say(f"step {step} FAILED (seed {args.seed}; replay: {replay_cmd(step)})")
+            for label, pks in (("false hits", r.false_hits), ("wrong after recompute", r.wrong_after_run), ("missing", r.missing)):
+                if pks:
+                    say(f"  {label}: {json.dumps(reasons_of(res, pks))}")
+            for label, err in (("build", r.build_error), ("oracle", r.oracle_error)):
+                if err:
+                    say(f"  {label} error:\n{err[-2500:]}")
+            if args.stop_on_failure or (args.replay and step == steps):  # the failing state stays as it is, for a look
+                keep, stopped = True, True
+                break
+            for pk in r.false_hits + r.wrong_after_run:  # repair, so later steps test afresh (a replay does the same)
+                for d in (s.root / "data").glob(f"*/{pk}"):
+                    shutil.rmtree(d, ignore_errors=True)
+        prev_clean = not r.failed
+        if args.ledger_keep:
+            prune_ledger(s.root, args.ledger_keep)
+        if args.scratch_every and step % args.scratch_every == 0 and step != steps and not r.build_error:
+            scratch_checks += 1
+            scratch_bad += scratch_check(s, expected, f"step {step}", refusals)
+            _write(args.out, render(results, meta(partial=True)))
+    if not stopped and expected:
+        scratch_checks += 1
+        scratch_bad += scratch_check(s, expected, "the end", refusals)
+    text = render(results, meta(partial=stopped))
+    _write(args.out, text)
+    print(text)
+    if keep:
+        say(f"false_hits: project kept in {s.root}; rerun its step with:\n  cd {s.root} && PYTHONPATH={s.root} "
+            f"{sys.executable} -P {WORKER} /tmp/result.json replay {FIRST} {LAST}")
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+    return 1 if any(r.failed for r in results) or scratch_bad else 0
+
+
+def prune_ledger(root: Path, keep: int) -> int:
+    """Delete all but the newest `keep` ledger files (oldest first, by mtime); returns how many went."""
+    files = sorted((root / "data" / "ledger").glob("*/*.jsonl"), key=lambda p: (p.stat().st_mtime_ns, str(p)))
+    for f in files[:-keep] if len(files) > keep else []:
+        f.unlink(missing_ok=True)
+    return max(len(files) - keep, 0)
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
