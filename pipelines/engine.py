@@ -27,7 +27,7 @@ from pipelines.core.partitions import UNPARTITIONED, AllOf, keys_of, upstream_ke
 from pipelines.core.plan import BLOCKED, RUN, SKIP, Current, Decision, decide
 from pipelines.core.spec import Asset, Graph, Result, Source
 from pipelines.core.pricing import load_config
-from pipelines.store.ledger import Ledger
+from pipelines.store.ledger import Ledger, recent_days
 from pipelines.store.partitions import PartitionStore
 from pipelines.store.paths import ensure_inside
 from pipelines.store.statcache import StatCache
@@ -405,9 +405,10 @@ class Project:
         spent = self.ledger.spent_usd(utc_now_iso()[:10])
         by_asset: dict[str, float] = {}
         if run_id:
-            rows = self.ledger.query(
+            rows = self.ledger.query(  # a run's records are in the day folders since it started
                 "select asset, coalesce(sum(usd), 0) as usd from ledger where run_id = ? and usd is not null group by asset",
                 [str(run_id)],
+                since=recent_days(7),
             )
             by_asset = {str(r["asset"]): float(r["usd"]) for r in rows}
         override = str(tags.get(BUDGET_OVERRIDE_TAG, "")).lower() == "true"

@@ -228,12 +228,13 @@ class Ledger:
     def history_usd_per_partition(self, asset: str, last: int = 20) -> list[float]:
         """The dollars of the `last` computed partitions of `asset` with a known cost, oldest
         first: the history `project_run_cost` projects from."""
-        rows = self.query(
-            "select usd from (select usd, ts from ledger "
-            "where asset = ? and cache = 'miss' and usd is not null "
-            "order by ts desc limit ?) order by ts",
-            [asset, int(last)],
-        )
+        sql = ("select usd from (select usd, ts from ledger "
+               "where asset = ? and cache = 'miss' and usd is not null "
+               "order by ts desc limit ?) order by ts")
+        # The recent days first (every materialize asks this): older folders only when they are needed.
+        rows = self.query(sql, [asset, int(last)], since=recent_days(7))
+        if len(rows) < last:
+            rows = self.query(sql, [asset, int(last)])
         return [float(r["usd"]) for r in rows]
 
     def spent_usd(self, day: str) -> float:
@@ -329,6 +330,13 @@ def _run_query(duckdb: Any, rows: list[dict[str, Any]], sql: str, params: list[A
         return [dict(zip(names, row)) for row in result.fetchall()]
     finally:
         con.close()
+
+
+def recent_days(n: int) -> str:
+    """The UTC day `n` days before today (``YYYY-MM-DD``): a `since` that skips older day folders."""
+    from datetime import timedelta
+
+    return (datetime.now(timezone.utc) - timedelta(days=n)).strftime("%Y-%m-%d")
 
 
 def _sql_str(s: str) -> str:

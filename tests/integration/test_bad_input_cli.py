@@ -344,8 +344,10 @@ def test_a_step_adds_what_its_run_already_spent(project):
 
     root = project.root
     write_ledger(root, [("weather_features", "2013-01-01", 0.0002)])  # history: $0.0002 a partition
+    from pipelines.core.cost import utc_now_iso
+
     write_ledger(root, [("flight_features", f"2013-01-0{d}", 0.0001) for d in range(1, 7)], run_id="run-1",
-                 ts="2020-01-02T00:00:00+00:00")  # an earlier step of run-1 spent $0.0006
+                 ts=utc_now_iso())  # an earlier step of run-1 (this run) spent $0.0006
     (root / "skipwise.toml").write_text("[budgets]\nper_run_usd = 0.0007\n")
     p = Project(root, project.graph)
     weather = project.graph.asset("weather_features")

@@ -154,3 +154,15 @@ def test_the_ledger_and_caches_are_never_written_through_a_link_out_of_the_data_
         Project(tmp_path / "proj", GRAPH, params={})
     assert f"data/{own}" in str(e.value)
     assert list(outside.iterdir()) == []
+
+
+def test_budget_history_reads_only_recent_day_folders_when_they_suffice(tmp_path):
+    from pipelines.core.cost import utc_now_iso
+
+    ledger = Ledger(tmp_path)
+    old = ledger.append([_record(i) for i in range(30)])  # 2026-03-01: far older than a week
+    now = utc_now_iso()
+    ledger.append([LedgerRecord(**{**_record(i).__dict__, "ts": now, "cost": CostVector(usd=1.0)}) for i in range(25)])
+    assert ledger.history_usd_per_partition("a") == [1.0] * 20
+    assert old not in ledger._parsed  # the old day folder was never opened
+    assert len(ledger.history_usd_per_partition("a", last=40)) == 40  # not enough recent ones: all days
