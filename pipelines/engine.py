@@ -199,7 +199,11 @@ class Project:
             tracked = self._tracked.get(source.name)
             if tracked is None:
                 tracked = self._tracked[source.name] = read_tracked_dir(self.root, source.path)
-            fv = file_version(self.root, tracked, source.file_for(validate_key(key)), self.statcache)
+            rel = source.file_for(validate_key(key))
+            path = self.root / source.path / rel
+            if os.path.islink(path) or os.path.islink(self.root / source.path):  # a plain file needs no realpath
+                self.store.check_readable(path)  # never hash (or later read) what a link outside points at
+            fv = file_version(self.root, tracked, rel, self.statcache)
             if fv.warning:
                 self.warn(fv.warning)
             self._raw_versions[cache_key] = fv.version

@@ -102,13 +102,17 @@ class PartitionStore:
         self.io.add_read(len(data))
         return data
 
-    def read_file(self, path: Path) -> bytes:
-        """Any input file's bytes (metered); never through a symlink that leaves the read roots."""
+    def check_readable(self, path: Path | str) -> None:
+        """Refuse an input file that resolves outside the read roots (a symlink out of the project)."""
         if not is_inside(path, self.read_roots):
             raise InputError(
                 f"{path} resolves to {os.path.realpath(path)}, outside the project and DVC's cache",
                 hint="replace the symlink with the file itself (`dvc checkout` restores DVC-tracked files)",
             )
+
+    def read_file(self, path: Path) -> bytes:
+        """Any input file's bytes (metered); never through a symlink that leaves the read roots."""
+        self.check_readable(path)
         data = Path(path).read_bytes()
         self.io.add_read(len(data))
         return data

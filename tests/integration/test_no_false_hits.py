@@ -160,3 +160,14 @@ def test_status_explain_says_where_the_code_version_counted_more(project_dir):
     assert any("globals()" in n and "assets.bodies" in n for n in code["notes"])
     text = cli(project_dir, "status", "--select", "weather_features", "--explain", check=True).stdout
     assert "weather_features: code version" in text and "globals()" in text
+
+
+def test_a_raw_file_linked_out_of_the_project_is_refused_when_planning(project_dir, tmp_path):
+    secret = tmp_path / "secret.parquet"
+    raw = project_dir / "data" / "raw" / "flights" / "2013-01-04.parquet"
+    secret.write_bytes(raw.read_bytes())
+    raw.unlink()
+    raw.symlink_to(secret)
+    p = cli(project_dir, "plan", "--select", "flight_features", "--partition", f"{DAYS[0]}...{DAYS[-1]}")
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert f"{raw} resolves to {secret}, outside the project" in p.stderr
