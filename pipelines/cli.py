@@ -147,11 +147,7 @@ def cmd_plan(args) -> int:
 
 def _projected_usd(project, todo: list[Decision]) -> float:
     """Dollars the plan would cost: each asset's recent median cost per partition times its partitions."""
-    from pipelines.core.budget import project_run_cost
-
-    to_run = Counter(d.asset for d in todo if d.action == RUN)
-    history = {a: project.ledger.history_usd_per_partition(a) for a in to_run}
-    return project_run_cost(history, dict(to_run), project.config.default_partition_usd_estimate).total_usd
+    return project.projection(Counter(d.asset for d in todo if d.action == RUN)).total_usd
 
 
 def cmd_status(args) -> int:

@@ -198,10 +198,11 @@ class Project:
         if cache_key not in self._raw_versions:
             tracked = self._tracked.get(source.name)
             if tracked is None:
+                self.store.check_readable(self.root / source.path)  # the folder itself, once
                 tracked = self._tracked[source.name] = read_tracked_dir(self.root, source.path)
             rel = source.file_for(validate_key(key))
             path = self.root / source.path / rel
-            if os.path.islink(path) or os.path.islink(self.root / source.path):  # a plain file needs no realpath
+            if os.path.islink(path):  # a plain file in a checked folder needs no realpath
                 self.store.check_readable(path)  # never hash (or later read) what a link outside points at
             fv = file_version(self.root, tracked, rel, self.statcache)
             if fv.warning:
@@ -390,22 +391,31 @@ class Project:
                     journal.write(records)
 
     def check_budget(self, asset: Asset, to_run: list[str], tags: Mapping[str, str], run_id: str = "") -> None:
-        """Stop before any work if the projected cost of `to_run` breaks a budget in skipwise.toml.
+        """Stop before any work if the projected cost of `to_run` (keys of `asset`) breaks a budget."""
+        self.check_budgets({asset.name: len(to_run)}, tags, run_id)
+
+    def projection(self, to_run: Mapping[str, int]) -> Any:
+        """What running `to_run` (asset -> partitions) is projected to cost, from each asset's history."""
+        from pipelines.core.budget import project_run_cost
+
+        return project_run_cost(
+            {a: self.ledger.history_usd_per_partition(a) for a, n in to_run.items() if n},
+            {a: n for a, n in to_run.items() if n},
+            self.config.default_partition_usd_estimate,
+        )
+
+    def check_budgets(self, to_run: Mapping[str, int], tags: Mapping[str, str], run_id: str = "") -> None:
+        """Stop before any work if running `to_run` (asset -> partitions) breaks a budget in skipwise.toml.
 
         With `run_id`, what that run already spent (its ledger records: earlier steps of the same
         Dagster run) counts towards the per-run and per-asset budgets, so a run of many steps is
         held to `per_run_usd` as a whole, not step by step.
         """
         b = self.config.budgets
-        if not to_run or (b.per_run_usd is None and b.per_day_usd is None and asset.name not in b.assets):
+        if not any(to_run.values()) or (b.per_run_usd is None and b.per_day_usd is None and not set(to_run) & set(b.assets)):
             return
-        from pipelines.core.budget import project_run_cost, check_budgets
+        from pipelines.core.budget import check_budgets
 
-        projection = project_run_cost(
-            {asset.name: self.ledger.history_usd_per_partition(asset.name)},
-            {asset.name: len(to_run)},
-            self.config.default_partition_usd_estimate,
-        )
         spent = self.ledger.spent_usd(utc_now_iso()[:10])
         by_asset: dict[str, float] = {}
         if run_id:
@@ -416,7 +426,7 @@ class Project:
             )
             by_asset = {str(r["asset"]): float(r["usd"]) for r in rows}
         override = str(tags.get(BUDGET_OVERRIDE_TAG, "")).lower() == "true"
-        decision = check_budgets(projection, b, spent, override, spent_this_run_usd=sum(by_asset.values()),
+        decision = check_budgets(self.projection(to_run), b, spent, override, spent_this_run_usd=sum(by_asset.values()),
                                  spent_this_run_by_asset=by_asset)
         decision.raise_if_over(self.config.source)
 

@@ -41,9 +41,13 @@ class _RecordingLoader(importlib.machinery.SourceFileLoader):
     def get_code(self, fullname: str):  # noqa: ANN201 - importlib's signature
         path = self.get_filename(fullname)
         data = self.get_data(path)
-        _SOURCES[os.path.realpath(path)] = LoadedSource(data, hashlib.sha256(data).hexdigest(), time.time())
-        _GENERATION[0] += 1
+        _record(path, data)
         return self.source_to_code(data, path)
+
+
+def _record(path: str, data: bytes) -> None:
+    _SOURCES[os.path.realpath(path)] = LoadedSource(data, hashlib.sha256(data).hexdigest(), time.time())
+    _GENERATION[0] += 1
 
 
 def _installed_prefixes() -> tuple[str, ...]:
@@ -98,8 +102,7 @@ def install(running: str | None = None) -> None:
                         data = f.read()
                 except OSError:
                     continue
-                _SOURCES[os.path.realpath(path)] = LoadedSource(data, hashlib.sha256(data).hexdigest(), time.time())
-                _GENERATION[0] += 1
+                _record(path, data)
 
 
 def source_of(path: str | os.PathLike) -> LoadedSource | None:

@@ -454,8 +454,8 @@ class ProcessMeter:
         if write is not None:
             try:
                 write()
-            except Exception:  # noqa: BLE001 - never fail an exiting process over its accounting
-                pass
+            except Exception as exc:  # noqa: BLE001 - never fail an exiting process over its accounting
+                print(f"skipwise: no final run record ({type(exc).__name__}: {exc})", file=sys.stderr)
         if self._exit_freeze_gc:
             gc.freeze()
 

@@ -29,7 +29,7 @@ from typing import Callable
 
 from pipelines.core import codeclosure as cc
 from pipelines.core.errors import ConfigError
-from pipelines.core.hashing import digest, sha256_bytes
+from pipelines.core.hashing import digest, sha256_bytes, file_stamp
 
 # Pseudo-names of requests: a module's top-level code, a whole module, every module of a package.
 _TOP, _WHOLE, _PACKAGE = "<toplevel>", "<whole>", "<package>"
@@ -632,7 +632,7 @@ _CACHE_SCHEME = 2
 
 
 def _stat_key(st: os.stat_result) -> list[int]:
-    return [st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size]
+    return list(file_stamp(st))  # a list: what the JSON cache holds
 
 
 def _read_cache(path: Path) -> dict:

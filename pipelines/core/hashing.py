@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from typing import Any
 
 
@@ -24,3 +25,9 @@ def digest(value: Any) -> str:
 def sha256_bytes(data: bytes) -> str:
     """sha256 hex digest of raw bytes."""
     return hashlib.sha256(data).hexdigest()
+
+
+def file_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    """(inode, mtime, inode change time, size): what must stay equal for a file to be trusted
+    unchanged. The change time cannot be set back from user space, so a restored mtime still shows."""
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)

@@ -21,12 +21,9 @@ _SCHEMA = (
     "(path TEXT, algo TEXT, ino INT, mtime INT, ctime INT, size INT, digest TEXT, PRIMARY KEY (path, algo))"
 )
 
+from pipelines.core.hashing import file_stamp as stamp
+
 _Stamp = tuple[int, int, int, int]  # (st_ino, st_mtime_ns, st_ctime_ns, st_size)
-
-
-def stamp(st: os.stat_result) -> _Stamp:
-    """What must stay equal for a file's content to be trusted unchanged."""
-    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
 
 class StatCache:

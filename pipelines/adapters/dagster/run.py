@@ -19,7 +19,6 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.adapters.dagster.factory import build_asset, build_source
-from pipelines.core.cost import BUDGET_OVERRIDE_TAG, utc_now_iso
 from pipelines.core.partitions import parse_range
 from pipelines.core.spec import Asset
 from pipelines.core.plan import RUN, SKIP
@@ -138,25 +137,10 @@ def check_plan_budget(project: Project, names: set[str], partition: str | None, 
     Returns the keys planned for partitioned assets and the plan's decisions (reused for the
     levels that run before anything has been committed).
     """
-    from pipelines.core.budget import check_budgets, project_run_cost
-
     daily = next((a.partitions for a in project.graph.order() if a.name in names and a.partitions is not None), None)
     keys = _keys_of(daily, partition)
     decisions = project.plan(sorted(names), None if partition is None else keys)
-    b = project.config.budgets
-    if b.per_run_usd is None and b.per_day_usd is None and not b.assets:
-        return keys, decisions
-    to_run = Counter(d.asset for d in decisions if d.action == RUN)
-    if not to_run:
-        return keys, decisions
-    projection = project_run_cost(
-        {a: project.ledger.history_usd_per_partition(a) for a in to_run},
-        dict(to_run),
-        project.config.default_partition_usd_estimate,
-    )
-    override = str(tags.get(BUDGET_OVERRIDE_TAG, "")).lower() == "true"
-    decision = check_budgets(projection, b, project.ledger.spent_usd(utc_now_iso()[:10]), override)
-    decision.raise_if_over(project.config.source)
+    project.check_budgets(Counter(d.asset for d in decisions if d.action == RUN), tags)
     return keys, decisions
 
 
