@@ -94,6 +94,8 @@ class Project:
         self.graph = graph
         self.graph_ref = graph_ref  # how a worker process (a Dagster step) finds the same graph
         self.params = dict(load_params(self.root) if params is None else params)
+        self._effective_params: dict[str, dict[str, Any]] | None = None  # checked on first use
+        self._last_run: LedgerRecord | None = None  # the run record written last in this process
         self.data_root = self.root / "data"
         for own in ("ledger", ".skipwise"):  # skipwise writes there: never through a link that leaves data/
             ensure_inside(self.data_root / own, os.path.realpath(self.data_root), f"{Path('data', own)}")
@@ -184,13 +186,11 @@ class Project:
         The whole of params.yaml is checked against the graph on first use (`load_project` does it
         when the project loads): ConfigError naming the key if anything is wrong.
         """
-        effective = self.__dict__.get("_effective_params")
-        if effective is None or self.__dict__.get("_effective_params_of") is not self.params:
+        if self._effective_params is None:
             from pipelines.core.spec import check_params, plain_params
 
-            effective = check_params(self.graph, plain_params(self.params), location="params.yaml")
-            self.__dict__["_effective_params"], self.__dict__["_effective_params_of"] = effective, self.params
-        return dict(effective.get(asset.name, {}))
+            self._effective_params = check_params(self.graph, plain_params(self.params), location="params.yaml")
+        return dict(self._effective_params.get(asset.name, {}))
 
     def raw_version(self, source: Source, key: str) -> str:
         """A raw partition's version: its DVC md5 (checked against the workspace), or "absent"."""
@@ -472,7 +472,7 @@ class Project:
 
     def last_run_record(self) -> LedgerRecord | None:
         """The run record this project wrote last in this process (None before any)."""
-        return self.__dict__.get("_last_run")
+        return self._last_run
 
     def _run_record(self, asset: str, run_id: str, tags: Mapping[str, str]) -> LedgerRecord:
         """This process's run record since its previous one (`ProcessMeter.take`), priced like a
