@@ -10,7 +10,7 @@ from assets.features.flights import build_flight_features
 from assets.features.training import as_of_join
 from assets.features.weather import build_weather_features
 from assets.graph import LOOKBACK_DAYS
-from pipelines.core.spec import Result
+from skipwise.core.spec import Result
 
 
 def flight_features(ctx, raw_flights: pl.DataFrame) -> pl.DataFrame:

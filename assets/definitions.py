@@ -2,6 +2,6 @@
 
 from pathlib import Path
 
-from pipelines.adapters.dagster import build_definitions
+from skipwise.adapters.dagster import build_definitions
 
 defs = build_definitions(Path(__file__).resolve().parent.parent)

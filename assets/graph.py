@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from pipelines.core.partitions import AllOf, DailyPartitions, Identity, Window
-from pipelines.core.spec import Asset, Dep, Graph, Source
+from skipwise.core.partitions import AllOf, DailyPartitions, Identity, Window
+from skipwise.core.spec import Asset, Dep, Graph, Source
 
 #: 2013, one partition per day (end exclusive).
 DAILY = DailyPartitions(date(2013, 1, 1), date(2014, 1, 1))

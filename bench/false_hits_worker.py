@@ -3,7 +3,7 @@
     cd <copy> && PYTHONPATH=<copy> python -P bench/false_hits_worker.py RESULT.json STEP FIRST LAST
 
 1. Build: an incremental build of flight_features, weather_features and training_set over the days
-   FIRST..LAST with the copy's own engine (`pipelines.engine.load_project(".").materialize`, no
+   FIRST..LAST with the copy's own engine (`skipwise.engine.load_project(".").materialize`, no
    Dagster), recording every partition's action (run/skip) and reason.
 2. Oracle: every expected partition is recomputed directly from the raw files in the workspace (not
    DVC's record of them), params.yaml and the copy's asset functions, with no engine cache: no
@@ -40,7 +40,7 @@ def days_between(first: str, last: str) -> list[str]:
 
 
 def build(step: str, days: list[str], out: dict) -> None:
-    from pipelines.engine import load_project
+    from skipwise.engine import load_project
 
     t = time.perf_counter()
     project = None
@@ -66,7 +66,7 @@ def oracle(days: list[str], out: dict) -> None:
     import polars as pl
 
     import assets.graph as g
-    from pipelines.engine import PartitionContext, _load_function, _serialize, load_project
+    from skipwise.engine import PartitionContext, _load_function, _serialize, load_project
 
     t = time.perf_counter()
     try:
@@ -100,7 +100,7 @@ def oracle(days: list[str], out: dict) -> None:
         ts = g.GRAPH.asset("training_set")
         ups = {n: pl.concat([pl.read_parquet(io.BytesIO(outputs[(n, d)])) for d in sorted(days)], how="vertical_relaxed")
                for n in ("flight_features", "weather_features")}
-        from pipelines.core.partitions import UNPARTITIONED
+        from skipwise.core.partitions import UNPARTITIONED
 
         value = _load_function(ts.fn)(PartitionContext("training_set", UNPARTITIONED, project.params_of(ts)), **ups)
         expected[f"training_set/{UNPARTITIONED}"] = _sha(_serialize(ts, value))
@@ -130,10 +130,10 @@ def main(argv: list[str]) -> int:
     mode = argv[5] if len(argv) > 5 else "all"
     days = days_between(first, last)
     out: dict = {"outcomes": [], "build_error": None, "oracle_error": None, "t_import": 0.0}
-    import pipelines.engine  # noqa: F401 - timed apart from the build
+    import skipwise.engine  # noqa: F401 - timed apart from the build
 
     out["t_import"] = time.perf_counter() - T0
-    out["code_from"] = [pipelines.engine.__file__]
+    out["code_from"] = [skipwise.engine.__file__]
     build(step, days, out)
     if mode != "build":
         oracle(days, out)

@@ -14,8 +14,8 @@ def meter_overhead(root: Path, repeats: int = 20) -> tuple[Cell, Cell]:
     import polars as pl
 
     from assets.features.flights import build_flight_features
-    from pipelines.core.cost import IOCounter
-    from pipelines.metering import Meter
+    from skipwise.core.cost import IOCounter
+    from skipwise.metering import Meter
 
     day = date(2013, 3, 14)
     files = [root / "data/raw/flights" / f"2013-03-{d:02d}.parquet" for d in range(7, 15)]

@@ -25,8 +25,8 @@ from typing import Any, Callable, Mapping
 
 import polars as pl
 
-from pipelines.core.partitions import Window, upstream_keys
-from pipelines.core.spec import Asset, Graph, Source
+from skipwise.core.partitions import Window, upstream_keys
+from skipwise.core.spec import Asset, Graph, Source
 
 
 @dataclass(frozen=True)

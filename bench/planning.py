@@ -62,8 +62,8 @@ class SynthResult:
 
 
 def _synth_graph(n: int):
-    from pipelines.core.partitions import DailyPartitions, Identity
-    from pipelines.core.spec import Asset, Dep, Graph, Source
+    from skipwise.core.partitions import DailyPartitions, Identity
+    from skipwise.core.spec import Asset, Dep, Graph, Source
 
     days = DailyPartitions(date(1990, 1, 1), date(1990, 1, 1) + timedelta(days=n))
     raw = Source("raw_ticks", "data/raw/ticks", days)
@@ -86,9 +86,9 @@ def _write_dvc_records(root: Path, rel: str, files: dict[str, bytes]) -> None:
 
 def synthetic_plan(base: Path, n: int, repeats: int) -> SynthResult:
     """Time `Project.plan()` (fresh Project, warm caches) over n derived partitions that are all up to date."""
-    from pipelines.core.manifest import Manifest
-    from pipelines.core.plan import SKIP
-    from pipelines.engine import Project
+    from skipwise.core.manifest import Manifest
+    from skipwise.core.plan import SKIP
+    from skipwise.engine import Project
 
     root = base / "synthetic"
     (root / "synthbody").mkdir(parents=True)

@@ -86,7 +86,7 @@ class DatasetResult:
 def expected_changed(ws) -> int:
     """Partitions of the selected assets that read the changed raw file (in the benchmarked range)."""
     from bench.workspace import skipwise_state  # noqa: F401  (puts the workspace on sys.path)
-    from pipelines.core.partitions import upstream_keys
+    from skipwise.core.partitions import upstream_keys
     from bench.plain_build import keys_in, load_graph
 
     graph = load_graph(ws.graph_ref)

@@ -67,8 +67,8 @@ def ledger_since(ws: Workspace, before: set[Path]) -> tuple[int, int]:
 
 def skipwise_dagster(ws: Workspace) -> Measured:
     """skipwise's `materialize_project` over the whole range (what `skipwise materialize` runs)."""
-    from pipelines.adapters.dagster.run import materialize_project
-    from pipelines.engine import load_project
+    from skipwise.adapters.dagster.run import materialize_project
+    from skipwise.engine import load_project
 
     _prepare(ws)
     before = ledger_files(ws)
@@ -99,8 +99,8 @@ class EngineNoop:
 def engine_noop(ws: Workspace) -> EngineNoop:
     """Plan, then run `Project.materialize` in-process, counting what was read: all should be skipped."""
     _prepare(ws)
-    from pipelines.core.plan import SKIP
-    from pipelines.engine import load_project
+    from skipwise.core.plan import SKIP
+    from skipwise.engine import load_project
 
     project = load_project(ws.root, ws.graph_ref)
     keys = project.graph.asset(ws.selection[0]).partitions.key_range(ws.first, ws.last)

@@ -207,9 +207,9 @@ def _version_raw(ws: Workspace) -> None:
 
 
 def _skipwise_stage_cmd(ws: Workspace) -> str:
-    # `skipwise materialize`, run as `python -m pipelines.cli` so that it uses this copy's code, like the
+    # `skipwise materialize`, run as `python -m skipwise.cli` so that it uses this copy's code, like the
     # in-process runs (the `skipwise` script imports the installed, editable /work/main/pipelines).
-    return (f"{sys.executable} -m pipelines.cli --root . --graph {ws.graph_ref} materialize "
+    return (f"{sys.executable} -m skipwise.cli --root . --graph {ws.graph_ref} materialize "
             f"--select {','.join(ws.selection)} --partition {ws.partition_range}")
 
 

@@ -15,10 +15,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from pipelines.core.budget import format_usd
-from pipelines.core.errors import SkipwiseError, UsageError
-from pipelines.core.partitions import parse_range
-from pipelines.core.plan import BLOCKED, RUN, SKIP, Decision
+from skipwise.core.budget import format_usd
+from skipwise.core.errors import SkipwiseError, UsageError
+from skipwise.core.partitions import parse_range
+from skipwise.core.plan import BLOCKED, RUN, SKIP, Decision
 
 #: Warnings printed by a command; the rest are counted (all of them are in --json).
 MAX_WARNINGS = 10
@@ -81,14 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--tags", default=None, help='run tags as JSON, e.g. \'{"skipwise/experiment": "e1"}\'')
     mat.set_defaults(func=cmd_materialize)
 
-    from pipelines.cost_cli import add_cost_parser
+    from skipwise.cost_cli import add_cost_parser
 
     add_cost_parser(sub)
     return p
 
 
 def _project(args):
-    from pipelines.engine import load_project
+    from skipwise.engine import load_project
 
     return load_project(Path(args.root) if args.root else None, args.graph)
 
@@ -221,7 +221,7 @@ def cmd_materialize(args) -> int:
     if args.partition is not None:
         parse_range(args.partition)  # before anything loads (Dagster included)
     project = _project(args)  # params, config and graph are checked here, before Dagster loads
-    from pipelines.adapters.dagster.run import materialize_project
+    from skipwise.adapters.dagster.run import materialize_project
 
     if os.environ.get("DVC_EXP_NAME") and "skipwise/experiment" not in tags:
         tags["skipwise/experiment"] = os.environ["DVC_EXP_NAME"]  # `dvc exp run` names the experiment

@@ -17,9 +17,9 @@ import json
 import sys
 from pathlib import Path
 
-from pipelines.core.budget import format_usd
-from pipelines.core.errors import SkipwiseError
-from pipelines.report import (
+from skipwise.core.budget import format_usd
+from skipwise.core.errors import SkipwiseError
+from skipwise.report import (
     AVOIDED_BASELINES,
     GROUPINGS,
     cost_table,
@@ -28,7 +28,7 @@ from pipelines.report import (
     render_html,
     totals,
 )
-from pipelines.store.ledger import Ledger
+from skipwise.store.ledger import Ledger
 
 DEFAULT_LEDGER = "data/ledger"
 

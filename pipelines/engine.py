@@ -16,21 +16,21 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from pipelines.adapters.dvc.manifest import TrackedDir, file_version, read_tracked_dir
-from pipelines.adapters.dvc.config import dvc_cache_dirs
-from pipelines.core.codeversion import CodeIndex, CodeVersion
-from pipelines.core.cost import BUDGET_OVERRIDE_TAG, CostVector, IOCounter, LedgerRecord, utc_now_iso
-from pipelines.core.errors import ConfigError, InputError
-from pipelines.core.hashing import digest
-from pipelines.core.manifest import Manifest, fingerprint
-from pipelines.core.partitions import UNPARTITIONED, AllOf, keys_of, upstream_keys, validate_key
-from pipelines.core.plan import BLOCKED, RUN, SKIP, Current, Decision, decide
-from pipelines.core.spec import Asset, Graph, Result, Source
-from pipelines.core.pricing import load_config
-from pipelines.store.ledger import Ledger, recent_days
-from pipelines.store.partitions import PartitionStore
-from pipelines.store.paths import ensure_inside
-from pipelines.store.statcache import StatCache
+from skipwise.adapters.dvc.manifest import TrackedDir, file_version, read_tracked_dir
+from skipwise.adapters.dvc.config import dvc_cache_dirs
+from skipwise.core.codeversion import CodeIndex, CodeVersion
+from skipwise.core.cost import BUDGET_OVERRIDE_TAG, CostVector, IOCounter, LedgerRecord, utc_now_iso
+from skipwise.core.errors import ConfigError, InputError
+from skipwise.core.hashing import digest
+from skipwise.core.manifest import Manifest, fingerprint
+from skipwise.core.partitions import UNPARTITIONED, AllOf, keys_of, upstream_keys, validate_key
+from skipwise.core.plan import BLOCKED, RUN, SKIP, Current, Decision, decide
+from skipwise.core.spec import Asset, Graph, Result, Source
+from skipwise.core.pricing import load_config
+from skipwise.store.ledger import Ledger, recent_days
+from skipwise.store.partitions import PartitionStore
+from skipwise.store.paths import ensure_inside
+from skipwise.store.statcache import StatCache
 
 log = logging.getLogger("skipwise")
 
@@ -71,8 +71,8 @@ def load_params(root: Path) -> dict[str, Any]:
     dates and datetimes turned into ISO strings, so ``2013-11-01`` and ``"2013-11-01"`` are the
     same param. Checked against the graph's declarations by `check_params` (see `params_of`).
     """
-    from pipelines.adapters.dvc.manifest import read_yaml
-    from pipelines.core.spec import plain_params
+    from skipwise.adapters.dvc.manifest import read_yaml
+    from skipwise.core.spec import plain_params
 
     path = Path(root) / "params.yaml"
     if not path.exists():
@@ -131,11 +131,11 @@ class Project:
         """The code version of what this process executed for `asset`, given the `planned` one.
 
         Modules imported since skipwise was are versioned by the exact bytes they were compiled
-        from (`pipelines.loaded`); a file that changed after its module was imported therefore
+        from (`skipwise.loaded`); a file that changed after its module was imported therefore
         yields the version of the old code, never the new one. A module imported before skipwise
         could record it is trusted only if its file has not changed since this process started.
         """
-        from pipelines import loaded
+        from skipwise import loaded
 
         cv = self.code_of(asset)
         memo = (asset.name, planned, loaded.generation())
@@ -187,7 +187,7 @@ class Project:
         when the project loads): ConfigError naming the key if anything is wrong.
         """
         if self._effective_params is None:
-            from pipelines.core.spec import check_params, plain_params
+            from skipwise.core.spec import check_params, plain_params
 
             self._effective_params = check_params(self.graph, plain_params(self.params), location="params.yaml")
         return dict(self._effective_params.get(asset.name, {}))
@@ -343,7 +343,7 @@ class Project:
         goes to the cost ledger, and the call ends with this process's run record: what the
         process used since its previous one outside the partitions just recorded (its overhead).
         """
-        from pipelines.metering import process_meter
+        from skipwise.metering import process_meter
 
         pm = process_meter()  # this process's account: its run record closes every call
         asset = self.graph.asset(asset_name)
@@ -396,7 +396,7 @@ class Project:
 
     def projection(self, to_run: Mapping[str, int]) -> Any:
         """What running `to_run` (asset -> partitions) is projected to cost, from each asset's history."""
-        from pipelines.core.budget import project_run_cost
+        from skipwise.core.budget import project_run_cost
 
         return project_run_cost(
             {a: self.ledger.history_usd_per_partition(a) for a, n in to_run.items() if n},
@@ -414,7 +414,7 @@ class Project:
         b = self.config.budgets
         if not any(to_run.values()) or (b.per_run_usd is None and b.per_day_usd is None and not set(to_run) & set(b.assets)):
             return
-        from pipelines.core.budget import check_budgets
+        from skipwise.core.budget import check_budgets
 
         spent = self.ledger.spent_usd(utc_now_iso()[:10])
         by_asset: dict[str, float] = {}
@@ -434,7 +434,7 @@ class Project:
         """Append one immutable ledger file with a record per outcome, and this process's run record
         (what it used since its previous one: planning these outcomes, and whatever came before)."""
         if outcomes:
-            from pipelines.metering import process_meter
+            from skipwise.metering import process_meter
 
             with process_meter().phase("ledger"):
                 computed = [o for o in outcomes if o.computed]
@@ -447,7 +447,7 @@ class Project:
     def record_run(self, run_id: str, tags: Mapping[str, str], asset: str = "") -> LedgerRecord:
         """Append this process's run record alone: what it used since its previous one (an
         orchestrator calls it when it is done, so the work after its last step is counted too)."""
-        from pipelines.metering import process_meter
+        from skipwise.metering import process_meter
 
         with process_meter().phase("ledger"):
             self._last_run = self._run_record(asset, run_id, tags)
@@ -462,7 +462,7 @@ class Project:
         For processes that exist to run skipwise (a Dagster step worker): anything a longer-lived
         process did after its last step would be recorded as its overhead.
         """
-        from pipelines.metering import process_meter
+        from skipwise.metering import process_meter
 
         def write() -> None:
             if self.ledger.root.is_dir() and process_meter().cpu_since_take() >= 0.001:
@@ -477,7 +477,7 @@ class Project:
     def _run_record(self, asset: str, run_id: str, tags: Mapping[str, str]) -> LedgerRecord:
         """This process's run record since its previous one (`ProcessMeter.take`), priced like a
         partition: CPU, wall and memory outside its metered partitions."""
-        from pipelines.metering import process_meter
+        from skipwise.metering import process_meter
 
         return LedgerRecord(
             ts=utc_now_iso(),
@@ -516,7 +516,7 @@ class Project:
         return Outcome(decision, m, cost)
 
     def _compute(self, asset: Asset, key: str, decision: Decision, cur: Current, fn: Callable, run_id: str) -> Outcome:
-        from pipelines.metering import Meter
+        from skipwise.metering import Meter
 
         self.store.sweep_temp(asset.layer, asset.name, key)  # leftovers of a killed run, if any
         with Meter(self.io) as m:

@@ -45,7 +45,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Callable, Iterator
 
-from pipelines.core.cost import CostVector, IOCounter, IOSnapshot
+from skipwise.core.cost import CostVector, IOCounter, IOSnapshot
 
 try:
     import resource
@@ -327,7 +327,7 @@ PHASES: tuple[str, ...] = ("plan", "load", "ledger")
 
 def _process_start() -> tuple[float, str]:
     """(when this process started, seconds since the epoch; how that was found)."""
-    from pipelines import loaded
+    from skipwise import loaded
 
     start = loaded.process_start()
     if start is not None:

@@ -23,7 +23,7 @@ import html
 from collections import defaultdict
 from typing import Any, Callable, Iterable
 
-from pipelines.core.budget import format_usd
+from skipwise.core.budget import format_usd
 
 GROUPINGS: tuple[str, ...] = ("asset", "partition", "run", "model", "experiment", "team", "day")
 

@@ -15,8 +15,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from pipelines.core.cost import BUDGET_OVERRIDE_TAG
-from pipelines.core.errors import BudgetExceeded
+from skipwise.core.cost import BUDGET_OVERRIDE_TAG
+from skipwise.core.errors import BudgetExceeded
 
 HISTORY_WINDOW = 20
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
-from pipelines.core.hashing import digest
+from skipwise.core.hashing import digest
 
 BUILTIN_NAMES = frozenset(dir(builtins))
 

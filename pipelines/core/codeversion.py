@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from pipelines.core import codeclosure as cc
-from pipelines.core.errors import ConfigError
-from pipelines.core.hashing import digest, sha256_bytes, file_stamp
+from skipwise.core import codeclosure as cc
+from skipwise.core.errors import ConfigError
+from skipwise.core.hashing import digest, sha256_bytes, file_stamp
 
 # Pseudo-names of requests: a module's top-level code, a whole module, every module of a package.
 _TOP, _WHOLE, _PACKAGE = "<toplevel>", "<whole>", "<package>"

@@ -1,7 +1,7 @@
 """What one partition's work cost: I/O counters, the cost vector, and the ledger record.
 
-Everything here is a plain value. Measuring is done by `pipelines.metering.Meter`, pricing by
-`pipelines.core.pricing.Prices`, storing by `pipelines.store.ledger.Ledger`.
+Everything here is a plain value. Measuring is done by `skipwise.metering.Meter`, pricing by
+`skipwise.core.pricing.Prices`, storing by `skipwise.store.ledger.Ledger`.
 
 A figure that could not be measured is ``None`` and is left out of metadata: an unknown cost is
 never reported as a free one.

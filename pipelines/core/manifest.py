@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
-from pipelines.core.hashing import digest
+from skipwise.core.hashing import digest
 
 #: Bump when the meaning of a fingerprint changes: every partition then recomputes once.
 SCHEME_VERSION = 1

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Union
 
-from pipelines.core.errors import PartitionKeyError, UsageError
+from skipwise.core.errors import PartitionKeyError, UsageError
 
 # Keys become path components: allow a conservative alphabet, never a separator or a dot-dot.
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]{0,127}$")

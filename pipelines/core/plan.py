@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from pipelines.core.manifest import SCHEME_VERSION, Manifest
+from skipwise.core.manifest import SCHEME_VERSION, Manifest
 
 RUN, SKIP, BLOCKED = "run", "skip", "blocked"
 

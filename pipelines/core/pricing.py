@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from pipelines.core.budget import Budgets
-from pipelines.core.cost import EGRESS_CLASSES, CostVector
-from pipelines.core.errors import ConfigError
+from skipwise.core.budget import Budgets
+from skipwise.core.cost import EGRESS_CLASSES, CostVector
+from skipwise.core.errors import ConfigError
 
 GIB = 2**30
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any, Mapping as TMapping
 
-from pipelines.core.errors import ConfigError
-from pipelines.core.partitions import Identity, Mapping, Partitions
+from skipwise.core.errors import ConfigError
+from skipwise.core.partitions import Identity, Mapping, Partitions
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from pipelines.core.cost import IOCounter
-from pipelines.core.errors import InputError
-from pipelines.core.hashing import sha256_bytes
-from pipelines.core.manifest import Manifest
-from pipelines.core.partitions import validate_key
-from pipelines.store.files import atomic_write
-from pipelines.store.paths import ensure_inside, is_inside
-from pipelines.store.statcache import StatCache
+from skipwise.core.cost import IOCounter
+from skipwise.core.errors import InputError
+from skipwise.core.hashing import sha256_bytes
+from skipwise.core.manifest import Manifest
+from skipwise.core.partitions import validate_key
+from skipwise.store.files import atomic_write
+from skipwise.store.paths import ensure_inside, is_inside
+from skipwise.store.statcache import StatCache
 
 MANIFEST = "manifest.json"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipelines.core.errors import InputError
+from skipwise.core.errors import InputError
 
 
 def is_inside(path: str | Path, roots: tuple[str, ...]) -> bool:

@@ -21,7 +21,7 @@ _SCHEMA = (
     "(path TEXT, algo TEXT, ino INT, mtime INT, ctime INT, size INT, digest TEXT, PRIMARY KEY (path, algo))"
 )
 
-from pipelines.core.hashing import file_stamp as stamp
+from skipwise.core.hashing import file_stamp as stamp
 
 _Stamp = tuple[int, int, int, int]  # (st_ino, st_mtime_ns, st_ctime_ns, st_size)
 

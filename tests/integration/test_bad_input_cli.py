@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.core.cost import CostVector, LedgerRecord
+from skipwise.core.cost import CostVector, LedgerRecord
 from tests.conftest import run
 
 pytestmark = pytest.mark.integration
@@ -22,7 +22,7 @@ OVERRIDE = {"skipwise/budget_override": "true"}
 
 def cli(root: Path, *args: str):
     env = {"PYTHONPATH": str(root), "DAGSTER_HOME": str(root / ".dagster")}
-    return run([sys.executable, "-m", "pipelines.cli", *args], cwd=root, env=env, check=False)
+    return run([sys.executable, "-m", "skipwise.cli", *args], cwd=root, env=env, check=False)
 
 
 def error_line(p, rc: int | None = None) -> str:
@@ -49,7 +49,7 @@ def snapshot(root: Path) -> dict[str, str]:
 @pytest.fixture
 def proj(project_dir) -> Path:
     """The project with an existing committed-looking partition, so "unchanged" means something."""
-    from pipelines.core.manifest import Manifest
+    from skipwise.core.manifest import Manifest
 
     d = project_dir / "data" / "features" / "flight_features" / "2013-01-01"
     d.mkdir(parents=True)
@@ -65,7 +65,7 @@ def proj(project_dir) -> Path:
 
 def write_ledger(root: Path, rows: list[tuple[str, str, float]], run_id: str = "earlier-run", ts: str = "2020-01-01T00:00:00+00:00") -> None:
     """A pre-made cost history: (asset, partition, usd) misses."""
-    from pipelines.store.ledger import Ledger
+    from skipwise.store.ledger import Ledger
 
     Ledger(root / "data" / "ledger").append(
         LedgerRecord(ts=ts, run_id=run_id, asset=a, partition=k, cache="miss", reason="missing", fingerprint=f"fp-{a}-{k}",
@@ -96,8 +96,8 @@ def test_an_empty_partition_is_a_usage_error_not_the_whole_range(proj, command):
 
 
 def test_materialize_project_refuses_an_empty_partition(project):
-    from pipelines.adapters.dagster.run import materialize_project
-    from pipelines.core.errors import UsageError
+    from skipwise.adapters.dagster.run import materialize_project
+    from skipwise.core.errors import UsageError
 
     with pytest.raises(UsageError, match="is empty"):
         materialize_project(project, ["flight_features"], "", {})
@@ -153,7 +153,7 @@ def test_bad_params_stop_materialize_before_dagster_starts(proj):
 
 
 def test_bodies_see_the_declared_defaults_and_fingerprints_ignore_explicit_defaults(project):
-    from pipelines.engine import Project
+    from skipwise.engine import Project
 
     params = project.root / "params.yaml"
     full = Project(project.root, project.graph)
@@ -204,8 +204,8 @@ def drop_last_column(root: Path, kind: str, day: str) -> str:
 
 
 def test_schema_drift_blames_the_odd_file_not_the_partitions_own_day(project):
-    from pipelines.core.errors import InputError
-    from pipelines.engine import Project
+    from skipwise.core.errors import InputError
+    from skipwise.engine import Project
 
     root = project.root
     dropped = drop_last_column(root, "flights", "2013-01-08")
@@ -222,8 +222,8 @@ def test_schema_drift_blames_the_odd_file_not_the_partitions_own_day(project):
 
 
 def test_schema_drift_in_a_two_file_window_names_both_files(project):
-    from pipelines.core.errors import InputError
-    from pipelines.engine import Project
+    from skipwise.core.errors import InputError
+    from skipwise.engine import Project
 
     dropped = drop_last_column(project.root, "weather", "2013-01-02")
     with pytest.raises(InputError) as e:
@@ -234,8 +234,8 @@ def test_schema_drift_in_a_two_file_window_names_both_files(project):
 
 
 def test_schema_drift_uses_what_the_run_already_read(project):
-    from pipelines.core.errors import InputError
-    from pipelines.engine import Project
+    from skipwise.core.errors import InputError
+    from skipwise.engine import Project
 
     drop_last_column(project.root, "weather", "2013-01-04")
     p = Project(project.root, project.graph)
@@ -326,11 +326,11 @@ def test_materialize_checks_per_run_budget_for_the_whole_invocation_before_launc
 
 
 def test_the_whole_run_check_respects_the_override_tag(project):
-    from pipelines.adapters.dagster.run import check_plan_budget
-    from pipelines.core.errors import BudgetExceeded
+    from skipwise.adapters.dagster.run import check_plan_budget
+    from skipwise.core.errors import BudgetExceeded
 
     (project.root / "skipwise.toml").write_text("[budgets]\nper_run_usd = 0.000001\n")
-    from pipelines.engine import Project
+    from skipwise.engine import Project
 
     p = Project(project.root, project.graph)
     with pytest.raises(BudgetExceeded):
@@ -339,12 +339,12 @@ def test_the_whole_run_check_respects_the_override_tag(project):
 
 
 def test_a_step_adds_what_its_run_already_spent(project):
-    from pipelines.core.errors import BudgetExceeded
-    from pipelines.engine import Project
+    from skipwise.core.errors import BudgetExceeded
+    from skipwise.engine import Project
 
     root = project.root
     write_ledger(root, [("weather_features", "2013-01-01", 0.0002)])  # history: $0.0002 a partition
-    from pipelines.core.cost import utc_now_iso
+    from skipwise.core.cost import utc_now_iso
 
     write_ledger(root, [("flight_features", f"2013-01-0{d}", 0.0001) for d in range(1, 7)], run_id="run-1",
                  ts=utc_now_iso())  # an earlier step of run-1 (this run) spent $0.0006

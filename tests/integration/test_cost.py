@@ -8,9 +8,9 @@ import os
 import dagster as dg
 import pytest
 
-from pipelines.adapters.dagster.run import materialize_project
-from pipelines.core.errors import BudgetExceeded
-from pipelines.engine import Project
+from skipwise.adapters.dagster.run import materialize_project
+from skipwise.core.errors import BudgetExceeded
+from skipwise.engine import Project
 from tests.conftest import BIN, run
 
 DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]
@@ -72,7 +72,7 @@ def test_backfill_runs_record_hits_so_dagster_does_not_count_them_failed(project
     # dagster#34219: a backfill marks a targeted partition without an event as failed.
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     list(project.materialize("flight_features", DAYS[:3]))
-    from pipelines.adapters.dagster.factory import build_asset, build_source
+    from skipwise.adapters.dagster.factory import build_asset, build_source
 
     graph = project.graph
     assets = [build_source(s, project.root, "assets.graph:GRAPH") for s in graph.sources]

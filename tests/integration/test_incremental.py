@@ -8,9 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.core.errors import InputError, PartitionKeyError
-from pipelines.core.plan import RUN, SKIP
-from pipelines.engine import Project
+from skipwise.core.errors import InputError, PartitionKeyError
+from skipwise.core.plan import RUN, SKIP
+from skipwise.engine import Project
 from tests.conftest import DVC, run
 
 DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]

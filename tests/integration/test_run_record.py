@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.report import cost_table, totals
-from pipelines.store.ledger import Ledger
+from skipwise.report import cost_table, totals
+from skipwise.store.ledger import Ledger
 from tests.conftest import BIN, run
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,7 @@ DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]
 # run record for what the process used since the previous one; then the process's own getrusage.
 BUILD = """
 import json, resource, sys
-from pipelines.engine import load_project
+from skipwise.engine import load_project
 days = json.loads(sys.argv[1])
 for asset in ("weather_features", "flight_features"):
     for o in load_project(".").materialize(asset, days, run_id="build-1"):
@@ -134,7 +134,7 @@ def test_avoided_counts_a_hit_once_a_day_unless_asked_for_every_request(project)
 def test_a_single_partition_dagster_event_carries_the_step_process_figures(project, tmp_path):
     import dagster as dg
 
-    from pipelines.adapters.dagster.factory import build_asset, build_source
+    from skipwise.adapters.dagster.factory import build_asset, build_source
 
     graph = project.graph
     assets = [build_source(s, project.root, "assets.graph:GRAPH") for s in graph.sources]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 
-from pipelines.adapters.dagster.run import RANGE_END, RANGE_START
-from pipelines.adapters.dagster import build_definitions
-from pipelines.adapters.dagster.sensors import stale_run_requests
-from pipelines.engine import Project
+from skipwise.adapters.dagster.run import RANGE_END, RANGE_START
+from skipwise.adapters.dagster import build_definitions
+from skipwise.adapters.dagster.sensors import stale_run_requests
+from skipwise.engine import Project
 from tests.conftest import DVC, run
 
 DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.adapters.dvc.manifest import file_version, read_tracked_dir
-from pipelines.core.budget import Budgets, check_budgets, format_usd, project_run_cost
-from pipelines.core.errors import ConfigError, InputError, PartitionKeyError, UsageError
-from pipelines.core.partitions import DailyPartitions, parse_range, validate_key
-from pipelines.core.pricing import load_config
-from pipelines.core.cost import CostVector
-from pipelines.core.spec import Asset, Graph, Source, check_params
-from pipelines.store.statcache import StatCache
+from skipwise.adapters.dvc.manifest import file_version, read_tracked_dir
+from skipwise.core.budget import Budgets, check_budgets, format_usd, project_run_cost
+from skipwise.core.errors import ConfigError, InputError, PartitionKeyError, UsageError
+from skipwise.core.partitions import DailyPartitions, parse_range, validate_key
+from skipwise.core.pricing import load_config
+from skipwise.core.cost import CostVector
+from skipwise.core.spec import Asset, Graph, Source, check_params
+from skipwise.store.statcache import StatCache
 
 from datetime import date
 
@@ -115,21 +115,21 @@ def test_the_demo_declares_what_its_bodies_use():
     assert declared["delay_model"] == DEFAULT_PARAMS
     assert all(p is not None for p in declared.values())
     # The repository's params.yaml passes and is what the defaults are.
-    from pipelines.engine import load_params
+    from skipwise.engine import load_params
 
     repo = Path(__file__).resolve().parents[2]
     assert check_params(DEMO, load_params(repo)) == {a.name: dict(a.params) for a in DEMO.assets}
 
 
 def test_yaml_dates_and_yaml_1_2_floats(tmp_path):
-    from pipelines.engine import load_params
+    from skipwise.engine import load_params
 
     (tmp_path / "params.yaml").write_text("a:\n  day: 2013-11-01\n  at: 2013-11-01 10:30:00\n  wd: 1e-05\n  q: '2013-11-01'\n")
     assert load_params(tmp_path) == {"a": {"day": "2013-11-01", "at": "2013-11-01T10:30:00", "wd": 1e-05, "q": "2013-11-01"}}
 
 
 def test_params_yaml_syntax_error_is_one_line_with_its_line(tmp_path):
-    from pipelines.engine import load_params
+    from skipwise.engine import load_params
 
     (tmp_path / "params.yaml").write_text("a:\n  x: 1\nb: [1\n")
     with pytest.raises(ConfigError) as e:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.core.codeversion import CodeIndex
-from pipelines.core.errors import ConfigError
+from skipwise.core.codeversion import CodeIndex
+from skipwise.core.errors import ConfigError
 
 HELPERS = '''
 """Helpers."""
@@ -221,7 +221,7 @@ def test_import_name_of_another_distribution_counts_by_its_version(tmp_path):
 
 
 def test_an_import_name_provided_by_several_distributions_records_all(monkeypatch):
-    from pipelines.core import codeclosure
+    from skipwise.core import codeclosure
 
     monkeypatch.setattr(codeclosure, "_PROVIDERS", {"shared_ns": ["dist-b", "dist-a"]})
     monkeypatch.setattr(codeclosure, "_VERSIONS", {})
@@ -406,7 +406,7 @@ def test_cache_validates_stats_and_module_lookups(tmp_path, monkeypatch):
     import os
     import time
 
-    from pipelines.core import codeversion
+    from skipwise.core import codeversion
 
     root = write(tmp_path, {"pk/helpers.py": HELPERS, "pk/bodies.py": BODIES.replace("proj", "pk")})
     cache = tmp_path / "code.json"
@@ -426,7 +426,7 @@ def test_cache_validates_stats_and_module_lookups(tmp_path, monkeypatch):
 
 
 def test_cache_is_invalidated_by_another_environment_and_old_schemes_are_ignored(tmp_path, monkeypatch):
-    from pipelines.core import codeclosure
+    from skipwise.core import codeclosure
 
     root = write(tmp_path, {"pk/bodies.py": "def f():\n    return 1\n"})
     cache = tmp_path / "code.json"

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.core.codeversion import CodeIndex
+from skipwise.core.codeversion import CodeIndex
 
 # name -> (extra files, top-level code of pk/bodies.py, expression `target` evaluates).
 # `{c}` is the construct's constant; `{doc}` / `{comment}` vary only documentation.

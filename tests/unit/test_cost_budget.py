@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.core.budget import Budgets, check_budgets, project_run_cost
-from pipelines.core.errors import BudgetExceeded
+from skipwise.core.budget import Budgets, check_budgets, project_run_cost
+from skipwise.core.errors import BudgetExceeded
 
 
 def test_projection_is_median_of_recent_history_times_partitions():

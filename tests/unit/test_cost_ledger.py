@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.core.cost import CostVector, LedgerRecord
-from pipelines.store.ledger import Ledger
+from skipwise.core.cost import CostVector, LedgerRecord
+from skipwise.store.ledger import Ledger
 
 
 def _record(i: int = 0, *, run: str = "run-1", asset: str = "features", cache: str = "miss",

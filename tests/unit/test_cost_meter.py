@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from pipelines.core.cost import CostVector, IOCounter
-from pipelines.metering import Meter, _read_status_kib
+from skipwise.core.cost import CostVector, IOCounter
+from skipwise.metering import Meter, _read_status_kib
 
 MB = 10**6
 
@@ -79,7 +79,7 @@ def test_memory_held_before_the_block_is_not_the_blocks():
 
 
 def test_memory_is_priced_on_the_increment():
-    from pipelines.core.pricing import load_prices
+    from skipwise.core.pricing import load_prices
 
     prices = load_prices({}, "t")
     v = CostVector(
@@ -179,7 +179,7 @@ def test_metering_overhead_is_under_two_percent_of_200ms_of_work():
 
 
 def test_falls_back_to_sampling_when_the_peak_cannot_be_reset(monkeypatch):
-    import pipelines.metering as metering
+    import skipwise.metering as metering
 
     before = _rss_bytes()
     monkeypatch.setattr(metering, "_reset_hwm", lambda: False)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.core.cost import CostVector
-from pipelines.core.errors import ConfigError
-from pipelines.core.pricing import DEFAULT_PRICES, load_config, load_prices
+from skipwise.core.cost import CostVector
+from skipwise.core.errors import ConfigError
+from skipwise.core.pricing import DEFAULT_PRICES, load_config, load_prices
 
 GIB = 2**30
 REPO = Path(__file__).resolve().parents[2]

@@ -9,10 +9,10 @@ import re
 
 import pytest
 
-from pipelines.core.cost import CostVector, LedgerRecord
-from pipelines.cost_cli import add_cost_parser
-from pipelines.report import cost_table, format_table, render_html
-from pipelines.store.ledger import Ledger
+from skipwise.core.cost import CostVector, LedgerRecord
+from skipwise.cost_cli import add_cost_parser
+from skipwise.report import cost_table, format_table, render_html
+from skipwise.store.ledger import Ledger
 
 
 def _row(ts, run, asset, partition, cache, model=None, team=None, **cost):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.adapters.dvc.manifest import file_version, read_tracked_dir
-from pipelines.core.errors import InputError
-from pipelines.store.statcache import StatCache
+from skipwise.adapters.dvc.manifest import file_version, read_tracked_dir
+from skipwise.core.errors import InputError
+from skipwise.store.statcache import StatCache
 
 
 def make_repo(root: Path, files: dict[str, bytes]) -> dict[str, str]:

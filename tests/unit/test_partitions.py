@@ -2,8 +2,8 @@ from datetime import date
 
 import pytest
 
-from pipelines.core.errors import PartitionKeyError
-from pipelines.core.partitions import AllOf, DailyPartitions, Identity, Window, upstream_keys, validate_key
+from skipwise.core.errors import PartitionKeyError
+from skipwise.core.partitions import AllOf, DailyPartitions, Identity, Window, upstream_keys, validate_key
 
 DAILY = DailyPartitions(date(2013, 1, 1), date(2014, 1, 1))
 

@@ -2,8 +2,8 @@
 
 import dataclasses
 
-from pipelines.core.manifest import Manifest, fingerprint
-from pipelines.core.plan import BLOCKED, RUN, SKIP, Current, decide
+from skipwise.core.manifest import Manifest, fingerprint
+from skipwise.core.plan import BLOCKED, RUN, SKIP, Current, decide
 
 INPUTS = {"raw": {"2013-01-01": "md5:aa", "2013-01-02": "md5:bb"}}
 

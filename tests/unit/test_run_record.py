@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.core.cost import CostVector, LedgerRecord
-from pipelines.core.pricing import load_prices
-from pipelines.cost_cli import add_cost_parser
-from pipelines.metering import Meter, ProcessMeter, cpu_seconds, process_meter
-from pipelines.report import OVERHEAD, cost_table, count_avoided, overhead_summary, totals
-from pipelines.store.ledger import Ledger
+from skipwise.core.cost import CostVector, LedgerRecord
+from skipwise.core.pricing import load_prices
+from skipwise.cost_cli import add_cost_parser
+from skipwise.metering import Meter, ProcessMeter, cpu_seconds, process_meter
+from skipwise.report import OVERHEAD, cost_table, count_avoided, overhead_summary, totals
+from skipwise.store.ledger import Ledger
 
 GIB = 2**30
 REPO = Path(__file__).resolve().parents[2]
@@ -108,7 +108,7 @@ def test_at_exit_records_the_last_stretch_and_freezes_the_gc(tmp_path):
     out = tmp_path / "exit.json"
     code = f"""
 import atexit, gc, json
-from pipelines.metering import process_meter
+from skipwise.metering import process_meter
 pm = process_meter()
 atexit.register(lambda: open({str(out)!r}, "a").write(json.dumps({{"frozen": gc.get_freeze_count()}}) + "\\n"))
 pm.take()

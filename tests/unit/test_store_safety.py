@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.core.cost import CostVector, LedgerRecord
-from pipelines.core.errors import InputError
-from pipelines.core.manifest import Manifest
-from pipelines.store.ledger import Ledger
-from pipelines.store.partitions import PartitionStore
-from pipelines.store.statcache import StatCache
+from skipwise.core.cost import CostVector, LedgerRecord
+from skipwise.core.errors import InputError
+from skipwise.core.manifest import Manifest
+from skipwise.store.ledger import Ledger
+from skipwise.store.partitions import PartitionStore
+from skipwise.store.statcache import StatCache
 
 
 def _record(i: int, run: str = "r1") -> LedgerRecord:
@@ -144,7 +144,7 @@ def test_raw_inputs_are_read_only_inside_the_read_roots(tmp_path):
 @pytest.mark.parametrize("own", ["ledger", ".skipwise"])
 def test_the_ledger_and_caches_are_never_written_through_a_link_out_of_the_data_root(tmp_path, own):
     from assets.graph import GRAPH
-    from pipelines.engine import Project
+    from skipwise.engine import Project
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -157,7 +157,7 @@ def test_the_ledger_and_caches_are_never_written_through_a_link_out_of_the_data_
 
 
 def test_budget_history_reads_only_recent_day_folders_when_they_suffice(tmp_path):
-    from pipelines.core.cost import utc_now_iso
+    from skipwise.core.cost import utc_now_iso
 
     ledger = Ledger(tmp_path)
     old = ledger.append([_record(i) for i in range(30)])  # 2026-03-01: far older than a week

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from pipelines.core.partitions import DailyPartitions, Window
-from pipelines.core.spec import Asset, Dep, Graph, Source
+from skipwise.core.partitions import DailyPartitions, Window
+from skipwise.core.spec import Asset, Dep, Graph, Source
 
 START = date(2024, 1, 1)
 END = date(2024, 7, 19)

@@ -7,6 +7,6 @@ import dagster as dg
 # skipwise relies on backfill policies and observable sources on purpose; their beta notices are noise.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-from pipelines.adapters.dagster.definitions import build_definitions  # noqa: E402
+from skipwise.adapters.dagster.definitions import build_definitions  # noqa: E402
 
 __all__ = ["build_definitions"]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.adapters.dagster.factory import build_asset, build_source
-from pipelines.adapters.dagster.sensors import stale_partitions_sensor
+from skipwise.adapters.dagster.factory import build_asset, build_source
+from skipwise.adapters.dagster.sensors import stale_partitions_sensor
 
 
 def build_definitions(root: Path, graph_ref: str = "assets.graph:GRAPH", automation: bool = False) -> dg.Definitions:

@@ -18,9 +18,9 @@ from typing import Any, Iterator
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from pipelines.core.partitions import AllOf, DailyPartitions, Identity, Mapping, Window
-from pipelines.core.spec import Asset, Graph, Source
-from pipelines.engine import Outcome, Project, load_project
+from skipwise.core.partitions import AllOf, DailyPartitions, Identity, Mapping, Window
+from skipwise.core.spec import Asset, Graph, Source
+from skipwise.engine import Outcome, Project, load_project
 
 _PARTITIONS: dict[DailyPartitions, dg.DailyPartitionsDefinition] = {}
 BACKFILL_TAG = "dagster/backfill"

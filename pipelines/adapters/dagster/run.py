@@ -18,12 +18,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.adapters.dagster.factory import build_asset, build_source
-from pipelines.core.partitions import parse_range
-from pipelines.core.spec import Asset
-from pipelines.core.plan import RUN, SKIP
-from pipelines.engine import Project
-from pipelines.metering import process_meter
+from skipwise.adapters.dagster.factory import build_asset, build_source
+from skipwise.core.partitions import parse_range
+from skipwise.core.spec import Asset
+from skipwise.core.plan import RUN, SKIP
+from skipwise.engine import Project
+from skipwise.metering import process_meter
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
@@ -116,7 +116,7 @@ def _first_line(err) -> tuple[str, str]:
         return cls, ""
     first = lines[0]
     if cls and ": " in first and first.split(": ", 1)[0].endswith(cls):
-        first = f"{cls}: {first.split(': ', 1)[1]}"  # pipelines.core.errors.InputError: x -> InputError: x
+        first = f"{cls}: {first.split(': ', 1)[1]}"  # skipwise.core.errors.InputError: x -> InputError: x
     fix = next((line.strip() for line in lines[1:] if line.strip().startswith("fix:")), "")
     return first, fix
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.adapters.dagster.run import RANGE_END, RANGE_START, run_groups
-from pipelines.core.hashing import digest
-from pipelines.core.plan import RUN
-from pipelines.engine import load_project
+from skipwise.adapters.dagster.run import RANGE_END, RANGE_START, run_groups
+from skipwise.core.hashing import digest
+from skipwise.core.plan import RUN
+from skipwise.engine import load_project
 
 
 def stale_partitions_sensor(

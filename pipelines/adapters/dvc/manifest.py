@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.adapters.dvc.config import dvc_cache_dirs
-from pipelines.core.errors import InputError, SkipwiseError
-from pipelines.store.statcache import StatCache
+from skipwise.adapters.dvc.config import dvc_cache_dirs
+from skipwise.core.errors import InputError, SkipwiseError
+from skipwise.store.statcache import StatCache
 
 _MD5 = re.compile(r"^[0-9a-f]{32}(\.dir)?$")
 _YAML_LOADER: Any = None
