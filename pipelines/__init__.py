@@ -1,4 +1,18 @@
-"""skipwise: incremental, cost-aware Dagster pipelines over DVC-versioned data."""
+"""skipwise: incremental, cost-aware Dagster pipelines over DVC-versioned data.
+
+    import dagster as dg
+    import skipwise as sw
+
+    raw = sw.dvc_source("raw_sales", "data/raw/sales", partitions_def=DAILY)
+
+    @sw.asset(partitions_def=DAILY)
+    def sales(context: dg.AssetExecutionContext, raw_sales: pl.DataFrame) -> pl.DataFrame: ...
+
+    defs = dg.Definitions(assets=[raw, sales], resources={"skipwise": sw.IOManager()})
+
+`asset`, `dvc_source`, `IOManager` and `stale_partitions_sensor` are the public API (they import
+Dagster on first use); everything else may change.
+"""
 
 from skipwise import loaded as _loaded
 
@@ -6,4 +20,15 @@ from skipwise import loaded as _loaded
 # is never committed under the version of a file that changed after its module was imported.
 _loaded.install(__file__)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+_PUBLIC = {"asset", "dvc_source", "IOManager", "stale_partitions_sensor"}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):  # noqa: ANN202 - lazy: `import skipwise` (the CLI's fast path) never imports Dagster
+    if name in _PUBLIC:
+        from skipwise.adapters import dagster as _dagster
+
+        return getattr(_dagster, name)
+    raise AttributeError(f"module 'skipwise' has no attribute {name!r}")

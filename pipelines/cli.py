@@ -54,7 +54,8 @@ def print_warnings(warnings: list[str], limit: int = MAX_WARNINGS) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="skipwise", description="Incremental, cost-aware Dagster pipelines over DVC data.")
     p.add_argument("--root", default=None, help="project root (default: $SKIPWISE_ROOT or the folder holding params.yaml)")
-    p.add_argument("--graph", default="assets.graph:GRAPH", help="the asset graph, as module:attribute (default: assets.graph:GRAPH)")
+    p.add_argument("--defs", default=None, help="the module holding the project's dg.Definitions (default: "
+                   "[tool.skipwise] definitions in pyproject.toml, or skipwise.toml)")
     sub = p.add_subparsers(dest="command")
 
     plan = sub.add_parser("plan", help="which partitions would run and why (reads no data)")
@@ -90,18 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _project(args):
     from skipwise.engine import load_project
 
-    return load_project(Path(args.root) if args.root else None, args.graph)
-
-
-def _keys(project, spec: str | None) -> list[str] | None:
-    """The keys of --partition (None: every partition); an empty one is a usage error."""
-    if spec is None:
-        return None
-    first, last = parse_range(spec)
-    daily = next((a.partitions for a in project.graph.assets if a.partitions is not None), None)
-    if daily is None:
-        return [first]
-    return daily.key_range(first, last)
+    return load_project(Path(args.root) if args.root else None, args.defs)
 
 
 def _select(spec: str | None) -> list[str] | None:
@@ -118,7 +108,7 @@ def cmd_plan(args) -> int:
     if args.partition is not None:
         parse_range(args.partition)  # a malformed --partition is a usage error before anything loads
     project = _project(args)
-    decisions = project.plan(_select(args.select), _keys(project, args.partition))
+    decisions = project.plan(_select(args.select), partition=args.partition)
     todo = [d for d in decisions if d.action != SKIP]
     projected = _projected_usd(project, todo) if (args.cost or args.max_usd is not None) else None
     if args.json:

@@ -23,9 +23,9 @@ from skipwise.core.cost import BUDGET_OVERRIDE_TAG, CostVector, IOCounter, Ledge
 from skipwise.core.errors import ConfigError, InputError
 from skipwise.core.hashing import digest
 from skipwise.core.manifest import Manifest, fingerprint
-from skipwise.core.partitions import UNPARTITIONED, AllOf, keys_of, upstream_keys, validate_key
+from skipwise.core.partitions import UNPARTITIONED, folder_key, keys_of, upstream_keys, validate_key
 from skipwise.core.plan import BLOCKED, RUN, SKIP, Current, Decision, decide
-from skipwise.core.spec import Asset, Graph, Result, Source
+from skipwise.core.spec import Asset, Graph, Plain, Result, Source
 from skipwise.core.pricing import load_config
 from skipwise.store.ledger import Ledger, recent_days
 from skipwise.store.partitions import PartitionStore
@@ -33,21 +33,6 @@ from skipwise.store.paths import ensure_inside
 from skipwise.store.statcache import StatCache
 
 log = logging.getLogger("skipwise")
-
-
-@dataclass(frozen=True)
-class PartitionContext:
-    """What an asset function gets besides its inputs."""
-
-    asset: str
-    partition_key: str
-    params: Mapping[str, Any]
-    log: Any = log
-
-    @property
-    def day(self) -> date:
-        """The partition's date (daily assets)."""
-        return date.fromisoformat(self.partition_key)
 
 
 @dataclass(frozen=True)
@@ -89,10 +74,10 @@ def load_params(root: Path) -> dict[str, Any]:
 class Project:
     """A skipwise project: `root` holds data/, params.yaml, .dvc/ and the code the graph points at."""
 
-    def __init__(self, root: Path, graph: Graph, params: Mapping[str, Any] | None = None, graph_ref: str = "assets.graph:GRAPH") -> None:
+    def __init__(self, root: Path, graph: Graph, params: Mapping[str, Any] | None = None, definitions: str = "") -> None:
         self.root = Path(root).resolve()
         self.graph = graph
-        self.graph_ref = graph_ref  # how a worker process (a Dagster step) finds the same graph
+        self.definitions = definitions  # the module of the project's dg.Definitions (how a process finds the graph)
         self.params = dict(load_params(self.root) if params is None else params)
         self._effective_params: dict[str, dict[str, Any]] | None = None  # checked on first use
         self._last_run: LedgerRecord | None = None  # the run record written last in this process
@@ -103,7 +88,7 @@ class Project:
         self.statcache = StatCache(self.data_root / ".skipwise" / "stat.db", base=self.root)
         # Raw files may be links into DVC's cache (cache.type symlink/hardlink): reads may go there too.
         self.store = PartitionStore(self.data_root, self.statcache, self.io, read_roots=(self.root, *dvc_cache_dirs(self.root)))
-        self.code = CodeIndex(self.root, cache=self.data_root / ".skipwise" / "code.json")
+        self.code = CodeIndex(self.root, cache=self.data_root / ".skipwise" / "code.json", aliases=library_alias(self.root))
         self.config = load_config(self.root / "skipwise.toml")
         self.ledger = Ledger(self.data_root / "ledger", warn=self.warn)
         self.warnings: list[str] = []
@@ -165,7 +150,7 @@ class Project:
                 )
         ran = planned
         if changed:
-            ran = CodeIndex(self.root, read_source=loaded.read_as_imported).version(asset.fn).digest
+            ran = CodeIndex(self.root, read_source=loaded.read_as_imported, aliases=library_alias(self.root)).version(asset.fn).digest
         if ran != planned:
             self.warn(
                 f"{', '.join(changed) or 'its code'} changed after {asset.name}'s code was imported: the partitions "
@@ -179,6 +164,19 @@ class Project:
         if asset.name not in self._params_digests:
             self._params_digests[asset.name] = digest(self.params_of(asset))
         return self._params_digests[asset.name]
+
+    def with_run_config(self, asset: Asset, config: Mapping[str, Any] | None) -> None:
+        """Run config given for `asset` in this run (Dagster's launchpad, `--config`): its values
+        override params.yaml's and count in the fingerprint like them. Checked like params.yaml."""
+        if not config:
+            return
+        from skipwise.core.spec import check_params, plain_params
+
+        base = self.params_of(asset)
+        merged = check_params(Graph((), (replace(asset, params=base if asset.params is not None else None),)),
+                              {asset.name: {**base, **plain_params(dict(config))}}, location=f"run config of {asset.name}")
+        self._effective_params = {**(self._effective_params or {}), asset.name: merged[asset.name]}
+        self._params_digests.pop(asset.name, None)
 
     def params_of(self, asset: Asset) -> dict[str, Any]:
         """The params `asset` runs with: its declared defaults merged with its params.yaml section.
@@ -200,7 +198,7 @@ class Project:
             if tracked is None:
                 self.store.check_readable(self.root / source.path)  # the folder itself, once
                 tracked = self._tracked[source.name] = read_tracked_dir(self.root, source.path)
-            rel = source.file_for(validate_key(key))
+            rel = source.file_for(key)
             path = self.root / source.path / rel
             if os.path.islink(path):  # a plain file in a checked folder needs no realpath
                 self.store.check_readable(path)  # never hash (or later read) what a link outside points at
@@ -237,7 +235,18 @@ class Project:
         base = self.data_root / asset.layer / asset.name
         if not base.is_dir():
             return []
-        return sorted(p.name for p in base.iterdir() if (p / "manifest.json").is_file())
+        keys = []
+        for p in base.iterdir():
+            if not (p / "manifest.json").is_file():
+                continue
+            key = folder_key(p.name)
+            if key is None:  # a hashed (long) key: its manifest says which
+                m = self.store.read_manifest_at(p)
+                key = m.partition if m else None
+            if key is not None:
+                keys.append(key)
+        order = {k: i for i, k in enumerate(keys_of(asset.partitions))} if asset.partitions is not None else {}
+        return sorted(keys, key=lambda k: (order.get(k, len(order)), k))
 
     # -- provenance and plans ---------------------------------------------------------------------
 
@@ -251,13 +260,15 @@ class Project:
             up = self.graph.node(dep.name)
             keys = upstream_keys(dep.mapping, key, up.partitions)
             if keys is None:  # all of them: every materialized one (assets) or every key (sources)
-                keys = self.materialized_keys(up) if isinstance(up, Asset) else keys_of(up.partitions)
+                keys = self.materialized_keys(up) if not isinstance(up, Source) else keys_of(up.partitions)
                 if isinstance(up, Asset) and pending:
                     keys = sorted(set(keys) | {k for (n, k) in pending if n == up.name})
             versions: dict[str, str | None] = {}
             for k in keys:
                 if isinstance(up, Source):
                     versions[k] = self.raw_version(up, k)
+                elif isinstance(up, Plain) and not up.stored:
+                    versions[k] = self._unversioned(up)
                 elif pending and (up.name, k) in pending:
                     versions[k] = None
                 else:
@@ -266,8 +277,16 @@ class Project:
             inputs[dep.name] = versions
         code = self.code_version(asset)
         params = self.params_digest(asset)
-        fp = fingerprint(code, params, inputs) if all(v is not None for vs in inputs.values() for v in vs.values()) else ""
+        fp = fingerprint(code, params, inputs, key) if all(v is not None for vs in inputs.values() for v in vs.values()) else ""
         return Current(code, params, inputs, fp)
+
+    def _unversioned(self, up: Plain) -> str:
+        """A plain asset stored by another IO manager has no version skipwise can check: a token
+        new in every process, so its dependents always run (recompute when unsure), with a warning."""
+        token = self.__dict__.setdefault("_unversioned_token", f"unversioned:{os.getpid()}:{utc_now_iso()}")
+        self.warn(f"{up.name} is a plain Dagster asset not stored by sw.IOManager: skipwise cannot tell whether it "
+                  "changed, so its dependents always run (give it io_manager_key=\"skipwise\" to version it by content)")
+        return token
 
     def decide(self, asset: Asset, key: str, pending: set[tuple[str, str]] | None = None) -> Decision:
         """RUN, SKIP or BLOCKED for one partition, with the reason."""
@@ -298,17 +317,43 @@ class Project:
         """Every key of `asset` from the first to the last of `keys` (the span a range run covers)."""
         if not keys or asset.partitions is None:
             return list(keys)
-        return asset.partitions.key_range(min(keys), max(keys))
+        ordered = self.in_order(asset, keys)
+        return asset.partitions.key_range(ordered[0], ordered[-1])
 
-    def plan(self, selection: list[str] | None = None, keys: list[str] | None = None) -> list[Decision]:
+    def in_order(self, asset: Asset, keys: Any) -> list[str]:
+        """`keys` of `asset` in its partitioning's order (time order for time windows)."""
+        if asset.partitions is None:
+            return sorted(keys)
+        index = getattr(asset.partitions, "index", None)
+        if index is None:
+            return sorted(keys)
+        return sorted(keys, key=index)
+
+    def plan(self, selection: list[str] | None = None, keys: list[str] | None = None, partition: str | None = None) -> list[Decision]:
         """Decisions for the selected assets (all by default), upstream first, reading no data.
+
+        `keys` (for every partitioned asset) or `partition` (a key or first...last, applied to
+        each partitioned asset whose partitioning holds it; the others are left out) narrow it;
+        a `partition` that no selected asset holds is a PartitionKeyError.
 
         A partition downstream of one that will run is planned to run too ("may cut off early"):
         whether its input really changes is known only once the upstream has run.
         """
+        from skipwise.core.errors import PartitionKeyError
+        from skipwise.core.partitions import keys_in_range, parse_range
+
         names = set(selection) if selection else {a.name for a in self.graph.assets}
         for n in names:
             self.graph.asset(n)
+        if partition is not None:
+            first, last = parse_range(partition)
+            held = [a for a in self.graph.assets if a.name in names and (a.partitions is None or keys_in_range(a.partitions, partition))]
+            if not any(a.partitions is not None for a in held) and any(a.partitions is not None for a in self.graph.assets if a.name in names):
+                example = next(a for a in self.graph.assets if a.name in names and a.partitions is not None)
+                example.partitions.parse(first)
+                example.partitions.parse(last)
+                raise PartitionKeyError(f"no selected asset has partitions {first}...{last}", hint="check the range")
+            names = {a.name for a in held}
         pending: set[tuple[str, str]] = set()
         out: list[Decision] = []
         self._manifests = {}
@@ -316,7 +361,8 @@ class Project:
             for asset in self.graph.order():
                 if asset.name not in names:
                     continue
-                for key in self.keys_for(asset, keys if asset.partitions is not None else None):
+                wanted = keys_in_range(asset.partitions, partition) if partition is not None else keys
+                for key in self.keys_for(asset, wanted if asset.partitions is not None else None):
                     d = self.decide(asset, key, pending)
                     if d.action == RUN:
                         pending.add((asset.name, key))
@@ -333,6 +379,7 @@ class Project:
         keys: list[str] | None = None,
         run_id: str = "",
         tags: Mapping[str, str] | None = None,
+        call: Callable[[str, Mapping[str, Mapping[str, Any]], Mapping[str, Any]], Any] | None = None,
     ) -> Iterator[Outcome]:
         """Compute the partitions of `asset_name` whose fingerprint changed; skip the rest.
 
@@ -342,6 +389,10 @@ class Project:
         its fingerprint, and committed by writing its manifest last. Every outcome, hit or miss,
         goes to the cost ledger, and the call ends with this process's run record: what the
         process used since its previous one outside the partitions just recorded (its overhead).
+
+        `call(key, inputs, params)` computes one partition from its inputs (upstream name ->
+        key -> decoded value); the Dagster adapter passes one that hands the body Dagster's
+        context. Without it, the registered body is called with a plain `PartitionContext`.
         """
         from skipwise.metering import process_meter
 
@@ -371,7 +422,7 @@ class Project:
                         else:
                             if fn is None:
                                 with pm.phase("load"):
-                                    fn = _load_function(asset.fn)
+                                    fn = call or _default_call(asset)
                             outcome = self._compute(asset, key, decision, cur, fn, run_id)
                             with pm.phase("ledger"):
                                 # The record goes first: a run killed after the commit keeps its cost.
@@ -520,20 +571,19 @@ class Project:
 
         self.store.sweep_temp(asset.layer, asset.name, key)  # leftovers of a killed run, if any
         with Meter(self.io) as m:
-            inputs = {dep.name: self._load_input(asset, dep.name, cur.inputs[dep.name], dep.mapping) for dep in asset.deps}
-            ctx = PartitionContext(asset.name, key, self.params_of(asset))
-            value = fn(ctx, **inputs)
+            inputs = {dep.name: self._load_input(asset, dep.name, cur.inputs[dep.name]) for dep in asset.deps if dep.data}
+            value = fn(key, inputs, self.params_of(asset))
             ran = self.code_that_ran(asset, cur.code_version)  # after the call: lazy imports have happened
             if ran != cur.code_version:
-                cur = replace(cur, code_version=ran, fingerprint=fingerprint(ran, cur.params_digest, cur.inputs))
+                cur = replace(cur, code_version=ran, fingerprint=fingerprint(ran, cur.params_digest, cur.inputs, key))
                 decision = replace(decision, fingerprint=cur.fingerprint, reason=f"{decision.reason} (ran code imported before it changed)")
             metadata: Mapping[str, Any] = {}
-            if isinstance(value, Result):
-                value, metadata = value.value, value.metadata
-            data = _serialize(asset, value)
-            if hasattr(value, "height"):
-                metadata = {"dagster/row_count": value.height, **metadata}
-            name, sha, size = self.store.write_output(asset.layer, asset.name, key, cur.fingerprint, asset.ext, data)
+            if isinstance(value, Result) or _is_output(value):
+                value, metadata = value.value, dict(value.metadata or {})
+            fmt, data = _serialize(asset, value)
+            rows = _row_count(value)
+            metadata = {**({"dagster/row_count": rows} if rows is not None else {}), **metadata, "skipwise/format": fmt.name}
+            name, sha, size = self.store.write_output(asset.layer, asset.name, key, cur.fingerprint, fmt.ext, data)
         cost = self.config.price(m.result())
         rows = metadata.get("dagster/row_count")
         if asset.cost_unit and rows and cost.usd is not None:
@@ -556,9 +606,10 @@ class Project:
         )
         return Outcome(decision, manifest, cost, metadata)  # the caller records, then commits
 
-    def _load_input(self, asset: Asset, dep_name: str, versions: Mapping[str, str | None], mapping: Any) -> Any:
+    def _load_input(self, asset: Asset, dep_name: str, versions: Mapping[str, str | None]) -> dict[str, Any]:
+        """The decoded upstream partitions `asset` reads from `dep_name`: key -> value, in order.
+        Polars frames of one input must share a schema (schema drift names the odd file)."""
         up = self.graph.node(dep_name)
-        fmt = up.fmt if isinstance(up, Asset) else "parquet"
         values: list[Any] = []
         own_key = next(reversed(versions)) if versions else None  # windows end on the partition's own key
         for k, v in versions.items():
@@ -571,18 +622,13 @@ class Project:
                 continue  # a look-back day before the data starts
             cached = self._decoded.get((up.name, k, v))
             if cached is None:
-                cached = self._read_input(asset, up, k, v, fmt)
+                cached = self._read_input(asset, up, k, v)
                 self._decoded[(up.name, k, v)] = cached
                 while len(self._decoded) > 64:  # a window's worth of days, a few inputs wide
                     self._decoded.pop(next(iter(self._decoded)))
             values.append((k, cached))
-        if fmt == "bytes":
-            blobs = [v for _, v in values]
-            return blobs[0] if len(blobs) == 1 and not isinstance(mapping, AllOf) else blobs
-        import polars as pl
-
-        if not values:
-            return pl.DataFrame()
+        if not all(type(f).__module__.startswith("polars") and type(f).__name__ == "DataFrame" for _, f in values):
+            return dict(values)
         # The usual schema is the one seen most often in every frame this project decoded for `up`
         # (a run over many partitions knows it), not the partition's own day, which may be the odd one.
         seen = self.__dict__.setdefault("_schemas_seen", {}).setdefault(up.name, {})
@@ -621,91 +667,190 @@ class Project:
                 f"{len(seen)} partitions read, e.g. {self._describe(up, example)}){also}",
                 hint=fix,
             )
-        try:
-            return pl.concat([f for _, f in values], how="vertical_relaxed")
-        except Exception as exc:  # column types that cannot be reconciled
-            raise InputError(f"{up.name}: input partitions {[k for k, _ in values]} do not share a schema: {exc}",
-                             hint="fix or re-ingest the odd file, then `dvc add` it again") from None
+        return dict(values)
 
-    def _read_input(self, asset: Asset, up: Asset | Source, key: str, version: str | None, fmt: str) -> Any:
+    def _read_input(self, asset: Asset, up: Asset | Source | Plain, key: str, version: str | None) -> Any:
         """Read (and decode) one input partition; versions are content hashes, so the result is cacheable."""
+        from skipwise import formats
+
         if isinstance(up, Source):
             data = self.store.read_file(self.root / up.path / up.file_for(key))
+            fmt = formats.get("polars")
         else:
             m = self.manifest(up, key)
             if m is None or f"sha256:{m.output_hash}" != version:
+                if isinstance(up, Plain) and not up.stored:
+                    raise InputError(f"{asset.name} reads {up.name}, a plain asset not stored by sw.IOManager",
+                                     hint=f'give {up.name} io_manager_key="skipwise", or list it in deps= instead of a parameter')
                 raise InputError(f"{up.name}[{key}] changed while {asset.name} was reading it", hint="run again")
             data = self.store.read_output(up.layer, up.name, key, m)
-        if fmt == "bytes":
-            return data
-        import polars as pl
-
+            fmt = formats.get(str(m.metadata.get("skipwise/format") or _FORMAT_OF_EXT.get(Path(m.output).suffix, "bytes")))
         try:
-            return pl.read_parquet(_io.BytesIO(data))
-        except Exception as exc:  # polars raises several types for a damaged file
+            return fmt.decode(data)
+        except Exception as exc:  # the libraries raise several types for a damaged file
             fix = f"restore it with `dvc checkout {up.path}`" if isinstance(up, Source) else f"delete {up.name}[{key}]'s folder and materialize it again"
-            raise InputError(f"{self._describe(up, key)} is not readable parquet ({type(exc).__name__}: {exc})", hint=fix) from None
+            raise InputError(f"{self._describe(up, key)} is not readable {fmt.name} data ({type(exc).__name__}: {exc})", hint=fix) from None
 
     def _describe(self, up: Asset | Source, key: str) -> str:
         if isinstance(up, Source):
             return str(Path(up.path, up.file_for(key)))
-        return f"{up.name}[{key}] ({Path('data', up.layer, up.name, key)})"
+        from skipwise.core.partitions import key_folder
+
+        return f"{up.name}[{key}] ({Path('data', up.layer, up.name, key_folder(key))})"
 
 
-def _serialize(asset: Asset, value: Any) -> bytes:
-    if asset.fmt == "bytes":
-        if not isinstance(value, (bytes, bytearray)):
-            raise TypeError(f"{asset.fn} must return bytes (fmt='bytes'), got {type(value).__name__}")
-        return bytes(value)
-    import polars as pl
+_FORMAT_OF_EXT = {".parquet": "polars", ".json": "json", ".bin": "bytes", ".pt": "torch"}
 
-    if not isinstance(value, pl.DataFrame):
-        raise TypeError(f"{asset.fn} must return a polars DataFrame (fmt='parquet'), got {type(value).__name__}")
-    buf = _io.BytesIO()
-    # Fixed writer settings: the same frame must give the same bytes, or early cutoff never fires.
-    value.write_parquet(buf, compression="zstd", statistics=False)
-    return buf.getvalue()
+
+def _serialize(asset: Asset, value: Any) -> tuple[Any, bytes]:
+    """(format, bytes) of a body's return value: the declared format, else the value's own."""
+    from skipwise import formats
+
+    fmt = formats.get(asset.fmt) if asset.fmt else formats.for_value(value)
+    try:
+        return fmt, fmt.encode(value)
+    except TypeError as exc:
+        raise TypeError(f"{asset.fn} returned {type(value).__name__}, which cannot be stored as {fmt.name}: {exc}") from None
+
+
+def _is_output(value: Any) -> bool:
+    """A `dg.Output` (or anything shaped like one: a value with metadata), without importing dagster."""
+    return type(value).__name__ == "Output" and hasattr(value, "value") and hasattr(value, "metadata")
+
+
+def _row_count(value: Any) -> int | None:
+    mod = type(value).__module__.split(".")[0]
+    if mod == "polars" and type(value).__name__ == "DataFrame":
+        return value.height
+    if mod in ("pandas", "pyarrow") and hasattr(value, "shape"):
+        return int(value.shape[0])
+    return None
+
+
+def _default_call(asset: Asset) -> Callable[[str, Mapping[str, Mapping[str, Any]], Mapping[str, Any]], Any]:
+    """Call the registered body of `asset` outside Dagster, with a plain `PartitionContext`."""
+    from skipwise.bodies import PartitionContext, body_of
+
+    body = body_of(asset.fn)
+    return lambda key, inputs, params: body.call(PartitionContext(asset.name, key), inputs, params)
 
 
 def _jsonable(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {str(k): (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in metadata.items()}
 
 
-def _load_function(ref: str) -> Callable:
-    module, _, name = ref.partition(":")
-    return getattr(importlib.import_module(module), name)
+def library_alias(root: Path) -> dict[str, str]:
+    """{"skipwise": "<folder>"} when this library's own code lives in a folder under `root` (the
+    repository it is developed in, installed editable): its files are then versioned like the
+    project's, not by its version number."""
+    here = Path(__file__).resolve().parent
+    try:
+        rel = here.relative_to(Path(root).resolve())
+    except ValueError:
+        return {}
+    return {"skipwise": rel.as_posix()} if len(rel.parts) == 1 else {}
+
+
+def _has_marker(d: Path) -> bool:
+    if (d / "skipwise.toml").exists() or (d / "params.yaml").exists() or (d / "dvc.yaml").exists():
+        return True
+    py = d / "pyproject.toml"
+    try:
+        return py.is_file() and "[tool.skipwise]" in py.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
 
 
 def find_root(start: Path | None = None) -> Path:
-    """The project root: $SKIPWISE_ROOT, else the nearest folder upward holding params.yaml or dvc.yaml."""
+    """The project root: $SKIPWISE_ROOT, else the nearest folder upward from `start` (default: the
+    current folder) holding skipwise.toml, a pyproject.toml with [tool.skipwise], params.yaml or dvc.yaml."""
     env = os.environ.get("SKIPWISE_ROOT")
     if env:
         return Path(env).resolve()
     here = Path(start or Path.cwd()).resolve()
     for d in (here, *here.parents):
-        if (d / "params.yaml").exists() or (d / "dvc.yaml").exists():
+        if _has_marker(d):
             return d
     return here
 
 
-def load_project(root: Path | None = None, graph_ref: str = "assets.graph:GRAPH") -> Project:
-    """Load the project at `root` with the graph named by `graph_ref` (importable from root)."""
+def definitions_of(root: Path) -> str:
+    """The module holding the project's `dg.Definitions`, said once: `definitions` under
+    [tool.skipwise] in pyproject.toml, or at the top of skipwise.toml, else Dagster's own
+    [tool.dagster] module_name."""
+    import tomllib
+
+    root = Path(root)
+    found: list[tuple[str, Any]] = []
+    for name, section in (("pyproject.toml", ("tool", "skipwise")), ("skipwise.toml", ()), ("pyproject.toml", ("tool", "dagster"))):
+        path = root / name
+        if not path.is_file():
+            continue
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot parse {name}: {exc}", location=name, hint="fix the TOML syntax") from None
+        for part in section:
+            data = data.get(part, {}) if isinstance(data, dict) else {}
+        value = data.get("module_name" if section == ("tool", "dagster") else "definitions") if isinstance(data, dict) else None
+        if value is not None:
+            found.append((name, value))
+            break
+    if not found:
+        raise ConfigError(f"{root} does not say where its Dagster definitions are",
+                          hint='add `[tool.skipwise]\ndefinitions = "my_package.definitions"` to pyproject.toml '
+                               '(the module that holds `defs = dg.Definitions(...)`)')
+    where, value = found[0]
+    if not isinstance(value, str) or not value or not all(p.isidentifier() for p in value.split(".")):
+        raise ConfigError(f"definitions = {value!r} is not a module name", location=where,
+                          hint='write the module, e.g. definitions = "my_package.definitions"')
+    return value
+
+
+def _library_stamp() -> str:
+    from skipwise import __version__
+    from skipwise.core.manifest import SCHEME_VERSION
+
+    return f"{__version__}/{SCHEME_VERSION}"
+
+
+def resolve_graph(root: Path, definitions: str) -> tuple[Graph, str]:
+    """The project's graph: from the snapshot while it is valid, else by importing the definitions
+    (and then saving a new snapshot). Returns (graph, "" or why the snapshot was rebuilt)."""
+    from skipwise import snapshot
+
+    graph, why = snapshot.load(root, definitions, _library_stamp())
+    if graph is not None:
+        return graph, ""
+    from skipwise.adapters.dagster.graph import definitions_in, graph_of
+
+    defs = definitions_in(definitions)
+    instance = None
+    try:
+        graph, until, cacheable = graph_of(defs)
+    except Exception as exc:  # dynamic partitions need the instance to list their keys
+        if "dynamic" not in str(exc).lower() and "DynamicPartitions" not in type(exc).__name__:
+            raise
+        from skipwise.adapters.dagster.run import instance_for_root
+
+        instance = instance_for_root(root)
+        graph, until, cacheable = graph_of(defs, instance)
+    files = snapshot.watched_files(root, dict(sys.modules), ["pyproject.toml", "skipwise.toml"])
+    from_root = any(rel.endswith(".py") for rel in files)
+    if cacheable and from_root:  # definitions imported from elsewhere cannot be watched: never cached
+        snapshot.save(root, definitions, graph, files, until, _library_stamp())
+    return graph, why
+
+
+def load_project(root: Path | None = None, definitions: str | None = None) -> Project:
+    """Load the project at `root` (default: found from the current folder) with the graph of its
+    Dagster definitions (default: the module its config names); params.yaml is checked now."""
     root = Path(root or find_root()).resolve()
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    module, sep, name = graph_ref.partition(":")
-    hint = "pass --graph package.module:ATTRIBUTE, importable from the project root (default assets.graph:GRAPH)"
-    if not sep or not module or not name:
-        raise ConfigError(f"--graph {graph_ref!r} is not module:attribute", hint=hint)
-    try:
-        graph = getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"--graph {graph_ref}: cannot import {exc.name or module} ({exc})", hint=hint) from None
-    except AttributeError:
-        raise ConfigError(f"--graph {graph_ref}: module {module} has no attribute {name!r}", hint=hint) from None
-    if not isinstance(graph, Graph):
-        raise ConfigError(f"--graph {graph_ref} is a {type(graph).__name__}, not a skipwise Graph", hint=hint)
-    project = Project(root, graph, graph_ref=graph_ref)
+    definitions = definitions or definitions_of(root)
+    graph, _ = resolve_graph(root, definitions)
+    project = Project(root, graph, definitions=definitions)
     for asset in graph.assets[:1]:
         project.params_of(asset)  # checks all of params.yaml now, not inside a step
     return project

@@ -64,11 +64,11 @@ def project(project_dir):
     from skipwise.engine import Project
 
     graph = _graph_from(project_dir)
-    return Project(project_dir, graph)
+    return Project(project_dir, graph, definitions="assets.definitions")
 
 
 def _graph_from(root: Path):
-    # The copy's graph module is the same code as the repo's; load the repo's (already importable).
-    from assets.graph import GRAPH
+    # The copy's definitions are the same code as the repo's: resolve the repo's (already importable).
+    from skipwise.engine import resolve_graph
 
-    return GRAPH
+    return resolve_graph(REPO, "assets.definitions")[0]

@@ -41,6 +41,23 @@ DYNAMIC_CALL_NAMES = frozenset(
 )
 
 #: Decorators known to register nothing anywhere: a def decorated only with these stays plain.
+#: Decorators that only declare the function (skipwise's and Dagster's): defining it runs no code its body depends on.
+DECLARING = frozenset({"skipwise.asset", "skipwise.adapters.dagster.asset", "skipwise.adapters.dagster.authoring.asset",
+                       "dagster.asset", "dagster.observable_source_asset", "dagster.sensor", "dagster.schedule", "dagster.asset_check"})
+#: Base classes of config models (pydantic): their metaclass declares fields, it computes nothing.
+DECLARING_BASES = frozenset({"dagster.Config", "dagster.ConfigurableResource", "pydantic.BaseModel"})
+#: Library calls allowed in a declaring decorator's arguments although the library is the project's own.
+#: Calls that only declare (Dagster's definitions objects, skipwise's sources and IO manager): a
+#: top-level statement binding their result is left out of the module's top-level code (it runs
+#: nothing a body depends on); a body that uses the name still reaches the statement.
+DECLARING_CALLS = frozenset({
+    "skipwise.dvc_source", "skipwise.IOManager", "skipwise.stale_partitions_sensor",
+    "dagster.Definitions", "dagster.AssetIn", "dagster.AssetKey", "dagster.AssetDep", "dagster.AssetSelection",
+    "dagster.define_asset_job", "dagster.ScheduleDefinition", "dagster.BackfillPolicy",
+    *(f"dagster.{k}PartitionsDefinition" for k in ("Daily", "Hourly", "Weekly", "Monthly", "TimeWindow", "Static", "Multi", "Dynamic")),
+    *(f"dagster.{k}PartitionMapping" for k in ("TimeWindow", "Identity", "All", "Static", "MultiToSingleDimension", "Last", "Specific")),
+})
+
 PURE_DECORATORS = frozenset(
     {"builtins.property", "builtins.staticmethod", "builtins.classmethod", "dataclasses.dataclass",
      "functools.wraps", "functools.lru_cache", "functools.cache", "functools.cached_property",

@@ -70,9 +70,13 @@ class CodeIndex:
     """
 
     def __init__(
-        self, root: Path, cache: Path | None = None, read_source: Callable[[Path], bytes] | None = None
+        self, root: Path, cache: Path | None = None, read_source: Callable[[Path], bytes] | None = None,
+        aliases: dict[str, str] | None = None,
     ) -> None:
         self.root = Path(root)
+        # import name -> folder under the root it lives in, for a package whose folder is named
+        # otherwise (an editable install mapping `skipwise` to `pipelines/`): versioned by its files.
+        self.aliases = dict(aliases or {})
         self.cache = cache
         self._read_source = read_source
         self._found: dict[str, tuple[str, str] | None] = {}  # module name -> (kind, rel path) or None
@@ -168,7 +172,8 @@ class CodeIndex:
             value = f"binary:{mod.sha256}"
             trace.notes.add(f"{mod.rel}: a compiled module — the bytes of its file count")
         else:
-            stmts = [st for st in mod.toplevel if not (effects_only and self._binds_only(mod, st))]
+            stmts = [st for st in mod.toplevel
+                     if not self._declares_only(mod, st) and not (effects_only and self._binds_only(mod, st))]
             value = digest([self._text(st) for st in stmts])
             reqs += self._code(mod, stmts, trace)
         if mod.impure:
@@ -183,6 +188,23 @@ class CodeIndex:
             if self._module(parent) is not None:
                 reqs.append((parent, _EFFECTS))
         return f"{mod.name}:{_EFFECTS if effects_only else _TOP}", value, reqs
+
+    def _declares_only(self, mod: cc.ModuleInfo, stmt: ast.AST) -> bool:
+        """`X = dg.Definitions(...)` and the like: a declaring library call (`cc.DECLARING_CALLS`)
+        whose arguments call no project code, bound to plain names or not bound at all."""
+        if isinstance(stmt, ast.Assign):
+            targets, value = stmt.targets, stmt.value
+        elif isinstance(stmt, ast.AnnAssign):
+            targets, value = [stmt.target], stmt.value
+        elif isinstance(stmt, ast.Expr):
+            targets, value = [], stmt.value
+        else:
+            return False
+        if not isinstance(value, ast.Call) or not all(isinstance(t, ast.Name) for t in targets):
+            return False
+        if not self._targets_in(mod, cc.chain_of(value.func), cc.DECLARING_CALLS):
+            return False
+        return all(self._library_only(mod, a) for a in [*value.args, *(k.value for k in value.keywords)])
 
     def _binds_only(self, mod: cc.ModuleInfo, stmt: ast.AST) -> bool:
         """An assignment to plain names of a value whose evaluation calls only inert stdlib code."""
@@ -443,8 +465,16 @@ class CodeIndex:
     def _is_plain(self, mod: cc.ModuleInfo, node: ast.AST, in_class: bool = False) -> bool:
         """Whether defining `node` runs only standard-library code (decorators, bases, class body)."""
         evaluated: list[ast.AST] = []
+        declared: list[ast.AST] = []
         for dec in node.decorator_list:
             chain = cc.chain_of(dec.func if isinstance(dec, ast.Call) else dec)
+            if self._targets_in(mod, chain, cc.DECLARING):
+                # @sw.asset(...) registers the function and builds Dagster's definition: what the
+                # body computes does not depend on it (its inputs, keys and config are versioned
+                # on their own); its arguments may call library code, never project code.
+                if isinstance(dec, ast.Call):
+                    declared += [*dec.args, *(k.value for k in dec.keywords)]
+                continue
             accessor = in_class and chain and len(chain) == 2 and chain[1] in ("setter", "getter", "deleter")
             if not (accessor and chain[0] not in mod.defined and chain[0] not in mod.imports):
                 targets = self._known_targets(mod, chain)
@@ -460,6 +490,8 @@ class CodeIndex:
                     evaluated.append(base.slice)
                     base = base.value
                 targets = self._known_targets(mod, cc.chain_of(base))
+                if self._targets_in(mod, cc.chain_of(base), cc.DECLARING_BASES):
+                    continue  # a config model: its metaclass only declares fields
                 if targets is None or not all(self._is_stdlib(t) for t in targets):
                     return False  # a project or third-party base may run code (metaclass, __init_subclass__)
             for stmt in node.body:
@@ -470,7 +502,26 @@ class CodeIndex:
                     evaluated.append(stmt)
         else:
             evaluated += [e for e in cc.definition_headers(node) if e not in node.decorator_list]
-        return all(self._inert(mod, e) for e in evaluated)
+        return all(self._inert(mod, e) for e in evaluated) and all(self._library_only(mod, e) for e in declared)
+
+    def _targets_in(self, mod: cc.ModuleInfo, chain: tuple[str, ...] | None, names: frozenset[str]) -> bool:
+        """Whether `chain` names one of `names` (dotted paths of library callables) through the module's imports."""
+        if chain is None or chain[0] in mod.defined or chain[0] not in mod.imports:
+            return False
+        paths = [".".join((module, *attrs, *chain[1:])) for module, attrs in mod.imports[chain[0]]]
+        return bool(paths) and all(p in names for p in paths)
+
+    def _library_only(self, mod: cc.ModuleInfo, node: ast.AST) -> bool:
+        """Whether every call in `node` is of library code (never project code, never a dynamic lookup)."""
+        for sub in cc.walk([node]):
+            if isinstance(sub, ast.Call):
+                chain = cc.chain_of(sub.func)
+                targets = self._known_targets(mod, chain)
+                if targets is None and not self._targets_in(mod, chain, cc.DECLARING_CALLS | cc.DECLARING):
+                    return False
+                if targets is not None and any(t in cc.DYNAMIC_TARGETS for t in targets):
+                    return False
+        return True
 
     def _inert(self, mod: cc.ModuleInfo, node: ast.AST) -> bool:
         """Whether every call in `node` is a standard-library callable that looks nothing up by name."""
@@ -503,7 +554,9 @@ class CodeIndex:
     def _find(self, name: str) -> tuple[str, str] | None:
         """Where module `name` is under the root: (kind, path relative to the root) or None."""
         if name not in self._found:
-            self._found[name] = cc.probe_module(self.root, name) if name else None
+            top, dot, rest = name.partition(".")
+            probe = f"{self.aliases[top]}{dot}{rest}" if top in self.aliases else name
+            self._found[name] = cc.probe_module(self.root, probe) if name else None
         return self._found[name]
 
     def _module(self, name: str) -> cc.ModuleInfo | None:
@@ -628,7 +681,7 @@ class CodeIndex:
 
 #: A file whose ctime is this recent when read may change again within one timestamp tick.
 _RACY_NS = 2_000_000_000
-_CACHE_SCHEME = 2
+_CACHE_SCHEME = 3
 
 
 def _stat_key(st: os.stat_result) -> list[int]:

@@ -12,14 +12,19 @@ from typing import Any, Mapping
 from skipwise.core.hashing import digest
 
 #: Bump when the meaning of a fingerprint changes: every partition then recomputes once.
-SCHEME_VERSION = 1
+#: 2: the partition key is part of the fingerprint (two partitions with equal inputs differ).
+SCHEME_VERSION = 2
 
 InputVersions = Mapping[str, Mapping[str, str]]  # dep name -> upstream key -> version
 
 
-def fingerprint(code_version: str, params_digest: str, inputs: InputVersions, scheme: int = SCHEME_VERSION) -> str:
-    """H(scheme, code version, params, sorted input versions): equal iff the work would be the same."""
-    return digest({"scheme": scheme, "code": code_version, "params": params_digest, "inputs": inputs})
+def fingerprint(code_version: str, params_digest: str, inputs: InputVersions, partition: str,
+                scheme: int = SCHEME_VERSION) -> str:
+    """H(scheme, code version, params, sorted input versions, partition key): equal iff the work
+    would be the same. The key counts because a body may read it (a static region, a day)."""
+    if scheme < 2:
+        return digest({"scheme": scheme, "code": code_version, "params": params_digest, "inputs": inputs})
+    return digest({"scheme": scheme, "code": code_version, "params": params_digest, "inputs": inputs, "partition": partition})
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ class Manifest:
 
     def consistent(self) -> bool:
         """True when the fingerprint matches the recorded provenance (guards against hand edits)."""
-        return fingerprint(self.code_version, self.params_digest, self.inputs, self.scheme) == self.fingerprint
+        return fingerprint(self.code_version, self.params_digest, self.inputs, self.partition, self.scheme) == self.fingerprint
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=1)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Union
 
@@ -46,20 +47,106 @@ def parse_range(spec: str, option: str = "--partition") -> tuple[str, str]:
     return first, last
 
 
+# Names of layers and assets become path components as they are: a conservative alphabet.
+_NAME_RE = _KEY_RE
+
+#: Longest partition key accepted (Dagster's own keys are far shorter).
+MAX_KEY_CHARS = 512
+
+# Characters a key keeps in its folder name; everything else is escaped as ~XX (its UTF-8 bytes).
+_FOLDER_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_=-.")
+#: Folder names longer than this end in a hash of the key instead of the rest of it.
+_FOLDER_MAX = 120
+
+
+def validate_name(name: object, what: str = "name") -> str:
+    """Return `name` (a layer or asset name) if it is a safe path component, else PartitionKeyError."""
+    if not isinstance(name, str) or ".." in name or not _NAME_RE.match(name):
+        raise PartitionKeyError(
+            f"{what} {show_key(name)} is not allowed: 1-128 characters of letters, digits and '_', '.', '=', '-', "
+            "starting with a letter or digit, never '..'",
+            hint="rename it",
+        )
+    return name
+
+
 def validate_key(key: object) -> str:
-    """Return `key` if it is a safe partition key, else raise PartitionKeyError saying why."""
+    """Return `key` if it is an acceptable partition key, else raise PartitionKeyError saying why.
+
+    Any key Dagster makes is accepted (hourly ``2025-01-01-00:00``, multi-partition
+    ``2025-01-01|north``, static names with spaces); a key is refused when it is empty, longer than
+    512 characters, holds a control character or a path separator, or contains ``..``. Keys never
+    become paths as they are: `key_folder` escapes them.
+    """
     if not isinstance(key, str) or key == "":
         raise PartitionKeyError(
             f"partition key {show_key(key)} is empty or not a string",
             hint="pass a key such as 2013-03-14",
         )
-    if ".." in key or not _KEY_RE.match(key):
+    bad = ""
+    if len(key) > MAX_KEY_CHARS:
+        bad = f"longer than {MAX_KEY_CHARS} characters"
+    elif ".." in key:
+        bad = "contains '..'"
+    elif "/" in key or "\\" in key:
+        bad = "contains a path separator"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in key):
+        bad = "contains a control character"
+    if bad:
         raise PartitionKeyError(
-            f"partition key {show_key(key)} is not allowed: keys are 1-128 characters of letters, digits and "
-            "'_', '.', '=', '-', start with a letter or digit and never contain '..' or a path separator",
+            f"partition key {show_key(key)} is not allowed: it {bad}",
             hint="use the asset's own keys, e.g. 2013-03-14",
         )
     return key
+
+
+def key_folder(key: str) -> str:
+    """The folder name of partition `key`: the key itself when it is plain, else escaped.
+
+    Characters outside letters, digits and ``_=-.`` (and a leading dot) become ``~XX`` per UTF-8
+    byte, so the mapping is one to one (``~`` itself is escaped); a name over 120 characters ends in
+    ``~h`` and a hash of the whole key instead. The key is validated first.
+    """
+    validate_key(key)
+    if key[0] != "." and all(c in _FOLDER_SAFE for c in key):
+        folder = key
+    else:
+        out = []
+        for i, c in enumerate(key):
+            if c in _FOLDER_SAFE and not (i == 0 and c == "."):
+                out.append(c)
+            else:
+                out.extend(f"~{b:02x}" for b in c.encode("utf-8"))
+        folder = "".join(out)
+    if len(folder) > _FOLDER_MAX:
+        import hashlib
+
+        folder = f"{folder[:80]}~h{hashlib.sha256(key.encode('utf-8')).hexdigest()[:32]}"
+    return folder
+
+
+def folder_key(folder: str) -> str | None:
+    """The key whose `key_folder` is `folder`, or None for a hashed (long) one: read its manifest."""
+    if "~h" in folder:
+        return None
+    if "~" not in folder:
+        return folder
+    data = bytearray()
+    i = 0
+    while i < len(folder):
+        if folder[i] == "~":
+            try:
+                data.append(int(folder[i + 1:i + 3], 16))
+            except ValueError:
+                return None
+            i += 3
+        else:
+            data.extend(folder[i].encode())
+            i += 1
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -98,7 +185,50 @@ class DailyPartitions:
         return [(a + timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
 
 
-Partitions = Union[DailyPartitions, None]
+@dataclass(frozen=True)
+class KeySet:
+    """Any ordered set of partition keys: Dagster's keys of a partitions definition (hourly, weekly,
+    static, multi...), as the Dagster adapter resolved them. `kind` says which, for messages."""
+
+    key_list: tuple[str, ...]
+    kind: str = "static"
+    _index: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
+
+    def __post_init__(self) -> None:
+        self._index.update({k: i for i, k in enumerate(self.key_list)})
+
+    def keys(self) -> list[str]:
+        """Every key, in the partitioning's order."""
+        return list(self.key_list)
+
+    def index(self, key: str) -> int:
+        """The position of `key`; PartitionKeyError if it is not one of the keys."""
+        i = self._index.get(key)
+        if i is None:
+            validate_key(key)
+            near = difflib.get_close_matches(key, self.key_list[:5000], n=1, cutoff=0.6) if isinstance(key, str) else []
+            example = near[0] if near else (self.key_list[0] if self.key_list else "")
+            raise PartitionKeyError(
+                f"partition key {show_key(key)} is not a key of this {self.kind} partitioning "
+                f"({len(self.key_list)} keys: {show_key(self.key_list[0]) if self.key_list else 'none'}...)",
+                hint=f"use one of its keys, e.g. {example}" + (" (did you mean it?)" if near else ""),
+            )
+        return i
+
+    def parse(self, key: str) -> str:
+        """`key` if it is one of the keys, else PartitionKeyError."""
+        self.index(key)
+        return key
+
+    def key_range(self, first: str, last: str) -> list[str]:
+        """Keys from `first` to `last`, both inclusive, in the partitioning's order."""
+        a, b = self.index(first), self.index(last)
+        if b < a:
+            raise PartitionKeyError(f"partition range {first}{RANGE_SEP}{last} is empty", hint="put the earlier key first")
+        return list(self.key_list[a:b + 1])
+
+
+Partitions = Union[DailyPartitions, KeySet, None]
 
 
 @dataclass(frozen=True)
@@ -118,7 +248,31 @@ class AllOf:
     """The partition reads every (materialized) upstream partition."""
 
 
-Mapping = Union[Identity, Window, AllOf]
+@dataclass(frozen=True)
+class Offsets:
+    """Partition at position i reads the upstream's partitions i+start .. i+end (same key list),
+    clipped to its range: Dagster's TimeWindowPartitionMapping between equal partitionings."""
+
+    start: int
+    end: int = 0
+
+
+@dataclass(frozen=True)
+class Table:
+    """Partition k reads exactly the upstream keys listed for k (any other Dagster mapping, resolved
+    by the adapter into plain key lists)."""
+
+    rows: tuple[tuple[str, tuple[str, ...]], ...]
+    _lookup: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
+
+    def __post_init__(self) -> None:
+        self._lookup.update(dict(self.rows))
+
+    def upstream(self, key: str) -> list[str]:
+        return list(self._lookup.get(key, ()))
+
+
+Mapping = Union[Identity, Window, AllOf, Offsets, Table]
 
 
 def keys_of(partitions: Partitions) -> list[str]:
@@ -132,9 +286,31 @@ def upstream_keys(mapping: Mapping, key: str, upstream: Partitions) -> list[str]
         return [UNPARTITIONED]
     if isinstance(mapping, AllOf):
         return None
-    day = date.fromisoformat(key)
     if isinstance(mapping, Identity):
         upstream.parse(key)  # raises if the upstream has no such partition
         return [key]
+    if isinstance(mapping, Table):
+        return mapping.upstream(key)
+    if isinstance(mapping, Offsets):
+        assert isinstance(upstream, KeySet)
+        i, n = upstream.index(key), len(upstream.key_list)
+        return list(upstream.key_list[max(0, i + mapping.start):max(0, min(n, i + mapping.end + 1))])
+    day = date.fromisoformat(key)
     first = max(upstream.start, day - timedelta(days=mapping.lookback))
     return [(first + timedelta(days=i)).isoformat() for i in range((day - first).days + 1)]
+
+
+def keys_in_range(partitions: "Partitions", spec: str | None) -> list[str] | None:
+    """The keys of `partitions` that `--partition spec` (one key or first...last; None: all)
+    selects; None for an unpartitioned asset; [] when the partitioning holds neither end (an
+    hourly asset under a daily key: its assets are not selected by that range)."""
+    if partitions is None:
+        return None
+    if spec is None:
+        return partitions.keys()
+    first, last = parse_range(spec)
+    try:
+        partitions.parse(first), partitions.parse(last)
+    except PartitionKeyError:
+        return []
+    return partitions.key_range(first, last)

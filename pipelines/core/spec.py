@@ -1,7 +1,9 @@
 """What a pipeline is made of, as plain values: sources, assets, their dependencies, and the graph.
 
-A spec names its function by reference ("package.module:function") instead of holding it, so the
-graph can be planned (and its code hashed) without importing the project's heavy libraries.
+The Dagster adapter resolves a user's `dg.Definitions` into these values (partition keys as key
+lists, mappings as plain upstream keys). A spec names its function by reference
+("package.module:qualname") instead of holding it, so the graph can be cached on disk, planned and
+its code hashed without importing the project's heavy libraries.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ class Dep:
 
     name: str
     mapping: Mapping = Identity()
+    #: False: a dependency whose version counts but whose data the body does not read (Dagster `deps=`)
+    data: bool = True
 
 
 @dataclass(frozen=True)
@@ -31,12 +35,27 @@ class Source:
     name: str
     path: str
     partitions: Partitions
-    filename: str = "{key}.parquet"
+    filename: str = "{partition_key}.parquet"
     description: str = ""
 
     def file_for(self, key: str) -> str:
-        """The file of partition `key`, relative to the tracked directory."""
-        return self.filename.format(key=key)
+        """The file of partition `key`, relative to the tracked directory (the key as its folder-safe name)."""
+        from skipwise.core.partitions import key_folder
+
+        safe = key_folder(key)
+        return self.filename.format(key=safe, partition_key=safe)
+
+
+@dataclass(frozen=True)
+class Plain:
+    """A plain Dagster asset the graph's assets depend on. Its version is the content hash of what
+    `sw.IOManager` stored for it (`stored`); any other IO manager gives no version skipwise can
+    check, so its dependents always run."""
+
+    name: str
+    partitions: Partitions
+    layer: str = "default"
+    stored: bool = True
 
 
 @dataclass(frozen=True)
@@ -44,9 +63,8 @@ class Asset:
     """A derived asset: `fn` ("module:function") computes one partition from its deps' data.
 
     `tags` (e.g. `skipwise/model`, `team`) go into every cost record of the asset; run tags win.
-    `fmt` is how the output is stored: "parquet" (the function returns a polars DataFrame) or
-    "bytes" (the function returns bytes, e.g. a model artifact). The function may also return a
-    `Result` to attach metadata. `layer` is the data/ subfolder the outputs live in.
+    `fmt` names the output's format (`skipwise.formats`), from the return annotation; "" decides
+    it from each returned value. `layer` is the data/ subfolder the outputs live in.
 
     `params` (optional) declares the asset's params: name -> default value, whose type is the
     type params.yaml must give (an int is accepted where the default is a float; a bool is not an
@@ -59,8 +77,8 @@ class Asset:
     fn: str
     partitions: Partitions
     deps: tuple[Dep, ...] = ()
-    layer: str = "features"
-    fmt: str = "parquet"
+    layer: str = "default"
+    fmt: str = ""
     description: str = ""
     tags: TMapping[str, str] = field(default_factory=dict)
     #: if set (e.g. "predictions"), each computed partition reports `cost/usd_per_1k_<unit>` per output row
@@ -84,10 +102,6 @@ class Asset:
             inner, bad = _bad_value(default)
             if bad:
                 raise ConfigError(f"{where}{inner}: default {bad}", hint="use a finite, JSON-like default")
-
-    @property
-    def ext(self) -> str:
-        return {"parquet": "parquet", "bytes": "bin"}[self.fmt]
 
 
 _UNSUPPORTED = object()
@@ -263,9 +277,10 @@ class Graph:
 
     sources: tuple[Source, ...]
     assets: tuple[Asset, ...]
+    plain: tuple[Plain, ...] = ()
 
     def __post_init__(self) -> None:
-        names = [s.name for s in self.sources] + [a.name for a in self.assets]
+        names = [s.name for s in self.sources] + [p.name for p in self.plain] + [a.name for a in self.assets]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ConfigError(f"names used twice in the graph: {', '.join(dupes)}", hint="rename one of them")
@@ -277,30 +292,32 @@ class Graph:
                         f"asset {a.name} depends on unknown {d.name!r}",
                         hint=f"declare {d.name} as a Source or Asset, or fix the name",
                     )
-            if a.fmt not in ("parquet", "bytes"):
-                raise ConfigError(f"asset {a.name} has unknown fmt {a.fmt!r}", hint="use 'parquet' or 'bytes'")
         self.order()  # raises on cycles
 
-    def node(self, name: str) -> Source | Asset:
-        """The source or asset called `name`."""
-        for n in (*self.sources, *self.assets):
-            if n.name == name:
-                return n
+    def node(self, name: str) -> Source | Asset | Plain:
+        """The source, asset or plain asset called `name`."""
+        nodes = self.__dict__.get("_nodes")
+        if nodes is None:
+            nodes = {n.name: n for n in (*self.sources, *self.plain, *self.assets)}
+            object.__setattr__(self, "_nodes", nodes)
+        if name in nodes:
+            return nodes[name]
         raise ConfigError(
-            f"no asset or source named {name!r}",
-            hint="known: " + ", ".join(sorted(n.name for n in (*self.sources, *self.assets))),
+            f"no asset or source named {name!r}{_did_you_mean(name, nodes)}",
+            hint="known: " + ", ".join(sorted(nodes)),
         )
 
     def asset(self, name: str) -> Asset:
         """The derived asset called `name`."""
         node = self.node(name)
         if not isinstance(node, Asset):
-            raise ConfigError(f"{name!r} is a source, not a derived asset", hint="select a derived asset")
+            what = "a source" if isinstance(node, Source) else "a plain Dagster asset (skipwise does not run it)"
+            raise ConfigError(f"{name!r} is {what}, not a skipwise asset", hint="select an @sw.asset")
         return node
 
     def order(self) -> list[Asset]:
         """Derived assets in dependency order (upstream first), stable by declaration order."""
-        done: list[str] = [s.name for s in self.sources]
+        done: list[str] = [s.name for s in self.sources] + [p.name for p in self.plain]
         ordered: list[Asset] = []
         pending = list(self.assets)
         while pending:

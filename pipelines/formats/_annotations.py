@@ -11,7 +11,7 @@ import collections.abc
 import inspect
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 SUPPORTED = (
@@ -28,18 +28,18 @@ LIBRARY_KINDS = {
     ("torch", "Tensor"): "tensor",
     ("torch", "Parameter"): "tensor",
 }
-_LIBRARY_NAMES = {"polars": "polars", "lazy": "polars", "pandas": "pandas", "arrow": "pyarrow", "tensor": "torch"}
+_LIBRARIES = ("polars", "lazy", "pandas", "arrow", "tensor")
 _ALIASES = {"pl": "polars", "pd": "pandas", "pa": "pyarrow"}
 # Bare names that mean one thing whichever library they were imported from.
 _BARE = {"LazyFrame": "lazy", "Tensor": "tensor", "Parameter": "tensor"}
 _BUILTINS = {
     bytes: "bytes", bytearray: "bytes", memoryview: "bytes",
-    int: "scalar", float: "scalar", str: "scalar", bool: "scalar", type(None): "none",
+    int: "scalar", float: "scalar", str: "str", bool: "scalar", type(None): "none",
     dict: "dict", list: "list",
 }
 _NAMES = {
     "bytes": "bytes", "bytearray": "bytes", "memoryview": "bytes",
-    "int": "scalar", "float": "scalar", "str": "scalar", "bool": "scalar", "None": "none", "NoneType": "none",
+    "int": "scalar", "float": "scalar", "str": "str", "bool": "scalar", "None": "none", "NoneType": "none",
     "dict": "dict", "Dict": "dict", "Mapping": "dict", "MutableMapping": "dict",
     "list": "list", "List": "list", "Any": "any", "Optional": "optional", "Union": "union", "Annotated": "annotated",
 }
@@ -51,11 +51,12 @@ _UNIONS = (typing.Union, types.UnionType)
 class Node:
     """One annotation reduced to a kind; `args` holds the parameters of dict/list/union nodes."""
 
-    kind: str  # polars lazy pandas arrow bytes tensor scalar dict list union any none unknown
+    kind: str  # polars lazy pandas arrow bytes tensor str scalar dict list union any none unknown
     args: tuple[Node, ...] = ()
+    # What this node was parsed from (a type, or the text of a string annotation), to describe it in messages
+    # and to hand an inner annotation such as the X of dict[str, X] on to convert.
+    source: Any = field(default=None, compare=False, repr=False)
 
-
-UNKNOWN = Node("unknown")
 
 
 def is_absent(annotation: Any) -> bool:
@@ -81,7 +82,9 @@ def kind_of_type(cls: type) -> str | None:
         return "dict"
     if issubclass(cls, list):
         return "list"
-    if issubclass(cls, (int, float, str)):
+    if issubclass(cls, str):
+        return "str"
+    if issubclass(cls, (int, float)):
         return "scalar"
     return None
 
@@ -92,48 +95,52 @@ def parse(annotation: Any) -> Node:
         try:
             return _parse_expr(ast.parse(annotation.strip(), mode="eval").body)
         except SyntaxError:
-            return UNKNOWN
+            return Node("unknown", source=annotation)
     if isinstance(annotation, typing.ForwardRef):
         return parse(annotation.__forward_arg__)
     if annotation is None or annotation is type(None):
-        return Node("none")
+        return Node("none", source=annotation)
     if annotation is Any or annotation is inspect.Parameter.empty:
-        return Node("any")
+        return Node("any", source=annotation)
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Annotated:
         return parse(args[0])
+    kind = None
     if origin in _UNIONS:
-        return Node("union", tuple(parse(a) for a in args))
-    if origin in _MAPPINGS:
-        return Node("dict", tuple(parse(a) for a in args))
-    if origin is list:
-        return Node("list", tuple(parse(a) for a in args))
-    if origin is None and isinstance(annotation, type):
-        kind = kind_of_type(annotation)
-        return Node(kind) if kind else UNKNOWN
-    return UNKNOWN
+        kind = "union"
+    elif origin in _MAPPINGS:
+        kind = "dict"
+    elif origin is list:
+        kind = "list"
+    elif origin is None and isinstance(annotation, type):
+        return Node(kind_of_type(annotation) or "unknown", source=annotation)
+    if kind is None:
+        return Node("unknown", source=annotation)
+    return Node(kind, tuple(parse(a) for a in args), source=annotation)
 
 
 def _parse_expr(expr: ast.expr) -> Node:
+    text = ast.unparse(expr)
     if isinstance(expr, ast.Constant):
         if expr.value is None:
-            return Node("none")
-        return parse(expr.value) if isinstance(expr.value, str) else UNKNOWN
+            return Node("none", source=None)
+        return parse(expr.value) if isinstance(expr.value, str) else Node("unknown", source=text)
     if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.BitOr):
-        return Node("union", (_parse_expr(expr.left), _parse_expr(expr.right)))
+        return Node("union", (_parse_expr(expr.left), _parse_expr(expr.right)), source=text)
     if isinstance(expr, ast.Subscript):
         head = _name_kind(expr.value)
         items = expr.slice.elts if isinstance(expr.slice, ast.Tuple) else [expr.slice]
         args = tuple(_parse_expr(e) for e in items)
         if head in ("dict", "list", "union"):
-            return Node(head, args)
+            return Node(head, args, source=text)
         if head == "optional" and len(args) == 1:
-            return Node("union", (args[0], Node("none")))
+            return Node("union", (args[0], Node("none")), source=text)
         if head == "annotated" and args:
             return args[0]
-        return UNKNOWN
+        return Node("unknown", source=text)
     kind = _name_kind(expr)
-    return Node(kind) if kind in ("bytes", "scalar", "none", "dict", "list", "any", *_LIBRARY_NAMES) else UNKNOWN
+    known = ("bytes", "str", "scalar", "none", "dict", "list", "any", *_LIBRARIES)
+    return Node(kind if kind in known else "unknown", source=None if kind == "none" else text)
 
 
 def _name_kind(expr: ast.expr) -> str | None:
@@ -181,7 +188,3 @@ def describe(annotation: Any) -> str:
         return f"{module}.{annotation.__qualname__}"
     return repr(annotation)
 
-
-def library_of(kind: str) -> str:
-    """The pip package a kind's values come from (for messages)."""
-    return _LIBRARY_NAMES.get(kind, kind)

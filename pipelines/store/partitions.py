@@ -18,7 +18,7 @@ from skipwise.core.cost import IOCounter
 from skipwise.core.errors import InputError
 from skipwise.core.hashing import sha256_bytes
 from skipwise.core.manifest import Manifest
-from skipwise.core.partitions import validate_key
+from skipwise.core.partitions import key_folder, validate_name
 from skipwise.store.files import atomic_write
 from skipwise.store.paths import ensure_inside, is_inside
 from skipwise.store.statcache import StatCache
@@ -40,7 +40,7 @@ class PartitionStore:
 
     def partition_dir(self, layer: str, asset: str, key: str) -> Path:
         """Directory of one partition; refuses hostile keys and folders that link out of the data root."""
-        d = self.data_root / validate_key(layer) / validate_key(asset) / validate_key(key)
+        d = self.data_root / validate_name(layer, "layer") / validate_name(asset, "asset name") / key_folder(key)
         return ensure_inside(d, self.real_root, f"partition folder {d}")
 
     def _readable_dir(self, layer: str, asset: str, key: str) -> str:
@@ -50,7 +50,7 @@ class PartitionStore:
         if base not in self._checked:
             ensure_inside(base, self.real_root, f"asset folder {base}")
             self._checked.add(base)
-        d = os.path.join(base, validate_key(key))
+        d = os.path.join(base, key_folder(key))
         if os.path.islink(d):
             ensure_inside(d, self.real_root, f"partition folder {d}")
         return d
@@ -74,6 +74,18 @@ class PartitionStore:
         if m.asset != asset or m.partition != key:
             raise ValueError(f"{path}: manifest is for {m.asset}[{m.partition}], not {asset}[{key}]")
         return m
+
+    def read_manifest_at(self, folder: Path) -> Manifest | None:
+        """The manifest in partition folder `folder` (any key), or None if absent or unreadable."""
+        try:
+            fd = os.open(os.path.join(folder, MANIFEST), os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        with os.fdopen(fd, encoding="utf-8") as f:
+            try:
+                return Manifest.from_json(f.read())
+            except (ValueError, TypeError):
+                return None
 
     def output_path(self, layer: str, asset: str, key: str, manifest: Manifest) -> Path:
         """Where the manifest's output lives."""

@@ -72,13 +72,13 @@ def test_backfill_runs_record_hits_so_dagster_does_not_count_them_failed(project
     # dagster#34219: a backfill marks a targeted partition without an event as failed.
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     list(project.materialize("flight_features", DAYS[:3]))
-    from skipwise.adapters.dagster.factory import build_asset, build_source
+    import skipwise as sw
+    from assets.definitions import defs
 
-    graph = project.graph
-    assets = [build_source(s, project.root, "assets.graph:GRAPH") for s in graph.sources]
-    assets += [build_asset(a, graph, project.root, "assets.graph:GRAPH") for a in graph.assets]
+    monkeypatch.setenv("SKIPWISE_ROOT", str(project.root))  # the repo's definitions over this copy's data
+    assets, resources = list(defs.assets), {"skipwise": sw.IOManager(root=str(project.root))}
     with dg.instance_for_test() as instance:
-        result = dg.materialize(assets, selection=["flight_features"], instance=instance, tags={
+        result = dg.materialize(assets, resources=resources, selection=["flight_features"], instance=instance, tags={
             "dagster/backfill": "bf1", "dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[2]})
         events = result.get_asset_materialization_events()
     caches = sorted(e.step_materialization_data.materialization.metadata["skipwise/cache"].value for e in events)

@@ -131,16 +131,16 @@ def test_avoided_counts_a_hit_once_a_day_unless_asked_for_every_request(project)
     assert "avoided (raw)" in raw and "6 cache hit(s)" in raw
 
 
-def test_a_single_partition_dagster_event_carries_the_step_process_figures(project, tmp_path):
+def test_a_single_partition_dagster_event_carries_the_step_process_figures(project, tmp_path, monkeypatch):
     import dagster as dg
 
-    from skipwise.adapters.dagster.factory import build_asset, build_source
+    import skipwise as sw
+    from assets.definitions import defs
 
-    graph = project.graph
-    assets = [build_source(s, project.root, "assets.graph:GRAPH") for s in graph.sources]
-    assets += [build_asset(a, graph, project.root, "assets.graph:GRAPH") for a in graph.assets]
+    monkeypatch.setenv("SKIPWISE_ROOT", str(project.root))  # the repo's definitions over this copy's data
+    assets, resources = list(defs.assets), {"skipwise": sw.IOManager(root=str(project.root))}
     with dg.instance_for_test() as instance:
-        result = dg.materialize(assets, selection=["weather_features"], instance=instance, partition_key=DAYS[0])
+        result = dg.materialize(assets, resources=resources, selection=["weather_features"], instance=instance, partition_key=DAYS[0])
         (event,) = result.get_asset_materialization_events()
         logs = [e.message or "" for e in instance.all_logs(result.run_id)]
     md = {k: getattr(v, "value", v) for k, v in event.step_materialization_data.materialization.metadata.items()}

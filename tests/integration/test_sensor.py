@@ -6,7 +6,6 @@ import dagster as dg
 import polars as pl
 
 from skipwise.adapters.dagster.run import RANGE_END, RANGE_START
-from skipwise.adapters.dagster import build_definitions
 from skipwise.adapters.dagster.sensors import stale_run_requests
 from skipwise.engine import Project
 from tests.conftest import DVC, run
@@ -34,17 +33,24 @@ def test_sensor_requests_stale_levels_and_sees_changes_landing_mid_run(project):
     assert again[0].tags[RANGE_START] == "2013-01-03"
 
 
-def test_sensor_definition_evaluates_against_a_real_instance(project_dir):
-    defs = build_definitions(project_dir)
+def test_sensor_definition_evaluates_against_a_real_instance(project_dir, monkeypatch):
+    import skipwise as sw
+    from assets.definitions import defs as demo
+
+    monkeypatch.setenv("SKIPWISE_ROOT", str(project_dir))
+    defs = dg.Definitions(assets=list(demo.assets), resources={"skipwise": sw.IOManager(root=str(project_dir))},
+                          sensors=[sw.stale_partitions_sensor(project_dir)])
     sensor = defs.get_sensor_def("skipwise_stale_partitions")
     with dg.instance_for_test() as instance:
         result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
     assert result.run_requests and result.run_requests[0].tags[RANGE_END] == "2013-12-31"
 
 
-def test_automation_condition_path_builds_eager_assets(project_dir):
-    defs = build_definitions(project_dir, automation=True)
+def test_demo_assets_carry_skipwise_code_versions():
+    from assets.definitions import defs
+
     graph = defs.resolve_asset_graph()
-    for name in ("flight_features", "weather_features", "training_set", "delay_model", "delay_predictions"):
-        cond = graph.get(dg.AssetKey(name)).automation_condition
-        assert cond is not None and cond.get_label() == "eager"
+    versions = {name: graph.get(dg.AssetKey(name)).code_version
+                for name in ("flight_features", "weather_features", "training_set", "delay_model", "delay_predictions")}
+    assert all(v and len(v) == 16 for v in versions.values())
+    assert len(set(versions.values())) == 5  # each asset's own code, not the module's

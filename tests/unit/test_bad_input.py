@@ -108,8 +108,10 @@ def test_a_bad_declaration_is_caught_when_the_graph_is_written():
 
 
 def test_the_demo_declares_what_its_bodies_use():
-    from assets.graph import GRAPH as DEMO
     from assets.models.delay import DEFAULT_PARAMS
+    from skipwise.engine import resolve_graph
+
+    DEMO = resolve_graph(Path(__file__).resolve().parents[2], "assets.definitions")[0]
 
     declared = {a.name: a.params for a in DEMO.assets}
     assert declared["delay_model"] == DEFAULT_PARAMS

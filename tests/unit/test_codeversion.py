@@ -101,12 +101,15 @@ def test_unknown_function_is_a_clear_error(tmp_path):
 def test_demo_assets_have_independent_code_versions():
     repo = Path(__file__).resolve().parents[2]
     idx = CodeIndex(repo)
-    flights = dict(idx.version("assets.bodies:flight_features").parts)
-    weather = dict(idx.version("assets.bodies:weather_features").parts)
+    flights = dict(idx.version("assets.definitions:flight_features").parts)
+    weather = dict(idx.version("assets.definitions:weather_features").parts)
     assert "assets.features.flights:build_flight_features" in flights
     assert "assets.features.weather:build_weather_features" not in flights
     assert "assets.features.weather:build_weather_features" in weather
-    assert "assets.graph:LOOKBACK_DAYS" in flights
+    assert "assets.definitions:LOOKBACK_DAYS" in flights
+    # The @sw.asset decorators and `defs = dg.Definitions(...)` do not tie the assets together.
+    assert "assets.definitions:delay_model" not in flights
+    assert "assets.definitions:flight_features" not in weather
 
 
 # -- conservative rules: each construct below was once a false cache hit -------------------------

@@ -9,7 +9,7 @@ INPUTS = {"raw": {"2013-01-01": "md5:aa", "2013-01-02": "md5:bb"}}
 
 
 def current(code="c1", params="p1", inputs=INPUTS):
-    return Current(code, params, inputs, fingerprint(code, params, inputs))
+    return Current(code, params, inputs, fingerprint(code, params, inputs, "2013-01-02"))
 
 
 def manifest_for(cur: Current) -> Manifest:
@@ -18,13 +18,21 @@ def manifest_for(cur: Current) -> Manifest:
 
 def test_fingerprint_golden_value():
     # Pinned: an accidental change of the fingerprint scheme must be a red test, not a silent cache bust.
-    assert fingerprint("c1", "p1", INPUTS) == "8225d9790d6fbaa6e84e232ca2e50348086644943aac53d32495dbe9b0c72502"
+    assert fingerprint("c1", "p1", INPUTS, "2013-01-02") == "67276a1283ecfe0fc1d79420c8a47db911355469f1f3be2010d9c14acccea538"
+    # Scheme 1 (before the partition key counted) is still computed as it was, to check old manifests.
+    assert fingerprint("c1", "p1", INPUTS, "2013-01-02", scheme=1) == "8225d9790d6fbaa6e84e232ca2e50348086644943aac53d32495dbe9b0c72502"
+
+
+def test_fingerprint_counts_the_partition_key():
+    # Four static partitions with the same inputs must not share one fingerprint.
+    fps = {fingerprint("c", "p", {}, k) for k in ("north", "south", "east", "west")}
+    assert len(fps) == 4
 
 
 def test_fingerprint_ignores_dict_order_but_not_values():
     swapped = {"raw": {"2013-01-02": "md5:bb", "2013-01-01": "md5:aa"}}
-    assert fingerprint("c", "p", INPUTS) == fingerprint("c", "p", swapped)
-    assert fingerprint("c", "p", INPUTS) != fingerprint("c", "p", {"raw": {"2013-01-01": "md5:aa"}})
+    assert fingerprint("c", "p", INPUTS, "k") == fingerprint("c", "p", swapped, "k")
+    assert fingerprint("c", "p", INPUTS, "k") != fingerprint("c", "p", {"raw": {"2013-01-01": "md5:aa"}}, "k")
 
 
 def test_missing_manifest_runs():

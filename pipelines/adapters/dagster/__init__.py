@@ -1,4 +1,4 @@
-"""The only package that imports dagster: turns a skipwise graph into Dagster definitions."""
+"""The only package that imports dagster: decorators, the IO manager, graph resolution, runs, sensors."""
 
 import warnings
 
@@ -7,6 +7,8 @@ import dagster as dg
 # skipwise relies on backfill policies and observable sources on purpose; their beta notices are noise.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-from skipwise.adapters.dagster.definitions import build_definitions  # noqa: E402
+from skipwise.adapters.dagster.authoring import asset, dvc_source  # noqa: E402
+from skipwise.adapters.dagster.iomanager import IOManager  # noqa: E402
+from skipwise.adapters.dagster.sensors import stale_partitions_sensor  # noqa: E402
 
-__all__ = ["build_definitions"]
+__all__ = ["asset", "dvc_source", "IOManager", "stale_partitions_sensor"]

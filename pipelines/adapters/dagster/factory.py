@@ -18,33 +18,52 @@ from typing import Any, Iterator
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from skipwise.core.partitions import AllOf, DailyPartitions, Identity, Mapping, Window
-from skipwise.core.spec import Asset, Graph, Source
-from skipwise.engine import Outcome, Project, load_project
+from skipwise.core.spec import Asset
+from skipwise.engine import Outcome, Project
 
-_PARTITIONS: dict[DailyPartitions, dg.DailyPartitionsDefinition] = {}
 BACKFILL_TAG = "dagster/backfill"
 
 
-def partitions_def(p: DailyPartitions | None) -> dg.DailyPartitionsDefinition | None:
-    """The Dagster partitions definition of a skipwise partition set (shared per set)."""
-    if p is None:
-        return None
-    if p not in _PARTITIONS:
-        _PARTITIONS[p] = dg.DailyPartitionsDefinition(start_date=p.start.isoformat(), end_date=p.end.isoformat())
-    return _PARTITIONS[p]
+class PartitionContext:
+    """Dagster's context as a body sees it for one partition of a run over many: `partition_key`,
+    `partition_keys`, `partition_time_window` and `partition_key_range` are that partition's;
+    everything else (log, resources, run, instance) is Dagster's own."""
 
+    def __init__(self, context: Any, key: str, partitions_def: Any) -> None:
+        self._context = context
+        self._key = key
+        self._pdef = partitions_def
 
-def partition_mapping(mapping: Mapping, upstream_partitioned: bool, downstream_partitioned: bool) -> Any:
-    """The Dagster partition mapping of a skipwise one."""
-    if not upstream_partitioned or not downstream_partitioned:
-        return None
-    if isinstance(mapping, Window):
-        return dg.TimeWindowPartitionMapping(start_offset=-mapping.lookback, end_offset=0)
-    if isinstance(mapping, AllOf):
-        return dg.AllPartitionMapping()
-    assert isinstance(mapping, Identity)
-    return None
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    @property
+    def partition_key(self) -> str:
+        if isinstance(self._pdef, dg.MultiPartitionsDefinition):
+            try:
+                return self._pdef.get_partition_key_from_str(self._key)
+            except Exception:  # noqa: BLE001 - the plain string still names the partition
+                return self._key
+        return self._key
+
+    @property
+    def partition_keys(self) -> list[str]:
+        return [self.partition_key]
+
+    @property
+    def has_partition_key(self) -> bool:
+        return self._pdef is not None
+
+    @property
+    def partition_key_range(self) -> dg.PartitionKeyRange:
+        return dg.PartitionKeyRange(self._key, self._key)
+
+    @property
+    def partition_time_window(self) -> Any:
+        return self._pdef.time_window_for_partition_key(self._key)
+
+    def asset_partition_key_for_output(self, output_name: str = "result") -> str:
+        return self.partition_key
 
 
 def outcome_metadata(outcome: Outcome) -> dict[str, Any]:
@@ -91,74 +110,69 @@ def run_summary(run: Any) -> str:
             f"{c.cpu_seconds or 0:.2f} s overhead{usd}, of which {c.overhead_start_cpu_seconds or 0:.2f} s before the engine started")
 
 
-def build_source(source: Source, root: Path, graph_ref: str) -> dg.AssetsDefinition:
-    """An observable source asset whose partition versions are the files' DVC md5s."""
-
-    @dg.observable_source_asset(
-        name=source.name,
-        partitions_def=partitions_def(source.partitions),
-        description=source.description,
-        group_name="raw",
-        metadata={"skipwise/path": source.path},
-    )
-    def _observe(context) -> dg.DataVersionsByPartition:
-        project = load_project(root, graph_ref)
-        keys = list(context.partition_keys) if getattr(context, "has_partition_key", False) else source.partitions.keys()
-        versions = {k: project.raw_version(source, k) for k in keys}
-        return dg.DataVersionsByPartition({k: v for k, v in versions.items() if v != "absent"})
-
-    return _observe
+def _raw_op_config(context: Any) -> dict[str, Any]:
+    """The run config given for this asset's op, as written (without Dagster's filled-in defaults):
+    only values someone set override params.yaml."""
+    ops = (context.run.run_config or {}).get("ops", {}) or {}
+    entry = ops.get(context.op_def.name) or {}
+    return dict(entry.get("config") or {}) if isinstance(entry, dict) else {}
 
 
-def build_asset(asset: Asset, graph: Graph, root: Path, graph_ref: str, automation_condition: Any = None) -> dg.AssetsDefinition:
-    """A Dagster asset whose body runs the skipwise engine over the requested partitions."""
-    pdef = partitions_def(asset.partitions)
-    deps = []
-    for d in asset.deps:
-        up = graph.node(d.name)
-        deps.append(dg.AssetDep(d.name, partition_mapping=partition_mapping(d.mapping, up.partitions is not None, pdef is not None)))
-
-    @dg.asset(
-        name=asset.name,
-        deps=deps,
-        partitions_def=pdef,
-        backfill_policy=dg.BackfillPolicy.single_run() if pdef else None,
-        group_name=asset.layer,
-        description=asset.description,
-        output_required=False,
-        kinds={"polars"} if asset.fmt == "parquet" else {"torch"},
-        metadata={"skipwise/fn": asset.fn},
-        tags=dict(asset.tags),
-        automation_condition=automation_condition,
-    )
-    def _materialize(context) -> Iterator[dg.AssetMaterialization]:
-        project = load_project(root, graph_ref)
-        keys = list(context.partition_keys) if pdef else None
-        yield from run_partitions(context, project, asset, keys)
-
-    return _materialize
+def _downstream_in_run(context: Any) -> bool:
+    """Whether an asset downstream of this one runs later in the same run (it then needs this
+    step's output, or Dagster skips it)."""
+    try:
+        layer = context.job_def.asset_layer
+        children = layer.asset_graph.get(context.asset_key).child_keys
+        return bool(set(children) & set(layer.selected_asset_keys))
+    except Exception:  # noqa: BLE001 - when unsure, give the output (it only costs an event per partition)
+        return True
 
 
-def run_partitions(context: Any, project: Project, asset: Asset, keys: list[str] | None) -> Iterator[Any]:
+def run_asset(context: Any, root: Path, body: Any, partitions_def: Any) -> Iterator[Any]:
+    """The body of every `@sw.asset`: run the engine over the run's partitions of the asset."""
+    from skipwise.engine import load_project
+
+    project = load_project(root)
+    name = "__".join(context.asset_key.path)
+    spec = project.graph.asset(name)
+    project.with_run_config(spec, _raw_op_config(context))
+    keys = list(context.partition_keys) if partitions_def is not None else None
+    resources = context.resources
+
+    def call(key: str, inputs: Any, params: Any) -> Any:
+        ctx = PartitionContext(context, key, partitions_def) if partitions_def is not None else context
+        return body.call(ctx, inputs, params, resources)
+
+    yield from run_partitions(context, project, spec, keys, call)
+
+
+
+def run_partitions(context: Any, project: Project, asset: Asset, keys: list[str] | None, call: Any = None) -> Iterator[Any]:
     """Run the engine and turn partitions into Dagster events.
 
     A run over one partition (or an unpartitioned asset) ends with a `MaterializeResult`, hit or
     miss, so downstream steps of the same run proceed. A run over a range yields one
     `AssetMaterialization` per computed partition and none for skipped ones (see module doc).
+    When an asset downstream of this one runs later in the same run (the UI's "Materialize
+    all"), the step also gives its output, which Dagster needs to run that step; Dagster then
+    records an event per partition, so each partition gets its own event after it, hit or miss,
+    and that one (with its own metadata and data version) is the partition's latest.
     """
     single = keys is None or len(keys) == 1
     # A backfill counts a targeted partition without an event as failed (dagster#34219): in a
     # backfill's run, hits get an event too (same data version, so nothing downstream turns stale).
     in_backfill = BACKFILL_TAG in context.run.tags
+    give_output = not single and _downstream_in_run(context)
     outcomes: list[Outcome] = []
-    for outcome in project.materialize(asset.name, keys, run_id=context.run_id, tags=dict(context.run.tags)):
+    for outcome in project.materialize(asset.name, keys, run_id=context.run_id, tags=dict(context.run.tags), call=call):
         outcomes.append(outcome)
         m = outcome.manifest
-        if single:
-            continue  # yielded once the engine is done, with the step process's own figures
+        if single or give_output:
+            continue  # yielded once the engine is done
         elif outcome.computed or (in_backfill and m is not None):
             yield dg.AssetMaterialization(
-                asset_key=asset.name,
+                asset_key=context.asset_key,
                 partition=outcome.decision.partition,
                 metadata=outcome_metadata(outcome),
                 tags={DATA_VERSION_TAG: m.output_hash},
@@ -168,6 +182,13 @@ def run_partitions(context: Any, project: Project, asset: Asset, keys: list[str]
         # records what it did after the engine (Dagster's step bookkeeping) and skips the GC teardown.
         project.finish_at_exit(context.run_id, dict(context.run.tags), asset.name)
     run = project.last_run_record()
+    if give_output:
+        yield dg.Output(None)
+        for outcome in outcomes:
+            if outcome.manifest is not None:
+                yield dg.AssetMaterialization(asset_key=context.asset_key, partition=outcome.decision.partition,
+                                              metadata=outcome_metadata(outcome),
+                                              tags={DATA_VERSION_TAG: outcome.manifest.output_hash})
     if single and outcomes:
         outcome = outcomes[-1]
         m = outcome.manifest

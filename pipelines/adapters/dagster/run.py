@@ -15,10 +15,10 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
-from skipwise.adapters.dagster.factory import build_asset, build_source
 from skipwise.core.partitions import parse_range
 from skipwise.core.spec import Asset
 from skipwise.core.plan import RUN, SKIP
@@ -35,7 +35,7 @@ class Summary:
     requested: dict[str, int] = field(default_factory=dict)
     computed: dict[str, int] = field(default_factory=dict)
     run_ids: list[str] = field(default_factory=list)
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     ok: bool = True
     #: on failure: the step (asset) that failed, and the first line of its error
     failed_step: str = ""
@@ -65,8 +65,8 @@ class Summary:
         total, done = sum(self.requested.values()), sum(self.computed.values())
         lines.append(f"  {done} of {total} partitions computed ({total - done} up to date) in {seconds:.1f} s"
                      + ("; nothing to do" if done == 0 else ""))
-        if self.metrics:
-            lines.append("  delay_model: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in self.metrics.items()))
+        for asset, metrics in self.metrics.items():
+            lines.append(f"  {asset}: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
         return "\n".join(lines)
 
     def _render_failure(self, seconds: float) -> str:
@@ -122,10 +122,9 @@ def _first_line(err) -> tuple[str, str]:
 
 
 def _keys_of(partitions, partition: str | None) -> list[str] | None:
-    """The keys a run over `partition` (None: all) covers in a partition set (None: unpartitioned)."""
-    if partitions is None:
-        return None
-    return partitions.keys() if partition is None else partitions.key_range(*parse_range(partition))
+    from skipwise.core.partitions import keys_in_range
+
+    return keys_in_range(partitions, partition)
 
 
 def check_plan_budget(project: Project, names: set[str], partition: str | None, tags: dict) -> tuple[list[str] | None, list]:
@@ -137,16 +136,19 @@ def check_plan_budget(project: Project, names: set[str], partition: str | None, 
     Returns the keys planned for partitioned assets and the plan's decisions (reused for the
     levels that run before anything has been committed).
     """
-    daily = next((a.partitions for a in project.graph.order() if a.name in names and a.partitions is not None), None)
-    keys = _keys_of(daily, partition)
-    decisions = project.plan(sorted(names), None if partition is None else keys)
+    decisions = project.plan(sorted(names), partition=partition)
     project.check_budgets(Counter(d.asset for d in decisions if d.action == RUN), tags)
-    return keys, decisions
+    return None, decisions
 
 
 def instance_for(project: Project) -> dg.DagsterInstance:
     """The Dagster instance of $DAGSTER_HOME, defaulting to <root>/.dagster (created if needed)."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(project.root / ".dagster")))
+    return instance_for_root(project.root)
+
+
+def instance_for_root(root: Path) -> dg.DagsterInstance:
+    """The Dagster instance of $DAGSTER_HOME, defaulting to <root>/.dagster (created if needed)."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(root) / ".dagster")))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
@@ -171,26 +173,46 @@ def materialize_project(project: Project, selection: list[str] | None, partition
     pm = process_meter()
     with pm.phase("plan"):
         planned_keys, planned = check_plan_budget(project, names, partition, tags)
-    defs_sources = [build_source(s, project.root, project.graph_ref) for s in graph.sources]
-    defs_assets = {a.name: build_asset(a, graph, project.root, project.graph_ref) for a in graph.assets}
+    from skipwise.adapters.dagster.graph import definitions_in
+
+    with pm.phase("load"):
+        defs = definitions_in(project.definitions)
+        defs_assets = list(defs.assets or ())
+        resources = dict(defs.resources or {})
+        resources.setdefault("skipwise", _io_manager(project))
     summary = Summary()
     instance = None
+    # Plain Dagster assets the selection reads that were never stored (unpartitioned ones): run
+    # them first, as Dagster would in one run of everything (Dagster itself never skips them).
+    needed = {d.name for a in graph.assets if a.name in names for d in a.deps}
+    missing = [p for p in graph.plain if p.name in needed and p.stored and p.partitions is None and not project.materialized_keys(p)]
+    if missing:
+        instance = instance_for(project)
+        result = dg.materialize(defs_assets, resources=resources, selection=[dg.AssetKey(p.name.split("__")) for p in missing],
+                                instance=instance, tags={str(k): str(v) for k, v in tags.items()}, raise_on_error=False)
+        summary.run_ids.append(result.run_id)
+        if not result.success:
+            summary.ok = False
+            summary.failed_step, summary.error, summary.fix = failure_of(result)
+            return summary
     last_id = ""  # the run the orchestrator's own work since its last record belongs to
     groups = run_groups(graph, names)
     for i, group in enumerate(groups):
         run_tags = {str(k): str(v) for k, v in tags.items()}
         keys = _keys_of(group[0].partitions, partition)
+        if keys == []:
+            continue  # this partitioning has no such keys
         in_group = {a.name for a in group}
-        if instance is None and (keys is None or partition is None or keys == planned_keys):
+        if instance is None:
             # Nothing has run yet: the plan made up front still holds for this level.
             fresh, decisions = project, [d for d in planned if d.asset in in_group]
         else:
             with pm.phase("plan"):
-                fresh = Project(project.root, graph, graph_ref=project.graph_ref)  # sees what the previous level committed
+                fresh = Project(project.root, graph, definitions=project.definitions)  # sees what the previous level committed
                 decisions = fresh.plan([a.name for a in group], keys)
             for w in fresh.warnings:
                 project.warn(w)
-        stale = sorted({d.partition for d in decisions if d.action != SKIP})
+        stale = fresh.in_order(group[0], {d.partition for d in decisions if d.action != SKIP})
         for a in group:
             summary.requested[a.name] = len(keys) if keys is not None else 1
             summary.computed[a.name] = 0
@@ -206,8 +228,9 @@ def materialize_project(project: Project, selection: list[str] | None, partition
         instance = instance or instance_for(project)
         summary.launched.extend(a.name for a in group)
         result = dg.materialize(
-            [*defs_sources, *defs_assets.values()],
-            selection=[a.name for a in group],
+            defs_assets,
+            resources=resources,
+            selection=[dg.AssetKey(a.name.split("__")) for a in group],
             instance=instance,
             tags=run_tags,
             raise_on_error=False,
@@ -220,7 +243,7 @@ def materialize_project(project: Project, selection: list[str] | None, partition
             summary.computed[a.name] = sum(
                 1
                 for e in result.get_asset_materialization_events()
-                if e.asset_key == dg.AssetKey(a.name) and _cache_of(e) == "miss"
+                if "__".join(e.asset_key.path) == a.name and _cache_of(e) == "miss"
             )
         if not result.success:
             summary.failed_step, summary.error, summary.fix = failure_of(result)
@@ -237,34 +260,44 @@ def materialize_project(project: Project, selection: list[str] | None, partition
     return summary
 
 
+def _io_manager(project: Project):
+    from skipwise.adapters.dagster.iomanager import IOManager
+
+    return IOManager(root=str(project.root))
+
+
 def _cache_of(event) -> str:
     value = event.step_materialization_data.materialization.metadata.get("skipwise/cache")
     return getattr(value, "value", value)
 
 
 def run_groups(graph, names: set[str]) -> list[list[Asset]]:
-    """The selected assets grouped by (graph level, partitioned), upstream levels first."""
-    level: dict[str, int] = {s.name: 0 for s in graph.sources}
+    """The selected assets grouped by (graph level, partitioning), upstream levels first."""
+    level: dict[str, int] = {s.name: 0 for s in (*graph.sources, *graph.plain)}
     for a in graph.order():
         level[a.name] = 1 + max((level[d.name] for d in a.deps), default=0)
-    groups: dict[tuple[int, bool], list[Asset]] = {}
+    groups: dict[tuple[int, Any], list[Asset]] = {}
     for a in graph.order():
         if a.name in names:
-            groups.setdefault((level[a.name], a.partitions is None), []).append(a)
-    return [groups[k] for k in sorted(groups)]
+            groups.setdefault((level[a.name], a.partitions), []).append(a)
+    # Upstream levels first; within a level, one group (one Dagster run) per partitioning.
+    return [groups[k] for k in sorted(groups, key=lambda k: (k[0], k[1] is None))]
 
 
-def write_metrics(project: Project) -> dict[str, float]:
-    """The model's metrics from its manifest, also written to data/reports/metrics.json for `dvc metrics`."""
-    metrics: dict[str, float] = {}
+def write_metrics(project: Project) -> dict[str, dict[str, float]]:
+    """Metrics (metadata `metrics/<name>`) of the unpartitioned assets, by asset, from their
+    manifests; also written to data/reports/metrics.json for `dvc metrics` (flat when one asset has them)."""
+    metrics: dict[str, dict[str, float]] = {}
     for a in project.graph.assets:
-        if a.fmt != "bytes":
+        if a.partitions is not None:
             continue
         m = project.manifest(a, "all")
-        if m:
-            metrics.update({k.split("/", 1)[1]: v for k, v in m.metadata.items() if k.startswith("metrics/")})
+        found = {k.split("/", 1)[1]: v for k, v in (m.metadata.items() if m else ()) if k.startswith("metrics/")}
+        if found:
+            metrics[a.name] = found
     if metrics:
         out = project.data_root / "reports" / "metrics.json"
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
+        flat = next(iter(metrics.values())) if len(metrics) == 1 else metrics
+        out.write_text(json.dumps(flat, indent=1, sort_keys=True) + "\n")
     return metrics

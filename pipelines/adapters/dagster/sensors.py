@@ -20,22 +20,32 @@ from skipwise.engine import load_project
 
 
 def stale_partitions_sensor(
-    root: Path, graph_ref: str = "assets.graph:GRAPH", minimum_interval_seconds: int = 60, name: str = "skipwise_stale_partitions"
+    root: str | Path | None = None, minimum_interval_seconds: int = 60, name: str = "skipwise_stale_partitions",
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
 ) -> dg.SensorDefinition:
-    """A sensor over every asset of the graph that requests runs for stale or missing partitions."""
-    module, _, attr = graph_ref.partition(":")
-    import importlib
+    """A sensor over every skipwise asset that requests runs for stale or missing partitions
+    (raw DVC data, code, params or config changed). `root`: the project (default: found from the
+    definitions' folder, or $SKIPWISE_ROOT)."""
+    import sys
 
-    graph = getattr(importlib.import_module(module), attr)
+    from skipwise.engine import find_root
+
+    if root is None:
+        caller = sys._getframe(1).f_globals.get("__file__")
+        root = find_root(Path(caller).resolve().parent) if caller else find_root()
+    root = Path(root)
 
     @dg.sensor(
         name=name,
         minimum_interval_seconds=minimum_interval_seconds,
-        asset_selection=[a.name for a in graph.assets],
-        description="Requests runs for the partitions skipwise finds stale (raw DVC data, code or params changed).",
+        asset_selection=dg.AssetSelection.all(),
+        default_status=default_status,
+        description="Requests runs for the partitions skipwise finds stale (raw DVC data, code, params or config changed).",
     )
     def _sensor(context):
-        return stale_run_requests(load_project(root, graph_ref)) or dg.SkipReason("every partition is up to date")
+        from skipwise.adapters.dagster.authoring import _run_root
+
+        return stale_run_requests(load_project(_run_root(root))) or dg.SkipReason("every partition is up to date")
 
     return _sensor
 
@@ -48,11 +58,11 @@ def stale_run_requests(project) -> list[dg.RunRequest]:
         stale.setdefault(d.asset, []).append(d)
     # The first group is the most upstream: nothing in it waits on another stale partition.
     for group in run_groups(project.graph, set(stale))[:1]:
-        keys = sorted({d.partition for a in group for d in stale[a.name]})
+        keys = project.in_order(group[0], {d.partition for a in group for d in stale[a.name]})
         tags = {"skipwise/trigger": "stale-partitions"}
         if group[0].partitions is not None:
             # One single-run backfill over the span: partitions inside it that are up to date are skipped cheaply.
             tags.update({RANGE_START: keys[0], RANGE_END: keys[-1]})
         run_key = digest(sorted((d.asset, d.partition, d.fingerprint, d.reason) for a in group for d in stale[a.name]))
-        return [dg.RunRequest(run_key=run_key, asset_selection=[dg.AssetKey(a.name) for a in group], tags=tags)]
+        return [dg.RunRequest(run_key=run_key, asset_selection=[dg.AssetKey(a.name.split("__")) for a in group], tags=tags)]
     return []

@@ -1,0 +1,307 @@
+"""`@sw.asset` and `sw.dvc_source`: Dagster's own decorators, with skipwise's engine as the body.
+
+`sw.asset` takes what `dg.asset` takes and returns a real `dg.AssetsDefinition`. The function's
+parameters are read once, here: the context, the inputs (named as in Dagster, by parameter or
+`ins=`), a `dg.Config` parameter and resources. Its inputs become Dagster `deps` (the engine reads
+them only for the partitions that run), and its body runs the engine over the run's partitions.
+Mistakes in the declaration raise `ConfigError` now, naming the asset and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import dagster as dg
+
+from skipwise import formats
+from skipwise.bodies import REGISTRY, Body, Input
+from skipwise.core.errors import ConfigError
+from skipwise.adapters.dagster.graph import ASSET, KIND, SOURCE
+
+_CONTEXT_NAMES = ("context", "ctx")
+
+
+def _root_of(module_file: str | None) -> Path:
+    from skipwise.engine import find_root
+
+    return find_root(Path(module_file).resolve().parent) if module_file else find_root()
+
+
+def _is_config_class(ann: Any) -> bool:
+    return inspect.isclass(ann) and issubclass(ann, dg.Config)
+
+
+def _is_resource_class(ann: Any) -> bool:
+    return inspect.isclass(ann) and issubclass(ann, (dg.ConfigurableResource, dg.ConfigurableIOManager))
+
+
+def _is_context(name: str, ann: Any) -> bool:
+    text = ann if isinstance(ann, str) else getattr(ann, "__name__", "")
+    return name in _CONTEXT_NAMES or "ExecutionContext" in str(text)
+
+
+def _hints(fn: Callable, where: str) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - unresolvable names: keep the annotations as written
+        return dict(getattr(fn, "__annotations__", {}))
+
+
+def _declared_params(config_class: Any) -> dict[str, Any] | None:
+    """The Config class's fields with their defaults (None for a required one): they are the
+    asset's declared params, checked against params.yaml when the project loads."""
+    if config_class is None:
+        return None
+    out = {}
+    for name, f in config_class.model_fields.items():
+        default = None if f.is_required() else f.get_default(call_default_factory=True)
+        out[name] = default if isinstance(default, (bool, int, float, str, list, dict)) or default is None else None
+    return out
+
+
+def _mapping_of(spec: Any) -> Any:
+    return getattr(spec, "partition_mapping", None)
+
+
+def asset(fn: Callable | None = None, *, name: str | None = None, key_prefix: str | list[str] | None = None,
+          partitions_def: Any = None, ins: Mapping[str, dg.AssetIn] | None = None, deps: Any = None,
+          group_name: str | None = None, tags: Mapping[str, str] | None = None, kinds: set[str] | None = None,
+          description: str | None = None, owners: list[str] | None = None, metadata: Mapping[str, Any] | None = None,
+          required_resource_keys: set[str] | None = None, automation_condition: Any = None,
+          io_manager_key: str = "skipwise", cost_unit: str = "", **dagster_kwargs: Any) -> Any:
+    """Declare a skipwise asset the way `@dg.asset` declares one (same arguments); returns a
+    `dg.AssetsDefinition`. A partition is recomputed only when its inputs, its code or its
+    config changed; the rest is skipped without reading data.
+
+    Parameters of the function: `context` (Dagster's context, with `partition_key` and
+    `partition_time_window` of the partition being computed), one per input (named by `ins=` or by
+    the upstream asset's name; annotate `dict[str, pl.DataFrame]` for one frame per upstream
+    partition, `pl.DataFrame` for them concatenated, `pl.LazyFrame` for a lazy frame), a
+    `dg.Config` subclass (its values: the defaults, overridden by the asset's params.yaml section,
+    overridden by run config; all count in the fingerprint), and resources (by annotation).
+    The return annotation picks the stored format (`skipwise.formats`); without one, the value
+    decides. `cost_unit` (e.g. "predictions") adds `cost/usd_per_1k_<unit>` per output row.
+    """
+    if fn is None:
+        return lambda f: asset(f, name=name, key_prefix=key_prefix, partitions_def=partitions_def, ins=ins, deps=deps,
+                               group_name=group_name, tags=tags, kinds=kinds, description=description, owners=owners,
+                               metadata=metadata, required_resource_keys=required_resource_keys,
+                               automation_condition=automation_condition, io_manager_key=io_manager_key,
+                               cost_unit=cost_unit, **dagster_kwargs)
+    if not callable(fn) or isinstance(fn, dg.AssetsDefinition):
+        raise ConfigError(f"@sw.asset decorates a function, got {type(fn).__name__}",
+                          hint="put @sw.asset(...) directly above `def my_asset(context, ...)`")
+    asset_name = name or fn.__name__
+    where = f"asset {asset_name} ({fn.__module__}.{fn.__qualname__})"
+    if "<locals>" in fn.__qualname__ or fn.__module__ == "__main__" and not getattr(sys.modules["__main__"], "__file__", None):
+        raise ConfigError(f"{where}: define @sw.asset functions at the top level of a module",
+                          hint="skipwise versions a function by its module's source; move it out of the enclosing function")
+    for bad in ("io_manager_def", "code_version", "output_required", "dagster_type"):
+        if bad in dagster_kwargs:
+            raise ConfigError(f"{where}: {bad}= is set by skipwise", hint=f"remove {bad}=")
+    ref = f"{fn.__module__}:{fn.__qualname__}"
+    module_file = getattr(sys.modules.get(fn.__module__), "__file__", None) or inspect.getsourcefile(fn)
+    root = _root_of(module_file)
+
+    sig = inspect.signature(fn)
+    hints = _hints(fn, where)
+    ins = dict(ins or {})
+    context_param = config_param = None
+    config_class = None
+    resource_params: list[str] = []
+    inputs: list[Input] = []
+    input_keys: dict[str, dg.AssetKey] = {}
+    mappings: dict[str, Any] = {}
+    params = list(sig.parameters.values())
+    for i, p in enumerate(params):
+        ann = hints.get(p.name, p.annotation if p.annotation is not inspect.Parameter.empty else None)
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise ConfigError(f"{where}: *{p.name} / **{p.name} parameters are not supported",
+                              hint="name each input as a parameter (or in ins=)")
+        if i == 0 and _is_context(p.name, ann):
+            context_param = p.name
+        elif _is_config_class(ann):
+            config_param, config_class = p.name, ann
+        elif _is_resource_class(ann):
+            resource_params.append(p.name)
+        else:
+            spec = ins.get(p.name)
+            key = (spec.key if spec is not None and spec.key is not None else
+                   dg.AssetKey([*(_prefix(spec.key_prefix) if spec is not None else []), p.name]))
+            if ann is not None:
+                try:
+                    _check_input_annotation(ann)
+                except TypeError as exc:
+                    raise ConfigError(f"{where}: input {p.name}: {exc}", hint=f"annotate {p.name} with one of: {formats.SUPPORTED}") from None
+            inputs.append(Input(p.name, "__".join(key.path), ann))
+            input_keys[p.name] = key
+            mappings[p.name] = _mapping_of(spec)
+    unknown = sorted(set(ins) - set(input_keys))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(input_keys), n=1)
+        raise ConfigError(
+            f"{where}: ins={{'{unknown[0]}': ...}} names no parameter of {fn.__name__}"
+            + (f"; did you mean {close[0]!r}?" if close else ""),
+            hint=f"add a parameter `{unknown[0]}` to {fn.__name__}, or rename the ins= entry (parameters: "
+                 f"{', '.join(p.name for p in params) or 'none'})")
+    ret = hints.get("return", sig.return_annotation if sig.return_annotation is not inspect.Signature.empty else None)
+    fmt = ""
+    inner = _output_inner(ret)
+    if inner is not None:
+        try:
+            f = formats.for_annotation(inner)
+        except TypeError as exc:
+            raise ConfigError(f"{where}: return annotation {formats.describe(ret)} is not a format skipwise can store: {exc}",
+                              hint=f"return one of: {formats.SUPPORTED} (or drop the annotation to decide from the value)") from None
+        fmt = f.name if f is not None else ""
+    resource_keys = set(required_resource_keys or ()) | set(resource_params)
+
+    dep_list: list[Any] = [dg.AssetDep(k, partition_mapping=mappings[p]) for p, k in input_keys.items()]
+    for d in deps or ():
+        dep_list.append(d if isinstance(d, dg.AssetDep) else dg.AssetDep(d))
+    body = Body(ref, fn, context_param, tuple(inputs), config_param, config_class, tuple(resource_params), ret)
+    REGISTRY[ref] = body
+    code_version = _code_version(root, ref, where)
+    md = {
+        **dict(metadata or {}),
+        KIND: ASSET,
+        "skipwise/fn": ref,
+        "skipwise/format": fmt,
+        "skipwise/inputs": ",".join(i.upstream for i in inputs),
+    }
+    if cost_unit:
+        md["skipwise/cost_unit"] = cost_unit
+    declared = _declared_params(config_class)
+    if declared is not None:
+        md["skipwise/params"] = json.dumps(declared, sort_keys=True)
+    auto_kinds = set(kinds or ()) or ({fmt} if fmt in ("polars", "pandas", "torch") else set())
+
+    def run(context: dg.AssetExecutionContext) -> Iterator[Any]:
+        from skipwise.adapters.dagster.factory import run_asset
+
+        yield from run_asset(context, _run_root(root), body, partitions_def)
+
+    if config_class is not None:
+        def _materialize(context, config):  # noqa: ANN001, ANN202 - config is annotated below
+            yield from run(context)
+        _materialize.__annotations__["config"] = config_class
+    else:
+        def _materialize(context):  # noqa: ANN001, ANN202
+            yield from run(context)
+    _materialize.__name__ = fn.__name__
+    _materialize.__doc__ = fn.__doc__
+
+    return dg.asset(
+        name=asset_name,
+        key_prefix=key_prefix,
+        deps=dep_list,
+        partitions_def=partitions_def,
+        backfill_policy=dagster_kwargs.pop("backfill_policy", dg.BackfillPolicy.single_run() if partitions_def else None),
+        group_name=group_name,
+        tags=dict(tags or {}),
+        kinds=auto_kinds or None,
+        description=description if description is not None else inspect.getdoc(fn),
+        owners=owners,
+        metadata=md,
+        output_required=False,
+        code_version=code_version,
+        io_manager_key=io_manager_key,
+        required_resource_keys=resource_keys or None,
+        automation_condition=automation_condition,
+        **dagster_kwargs,
+    )(_materialize)
+
+
+def _run_root(found: Path) -> Path:
+    """The project a run works on: $SKIPWISE_ROOT when set (the same code over another copy of
+    the data), else the one found from the definitions' folder."""
+    import os
+
+    env = os.environ.get("SKIPWISE_ROOT")
+    return Path(env).resolve() if env else found
+
+
+def _prefix(p: Any) -> list[str]:
+    if not p:
+        return []
+    return [p] if isinstance(p, str) else list(p)
+
+
+def _output_inner(ret: Any) -> Any:
+    """The value type of a return annotation (`dg.Output[X]` -> X); None when absent."""
+    if ret is None or ret is inspect.Signature.empty:
+        return None
+    origin = typing.get_origin(ret)
+    if origin is not None and getattr(origin, "__name__", "") in ("Output", "MaterializeResult"):
+        args = typing.get_args(ret)
+        return args[0] if args else None
+    if getattr(ret, "__name__", "") in ("Output", "Result"):
+        return None
+    return ret
+
+
+def _check_input_annotation(ann: Any) -> None:
+    """TypeError when an input annotation asks for something no format can give."""
+    text = formats.describe(ann).replace(" ", "")
+    if text.startswith(("dict[str,", "Mapping[str,")) and "Tensor" not in text:
+        args = typing.get_args(ann)
+        if args:
+            formats.for_annotation(args[1])
+        return
+    formats.for_annotation(ann)
+
+
+def _code_version(root: Path, ref: str, where: str) -> str | None:
+    """skipwise's code version of `ref`, as Dagster's `code_version` (Dagster's staleness then sees code edits)."""
+    from skipwise.core.codeversion import CodeIndex
+    from skipwise.engine import library_alias
+
+    try:
+        index = CodeIndex(root, cache=root / "data" / ".skipwise" / "code.json", aliases=library_alias(root))
+        return index.version(ref).digest[:16]
+    except ConfigError:
+        raise
+    except Exception:  # noqa: BLE001 - the engine versions the code again before each run; Dagster's label may lack it
+        return None
+
+
+def dvc_source(name: str, path: str, partitions_def: Any = None, filename: str = "{partition_key}.parquet",
+               description: str = "", group_name: str = "raw", **kwargs: Any) -> dg.AssetsDefinition:
+    """A raw input tracked by DVC: one file per partition under `path` (relative to the project
+    root, e.g. data/raw/sales, with `dvc add data/raw/sales`), named by `filename`. Its version per
+    partition is the file's DVC md5 (checked against the workspace); observing it records them."""
+    caller = sys._getframe(1).f_globals.get("__file__")
+    root = _root_of(caller)
+    if Path(path).is_absolute() or ".." in Path(path).parts:
+        raise ConfigError(f"dvc_source {name}: path {path!r} must be relative to the project root, inside it",
+                          hint="e.g. sw.dvc_source('raw_sales', 'data/raw/sales', ...)")
+    if "{partition_key}" not in filename and "{key}" not in filename and partitions_def is not None:
+        raise ConfigError(f"dvc_source {name}: filename {filename!r} does not contain {{partition_key}}",
+                          hint="e.g. filename='{partition_key}.parquet'")
+
+    @dg.observable_source_asset(
+        name=name,
+        partitions_def=partitions_def,
+        description=description or f"Raw files under {path}, versioned by DVC.",
+        group_name=group_name,
+        metadata={KIND: SOURCE, "skipwise/path": path, "skipwise/filename": filename},
+        io_manager_key="skipwise",
+        **kwargs,
+    )
+    def _observe(context) -> Any:  # noqa: ANN001
+        from skipwise.engine import load_project
+
+        project = load_project(_run_root(root))
+        source = next(s for s in project.graph.sources if s.name == name)
+        if partitions_def is None:
+            return dg.DataVersion(project.raw_version(source, "all"))
+        versions = {k: project.raw_version(source, k) for k in source.partitions.keys()}
+        return dg.DataVersionsByPartition({k: v for k, v in versions.items() if v != "absent"})
+
+    return _observe

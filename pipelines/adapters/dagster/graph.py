@@ -1,0 +1,188 @@
+"""Resolve a project's `dg.Definitions` into skipwise's plain graph (the core never sees Dagster).
+
+Partition keys become key lists, Dagster's partition mappings become the upstream keys each key
+reads: an `Offsets` window or `Identity` between equal partitionings, `AllOf`, and otherwise a
+`Table` of the keys Dagster itself maps each downstream key to.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from typing import Any
+
+import dagster as dg
+
+from skipwise.core.errors import ConfigError
+from skipwise.core.partitions import AllOf, Identity, KeySet, Offsets, Table
+from skipwise.core.spec import Asset, Dep, Graph, Plain, Source
+
+KIND, SOURCE, ASSET = "skipwise/kind", "source", "asset"
+
+
+def meta(md: Any, key: str, default: Any = None) -> Any:
+    """A metadata value as plain Python (Dagster wraps them in MetadataValue)."""
+    v = (md or {}).get(key, default)
+    return getattr(v, "value", v)
+
+
+def asset_name(key: dg.AssetKey) -> str:
+    """skipwise's name of a Dagster asset key (prefixes joined by "__", as Dagster's op names are)."""
+    return "__".join(key.path)
+
+
+def _kind_of(pdef: Any) -> str:
+    name = type(pdef).__name__.replace("PartitionsDefinition", "").lower()
+    return name or "static"
+
+
+def keyset(pdef: Any, instance: Any = None) -> KeySet | None:
+    """The key list of a Dagster partitions definition (None: unpartitioned)."""
+    if pdef is None:
+        return None
+    keys = pdef.get_partition_keys(dynamic_partitions_store=instance) if instance is not None else pdef.get_partition_keys()
+    return KeySet(tuple(str(k) for k in keys), _kind_of(pdef))
+
+
+def _is_dynamic(pdef: Any) -> bool:
+    if pdef is None:
+        return False
+    if isinstance(pdef, dg.DynamicPartitionsDefinition):
+        return True
+    if isinstance(pdef, dg.MultiPartitionsDefinition):
+        return any(_is_dynamic(d.partitions_def) for d in pdef.partitions_defs)
+    return False
+
+
+def _open_ended(pdef: Any) -> bool:
+    """Whether the keys of `pdef` grow with the current time (a time window without an end)."""
+    if pdef is None:
+        return False
+    if isinstance(pdef, dg.MultiPartitionsDefinition):
+        return any(_open_ended(d.partitions_def) for d in pdef.partitions_defs)
+    return isinstance(pdef, dg.TimeWindowPartitionsDefinition) and pdef.end is None
+
+
+def mapping_of(mapping: Any, down: Any, up: Any, down_keys: KeySet | None, up_keys: KeySet | None, instance: Any) -> Any:
+    """The core mapping equivalent to Dagster's `mapping` from `down` to `up` partitions."""
+    if up is None:
+        return Identity()  # every partition reads the single upstream partition
+    if down is None or isinstance(mapping, dg.AllPartitionMapping):
+        return AllOf()
+    same = down == up
+    if same and isinstance(mapping, dg.IdentityPartitionMapping):
+        return Identity()
+    if same and type(mapping) is dg.TimeWindowPartitionMapping and not mapping.allow_nonexistent_upstream_partitions:
+        return Offsets(mapping.start_offset, mapping.end_offset)
+    rows = []
+    order = {k: i for i, k in enumerate(up_keys.key_list)} if up_keys is not None else {}
+    for k in down_keys.key_list:
+        result = mapping.get_upstream_mapped_partitions_result_for_partitions(
+            down.subset_with_partition_keys([k]), down, up, dynamic_partitions_store=instance)
+        keys = sorted((str(x) for x in result.partitions_subset.get_partition_keys()), key=lambda x: order.get(x, len(order)))
+        rows.append((k, tuple(keys)))
+    return Table(tuple(rows))
+
+
+def graph_of(defs: dg.Definitions, instance: Any = None) -> tuple[Graph, float | None, bool]:
+    """(the plain graph of `defs`, until when its keys hold (None: always), whether it may be cached).
+
+    Assets declared with `@sw.asset` and `sw.dvc_source` become skipwise assets and sources; every
+    other asset one of them depends on becomes a `Plain` node.
+    """
+    ag = defs.resolve_asset_graph()
+    sources: list[Source] = []
+    assets: list[Asset] = []
+    plain: dict[str, Plain] = {}
+    cacheable, open_ended = True, False
+    keysets: dict[Any, KeySet | None] = {}
+
+    def keys_for(pdef: Any) -> KeySet | None:
+        nonlocal cacheable, open_ended
+        if pdef not in keysets:
+            cacheable = cacheable and not _is_dynamic(pdef)
+            open_ended = open_ended or _open_ended(pdef)
+            keysets[pdef] = keyset(pdef, instance)
+        return keysets[pdef]
+
+    nodes = {k: ag.get(k) for k in ag.toposorted_asset_keys}
+    for key, node in nodes.items():
+        md = node.metadata
+        kind = meta(md, KIND)
+        if kind == SOURCE:
+            sources.append(Source(asset_name(key), meta(md, "skipwise/path"), keys_for(node.partitions_def),
+                                  filename=meta(md, "skipwise/filename", "{partition_key}.parquet"),
+                                  description=node.description or ""))
+        elif kind == ASSET:
+            deps = []
+            data_deps = set(meta(md, "skipwise/inputs", "").split(",")) - {""}
+            down_keys = keys_for(node.partitions_def)
+            for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string()):
+                up_node = ag.get(parent)
+                up_keys = keys_for(up_node.partitions_def)
+                dagster_mapping = ag.get_partition_mapping(key, parent)
+                try:
+                    mapping = mapping_of(dagster_mapping, node.partitions_def, up_node.partitions_def, down_keys, up_keys, instance)
+                except Exception as exc:  # noqa: BLE001 - Dagster's own error, reported against the asset
+                    raise ConfigError(f"asset {asset_name(key)}: its partition mapping onto {asset_name(parent)} "
+                                      f"({type(dagster_mapping).__name__}) does not fit: {exc}",
+                                      hint=_mapping_hint(parent)) from None
+                if isinstance(mapping, Table) and mapping.rows and not any(keys for _, keys in mapping.rows):
+                    raise ConfigError(
+                        f"asset {asset_name(key)}: {type(dagster_mapping).__name__} maps none of its "
+                        f"{_kind_of(node.partitions_def)} partitions onto {asset_name(parent)}'s "
+                        f"{_kind_of(up_node.partitions_def)} partitions, so it would read nothing",
+                        hint=_mapping_hint(parent))
+                deps.append(Dep(asset_name(parent), mapping, data=asset_name(parent) in data_deps))
+                if meta(up_node.metadata, KIND) not in (SOURCE, ASSET):
+                    stored = _io_manager_key(up_node, parent) == "skipwise"
+                    plain[asset_name(parent)] = Plain(asset_name(parent), up_keys, up_node.group_name or "default", stored)
+            assets.append(Asset(
+                asset_name(key), meta(md, "skipwise/fn"), down_keys, deps=tuple(deps),
+                layer=node.group_name or "default", fmt=meta(md, "skipwise/format", "") or "",
+                description=node.description or "", tags=dict(node.tags or {}),
+                cost_unit=meta(md, "skipwise/cost_unit", "") or "",
+                params=_params(meta(md, "skipwise/params")),
+            ))
+    valid_until = time.time() + 60 if open_ended else None
+    return Graph(tuple(sources), tuple(assets), tuple(plain.values())), valid_until, cacheable
+
+
+def _mapping_hint(parent: dg.AssetKey) -> str:
+    name = parent.path[-1]
+    return (f"give the input a mapping that fits, e.g. ins={{'{name}': dg.AssetIn(partition_mapping=dg.AllPartitionMapping())}} "
+            "to read every partition, or a TimeWindowPartitionMapping / StaticPartitionMapping")
+
+
+def _params(text: Any) -> dict | None:
+    if not text:
+        return None
+    import json
+
+    return json.loads(text)
+
+
+def _io_manager_key(node: Any, key: dg.AssetKey) -> str:
+    try:
+        return node.assets_def.get_io_manager_key_for_asset_key(key)
+    except Exception:  # noqa: BLE001 - an external asset has none
+        return ""
+
+
+def definitions_in(module_name: str) -> dg.Definitions:
+    """The `dg.Definitions` of module `module_name` (its `defs`, or its only Definitions)."""
+    hint = 'set [tool.skipwise] definitions = "package.module" in pyproject.toml (a module holding `defs = dg.Definitions(...)`)'
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise ConfigError(f"definitions module {module_name!r} not found ({exc})", hint=hint) from None
+        raise
+    found = getattr(module, "defs", None)
+    if not isinstance(found, dg.Definitions):
+        candidates = [v for v in vars(module).values() if isinstance(v, dg.Definitions)]
+        if len(candidates) != 1:
+            raise ConfigError(f"{module_name} has {'no' if not candidates else 'several'} dg.Definitions and no `defs`",
+                              hint=f"name the project's definitions `defs` in {module_name}")
+        found = candidates[0]
+    return found

@@ -1,0 +1,110 @@
+"""`sw.IOManager`: how plain Dagster assets read skipwise outputs and store their own.
+
+A skipwise asset's output is written by the engine (addressed by fingerprint, committed by its
+manifest), so storing it here is a no-op. A plain `@dg.asset` reading one through `AssetIn` gets
+the committed partitions decoded, combined as its parameter's annotation asks (a dict per
+upstream partition for `dict[str, X]`, else one value). A plain asset stored with
+`io_manager_key="skipwise"` is written like a skipwise partition, with a manifest whose version
+is the content hash of its bytes, so skipwise assets downstream of it know when it changed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from skipwise.adapters.dagster.graph import ASSET, KIND, SOURCE, asset_name, meta
+from skipwise.core.errors import InputError
+
+
+class IOManager(dg.ConfigurableIOManager):
+    """Reads and writes assets in a skipwise project's data folder (`root`; default: the project
+    found from the current folder or $SKIPWISE_ROOT)."""
+
+    root: str = ""
+
+    def _project(self) -> Any:
+        from skipwise.engine import Project, find_root
+        from skipwise.core.spec import Graph
+
+        root = Path(self.root).resolve() if self.root else find_root()
+        return Project(root, Graph((), ()), params={})
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        md = context.definition_metadata or {}
+        if meta(md, KIND) in (ASSET, SOURCE):
+            return  # the engine stored it (or it is raw data DVC tracks)
+        if obj is None:
+            return
+        from skipwise import formats
+        from skipwise.core.cost import utc_now_iso
+        from skipwise.core.manifest import Manifest
+        from skipwise.core.partitions import UNPARTITIONED
+
+        project = self._project()
+        name = asset_name(context.asset_key)
+        layer = _group_of(context) or "default"
+        keys = list(context.asset_partition_keys) if context.has_asset_partitions else [UNPARTITIONED]
+        if len(keys) > 1:
+            if not isinstance(obj, dict) or set(obj) != set(keys):
+                raise InputError(f"{name}: a run over {len(keys)} partitions must return a dict of partition key -> value "
+                                 "to be stored by sw.IOManager", hint="return {key: value for key in context.partition_keys}")
+            values = obj
+        else:
+            values = {keys[0]: obj}
+        for key, value in values.items():
+            fmt = formats.for_value(value)
+            data = fmt.encode(value)
+            import hashlib
+
+            sha = hashlib.sha256(data).hexdigest()
+            with project.store.lock(layer, name, key):
+                out, sha, size = project.store.write_output(layer, name, key, sha, fmt.ext, data)
+                project.store.commit(layer, name, Manifest(
+                    asset=name, partition=key, fingerprint=f"stored:{sha}", code_version="", params_digest="", inputs={},
+                    output=out, output_hash=sha, output_size=size, run_id=context.run_id or "", created_at=utc_now_iso(),
+                    reason="stored by sw.IOManager", metadata={"skipwise/format": fmt.name}))
+        context.add_output_metadata({"skipwise/stored_partitions": len(values)})
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        from skipwise import bodies, formats
+        from skipwise.core.partitions import UNPARTITIONED
+
+        project = self._project()
+        name = asset_name(context.asset_key)
+        layer = _layer_on_disk(project.data_root, name)
+        keys = list(context.asset_partition_keys) if context.has_asset_partitions else [UNPARTITIONED]
+        values: dict[str, Any] = {}
+        for key in keys:
+            m = project.store.read_manifest(layer, name, key) if layer else None
+            if m is None:
+                raise InputError(f"{name}[{key}] is not materialized (no manifest under data/*/{name}/)",
+                                 hint=f"materialize {name} for that partition first")
+            data = project.store.read_output(layer, name, key, m)
+            fmt = formats.get(str(m.metadata.get("skipwise/format") or "bytes"))
+            values[key] = fmt.decode(data)
+        annotation = getattr(context.dagster_type, "typing_type", None)
+        if annotation in (Any, object) or getattr(context.dagster_type, "is_any", False):
+            annotation = None
+        return bodies.combine(values, annotation)
+
+
+def _group_of(context: Any) -> str:
+    try:
+        return context.asset_spec.group_name or "default"
+    except Exception:  # noqa: BLE001
+        return "default"
+
+
+def _layer_on_disk(data_root: Path, name: str) -> str:
+    """The data/ subfolder holding asset `name` (asset names are unique across groups)."""
+    try:
+        for layer in sorted(os.listdir(data_root)):
+            if not layer.startswith(".") and os.path.isdir(os.path.join(data_root, layer, name)):
+                return layer
+    except FileNotFoundError:
+        pass
+    return ""
