@@ -422,7 +422,7 @@ class Project:
                         else:
                             if fn is None:
                                 with pm.phase("load"):
-                                    fn = call or _default_call(asset)
+                                    fn = call or _default_call(asset, self.definitions)
                             outcome = self._compute(asset, key, decision, cur, fn, run_id)
                             with pm.phase("ledger"):
                                 # The record goes first: a run killed after the commit keeps its cost.
@@ -579,7 +579,7 @@ class Project:
                 decision = replace(decision, fingerprint=cur.fingerprint, reason=f"{decision.reason} (ran code imported before it changed)")
             metadata: Mapping[str, Any] = {}
             if isinstance(value, Result) or _is_output(value):
-                value, metadata = value.value, dict(value.metadata or {})
+                value, metadata = value.value, {k: getattr(v, "value", v) for k, v in (value.metadata or {}).items()}
             fmt, data = _serialize(asset, value)
             rows = _row_count(value)
             metadata = {**({"dagster/row_count": rows} if rows is not None else {}), **metadata, "skipwise/format": fmt.name}
@@ -727,10 +727,15 @@ def _row_count(value: Any) -> int | None:
     return None
 
 
-def _default_call(asset: Asset) -> Callable[[str, Mapping[str, Mapping[str, Any]], Mapping[str, Any]], Any]:
-    """Call the registered body of `asset` outside Dagster, with a plain `PartitionContext`."""
-    from skipwise.bodies import PartitionContext, body_of
+def _default_call(asset: Asset, definitions: str = "") -> Callable[[str, Mapping[str, Mapping[str, Any]], Mapping[str, Any]], Any]:
+    """Call the registered body of `asset` outside Dagster, with a plain `PartitionContext`
+    (importing the project's definitions first if the graph came from the snapshot)."""
+    from skipwise.bodies import REGISTRY, PartitionContext, body_of
 
+    if asset.fn not in REGISTRY:
+        for module in (definitions, asset.fn.partition(":")[0]):
+            if module:
+                importlib.import_module(module)
     body = body_of(asset.fn)
     return lambda key, inputs, params: body.call(PartitionContext(asset.name, key), inputs, params)
 
