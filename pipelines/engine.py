@@ -88,7 +88,7 @@ class Project:
         self.statcache = StatCache(self.data_root / ".skipwise" / "stat.db", base=self.root)
         # Raw files may be links into DVC's cache (cache.type symlink/hardlink): reads may go there too.
         self.store = PartitionStore(self.data_root, self.statcache, self.io, read_roots=(self.root, *dvc_cache_dirs(self.root)))
-        self.code = CodeIndex(self.root, cache=self.data_root / ".skipwise" / "code.json", aliases=library_alias(self.root))
+        self.code = CodeIndex(self.root, cache=self.data_root / ".skipwise" / "code.json", libraries=library_alias(self.root))
         self.config = load_config(self.root / "skipwise.toml")
         self.ledger = Ledger(self.data_root / "ledger", warn=self.warn)
         self.warnings: list[str] = []
@@ -150,7 +150,7 @@ class Project:
                 )
         ran = planned
         if changed:
-            ran = CodeIndex(self.root, read_source=loaded.read_as_imported, aliases=library_alias(self.root)).version(asset.fn).digest
+            ran = CodeIndex(self.root, read_source=loaded.read_as_imported, libraries=library_alias(self.root)).version(asset.fn).digest
         if ran != planned:
             self.warn(
                 f"{', '.join(changed) or 'its code'} changed after {asset.name}'s code was imported: the partitions "
@@ -689,7 +689,7 @@ class Project:
             return fmt.decode(data)
         except Exception as exc:  # the libraries raise several types for a damaged file
             fix = f"restore it with `dvc checkout {up.path}`" if isinstance(up, Source) else f"delete {up.name}[{key}]'s folder and materialize it again"
-            raise InputError(f"{self._describe(up, key)} is not readable {fmt.name} data ({type(exc).__name__}: {exc})", hint=fix) from None
+            raise InputError(f"{self._describe(up, key)} is not readable {fmt.ext if fmt.ext in ('parquet', 'json') else fmt.name} ({type(exc).__name__}: {exc})", hint=fix) from None
 
     def _describe(self, up: Asset | Source, key: str) -> str:
         if isinstance(up, Source):
@@ -744,16 +744,28 @@ def _jsonable(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {str(k): (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in metadata.items()}
 
 
+_LIBRARY_DIGESTS: dict[str, dict[str, str]] = {}
+
+
 def library_alias(root: Path) -> dict[str, str]:
-    """{"skipwise": "<folder>"} when this library's own code lives in a folder under `root` (the
-    repository it is developed in, installed editable): its files are then versioned like the
-    project's, not by its version number."""
+    """{"skipwise": digest of its files} when this library's own source lives under `root` (the
+    repository it is developed in, installed editable): then any change of it counts in every code
+    version, as its version number would not say. Elsewhere it is a distribution like any other."""
     here = Path(__file__).resolve().parent
-    try:
-        rel = here.relative_to(Path(root).resolve())
-    except ValueError:
-        return {}
-    return {"skipwise": rel.as_posix()} if len(rel.parts) == 1 else {}
+    key = str(Path(root).resolve())
+    if key not in _LIBRARY_DIGESTS:
+        try:
+            here.relative_to(Path(root).resolve())
+        except ValueError:
+            _LIBRARY_DIGESTS[key] = {}
+        else:
+            import hashlib
+
+            h = hashlib.sha256()
+            for path in sorted(here.rglob("*.py")):
+                h.update(path.relative_to(here).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+            _LIBRARY_DIGESTS[key] = {"skipwise": h.hexdigest()[:32]}
+    return _LIBRARY_DIGESTS[key]
 
 
 def _has_marker(d: Path) -> bool:

@@ -71,12 +71,13 @@ class CodeIndex:
 
     def __init__(
         self, root: Path, cache: Path | None = None, read_source: Callable[[Path], bytes] | None = None,
-        aliases: dict[str, str] | None = None,
+        libraries: dict[str, str] | None = None,
     ) -> None:
         self.root = Path(root)
-        # import name -> folder under the root it lives in, for a package whose folder is named
-        # otherwise (an editable install mapping `skipwise` to `pipelines/`): versioned by its files.
-        self.aliases = dict(aliases or {})
+        # import name -> digest of all its files, for a library whose source lives in this project
+        # (skipwise, installed editable from the folder it is developed in): any change of it counts,
+        # while its own imports are not followed into the project.
+        self.libraries = dict(libraries or {})
         self.cache = cache
         self._read_source = read_source
         self._found: dict[str, tuple[str, str] | None] = {}  # module name -> (kind, rel path) or None
@@ -554,9 +555,8 @@ class CodeIndex:
     def _find(self, name: str) -> tuple[str, str] | None:
         """Where module `name` is under the root: (kind, path relative to the root) or None."""
         if name not in self._found:
-            top, dot, rest = name.partition(".")
-            probe = f"{self.aliases[top]}{dot}{rest}" if top in self.aliases else name
-            self._found[name] = cc.probe_module(self.root, probe) if name else None
+            top = name.split(".")[0]
+            self._found[name] = cc.probe_module(self.root, name) if name and top not in self.libraries else None
         return self._found[name]
 
     def _module(self, name: str) -> cc.ModuleInfo | None:
@@ -609,6 +609,9 @@ class CodeIndex:
 
     def _third_party(self, module: str, trace: _Trace) -> str:
         top = module.split(".")[0]
+        if top in self.libraries:
+            trace.notes.add(f"{top}: its source is in this project — all of its files count")
+            return f"{top}@{self.libraries[top]}"
         if top in sys.stdlib_module_names:
             return "stdlib"
         value, note = cc.distribution_versions(top)
@@ -636,7 +639,7 @@ class CodeIndex:
             return None
 
     def _still_valid(self, check: dict) -> bool:
-        if check["env"] != cc.environment():
+        if check["env"] != cc.environment() or check.get("libraries", {}) != self.libraries:
             return False
         for top, (value, fast) in check["dists"].items():
             # cheap: only the fast path is asked again; what came from the metadata (yaml from
@@ -672,6 +675,7 @@ class CodeIndex:
             "files": dict(self._checks),
             "walks": dict(self._walks),
             "dists": dict(self._dists),
+            "libraries": dict(self.libraries),
         }
         entries = _read_cache(self.cache)  # other processes may have added entries meanwhile
         entries[ref] = {"digest": cv.digest, "parts": cv.parts, "notes": cv.notes, "files": cv.files, "check": check}

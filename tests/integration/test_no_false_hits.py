@@ -65,7 +65,7 @@ def test_code_edited_while_a_run_is_in_flight_is_never_recorded_for_the_old_code
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     else:
         p = start(project_dir, ["flight_features", "weather_features"], DAYS)
-    first = p.stdout.readline()  # assets.bodies (and the weather module it imports) are loaded now
+    first = p.stdout.readline()  # assets.definitions (and the weather module it imports) are loaded now
     assert first.startswith("flight_features")
     edit_weather_code(project_dir)
     out, err = p.communicate(timeout=300)
@@ -150,14 +150,14 @@ def test_a_partition_folder_linked_out_of_the_data_root_is_refused_and_nothing_o
 
 
 def test_status_explain_says_where_the_code_version_counted_more(project_dir):
-    bodies = project_dir / "assets" / "bodies.py"
-    bodies.write_text(bodies.read_text().replace(
-        "def weather_features(ctx, raw_weather: pl.DataFrame) -> pl.DataFrame:\n",
-        "def weather_features(ctx, raw_weather: pl.DataFrame) -> pl.DataFrame:\n    assert globals()\n"))
+    defs = project_dir / "assets" / "definitions.py"
+    head = "def weather_features(context: dg.AssetExecutionContext, raw_weather: pl.DataFrame, config: WeatherConfig) -> pl.DataFrame:\n"
+    assert head in defs.read_text()
+    defs.write_text(defs.read_text().replace(head, head + "    assert globals()\n"))
     p = cli(project_dir, "status", "--select", "weather_features", "--explain", "--json", check=True)
     code = json.loads(p.stdout)["code"]["weather_features"]
     assert "assets/features/weather.py" in code["files"] and any(v.startswith("polars==") for v in code["third_party"])
-    assert any("globals()" in n and "assets.bodies" in n for n in code["notes"])
+    assert any("globals()" in n and "assets.definitions" in n for n in code["notes"])
     text = cli(project_dir, "status", "--select", "weather_features", "--explain", check=True).stdout
     assert "weather_features: code version" in text and "globals()" in text
 

@@ -123,8 +123,6 @@ def test_sw_asset_applied_to_something_not_a_function(write_module):
     assert "fix:" in text
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason="library bug: authoring.asset only checks callable(fn), so a class is accepted "
-                   "(pipelines/adapters/dagster/authoring.py, the `if not callable(fn) ...` guard)")
 def test_sw_asset_applied_to_a_class(write_module):
     err = import_error(write_module, """
         @sw.asset
@@ -133,8 +131,15 @@ def test_sw_asset_applied_to_a_class(write_module):
                 self.frame = raw_sales
     """)
     text = str(err)
-    assert "decorates a function" in text
+    assert "decorates a function" in text and "a class" in text
     assert "fix:" in text
+
+
+def test_sw_asset_refuses_a_lambda(write_module):
+    err = import_error(write_module, """
+        thing = sw.asset(lambda: pl.DataFrame())
+    """)
+    assert "lambda" in str(err) and "fix:" in str(err)
 
 
 def test_sw_asset_stacked_on_a_dagster_asset(write_module):

@@ -94,9 +94,13 @@ def asset(fn: Callable | None = None, *, name: str | None = None, key_prefix: st
                                metadata=metadata, required_resource_keys=required_resource_keys,
                                automation_condition=automation_condition, io_manager_key=io_manager_key,
                                cost_unit=cost_unit, **dagster_kwargs)
-    if not callable(fn) or isinstance(fn, dg.AssetsDefinition):
-        raise ConfigError(f"@sw.asset decorates a function, got {type(fn).__name__}",
+    if not inspect.isfunction(fn):
+        what = "a class" if inspect.isclass(fn) else type(fn).__name__
+        raise ConfigError(f"@sw.asset decorates a function, got {what}",
                           hint="put @sw.asset(...) directly above `def my_asset(context, ...)`")
+    if fn.__name__ == "<lambda>":
+        raise ConfigError("@sw.asset decorates a function defined with `def`, got a lambda",
+                          hint="write `@sw.asset(...)` above `def my_asset(...)`: skipwise versions it by its source")
     asset_name = name or fn.__name__
     where = f"asset {asset_name} ({fn.__module__}.{fn.__qualname__})"
     if "<locals>" in fn.__qualname__ or fn.__module__ == "__main__" and not getattr(sys.modules["__main__"], "__file__", None):
@@ -263,7 +267,7 @@ def _code_version(root: Path, ref: str, where: str) -> str | None:
     from skipwise.engine import library_alias
 
     try:
-        index = CodeIndex(root, cache=root / "data" / ".skipwise" / "code.json", aliases=library_alias(root))
+        index = CodeIndex(root, cache=root / "data" / ".skipwise" / "code.json", libraries=library_alias(root))
         return index.version(ref).digest[:16]
     except ConfigError:
         raise

@@ -157,6 +157,20 @@ def instance_for_root(root: Path) -> dg.DagsterInstance:
 
 
 def materialize_project(project: Project, selection: list[str] | None, partition: str | None, tags: dict) -> Summary:
+    """Run the selected assets (all by default) through Dagster, upstream first, on `project`'s
+    data: its root is the runs' $SKIPWISE_ROOT, whatever folder the definitions were imported from."""
+    before = os.environ.get("SKIPWISE_ROOT")
+    os.environ["SKIPWISE_ROOT"] = str(project.root)
+    try:
+        return _materialize_project(project, selection, partition, tags)
+    finally:
+        if before is None:
+            os.environ.pop("SKIPWISE_ROOT", None)
+        else:
+            os.environ["SKIPWISE_ROOT"] = before
+
+
+def _materialize_project(project: Project, selection: list[str] | None, partition: str | None, tags: dict) -> Summary:
     """Run the selected assets (all by default) through Dagster, upstream first.
 
     Each level is planned first (no data read) and a Dagster run is launched only over the span of
@@ -176,7 +190,9 @@ def materialize_project(project: Project, selection: list[str] | None, partition
     from skipwise.adapters.dagster.graph import definitions_in
 
     with pm.phase("load"):
-        defs = definitions_in(project.definitions)
+        from skipwise.engine import definitions_of
+
+        defs = definitions_in(project.definitions or definitions_of(project.root))
         defs_assets = list(defs.assets or ())
         resources = dict(defs.resources or {})
         resources.setdefault("skipwise", _io_manager(project))
