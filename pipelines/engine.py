@@ -7,12 +7,10 @@ folder, its asset graph, its params and its storage.
 from __future__ import annotations
 
 import importlib
-import io as _io
 import logging
 import os
 import sys
 from dataclasses import dataclass, field, replace
-from datetime import date
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -841,17 +839,13 @@ def resolve_graph(root: Path, definitions: str) -> tuple[Graph, str]:
         return graph, ""
     from skipwise.adapters.dagster.graph import definitions_in, graph_of
 
-    defs = definitions_in(definitions)
-    instance = None
-    try:
-        graph, until, cacheable = graph_of(defs)
-    except Exception as exc:  # dynamic partitions need the instance to list their keys
-        if "dynamic" not in str(exc).lower() and "DynamicPartitions" not in type(exc).__name__:
-            raise
+    def instance():  # dynamic partitions list their keys from the Dagster instance
         from skipwise.adapters.dagster.run import instance_for_root
 
-        instance = instance_for_root(root)
-        graph, until, cacheable = graph_of(defs, instance)
+        return instance_for_root(root)
+
+    defs = definitions_in(definitions)
+    graph, until, cacheable = graph_of(defs, instance_factory=instance)
     files = snapshot.watched_files(root, dict(sys.modules), ["pyproject.toml", "skipwise.toml"])
     from_root = any(rel.endswith(".py") for rel in files)
     if cacheable and from_root:  # definitions imported from elsewhere cannot be watched: never cached

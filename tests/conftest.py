@@ -60,7 +60,6 @@ def project_dir(tmp_path, raw_days) -> Path:
 @pytest.fixture
 def project(project_dir):
     """A loaded engine Project over `project_dir` (its own copy of the code)."""
-    from skipwise.core.spec import Graph
     from skipwise.engine import Project
 
     graph = _graph_from(project_dir)

@@ -195,3 +195,22 @@ def test_a_well_formed_module_imports_and_resolves(write_module):
     module = importlib.import_module(name)
     graph, _, _ = graph_of(module.defs)
     assert {a.name for a in graph.assets} == {"sales", "by_region"}
+
+
+def test_an_input_no_asset_produces_is_named_with_the_closest_one(write_module):
+    from skipwise.adapters.dagster.graph import graph_of
+
+    module = importlib.import_module(write_module("""
+        @sw.asset
+        def sales() -> pl.DataFrame:
+            return pl.DataFrame({"a": [1]})
+
+        @sw.asset
+        def report(salez: pl.DataFrame) -> pl.DataFrame:
+            return salez
+
+        defs = dg.Definitions(assets=[sales, report], resources={"skipwise": sw.IOManager()})
+    """))
+    with pytest.raises(ConfigError) as e:
+        graph_of(module.defs)
+    assert "asset report reads 'salez'" in str(e.value) and "did you mean 'sales'" in str(e.value)

@@ -7,6 +7,7 @@ reads: an `Offsets` window or `Identity` between equal partitionings, `AllOf`, a
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import time
 from typing import Any
@@ -84,11 +85,12 @@ def mapping_of(mapping: Any, down: Any, up: Any, down_keys: KeySet | None, up_ke
     return Table(tuple(rows))
 
 
-def graph_of(defs: dg.Definitions, instance: Any = None) -> tuple[Graph, float | None, bool]:
+def graph_of(defs: dg.Definitions, instance: Any = None, instance_factory: Any = None) -> tuple[Graph, float | None, bool]:
     """(the plain graph of `defs`, until when its keys hold (None: always), whether it may be cached).
 
     Assets declared with `@sw.asset` and `sw.dvc_source` become skipwise assets and sources; every
-    other asset one of them depends on becomes a `Plain` node.
+    other asset one of them depends on becomes a `Plain` node. Dynamic partitions list their keys
+    from the Dagster instance (`instance`, or made by `instance_factory` when first needed).
     """
     ag = defs.resolve_asset_graph()
     sources: list[Source] = []
@@ -98,14 +100,20 @@ def graph_of(defs: dg.Definitions, instance: Any = None) -> tuple[Graph, float |
     keysets: dict[Any, KeySet | None] = {}
 
     def keys_for(pdef: Any) -> KeySet | None:
-        nonlocal cacheable, open_ended
+        nonlocal cacheable, open_ended, instance
         if pdef not in keysets:
-            cacheable = cacheable and not _is_dynamic(pdef)
+            if _is_dynamic(pdef):
+                cacheable = False
+                if instance is None and instance_factory is not None:
+                    instance = instance_factory()
             open_ended = open_ended or _open_ended(pdef)
             keysets[pdef] = keyset(pdef, instance)
         return keysets[pdef]
 
     nodes = {k: ag.get(k) for k in ag.toposorted_asset_keys}
+    declared = set()  # keys the user listed (an external dg.AssetSpec is declared; a misspelt dep is not)
+    for a in defs.assets or ():
+        declared |= set(getattr(a, "keys", None) or ([a.key] if hasattr(a, "key") else []))
     for key, node in nodes.items():
         md = node.metadata
         kind = meta(md, KIND)
@@ -119,6 +127,15 @@ def graph_of(defs: dg.Definitions, instance: Any = None) -> tuple[Graph, float |
             down_keys = keys_for(node.partitions_def)
             for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string()):
                 up_node = ag.get(parent)
+                if not up_node.is_materializable and not up_node.is_observable and parent not in declared:
+                    known = [asset_name(k) for k in nodes if k != parent and (ag.get(k).is_materializable or ag.get(k).is_observable)]
+                    close = difflib.get_close_matches(asset_name(parent), known, n=1)
+                    what = "reads" if asset_name(parent) in data_deps else "depends on"
+                    raise ConfigError(
+                        f"asset {asset_name(key)} {what} {asset_name(parent)!r}, which no asset in the definitions produces"
+                        + (f"; did you mean {close[0]!r}?" if close else ""),
+                        hint=(f"rename the parameter (or its ins= key) to {close[0]}" if close else
+                              f"add the asset that produces {asset_name(parent)} to dg.Definitions(assets=[...])"))
                 up_keys = keys_for(up_node.partitions_def)
                 dagster_mapping = ag.get_partition_mapping(key, parent)
                 try:

@@ -1,8 +1,8 @@
-"""The generated project's asset body: a realistic polars aggregation over one day and the day before."""
+"""The generated project's feature logic (pure polars): a realistic aggregation over one day and the day before."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import polars as pl
 
@@ -28,11 +28,11 @@ def hourly_aggregates(events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def event_features(ctx, raw_events: pl.DataFrame) -> pl.DataFrame:
-    """Hourly figures of ctx.day, each next to the same hour of the day before (growth features)."""
-    day = pl.col("ts").dt.date()
-    today = hourly_aggregates(raw_events.filter(day == ctx.day))
-    before = hourly_aggregates(raw_events.filter(day == ctx.day - timedelta(days=1))).select(
+def build_event_features(raw_events: pl.DataFrame, day: date) -> pl.DataFrame:
+    """Hourly figures of `day`, each next to the same hour of the day before (growth features)."""
+    ts_day = pl.col("ts").dt.date()
+    today = hourly_aggregates(raw_events.filter(ts_day == day))
+    before = hourly_aggregates(raw_events.filter(ts_day == day - timedelta(days=1))).select(
         *KEYS, pl.col("revenue").alias("revenue_prev_day"), pl.col("buyers").alias("buyers_prev_day")
     )
     return (
@@ -40,7 +40,7 @@ def event_features(ctx, raw_events: pl.DataFrame) -> pl.DataFrame:
         .with_columns(
             (pl.col("revenue") / pl.col("revenue_prev_day") - 1).alias("revenue_growth"),
             (pl.col("revenue") / pl.col("buyers")).alias("revenue_per_buyer"),
-            pl.lit(ctx.day).alias("date"),
+            pl.lit(day).alias("date"),
         )
         .sort(KEYS)
     )
