@@ -2,21 +2,33 @@
 
     cd <copy> && PYTHONPATH=<copy> python -P bench/false_hits_worker.py RESULT.json STEP FIRST LAST
 
+The copy's own code runs (its `assets` package, found through PYTHONPATH and the current folder)
+with the installed library (`skipwise`, editable from this repository's pipelines/: the copy
+holds no library of its own).
+
 1. Build: an incremental build of flight_features, weather_features and training_set over the days
-   FIRST..LAST with the copy's own engine (`skipwise.engine.load_project(".").materialize`, no
-   Dagster), recording every partition's action (run/skip) and reason.
+   FIRST..LAST with the engine, the way a process outside Dagster runs it
+   (`skipwise.engine.load_project(".")`, which resolves the graph of the copy's
+   `assets.definitions` through its snapshot, then `Project.materialize`), recording every
+   partition's action (run/skip) and reason.
 2. Oracle: every expected partition is recomputed directly from the raw files in the workspace (not
-   DVC's record of them), params.yaml and the copy's asset functions, with no engine cache: no
-   fingerprint, no manifest, no stat cache. The inputs are assembled the way the engine assembles
-   them (a flight day reads the raw flights of the LOOKBACK_DAYS before it and itself, a weather day
-   the WEATHER_HISTORY_DAYS before it and itself; training_set every flight_features and
-   weather_features day, each read back from its parquet bytes, in key order, concatenated with
-   `how="vertical_relaxed"`), and serialized with the engine's own writer (`_serialize`).
+   DVC's record of them), params.yaml and the copy's asset functions, with no engine state: no
+   fingerprint, no manifest, no stat cache, no resolved graph or snapshot. What it needs comes from
+   the copy's `assets.definitions` as Dagster holds it: the window each asset reads (its input's
+   `TimeWindowPartitionMapping`: a flight day reads the raw flights of LOOKBACK_DAYS before it and
+   itself, a weather day the WEATHER_HISTORY_DAYS before it and itself, clipped to the source's
+   start), the source folders, the `@sw.asset` functions (called with a context holding the
+   partition key and their `dg.Config` class built from params.yaml's section for the asset, over
+   the class defaults). training_set gets every flight_features and weather_features day, each read
+   back from its parquet bytes, in key order, concatenated with `how="vertical_relaxed"`. Values
+   are serialized with the library's writer for the asset's declared format (`skipwise.formats`).
 3. Committed state: for every manifest under data/*/*/*/manifest.json, its output_hash and the
    sha256 of the bytes its output file really holds.
 
-The result (JSON) goes to RESULT.json; the driver compares the three. This file must not import
-`bench` (run with -P it cannot): it runs against the copy's code only.
+The result (JSON) goes to RESULT.json, with the files of every project module that was imported
+(`code_from`, all of which must lie in the copy) and the library's (`library_from`); the driver
+compares them. This file must not import `bench` (run with -P it cannot): it runs against the
+copy's code only.
 """
 
 from __future__ import annotations
@@ -61,49 +73,94 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def oracle(days: list[str], out: dict) -> None:
-    """Expected sha256 of every partition of the build, computed without any engine state."""
-    import polars as pl
+class _Context:
+    """What the demo's asset functions read of Dagster's context: the partition key."""
 
-    import assets.graph as g
-    from skipwise.engine import PartitionContext, _load_function, _serialize, load_project
+    def __init__(self, asset: str, partition_key: str) -> None:
+        self.asset, self.partition_key = asset, partition_key
+
+    @property
+    def partition_keys(self) -> list[str]:
+        return [self.partition_key]
+
+    @property
+    def has_partition_key(self) -> bool:
+        return self.partition_key != "all"
+
+
+def _plain(value):
+    return getattr(value, "value", getattr(value, "text", value))
+
+
+def oracle(days: list[str], out: dict) -> None:
+    """Expected sha256 of every partition of the build, computed without any engine state.
+
+    Everything the build is checked against comes from the copy's Dagster definitions as
+    Dagster holds them (not skipwise's resolved graph or its snapshot): each input's
+    TimeWindowPartitionMapping, the source folders, the asset functions and their dg.Config
+    classes, built from params.yaml read here (class defaults, overridden by the asset's section).
+    """
+    import dagster as dg
+    import polars as pl
+    import yaml
+
+    import assets.definitions as g
+    from skipwise import formats
+    from skipwise.bodies import REGISTRY
+    from skipwise.core.partitions import UNPARTITIONED
 
     t = time.perf_counter()
     try:
-        project = load_project(".")  # afresh: params.yaml as it is now, checked against the graph
-        start = g.DAILY.start
+        params_yaml = yaml.safe_load(Path("params.yaml").read_text()) or {}
+        sources = {"raw_flights": g.raw_flights, "raw_weather": g.raw_weather}
 
-        def raw_window(source: str, day: str, lookback: int) -> pl.DataFrame:
+        def body_of(adef):
+            return REGISTRY[_plain(adef.metadata_by_key[adef.key]["skipwise/fn"])]
+
+        def call(adef, key: str, inputs: dict):
+            body = body_of(adef)
+            kwargs = dict(inputs)
+            if body.context_param:
+                kwargs[body.context_param] = _Context(adef.key.path[-1], key)
+            if body.config_param:
+                kwargs[body.config_param] = body.config_class(**(params_yaml.get(adef.key.path[-1]) or {}))
+            return body.fn(**kwargs)
+
+        def serialize(adef, value) -> bytes:
+            fmt = _plain(adef.metadata_by_key[adef.key].get("skipwise/format")) or ""
+            return (formats.get(fmt) if fmt else formats.for_value(value)).encode(value)
+
+        def raw_window(adef, source: str, day: str) -> pl.DataFrame:
+            """The raw files of `day` and the days the asset's partition mapping reads before it."""
+            src = sources[source]
+            mapping = adef.get_partition_mapping(dg.AssetKey(source))
+            if type(mapping) is not dg.TimeWindowPartitionMapping or mapping.end_offset != 0:
+                raise AssertionError(f"{adef.key.path[-1]} reads {source} through {mapping!r}: the oracle knows day windows only")
+            start = src.partitions_def.start.date()
+            folder = Path(_plain(src.metadata["skipwise/path"]))
             d = date.fromisoformat(day)
             frames = []
-            for i in range(lookback, -1, -1):
+            for i in range(-mapping.start_offset, -1, -1):
                 k = d - timedelta(days=i)
                 if k < start:
                     continue  # clipped to the source's partitions
-                path = Path(g.GRAPH.node(source).path) / f"{k.isoformat()}.parquet"
+                path = folder / f"{k.isoformat()}.parquet"
                 if k == d or path.exists():
                     frames.append(pl.read_parquet(io.BytesIO(path.read_bytes())))
             return pl.concat(frames, how="vertical_relaxed")
 
         expected: dict[str, str] = {}
         outputs: dict[tuple[str, str], bytes] = {}
-        windows = {"flight_features": ("raw_flights", g.LOOKBACK_DAYS), "weather_features": ("raw_weather", g.WEATHER_HISTORY_DAYS)}
-        for name, (source, lookback) in windows.items():
-            asset = g.GRAPH.asset(name)
-            fn = _load_function(asset.fn)
-            params = project.params_of(asset)
+        for adef, source in ((g.flight_features, "raw_flights"), (g.weather_features, "raw_weather")):
+            name = adef.key.path[-1]
             for day in days:
-                value = fn(PartitionContext(name, day, params), **{source: raw_window(source, day, lookback)})
-                data = _serialize(asset, value)
+                data = serialize(adef, call(adef, day, {source: raw_window(adef, source, day)}))
                 outputs[(name, day)] = data
                 expected[f"{name}/{day}"] = _sha(data)
-        ts = g.GRAPH.asset("training_set")
         ups = {n: pl.concat([pl.read_parquet(io.BytesIO(outputs[(n, d)])) for d in sorted(days)], how="vertical_relaxed")
                for n in ("flight_features", "weather_features")}
-        from skipwise.core.partitions import UNPARTITIONED
-
-        value = _load_function(ts.fn)(PartitionContext("training_set", UNPARTITIONED, project.params_of(ts)), **ups)
-        expected[f"training_set/{UNPARTITIONED}"] = _sha(_serialize(ts, value))
+        value = call(g.training_set, UNPARTITIONED, ups)
+        expected[f"training_set/{UNPARTITIONED}"] = _sha(serialize(g.training_set, value))
         out["expected"] = expected
     except BaseException:  # noqa: BLE001
         out["oracle_error"] = traceback.format_exc()[-6000:]
@@ -133,13 +190,15 @@ def main(argv: list[str]) -> int:
     import skipwise.engine  # noqa: F401 - timed apart from the build
 
     out["t_import"] = time.perf_counter() - T0
-    out["code_from"] = [skipwise.engine.__file__]
+    out["library_from"] = skipwise.engine.__file__  # the installed library (the copy holds none)
     build(step, days, out)
     if mode != "build":
         oracle(days, out)
-    import assets.bodies
+    import assets.definitions  # noqa: F401 - the build may have planned from the snapshot alone
 
-    out["code_from"].append(assets.bodies.__file__)
+    # Every module of the project that ran: the driver checks each came from the copy.
+    out["code_from"] = sorted({m.__file__ for n, m in list(sys.modules.items())
+                               if (n == "assets" or n.startswith("assets.")) and getattr(m, "__file__", None)})
     committed(out)
     out["t_total"] = time.perf_counter() - T0
     Path(result_path).write_text(json.dumps(out))

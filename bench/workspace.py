@@ -5,8 +5,11 @@ with `dvc add`, and a dvc.yaml of two stages over the same raw data:
 
 - `plain`: `plain_build.py` rebuilds every partition into data/dvcplain (an output DVC caches and
   deletes before each rerun: the whole-stage baseline);
-- `skipwise`: runs skipwise through Dagster (no outputs declared, like the project's own stage:
+- `skipwise`: runs `skipwise materialize` (no outputs declared, like the project's own stage:
   skipwise keeps its partitions between runs).
+
+Both projects are in the Dagster-native style: `@sw.asset` definitions in `<package>/definitions.py`,
+named once in the project's pyproject.toml (`[tool.skipwise] definitions = ...`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 DVC = str(BIN / "dvc") if (BIN / "dvc").exists() else (shutil.which("dvc") or "dvc")
-DEMO_FILES = ["assets", "pipelines", "params.yaml", "dvc.yaml", ".dvcignore", "skipwise.toml"]
+DEMO_FILES = ["assets", "pipelines", "params.yaml", "dvc.yaml", ".dvcignore", "skipwise.toml", "pyproject.toml"]
 
 
 @dataclass
@@ -33,18 +36,23 @@ class Workspace:
 
     name: str
     root: Path
-    graph_ref: str
-    package: str  # the top-level package of the graph and bodies (purged from sys.modules after edits)
+    defs: str  # the module of the project's dg.Definitions (what its pyproject.toml names)
+    package: str  # the top-level package of the definitions (purged from sys.modules after edits)
     selection: list[str]
     raw_dirs: list[str]
     first: str
     last: str
     dagster_home: Path
     change_file: str  # the raw file rewritten by the "one changed raw partition" scenario
-    edit_asset: str  # the asset whose body the "code change" scenario edits
+    edit_asset: str  # the asset whose function the "code change" scenario edits
     raw_bytes: int = 0
     setup_seconds: dict[str, float] = field(default_factory=dict)
     edits: int = 0
+
+    @property
+    def definitions_file(self) -> Path:
+        """The file of the definitions module (touching it invalidates skipwise's graph snapshot)."""
+        return self.root / Path(*self.defs.split(".")).with_suffix(".py")
 
     @property
     def partition_range(self) -> str:
@@ -52,6 +60,7 @@ class Workspace:
 
     @property
     def n_keys(self) -> int:
+        """Keys in first...last (both benchmark datasets are daily)."""
         return (date.fromisoformat(self.last) - date.fromisoformat(self.first)).days + 1
 
     @property
@@ -105,12 +114,13 @@ def _write_stages(ws: Workspace, skipwise_cmd: str) -> None:
         "# Written by bench.workspace: the whole-stage baseline and the skipwise stage over the same raw data.\n"
         "stages:\n"
         "  plain:\n"
-        f"    cmd: {py} plain_build.py --graph {ws.graph_ref} --select {','.join(ws.selection)} --range {ws.partition_range}"
+        f"    cmd: {py} plain_build.py --defs {ws.defs} --select {','.join(ws.selection)} --range {ws.partition_range}"
         " --out data/dvcplain --stats bench_stats/plain.json\n"
         "    deps:\n"
         f"{deps}"
         "      - plain_build.py\n"
         f"      - {ws.package}\n"
+        "      - pyproject.toml\n"
         "    outs:\n"
         "      - data/dvcplain\n"
         "  skipwise:\n"
@@ -118,6 +128,7 @@ def _write_stages(ws: Workspace, skipwise_cmd: str) -> None:
         "    deps:\n"
         f"{deps}"
         f"      - {ws.package}\n"
+        "      - pyproject.toml\n"
         "      - pipelines\n"
     )
 
@@ -137,7 +148,7 @@ def setup_demo(base: Path, days: int = 365) -> Workspace:
     ws = Workspace(
         name="demo",
         root=root,
-        graph_ref="assets.graph:GRAPH",
+        defs="assets.definitions",
         package="assets",
         selection=["flight_features", "weather_features"],
         raw_dirs=["data/raw/flights", "data/raw/weather"],
@@ -156,7 +167,7 @@ def setup_demo(base: Path, days: int = 365) -> Workspace:
 
 
 def setup_gen(base: Path, days: int, rows: int, name: str = "generated") -> Workspace:
-    """A generated project (package `genassets`) with `days` days of ~10 MB synthetic raw files."""
+    """A generated project (package `genassets`, `@sw.asset` definitions) with `days` days of ~10 MB synthetic raw files."""
     import time
 
     from bench.gen import generate
@@ -164,21 +175,22 @@ def setup_gen(base: Path, days: int, rows: int, name: str = "generated") -> Work
     root = base / name
     root.mkdir(parents=True)
     _copy(BENCH / "genproject" / "genassets", root / "genassets")
+    _copy(BENCH / "genproject" / "pyproject.toml", root / "pyproject.toml")
     for name_ in ("pipelines", ".dvcignore", "skipwise.toml"):
         _copy(REPO / name_, root / name_)
     _copy(BENCH / "plain_build.py", root / "plain_build.py")
     start = date(2024, 1, 1)
     end = start + timedelta(days=days)
-    graph = root / "genassets" / "graph.py"
-    text = graph.read_text()
-    text = _replace_line(text, "START = ", f"START = date({start.year}, {start.month}, {start.day})")
-    text = _replace_line(text, "END = ", f"END = date({end.year}, {end.month}, {end.day})")
-    graph.write_text(text)
+    defs = root / "genassets" / "definitions.py"
+    text = defs.read_text()
+    text = _replace_line(text, "START = ", f'START = "{start.isoformat()}"')
+    text = _replace_line(text, "END = ", f'END = "{end.isoformat()}"')  # exclusive, as Dagster's end_date
+    defs.write_text(text)
     (root / "params.yaml").write_text("event_features: {}\n")
     ws = Workspace(
         name=name,
         root=root,
-        graph_ref="genassets.graph:GRAPH",
+        defs="genassets.definitions",
         package="genassets",
         selection=["event_features"],
         raw_dirs=["data/raw/events"],
@@ -207,9 +219,9 @@ def _version_raw(ws: Workspace) -> None:
 
 
 def _skipwise_stage_cmd(ws: Workspace) -> str:
-    # `skipwise materialize`, run as `python -m skipwise.cli` so that it uses this copy's code, like the
-    # in-process runs (the `skipwise` script imports the installed, editable /work/main/pipelines).
-    return (f"{sys.executable} -m skipwise.cli --root . --graph {ws.graph_ref} materialize "
+    # `skipwise materialize` with this interpreter (the venv's skipwise, as the in-process runs use);
+    # the definitions come from the project's pyproject.toml, as for any user.
+    return (f"{sys.executable} -m skipwise.cli --root . materialize "
             f"--select {','.join(ws.selection)} --partition {ws.partition_range}")
 
 
@@ -236,8 +248,8 @@ def change_raw(ws: Workspace) -> None:
 
 
 def edit_code(ws: Workspace) -> Path:
-    """Add a harmless statement at the top of the edited asset's body: its code version changes."""
-    fn_ref = next(a.fn for a in _graph_assets(ws) if a.name == ws.edit_asset)
+    """Add a harmless statement at the top of the edited asset's function: its code version changes."""
+    fn_ref = project_graph(ws).asset(ws.edit_asset).fn
     module, _, fn = fn_ref.partition(":")
     path = ws.root / Path(*module.split(".")).with_suffix(".py")
     source = path.read_text()
@@ -257,15 +269,15 @@ def _is_docstring(stmt: ast.stmt) -> bool:
     return isinstance(stmt, ast.Expr) and isinstance(getattr(stmt, "value", None), ast.Constant) and isinstance(stmt.value.value, str)
 
 
-def _graph_assets(ws: Workspace):
-    """The graph's assets, parsed from source (the graph module may be stale in sys.modules)."""
-    import importlib
+def project_graph(ws: Workspace):
+    """skipwise's resolved graph of the workspace: from its snapshot while the definitions are
+    unchanged, else by importing them afresh (the modules may be stale in sys.modules)."""
+    from skipwise.engine import resolve_graph
 
-    purge_modules(ws.package)
     if str(ws.root) not in sys.path:
         sys.path.insert(0, str(ws.root))
-    module, _, name = ws.graph_ref.partition(":")
-    return getattr(importlib.import_module(module), name).assets
+    purge_modules(ws.package)
+    return resolve_graph(ws.root, ws.defs)[0]
 
 
 def purge_modules(package: str) -> None:
@@ -283,11 +295,7 @@ def clear_outputs(ws: Workspace, *rel: str) -> None:
 
 
 def skipwise_state(ws: Workspace) -> list[str]:
-    """Everything skipwise derived for the selected assets: partitions, stat cache, cost ledger."""
-    import importlib
-
-    if str(ws.root) not in sys.path:
-        sys.path.insert(0, str(ws.root))
-    module, _, name = ws.graph_ref.partition(":")
-    graph = getattr(importlib.import_module(module), name)
+    """Everything skipwise derived for the selected assets: partitions, its state folder (stat cache,
+    code-version cache, graph snapshot) and the cost ledger."""
+    graph = project_graph(ws)
     return [f"data/{graph.asset(n).layer}/{n}" for n in ws.selection] + ["data/.skipwise", "data/ledger"]

@@ -848,9 +848,35 @@ def resolve_graph(root: Path, definitions: str) -> tuple[Graph, str]:
     graph, until, cacheable = graph_of(defs, instance_factory=instance)
     files = snapshot.watched_files(root, dict(sys.modules), ["pyproject.toml", "skipwise.toml"])
     from_root = any(rel.endswith(".py") for rel in files)
-    if cacheable and from_root:  # definitions imported from elsewhere cannot be watched: never cached
+    # Definitions imported from elsewhere cannot be watched, and a graph resolved from modules
+    # whose files changed since they were imported would be saved as the graph of the new files.
+    if cacheable and from_root and _imported_as_on_disk(root, files):
         snapshot.save(root, definitions, graph, files, until, _library_stamp())
     return graph, why
+
+
+def _imported_as_on_disk(root: Path, files: Mapping[str, Any]) -> bool:
+    """Whether every watched module file holds the bytes its module was imported from."""
+    from skipwise import loaded
+    from skipwise.core.hashing import sha256_bytes
+
+    start = None
+    for rel in files:
+        if not rel.endswith(".py"):
+            continue
+        path = Path(root) / rel
+        src = loaded.source_of(path)
+        try:
+            if src is not None:
+                if sha256_bytes(path.read_bytes()) != src.sha256:
+                    return False
+                continue
+            start = start or loaded.process_start()
+            if start is None or os.stat(path).st_ctime >= start - 0.1:
+                return False  # imported before skipwise could record it, and maybe changed since
+        except OSError:
+            return False
+    return True
 
 
 def load_project(root: Path | None = None, definitions: str | None = None) -> Project:

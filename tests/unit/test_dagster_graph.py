@@ -91,3 +91,30 @@ def test_identity_between_equal_partitionings(module):
     graph, _, cacheable = graph_of(defs)
     assert cacheable and graph.asset("rolling").deps[0].mapping == Offsets(-23, 0)
     assert Identity() != Offsets(0, 0)  # an explicit identity stays Identity; a zero window is Offsets(0, 0)
+
+
+def test_no_snapshot_is_saved_from_modules_edited_after_their_import(tmp_path):
+    # A long-lived process (dagster dev) imported the old code; the file has changed since: the
+    # graph it resolves is the old code's and must not be saved as the graph of the new file.
+    import subprocess
+
+    (tmp_path / "pyproject.toml").write_text('[tool.skipwise]\ndefinitions = "shopdefs"\n')
+    (tmp_path / "shopdefs.py").write_text(textwrap.dedent(MODULE).replace("STORES = dg.DynamicPartitionsDefinition(name=\"stores\")", "")
+                                          .replace("@sw.asset(partitions_def=STORES)", "@sw.asset").replace(", per_store]", "]"))
+    code = (
+        "import importlib, pathlib\n"
+        "import shopdefs\n"
+        "p = pathlib.Path('shopdefs.py'); p.write_text(p.read_text().replace('start_offset=-23', 'start_offset=-5'))\n"
+        "from skipwise.engine import resolve_graph\n"
+        "g, _ = resolve_graph(pathlib.Path('.'), 'shopdefs')\n"
+        "print(g.asset('rolling').deps[0].mapping)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env={
+        **__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert "Offsets(start=-23" in out.stdout  # the process ran the old code...
+    assert not snapshot.path_of(tmp_path).exists()  # ...and did not save its graph for the new file
+    fresh = subprocess.run([sys.executable, "-c", "import pathlib; from skipwise.engine import resolve_graph; "
+                            "print(resolve_graph(pathlib.Path('.'), 'shopdefs')[0].asset('rolling').deps[0].mapping)"],
+                           cwd=tmp_path, capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+    assert "Offsets(start=-5" in fresh.stdout and snapshot.path_of(tmp_path).exists()
