@@ -5,13 +5,20 @@
 A false cache hit (a partition reported up to date whose stored output differs from what the current
 code, params and raw data would produce) is the worst bug skipwise can have. This soak looks for one:
 
-1. It makes a real project in a temporary folder (the project files, 12 days of raw data written by
-   `assets.ingest`, `git init`, `dvc init`, `dvc add data/raw/flights data/raw/weather`) and builds it.
+1. It makes a real project in a temporary folder (the demo's code location `assets/` with
+   `assets/definitions.py`, params.yaml, pyproject.toml and the other config files, 12 days of raw
+   data written by `assets.ingest`, `git init`, `dvc init`, `dvc add data/raw/flights
+   data/raw/weather`) and builds it. The copy holds no pipelines/: it runs the installed library
+   (`skipwise`), so the edits are to the project's own files only.
 2. Then, for each of N seeded random steps: one random edit (see KINDS), then one subprocess in the
-   project (its own code: `PYTHONPATH=<project>`, no Dagster) that runs an incremental build of
-   flight_features, weather_features and training_set over the 12 days and then the oracle
-   (`bench/false_hits_worker.py`): every partition recomputed straight from the raw files, params.yaml
-   and the asset functions, with no engine state, serialized by the engine's writer.
+   project (its own code: cwd and `PYTHONPATH=<project>`; no Dagster run) that runs an incremental
+   build of flight_features, weather_features and training_set over the 12 days through
+   `skipwise.engine.load_project(".")` and `Project.materialize`, and then the oracle
+   (`bench/false_hits_worker.py`): every partition recomputed straight from the raw files,
+   params.yaml and the `@sw.asset` functions with their `dg.Config` classes, windows read off the
+   Dagster definitions' partition mappings, with no engine state, serialized by the library's writer.
+   Code edits go to assets/definitions.py (partition mappings, config defaults, bodies, module
+   constants) and the feature modules the bodies call (assets/features/).
 3. A **false hit** is a partition the build reported as a skip whose committed bytes (or manifest
    hash) differ from the oracle's. Also counted: partitions recomputed and still wrong, builds that
    failed (none of the edits is meant to be refused), and **wasted recomputes** (partitions recomputed
@@ -52,7 +59,9 @@ REPO = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "false_hits_worker.py"
 BIN = Path(sys.executable).parent
 DVC = str(BIN / "dvc") if (BIN / "dvc").exists() else (shutil.which("dvc") or "dvc")
-PROJECT_FILES = ["assets", "pipelines", "params.yaml", "dvc.yaml", ".dvcignore", "skipwise.toml", "pyproject.toml"]
+#: What a copy holds: the demo's code location and its config. Not pipelines/: the copy runs the
+#: installed library (`skipwise`, editable from this repository's pipelines/), whatever the copy holds.
+PROJECT_FILES = ["assets", "params.yaml", "dvc.yaml", ".dvcignore", "skipwise.toml", "pyproject.toml"]
 FIRST, LAST = "2013-01-01", "2013-01-12"
 DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]
 RAW_KINDS = ("flights", "weather")
@@ -65,9 +74,21 @@ KINDS = [RAW_ADD, RAW, REVERT_ADD, REVERT, SAME_SIZE, PARAMS, HELPER, CONSTANT, 
 #: Edits after which nothing may be recomputed (a plain `cp -a` only: one followed by an edit is not).
 NO_RECOMPUTE = {COMMENT, TOUCH, COPY}
 
-CODE_FILES = ["assets/bodies.py", "assets/graph.py", "assets/features/flights.py", "assets/features/weather.py", "assets/features/training.py"]
-#: Helper edits, each toggled (applied, or reverted when applied).
+#: The code the three built assets run: their definitions (graph, config classes and bodies in one
+#: module) and the feature modules they call. Comment-only edits go to any of them.
+CODE_FILES = ["assets/definitions.py", "assets/features/flights.py", "assets/features/weather.py", "assets/features/training.py"]
+#: Helper edits, each toggled (applied, or reverted when applied); each `old` occurs once in its file.
 HELPERS = [
+    # assets/definitions.py: the graph (partition mappings), the dg.Config defaults and the bodies.
+    ("assets/definitions.py", "start_offset=-LOOKBACK_DAYS)", "start_offset=-LOOKBACK_DAYS + 1)"),  # one day less read
+    ("assets/definitions.py", '"raw_weather": dg.AssetIn(partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-WEATHER_HISTORY_DAYS))',
+     '"raw_weather": dg.AssetIn(partition_mapping=dg.TimeWindowPartitionMapping(start_offset=0))'),  # no previous day
+    ("assets/definitions.py", "window_hours: int = 3", "window_hours: int = 4"),  # a config default (params.yaml may override it)
+    ("assets/definitions.py", "delay_threshold_minutes: int = 15", "delay_threshold_minutes: int = 20"),
+    ("assets/definitions.py", "float(config.delay_threshold_minutes))", "float(config.delay_threshold_minutes) + 1)"),  # a body
+    ("assets/definitions.py", "datetime.timedelta(minutes=config.weather_lead_minutes))",
+     "datetime.timedelta(minutes=config.weather_lead_minutes + 30))"),  # training_set's body, not delay_predictions'
+    # the feature modules the bodies call
     ("assets/features/weather.py", 'closed="right"', 'closed="both"'),
     ("assets/features/flights.py", "minutes=sched % 100", "minutes=sched % 60"),  # a numeric constant
     ("assets/features/flights.py", "delay_threshold_minutes: float = 15.0", "delay_threshold_minutes: float = 16.0"),  # unused default
@@ -78,14 +99,17 @@ HELPERS = [
 ]
 #: Module-level constants used by helpers: (file, the assigned name, the augmented assignment toggled after it).
 CONSTANTS = [
+    ("assets/definitions.py", "LOOKBACK_DAYS", "LOOKBACK_DAYS -= 2"),  # the graph's window and the body's argument
+    ("assets/definitions.py", "WEATHER_HISTORY_DAYS", "WEATHER_HISTORY_DAYS += 1"),  # the window only (delay_predictions' too)
     ("assets/features/weather.py", "WEATHER_VALUE_COLUMNS", 'WEATHER_VALUE_COLUMNS += ["dewp"]'),
     ("assets/features/flights.py", "FLIGHT_SORT_KEYS", 'FLIGHT_SORT_KEYS += ["distance"]'),  # training.py imports it too
     ("assets/features/flights.py", "FLIGHT_FEATURE_COLUMNS", 'FLIGHT_FEATURE_COLUMNS += ["air_time"]'),
 ]
+#: (params.yaml section, key, values); None: the key removed, so the dg.Config class default applies.
 PARAM_VALUES = [
-    ("flight_features", "delay_threshold_minutes", [15, 20, 10]),
-    ("weather_features", "window_hours", [3, 2, 4]),
-    ("training_set", "weather_lead_minutes", [60, 30]),
+    ("flight_features", "delay_threshold_minutes", [15, 20, 10, None]),
+    ("weather_features", "window_hours", [3, 2, 4, None]),
+    ("training_set", "weather_lead_minutes", [60, 30, None]),
 ]
 
 
@@ -149,15 +173,68 @@ def copy_without_outputs(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, ignore=ignore, symlinks=True)
 
 
+class StepServer:
+    """`false_hits_worker.py --serve`: one long-lived process that has imported the third-party
+    libraries (Dagster takes seconds) and forks a fresh child for each step (see its `serve`).
+    The child imports skipwise and the project's code itself, in the copy, as a new process would."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+
+    def run(self, root: Path, argv: list[str], log: Path, timeout: float) -> int:
+        for attempt in (1, 2):  # a server that died is started again, once
+            if self.proc is None or self.proc.poll() is not None:
+                env = env_for(root)
+                env.pop("PYTHONPATH", None)  # the server sees no project: each child puts its own first
+                self.proc = subprocess.Popen([sys.executable, "-P", str(WORKER), "--serve"], cwd=root.parent, env=env,
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            try:
+                self.proc.stdin.write(json.dumps({"cwd": str(root), "argv": argv, "log": str(log), "timeout": timeout}) + "\n")
+                self.proc.stdin.flush()
+                reply = self.proc.stdout.readline()
+            except (BrokenPipeError, OSError):
+                reply = ""
+            if reply:
+                return int(json.loads(reply)["rc"])
+            self.close()
+            if attempt == 2:
+                raise RuntimeError("the step server (false_hits_worker.py --serve) died twice in a row")
+        return 1
+
+    def close(self) -> None:
+        if self.proc is not None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+            self.proc = None
+
+
+#: None: a plain subprocess per step (`--fresh-process`); else the step server.
+SERVER: StepServer | None = None
+
+
 def run_worker(root: Path, step: int | str, result: Path, mode: str = "all") -> tuple[dict, float]:
-    """One subprocess: the incremental build, then (mode "all") the oracle. Returns (result, wall s)."""
+    """One fresh process: the incremental build, then (mode "all") the oracle. Returns (result, wall s).
+
+    The process is a child forked by the step server, or (`--fresh-process`) a plain subprocess
+    `cd <root> && PYTHONPATH=<root> python -P false_hits_worker.py ...`.
+    """
     result.unlink(missing_ok=True)
+    argv = [str(result), str(step), FIRST, LAST, mode]
     t = time.perf_counter()
-    p = subprocess.run([sys.executable, "-P", str(WORKER), str(result), str(step), FIRST, LAST, mode],
-                       cwd=root, env=env_for(root), capture_output=True, text=True, timeout=600)
+    if SERVER is not None:
+        log = result.with_suffix(".log")
+        rc = SERVER.run(root, argv, log, 600)
+        stderr = log.read_text(errors="replace") if log.exists() else ""
+    else:
+        p = subprocess.run([sys.executable, "-P", str(WORKER), *argv], cwd=root, env=env_for(root), capture_output=True, text=True,
+                           timeout=600)
+        rc, stderr = p.returncode, p.stderr
     wall = time.perf_counter() - t
-    if p.returncode != 0 or not result.exists():
-        return {"outcomes": [], "build_error": f"worker exited {p.returncode}:\n{p.stderr[-4000:]}", "oracle_error": "no result",
+    if rc != 0 or not result.exists():
+        return {"outcomes": [], "build_error": f"worker exited {rc}:\n{stderr[-4000:]}", "oracle_error": "no result",
                 "committed": {}, "warnings": []}, wall
     return json.loads(result.read_text()), wall
 
@@ -303,22 +380,30 @@ def same_size_raw(s: Soak) -> dict:
 
 
 def toggle_params(s: Soak) -> dict:
+    """Set one param of params.yaml to another value, remove it (the dg.Config default applies) or
+    put it back (under its section, which stays, empty or not)."""
     section, key, values = s.rng.choice(PARAM_VALUES)
     path = s.root / "params.yaml"
     lines = path.read_text().splitlines(keepends=True)
-    current, out, done = None, [], None
-    for line in lines:
+    current, header, at = None, None, None
+    for i, line in enumerate(lines):
         if line and not line[0].isspace() and line.rstrip().endswith(":"):
             current = line.strip()[:-1]
-        if current == section and line.strip().startswith(f"{key}:") and done is None:
-            old = line.split(":", 1)[1].strip()
-            new = s.rng.choice([v for v in values if str(v) != old])
-            line = f"  {key}: {new}\n"
-            done = (old, new)
-        out.append(line)
-    if done is None:
-        raise RuntimeError(f"params.yaml has no {section}.{key}")
-    return _write_text(s, path, "".join(out), {"param": f"{section}.{key}", "from": done[0], "to": done[1]})
+            if current == section and header is None:
+                header = i
+        if current == section and line.strip().startswith(f"{key}:") and at is None:
+            at = i
+    if header is None:
+        raise RuntimeError(f"params.yaml has no section {section}")
+    old = lines[at].split(":", 1)[1].strip() if at is not None else None
+    new = s.rng.choice([v for v in values if (None if v is None else str(v)) != old])
+    if at is None:
+        lines.insert(header + 1, f"  {key}: {new}\n")
+    elif new is None:
+        del lines[at]
+    else:
+        lines[at] = f"  {key}: {new}\n"
+    return _write_text(s, path, "".join(lines), {"param": f"{section}.{key}", "from": old or "(absent)", "to": "(absent)" if new is None else new})
 
 
 def _write_text(s: Soak, path: Path, text: str, out: dict) -> dict:
@@ -487,7 +572,8 @@ def edit_manifest(s: Soak) -> dict:
 
 
 def touch(s: Soak) -> dict:
-    targets = [*s.raw_files(), *CODE_FILES, "pipelines/__init__.py", "pipelines/core/spec.py", "params.yaml", "data/raw/flights.dvc", "data/raw/weather.dvc", "dvc.yaml", "skipwise.toml"]
+    targets = [*s.raw_files(), *CODE_FILES, "assets/__init__.py", "assets/features/__init__.py", "pyproject.toml",
+               "data/.skipwise/graph.json", "params.yaml", "data/raw/flights.dvc", "data/raw/weather.dvc", "dvc.yaml", "skipwise.toml"]
     for d in s.partitions():
         m = _manifest(d)
         output = Path(m["output"]).name if m else "0-no-output"
@@ -589,6 +675,12 @@ def check(step: int, kind: str, op: dict, res: dict, seconds: float, worker_seco
     outside = [f for f in res.get("code_from", []) if root is not None and not Path(f).resolve().is_relative_to(root.resolve())]
     if outside:  # the worker must run the project's own code, never this checkout's
         r.oracle_error = f"the worker ran code from outside the project: {outside}"
+    elif root is not None and "code_from" in res and not any(Path(f).resolve() == (root / "assets" / "definitions.py").resolve()
+                                                               for f in res["code_from"]):
+        r.oracle_error = f"the worker never imported the project's assets/definitions.py: {res['code_from']}"
+    lib = res.get("library_from")
+    if root is not None and lib and not Path(lib).resolve().is_relative_to(library_dir()):
+        r.oracle_error = f"the worker ran another skipwise than the installed one ({library_dir()}): {lib}"
     actions = {f"{a}/{k}": act for a, k, act, _ in res.get("outcomes", [])}
     r.recomputed = sum(act == "run" for act in actions.values())
     committed = res.get("committed", {})
@@ -717,12 +809,23 @@ def load_average() -> float | None:
         return None
 
 
-def code_digest(root: Path) -> str:
+def library_dir() -> Path:
+    """The folder of the installed library every copy runs (found without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skipwise")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("skipwise is not installed in this environment (pip install -e .)")
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
+
+
+def code_digest(folder: Path) -> str:
+    """A digest of the library's source files (what the report calls the engine source digest)."""
     import hashlib
 
     h = hashlib.sha256()
-    for path in sorted((root / "pipelines").rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    for path in sorted(folder.rglob("*.py")):
+        h.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:12]
 
 
@@ -771,9 +874,23 @@ def main(argv: list[str] | None = None) -> int:
                     help="after each step keep only the newest N cost-ledger files (default 0: keep all). The engine's "
                          "budget check reads the whole ledger on every build that computes, so without this a long "
                          "soak slows down step by step")
+    ap.add_argument("--fresh-process", action="store_true",
+                    help="run each step in a plain new interpreter instead of a child forked by a server that has "
+                         "imported Dagster and the other third-party libraries once (slower by the imports: seconds a step)")
     ap.add_argument("--inject-false-hit", type=int, metavar="STEP", help=argparse.SUPPRESS)  # self-test of the oracle
     ap.add_argument("--src", type=Path, default=REPO, help="the project to copy (assets, pipelines, params.yaml...); default this one")
     args = ap.parse_args(argv)
+    global SERVER
+    SERVER = None if args.fresh_process else StepServer()
+    try:
+        return _soak(args, argv)
+    finally:
+        if SERVER is not None:
+            SERVER.close()
+            SERVER = None
+
+
+def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
     steps = args.replay if args.replay else args.steps
     keep = args.keep or bool(args.replay)
     command = "python -m bench.false_hits " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -792,7 +909,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"the oracle disagrees with the first build: {first.wrong_after_run + first.missing}")
         return 1
     say(f"false_hits: first build {wall:.2f} s ({res.get('t_build', 0):.2f} s build, {res.get('t_oracle', 0):.2f} s oracle)")
-    digest = code_digest(s.root)
+    digest = code_digest(library_dir())
     results: list[StepResult] = []
     scratch_checks = scratch_bad = 0
     refusals: list[str] = []
@@ -811,6 +928,7 @@ def main(argv: list[str] | None = None) -> int:
         extra += f" --src {args.src}" if args.src.resolve() != REPO else ""
         extra += f" --settle-after-copy {args.settle_after_copy:g}" if args.settle_after_copy else ""
         extra += f" --ledger-keep {args.ledger_keep}" if args.ledger_keep else ""
+        extra += " --fresh-process" if args.fresh_process else ""
         return f".venv/bin/python -m bench.false_hits --seed {args.seed} --replay {step}{extra}"
 
     steps_log = args.out.with_suffix(".steps.jsonl")

@@ -183,6 +183,8 @@ def committed(out: dict) -> None:
 
 
 def main(argv: list[str]) -> int:
+    if argv[1:2] == ["--serve"]:
+        return serve()
     result_path, step, first, last = argv[1:5]
     mode = argv[5] if len(argv) > 5 else "all"
     days = days_between(first, last)
@@ -202,6 +204,71 @@ def main(argv: list[str]) -> int:
     committed(out)
     out["t_total"] = time.perf_counter() - T0
     Path(result_path).write_text(json.dumps(out))
+    return 0
+
+
+#: What a server process imports once, before any project exists: third-party libraries only
+#: (importing Dagster alone takes seconds, and every step needs it: the project's definitions
+#: import it). Never the library under test nor the project's code: each step imports those afresh.
+PRELOAD = ("dagster", "polars", "pyarrow", "pyarrow.parquet", "yaml", "duckdb")
+
+
+def serve() -> int:
+    """`--serve`: import PRELOAD, then run one step per request in a forked child.
+
+    A request is one JSON line on stdin: {"cwd", "argv", "log", "timeout"}. The child changes to
+    `cwd` (the project copy), puts it first on sys.path and in PYTHONPATH (as `cd <copy> &&
+    PYTHONPATH=<copy> python -P` would), sends its stdout and stderr to `log` and runs `main(argv)`;
+    it imports skipwise and the project's modules itself, so each step sees the files as they are
+    now. The reply is one JSON line: {"rc": exit code, or -9 when it ran past `timeout` and was killed}.
+    """
+    import importlib
+    import os
+    import signal
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    assert not any(n == "skipwise" or n.startswith(("skipwise.", "assets")) for n in sys.modules), "preloaded project code"
+    for line in sys.stdin:
+        req = json.loads(line)
+        pid = os.fork()
+        if pid == 0:  # the step
+            rc = 1
+            try:
+                fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+                os.chdir(req["cwd"])
+                os.environ["PYTHONPATH"] = req["cwd"]
+                sys.path.insert(0, req["cwd"])
+                global T0
+                T0 = time.perf_counter()
+                rc = main(["false_hits_worker.py", *req["argv"]])
+            except SystemExit as exc:
+                rc = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:  # noqa: BLE001
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(rc)
+        deadline = time.monotonic() + float(req.get("timeout", 600))
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                rc = os.waitstatus_to_exitcode(status)
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                rc = -9
+                break
+            time.sleep(0.005)
+        sys.stdout.write(json.dumps({"rc": rc}) + "\n")
+        sys.stdout.flush()
     return 0
 
 

@@ -1,43 +1,129 @@
-"""Planning costs: `skipwise plan` as a command, a no-op `dvc status`, and `Project.plan()` at 10,000 partitions.
+"""Planning costs: `skipwise plan` as a command (with a valid graph snapshot, with it invalidated, and the
+bare import of the definitions beside them), a no-op `dvc status`, and `Project.plan()` at 10,000
+partitions of a daily asset and of an hourly one with a 24-hour window.
 
-The synthetic 10,000-partition project is written directly, without running anything: tiny raw
-files, DVC's own records of them (the `.dvc` file and the `.dir` manifest in DVC's cache, in DVC's
-format), and one committed manifest per derived partition in the engine's layout.
+The synthetic planning project is a real project in the Dagster-native style (`@sw.asset`
+definitions named in its pyproject.toml), but its data is written directly, without running
+anything: tiny raw files, DVC's own records of them (the `.dvc` file and the `.dir` manifest in
+DVC's cache, in DVC's format), and one committed manifest per derived partition in the engine's
+layout.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from bench.report import Cell
-from bench.workspace import BIN, DVC, Workspace
+from bench.workspace import BIN, Workspace
 
-SYNTH_BODY = '''"""The synthetic planning project's body: never called by the benchmark (plans read no data)."""
+SYNTH_PACKAGE = "synthplan"
+SYNTH_START = datetime(1990, 1, 1)
+#: the hourly asset reads the 24 hours ending with its own (TimeWindowPartitionMapping(start_offset=-23))
+HOURLY_WINDOW = 24
+
+SYNTH_DEFS = '''"""The synthetic planning project: {n} daily and {n} hourly raw files (DVC), one asset on each.
+
+Never materialized by the benchmark: its outputs and manifests are written directly, and plans read no data.
+"""
+
+import dagster as dg
+import polars as pl
+
+import skipwise as sw
+
+DAILY = dg.DailyPartitionsDefinition(start_date="{daily_start}", end_date="{daily_end}")
+HOURLY = dg.HourlyPartitionsDefinition(start_date="{hourly_start}", end_date="{hourly_end}")
+
+raw_days = sw.dvc_source("raw_days", "data/raw/days", partitions_def=DAILY)
+raw_hours = sw.dvc_source("raw_hours", "data/raw/hours", partitions_def=HOURLY)
 
 
-def passthrough(ctx, raw_ticks):
-    """Partition k of ticks is raw_ticks[k]."""
-    return raw_ticks
+@sw.asset(partitions_def=DAILY, group_name="synthetic")
+def days(raw_days: pl.DataFrame) -> pl.DataFrame:
+    """Partition k of days is raw_days[k]."""
+    return raw_days
+
+
+@sw.asset(partitions_def=HOURLY, group_name="synthetic",
+          ins={{"raw_hours": dg.AssetIn(partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-{lookback}))}})
+def hours(raw_hours: pl.DataFrame) -> pl.DataFrame:
+    """Each hour reads the {window} hours ending with it."""
+    return raw_hours
+
+
+defs = dg.Definitions(assets=[raw_days, raw_hours, days, hours], resources={{"skipwise": sw.IOManager()}})
 '''
 
 
-def cli_plan(ws: Workspace, repeats: int) -> Cell:
-    """`skipwise --root <root> plan --json > /dev/null`, interpreter start included."""
-    cell = Cell()
+# -- the demo, as commands --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CliPlan:
+    """`skipwise plan` timings on the demo, and what the plan said."""
+
+    valid: Cell  # the graph snapshot valid (nothing changed since the last command)
+    invalidated: Cell  # the definitions file touched before each run: the plan imports them
+    bare_import: Cell  # `python -c "import <definitions>"` alone
+    counts: dict[str, int]  # run / skip / blocked of the last plan
+    snapshot_rebuilt: bool  # every invalidated run rewrote the snapshot (and every valid one did not)
+
+
+def _timed_command(cmd: list[str], ws: Workspace, what: str) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=ws.root, env=ws.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError(f"{what} failed ({p.returncode}): {p.stderr[-2000:]}")
+    return seconds, p.stdout
+
+
+def _snapshot_stamp(ws: Workspace) -> int | None:
+    from skipwise.snapshot import path_of
+
+    try:
+        return path_of(ws.root).stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def cli_plan(ws: Workspace, repeats: int) -> CliPlan:
+    """`skipwise --root <root> plan --json` (interpreter start included) over the whole demo, nothing
+    changed: with the graph snapshot valid, then with the definitions file touched before each run
+    (the snapshot no longer matches: the command imports the definitions, and Dagster, and writes a
+    new one); beside them `python -c "import <definitions>"`, the import alone.
+
+    Runs are interleaved (valid, invalidated, import), so drift in machine load hits all three alike.
+    """
+    plan_cmd = [str(BIN / "skipwise"), "--root", str(ws.root), "plan", "--json"]
+    import_cmd = [sys.executable, "-c", f"import {ws.defs}"]
+    _timed_command(plan_cmd, ws, "skipwise plan")  # writes the snapshot if the last run did not
+    valid, invalidated, bare = Cell(), Cell(), Cell()
+    rebuilt_ok = True
+    out = ""
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        p = subprocess.run([str(BIN / "skipwise"), "--root", str(ws.root), "plan", "--json"], cwd=ws.root, env=ws.env(),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        cell.add(time.perf_counter() - t0)
-        if p.returncode != 0:
-            raise RuntimeError(f"skipwise plan failed: {p.stderr[-2000:]}")
-    return cell
+        before = _snapshot_stamp(ws)
+        seconds, out = _timed_command(plan_cmd, ws, "skipwise plan")
+        valid.add(seconds)
+        rebuilt_ok = rebuilt_ok and before is not None and _snapshot_stamp(ws) == before
+        os.utime(ws.definitions_file)  # mtime and ctime change: the snapshot is stale
+        before = _snapshot_stamp(ws)
+        seconds, _ = _timed_command(plan_cmd, ws, "skipwise plan (snapshot invalidated)")
+        invalidated.add(seconds)
+        rebuilt_ok = rebuilt_ok and _snapshot_stamp(ws) != before
+        seconds, _ = _timed_command(import_cmd, ws, f"import {ws.defs}")
+        bare.add(seconds)
+    data = json.loads(out)
+    counts = {k: int(data[k]) for k in ("run", "skip", "blocked")}
+    return CliPlan(valid, invalidated, bare, counts, rebuilt_ok)
 
 
 def dvc_status(ws: Workspace, repeats: int) -> tuple[Cell, str]:
@@ -50,25 +136,36 @@ def dvc_status(ws: Workspace, repeats: int) -> tuple[Cell, str]:
     return cell, out
 
 
+# -- Project.plan() at 10,000 partitions -------------------------------------------------------------
+
+
 @dataclass(frozen=True)
-class SynthResult:
+class SynthPlan:
+    """`Project.plan()` of one synthetic asset: warm timings and what it read."""
+
+    asset: str
     partitions: int
-    setup_seconds: float
-    cold_plan_seconds: float
+    inputs_per_partition: int
+    cold_plan_seconds: float  # the first plan: it hashes each output once and fills the stat cache
     plan: Cell
     all_skipped: bool
     bytes_read: int
     hashed_bytes: int
 
+    @property
+    def ms_per_partition(self) -> float:
+        return 1000 * self.plan.median / self.partitions
 
-def _synth_graph(n: int):
-    from skipwise.core.partitions import DailyPartitions, Identity
-    from skipwise.core.spec import Asset, Dep, Graph, Source
+    @property
+    def ms_per_partition_min(self) -> float:
+        return 1000 * self.plan.min / self.partitions
 
-    days = DailyPartitions(date(1990, 1, 1), date(1990, 1, 1) + timedelta(days=n))
-    raw = Source("raw_ticks", "data/raw/ticks", days)
-    ticks = Asset("ticks", "synthbody.bodies:passthrough", days, deps=(Dep("raw_ticks", Identity()),))
-    return Graph(sources=(raw,), assets=(ticks,))
+
+@dataclass(frozen=True)
+class SynthResult:
+    setup_seconds: float
+    daily: SynthPlan
+    hourly: SynthPlan
 
 
 def _write_dvc_records(root: Path, rel: str, files: dict[str, bytes]) -> None:
@@ -84,56 +181,82 @@ def _write_dvc_records(root: Path, rel: str, files: dict[str, bytes]) -> None:
     (root / f"{rel}.dvc").write_text(f"outs:\n- md5: {h}.dir\n  size: {size}\n  nfiles: {len(files)}\n  hash: md5\n  path: {name}\n")
 
 
-def synthetic_plan(base: Path, n: int, repeats: int) -> SynthResult:
-    """Time `Project.plan()` (fresh Project, warm caches) over n derived partitions that are all up to date."""
-    from skipwise.core.manifest import Manifest
-    from skipwise.core.plan import SKIP
-    from skipwise.engine import Project
-
+def write_synthetic_project(base: Path, n: int) -> Path:
+    """The synthetic project's code and config (no data yet) under `base`/synthetic."""
     root = base / "synthetic"
-    (root / "synthbody").mkdir(parents=True)
-    (root / "synthbody" / "__init__.py").write_text("")
-    (root / "synthbody" / "bodies.py").write_text(SYNTH_BODY)
-    (root / "params.yaml").write_text("ticks: {}\n")
-    graph = _synth_graph(n)
-    source, asset = graph.sources[0], graph.assets[0]
+    (root / SYNTH_PACKAGE).mkdir(parents=True)
+    (root / SYNTH_PACKAGE / "__init__.py").write_text("")
+    fmt_hour = "%Y-%m-%d-%H:%M"
+    (root / SYNTH_PACKAGE / "definitions.py").write_text(SYNTH_DEFS.format(
+        n=n, daily_start=SYNTH_START.date().isoformat(), daily_end=(SYNTH_START + timedelta(days=n)).date().isoformat(),
+        hourly_start=SYNTH_START.strftime(fmt_hour), hourly_end=(SYNTH_START + timedelta(hours=n)).strftime(fmt_hour),
+        lookback=HOURLY_WINDOW - 1, window=HOURLY_WINDOW))
+    (root / "pyproject.toml").write_text(f'[tool.skipwise]\ndefinitions = "{SYNTH_PACKAGE}.definitions"\n')
+    (root / "params.yaml").write_text("{}\n")
+    return root
+
+
+def _write_data(root: Path, project) -> None:
+    """Raw files with DVC's records, then one up-to-date committed partition per key of each asset."""
+    from skipwise import formats
+    from skipwise.core.manifest import Manifest
+
+    graph = project.graph
+    for source in graph.sources:
+        raw_dir = root / source.path
+        raw_dir.mkdir(parents=True)
+        files = {source.file_for(k): f"{source.name} {k}\n".encode() for k in source.partitions.keys()}
+        for name, data in files.items():
+            (raw_dir / name).write_bytes(data)
+        _write_dvc_records(root, source.path, files)
+    # The engine's layout (data/<layer>/<asset>/<key>/<fingerprint>.<ext> + manifest.json), written
+    # without the engine's fsyncs: 40,000 fsynced files would make the set-up the slowest part.
+    for asset in graph.assets:
+        ext = formats.get(asset.fmt).ext if asset.fmt else "parquet"
+        for key in asset.partitions.keys():
+            cur = project.current(asset, key)
+            data = f"out {key}\n".encode()
+            folder = project.store.partition_dir(asset.layer, asset.name, key)
+            folder.mkdir(parents=True)
+            name = f"{cur.fingerprint}.{ext}"
+            (folder / name).write_bytes(data)
+            (folder / "manifest.json").write_text(Manifest(
+                asset=asset.name, partition=key, fingerprint=cur.fingerprint, code_version=cur.code_version,
+                params_digest=cur.params_digest, inputs=cur.inputs, output=name, output_hash=hashlib.sha256(data).hexdigest(),
+                output_size=len(data), run_id="bench-synthetic", reason="written by bench.planning",
+            ).to_json())
+
+
+def synthetic_plan(base: Path, n: int, repeats: int) -> SynthResult:
+    """Time `Project.plan()` (fresh Project, warm caches) over n up-to-date partitions of the daily
+    asset (one raw file each) and of the hourly asset (24 raw files each), one asset per plan."""
+    from skipwise.core.plan import SKIP
+    from skipwise.engine import Project, load_project
 
     t0 = time.perf_counter()
-    raw_dir = root / source.path
-    raw_dir.mkdir(parents=True)
-    files = {source.file_for(k): f"tick {k}\n".encode() for k in source.partitions.keys()}
-    for name, data in files.items():
-        (raw_dir / name).write_bytes(data)
-    _write_dvc_records(root, source.path, files)
-    project = Project(root, graph)
-    # The engine's layout (data/<layer>/<asset>/<key>/<fingerprint>.<ext> + manifest.json), written
-    # without the engine's fsyncs: 20,000 fsynced files would make the set-up the slowest part.
-    for key in asset.partitions.keys():
-        cur = project.current(asset, key)
-        data = f"out {key}\n".encode()
-        folder = project.store.partition_dir(asset.layer, asset.name, key)
-        folder.mkdir(parents=True)
-        name = f"{cur.fingerprint}.{asset.ext}"
-        (folder / name).write_bytes(data)
-        (folder / "manifest.json").write_text(Manifest(
-            asset=asset.name, partition=key, fingerprint=cur.fingerprint, code_version=cur.code_version,
-            params_digest=cur.params_digest, inputs=cur.inputs, output=name, output_hash=hashlib.sha256(data).hexdigest(),
-            output_size=len(data), run_id="bench-synthetic", reason="written by bench.planning",
-        ).to_json())
+    root = write_synthetic_project(base, n)
+    project = load_project(root)  # imports the definitions once (Dagster resolves the keys) and saves the snapshot
+    _write_data(root, project)
     setup = time.perf_counter() - t0
+    graph, defs = project.graph, project.definitions
 
-    def one_plan() -> tuple[float, Project, list]:
-        p = Project(root, graph)
+    def one_plan(name: str) -> tuple[float, Project, list]:
+        p = Project(root, graph, definitions=defs)
         t = time.perf_counter()
-        decisions = p.plan()
+        decisions = p.plan([name])
         return time.perf_counter() - t, p, decisions
 
-    cold, _, _ = one_plan()  # first plan: the engine hashes each output once and fills its stat cache
-    cell = Cell()
-    ok, read, hashed = True, 0, 0
-    for _ in range(repeats):
-        seconds, p, decisions = one_plan()
-        cell.add(seconds)
-        ok = ok and len(decisions) == n and all(d.action == SKIP for d in decisions)
-        read, hashed = max(read, p.io.snapshot().bytes_read), max(hashed, p.statcache.hashed_bytes)
-    return SynthResult(n, setup, cold, cell, ok, read, hashed)
+    results = {}
+    for name in ("days", "hours"):
+        cold, _, _ = one_plan(name)  # the first plan of these outputs: each is hashed once into the stat cache
+        cell = Cell()
+        ok, read, hashed = True, 0, 0
+        for _ in range(repeats):
+            seconds, p, decisions = one_plan(name)
+            cell.add(seconds)
+            ok = ok and len(decisions) == n and all(d.action == SKIP for d in decisions)
+            read, hashed = max(read, p.io.snapshot().bytes_read), max(hashed, p.statcache.hashed_bytes)
+        asset = graph.asset(name)
+        width = sum(len(v) for v in project.current(asset, asset.partitions.keys()[-1]).inputs.values())
+        results[name] = SynthPlan(name, n, width, cold, cell, ok, read, hashed)
+    return SynthResult(setup, results["days"], results["hours"])

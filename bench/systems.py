@@ -16,7 +16,8 @@ from typing import Callable
 
 import dagster as dg
 
-from bench.plain_build import RawReader, build_partition, load_fn, load_graph, load_params, window_keep, write_partition
+from bench.plain_build import (RawReader, build_partition, dagster_partitions, load_body, load_definitions, load_params,
+                               window_keep, write_partition)
 from bench.workspace import Workspace, purge_modules
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -73,7 +74,7 @@ def skipwise_dagster(ws: Workspace) -> Measured:
     _prepare(ws)
     before = ledger_files(ws)
     t0 = time.perf_counter()
-    summary = materialize_project(load_project(ws.root, ws.graph_ref), ws.selection, ws.partition_range, {})
+    summary = materialize_project(load_project(ws.root, ws.defs), ws.selection, ws.partition_range, {})
     seconds = time.perf_counter() - t0
     if not summary.ok:
         raise RuntimeError(f"skipwise run failed in {ws.root} (runs {summary.run_ids}); see the benchmark log")
@@ -102,7 +103,7 @@ def engine_noop(ws: Workspace) -> EngineNoop:
     from skipwise.core.plan import SKIP
     from skipwise.engine import load_project
 
-    project = load_project(ws.root, ws.graph_ref)
+    project = load_project(ws.root, ws.defs)
     keys = project.graph.asset(ws.selection[0]).partitions.key_range(ws.first, ws.last)
     t0 = time.perf_counter()
     decisions = project.plan(ws.selection, keys)
@@ -123,9 +124,10 @@ def engine_noop(ws: Workspace) -> EngineNoop:
 # -- plain Dagster ------------------------------------------------------------------------------------
 
 
-def _plain_asset(ws: Workspace, graph, asset, out: Path, stats: dict) -> object:
-    """The same body as a plain partitioned Dagster asset: every requested partition is recomputed."""
-    pdef = dg.DailyPartitionsDefinition(start_date=asset.partitions.start.isoformat(), end_date=asset.partitions.end.isoformat())
+def _plain_asset(ws: Workspace, defs, graph, asset, out: Path, stats: dict) -> object:
+    """The same function as a plain partitioned Dagster asset (the project's own partitions): every
+    requested partition is recomputed."""
+    pdef = dagster_partitions(defs, asset.name)
 
     @dg.asset(
         name=asset.name,
@@ -137,9 +139,9 @@ def _plain_asset(ws: Workspace, graph, asset, out: Path, stats: dict) -> object:
     )
     def _build(context):
         reader = RawReader(window_keep(graph, [asset]))
-        fn, params = load_fn(asset.fn), load_params(ws.root)
+        body, params = load_body(asset), load_params(ws.root)
         for key in context.partition_keys:
-            frame = build_partition(ws.root, graph, asset, key, reader, fn, params)
+            frame = build_partition(ws.root, graph, asset, key, reader, body, params)
             size = write_partition(frame, out, asset.name, key)
             stats["computed"] += 1
             yield dg.AssetMaterialization(
@@ -151,13 +153,16 @@ def _plain_asset(ws: Workspace, graph, asset, out: Path, stats: dict) -> object:
 
 
 def plain_dagster(ws: Workspace) -> Measured:
-    """Plain Dagster assets (no skipping) over the whole range as one single-run backfill."""
+    """Plain Dagster assets (no skipping) over the whole range as one single-run backfill.
+
+    The clock includes importing the project's definitions (the functions live there), as a
+    plain Dagster run includes loading its code location."""
     _prepare(ws)
     t0 = time.perf_counter()
-    graph = load_graph(ws.graph_ref)
+    defs, graph = load_definitions(ws.defs)
     stats = {"computed": 0, "bytes_read": 0}
     out = ws.root / "data" / "plain"
-    assets = [_plain_asset(ws, graph, graph.asset(n), out, stats) for n in ws.selection]
+    assets = [_plain_asset(ws, defs, graph, graph.asset(n), out, stats) for n in ws.selection]
     result = dg.materialize(assets, instance=dg.DagsterInstance.get(), tags=_range_tags(ws), run_config=RUN_CONFIG, raise_on_error=False)
     seconds = time.perf_counter() - t0
     if not result.success:
@@ -186,12 +191,8 @@ def dagster_empty(ws: Workspace, partitioned: bool) -> Measured:
     _prepare(ws)
     instance = dg.DagsterInstance.get()
     if partitioned:
-        graph = load_graph(ws.graph_ref)
-        assets = []
-        for n in ws.selection:
-            p = graph.asset(n).partitions
-            pdef = dg.DailyPartitionsDefinition(start_date=p.start.isoformat(), end_date=p.end.isoformat())
-            assets.append(_noop_partitioned(f"trivial_{n}", pdef))
+        defs, _ = load_definitions(ws.defs)
+        assets = [_noop_partitioned(f"trivial_{n}", dagster_partitions(defs, n)) for n in ws.selection]
         tags = _range_tags(ws)
     else:
 

@@ -278,8 +278,12 @@ def test_a_params_change_reruns_the_asset_and_reverting_it_is_up_to_date(shop, f
 
 
 def test_a_plain_dagster_asset_reads_a_skipwise_one_through_the_io_manager(shop, first_run):
-    p = shop.dagster("asset", "materialize", "-m", "shop.definitions", "--select", "top_stores", "--partition", "2024-01-03")
+    p = shop.dagster("asset", "materialize", "-m", "shop.definitions", "--select", "top_stores,raw_rows", "--partition", "2024-01-03")
     assert "RUN_SUCCESS" in p.stdout + p.stderr
+    # and one reading the DVC source: the day's raw file, decoded
+    import json
+
+    assert json.loads(shop.output("reports", "raw_rows", "2024-01-03").read_text()) == {"rows": 12}
     manifest = shop.manifest("reports", "top_stores", "2024-01-03")
     assert manifest["partition"] == "2024-01-03"
     top = pl.read_parquet(shop.output("reports", "top_stores", "2024-01-03"))

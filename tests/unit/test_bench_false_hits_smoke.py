@@ -60,14 +60,71 @@ def test_comment_edits_and_helper_toggles_apply_to_the_real_sources(tmp_path):
     for _ in range(30):
         fh.comment_only(s)  # raises if an edit changed more than comments, blank lines or docstrings
     for rel, old, new in fh.HELPERS:
-        assert old in (REPO / rel).read_text(), f"{rel} no longer has {old!r}: update HELPERS"
+        text = (REPO / rel).read_text()
+        assert text.count(old) == 1 and new not in text, f"{rel} no longer has {old!r} once: update HELPERS"
     for rel, name, line in fh.CONSTANTS:
         tree = ast.parse((REPO / rel).read_text())
         assert any(isinstance(n, ast.Assign) and any(getattr(t, "id", None) == name for t in n.targets) for n in tree.body), name
+    # Every helper and constant edit changes the code (not only comments), and its revert restores the file.
+    for edits, toggle in ((fh.HELPERS, fh.toggle_helper), (fh.CONSTANTS, fh.toggle_constant)):
+        for edit in edits:
+            rel = edit[0]
+            before = (tmp_path / rel).read_text()
+            s.rng = _Always(edit)
+            toggle(s)
+            after = (tmp_path / rel).read_text()
+            assert fh._code_only(after) != fh._code_only(before), edit
+            toggle(s)
+            assert (tmp_path / rel).read_text() == before, edit
+
+
+class _Always(random.Random):
+    """A Random whose choice() always picks `item` (when it is one of the options) and never restores mtimes."""
+
+    def __init__(self, item):
+        super().__init__(0)
+        self.item = item
+
+    def choice(self, seq):
+        return self.item if self.item in seq else super().choice(seq)
+
+    def random(self):
+        return 1.0
+
+
+def test_no_code_edit_targets_the_library_or_the_old_layout():
+    """A copy runs the installed skipwise, so edits of its pipelines/ would change nothing."""
+    targets = [*fh.CODE_FILES, *(h[0] for h in fh.HELPERS), *(c[0] for c in fh.CONSTANTS)]
+    assert "pipelines" not in fh.PROJECT_FILES
+    assert all(t.startswith("assets/") for t in targets), targets
+    assert all((REPO / t).is_file() for t in targets), [t for t in targets if not (REPO / t).is_file()]
+    assert "assets/definitions.py" in fh.CODE_FILES
+
+
+def test_params_toggles_set_remove_and_restore_keys(tmp_path):
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    s = fh.Soak(tmp_path, tmp_path, random.Random(3))
+    import yaml
+
+    original = yaml.safe_load((REPO / "params.yaml").read_text())
+    seen_absent = set()
+    for _ in range(60):
+        op = fh.toggle_params(s)
+        section, key = op["param"].split(".")
+        now = yaml.safe_load((tmp_path / "params.yaml").read_text())
+        assert set(now) == set(original)  # sections stay (an emptied one reads as null)
+        value = (now[section] or {}).get(key)
+        if op["to"] == "(absent)":
+            seen_absent.add(op["param"])
+            assert key not in (now[section] or {})
+        else:
+            assert value == op["to"]
+        untouched = set(original) - {p[0] for p in fh.PARAM_VALUES}
+        assert {k: now[k] for k in untouched} == {k: original[k] for k in untouched}
+    assert seen_absent  # the config class defaults get exercised
 
 
 @pytest.mark.integration
-@pytest.mark.skip(reason="bench.false_hits drives the old string-reference graph; it is being ported to @sw.asset definitions")
 def test_a_short_soak_runs_clean_and_catches_a_planted_false_hit(tmp_path):
     out = tmp_path / "false_hits.md"
     rc = fh.main(["--steps", "3", "--seed", "5", "--out", str(out), "--tmp", str(tmp_path), "--inject-false-hit", "3", "--scratch-every", "0",

@@ -75,9 +75,18 @@ class IOManager(dg.ConfigurableIOManager):
 
         project = self._project()
         name = asset_name(context.asset_key)
-        layer = _layer_on_disk(project.data_root, name)
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [UNPARTITIONED]
         values: dict[str, Any] = {}
+        upstream_md = _upstream_metadata(context)
+        if meta(upstream_md, KIND) == SOURCE:  # a DVC-tracked raw input: its files, as they are
+            from skipwise.core.spec import Source
+
+            source = Source(name, meta(upstream_md, "skipwise/path"), None,
+                            filename=meta(upstream_md, "skipwise/filename", "{partition_key}.parquet"))
+            for key in keys:
+                values[key] = formats.get("polars").decode(project.store.read_file(project.root / source.path / source.file_for(key)))
+            return bodies.combine(values, _annotation(context))
+        layer = _layer_on_disk(project.data_root, name)
         for key in keys:
             m = project.store.read_manifest(layer, name, key) if layer else None
             if m is None:
@@ -86,10 +95,21 @@ class IOManager(dg.ConfigurableIOManager):
             data = project.store.read_output(layer, name, key, m)
             fmt = formats.get(str(m.metadata.get("skipwise/format") or "bytes"))
             values[key] = fmt.decode(data)
-        annotation = getattr(context.dagster_type, "typing_type", None)
-        if annotation in (Any, object) or getattr(context.dagster_type, "is_any", False):
-            annotation = None
-        return bodies.combine(values, annotation)
+        return bodies.combine(values, _annotation(context))
+
+
+def _annotation(context: Any) -> Any:
+    annotation = getattr(context.dagster_type, "typing_type", None)
+    if annotation in (Any, object) or getattr(context.dagster_type, "is_any", False):
+        return None
+    return annotation
+
+
+def _upstream_metadata(context: Any) -> Any:
+    try:
+        return context.upstream_output.definition_metadata or {}
+    except Exception:  # noqa: BLE001 - no upstream output (a source without one): nothing to tell
+        return {}
 
 
 def _group_of(context: Any) -> str:

@@ -71,6 +71,12 @@ def top_stores(sales_3d: pl.DataFrame) -> pl.DataFrame:
     return sales_3d.sort("amount_3d", descending=True).head(2)
 
 
+@dg.asset(partitions_def=DAILY, io_manager_key="skipwise", group_name="reports")
+def raw_rows(raw_sales: pl.DataFrame) -> dict:
+    """A plain Dagster asset reading a DVC source through sw.IOManager (JSON output)."""
+    return {"rows": raw_sales.height}
+
+
 @dg.asset(io_manager_key="skipwise", group_name="reference")
 def store_regions() -> pl.DataFrame:
     """A plain Dagster asset upstream of a skipwise one (stored by sw.IOManager, versioned by content)."""
@@ -85,7 +91,7 @@ def sales_with_managers(raw_sales: pl.DataFrame, store_regions: pl.DataFrame) ->
 
 defs = dg.Definitions(
     assets=[raw_sales, sales_3d, ranked_stores, weekly_sales, regional_sales, hourly_sales, region_summary, top_stores,
-            store_regions, sales_with_managers],
+            store_regions, sales_with_managers, raw_rows],
     resources={"skipwise": sw.IOManager()},
     sensors=[sw.stale_partitions_sensor()],
 )
