@@ -761,9 +761,9 @@ def render(results: list[StepResult], meta: dict) -> str:
         (f"- CPU steal during the run: {steal:.1f} % of all CPU time" if steal is not None else "- CPU steal: not measured (no /proc/stat)")
         + (f"; 1-minute load average after a step: median {_med(loads)}, max {max(loads):.2f} on {os.cpu_count()} CPUs "
            "(other processes on the machine slow the steps down)" if loads else ""),
-        f"- Per step (edit + one subprocess: build, then oracle): median {_med(r.seconds for r in results)} s; of which "
+        f"- Per step (edit + one fresh process: build, then oracle): median {_med(r.seconds for r in results)} s; of which "
         f"build {_med(r.t_build for r in results)} s, oracle {_med(r.t_oracle for r in results)} s, "
-        f"subprocess {_med(r.worker_seconds for r in results)} s.",
+        f"process {_med(r.worker_seconds for r in results)} s.",
         f"- Oracle checked against from-scratch builds of the same state {meta['scratch_checks']} times: "
         f"{meta['scratch_disagreements']} partitions disagreed"
         + (f" ({len(meta['refusals'])} scratch builds failed on the first try, right after the copy, and were retried 3 s later: "

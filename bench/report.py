@@ -150,14 +150,18 @@ def steal_percent(before: tuple[int, int], after: tuple[int, int]) -> float:
 
 
 def render_report(title: str, rows: list[Row], refs: list[Ref], targets: list[Target], steal: float | None,
-                  wall_seconds: float, notes: list[str]) -> str:
-    """The whole markdown document: scenario table, reference runs, targets, steal, notes."""
+                  wall_seconds: float, notes: list[str], load: tuple[float, float, int] | None = None) -> str:
+    """The whole markdown document: scenario table, reference runs, targets, steal, notes.
+
+    `load`: (median, max) of the 1-minute load average sampled during the run, and the CPUs."""
     out = [f"# {title}", "", render_table(rows), ""]
     if refs:
         out += ["Reference measurements:", "", render_refs(refs), ""]
     out += ["## Targets", "", render_targets(targets), ""]
     steal_txt = "not available (no /proc/stat)" if steal is None else f"{steal:.1f}% of all CPU time"
-    out += [f"CPU steal during the whole benchmark: **{steal_txt}**. Benchmark wall time: {wall_seconds / 60:.1f} min.", ""]
+    load_txt = "" if load is None else (f" Load average (1 min) during the run: median {load[0]:.2f}, max {load[1]:.2f}, "
+                                        f"on {load[2]} CPUs (other processes' work, which steal does not count).")
+    out += [f"CPU steal during the whole benchmark: **{steal_txt}**. Benchmark wall time: {wall_seconds / 60:.1f} min.{load_txt}", ""]
     if notes:
         out += ["Notes:", "", *(f"- {n}" for n in notes), ""]
     return "\n".join(out)

