@@ -87,12 +87,27 @@ class LoadSampler:
         self._read()
 
 
-def code_digest(root: Path = REPO) -> str:
-    """A digest of the engine's source (<root>/pipelines/**/*.py), to tell which version was measured."""
+def code_digest(folder: Path = REPO / "pipelines") -> str:
+    """A digest of the library's source (<folder>/**/*.py), to tell which version was measured."""
     h = hashlib.sha256()
-    for path in sorted((root / "pipelines").rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    for path in sorted(folder.rglob("*.py")):
+        h.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:12]
+
+
+def repo_after_site_packages() -> None:
+    """Move this repository's folder to the end of sys.path (`python -m bench.run` puts it first).
+
+    The repository root holds `skipwise.egg-info` (the editable install's metadata, no version in
+    its name); ahead of site-packages, skipwise's code versioning reads it as `skipwise==unknown`
+    (`skipwise.core.codeclosure.installed`), so every asset's code version in this process would
+    differ from the one the `skipwise` command computes, and each would recompute what the other
+    committed. At the end of sys.path `bench` stays importable and the versions agree.
+    """
+    here = [p for p in sys.path if os.path.realpath(p or ".") == str(REPO)]
+    for p in here:
+        sys.path.remove(p)
+    sys.path.append(str(REPO))
 
 
 def say(msg: str) -> None:
@@ -253,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the temporary projects (their path is printed)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
     args = p.parse_args(argv)
+    repo_after_site_packages()
     repeats = args.repeats or (1 if args.quick else 3)
     heavy = max(1, min(args.heavy_repeats, repeats) if args.quick else args.heavy_repeats)
     demo_days = args.demo_days or (120 if args.quick else 365)
@@ -271,12 +287,17 @@ def main(argv: list[str] | None = None) -> int:
     sampler = LoadSampler().__enter__()
     try:
         with stderr_to(log):
+            from bench.workspace import freeze_library
+
+            lib = freeze_library(tmp)
+            measured_code = code_digest(lib / "skipwise")
+            say(f"library frozen for the whole run: {lib / 'skipwise'} (pipelines/ sha256 {measured_code})")
+
             from bench import planning
             from bench.workspace import project_graph, setup_demo, setup_gen
 
             say("setting up the demo (ingest, git, dvc add)")
             demo = setup_demo(tmp, demo_days)
-            measured_code = code_digest(demo.root)
             sys.path.insert(0, str(demo.root))
             demo_graph = project_graph(demo)
             datasets = [demo]
@@ -365,16 +386,17 @@ def main(argv: list[str] | None = None) -> int:
 
     notes += WARNINGS
     code_after = code_digest()
-    if code_after != code_before:
-        notes.insert(0, f"WARNING: pipelines/ changed while the benchmark ran ({code_before} -> {code_after}): "
-                        "measurements may mix two versions of the engine")
+    if code_after != measured_code or code_before != measured_code:
+        notes.insert(0, f"pipelines/ changed while the benchmark ran ({code_before} at the start, {measured_code} "
+                        f"frozen, {code_after} at the end): every measurement used the frozen copy")
     stat1 = proc_stat()
     steal = steal_percent(stat0, stat1) if stat0 and stat1 else None
     load = (statistics.median(sampler.samples), max(sampler.samples), os.cpu_count() or 0) if sampler.samples else None
     wall = time.perf_counter() - t_start
     notes += [
-        f"Engine measured: pipelines/ sha256 {measured_code} at set-up: the venv's editable skipwise, which every run "
-        "here imports (in-process and as commands); the temporary projects hold a copy of it only as a `dvc.yaml` dependency.",
+        f"Library measured: pipelines/ sha256 {measured_code}, copied at the start to <tmp>/lib/skipwise and imported "
+        "from there by every run (in-process, and as commands through PYTHONPATH: `skipwise`, `dvc repro`'s stages, "
+        "`python -c`); the skipwise distribution the code versions name is the venv's (0.2.0, editable).",
         "Times are wall-clock seconds, median (minimum) of the runs counted in `runs` "
         "(skipwise / plain Dagster / dvc plain stage / dvc skipwise stage). Ratios are median over median.",
         "skipwise (Dagster): skipwise's `materialize_project` (what `skipwise materialize` runs) over the whole range, "

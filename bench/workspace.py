@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 DVC = str(BIN / "dvc") if (BIN / "dvc").exists() else (shutil.which("dvc") or "dvc")
+#: <tmp>/lib: the frozen copy of the library every run imports (see `freeze_library`), once set up
+LIBRARY: Path | None = None
 DEMO_FILES = ["assets", "pipelines", "params.yaml", "dvc.yaml", ".dvcignore", "skipwise.toml", "pyproject.toml"]
 
 
@@ -73,6 +75,8 @@ class Workspace:
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         env["DAGSTER_HOME"] = str(self.dagster_home)
         env.pop("PYTHONPATH", None)
+        if LIBRARY is not None:  # commands (and `dvc repro`'s stages) import the frozen library too
+            env["PYTHONPATH"] = str(LIBRARY)
         env.pop("SKIPWISE_ROOT", None)
         return env
 
@@ -89,6 +93,33 @@ def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) 
     if check and p.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({p.returncode}) in {cwd}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     return p
+
+
+def freeze_library(base: Path) -> Path:
+    """Copy the library (pipelines/) to <base>/lib/skipwise and import it from there, in this process
+    (first on sys.path; call before anything imports skipwise) and in every command (PYTHONPATH):
+    the whole benchmark measures one version of it, however pipelines/ is edited meanwhile. A copy
+    that does not import (caught mid-edit) is refused with the error."""
+    global LIBRARY
+    if "skipwise" in sys.modules:
+        raise RuntimeError("skipwise was imported before the benchmark froze its copy of the library")
+    lib = base / "lib"
+    shutil.copytree(REPO / "pipelines", lib / "skipwise", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    env = {**os.environ, "PYTHONPATH": str(lib)}
+    check = "import skipwise, skipwise.cli, skipwise.engine, skipwise.adapters.dagster; print(skipwise.__file__)"
+    p = subprocess.run([sys.executable, "-c", check], cwd=base, env=env, capture_output=True, text=True)
+    if p.returncode != 0 or not p.stdout.strip().startswith(str(lib)):
+        raise RuntimeError(f"the library copied from {REPO / 'pipelines'} does not import from {lib} "
+                           f"(pipelines/ caught mid-edit?):\n{p.stdout[-1500:]}{p.stderr[-3000:]}")
+    sys.path.insert(0, str(lib))
+    LIBRARY = lib
+    return lib
+
+
+def _source_of(name: str) -> Path:
+    """Where a project file is copied from: the library from its frozen copy (a `dvc.yaml`
+    dependency of the stages, as in the demo), everything else from the repository."""
+    return LIBRARY / "skipwise" if name == "pipelines" and LIBRARY is not None else REPO / name
 
 
 def _copy(src: Path, dest: Path) -> None:
@@ -143,7 +174,7 @@ def setup_demo(base: Path, days: int = 365) -> Workspace:
     root = base / "demo"
     root.mkdir(parents=True)
     for name in DEMO_FILES:
-        _copy(REPO / name, root / name)
+        _copy(_source_of(name), root / name)
     _copy(BENCH / "plain_build.py", root / "plain_build.py")
     ws = Workspace(
         name="demo",
@@ -177,7 +208,7 @@ def setup_gen(base: Path, days: int, rows: int, name: str = "generated") -> Work
     _copy(BENCH / "genproject" / "genassets", root / "genassets")
     _copy(BENCH / "genproject" / "pyproject.toml", root / "pyproject.toml")
     for name_ in ("pipelines", ".dvcignore", "skipwise.toml"):
-        _copy(REPO / name_, root / name_)
+        _copy(_source_of(name_), root / name_)
     _copy(BENCH / "plain_build.py", root / "plain_build.py")
     start = date(2024, 1, 1)
     end = start + timedelta(days=days)

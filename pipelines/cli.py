@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _project(args):
-    from skipwise.engine import load_project
+    from skipwise.loading import load_project
 
     return load_project(Path(args.root) if args.root else None, args.defs)
 

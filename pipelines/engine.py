@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -86,6 +85,8 @@ class Project:
         self.statcache = StatCache(self.data_root / ".skipwise" / "stat.db", base=self.root)
         # Raw files may be links into DVC's cache (cache.type symlink/hardlink): reads may go there too.
         self.store = PartitionStore(self.data_root, self.statcache, self.io, read_roots=(self.root, *dvc_cache_dirs(self.root)))
+        from skipwise.loading import library_alias
+
         self.code = CodeIndex(self.root, cache=self.data_root / ".skipwise" / "code.json", libraries=library_alias(self.root))
         self.config = load_config(self.root / "skipwise.toml")
         self.ledger = Ledger(self.data_root / "ledger", warn=self.warn)
@@ -148,6 +149,8 @@ class Project:
                 )
         ran = planned
         if changed:
+            from skipwise.loading import library_alias
+
             ran = CodeIndex(self.root, read_source=loaded.read_as_imported, libraries=library_alias(self.root)).version(asset.fn).digest
         if ran != planned:
             self.warn(
@@ -742,154 +745,13 @@ def _jsonable(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {str(k): (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in metadata.items()}
 
 
-_LIBRARY_DIGESTS: dict[str, dict[str, str]] = {}
+_MOVED = {"definitions_of", "find_root", "library_alias", "load_project", "resolve_graph"}
 
 
-def library_alias(root: Path) -> dict[str, str]:
-    """{"skipwise": digest of its files} when this library's own source lives under `root` (the
-    repository it is developed in, installed editable): then any change of it counts in every code
-    version, as its version number would not say. Elsewhere it is a distribution like any other."""
-    here = Path(__file__).resolve().parent
-    key = str(Path(root).resolve())
-    if key not in _LIBRARY_DIGESTS:
-        try:
-            here.relative_to(Path(root).resolve())
-        except ValueError:
-            _LIBRARY_DIGESTS[key] = {}
-        else:
-            import hashlib
+def __getattr__(name: str) -> Any:
+    """Where a project is and how its graph is found live in skipwise.loading; the names resolve here too."""
+    if name in _MOVED:
+        from skipwise import loading
 
-            h = hashlib.sha256()
-            for path in sorted(here.rglob("*.py")):
-                h.update(path.relative_to(here).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-            _LIBRARY_DIGESTS[key] = {"skipwise": h.hexdigest()[:32]}
-    return _LIBRARY_DIGESTS[key]
-
-
-def _has_marker(d: Path) -> bool:
-    if (d / "skipwise.toml").exists() or (d / "params.yaml").exists() or (d / "dvc.yaml").exists():
-        return True
-    py = d / "pyproject.toml"
-    try:
-        return py.is_file() and "[tool.skipwise]" in py.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-
-
-def find_root(start: Path | None = None) -> Path:
-    """The project root: $SKIPWISE_ROOT, else the nearest folder upward from `start` (default: the
-    current folder) holding skipwise.toml, a pyproject.toml with [tool.skipwise], params.yaml or dvc.yaml."""
-    env = os.environ.get("SKIPWISE_ROOT")
-    if env:
-        return Path(env).resolve()
-    here = Path(start or Path.cwd()).resolve()
-    for d in (here, *here.parents):
-        if _has_marker(d):
-            return d
-    return here
-
-
-def definitions_of(root: Path) -> str:
-    """The module holding the project's `dg.Definitions`, said once: `definitions` under
-    [tool.skipwise] in pyproject.toml, or at the top of skipwise.toml, else Dagster's own
-    [tool.dagster] module_name."""
-    import tomllib
-
-    root = Path(root)
-    found: list[tuple[str, Any]] = []
-    for name, section in (("pyproject.toml", ("tool", "skipwise")), ("skipwise.toml", ()), ("pyproject.toml", ("tool", "dagster"))):
-        path = root / name
-        if not path.is_file():
-            continue
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot parse {name}: {exc}", location=name, hint="fix the TOML syntax") from None
-        for part in section:
-            data = data.get(part, {}) if isinstance(data, dict) else {}
-        value = data.get("module_name" if section == ("tool", "dagster") else "definitions") if isinstance(data, dict) else None
-        if value is not None:
-            found.append((name, value))
-            break
-    if not found:
-        raise ConfigError(f"{root} does not say where its Dagster definitions are",
-                          hint='add `[tool.skipwise]\ndefinitions = "my_package.definitions"` to pyproject.toml '
-                               '(the module that holds `defs = dg.Definitions(...)`)')
-    where, value = found[0]
-    if not isinstance(value, str) or not value or not all(p.isidentifier() for p in value.split(".")):
-        raise ConfigError(f"definitions = {value!r} is not a module name", location=where,
-                          hint='write the module, e.g. definitions = "my_package.definitions"')
-    return value
-
-
-def _library_stamp() -> str:
-    from skipwise import __version__
-    from skipwise.core.manifest import SCHEME_VERSION
-
-    return f"{__version__}/{SCHEME_VERSION}"
-
-
-def resolve_graph(root: Path, definitions: str, refresh: bool = False) -> tuple[Graph, str]:
-    """The project's graph: from the snapshot while it is valid (unless `refresh`), else by
-    importing the definitions (and then saving a new snapshot). Returns (graph, "" or why the
-    snapshot was rebuilt)."""
-    from skipwise import snapshot
-
-    graph, why = snapshot.load(root, definitions, _library_stamp()) if not refresh else (None, "refresh asked")
-    if graph is not None:
-        return graph, ""
-    from skipwise.adapters.dagster.graph import definitions_in, graph_of
-
-    def instance():  # dynamic partitions list their keys from the Dagster instance
-        from skipwise.adapters.dagster.run import instance_for_root
-
-        return instance_for_root(root)
-
-    defs = definitions_in(definitions)
-    graph, until, cacheable = graph_of(defs, instance_factory=instance)
-    files = snapshot.watched_files(root, dict(sys.modules), ["pyproject.toml", "skipwise.toml"])
-    from_root = any(rel.endswith(".py") for rel in files)
-    # Definitions imported from elsewhere cannot be watched, and a graph resolved from modules
-    # whose files changed since they were imported would be saved as the graph of the new files.
-    if cacheable and from_root and _imported_as_on_disk(root, files):
-        snapshot.save(root, definitions, graph, files, until, _library_stamp())
-    return graph, why
-
-
-def _imported_as_on_disk(root: Path, files: Mapping[str, Any]) -> bool:
-    """Whether every watched module file holds the bytes its module was imported from."""
-    from skipwise import loaded
-    from skipwise.core.hashing import sha256_bytes
-
-    start = None
-    for rel in files:
-        if not rel.endswith(".py"):
-            continue
-        path = Path(root) / rel
-        src = loaded.source_of(path)
-        try:
-            if src is not None:
-                if sha256_bytes(path.read_bytes()) != src.sha256:
-                    return False
-                continue
-            start = start or loaded.process_start()
-            if start is None or os.stat(path).st_ctime >= start - 0.1:
-                return False  # imported before skipwise could record it, and maybe changed since
-        except OSError:
-            return False
-    return True
-
-
-def load_project(root: Path | None = None, definitions: str | None = None, refresh: bool = False) -> Project:
-    """Load the project at `root` (default: found from the current folder) with the graph of its
-    Dagster definitions (default: the module its config names); params.yaml is checked now.
-    `refresh` resolves the graph from the definitions even if its snapshot is valid."""
-    root = Path(root or find_root()).resolve()
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    definitions = definitions or definitions_of(root)
-    graph, _ = resolve_graph(root, definitions, refresh)
-    project = Project(root, graph, definitions=definitions)
-    for asset in graph.assets[:1]:
-        project.params_of(asset)  # checks all of params.yaml now, not inside a step
-    return project
+        return getattr(loading, name)
+    raise AttributeError(f"module 'skipwise.engine' has no attribute {name!r}")

@@ -28,7 +28,7 @@ _CONTEXT_NAMES = ("context", "ctx")
 
 
 def _root_of(module_file: str | None) -> Path:
-    from skipwise.engine import find_root
+    from skipwise.loading import find_root
 
     return find_root(Path(module_file).resolve().parent) if module_file else find_root()
 
@@ -264,7 +264,7 @@ def _check_input_annotation(ann: Any) -> None:
 def _code_version(root: Path, ref: str, where: str) -> str | None:
     """skipwise's code version of `ref`, as Dagster's `code_version` (Dagster's staleness then sees code edits)."""
     from skipwise.core.codeversion import CodeIndex
-    from skipwise.engine import library_alias
+    from skipwise.loading import library_alias
 
     try:
         index = CodeIndex(root, cache=root / "data" / ".skipwise" / "code.json", libraries=library_alias(root))
@@ -299,7 +299,7 @@ def dvc_source(name: str, path: str, partitions_def: Any = None, filename: str =
         **kwargs,
     )
     def _observe(context) -> Any:  # noqa: ANN001
-        from skipwise.engine import load_project
+        from skipwise.loading import load_project
 
         project = load_project(_run_root(root))
         source = next(s for s in project.graph.sources if s.name == name)

@@ -131,7 +131,7 @@ def _downstream_in_run(context: Any) -> bool:
 
 def run_asset(context: Any, root: Path, body: Any, partitions_def: Any) -> Iterator[Any]:
     """The body of every `@sw.asset`: run the engine over the run's partitions of the asset."""
-    from skipwise.engine import load_project
+    from skipwise.loading import load_project
 
     project = load_project(root)
     name = "__".join(context.asset_key.path)

@@ -27,7 +27,8 @@ class IOManager(dg.ConfigurableIOManager):
     root: str = ""
 
     def _project(self) -> Any:
-        from skipwise.engine import Project, find_root
+        from skipwise.engine import Project
+        from skipwise.loading import find_root
         from skipwise.core.spec import Graph
 
         root = Path(self.root).resolve() if self.root else find_root()

@@ -190,7 +190,7 @@ def _materialize_project(project: Project, selection: list[str] | None, partitio
     from skipwise.adapters.dagster.graph import definitions_in
 
     with pm.phase("load"):
-        from skipwise.engine import definitions_of
+        from skipwise.loading import definitions_of
 
         defs = definitions_in(project.definitions or definitions_of(project.root))
         defs_assets = list(defs.assets or ())

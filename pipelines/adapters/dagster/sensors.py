@@ -16,7 +16,7 @@ import dagster as dg
 from skipwise.adapters.dagster.run import RANGE_END, RANGE_START, run_groups
 from skipwise.core.hashing import digest
 from skipwise.core.plan import RUN
-from skipwise.engine import load_project
+from skipwise.loading import load_project
 
 
 def stale_partitions_sensor(
@@ -28,7 +28,7 @@ def stale_partitions_sensor(
     definitions' folder, or $SKIPWISE_ROOT)."""
     import sys
 
-    from skipwise.engine import find_root
+    from skipwise.loading import find_root
 
     if root is None:
         caller = sys._getframe(1).f_globals.get("__file__")
