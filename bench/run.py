@@ -354,10 +354,10 @@ def main(argv: list[str] | None = None) -> int:
             say(f"planning: Project.plan() over {args.synthetic} daily and {args.synthetic} hourly partitions "
                 "(setting up the synthetic project)")
             syn = planning.synthetic_plan(tmp, args.synthetic, max(3, repeats))
-            for s, what in ((syn.daily, "daily asset, 1 raw file each (Identity)"),
-                            (syn.hourly, f"hourly asset, {syn.hourly.inputs_per_partition}-hour window "
+            for s, what in ((syn.daily, "the daily asset, 1 raw file each (Identity)"),
+                            (syn.hourly, f"the hourly asset, {syn.hourly.inputs_per_partition}-hour window "
                                          "(TimeWindowPartitionMapping(start_offset=-23) over an hourly dvc_source)")):
-                refs.append(Ref("synthetic", f"`Project.plan()` in-process, {s.partitions} partitions of a {what}, warm",
+                refs.append(Ref("synthetic", f"`Project.plan()` in-process, {s.partitions} partitions of {what}, warm",
                                 s.plan, f"{s.ms_per_partition:.3f} ({s.ms_per_partition_min:.3f}) ms/partition; all skipped: "
                                 f"{s.all_skipped}; {s.bytes_read} B read, {s.hashed_bytes} B hashed; first plan (fills the "
                                 f"stat cache): {s.cold_plan_seconds:.2f} s"))

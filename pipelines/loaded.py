@@ -76,6 +76,8 @@ class _Finder:
         else:
             return None
         loader = spec.loader
+        if name == "skipwise" or name.startswith("skipwise."):
+            return spec  # the library versions itself by all of its files (skipwise.loading.library_alias)
         if type(loader) is importlib.machinery.SourceFileLoader and spec.origin:
             if not os.path.realpath(spec.origin).startswith(self.prefixes):
                 spec.loader = _RecordingLoader(loader.name, loader.path)

@@ -499,16 +499,35 @@ def installed() -> dict[str, tuple[str, str, str]]:
                 names = os.listdir(entry or ".")
             except OSError:
                 continue
+            if i == 0 and entry == volatile:
+                # metadata in the working folder (a project's own *.egg-info) is not what is
+                # installed: counting it would make versions depend on where a command runs
+                continue
             for n in names:
                 if n.endswith((".dist-info", ".egg-info")):
-                    if not (i == 0 and entry == volatile):
-                        folders.add(n)
+                    folders.add(n)
                     dist, _, rest = n.rsplit(".", 1)[0].partition("-")
                     folder = os.path.join(entry or ".", n)
-                    found.setdefault(_norm(dist), (dist, rest.split("-")[0] or "unknown", folder))
+                    version = rest.split("-")[0] or _metadata_file_version(folder)
+                    found.setdefault(_norm(dist), (dist, version, folder))
         _INSTALLED = found
         _ENVIRONMENT = digest([list(sys.version_info[:3]), sorted(folders)])
     return _INSTALLED
+
+
+def _metadata_file_version(folder: str) -> str:
+    """The Version: line of a metadata folder whose name carries none (a bare `x.egg-info`)."""
+    for name in ("PKG-INFO", "METADATA"):
+        try:
+            with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    if line.startswith("Version:"):
+                        return line.split(":", 1)[1].strip() or "unknown"
+                    if not line.strip():
+                        break
+        except OSError:
+            continue
+    return "unknown"
 
 
 def environment() -> str:

@@ -39,3 +39,9 @@ def test_helpers():
     assert steal_percent((0, 0), (0, 0)) == 0.0
     assert fmt_bytes(0) == "0" and fmt_bytes(999) == "999 B" and fmt_bytes(2_500_000) == "2.5 MB"
     assert ratio(Cell(), _cell([1.0])) == "—"
+
+
+def test_load_average_is_reported_beside_steal():
+    text = render_report("bench", [], [], [], steal=1.0, wall_seconds=60, notes=[], load=(3.14, 3.5, 2))
+    assert "1.0% of all CPU time" in text and "median 3.14, max 3.50, on 2 CPUs" in text
+    assert "Load average" not in render_report("bench", [], [], [], steal=None, wall_seconds=60, notes=[])
