@@ -34,7 +34,8 @@ def _root_of(module_file: str | None) -> Path:
 
 
 def _is_config_class(ann: Any) -> bool:
-    return inspect.isclass(ann) and issubclass(ann, dg.Config)
+    # a ConfigurableResource is a dg.Config too: it is a resource, not run config
+    return inspect.isclass(ann) and issubclass(ann, dg.Config) and not _is_resource_class(ann)
 
 
 def _is_resource_class(ann: Any) -> bool:
@@ -131,6 +132,9 @@ def asset(fn: Callable | None = None, *, name: str | None = None, key_prefix: st
         if i == 0 and _is_context(p.name, ann):
             context_param = p.name
         elif _is_config_class(ann):
+            if config_param is not None:
+                raise ConfigError(f"{where}: two config parameters ({config_param}, {p.name})",
+                                  hint="put every config field in one dg.Config class")
             config_param, config_class = p.name, ann
         elif _is_resource_class(ann):
             resource_params.append(p.name)
