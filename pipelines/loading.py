@@ -92,11 +92,13 @@ def definitions_of(root: Path) -> str:
     return value
 
 
-def _library_stamp() -> str:
+def _library_stamp(root: Path) -> str:
+    """The library's version and fingerprint scheme, and its files' digest when its source lives
+    in the project (then an edit of the resolution code rebuilds the snapshot too)."""
     from skipwise import __version__
     from skipwise.core.manifest import SCHEME_VERSION
 
-    return f"{__version__}/{SCHEME_VERSION}"
+    return f"{__version__}/{SCHEME_VERSION}/{library_alias(root).get('skipwise', '')}"
 
 
 def resolve_graph(root: Path, definitions: str, refresh: bool = False) -> tuple[Graph, str]:
@@ -105,7 +107,7 @@ def resolve_graph(root: Path, definitions: str, refresh: bool = False) -> tuple[
     snapshot was rebuilt)."""
     from skipwise import snapshot
 
-    graph, why = snapshot.load(root, definitions, _library_stamp()) if not refresh else (None, "refresh asked")
+    graph, why = snapshot.load(root, definitions, _library_stamp(root)) if not refresh else (None, "refresh asked")
     if graph is not None:
         return graph, ""
     from skipwise.adapters.dagster.graph import definitions_in, graph_of
@@ -122,7 +124,7 @@ def resolve_graph(root: Path, definitions: str, refresh: bool = False) -> tuple[
     # Definitions imported from elsewhere cannot be watched, and a graph resolved from modules
     # whose files changed since they were imported would be saved as the graph of the new files.
     if cacheable and from_root and _imported_as_on_disk(root, files):
-        snapshot.save(root, definitions, graph, files, until, _library_stamp())
+        snapshot.save(root, definitions, graph, files, until, _library_stamp(root))
     return graph, why
 
 
