@@ -1,6 +1,6 @@
 """The false-hit soak, one command:
 
-    .venv/bin/python -m bench.false_hits --steps 500 [--seed N] [--out bench/results/false_hits.md]
+    .venv/bin/python -m bench.false_hits --steps 500 [--seed N] [--ledger-keep 100] [--out bench/results/false_hits.md]
 
 A false cache hit (a partition reported up to date whose stored output differs from what the current
 code, params and raw data would produce) is the worst bug skipwise can have. This soak looks for one:
@@ -10,15 +10,18 @@ code, params and raw data would produce) is the worst bug skipwise can have. Thi
    data written by `assets.ingest`, `git init`, `dvc init`, `dvc add data/raw/flights
    data/raw/weather`) and builds it. The copy holds no pipelines/: it runs the installed library
    (`skipwise`), so the edits are to the project's own files only.
-2. Then, for each of N seeded random steps: one random edit (see KINDS), then one subprocess in the
-   project (its own code: cwd and `PYTHONPATH=<project>`; no Dagster run) that runs an incremental
-   build of flight_features, weather_features and training_set over the 12 days through
+2. Then, for each of N seeded random steps: one random edit (see KINDS), then one fresh process in
+   the project (its own code: cwd and `PYTHONPATH=<project>`; no Dagster run) that runs an
+   incremental build of flight_features, weather_features and training_set over the 12 days through
    `skipwise.engine.load_project(".")` and `Project.materialize`, and then the oracle
    (`bench/false_hits_worker.py`): every partition recomputed straight from the raw files,
    params.yaml and the `@sw.asset` functions with their `dg.Config` classes, windows read off the
    Dagster definitions' partition mappings, with no engine state, serialized by the library's writer.
    Code edits go to assets/definitions.py (partition mappings, config defaults, bodies, module
-   constants) and the feature modules the bodies call (assets/features/).
+   constants) and the feature modules the bodies call (assets/features/); params.yaml toggles also
+   remove a key (the config class default applies) and put it back. The process is a child forked
+   by a server that imported Dagster and the other third-party libraries once (`--fresh-process`:
+   a plain new interpreter per step, seconds slower); it imports skipwise and the project itself.
 3. A **false hit** is a partition the build reported as a skip whose committed bytes (or manifest
    hash) differ from the oracle's. Also counted: partitions recomputed and still wrong, builds that
    failed (none of the edits is meant to be refused), and **wasted recomputes** (partitions recomputed
@@ -771,6 +774,8 @@ def render(results: list[StepResult], meta: dict) -> str:
         f"- cp -a steps followed by an edit before the build: {sum(r.kind == COPY and 'then' in r.op for r in results)}; "
         "wasted recomputes count only plain copies, and only after a clean step.",
         f"- Every step, with the reason of each recomputed partition: `{meta['steps_log']}`.",
+        *([f"- **The installed library changed during the soak** (engine source digests {', '.join(meta['digests'])} in turn; "
+           "each step's is in the steps log): its steps did not all test the same code."] if len(meta.get("digests") or ()) > 1 else []),
         f"- Cost ledger: {'pruned to the newest ' + str(meta['ledger_keep']) + ' files after each step' if meta['ledger_keep'] else 'kept whole (the budget check reads all of it on every build that computes, so steps slow down as it grows)'}.",
         "- A false hit: a partition the build skipped whose committed bytes or manifest hash differ from the oracle's "
         "(every partition recomputed from the raw files, params.yaml and the code, with no engine state).",
@@ -878,7 +883,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="run each step in a plain new interpreter instead of a child forked by a server that has "
                          "imported Dagster and the other third-party libraries once (slower by the imports: seconds a step)")
     ap.add_argument("--inject-false-hit", type=int, metavar="STEP", help=argparse.SUPPRESS)  # self-test of the oracle
-    ap.add_argument("--src", type=Path, default=REPO, help="the project to copy (assets, pipelines, params.yaml...); default this one")
+    ap.add_argument("--src", type=Path, default=REPO, help="the project to copy (assets, params.yaml, pyproject.toml...; never its pipelines/); default this one")
     args = ap.parse_args(argv)
     global SERVER
     SERVER = None if args.fresh_process else StepServer()
@@ -900,6 +905,10 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
     base = Path(tempfile.mkdtemp(prefix="false_hits-", dir=args.tmp))
     say(f"false_hits: seed {args.seed}, {steps} steps, project in {base}")
     s = Soak(base, make_project(base, args.src.resolve()), random.Random(args.seed), args.settle_after_copy)
+    # The library is the installed one, read afresh by every step: an edit of it during the soak
+    # (someone working in this checkout) would mix versions, so its digest is taken at every step.
+    digest = code_digest(library_dir())
+    digests = [digest]
     res, wall = run_worker(s.root, 0, base / "result.json")
     if res.get("build_error") or res.get("oracle_error"):
         say(f"the first build failed:\n{res.get('build_error') or res.get('oracle_error')}")
@@ -909,7 +918,6 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
         say(f"the oracle disagrees with the first build: {first.wrong_after_run + first.missing}")
         return 1
     say(f"false_hits: first build {wall:.2f} s ({res.get('t_build', 0):.2f} s build, {res.get('t_oracle', 0):.2f} s oracle)")
-    digest = code_digest(library_dir())
     results: list[StepResult] = []
     scratch_checks = scratch_bad = 0
     refusals: list[str] = []
@@ -921,7 +929,7 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
         return {"command": command, "steps": steps, "seed": args.seed, "wall": time.perf_counter() - t_start, "digest": digest,
                 "steal": steal_percent(stat0, stat) if stat0 and stat else None, "partial": partial,
                 "scratch_checks": scratch_checks, "scratch_disagreements": scratch_bad, "replay": replay_cmd,
-                "refusals": refusals, "steps_log": steps_log, "ledger_keep": args.ledger_keep}
+                "refusals": refusals, "steps_log": steps_log, "ledger_keep": args.ledger_keep, "digests": digests}
 
     def replay_cmd(step: int) -> str:
         extra = f" --inject-false-hit {args.inject_false_hit}" if args.inject_false_hit else ""
@@ -951,12 +959,16 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
         r = check(step, kind, op, res, time.perf_counter() - t, wall, prev_clean, s.root)
         r.load = load_average()
         results.append(r)
+        library = code_digest(library_dir())
+        if library != digests[-1]:
+            digests.append(library)
+            say(f"        the installed library changed during this step (engine source digest now {library})")
         with open(steps_log, "a") as f:  # every step, with the reasons of what ran: enough to diagnose after the fact
             f.write(json.dumps({"step": step, "kind": kind, "op": op, "seconds": round(r.seconds, 3), "t_build": round(r.t_build, 3),
                                 "t_oracle": round(r.t_oracle, 3), "ran": [[a, k, why] for a, k, act, why in res.get("outcomes", []) if act == "run"],
                                 "false_hits": r.false_hits, "wrong_after_run": r.wrong_after_run, "missing": r.missing,
                                 "wasted": r.wasted, "error": cause(r.build_error) or cause(r.oracle_error),
-                                "warnings": res.get("warnings", [])}) + "\n")
+                                "warnings": res.get("warnings", []), "library": library}) + "\n")
         if res.get("expected"):
             expected = res["expected"]
         flag = "FAIL" if r.failed else ("wasted" if r.wasted else "ok")

@@ -252,9 +252,14 @@ def serve() -> int:
             except BaseException:  # noqa: BLE001
                 traceback.print_exc()
             finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(rc)
+                try:  # what a normal exit runs (logging's flush, anything the step registered), never the server's teardown
+                    import atexit
+
+                    atexit._run_exitfuncs()
+                finally:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(rc)
         deadline = time.monotonic() + float(req.get("timeout", 600))
         while True:
             done, status = os.waitpid(pid, os.WNOHANG)

@@ -79,7 +79,7 @@ def test_comment_edits_and_helper_toggles_apply_to_the_real_sources(tmp_path):
 
 
 class _Always(random.Random):
-    """A Random whose choice() always picks `item` (when it is one of the options) and never restores mtimes."""
+    """A Random whose choice() picks `item` whenever it is one of the options."""
 
     def __init__(self, item):
         super().__init__(0)
@@ -87,9 +87,6 @@ class _Always(random.Random):
 
     def choice(self, seq):
         return self.item if self.item in seq else super().choice(seq)
-
-    def random(self):
-        return 1.0
 
 
 def test_no_code_edit_targets_the_library_or_the_old_layout():
