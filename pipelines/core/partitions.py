@@ -83,6 +83,8 @@ def validate_key(key: object) -> str:
             f"partition key {show_key(key)} is empty or not a string",
             hint="pass a key such as 2013-03-14",
         )
+    if key in _VALID:
+        return key
     bad = ""
     if len(key) > MAX_KEY_CHARS:
         bad = f"longer than {MAX_KEY_CHARS} characters"
@@ -90,14 +92,21 @@ def validate_key(key: object) -> str:
         bad = "contains '..'"
     elif "/" in key or "\\" in key:
         bad = "contains a path separator"
-    elif any(ord(c) < 32 or ord(c) == 127 for c in key):
+    elif _CONTROL.search(key):
         bad = "contains a control character"
     if bad:
         raise PartitionKeyError(
             f"partition key {show_key(key)} is not allowed: it {bad}",
             hint="use the asset's own keys, e.g. 2013-03-14",
         )
+    if len(_VALID) < 200_000:  # planning validates the same keys many times
+        _VALID.add(key)
     return key
+
+
+_VALID: set[str] = set()
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_FOLDERS: dict[str, str] = {}
 
 
 def key_folder(key: str) -> str:
@@ -107,6 +116,9 @@ def key_folder(key: str) -> str:
     byte, so the mapping is one to one (``~`` itself is escaped); a name over 120 characters ends in
     ``~h`` and a hash of the whole key instead. The key is validated first.
     """
+    cached = _FOLDERS.get(key)
+    if cached is not None:
+        return cached
     validate_key(key)
     if key[0] != "." and all(c in _FOLDER_SAFE for c in key):
         folder = key
@@ -122,6 +134,8 @@ def key_folder(key: str) -> str:
         import hashlib
 
         folder = f"{folder[:80]}~h{hashlib.sha256(key.encode('utf-8')).hexdigest()[:32]}"
+    if len(_FOLDERS) < 200_000:
+        _FOLDERS[key] = folder
     return folder
 
 

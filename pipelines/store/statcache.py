@@ -38,6 +38,9 @@ class StatCache:
 
     def _key(self, path: Path | str, algo: str) -> tuple[str, str]:
         full = os.path.abspath(path)
+        prefix = self.base + os.sep
+        if full.startswith(prefix):  # the usual case, without relpath's cost (planning is hot)
+            return (full[len(prefix):], algo)
         rel = os.path.relpath(full, self.base)
         return (full if rel.startswith("..") else rel, algo)
 
