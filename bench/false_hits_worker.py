@@ -73,21 +73,6 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class _Context:
-    """What the demo's asset functions read of Dagster's context: the partition key."""
-
-    def __init__(self, asset: str, partition_key: str) -> None:
-        self.asset, self.partition_key = asset, partition_key
-
-    @property
-    def partition_keys(self) -> list[str]:
-        return [self.partition_key]
-
-    @property
-    def has_partition_key(self) -> bool:
-        return self.partition_key != "all"
-
-
 def _plain(value):
     return getattr(value, "value", getattr(value, "text", value))
 
@@ -107,6 +92,7 @@ def oracle(days: list[str], out: dict) -> None:
     import assets.definitions as g
     from skipwise import formats
     from skipwise.bodies import REGISTRY
+    from skipwise.bodies import PartitionContext
     from skipwise.core.partitions import UNPARTITIONED
 
     t = time.perf_counter()
@@ -121,7 +107,7 @@ def oracle(days: list[str], out: dict) -> None:
             body = body_of(adef)
             kwargs = dict(inputs)
             if body.context_param:
-                kwargs[body.context_param] = _Context(adef.key.path[-1], key)
+                kwargs[body.context_param] = PartitionContext(adef.key.path[-1], key)
             if body.config_param:
                 kwargs[body.config_param] = body.config_class(**(params_yaml.get(adef.key.path[-1]) or {}))
             return body.fn(**kwargs)

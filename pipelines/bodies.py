@@ -61,12 +61,12 @@ class Body:
 def combine(values: Mapping[str, Any], annotation: Any) -> Any:
     """One input's value: a dict of partitions for a `dict[str, X]` annotation; the value itself
     when one partition is read; otherwise the partitions combined (frames concatenated)."""
-    if _is_dict_of(annotation) or len(values) != 1:
+    if is_dict_of(annotation) or len(values) != 1:
         return formats.combine(dict(values), annotation)
     return formats.convert(next(iter(values.values())), annotation)
 
 
-def _is_dict_of(annotation: Any) -> bool:
+def is_dict_of(annotation: Any) -> bool:
     """`dict[str, X]` asks for one value per upstream partition, unless X is a tensor (then it is
     a torch state dict, one value)."""
     if annotation is None:

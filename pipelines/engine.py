@@ -246,8 +246,7 @@ class Project:
                 key = m.partition if m else None
             if key is not None:
                 keys.append(key)
-        order = {k: i for i, k in enumerate(keys_of(asset.partitions))} if asset.partitions is not None else {}
-        return sorted(keys, key=lambda k: (order.get(k, len(order)), k))
+        return self.in_order(asset, keys)
 
     # -- provenance and plans ---------------------------------------------------------------------
 
@@ -322,13 +321,16 @@ class Project:
         return asset.partitions.key_range(ordered[0], ordered[-1])
 
     def in_order(self, asset: Asset, keys: Any) -> list[str]:
-        """`keys` of `asset` in its partitioning's order (time order for time windows)."""
+        """`keys` of `asset` in its partitioning's order (time order for time windows); keys the
+        partitioning no longer holds (folders left from an older one) go last."""
+        keys = sorted(keys)
         if asset.partitions is None:
-            return sorted(keys)
-        index = getattr(asset.partitions, "index", None)
-        if index is None:
-            return sorted(keys)
-        return sorted(keys, key=index)
+            return keys
+        # DailyPartitions keys are ISO dates: their sorted order is their time order.
+        position = getattr(asset.partitions, "_index", None)
+        if position is None:
+            return keys
+        return sorted(keys, key=lambda k: position.get(k, len(position)))
 
     def plan(self, selection: list[str] | None = None, keys: list[str] | None = None, partition: str | None = None) -> list[Decision]:
         """Decisions for the selected assets (all by default), upstream first, reading no data.

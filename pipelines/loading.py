@@ -59,6 +59,13 @@ def find_root(start: Path | None = None) -> Path:
     return here
 
 
+def run_root(found: Path) -> Path:
+    """The project a run works on: $SKIPWISE_ROOT when set (the same code over another copy of
+    the data, as `skipwise materialize` sets for its runs), else `found` (from the definitions' folder)."""
+    env = os.environ.get("SKIPWISE_ROOT")
+    return Path(env).resolve() if env else found
+
+
 def definitions_of(root: Path) -> str:
     """The module holding the project's `dg.Definitions`, said once: `definitions` under
     [tool.skipwise] in pyproject.toml, or at the top of skipwise.toml, else Dagster's own

@@ -51,10 +51,9 @@ def _encode(value: Any) -> Any:
     return value
 
 
-def _decode(value: Any, want_tuple: bool = True) -> Any:
+def _decode(value: Any) -> Any:
     if isinstance(value, list):
-        items = [_decode(v) for v in value]
-        return tuple(items) if want_tuple else items
+        return tuple(_decode(v) for v in value)
     if isinstance(value, dict):
         if "$date" in value:
             from datetime import date

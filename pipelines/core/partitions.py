@@ -215,6 +215,9 @@ class KeySet:
         """Every key, in the partitioning's order."""
         return list(self.key_list)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
     def index(self, key: str) -> int:
         """The position of `key`; PartitionKeyError if it is not one of the keys."""
         i = self._index.get(key)

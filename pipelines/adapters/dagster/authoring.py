@@ -20,9 +20,10 @@ from typing import Any, Callable, Iterator, Mapping
 import dagster as dg
 
 from skipwise import formats
-from skipwise.bodies import REGISTRY, Body, Input
+from skipwise.bodies import REGISTRY, Body, Input, is_dict_of
 from skipwise.core.errors import ConfigError
 from skipwise.adapters.dagster.graph import ASSET, KIND, SOURCE
+from skipwise.loading import run_root
 
 _CONTEXT_NAMES = ("context", "ctx")
 
@@ -47,7 +48,7 @@ def _is_context(name: str, ann: Any) -> bool:
     return name in _CONTEXT_NAMES or "ExecutionContext" in str(text)
 
 
-def _hints(fn: Callable, where: str) -> dict[str, Any]:
+def _hints(fn: Callable) -> dict[str, Any]:
     try:
         return typing.get_type_hints(fn)
     except Exception:  # noqa: BLE001 - unresolvable names: keep the annotations as written
@@ -115,7 +116,7 @@ def asset(fn: Callable | None = None, *, name: str | None = None, key_prefix: st
     root = _root_of(module_file)
 
     sig = inspect.signature(fn)
-    hints = _hints(fn, where)
+    hints = _hints(fn)
     ins = dict(ins or {})
     context_param = config_param = None
     config_class = None
@@ -193,7 +194,7 @@ def asset(fn: Callable | None = None, *, name: str | None = None, key_prefix: st
     def run(context: dg.AssetExecutionContext) -> Iterator[Any]:
         from skipwise.adapters.dagster.factory import run_asset
 
-        yield from run_asset(context, _run_root(root), body, partitions_def)
+        yield from run_asset(context, run_root(root), body, partitions_def)
 
     if config_class is not None:
         def _materialize(context, config):  # noqa: ANN001, ANN202 - config is annotated below
@@ -226,15 +227,6 @@ def asset(fn: Callable | None = None, *, name: str | None = None, key_prefix: st
     )(_materialize)
 
 
-def _run_root(found: Path) -> Path:
-    """The project a run works on: $SKIPWISE_ROOT when set (the same code over another copy of
-    the data), else the one found from the definitions' folder."""
-    import os
-
-    env = os.environ.get("SKIPWISE_ROOT")
-    return Path(env).resolve() if env else found
-
-
 def _prefix(p: Any) -> list[str]:
     if not p:
         return []
@@ -256,8 +248,7 @@ def _output_inner(ret: Any) -> Any:
 
 def _check_input_annotation(ann: Any) -> None:
     """TypeError when an input annotation asks for something no format can give."""
-    text = formats.describe(ann).replace(" ", "")
-    if text.startswith(("dict[str,", "Mapping[str,")) and "Tensor" not in text:
+    if is_dict_of(ann):
         args = typing.get_args(ann)
         if args:
             formats.for_annotation(args[1])
@@ -267,16 +258,29 @@ def _check_input_annotation(ann: Any) -> None:
 
 def _code_version(root: Path, ref: str, where: str) -> str | None:
     """skipwise's code version of `ref`, as Dagster's `code_version` (Dagster's staleness then sees code edits)."""
-    from skipwise.core.codeversion import CodeIndex
-    from skipwise.loading import library_alias
-
     try:
-        index = CodeIndex(root, cache=root / "data" / ".skipwise" / "code.json", libraries=library_alias(root))
-        return index.version(ref).digest[:16]
+        return _code_index(root).version(ref).digest[:16]
     except ConfigError:
         raise
     except Exception:  # noqa: BLE001 - the engine versions the code again before each run; Dagster's label may lack it
         return None
+
+
+_INDEXES: dict[tuple[Path, int], Any] = {}
+
+
+def _code_index(root: Path) -> Any:
+    """One code index per project while no module is imported anew: the decorators of one
+    definitions module share its parses and its cache file instead of reading them per asset."""
+    from skipwise import loaded
+    from skipwise.core.codeversion import CodeIndex
+    from skipwise.loading import library_alias
+
+    key = (root, loaded.generation())
+    if key not in _INDEXES:
+        _INDEXES.clear()
+        _INDEXES[key] = CodeIndex(root, cache=root / "data" / ".skipwise" / "code.json", libraries=library_alias(root))
+    return _INDEXES[key]
 
 
 def dvc_source(name: str, path: str, partitions_def: Any = None, filename: str = "{partition_key}.parquet",
@@ -305,7 +309,7 @@ def dvc_source(name: str, path: str, partitions_def: Any = None, filename: str =
     def _observe(context) -> Any:  # noqa: ANN001
         from skipwise.loading import load_project
 
-        project = load_project(_run_root(root))
+        project = load_project(run_root(root))
         source = next(s for s in project.graph.sources if s.name == name)
         if partitions_def is None:
             return dg.DataVersion(project.raw_version(source, "all"))

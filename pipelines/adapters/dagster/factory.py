@@ -24,7 +24,7 @@ from skipwise.engine import Outcome, Project
 BACKFILL_TAG = "dagster/backfill"
 
 
-class PartitionContext:
+class OnePartitionContext:
     """Dagster's context as a body sees it for one partition of a run over many: `partition_key`,
     `partition_keys`, `partition_time_window` and `partition_key_range` are that partition's;
     everything else (log, resources, run, instance) is Dagster's own."""
@@ -137,7 +137,7 @@ def run_asset(context: Any, root: Path, body: Any, partitions_def: Any) -> Itera
     name = "__".join(context.asset_key.path)
     keys = list(context.partition_keys) if partitions_def is not None else None
     spec = project.graph.asset(name) if any(a.name == name for a in project.graph.assets) else None
-    if spec is None or (keys and spec.partitions is not None and not set(keys) <= set(spec.partitions.keys())):
+    if spec is None or (keys and spec.partitions is not None and not all(k in spec.partitions for k in keys)):
         # The snapshot predates this asset or these keys (a time window that just gained one): resolve afresh.
         project = load_project(root, refresh=True)
         spec = project.graph.asset(name)
@@ -145,7 +145,7 @@ def run_asset(context: Any, root: Path, body: Any, partitions_def: Any) -> Itera
     resources = context.resources
 
     def call(key: str, inputs: Any, params: Any) -> Any:
-        ctx = PartitionContext(context, key, partitions_def) if partitions_def is not None else context
+        ctx = OnePartitionContext(context, key, partitions_def) if partitions_def is not None else context
         return body.call(ctx, inputs, params, resources)
 
     yield from run_partitions(context, project, spec, keys, call)

@@ -10,6 +10,7 @@ is the content hash of its bytes, so skipwise assets downstream of it know when 
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,9 @@ class IOManager(dg.ConfigurableIOManager):
     root: str = ""
 
     def _project(self) -> Any:
-        from skipwise.engine import Project
         from skipwise.loading import find_root
-        from skipwise.core.spec import Graph
 
-        root = Path(self.root).resolve() if self.root else find_root()
-        return Project(root, Graph((), ()), params={})
+        return _store_project(Path(self.root).resolve() if self.root else find_root())
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         md = context.definition_metadata or {}
@@ -113,6 +111,16 @@ def _upstream_metadata(context: Any) -> Any:
         return {}
 
 
+@functools.lru_cache(maxsize=8)
+def _store_project(root: Path) -> Any:
+    """A Project over `root` used only for its store (one per root and process: each input and
+    output would otherwise open the stat cache and read the config again)."""
+    from skipwise.core.spec import Graph
+    from skipwise.engine import Project
+
+    return Project(root, Graph((), ()), params={})
+
+
 def _group_of(context: Any) -> str:
     try:
         return context.asset_spec.group_name or "default"
@@ -123,9 +131,7 @@ def _group_of(context: Any) -> str:
 def _layer_on_disk(data_root: Path, name: str) -> str:
     """The data/ subfolder holding asset `name` (asset names are unique across groups)."""
     try:
-        for layer in sorted(os.listdir(data_root)):
-            if not layer.startswith(".") and os.path.isdir(os.path.join(data_root, layer, name)):
-                return layer
+        layers = sorted(os.listdir(data_root))
     except FileNotFoundError:
-        pass
-    return ""
+        return ""
+    return next((layer for layer in layers if not layer.startswith(".") and os.path.isdir(os.path.join(data_root, layer, name))), "")

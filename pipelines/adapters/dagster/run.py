@@ -19,7 +19,7 @@ from typing import Any
 
 import dagster as dg
 
-from skipwise.core.partitions import parse_range
+from skipwise.core.partitions import keys_in_range, parse_range
 from skipwise.core.spec import Asset
 from skipwise.core.plan import RUN, SKIP
 from skipwise.engine import Project
@@ -121,24 +121,17 @@ def _first_line(err) -> tuple[str, str]:
     return first, fix
 
 
-def _keys_of(partitions, partition: str | None) -> list[str] | None:
-    from skipwise.core.partitions import keys_in_range
-
-    return keys_in_range(partitions, partition)
-
-
-def check_plan_budget(project: Project, names: set[str], partition: str | None, tags: dict) -> tuple[list[str] | None, list]:
+def check_plan_budget(project: Project, names: set[str], partition: str | None, tags: dict) -> list:
     """Stop before launching anything when the whole invocation is projected over a budget.
 
     Projects every level at once (downstream of a stale partition counts as running, as the plan
     says) from each asset's cost history: `per_run_usd` holds for the invocation as a whole, not
     per step. The run tag skipwise/budget_override=true lets it through (the steps report it).
-    Returns the keys planned for partitioned assets and the plan's decisions (reused for the
-    levels that run before anything has been committed).
+    Returns the plan's decisions (reused for the levels that run before anything has been committed).
     """
     decisions = project.plan(sorted(names), partition=partition)
     project.check_budgets(Counter(d.asset for d in decisions if d.action == RUN), tags)
-    return None, decisions
+    return decisions
 
 
 def instance_for(project: Project) -> dg.DagsterInstance:
@@ -186,7 +179,7 @@ def _materialize_project(project: Project, selection: list[str] | None, partitio
         parse_range(partition)  # an empty --partition (or half of one) is an error, never "everything"
     pm = process_meter()
     with pm.phase("plan"):
-        planned_keys, planned = check_plan_budget(project, names, partition, tags)
+        planned = check_plan_budget(project, names, partition, tags)
     from skipwise.adapters.dagster.graph import definitions_in
 
     with pm.phase("load"):
@@ -215,7 +208,7 @@ def _materialize_project(project: Project, selection: list[str] | None, partitio
     groups = run_groups(graph, names)
     for i, group in enumerate(groups):
         run_tags = {str(k): str(v) for k, v in tags.items()}
-        keys = _keys_of(group[0].partitions, partition)
+        keys = keys_in_range(group[0].partitions, partition)
         if keys == []:
             continue  # this partitioning has no such keys
         in_group = {a.name for a in group}

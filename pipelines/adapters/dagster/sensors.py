@@ -43,9 +43,9 @@ def stale_partitions_sensor(
         description="Requests runs for the partitions skipwise finds stale (raw DVC data, code, params or config changed).",
     )
     def _sensor(context):
-        from skipwise.adapters.dagster.authoring import _run_root
+        from skipwise.loading import run_root
 
-        return stale_run_requests(load_project(_run_root(root))) or dg.SkipReason("every partition is up to date")
+        return stale_run_requests(load_project(run_root(root))) or dg.SkipReason("every partition is up to date")
 
     return _sensor
 
