@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     mat = sub.add_parser("materialize", help="materialize assets through Dagster, computing only what changed")
     mat.add_argument("--select", default=None, help="comma-separated assets (default: all)")
     mat.add_argument("--partition", default=None, help="one partition key, or a range a...b (default: all)")
+    mat.add_argument("--workers", type=int, default=None,
+                     help="processes per level (default: $SKIPWISE_WORKERS, else one per CPU for levels of 100+ stale "
+                          "partitions per process; 1: all in this process)")
     mat.add_argument("--tags", default=None, help='run tags as JSON, e.g. \'{"skipwise/experiment": "e1"}\'')
     mat.set_defaults(func=cmd_materialize)
 
@@ -210,6 +213,8 @@ def cmd_materialize(args) -> int:
         raise UsageError(f"--tags must be a JSON object of tag -> value, got {type(tags).__name__}", hint=tag_hint)
     if args.partition is not None:
         parse_range(args.partition)  # before anything loads (Dagster included)
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be 1 or more, got {args.workers}", hint="--workers 1 runs everything in this process")
     project = _project(args)  # params, config and graph are checked here, before Dagster loads
     from skipwise.adapters.dagster.run import materialize_project
 
@@ -217,7 +222,7 @@ def cmd_materialize(args) -> int:
         tags["skipwise/experiment"] = os.environ["DVC_EXP_NAME"]  # `dvc exp run` names the experiment
     t0 = time.perf_counter()
     try:
-        summary = materialize_project(project, _select(args.select), args.partition, tags)
+        summary = materialize_project(project, _select(args.select), args.partition, tags, workers=args.workers)
     finally:
         print_warnings(project.warnings)
     print(summary.render(time.perf_counter() - t0))

@@ -7,8 +7,12 @@ import uuid
 from pathlib import Path
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a unique temporary file in the same directory, fsync, then rename."""
+def atomic_write(path: Path, data: bytes, sync_dir: bool = True) -> None:
+    """Write `data` to `path` via a unique temporary file in the same directory, fsync, then rename.
+
+    `sync_dir=False` leaves the directory's fsync (which makes the rename durable) to a later
+    atomic write into the same directory: a partition's output is followed by its manifest there.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     try:
@@ -20,7 +24,8 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if sync_dir:
+        _fsync_dir(path.parent)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -133,7 +133,9 @@ class PartitionStore:
         """Write an output atomically under its fingerprint; returns (file name, sha256, size)."""
         name = f"{fingerprint}.{ext}"
         path = self.partition_dir(layer, asset, key) / name
-        atomic_write(path, data)
+        # The directory's fsync comes with the manifest's (same folder, next); should a crash keep
+        # the manifest and lose the output, planning checks the output against it and recomputes.
+        atomic_write(path, data, sync_dir=False)
         self.io.add_write(len(data))
         sha = sha256_bytes(data)
         self.statcache.remember(path, "sha256", sha)

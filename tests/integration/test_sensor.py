@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 
-from skipwise.adapters.dagster.run import RANGE_END, RANGE_START
+from skipwise.adapters.dagster.launch import RANGE_END, RANGE_START
 from skipwise.adapters.dagster.sensors import stale_run_requests
 from skipwise.engine import Project
 from tests.conftest import DVC, run

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from skipwise.adapters.dagster.run import RANGE_END, RANGE_START, run_groups
+from skipwise.adapters.dagster.launch import RANGE_END, RANGE_START
+from skipwise.adapters.dagster.run import run_groups
 from skipwise.core.hashing import digest
 from skipwise.core.plan import RUN
 from skipwise.loading import load_project

@@ -1,0 +1,177 @@
+"""One Dagster run of a level's assets over a span of partitions, here or in worker processes.
+
+`launch` runs one (in this process). `launch_split` cuts a level's stale partitions into
+contiguous chunks and runs them at once: one chunk here, each other one in a worker process
+(`python -m skipwise.adapters.dagster.worker`, a fresh interpreter: forking a process that has
+imported polars or started Dagster's threads is not safe). Chunks never overlap, so no partition
+is written by two processes; each process keeps its own account (its run records), and this
+process leaves its workers' CPU out of its own (they are its children, which getrusage would
+otherwise count here a second time).
+
+A worker pays an interpreter start and Dagster's import (about 2.5 s of CPU) before any work, so
+the split only pays for large levels: by default two or more processes (one per CPU, at most
+`MAX_WORKERS`) when a level has at least `MIN_PER_WORKER` stale partitions per process. `workers`
+(the CLI's `--workers`, or $SKIPWISE_WORKERS) sets the count; 1 runs everything here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+MAX_WORKERS = 4
+MIN_PER_WORKER = 100  # stale partitions per process before a worker's start (~2.5 s CPU) pays off
+RESULT_PREFIX = "skipwise-launch-result: "
+
+
+@dataclass(frozen=True)
+class Launched:
+    """What one Dagster run did: its id, whether it succeeded, computed partitions per asset, and on
+    failure the failed step with the first line of its error and its `fix:` line."""
+
+    run_id: str
+    ok: bool
+    computed: dict[str, int] = field(default_factory=dict)
+    failed_step: str = ""
+    error: str = ""
+    fix: str = ""
+
+
+def worker_count(stale: int, requested: int | None = None) -> int:
+    """How many processes a level with `stale` stale partitions (keys x assets) runs in."""
+    if requested is None:
+        env = os.environ.get("SKIPWISE_WORKERS", "").strip()
+        if env:
+            if not env.isdigit() or int(env) < 1:
+                from skipwise.core.errors import ConfigError
+
+                raise ConfigError(f"SKIPWISE_WORKERS={env!r} is not a number of processes",
+                                  hint="set it to 1 or more (1: everything in one process), or unset it")
+            requested = int(env)
+    if requested is not None:
+        return max(1, min(requested, stale))
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_WORKERS, stale // MIN_PER_WORKER))
+
+
+def chunks(keys: Sequence[str], n: int) -> list[list[str]]:
+    """`keys` (in partition order) cut into `n` contiguous chunks of near-equal size, none empty."""
+    n = max(1, min(n, len(keys)))
+    size, extra = divmod(len(keys), n)
+    out, i = [], 0
+    for c in range(n):
+        j = i + size + (1 if c < extra else 0)
+        out.append(list(keys[i:j]))
+        i = j
+    return out
+
+
+def launch(defs_assets: list, resources: dict, names: list[str], span: tuple[str, str] | None,
+           instance: Any, tags: dict[str, str]) -> Launched:
+    """One Dagster run of the assets `names` over the partition span (first, last) (None: unpartitioned)."""
+    import dagster as dg
+
+    run_tags = dict(tags)
+    if span is not None:
+        run_tags.update({RANGE_START: span[0], RANGE_END: span[1]})
+    result = dg.materialize(
+        defs_assets,
+        resources=resources,
+        selection=[dg.AssetKey(n.split("__")) for n in names],
+        instance=instance,
+        tags=run_tags,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+    )
+    computed = {n: 0 for n in names}
+    for e in result.get_asset_materialization_events():
+        name = "__".join(e.asset_key.path)
+        if name in computed and _cache_of(e) == "miss":
+            computed[name] += 1
+    step, error, fix = failure_of(result) if not result.success else ("", "", "")
+    return Launched(result.run_id, bool(result.success), computed, step, error, fix)
+
+
+def failure_of(result) -> tuple[str, str, str]:
+    """(step, first line of its error, its `fix:` line or "") of a Dagster run's first failed step."""
+    try:
+        events = result.get_step_failure_events()
+    except Exception:  # noqa: BLE001 - a result without step events: say what we can
+        events = []
+    for event in events:
+        step = event.step_key or ""
+        data = getattr(event, "step_failure_data", None) or getattr(event, "event_specific_data", None)
+        err = getattr(data, "error", None)
+        while err is not None and getattr(err, "cause", None) is not None and "DagsterExecutionStepExecutionError" in (err.cls_name or ""):
+            err = err.cause  # Dagster wraps the user's error; the cause is what was raised
+        return (step, *_first_line(err))
+    return "", "", ""
+
+
+def _first_line(err) -> tuple[str, str]:
+    if err is None:
+        return "", ""
+    text = (getattr(err, "message", "") or "").strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    cls = getattr(err, "cls_name", "") or ""
+    if not lines:
+        return cls, ""
+    first = lines[0]
+    if cls and ": " in first and first.split(": ", 1)[0].endswith(cls):
+        first = f"{cls}: {first.split(': ', 1)[1]}"  # skipwise.core.errors.InputError: x -> InputError: x
+    fix = next((line.strip() for line in lines[1:] if line.strip().startswith("fix:")), "")
+    return first, fix
+
+
+def _cache_of(event) -> str:
+    value = event.step_materialization_data.materialization.metadata.get("skipwise/cache")
+    return getattr(value, "value", value)
+
+
+def launch_split(project: Any, defs_assets: list, resources: dict, names: list[str], spans: list[tuple[str, str]],
+                 instance: Any, tags: dict[str, str]) -> list[Launched]:
+    """Run `names` over each span at once: the first span here, the others in worker processes.
+    Returns one `Launched` per span, in order (a worker that died says so in its `error`)."""
+    from skipwise.metering import process_meter
+
+    job = {"root": str(project.root), "definitions": project.definitions, "names": names, "tags": tags,
+           "sys_path": [p for p in sys.path if p]}
+    procs = []
+    try:
+        for span in spans[1:]:
+            p = subprocess.Popen([sys.executable, "-m", "skipwise.adapters.dagster.worker"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+            p.stdin.write(json.dumps({**job, "span": list(span)}))
+            p.stdin.close()
+            procs.append(p)
+        mine = launch(defs_assets, resources, names, spans[0], instance, tags)
+        out = [mine]
+        for span, p in zip(spans[1:], procs):
+            out.append(_collect(p, span, process_meter()))
+        procs = []
+        return out
+    finally:
+        for p in procs:  # only after an error here: do not leave workers running
+            p.kill()
+            p.wait()
+
+
+def _collect(p: subprocess.Popen, span: tuple[str, str], pm: Any) -> Launched:
+    """A worker's result, once it has exited; its CPU (its own run records hold it) is left out of ours."""
+    text = p.stdout.read() if p.stdout else ""
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    pm.exclude_children(usage.ru_utime + usage.ru_stime)
+    for line in reversed(text.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            return Launched(**json.loads(line[len(RESULT_PREFIX):]))
+    return Launched("", False, {}, "", f"the worker for {span[0]}...{span[1]} exited with code {p.returncode} "
+                    "before reporting (see the Dagster log above)", "")

@@ -1,0 +1,73 @@
+"""A level split across processes (`skipwise materialize --workers N`): the same bytes as one
+process, one record per partition, and records that add up to what the OS says of the command
+and its workers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from skipwise.store.ledger import Ledger
+from tests.conftest import BIN, FIRST_DAYS, run
+
+pytestmark = pytest.mark.integration
+
+ASSETS = "flight_features,weather_features"
+
+
+def _materialize(root: Path, home: Path, *extra: str) -> tuple[str, float]:
+    """`skipwise materialize` as a child process: (its output, its CPU and its children's, from the kernel)."""
+    env = {**os.environ, "PYTHONPATH": str(root), "DAGSTER_HOME": str(home)}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("SKIPWISE_WORKERS", None)
+    child = subprocess.Popen([str(BIN / "skipwise"), "materialize", "--select", ASSETS, "--partition", FIRST_DAYS, *extra],
+                             cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = child.stdout.read().decode()
+    _, status, usage = os.wait4(child.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out[-4000:]
+    return out, usage.ru_utime + usage.ru_stime
+
+
+def _outputs(root: Path) -> dict[str, bytes]:
+    data = root / "data" / "features"
+    return {str(p.relative_to(data)): p.read_bytes() for p in sorted(data.rglob("*.parquet"))}
+
+
+def test_two_workers_write_what_one_process_writes_and_account_for_all_of_it(project_dir, tmp_path):
+    single = tmp_path / "single"
+    shutil.copytree(project_dir, single, symlinks=True)
+    _materialize(single, tmp_path / "home1", "--workers", "1")
+
+    out, os_cpu = _materialize(project_dir, tmp_path / "home2", "--workers", "2")
+    assert "24 of 24 partitions computed" in out, out[-3000:]
+    assert _outputs(project_dir) == _outputs(single)  # byte for byte, under the same fingerprints
+
+    rows = Ledger(project_dir / "data" / "ledger").read()
+    misses = [r for r in rows if r["cache"] == "miss"]
+    assert sorted((r["asset"], r["partition"]) for r in misses) == sorted(
+        {(r["asset"], r["partition"]) for r in misses})  # each partition computed once, by one process
+    assert len(misses) == 24
+    runs = {r["run_id"] for r in misses}
+    assert len(runs) == 2  # two Dagster runs, one per process, over disjoint spans
+    by_run = {rid: sorted(r["partition"] for r in misses if r["run_id"] == rid) for rid in runs}
+    first, second = sorted(by_run.values())
+    assert first[-1] < second[0]
+
+    # The command's records and its worker's add up to what the kernel says both used (the
+    # worker is the command's child: counted once, in its own records).
+    recorded = sum(r["cpu_seconds"] or 0.0 for r in rows if r["cache"] in ("miss", "run"))
+    assert abs(recorded - os_cpu) <= 0.10 * os_cpu, f"records {recorded:.3f} s vs the OS {os_cpu:.3f} s"
+    assert runs <= {r["run_id"] for r in rows if r["cache"] == "run"}  # each process's run records
+
+    # Nothing left to do: a second invocation launches no run at all, whatever the worker count.
+    again, _ = _materialize(project_dir, tmp_path / "home2", "--workers", "2")
+    assert "0 of 24 partitions computed" in again and "nothing to do" in again
+
+
+def test_workers_must_be_positive(project_dir):
+    p = run([str(BIN / "skipwise"), "materialize", "--workers", "0"], cwd=project_dir, check=False)
+    assert p.returncode == 2 and "--workers must be 1 or more" in p.stderr

@@ -1,0 +1,39 @@
+"""How a level is cut across processes: contiguous, disjoint, near-equal chunks; how many processes."""
+
+from __future__ import annotations
+
+import pytest
+
+from skipwise.adapters.dagster import launch
+from skipwise.core.errors import ConfigError
+
+
+@pytest.mark.parametrize("n_keys,n", [(1, 1), (1, 4), (7, 2), (365, 2), (365, 3), (10, 10), (3, 8)])
+def test_chunks_are_contiguous_disjoint_and_cover_every_key_once(n_keys, n):
+    keys = [f"k{i:04d}" for i in range(n_keys)]
+    parts = launch.chunks(keys, n)
+    assert [k for part in parts for k in part] == keys
+    assert len(parts) == min(n, n_keys) and all(parts)
+    sizes = [len(p) for p in parts]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_worker_count_asks_for_enough_work_per_process(monkeypatch):
+    monkeypatch.delenv("SKIPWISE_WORKERS", raising=False)
+    monkeypatch.setattr(launch.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert launch.worker_count(8) == 1  # one changed day: not worth a second interpreter
+    assert launch.worker_count(launch.MIN_PER_WORKER * 2 - 1) == 1
+    assert launch.worker_count(730) == 2  # capped by the CPUs this process may use
+    monkeypatch.setattr(launch.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert launch.worker_count(100_000) == launch.MAX_WORKERS
+
+
+def test_worker_count_follows_the_flag_then_the_environment(monkeypatch):
+    monkeypatch.setenv("SKIPWISE_WORKERS", "3")
+    assert launch.worker_count(730) == 3
+    assert launch.worker_count(2) == 2  # never more processes than partitions
+    assert launch.worker_count(730, requested=1) == 1
+    for bad in ("zero", "0", "-1"):
+        monkeypatch.setenv("SKIPWISE_WORKERS", bad)
+        with pytest.raises(ConfigError, match="SKIPWISE_WORKERS"):
+            launch.worker_count(730)
