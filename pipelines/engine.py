@@ -98,7 +98,8 @@ class Project:
         self._params_digests: dict[str, str] = {}
         self._manifests: dict[tuple[str, str], Manifest | None] | None = None  # only while planning
         # Decoded inputs by (name, key, content version): a 7-day window reads each day once, not 8 times.
-        self._decoded: dict[tuple[str, str, str | None], Any] = {}
+        # (input, key, version) -> [decoded value, what reading it cost, charged to a partition yet]
+        self._decoded: dict[tuple[str, str, str | None], list[Any]] = {}
 
     # -- versions of things ---------------------------------------------------------------------
 
@@ -472,13 +473,8 @@ class Project:
 
         spent = self.ledger.spent_usd(utc_now_iso()[:10])
         by_asset: dict[str, float] = {}
-        if run_id:
-            rows = self.ledger.query(  # a run's records are in the day folders since it started
-                "select asset, coalesce(sum(usd), 0) as usd from ledger where run_id = ? and usd is not null group by asset",
-                [str(run_id)],
-                since=recent_days(7),
-            )
-            by_asset = {str(r["asset"]): float(r["usd"]) for r in rows}
+        if run_id:  # a run's records are in the day folders since it started
+            by_asset = self.ledger.spent_by_asset(str(run_id), since=recent_days(7))
         override = str(tags.get(BUDGET_OVERRIDE_TAG, "")).lower() == "true"
         decision = check_budgets(self.projection(to_run), b, spent, override, spent_this_run_usd=sum(by_asset.values()),
                                  spent_this_run_by_asset=by_asset)
@@ -570,13 +566,23 @@ class Project:
         return Outcome(decision, m, cost)
 
     def _compute(self, asset: Asset, key: str, decision: Decision, cur: Current, fn: Callable, run_id: str) -> Outcome:
-        from skipwise.metering import Meter
+        from skipwise.core.cost import IOSnapshot
+        from skipwise.metering import Meter, Share, measure, process_meter
 
         self.store.sweep_temp(asset.layer, asset.name, key)  # leftovers of a killed run, if any
+        params = self.params_of(asset)  # read once per run: not the first partition's cost
+        # Inputs are read before the meter starts, each measured alone, and charged by
+        # `_load_input`'s rule; polars' threads keep spinning a moment after a decode, and that
+        # tail then falls in the next read's measurement, not in this partition's body.
+        reads: list[Share] = []
+        inputs = {dep.name: self._load_input(asset, dep.name, cur.inputs[dep.name], key, reads) for dep in asset.deps if dep.data}
         with Meter(self.io) as m:
-            inputs = {dep.name: self._load_input(asset, dep.name, cur.inputs[dep.name]) for dep in asset.deps if dep.data}
-            value = fn(key, inputs, self.params_of(asset))
-            ran = self.code_that_ran(asset, cur.code_version)  # after the call: lazy imports have happened
+            for share in reads:
+                m.charge(share)
+            value = fn(key, inputs, params)
+            with measure(None) as check, process_meter().phase("plan"):
+                ran = self.code_that_ran(asset, cur.code_version)  # after the call: lazy imports have happened
+            m.charge(Share(-check[0].cpu_seconds, -check[0].wall_seconds, IOSnapshot()))  # once per run: overhead
             if ran != cur.code_version:
                 cur = replace(cur, code_version=ran, fingerprint=fingerprint(ran, cur.params_digest, cur.inputs, key))
                 decision = replace(decision, fingerprint=cur.fingerprint, reason=f"{decision.reason} (ran code imported before it changed)")
@@ -609,9 +615,23 @@ class Project:
         )
         return Outcome(decision, manifest, cost, metadata)  # the caller records, then commits
 
-    def _load_input(self, asset: Asset, dep_name: str, versions: Mapping[str, str | None]) -> dict[str, Any]:
-        """The decoded upstream partitions `asset` reads from `dep_name`: key -> value, in order.
-        Polars frames of one input must share a schema (schema drift names the odd file)."""
+    def _load_input(self, asset: Asset, dep_name: str, versions: Mapping[str, str | None], key: str | None = None,
+                    charge: list[Any] | None = None) -> dict[str, Any]:
+        """The decoded upstream partitions `asset` reads from `dep_name` for its partition `key`:
+        input key -> value, in order. Polars frames of one input must share a schema (schema
+        drift names the odd file).
+
+        Each input partition is decoded once per run and charged once (its measured read goes
+        to `charge`, the partition's list) to the partition it belongs to: its home, the
+        partition of `asset` with the same key. A look-back day read for another partition is
+        charged to its home when the home reads it, so a partition costs the same alone and
+        inside a range; read for a partition whose home is not in the run, it stays the
+        process's overhead (phase ``reads``). An input key that `asset` has no partition of (a
+        daily source of a monthly or unpartitioned asset) is charged to the partition that reads
+        it first: its only reader in the usual shapes.
+        """
+        from skipwise.metering import measure, process_meter
+
         up = self.graph.node(dep_name)
         values: list[Any] = []
         own_key = next(reversed(versions)) if versions else None  # windows end on the partition's own key
@@ -623,13 +643,23 @@ class Project:
                         hint=f"add the file and run `dvc add {up.path}`, or pick a partition that has data",
                     )
                 continue  # a look-back day before the data starts
-            cached = self._decoded.get((up.name, k, v))
-            if cached is None:
-                cached = self._read_input(asset, up, k, v)
-                self._decoded[(up.name, k, v)] = cached
+            entry = self._decoded.get((up.name, k, v))
+            has_home = charge is not None and asset.partitions is not None and k in asset.partitions
+            if entry is None:
+                with measure(self.io) as share:
+                    value = self._read_input(asset, up, k, v)
+                entry = self._decoded[(up.name, k, v)] = [value, share[0], not has_home or k == key]
+                if entry[2] and charge is not None:
+                    charge.append(share[0])
+                elif not entry[2]:  # a look-back day: its home pays for it
+                    process_meter().add_reads(share[0].cpu_seconds)
                 while len(self._decoded) > 64:  # a window's worth of days, a few inputs wide
                     self._decoded.pop(next(iter(self._decoded)))
-            values.append((k, cached))
+            elif has_home and k == key and not entry[2]:  # read earlier for another partition: ours
+                charge.append(entry[1])
+                process_meter().add_reads(-entry[1].cpu_seconds)
+                entry[2] = True
+            values.append((k, entry[0]))
         if not all(type(f).__module__.startswith("polars") and type(f).__name__ == "DataFrame" for _, f in values):
             return dict(values)
         # The usual schema is the one seen most often in every frame this project decoded for `up`

@@ -42,6 +42,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Callable, Iterator
 
@@ -246,6 +247,29 @@ class _GpuProbe:
             return None, None, "gpu: none (torch.cuda failed)"
 
 
+@dataclass(frozen=True)
+class Share:
+    """What one piece of work inside a partition cost (an input partition's read and decode):
+    CPU and wall seconds, and the store I/O it did."""
+
+    cpu_seconds: float
+    wall_seconds: float
+    io: IOSnapshot
+
+
+@contextmanager
+def measure(io: IOCounter | None) -> Iterator[list[Share]]:
+    """Measure a block as a `Share` (given in the yielded list once the block ends)."""
+    out: list[Share] = []
+    io0 = io.snapshot() if io is not None else IOSnapshot()
+    c0, w0 = cpu_seconds(), time.perf_counter()
+    try:
+        yield out
+    finally:
+        delta = (io.snapshot() - io0) if io is not None else IOSnapshot()
+        out.append(Share(cpu_seconds() - c0, time.perf_counter() - w0, delta))
+
+
 class Meter:
     """Context manager measuring one partition's work; `result()` gives the `CostVector`.
 
@@ -259,6 +283,13 @@ class Meter:
         self.io = io
         self._result: CostVector | None = None
         self._outermost = False
+        self._shift = Share(0.0, 0.0, IOSnapshot())
+
+    def charge(self, share: Share) -> None:
+        """Add to this block's figures the work `share`, measured outside it: a partition's input
+        reads, done before its block starts (see `skipwise.engine.Project._load_input`)."""
+        s = self._shift
+        self._shift = Share(s.cpu_seconds + share.cpu_seconds, s.wall_seconds + share.wall_seconds, s.io + share.io)
 
     def __enter__(self) -> Meter:
         global _active_meters
@@ -283,8 +314,8 @@ class Meter:
         global _active_meters
         try:
             self._gpu.synchronize()  # queued kernels belong to this block's wall time
-            wall = time.perf_counter() - self._wall0
-            cpu = cpu_seconds() - self._cpu0
+            wall = max(time.perf_counter() - self._wall0 + self._shift.wall_seconds, 0.0)
+            cpu = cpu_seconds() - self._cpu0 + self._shift.cpu_seconds
             own_rss, process_rss = self._rss.stop()
             gpu_seconds, gpu_peak, gpu_method = self._gpu.stop(wall)
             method = "; ".join(
@@ -297,7 +328,7 @@ class Meter:
                 ]
             )
             if self.io is not None and self._io0 is not None:
-                io_part = CostVector.from_io(self.io.snapshot() - self._io0)
+                io_part = CostVector.from_io(self.io.snapshot() - self._io0 + self._shift.io)
             else:
                 io_part = CostVector()
             self._result = io_part.replace(
@@ -322,7 +353,7 @@ class Meter:
 
 # --- the process's own account: run records ---------------------------------------------------
 
-PHASES: tuple[str, ...] = ("plan", "load", "ledger")
+PHASES: tuple[str, ...] = ("plan", "load", "ledger", "reads")
 
 
 def _process_start() -> tuple[float, str]:
@@ -370,6 +401,7 @@ class ProcessMeter:
         self._exit_write: Callable[[], None] | None = None
         self._exit_freeze_gc = False
         self._exit_registered = False
+        self._excluded_cpu = 0.0  # children that keep their own account (`exclude_children`)
         self._reset_deltas()
 
     def _reset_deltas(self) -> None:
@@ -379,6 +411,15 @@ class ProcessMeter:
         self._partitions = 0
         self._phases = {name: 0.0 for name in PHASES}
 
+    def _cpu(self) -> float:
+        return cpu_seconds() - self._excluded_cpu
+
+    def exclude_children(self, cpu: float) -> None:
+        """Leave out of this process's account the CPU of a child it waited for that keeps its own
+        (a worker process writing its own run records): getrusage counts it as ours."""
+        with self._lock:
+            self._excluded_cpu += cpu
+
     def wall_seconds(self) -> float:
         """Wall seconds since the process started (see `start_method`)."""
         return self._wall_at_mono0 + (time.perf_counter() - self._mono0)
@@ -386,7 +427,7 @@ class ProcessMeter:
     def touch(self) -> None:
         """Mark the engine's first use: the CPU before it is the `start` phase."""
         if self._first_cpu is None:
-            self._first_cpu = cpu_seconds()
+            self._first_cpu = self._cpu()
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -399,14 +440,20 @@ class ProcessMeter:
             yield
             return
         self._local.depth = 1
-        c0 = cpu_seconds()
+        c0 = self._cpu()
         try:
             yield
         finally:
             self._local.depth = 0
-            used = cpu_seconds() - c0
+            used = self._cpu() - c0
             with self._lock:
                 self._phases[name] += used
+
+    def add_reads(self, cpu: float) -> None:
+        """Count `cpu` seconds of input reads that no partition of this process was charged
+        (negative: a partition took over a read counted here before; see `Meter.shift`)."""
+        with self._lock:
+            self._phases["reads"] += cpu
 
     def add_partition(self, cost: CostVector | None) -> None:
         """Count a recorded partition's cost as partition work (not overhead)."""
@@ -421,11 +468,11 @@ class ProcessMeter:
 
     def totals(self) -> dict[str, float]:
         """This process's CPU and wall since it started (not a delta)."""
-        return {"cpu_seconds": cpu_seconds(), "wall_seconds": self.wall_seconds()}
+        return {"cpu_seconds": self._cpu(), "wall_seconds": self.wall_seconds()}
 
     def cpu_since_take(self) -> float:
         """CPU seconds this process used since the previous `take()` (or its start)."""
-        return max(cpu_seconds() - self._last_cpu, 0.0)
+        return max(self._cpu() - self._last_cpu, 0.0)
 
     def at_exit(self, write: Callable[[], None] | None = None, *, freeze_gc: bool = False) -> None:
         """At this process's exit (an ``atexit`` handler, registered once): call `write` (the
@@ -463,13 +510,14 @@ class ProcessMeter:
         """The run record's cost since the previous `take()`, and start a new delta."""
         self.touch()
         with self._lock:
-            cpu, wall = cpu_seconds(), self.wall_seconds()
+            cpu, wall = self._cpu(), self.wall_seconds()
             d_cpu, d_wall = max(cpu - self._last_cpu, 0.0), max(wall - self._last_wall, 0.0)
             over_cpu = max(d_cpu - self._partition_cpu, 0.0)
             over_wall = max(d_wall - self._partition_wall, 0.0)
             start = min(self._first_cpu or 0.0, over_cpu) if self.records == 0 else 0.0
             plan, load, ledger = self._phases["plan"], self._phases["load"], self._phases["ledger"]
-            other = max(over_cpu - start - plan - load - ledger, 0.0)
+            reads = max(self._phases["reads"], 0.0)
+            other = max(over_cpu - start - plan - load - ledger - reads, 0.0)
             peak = process_peak_rss_bytes()
             held = None if peak is None else max(peak * d_wall - self._partition_held, 0.0)
             cost = CostVector(
@@ -487,6 +535,7 @@ class ProcessMeter:
                 overhead_plan_cpu_seconds=plan,
                 overhead_load_cpu_seconds=load,
                 overhead_ledger_cpu_seconds=ledger,
+                overhead_reads_cpu_seconds=reads,
                 overhead_other_cpu_seconds=other,
                 method="; ".join([
                     f"run: this process {self.start_method if self.records == 0 else 'since its previous run record'}"

@@ -177,6 +177,7 @@ _PHASES = (
     ("overhead_plan_cpu_seconds", "planning"),
     ("overhead_load_cpu_seconds", "loading asset code"),
     ("overhead_ledger_cpu_seconds", "ledger and manifest writes"),
+    ("overhead_reads_cpu_seconds", "input reads charged to no partition of the run (look-back days outside it)"),
     ("overhead_other_cpu_seconds", "other (orchestrator between and after partitions)"),
 )
 

@@ -67,6 +67,13 @@ class IOSnapshot:
             **{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)}
         )
 
+    def __add__(self, other: IOSnapshot) -> IOSnapshot:
+        if not isinstance(other, IOSnapshot):
+            return NotImplemented
+        return IOSnapshot(
+            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
+        )
+
 
 class IOCounter:
     """Running totals of bytes and requests, incremented by the storage layer.
@@ -171,7 +178,8 @@ class CostVector:
     Run records only: `process_cpu_seconds`/`process_wall_seconds` are what the process used
     since its previous run record (or its start), `partition_*` the part of it its metered
     partitions recorded, `cpu_seconds`/`wall_seconds` the rest (the overhead), split into
-    `overhead_{start,plan,load,ledger,other}_cpu_seconds`.
+    `overhead_{start,plan,load,ledger,reads,other}_cpu_seconds` (`reads`: input partitions read for
+    a partition outside the run, such as the look-back days before a range's first day).
     """
 
     wall_seconds: float | None = None
@@ -201,6 +209,7 @@ class CostVector:
     overhead_plan_cpu_seconds: float | None = None
     overhead_load_cpu_seconds: float | None = None
     overhead_ledger_cpu_seconds: float | None = None
+    overhead_reads_cpu_seconds: float | None = None
     overhead_other_cpu_seconds: float | None = None
     usd: float | None = None
     usd_compute: float | None = None
