@@ -36,3 +36,21 @@ def meter_overhead(root: Path, repeats: int = 20) -> tuple[Cell, Cell]:
         m.result()
         metered.add(time.perf_counter() - t0)
     return bare, metered
+
+
+def meter_fixed_cost(batches: int = 7, per_batch: int = 500) -> Cell:
+    """CPU seconds one `Meter` adds around any block (entry and exit, its /proc reads and RSS
+    reset, the I/O snapshot), from batches of empty metered blocks: a fixed cost measured over
+    enough repetitions to mean something, unlike a difference of two noisy timings."""
+    from skipwise.core.cost import IOCounter
+    from skipwise.metering import Meter
+
+    io, cell = IOCounter(), Cell()
+    for _ in range(batches):
+        c0 = time.process_time()
+        for _ in range(per_batch):
+            with Meter(io) as m:
+                pass
+            m.result()
+        cell.add((time.process_time() - c0) / per_batch)
+    return cell

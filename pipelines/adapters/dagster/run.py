@@ -209,7 +209,10 @@ def _materialize_project(project: Project, selection: list[str] | None, partitio
         for a in group:
             summary.requested[a.name] = len(keys) if keys is not None else 1
             summary.computed[a.name] = 0
-        span = set(stale if keys is None else fresh.partitions_between(group[0], stale))
+        # A level with many stale partitions is cut into contiguous chunks, one process each; the
+        # partitions between chunks, like those outside every chunk, are recorded here as hits.
+        parts = chunks(stale, worker_count(len(stale) * len(group), workers)) if stale and keys is not None else [stale]
+        span = set(stale) if keys is None else {k for c in parts for k in fresh.partitions_between(group[0], c)}
         skipped = [d for d in decisions if d.partition not in span]
         if skipped:
             last_id = f"skipwise-{uuid.uuid4()}"
@@ -221,11 +224,11 @@ def _materialize_project(project: Project, selection: list[str] | None, partitio
         names_in_group = [a.name for a in group]
         if keys is None:
             results = [launch(defs_assets, resources, names_in_group, None, instance, run_tags)]
+        elif len(parts) > 1:
+            results = launch_split(fresh, defs_assets, resources, names_in_group, [(c[0], c[-1]) for c in parts],
+                                   instance, run_tags)
         else:
-            n = worker_count(len(stale) * len(group), workers)
-            spans = [(c[0], c[-1]) for c in chunks(stale, n)]
-            results = (launch_split(fresh, defs_assets, resources, names_in_group, spans, instance, run_tags)
-                       if len(spans) > 1 else [launch(defs_assets, resources, names_in_group, spans[0], instance, run_tags)])
+            results = [launch(defs_assets, resources, names_in_group, (stale[0], stale[-1]), instance, run_tags)]
         for r in results:
             if r.run_id:
                 summary.run_ids.append(r.run_id)
