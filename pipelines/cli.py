@@ -18,7 +18,7 @@ from pathlib import Path
 from skipwise.core.budget import format_usd
 from skipwise.core.errors import SkipwiseError, UsageError
 from skipwise.core.partitions import parse_range
-from skipwise.core.plan import BLOCKED, RUN, SKIP, Decision
+from skipwise.core.plan import BLOCKED, RESTORE, RUN, SKIP, Decision
 
 #: Warnings printed by a command; the rest are counted (all of them are in --json).
 MAX_WARNINGS = 10
@@ -118,6 +118,7 @@ def cmd_plan(args) -> int:
         rows = decisions if args.all else todo
         print(json.dumps({
             "run": sum(d.action == RUN for d in decisions),
+            "restore": sum(d.action == RESTORE for d in decisions),
             "skip": sum(d.action == SKIP for d in decisions),
             "blocked": sum(d.action == BLOCKED for d in decisions),
             "projected_usd": projected,
@@ -128,7 +129,8 @@ def cmd_plan(args) -> int:
         for d in decisions if args.all else todo:
             print(f"{d.action.upper():8} {d.asset}[{d.partition}]  {d.reason}")
         counts = Counter(d.action for d in decisions)
-        print(f"plan: {counts[RUN]} to run, {counts[SKIP]} up to date, {counts[BLOCKED]} blocked"
+        print(f"plan: {counts[RUN]} to run, " + (f"{counts[RESTORE]} to restore from kept versions, " if counts[RESTORE] else "")
+              + f"{counts[SKIP]} up to date, {counts[BLOCKED]} blocked"
               + (f"; projected {format_usd(projected)}" if projected is not None else ""))
         print_warnings(project.warnings)
     if args.max_usd is not None and projected is not None and projected > args.max_usd:

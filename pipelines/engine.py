@@ -21,7 +21,7 @@ from skipwise.core.errors import ConfigError, InputError
 from skipwise.core.hashing import digest
 from skipwise.core.manifest import Manifest, fingerprint
 from skipwise.core.partitions import UNPARTITIONED, folder_key, keys_of, upstream_keys, validate_key
-from skipwise.core.plan import BLOCKED, RUN, SKIP, Current, Decision, decide
+from skipwise.core.plan import BLOCKED, CHANGES, RESTORE, RUN, SKIP, Current, Decision, decide, restorable
 from skipwise.core.spec import Asset, Graph, Plain, Result, Source
 from skipwise.core.pricing import load_config
 from skipwise.store.ledger import Ledger, recent_days
@@ -44,6 +44,16 @@ class Outcome:
     @property
     def computed(self) -> bool:
         return self.decision.action == RUN
+
+    @property
+    def restored(self) -> bool:
+        """A kept version made current again: the contents changed, nothing was computed."""
+        return self.decision.action == RESTORE
+
+    @property
+    def cache(self) -> str:
+        """The ledger's and the event's verdict: miss (computed), restore or hit."""
+        return "miss" if self.computed else "restore" if self.restored else "hit"
 
 
 def load_params(root: Path) -> dict[str, Any]:
@@ -302,7 +312,12 @@ class Project:
             return Decision(asset.name, key, RUN, f"input {first} runs first (may cut off early)", ""), cur
         m = self.manifest(asset, key)
         state = self.store.output_state(asset.layer, asset.name, key, m) if m else "missing"
-        return decide(asset.name, key, cur, m, state), cur
+        decision = decide(asset.name, key, cur, m, state)
+        if decision.action == RUN and decision.fingerprint:
+            kept = self.store.read_version(asset.layer, asset.name, key, decision.fingerprint)
+            if kept is not None:
+                decision = restorable(decision, kept, self.store.output_state(asset.layer, asset.name, key, kept))
+        return decision, cur
 
     def keys_for(self, asset: Asset, keys: list[str] | None) -> list[str]:
         """The requested keys (validated), or all keys of the asset."""
@@ -368,7 +383,7 @@ class Project:
                 wanted = keys_in_range(asset.partitions, partition) if partition is not None else keys
                 for key in self.keys_for(asset, wanted if asset.partitions is not None else None):
                     d = self.decide(asset, key, pending)
-                    if d.action == RUN:
+                    if d.action in CHANGES:
                         pending.add((asset.name, key))
                     out.append(d)
         finally:
@@ -418,6 +433,12 @@ class Project:
                             with pm.phase("plan"):
                                 outcome = self.hit(asset, key, decision)
                             hits.append(outcome)
+                        elif decision.action == RESTORE:
+                            with pm.phase("ledger"):
+                                outcome = self._restore(asset, key, decision)
+                                journal.write(self._records([*hits, outcome], run_id, tags))
+                                hits = []
+                                self.store.commit(asset.layer, asset.name, outcome.manifest, keep=False)
                         elif decision.action == BLOCKED:
                             raise InputError(
                                 f"{asset.name}[{key}] cannot run: {decision.reason}",
@@ -548,7 +569,7 @@ class Project:
                 run_id=run_id,
                 asset=o.decision.asset,
                 partition=o.decision.partition,
-                cache="miss" if o.computed else "hit",
+                cache=o.cache,
                 reason=o.decision.reason,
                 fingerprint=o.decision.fingerprint,
                 tags={str(k): str(v) for k, v in tags.items() if not str(k).startswith("dagster/")},
@@ -564,6 +585,18 @@ class Project:
         usd = (m.cost or {}).get("usd") if m else None
         cost = CostVector(usd_avoided=usd, method="hit: usd_avoided from the manifest's recorded cost")
         return Outcome(decision, m, cost)
+
+    def _restore(self, asset: Asset, key: str, decision: Decision) -> Outcome:
+        """Make the kept version with the decision's fingerprint current again (the caller commits
+        it, holding the partition's lock): no data is copied, and the dollars the version cost
+        when it was computed are what this avoided."""
+        kept = self.store.read_version(asset.layer, asset.name, key, decision.fingerprint)
+        if kept is None:  # removed between the decision and now: `gc` ran meanwhile
+            raise InputError(f"{asset.name}[{key}]: the kept version {decision.fingerprint[:12]} vanished while restoring",
+                             hint="run again (it will be computed)")
+        usd = (kept.cost or {}).get("usd")
+        cost = CostVector(usd_avoided=usd, method="restore: usd_avoided from the kept version's recorded cost")
+        return Outcome(decision, kept, cost, dict(kept.metadata))
 
     def _compute(self, asset: Asset, key: str, decision: Decision, cur: Current, fn: Callable, run_id: str) -> Outcome:
         from skipwise.core.cost import IOSnapshot

@@ -99,7 +99,7 @@ def count_avoided(rows: list[dict[str, Any]], avoided: str = "daily") -> list[di
     out = list(rows)
     for i in sorted(range(len(rows)), key=lambda i: str(rows[i].get("ts") or "")):
         row = rows[i]
-        if row.get("cache") != "hit" or row.get("usd_avoided") is None:
+        if row.get("cache") not in ("hit", "restore") or row.get("usd_avoided") is None:
             continue
         key = (row.get("asset"), row.get("partition"), row.get("fingerprint"), str(row.get("ts") or "")[:10])
         if key in seen:
@@ -134,7 +134,7 @@ def cost_table(rows: list[dict[str, Any]], by: str, avoided: str = "daily") -> l
     for key, members in groups.items():
         out: dict[str, Any] = dict(zip(_key_columns(by), key))
         computed = sum(1 for r in members if r.get("cache") == "miss")
-        skipped = sum(1 for r in members if r.get("cache") == "hit")
+        skipped = sum(1 for r in members if r.get("cache") in ("hit", "restore"))
         only_runs = all(r.get("cache") == "run" for r in members)
         out["runs"] = len({r.get("run_id") for r in members})
         out["computed"] = None if only_runs else computed

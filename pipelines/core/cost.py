@@ -154,7 +154,7 @@ _MAX_FIELDS = frozenset({"peak_rss_bytes", "process_peak_rss_bytes", "gpu_peak_m
 
 #: What a ledger record is: a partition computed (miss) or skipped (hit), or a process's run
 #: record (the CPU, wall and memory the process used outside its metered partitions).
-CACHE_KINDS: tuple[str, ...] = ("hit", "miss", "run")
+CACHE_KINDS: tuple[str, ...] = ("hit", "miss", "restore", "run")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ from typing import Mapping
 
 from skipwise.core.manifest import SCHEME_VERSION, Manifest
 
-RUN, SKIP, BLOCKED = "run", "skip", "blocked"
+RUN, SKIP, BLOCKED, RESTORE = "run", "skip", "blocked", "restore"
+#: Actions that change what the partition holds (and so what its dependents read).
+CHANGES = (RUN, RESTORE)
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,8 @@ class Current:
 
 @dataclass(frozen=True)
 class Decision:
-    """RUN, SKIP or BLOCKED for one partition, and why."""
+    """RUN, SKIP, RESTORE or BLOCKED for one partition, and why. RESTORE: its current fingerprint
+    was computed before and that version is still kept, so it is made current again, not recomputed."""
 
     asset: str
     partition: str
@@ -30,8 +33,8 @@ class Decision:
     reason: str
     fingerprint: str
 
-    def __bool__(self) -> bool:  # truthy when work is needed
-        return self.action == RUN
+    def __bool__(self) -> bool:  # truthy when the partition's contents change
+        return self.action in CHANGES
 
 
 def missing_inputs(current: Current) -> list[str]:
@@ -83,3 +86,17 @@ def explain(asset: str, current: Current, manifest: Manifest) -> list[str]:
         more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
         reasons.append(changed[0] + more)
     return reasons
+
+
+def restorable(decision: Decision, kept: Manifest | None, kept_state: str) -> Decision:
+    """`decision` turned into RESTORE when it would RUN and `kept` (the partition's kept version
+    with the decision's fingerprint) is whole: consistent with its provenance, the same
+    partition and fingerprint, its output present with the recorded hash (`kept_state` "ok")."""
+    if (decision.action != RUN or not decision.fingerprint or kept is None or kept_state != "ok"
+            or kept.fingerprint != decision.fingerprint or kept.partition != decision.partition
+            or kept.asset != decision.asset or kept.scheme != SCHEME_VERSION or not kept.consistent()):
+        return decision
+    when = f" on {kept.created_at[:10]}" if kept.created_at else ""
+    return Decision(decision.asset, decision.partition, RESTORE,
+                    f"{decision.reason}; a kept version computed{when} has this fingerprint (restore, no compute)",
+                    decision.fingerprint)

@@ -23,6 +23,7 @@ from skipwise.store.files import atomic_write
 from skipwise.store.paths import ensure_inside, is_inside
 from skipwise.store.statcache import StatCache
 
+VERSIONS = "versions"  # kept versions of a partition's manifest, by fingerprint
 MANIFEST = "manifest.json"
 
 
@@ -145,16 +146,36 @@ class PartitionStore:
         """Remove temporary files a killed writer left in this partition; call it holding the lock."""
         d = self.partition_dir(layer, asset, key)
         removed = 0
-        for tmp in d.glob(".*.tmp-*"):
+        for tmp in [*d.glob(".*.tmp-*"), *d.glob(f"{VERSIONS}/.*.tmp-*")]:
             tmp.unlink(missing_ok=True)  # removes a link itself, never what it points at
             removed += 1
         return removed
 
-    def commit(self, layer: str, asset: str, manifest: Manifest) -> None:
-        """Write the manifest last: from now on the partition is done."""
+    def commit(self, layer: str, asset: str, manifest: Manifest, keep: bool = True) -> None:
+        """Write the manifest last: from now on the partition is done. With `keep`, a copy goes to
+        ``versions/<fingerprint>.json`` first: the kept version a later run restores instead of
+        recomputing (an index: written without fsync, and a lost or damaged one only means a
+        recompute)."""
+        d = self.partition_dir(layer, asset, manifest.partition)
         data = manifest.to_json().encode()
-        atomic_write(self.partition_dir(layer, asset, manifest.partition) / MANIFEST, data)
+        if keep:
+            atomic_write(d / VERSIONS / f"{manifest.fingerprint}.json", data, sync_dir=False, sync=False)
+            self.io.add_write(len(data))
+        atomic_write(d / MANIFEST, data)
         self.io.add_write(len(data))
+
+    def read_version(self, layer: str, asset: str, key: str, fingerprint: str) -> Manifest | None:
+        """The kept version of a partition with `fingerprint`, or None (absent, damaged, a link)."""
+        if not fingerprint or not all(c in "0123456789abcdef" for c in fingerprint):
+            return None
+        path = os.path.join(self._readable_dir(layer, asset, key), VERSIONS, f"{fingerprint}.json")
+        try:
+            if os.path.islink(path):
+                return None
+            with open(path, "rb") as f:
+                return Manifest.from_json(f.read().decode("utf-8"))
+        except (OSError, ValueError, TypeError):
+            return None
 
     @contextmanager
     def lock(self, layer: str, asset: str, key: str) -> Iterator[None]:

@@ -70,7 +70,7 @@ def outcome_metadata(outcome: Outcome) -> dict[str, Any]:
     """The metadata of a partition's materialization event: cache verdict, reason, fingerprint, cost."""
     m = outcome.manifest
     md: dict[str, Any] = {
-        "skipwise/cache": "miss" if outcome.computed else "hit",
+        "skipwise/cache": outcome.cache,
         "skipwise/reason": outcome.decision.reason,
         "skipwise/fingerprint": outcome.decision.fingerprint,
         "skipwise/output_bytes": m.output_size if m else None,
@@ -174,7 +174,7 @@ def run_partitions(context: Any, project: Project, asset: Asset, keys: list[str]
         m = outcome.manifest
         if single or give_output:
             continue  # yielded once the engine is done
-        elif outcome.computed or (in_backfill and m is not None):
+        elif outcome.computed or outcome.restored or (in_backfill and m is not None):
             yield dg.AssetMaterialization(
                 asset_key=context.asset_key,
                 partition=outcome.decision.partition,
@@ -200,9 +200,11 @@ def run_partitions(context: Any, project: Project, asset: Asset, keys: list[str]
             metadata={**outcome_metadata(outcome), **run_metadata(run)},
             data_version=dg.DataVersion(m.output_hash) if m else None,
         )
-    computed = sum(o.computed for o in outcomes)
+    computed, restored = sum(o.computed for o in outcomes), sum(o.restored for o in outcomes)
     context.log.info(
-        f"skipwise: {asset.name}: {computed} partition(s) computed, {len(outcomes) - computed} skipped (up to date)"
+        f"skipwise: {asset.name}: {computed} partition(s) computed, "
+        + (f"{restored} restored from kept versions, " if restored else "")
+        + f"{len(outcomes) - computed - restored} skipped (up to date)"
         + run_summary(run)
     )
     for w in project.warnings:

@@ -37,6 +37,7 @@ class Launched:
     run_id: str
     ok: bool
     computed: dict[str, int] = field(default_factory=dict)
+    restored: dict[str, int] = field(default_factory=dict)
     failed_step: str = ""
     error: str = ""
     fix: str = ""
@@ -91,13 +92,13 @@ def launch(defs_assets: list, resources: dict, names: list[str], span: tuple[str
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
     )
-    computed = {n: 0 for n in names}
+    computed, restored = {n: 0 for n in names}, {n: 0 for n in names}
     for e in result.get_asset_materialization_events():
-        name = "__".join(e.asset_key.path)
-        if name in computed and _cache_of(e) == "miss":
-            computed[name] += 1
+        name, cache = "__".join(e.asset_key.path), _cache_of(e)
+        if name in computed and cache in ("miss", "restore"):
+            (computed if cache == "miss" else restored)[name] += 1
     step, error, fix = failure_of(result) if not result.success else ("", "", "")
-    return Launched(result.run_id, bool(result.success), computed, step, error, fix)
+    return Launched(result.run_id, bool(result.success), computed, restored, step, error, fix)
 
 
 def failure_of(result) -> tuple[str, str, str]:
@@ -173,5 +174,5 @@ def _collect(p: subprocess.Popen, span: tuple[str, str], pm: Any) -> Launched:
     for line in reversed(text.splitlines()):
         if line.startswith(RESULT_PREFIX):
             return Launched(**json.loads(line[len(RESULT_PREFIX):]))
-    return Launched("", False, {}, "", f"the worker for {span[0]}...{span[1]} exited with code {p.returncode} "
+    return Launched("", False, {}, {}, "", f"the worker for {span[0]}...{span[1]} exited with code {p.returncode} "
                     "before reporting (see the Dagster log above)", "")

@@ -34,6 +34,7 @@ class Summary:
 
     requested: dict[str, int] = field(default_factory=dict)
     computed: dict[str, int] = field(default_factory=dict)
+    restored: dict[str, int] = field(default_factory=dict)
     run_ids: list[str] = field(default_factory=list)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     ok: bool = True
@@ -60,11 +61,11 @@ class Summary:
             return self._render_failure(seconds)
         lines = ["skipwise materialize:"]
         for name, n in self.requested.items():
-            c = self.computed.get(name, 0)
-            lines.append(f"  {name:20} {c:4} computed, {n - c:4} skipped")
-        total, done = sum(self.requested.values()), sum(self.computed.values())
-        lines.append(f"  {done} of {total} partitions computed ({total - done} up to date) in {seconds:.1f} s"
-                     + ("; nothing to do" if done == 0 else ""))
+            c, r = self.computed.get(name, 0), self.restored.get(name, 0)
+            lines.append(f"  {name:20} {c:4} computed, {n - c - r:4} skipped" + (f", {r} restored from kept versions" if r else ""))
+        total, done, back = sum(self.requested.values()), sum(self.computed.values()), sum(self.restored.values())
+        lines.append(f"  {done} of {total} partitions computed" + (f", {back} restored" if back else "")
+                     + f" ({total - done - back} up to date) in {seconds:.1f} s" + ("; nothing to do" if done + back == 0 else ""))
         for asset, metrics in self.metrics.items():
             lines.append(f"  {asset}: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
         return "\n".join(lines)
@@ -235,6 +236,8 @@ def _materialize_project(project: Project, selection: list[str] | None, partitio
                 last_id = r.run_id
             for name, c in r.computed.items():
                 summary.computed[name] += c
+            for name, c in r.restored.items():
+                summary.restored[name] = summary.restored.get(name, 0) + c
         failed = next((r for r in results if not r.ok), None)
         if failed is not None:
             summary.ok = False

@@ -16,7 +16,7 @@ import dagster as dg
 from skipwise.adapters.dagster.launch import RANGE_END, RANGE_START
 from skipwise.adapters.dagster.run import run_groups
 from skipwise.core.hashing import digest
-from skipwise.core.plan import RUN
+from skipwise.core.plan import CHANGES
 from skipwise.loading import load_project
 
 
@@ -53,7 +53,7 @@ def stale_partitions_sensor(
 
 def stale_run_requests(project) -> list[dg.RunRequest]:
     """Run requests for the most upstream level of the graph that has partitions to run."""
-    decisions = [d for d in project.plan() if d.action == RUN]
+    decisions = [d for d in project.plan() if d.action in CHANGES]
     stale: dict[str, list] = {}
     for d in decisions:
         stale.setdefault(d.asset, []).append(d)

@@ -1,0 +1,128 @@
+"""Restore by fingerprint: a partition whose current fingerprint was computed before, and whose
+kept version is whole, is made current again instead of recomputed; anything doubtful recomputes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from skipwise.core.plan import RESTORE, RUN
+from skipwise.engine import Project
+from skipwise.store.ledger import Ledger
+
+pytestmark = pytest.mark.integration
+
+DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]
+
+
+def fresh(project: Project) -> Project:
+    return Project(project.root, project.graph, definitions=project.definitions)
+
+
+def outcomes(project: Project, name: str, keys=DAYS) -> dict[str, str]:
+    """Materialize `name`; each partition's verdict: miss, restore or hit."""
+    return {o.decision.partition: o.cache for o in fresh(project).materialize(name, keys if project.graph.asset(name).partitions else None)}
+
+
+def manifest(root: Path, asset: str, key: str) -> dict:
+    return json.loads((root / "data" / "features" / asset / key / "manifest.json").read_text())
+
+
+def kept_version(root: Path, asset: str, key: str) -> tuple[Path, dict]:
+    """The one kept version of a partition that is not its current one: (its file, its manifest)."""
+    current = manifest(root, asset, key)["fingerprint"]
+    (path,) = [p for p in (root / "data" / "features" / asset / key / "versions").glob("*.json") if p.stem != current]
+    return path, json.loads(path.read_text())
+
+
+def set_window(root: Path, hours: int) -> None:
+    params = root / "params.yaml"
+    text = params.read_text()
+    for h in (3, 4, 5):
+        text = text.replace(f"window_hours: {h}", f"window_hours: {hours}")
+    params.write_text(text)
+
+
+def test_a_reverted_change_restores_every_partition_and_computes_nothing(project):
+    root = project.root
+    assert set(outcomes(project, "weather_features").values()) == {"miss"}
+    before = {k: manifest(root, "weather_features", k) for k in DAYS}
+    first_cost = {r["partition"]: r["usd"] for r in Ledger(root / "data" / "ledger").read() if r["cache"] == "miss"}
+
+    set_window(root, 4)
+    assert set(outcomes(project, "weather_features").values()) == {"miss"}
+    set_window(root, 3)  # the revert
+    plan = fresh(project).plan(["weather_features"], DAYS)
+    assert {d.action for d in plan} == {RESTORE} and all("has this fingerprint" in d.reason for d in plan)
+    assert fresh(project).io.snapshot().bytes_read == 0
+    assert set(outcomes(project, "weather_features").values()) == {"restore"}
+    for k in DAYS:  # the very version computed first is current again: no data copied or recomputed
+        m = manifest(root, "weather_features", k)
+        assert m == before[k]
+        out = root / "data" / "features" / "weather_features" / k / m["output"]
+        assert out.stat().st_nlink == 1 and len(list(out.parent.glob("*.parquet"))) == 2  # both versions kept
+    rows = [r for r in Ledger(root / "data" / "ledger").read() if r["cache"] == "restore"]
+    assert sorted(r["partition"] for r in rows) == DAYS
+    assert all(r["usd_avoided"] == pytest.approx(first_cost[r["partition"]]) for r in rows)
+    assert set(outcomes(project, "weather_features").values()) == {"hit"}  # and then it is simply up to date
+
+
+def test_a_revert_restores_downstream_too_and_doubtful_versions_recompute(project):
+    root = project.root
+    for name in ("weather_features", "flight_features", "training_set"):
+        outcomes(project, name)
+    set_window(root, 5)
+    outcomes(project, "weather_features")
+    assert set(outcomes(project, "training_set").values()) == {"miss"}
+    set_window(root, 3)
+
+    # One kept output damaged, one kept manifest edited by hand: those two recompute.
+    path, doc = kept_version(root, "weather_features", DAYS[2])
+    out = path.parent.parent / doc["output"]
+    data = bytearray(out.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    out.write_bytes(bytes(data))
+    path, doc = kept_version(root, "weather_features", DAYS[5])
+    doc["params_digest"] = "0" * 64
+    path.write_text(json.dumps(doc))
+
+    plan = {d.partition: d.action for d in fresh(project).plan(["weather_features"], DAYS)}
+    assert plan[DAYS[2]] == RUN and plan[DAYS[5]] == RUN
+    assert {a for k, a in plan.items() if k not in (DAYS[2], DAYS[5])} == {RESTORE}
+    verdicts = outcomes(project, "weather_features")
+    assert verdicts[DAYS[2]] == "miss" and verdicts[DAYS[5]] == "miss"
+    # The recomputed days come out as they were, so training_set's original inputs are back: restored.
+    assert outcomes(project, "training_set") == {"all": "restore"}
+
+
+def test_a_restore_through_dagster_records_an_event_with_the_restored_data_version(project, tmp_path, monkeypatch):
+    from skipwise.adapters.dagster.run import materialize_project
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    root = project.root
+    keys = f"{DAYS[0]}...{DAYS[3]}"
+    assert materialize_project(fresh(project), ["weather_features"], keys, {}).ok
+    set_window(root, 4)
+    assert materialize_project(fresh(project), ["weather_features"], keys, {}).computed == {"weather_features": 4}
+    set_window(root, 3)
+    summary = materialize_project(fresh(project), ["weather_features"], keys, {})
+    assert summary.ok and summary.computed == {"weather_features": 0} and summary.restored == {"weather_features": 4}
+    assert "4 restored" in summary.render(1.0)
+
+    import dagster as dg
+
+    instance = dg.DagsterInstance.get()
+    events = instance.fetch_materializations(dg.AssetKey("weather_features"), limit=100).records
+    latest = {}
+    for e in sorted(events, key=lambda r: r.storage_id):
+        mat = e.asset_materialization
+        latest[mat.partition] = mat
+    for k in DAYS[:4]:
+        mat = latest[k]
+        md = {name: getattr(v, "value", v) for name, v in mat.metadata.items()}
+        assert md["skipwise/cache"] == "restore"
+        assert mat.tags["dagster/data_version"] == manifest(root, "weather_features", k)["output_hash"]
+    assert os.environ.get("SKIPWISE_ROOT") is None
