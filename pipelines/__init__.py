@@ -10,8 +10,9 @@
 
     defs = dg.Definitions(assets=[raw, sales], resources={"skipwise": sw.IOManager()})
 
-`asset`, `dvc_source`, `IOManager` and `stale_partitions_sensor` are the public API (they import
-Dagster on first use); everything else may change.
+`asset`, `dvc_source`, `IOManager` and `stale_partitions_sensor` (they import Dagster on first
+use), `read`, `scan` and `relation` (committed partitions, from outside a pipeline) and
+`as_of_join` (a point-in-time join) are the public API; everything else may change.
 """
 
 from skipwise import loaded as _loaded
@@ -23,7 +24,8 @@ _loaded.install(__file__)
 __version__ = "0.2.0"
 
 _PUBLIC = {"asset", "dvc_source", "IOManager", "stale_partitions_sensor"}
-__all__ = sorted(_PUBLIC)
+_READING = {"read", "scan", "relation"}
+__all__ = sorted(_PUBLIC | _READING | {"as_of_join"})
 
 
 def __getattr__(name: str):  # noqa: ANN202 - lazy: `import skipwise` (the CLI's fast path) never imports Dagster
@@ -31,4 +33,12 @@ def __getattr__(name: str):  # noqa: ANN202 - lazy: `import skipwise` (the CLI's
         from skipwise.adapters import dagster as _dagster
 
         return getattr(_dagster, name)
+    if name in _READING:
+        from skipwise import reading
+
+        return getattr(reading, name)
+    if name == "as_of_join":
+        from skipwise.joins import as_of_join
+
+        return as_of_join
     raise AttributeError(f"module 'skipwise' has no attribute {name!r}")

@@ -86,8 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     mat.set_defaults(func=cmd_materialize)
 
     from skipwise.cost_cli import add_cost_parser
+    from skipwise.gc_cli import add_gc_parser
 
     add_cost_parser(sub)
+    add_gc_parser(sub)
     return p
 
 

@@ -6,9 +6,10 @@ import datetime
 
 import polars as pl
 
+import skipwise as sw
+
 from assets.features.flights import FLIGHT_SORT_KEYS
 
-_ASOF_KEY = "__weather_cutoff"
 _ROW_ID = "__row_id"
 
 
@@ -29,21 +30,6 @@ def as_of_join(
     Output: all flight columns, then weather_obs_time and the weather value columns; sorted
     by sched_dep, carrier, flight, origin, dest, tailnum (ties keep input order).
     """
-    right = (
-        weather.rename({"obs_time": "weather_obs_time"})
-        .with_columns(pl.col("weather_obs_time").alias(_ASOF_KEY))
-        .sort(_ASOF_KEY, "origin")
-    )
-    left = (
-        flights.with_row_index(_ROW_ID)
-        .with_columns((pl.col("sched_dep") - pl.lit(lead)).alias(_ASOF_KEY))
-        .sort(_ASOF_KEY, _ROW_ID)
-    )
-    joined = left.join_asof(
-        right, on=_ASOF_KEY, by="origin", strategy="backward", check_sortedness=False
-    )
-    weather_cols = [c for c in right.columns if c not in ("origin", _ASOF_KEY)]
-    return (
-        joined.sort([*FLIGHT_SORT_KEYS, _ROW_ID], nulls_last=True)
-        .select(*flights.columns, *weather_cols)
-    )
+    joined = sw.as_of_join(flights, weather, left_on="sched_dep", right_on="obs_time", by="origin", lead=lead,
+                           right_on_as="weather_obs_time")
+    return joined.with_row_index(_ROW_ID).sort([*FLIGHT_SORT_KEYS, _ROW_ID], nulls_last=True).drop(_ROW_ID)

@@ -178,8 +178,9 @@ class PartitionStore:
             return None
 
     @contextmanager
-    def lock(self, layer: str, asset: str, key: str) -> Iterator[None]:
-        """Hold an exclusive lock on one partition (other processes on this host wait)."""
+    def lock(self, layer: str, asset: str, key: str, wait: bool = True) -> Iterator[bool]:
+        """Hold an exclusive lock on one partition (other processes on this host wait). With
+        `wait=False`, yields False at once instead of waiting when another process holds it."""
         d = self.partition_dir(layer, asset, key)
         d.mkdir(parents=True, exist_ok=True)
         try:
@@ -188,9 +189,13 @@ class PartitionStore:
             raise InputError(f"{d / '.lock'}: cannot open the partition lock ({exc.strerror})",
                              hint="remove that file (a lock is never a symlink)") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                yield
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from skipwise.core.errors import InputError, PartitionKeyError
-from skipwise.core.plan import RUN, SKIP
+from skipwise.core.plan import RESTORE, RUN, SKIP
 from skipwise.engine import Project
 from tests.conftest import DVC, run
 
@@ -113,9 +113,15 @@ def test_deleted_or_edited_output_is_detected_and_recomputed(project):
     data[-20] ^= 0xFF  # same size, different bytes
     out4.write_bytes(bytes(data))
     (d / "2013-01-06" / "manifest.json").write_text("{not json")
-    plan = {x.partition: x.reason for x in fresh(project).plan(["flight_features"], DAYS) if x.action == RUN}
-    assert plan == {"2013-01-03": "output file missing", "2013-01-04": "output file changed", "2013-01-06": "missing"}
-    assert build(fresh(project)) == {"flight_features": {"2013-01-03", "2013-01-04", "2013-01-06"}, "weather_features": set()}
+    decisions = fresh(project).plan(["flight_features"], DAYS)
+    plan = {x.partition: x.reason for x in decisions if x.action == RUN}
+    assert plan == {"2013-01-03": "output file missing", "2013-01-04": "output file changed"}
+    # The unreadable manifest's kept copy (versions/) and its output are intact: restored, not recomputed.
+    (restore,) = [x for x in decisions if x.action == RESTORE]
+    assert restore.partition == "2013-01-06" and restore.reason.startswith("missing; a kept version")
+    assert build(fresh(project)) == {"flight_features": {"2013-01-03", "2013-01-04"}, "weather_features": set()}
+    (kept,) = (d / "2013-01-06" / "versions").glob("*.json")
+    assert json.loads((d / "2013-01-06" / "manifest.json").read_text()) == json.loads(kept.read_text())
 
 
 @pytest.mark.parametrize("key", ["../x", "/etc", "", "2013-01-01/../../x"])

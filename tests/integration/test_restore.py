@@ -126,3 +126,50 @@ def test_a_restore_through_dagster_records_an_event_with_the_restored_data_versi
         assert md["skipwise/cache"] == "restore"
         assert mat.tags["dagster/data_version"] == manifest(root, "weather_features", k)["output_hash"]
     assert os.environ.get("SKIPWISE_ROOT") is None
+
+
+def test_gc_removes_only_versions_worth_less_than_their_storage_and_never_a_held_or_current_one(project):
+    import subprocess
+    import sys
+    from datetime import datetime, timedelta, timezone
+
+    from skipwise.retention import collect
+    from tests.conftest import BIN, run
+
+    root = project.root
+    outcomes(project, "weather_features")
+    set_window(root, 4)
+    outcomes(project, "weather_features")  # every partition now has one kept version besides the current one
+    current = {k: manifest(root, "weather_features", k) for k in DAYS}
+
+    soon = collect(fresh(project), dry_run=True)
+    assert len(soon) == len(DAYS) and all(i.keep for i in soon)  # used minutes ago: worth keeping
+    later = datetime.now(timezone.utc) + timedelta(days=60)
+    planned = collect(fresh(project), dry_run=True, now=later)
+    assert len(planned) == len(DAYS) and not any(i.keep for i in planned)
+    assert all((root / f).exists() for i in planned for f in i.files)  # a dry run removes nothing
+
+    # A partition a materialization holds is left alone.
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT); "
+        "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)"),
+        str(root / "data/features/weather_features" / DAYS[0] / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        removed = collect(fresh(project), dry_run=False, now=later)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert {i.partition for i in removed} == set(DAYS[1:])
+    for k in DAYS:
+        folder = root / "data/features/weather_features" / k
+        assert manifest(root, "weather_features", k) == current[k]
+        assert (folder / current[k]["output"]).exists()  # the current version stays
+        assert len(list(folder.glob("*.parquet"))) == (2 if k == DAYS[0] else 1)
+    # What was removed can no longer be restored: the revert recomputes those days.
+    set_window(root, 3)
+    verdicts = outcomes(project, "weather_features")
+    assert verdicts[DAYS[0]] == "restore" and {verdicts[k] for k in DAYS[1:]} == {"miss"}
+
+    out = run([str(BIN / "skipwise"), "gc", "--dry-run"], cwd=root, env={"PYTHONPATH": str(root)}).stdout
+    assert "gc: would remove 0 version(s)" in out and "kept 12 not current" in out
