@@ -173,3 +173,33 @@ def test_gc_removes_only_versions_worth_less_than_their_storage_and_never_a_held
 
     out = run([str(BIN / "skipwise"), "gc", "--dry-run"], cwd=root, env={"PYTHONPATH": str(root)}).stdout
     assert "gc: would remove 0 version(s)" in out and "kept 12 not current" in out
+
+
+def test_switching_git_branches_restores_what_each_branch_computed(project):
+    """Two branches of the code: after building both, switching between them computes nothing."""
+    from tests.conftest import DVC, run
+
+    root = project.root
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    run([*git, "add", "-A"], cwd=root)
+    run([*git, "commit", "-q", "-m", "main state"], cwd=root)
+    run([*git, "branch", "-M", "main"], cwd=root)
+    names = ("weather_features", "flight_features", "training_set")
+    for name in names:
+        outcomes(project, name)
+    run([*git, "checkout", "-q", "-b", "wider"], cwd=root)
+    helper = root / "assets" / "features" / "weather.py"
+    text = helper.read_text()
+    assert 'closed="right"' in text
+    helper.write_text(text.replace('closed="right"', 'closed="both"', 1))
+    run([*git, "commit", "-q", "-am", "a wider weather window"], cwd=root)
+    assert set(outcomes(project, "weather_features").values()) == {"miss"}
+    assert outcomes(project, "training_set") == {"all": "miss"}
+
+    for branch, expect in (("main", "restore"), ("wider", "restore"), ("wider", "hit")):
+        if expect != "hit":
+            run([*git, "checkout", "-q", branch], cwd=root)
+            run([DVC, "checkout", "-q"], cwd=root)
+        verdicts = {name: set(outcomes(project, name).values()) for name in names}
+        assert verdicts["flight_features"] == {"hit"}  # untouched by the branch
+        assert verdicts["weather_features"] == {expect} and verdicts["training_set"] == {expect}, (branch, verdicts)
