@@ -137,32 +137,55 @@ def _cache_of(event) -> str:
     return getattr(value, "value", value)
 
 
-def launch_split(project: Any, defs_assets: list, resources: dict, names: list[str], spans: list[tuple[str, str]],
-                 instance: Any, tags: dict[str, str]) -> list[Launched]:
-    """Run `names` over each span at once: the first span here, the others in worker processes.
-    Returns one `Launched` per span, in order (a worker that died says so in its `error`)."""
-    from skipwise.metering import process_meter
+class Workers:
+    """Worker processes started for every span but the first, each running its span at once
+    (`collect` waits for their results; `kill` stops them after an error)."""
 
-    job = {"root": str(project.root), "definitions": project.definitions, "names": names, "tags": tags,
-           "sys_path": [p for p in sys.path if p]}
-    procs = []
-    try:
-        for span in spans[1:]:
-            p = subprocess.Popen([sys.executable, "-m", "skipwise.adapters.dagster.worker"],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
-            p.stdin.write(json.dumps({**job, "span": list(span)}))
-            p.stdin.close()
-            procs.append(p)
-        mine = launch(defs_assets, resources, names, spans[0], instance, tags)
-        out = [mine]
-        for span, p in zip(spans[1:], procs):
-            out.append(_collect(p, span, process_meter()))
-        procs = []
+    def __init__(self, project: Any, names: list[str], spans: list[tuple[str, str]], tags: dict[str, str]) -> None:
+        self.names, self.spans = list(names), [tuple(s) for s in spans]
+        job = {"root": str(project.root), "definitions": project.definitions, "names": self.names, "tags": tags,
+               "sys_path": [p for p in sys.path if p]}
+        self.procs: list[subprocess.Popen] = []
+        try:
+            for span in self.spans[1:]:
+                p = subprocess.Popen([sys.executable, "-m", "skipwise.adapters.dagster.worker"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+                self.procs.append(p)
+                p.stdin.write(json.dumps({**job, "span": list(span)}))
+                p.stdin.close()
+        except BaseException:
+            self.kill()
+            raise
+
+    def collect(self) -> list[Launched]:
+        """Each worker's result, in span order, once it has exited."""
+        from skipwise.metering import process_meter
+
+        out = [_collect(p, span, process_meter()) for span, p in zip(self.spans[1:], self.procs)]
+        self.procs = []
         return out
-    finally:
-        for p in procs:  # only after an error here: do not leave workers running
+
+    def kill(self) -> None:
+        for p in self.procs:
             p.kill()
             p.wait()
+        self.procs = []
+
+
+def launch_split(project: Any, defs_assets: list, resources: dict, names: list[str], spans: list[tuple[str, str]],
+                 instance: Any, tags: dict[str, str], workers: Workers | None = None) -> list[Launched]:
+    """Run `names` over each span at once: the first span here, the others in worker processes
+    (`workers`, when they were started earlier for exactly these spans). Returns one `Launched`
+    per span, in order (a worker that died says so in its `error`)."""
+    if workers is None or workers.spans != [tuple(s) for s in spans] or workers.names != list(names):
+        if workers is not None:
+            workers.kill()
+        workers = Workers(project, names, spans, tags)
+    try:
+        mine = launch(defs_assets, resources, names, spans[0], instance, tags)
+        return [mine, *workers.collect()]
+    finally:
+        workers.kill()  # only after an error here (collected workers are gone): none left running
 
 
 def _collect(p: subprocess.Popen, span: tuple[str, str], pm: Any) -> Launched:

@@ -24,7 +24,7 @@ from skipwise.core.spec import Asset
 from skipwise.core.plan import RUN, SKIP
 from skipwise.engine import Project
 from skipwise.metering import process_meter
-from skipwise.adapters.dagster.launch import chunks, launch, launch_split, worker_count
+from skipwise.adapters.dagster.launch import Workers, chunks, launch, launch_split, worker_count
 
 
 
@@ -165,6 +165,46 @@ def _materialize_project(project: Project, selection: list[str] | None, partitio
     pm = process_meter()
     with pm.phase("plan"):
         planned = check_plan_budget(project, names, partition, tags)
+    # Plain Dagster assets the selection reads that were never stored (unpartitioned ones): run
+    # them first, as Dagster would in one run of everything (Dagster itself never skips them).
+    needed = {d.name for a in graph.assets if a.name in names for d in a.deps}
+    missing = [p for p in graph.plain if p.name in needed and p.stored and p.partitions is None and not project.materialized_keys(p)]
+    groups = run_groups(graph, names)
+    early: dict[int, Workers] = {}
+    try:
+        if not missing:
+            # The first level's worker processes start now, so that their interpreter start and
+            # imports overlap this process's loading of the definitions.
+            for i, group in enumerate(groups):
+                keys = keys_in_range(group[0].partitions, partition)
+                stale, parts = _level_parts(project, group, [d for d in planned if d.asset in {a.name for a in group}],
+                                            keys, workers)
+                if stale:
+                    if len(parts) > 1:
+                        instance_for(project)  # $DAGSTER_HOME, which the workers inherit
+                        early[i] = Workers(project, [a.name for a in group], [(c[0], c[-1]) for c in parts],
+                                           {str(k): str(v) for k, v in tags.items()})
+                    break
+        return _run_levels(project, graph, names, partition, tags, workers, planned, missing, groups, early)
+    finally:
+        for w in early.values():
+            w.kill()
+
+
+def _level_parts(project: Project, group: list[Asset], decisions: list, keys: list[str] | None,
+                 workers: int | None) -> tuple[list[str], list[list[str]]]:
+    """A level's stale keys in order, and the contiguous chunks they run in (one per process)."""
+    stale = project.in_order(group[0], {d.partition for d in decisions if d.action != SKIP})
+    if not stale or keys is None:
+        return stale, [stale]
+    return stale, chunks(stale, worker_count(len(stale) * len(group), workers))
+
+
+def _run_levels(project: Project, graph: Any, names: set[str], partition: str | None, tags: dict, workers: int | None,
+                planned: list, missing: list, groups: list[list[Asset]], early: dict[int, Workers]) -> Summary:
+    """The runs of `_materialize_project`, level by level (`early`: worker processes already
+    started for a level, by its index)."""
+    pm = process_meter()
     from skipwise.adapters.dagster.graph import definitions_in
 
     with pm.phase("load"):
@@ -176,10 +216,6 @@ def _materialize_project(project: Project, selection: list[str] | None, partitio
         resources.setdefault("skipwise", _io_manager(project))
     summary = Summary()
     instance = None
-    # Plain Dagster assets the selection reads that were never stored (unpartitioned ones): run
-    # them first, as Dagster would in one run of everything (Dagster itself never skips them).
-    needed = {d.name for a in graph.assets if a.name in names for d in a.deps}
-    missing = [p for p in graph.plain if p.name in needed and p.stored and p.partitions is None and not project.materialized_keys(p)]
     if missing:
         instance = instance_for(project)
         result = launch(defs_assets, resources, [p.name for p in missing], None, instance,
@@ -190,7 +226,6 @@ def _materialize_project(project: Project, selection: list[str] | None, partitio
             summary.failed_step, summary.error, summary.fix = result.failed_step, result.error, result.fix
             return summary
     last_id = ""  # the run the orchestrator's own work since its last record belongs to
-    groups = run_groups(graph, names)
     for i, group in enumerate(groups):
         run_tags = {str(k): str(v) for k, v in tags.items()}
         keys = keys_in_range(group[0].partitions, partition)
@@ -206,13 +241,12 @@ def _materialize_project(project: Project, selection: list[str] | None, partitio
                 decisions = fresh.plan([a.name for a in group], keys)
             for w in fresh.warnings:
                 project.warn(w)
-        stale = fresh.in_order(group[0], {d.partition for d in decisions if d.action != SKIP})
+        stale, parts = _level_parts(fresh, group, decisions, keys, workers)
         for a in group:
             summary.requested[a.name] = len(keys) if keys is not None else 1
             summary.computed[a.name] = 0
         # A level with many stale partitions is cut into contiguous chunks, one process each; the
         # partitions between chunks, like those outside every chunk, are recorded here as hits.
-        parts = chunks(stale, worker_count(len(stale) * len(group), workers)) if stale and keys is not None else [stale]
         span = set(stale) if keys is None else {k for c in parts for k in fresh.partitions_between(group[0], c)}
         skipped = [d for d in decisions if d.partition not in span]
         if skipped:
@@ -227,7 +261,7 @@ def _materialize_project(project: Project, selection: list[str] | None, partitio
             results = [launch(defs_assets, resources, names_in_group, None, instance, run_tags)]
         elif len(parts) > 1:
             results = launch_split(fresh, defs_assets, resources, names_in_group, [(c[0], c[-1]) for c in parts],
-                                   instance, run_tags)
+                                   instance, run_tags, workers=early.pop(i, None))
         else:
             results = [launch(defs_assets, resources, names_in_group, (stale[0], stale[-1]), instance, run_tags)]
         for r in results:
