@@ -79,8 +79,8 @@ def test_context_config_and_resources_reach_the_body_and_config_counts(module, t
         md = changed.get_asset_materialization_events()[0].step_materialization_data.materialization.metadata
         assert md["skipwise/cache"].value == "miss" and "params changed" in md["skipwise/reason"].value
         assert _outputs(tmp_path)["north"]["value"] == 15
-        # The same run config again is a hit; back to the default recomputes the default's output.
+        # The same run config again is a hit; back to the default restores the default's output (kept).
         assert _caches(dg.materialize(assets, resources=resources, instance=instance, partition_key="north",
                                       run_config=config)) == ["hit"]
-        assert _caches(dg.materialize(assets, resources=resources, instance=instance, partition_key="north")) == ["miss"]
+        assert _caches(dg.materialize(assets, resources=resources, instance=instance, partition_key="north")) == ["restore"]
         assert _outputs(tmp_path)["north"]["value"] == 10
