@@ -10,8 +10,9 @@
 
     defs = dg.Definitions(assets=[raw, sales], resources={"skipwise": sw.IOManager()})
 
-`asset`, `dvc_source`, `IOManager` and `stale_partitions_sensor` are the public API (they import
-Dagster on first use); everything else may change.
+`asset`, `dvc_source`, `IOManager`, the sensors `stale_partitions_sensor`, `new_raw_data` and
+`retrain_on_feature_change`, the schedule `weekly_retrain` (they import Dagster on first use), and
+for model assets `train_or_restore` and `model_registry` are the public API; everything else may change.
 """
 
 from skipwise import loaded as _loaded
@@ -22,8 +23,10 @@ _loaded.install(__file__)
 
 __version__ = "0.2.0"
 
-_PUBLIC = {"asset", "dvc_source", "IOManager", "stale_partitions_sensor"}
-__all__ = sorted(_PUBLIC)
+_PUBLIC = {"asset", "dvc_source", "IOManager", "stale_partitions_sensor", "new_raw_data", "retrain_on_feature_change",
+           "weekly_retrain"}
+_MODELS = {"train_or_restore", "model_registry"}  # no Dagster needed
+__all__ = sorted(_PUBLIC | _MODELS)
 
 
 def __getattr__(name: str):  # noqa: ANN202 - lazy: `import skipwise` (the CLI's fast path) never imports Dagster
@@ -31,4 +34,8 @@ def __getattr__(name: str):  # noqa: ANN202 - lazy: `import skipwise` (the CLI's
         from skipwise.adapters import dagster as _dagster
 
         return getattr(_dagster, name)
+    if name in _MODELS:
+        from skipwise import models as _models
+
+        return getattr(_models, name)
     raise AttributeError(f"module 'skipwise' has no attribute {name!r}")

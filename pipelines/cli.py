@@ -1,4 +1,4 @@
-"""The `skipwise` command: plan, status, materialize, cost. A thin layer over the library.
+"""The `skipwise` command: plan, status, materialize, cost, models. A thin layer over the library.
 
 `plan` and `status` read manifests and DVC's files only: no data, no Dagster instance, no Dagster import.
 """
@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     from skipwise.cost_cli import add_cost_parser
 
     add_cost_parser(sub)
+    from skipwise.models_cli import add_models_parser
+
+    add_models_parser(sub)
     return p
 
 

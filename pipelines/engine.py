@@ -570,12 +570,14 @@ class Project:
         return Outcome(decision, m, cost)
 
     def _compute(self, asset: Asset, key: str, decision: Decision, cur: Current, fn: Callable, run_id: str) -> Outcome:
+        from skipwise.computing import computing
         from skipwise.metering import Meter
 
         self.store.sweep_temp(asset.layer, asset.name, key)  # leftovers of a killed run, if any
         with Meter(self.io) as m:
             inputs = {dep.name: self._load_input(asset, dep.name, cur.inputs[dep.name]) for dep in asset.deps if dep.data}
-            value = fn(key, inputs, self.params_of(asset))
+            with computing(self, asset, key, cur):  # library helpers the body calls see what it runs from
+                value = fn(key, inputs, self.params_of(asset))
             ran = self.code_that_ran(asset, cur.code_version)  # after the call: lazy imports have happened
             if ran != cur.code_version:
                 cur = replace(cur, code_version=ran, fingerprint=fingerprint(ran, cur.params_digest, cur.inputs, key))
