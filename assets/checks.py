@@ -51,20 +51,22 @@ def delay_model_auc_above_floor(delay_model: bytes) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset="delay_predictions", description="Probabilities in [0, 1], exactly one per flight.")
-def delay_predictions_are_probabilities(delay_predictions: pl.DataFrame) -> dg.AssetCheckResult:
-    p = pl.col("delay_probability")
-    outside = delay_predictions.filter(p.is_null() | (p < 0) | (p > 1)).height
-    keys = ["date", "carrier", "flight", "origin", "dest", "sched_dep"]
-    duplicates = delay_predictions.height - delay_predictions.select(keys).unique().height
-    return dg.AssetCheckResult(passed=outside == 0 and duplicates == 0,
-                               metadata={"outside_0_1": outside, "duplicate_flights": duplicates, "rows": delay_predictions.height})
-
-
 def _root() -> Path:
     from skipwise.loading import find_root, run_root
 
     return run_root(find_root(ROOT))
 
 
-CHECKS = [training_set_is_sound, delay_model_auc_above_floor, delay_predictions_are_probabilities]
+def asset_checks(daily: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
+    """The demo's checks; the predictions' one is per partition (`daily`, as the predictions are)."""
+
+    @dg.asset_check(asset="delay_predictions", partitions_def=daily, description="Probabilities in [0, 1], exactly one per flight.")
+    def delay_predictions_are_probabilities(delay_predictions: pl.DataFrame) -> dg.AssetCheckResult:
+        p = pl.col("delay_probability")
+        outside = delay_predictions.filter(p.is_null() | (p < 0) | (p > 1)).height
+        keys = ["date", "carrier", "flight", "origin", "dest", "sched_dep"]
+        duplicates = delay_predictions.height - delay_predictions.select(keys).unique().height
+        return dg.AssetCheckResult(passed=outside == 0 and duplicates == 0,
+                                   metadata={"outside_0_1": outside, "duplicate_flights": duplicates, "rows": delay_predictions.height})
+
+    return [training_set_is_sound, delay_model_auc_above_floor, delay_predictions_are_probabilities]

@@ -118,11 +118,11 @@ def delay_predictions(flight_features: pl.DataFrame, weather_features: pl.DataFr
     return dg.Output(scored.with_columns(pl.lit(name).alias("model_version")), metadata={"model/version": name})
 
 
-from assets.checks import CHECKS  # noqa: E402 - the checks name the assets above
+from assets.checks import asset_checks  # noqa: E402 - the checks name the assets above
 
 defs = dg.Definitions(
     assets=[raw_flights, raw_weather, flight_features, weather_features, training_set, delay_model, delay_predictions],
-    asset_checks=CHECKS,
+    asset_checks=asset_checks(DAILY),
     resources={"skipwise": sw.IOManager()},
     sensors=[
         # Everything stale but the model: it retrains only when its training data changed materially.

@@ -196,3 +196,33 @@ def test_retraining_sensor_threshold_cooldown_and_new_days(project_dir, project)
     list(p.materialize("training_set", None))
     _train(p)
     assert not retrain_evaluation(_fresh(project), "delay_model", later.cursor, 99999.0).run_requests
+
+
+def test_dagster_sensors_schedule_and_asset_checks_on_the_demo_definitions(trained, monkeypatch):
+    import skipwise as sw
+    from assets.definitions import defs
+
+    root, project, first = trained
+    monkeypatch.setenv("SKIPWISE_ROOT", str(root))
+    with dg.instance_for_test() as instance:
+        tick = defs.get_sensor_def("retrain_delay_model_on_feature_change").evaluate_tick(
+            dg.build_sensor_context(instance=instance, definitions=defs))
+        assert not tick.run_requests and "0 of 12 partitions changed" in tick.skip_message
+        raw = defs.get_sensor_def("skipwise_new_raw_data").evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert not raw.run_requests and "first tick" in raw.skip_message and raw.cursor
+        weekly = defs.get_schedule_def("weekly_retrain_delay_model").evaluate_tick(dg.build_schedule_context(instance=instance))
+        assert not weekly.run_requests and "nothing changed" in weekly.skip_message
+
+        # The model and the predictions through a real Dagster run, their checks with them.
+        result = dg.materialize([*defs.assets, *defs.asset_checks], instance=instance,
+                                resources={"skipwise": sw.IOManager(root=str(root))},
+                                selection=dg.AssetSelection.assets("training_set", "delay_model"))
+        checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        assert checks["training_set_is_sound"].passed
+        assert checks["training_set_is_sound"].metadata["weather_after_cutoff"].value == 0
+        assert checks["delay_model_auc_above_floor"].metadata["version"].value == first.metadata["model/version"]
+        result = dg.materialize([*defs.assets, *defs.asset_checks], instance=instance, partition_key="2013-01-11",
+                                resources={"skipwise": sw.IOManager(root=str(root))},
+                                selection=dg.AssetSelection.assets("delay_predictions"))
+        (check,) = result.get_asset_check_evaluations()
+        assert check.passed and check.metadata["duplicate_flights"].value == 0 and check.metadata["rows"].value > 500

@@ -1,0 +1,39 @@
+"""Promotion decisions and the retraining sensor's change summary: pure values."""
+
+from skipwise.models import ModelVersion, decide_promotion
+from skipwise.retraining import TrainingChange
+
+
+def version(name: str, auc) -> ModelVersion:
+    return ModelVersion(version=name, fingerprint=name * 4, created_at="", artifact=f"{name}.bin", artifact_sha256="",
+                        artifact_size=0, metric="auc", metric_value=auc, metrics={}, hyperparameters={}, code_version="",
+                        training_version={}, torch_version="2.13.0")
+
+
+def test_promotion_needs_the_metric_within_the_tolerance():
+    assert decide_promotion(version("a", 0.7), None, 0.01) == (True, "first version of this model")
+    ok, why = decide_promotion(version("b", 0.695), version("a", 0.7), 0.01)
+    assert ok and why.startswith("promoted: auc 0.6950 >= 0.6900")
+    ok, why = decide_promotion(version("c", 0.68), version("a", 0.7), 0.01)
+    assert not ok and why.startswith("kept, not promoted: auc 0.6800 < 0.6900 (promoted a: 0.7000")
+    assert decide_promotion(version("d", None), version("a", 0.7), 0.01)[0] is False
+    # Lower is better (a loss): the tolerance is above the promoted value.
+    assert decide_promotion(version("e", 0.31), version("a", 0.3), 0.02, higher_is_better=False)[0] is True
+    assert decide_promotion(version("f", 0.33), version("a", 0.3), 0.02, higher_is_better=False)[0] is False
+
+
+def change(**kw) -> TrainingChange:
+    base = dict(model="m", baseline="v1", total_keys=365, new_keys=(), changed_keys=("2013-03-01", "2013-03-02", "2013-03-03"),
+                removed_keys=(), changed_rows=4, total_rows=1000, state="s")
+    return TrainingChange(**{**base, **kw})
+
+
+def test_change_summary_reads_as_a_reason():
+    c = change()
+    assert not c.material(0.02) and c.describe(0.02) == "3 of 365 partitions changed, 0.4 % of rows, below 2 % since version v1"
+    assert change(changed_rows=30).material(0.02)
+    assert change(new_keys=("2014-01-01",), changed_rows=0).material(0.5)
+    assert change(baseline=None).material(1.0) and change(baseline=None).any
+    assert not change(changed_keys=(), changed_rows=0).any
+    # Unknown row counts: the share of partitions counts instead.
+    assert change(total_rows=0, changed_rows=0).fraction == 3 / 365
