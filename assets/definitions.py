@@ -16,12 +16,12 @@ import dagster as dg
 import polars as pl
 
 import skipwise as sw
+from assets.calendar import DAILY
+from assets.checks import CHECKS
 from assets.features.flights import build_flight_features
 from assets.features.training import as_of_join
 from assets.features.weather import build_weather_features
 
-#: 2013, one partition per day.
-DAILY = dg.DailyPartitionsDefinition(start_date="2013-01-01", end_date="2014-01-01")
 #: flight_features looks back this many days for its carrier and origin delay history.
 LOOKBACK_DAYS = 7
 #: weather_features' rolling means need the previous day's last hours.
@@ -118,11 +118,9 @@ def delay_predictions(flight_features: pl.DataFrame, weather_features: pl.DataFr
     return dg.Output(scored.with_columns(pl.lit(name).alias("model_version")), metadata={"model/version": name})
 
 
-from assets.checks import asset_checks  # noqa: E402 - the checks name the assets above
-
 defs = dg.Definitions(
     assets=[raw_flights, raw_weather, flight_features, weather_features, training_set, delay_model, delay_predictions],
-    asset_checks=asset_checks(DAILY),
+    asset_checks=CHECKS,
     resources={"skipwise": sw.IOManager()},
     sensors=[
         # Everything stale but the model: it retrains only when its training data changed materially.
