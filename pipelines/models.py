@@ -323,13 +323,14 @@ def train_or_restore(train: Callable[[], tuple[bytes, Mapping[str, Any]]], *, me
 
 
 def _train(project, asset, registry, train, fp, code, metric, hyperparameters, device, now, key_of):
+    import importlib
     import sys
 
     from skipwise.metering import Meter
 
-    if "torch" not in sys.modules:
+    if "torch" not in sys.modules:  # imported before the meter starts, so its GPU probe sees CUDA
         with contextlib.suppress(ImportError):
-            import torch  # noqa: F401 - before the meter, so its GPU probe sees CUDA
+            importlib.import_module("torch")
     with Meter(project.io) as meter:
         artifact, metrics = train()
     ran = now.code_that_ran()  # lazy imports inside train() have happened
