@@ -1,5 +1,6 @@
 """A new day arrives in the demo: features update incrementally, the model retrains once, promotion
-is decided, predictions are rescored; the cost of each step from `skipwise cost --by experiment`.
+is decided, predictions are rescored; then a worse model is kept but not promoted, and going back
+restores a version instead of training it. The cost of each step from `skipwise cost --by experiment`.
 
     .venv/bin/python -m bench.retrain_sequence [--day 2013-12-31]
 
@@ -52,8 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--day", default="2013-12-31", help="the day that arrives late")
     args = ap.parse_args(argv)
-    from skipwise.adapters.dagster.retraining import raw_data_evaluation, retrain_evaluation
-    from skipwise.adapters.dagster.sensors import stale_run_requests
 
     home = Path(tempfile.mkdtemp(prefix="dagster_home_"))
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -66,10 +65,37 @@ def main(argv: list[str] | None = None) -> int:
     print(f"== 0. {args.day} is not there yet")
     for f in files:
         shutil.move(f, held / f"{f.parent.name}.parquet")
+    try:
+        return _sequence(args, env, held, files)
+    finally:
+        for f in files:  # the day back whatever happened
+            if (held / f"{f.parent.name}.parquet").exists():
+                shutil.move(held / f"{f.parent.name}.parquet", f)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _sequence(args, env, held, files) -> int:
+    from skipwise.adapters.dagster.retraining import raw_data_evaluation, retrain_evaluation
+    from skipwise.adapters.dagster.sensors import stale_run_requests
+
     sh(str(BIN / "dvc"), "add", "-q", "data/raw/flights", "data/raw/weather")
 
     print("== 1. the whole pipeline without it")
-    materialize("1-initial-build", env=env)
+    import datetime
+
+    day = datetime.date.fromisoformat(args.day)
+    before, after = (day - datetime.timedelta(days=1)).isoformat(), (day + datetime.timedelta(days=1)).isoformat()
+    # Every partition but those that need the missing day's own files (look-back windows do without it).
+    first, last = "2013-01-01", "2013-12-31"
+    features = "flight_features,weather_features"
+    for lo, hi in ((first, before), (after, last)):
+        if lo <= hi:
+            materialize("1-initial-build", "--select", features, "--partition", f"{lo}...{hi}", env=env)
+    materialize("1-initial-build", "--select", "training_set,delay_model", env=env)
+    after2 = (day + datetime.timedelta(days=2)).isoformat()  # predictions read the previous day's weather too
+    for lo, hi in ((first, before), (after2, last)):
+        if lo <= hi:
+            materialize("1-initial-build", "--select", "delay_predictions", "--partition", f"{lo}...{hi}", env=env)
     raw_cursor = raw_data_evaluation(project(), None).cursor
     first = retrain_evaluation(project(), "delay_model", None, time.time())
     print(f"retraining sensor: {first.skip_reason.skip_message if first.skip_reason else 'requests a retraining'}")
@@ -105,9 +131,21 @@ def main(argv: list[str] | None = None) -> int:
     again = stale_run_requests(project(), frozenset({"training_set", "delay_model"}))
     print(f"then: {'nothing stale' if not again else again}")
 
+    print("== 5. a worse model (learning rate 1e-5: barely trained): trained, kept, not promoted; nothing to rescore")
+    params = ROOT / "params.yaml"
+    original = params.read_text()
+    try:
+        params.write_text(original.replace("  lr: 0.003\n", "  lr: 0.00001\n"))
+        materialize("5-worse-model", "--select", "delay_model", env=env)
+        print(f"stale predictions: {len(stale_run_requests(project(), frozenset({'training_set', 'delay_model'})))} request(s)")
+    finally:
+        params.write_text(original)
+    print("== 6. back to the params of step 3: that fingerprint was trained before, restored (sha256 checked), not trained")
+    materialize("6-restore", "--select", "delay_model", env=env)
+    sh(str(BIN / "skipwise"), "models")
+
     print("== cost of each step")
     sh(str(BIN / "skipwise"), "cost", "--by", "experiment")
-    shutil.rmtree(home, ignore_errors=True)
     return 0
 
 

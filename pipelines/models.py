@@ -154,9 +154,14 @@ class ModelRegistry:
         return ModelVersion(**data["versions"][data["latest"]]) if data.get("latest") else None
 
     def version_of(self, artifact: bytes) -> ModelVersion | None:
-        """The version whose artifact has these bytes (what scored a prediction), or None."""
+        """The version whose artifact has these bytes (what scored a prediction), or None. Two
+        versions can have the same bytes (new validation rows only: the same weights); then the
+        promoted one, else the newest, names them."""
         sha = hashlib.sha256(artifact).hexdigest()
-        return next((v for v in self.versions().values() if v.artifact_sha256 == sha), None)
+        data = self.load()
+        same = [ModelVersion(**v) for v in data["versions"].values() if v["artifact_sha256"] == sha]
+        same.sort(key=lambda v: (v.version == data.get("promoted"), v.created_at))
+        return same[-1] if same else None
 
     def artifact(self, version: ModelVersion) -> bytes | None:
         """The stored bytes of `version`, or None when the file is missing or its sha256 is not the recorded one."""
