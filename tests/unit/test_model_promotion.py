@@ -37,3 +37,33 @@ def test_change_summary_reads_as_a_reason():
     assert not change(changed_keys=(), changed_rows=0).any
     # Unknown row counts: the share of partitions counts instead.
     assert change(total_rows=0, changed_rows=0).fraction == 3 / 365
+
+
+def test_registry_names_bytes_by_the_promoted_version_and_refuses_a_damaged_file(tmp_path):
+    import dataclasses
+    import hashlib
+    import json
+
+    import pytest
+
+    from skipwise.core.errors import InputError
+    from skipwise.models import REGISTRY_FORMAT, ModelRegistry
+
+    reg = ModelRegistry(tmp_path / "m.versions", "m")
+    assert reg.latest() is None and reg.promoted() is None and reg.version_of(b"x") is None
+    sha = hashlib.sha256(b"weights").hexdigest()
+    a = dataclasses.replace(version("a", 0.7), artifact_sha256=sha, created_at="2026-01-01T00:00:00")
+    b = dataclasses.replace(version("b", 0.6), artifact_sha256=sha, created_at="2026-01-02T00:00:00")
+    data = {"format": REGISTRY_FORMAT, "asset": "m", "promoted": "a", "latest": "b", "events": [],
+            "versions": {"a": dataclasses.asdict(a), "b": dataclasses.asdict(b)}}
+    reg.save(data)
+    assert reg.version_of(b"weights").version == "a"  # same bytes: the promoted one names them
+    reg.save({**data, "promoted": None})
+    assert reg.version_of(b"weights").version == "b"  # else the newest
+    name, stored_sha, size = reg.store_artifact("a", b"weights")
+    assert reg.artifact(dataclasses.replace(a, artifact=name)) == b"weights"
+    (reg.folder / name).write_bytes(b"weightz")
+    assert reg.artifact(dataclasses.replace(a, artifact=name)) is None  # the sha256 is checked
+    reg.path.write_text(json.dumps({"format": 99}))
+    with pytest.raises(InputError, match="registry.json is not readable"):
+        reg.load()
