@@ -97,7 +97,7 @@ def _sequence(args, env, held, files) -> int:
         if lo <= hi:
             materialize("1-initial-build", "--select", "delay_predictions", "--partition", f"{lo}...{hi}", env=env)
     raw_cursor = raw_data_evaluation(project(), None).cursor
-    first = retrain_evaluation(project(), "delay_model", None, time.time())
+    first = retrain_evaluation(project(), "delay_model", None, time.time(), ["training_set"])
     print(f"retraining sensor: {first.skip_reason.skip_message if first.skip_reason else 'requests a retraining'}")
     sh(str(BIN / "skipwise"), "models")
 
@@ -112,7 +112,7 @@ def _sequence(args, env, held, files) -> int:
         materialize("2-features", "--select", ",".join(k.path[0] for k in r.asset_selection), "--partition", key, env=env)
 
     print("== 3. the retraining sensor decides")
-    tick = retrain_evaluation(project(), "delay_model", None, time.time())
+    tick = retrain_evaluation(project(), "delay_model", None, time.time(), ["training_set"])
     if tick.run_requests:
         (req,) = tick.run_requests
         print(f"retraining sensor requests {','.join(k.path[0] for k in req.asset_selection)}: {req.tags['skipwise/retrain_reason']}")

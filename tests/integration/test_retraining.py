@@ -20,6 +20,7 @@ from skipwise.models import registry_for
 from tests.conftest import DVC, run
 
 DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]
+TRAINING = ["training_set"]
 
 
 def _set_params(root, **model):
@@ -141,12 +142,12 @@ def test_retraining_sensor_threshold_cooldown_and_new_days(project_dir, project)
     run([DVC, "add", "-q", "data/raw/flights", "data/raw/weather"], cwd=project_dir)
     p = _fresh(project)
     _build(p, DAYS[:11])
-    r = retrain_evaluation(_fresh(project), "delay_model", None, 1000.0)
+    r = retrain_evaluation(_fresh(project), "delay_model", None, 1000.0, TRAINING)
     assert r.run_requests and "no trained version" in r.run_requests[0].tags["skipwise/retrain_reason"]
     _train(_fresh(project))
 
     # Nothing changed: no request, and the reason says so.
-    r = retrain_evaluation(_fresh(project), "delay_model", None, 1000.0)
+    r = retrain_evaluation(_fresh(project), "delay_model", None, 1000.0, TRAINING)
     assert not r.run_requests and "0 of 11 partitions changed" in r.skip_reason.skip_message
     assert isinstance(schedule_evaluation(_fresh(project), "delay_model"), dg.SkipReason)
 
@@ -156,7 +157,7 @@ def test_retraining_sensor_threshold_cooldown_and_new_days(project_dir, project)
     frame.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(pl.col("temp") + 10).otherwise(pl.col("temp")).alias("temp")).write_parquet(path)
     run([DVC, "add", "-q", "data/raw/weather"], cwd=project_dir)
     list(_fresh(project).materialize("weather_features", DAYS[:11]))
-    r = retrain_evaluation(_fresh(project), "delay_model", None, 1000.0)
+    r = retrain_evaluation(_fresh(project), "delay_model", None, 1000.0, TRAINING)
     assert not r.run_requests
     assert "of 11 partitions changed" in r.skip_reason.skip_message and "below 5 %" in r.skip_reason.skip_message
     assert isinstance(schedule_evaluation(_fresh(project), "delay_model"), dg.RunRequest)  # the schedule: any change
@@ -177,25 +178,25 @@ def test_retraining_sensor_threshold_cooldown_and_new_days(project_dir, project)
     assert not raw_data_evaluation(_fresh(project), new.cursor).run_requests
 
     # The training set now has a new day: the retraining sensor fires once, then the cooldown holds.
-    r = retrain_evaluation(_fresh(project), "delay_model", None, 1000.0)
+    r = retrain_evaluation(_fresh(project), "delay_model", None, 1000.0, TRAINING)
     (req,) = r.run_requests
     assert "1 new (2013-01-12)" in req.tags["skipwise/retrain_reason"]
     assert {k.path[0] for k in req.asset_selection} == {"training_set", "delay_model"}
-    same = retrain_evaluation(_fresh(project), "delay_model", r.cursor, 1010.0)
+    same = retrain_evaluation(_fresh(project), "delay_model", r.cursor, 1010.0, TRAINING)
     assert not same.run_requests and "already requested" in same.skip_reason.skip_message
     path = project_dir / "data/raw/flights/2013-01-03.parquet"
     pl.read_parquet(path).head(-5).write_parquet(path)
     run([DVC, "add", "-q", "data/raw/flights"], cwd=project_dir)
     list(_fresh(project).materialize("flight_features", DAYS))
-    burst = retrain_evaluation(_fresh(project), "delay_model", r.cursor, 1020.0)
+    burst = retrain_evaluation(_fresh(project), "delay_model", r.cursor, 1020.0, TRAINING)
     assert not burst.run_requests and "cooldown" in burst.skip_reason.skip_message
-    later = retrain_evaluation(_fresh(project), "delay_model", r.cursor, 1000.0 + 3601)
+    later = retrain_evaluation(_fresh(project), "delay_model", r.cursor, 1000.0 + 3601, TRAINING)
     assert len(later.run_requests) == 1
     # Retrained: the baseline moves, nothing more to do.
     p = _fresh(project)
     list(p.materialize("training_set", None))
     _train(p)
-    assert not retrain_evaluation(_fresh(project), "delay_model", later.cursor, 99999.0).run_requests
+    assert not retrain_evaluation(_fresh(project), "delay_model", later.cursor, 99999.0, TRAINING).run_requests
 
 
 def test_dagster_sensors_schedule_and_asset_checks_on_the_demo_definitions(trained, monkeypatch):

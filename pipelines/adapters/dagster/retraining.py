@@ -31,17 +31,10 @@ def _project(root: Path):
     return load_project(run_root(root))
 
 
-def _retrain_selection(project, model: str) -> list[str]:
-    """The model and the unpartitioned assets it is trained from (its training set)."""
-    from skipwise.core.spec import Asset
-
-    asset = project.graph.asset(model)
-    ups = [d.name for d in asset.deps if isinstance(project.graph.node(d.name), Asset) and project.graph.node(d.name).partitions is None]
-    return [*ups, model]
-
-
-def _retrain_targets(model: str, training: list[str] | None) -> dg.AssetSelection:
-    return dg.AssetSelection.assets(*[_key(n) for n in [*(training or []), model]])
+def _retrain_keys(model: str, training: list[str] | None) -> list[dg.AssetKey]:
+    """What a retraining runs: the training set (when named), then the model; the sensor's or
+    schedule's target is the same, so Dagster accepts every request."""
+    return [_key(n) for n in [*(training or []), model]]
 
 
 def retrain_on_feature_change(
@@ -59,15 +52,15 @@ def retrain_on_feature_change(
     root = definitions_root(root)
 
     @dg.sensor(name=name or f"retrain_{model}_on_feature_change", minimum_interval_seconds=minimum_interval_seconds,
-               asset_selection=_retrain_targets(model, training), default_status=default_status,
+               asset_selection=dg.AssetSelection.assets(*_retrain_keys(model, training)), default_status=default_status,
                description=f"Retrains {model} when its training data changed materially (new partitions, or rows above a threshold).")
     def _sensor(context: dg.SensorEvaluationContext):
-        return retrain_evaluation(_project(root), model, context.cursor, time.time())
+        return retrain_evaluation(_project(root), model, context.cursor, time.time(), training)
 
     return _sensor
 
 
-def retrain_evaluation(project, model: str, cursor: str | None, now: float) -> dg.SensorResult:
+def retrain_evaluation(project, model: str, cursor: str | None, now: float, training: list[str] | None = None) -> dg.SensorResult:
     """One tick of the retraining sensor: a run request, or a skip reason, and the next cursor."""
     from skipwise.retraining import training_change
 
@@ -86,7 +79,7 @@ def retrain_evaluation(project, model: str, cursor: str | None, now: float) -> d
         return dg.SensorResult(skip_reason=f"not retraining {model} yet: cooldown, the last retraining was requested "
                                            f"{since / 60:.1f} min ago (< {cooldown / 60:g} min); {why}", cursor=cursor)
     request = dg.RunRequest(run_key=f"retrain-{model}-{change.state[:16]}",
-                            asset_selection=[_key(n) for n in _retrain_selection(project, model)],
+                            asset_selection=_retrain_keys(model, training),
                             tags={"skipwise/trigger": "retrain-on-feature-change", "skipwise/retrain_reason": why[:200]})
     return dg.SensorResult(run_requests=[request], cursor=json.dumps({"state": change.state, "requested_at": now}))
 
@@ -102,22 +95,22 @@ def weekly_retrain(
 
     root = definitions_root(root)
 
-    @dg.schedule(cron_schedule=cron_schedule, name=name or f"weekly_retrain_{model}", target=_retrain_targets(model, training),
+    @dg.schedule(cron_schedule=cron_schedule, name=name or f"weekly_retrain_{model}", target=dg.AssetSelection.assets(*_retrain_keys(model, training)),
                  default_status=default_status, description=f"Retrains {model} weekly, only if its training data changed.")
     def _schedule(context: dg.ScheduleEvaluationContext):
-        return schedule_evaluation(_project(root), model)
+        return schedule_evaluation(_project(root), model, training)
 
     return _schedule
 
 
-def schedule_evaluation(project, model: str) -> dg.RunRequest | dg.SkipReason:
+def schedule_evaluation(project, model: str, training: list[str] | None = None) -> dg.RunRequest | dg.SkipReason:
     from skipwise.retraining import training_change
 
     change = training_change(project, model)
     if not change.any:
         return dg.SkipReason(f"not retraining {model}: nothing changed since version {change.baseline}")
     return dg.RunRequest(run_key=f"weekly-{model}-{change.state[:16]}",
-                         asset_selection=[_key(n) for n in _retrain_selection(project, model)],
+                         asset_selection=_retrain_keys(model, training),
                          tags={"skipwise/trigger": "weekly-retrain", "skipwise/retrain_reason": change.describe()[:200]})
 
 
