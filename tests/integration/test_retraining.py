@@ -176,6 +176,13 @@ def test_retraining_sensor_threshold_cooldown_and_new_days(project_dir, project)
     for a in ("flight_features", "weather_features"):
         list(_fresh(project).materialize(a, ["2013-01-12"]))
     assert not raw_data_evaluation(_fresh(project), new.cursor).run_requests
+    # The stale-partitions sensor leaves the model and its training set to the retraining sensor.
+    from skipwise.adapters.dagster.sensors import stale_run_requests
+
+    assert _fresh(project).decide(project.graph.asset("training_set"), "all").action == RUN
+    excluded = frozenset(["training_set", "delay_model"])
+    asked = {k.path[0] for r in stale_run_requests(_fresh(project), excluded) for k in r.asset_selection}
+    assert asked and not asked & excluded
 
     # The training set now has a new day: the retraining sensor fires once, then the cooldown holds.
     r = retrain_evaluation(_fresh(project), "delay_model", None, 1000.0, TRAINING)
