@@ -62,6 +62,8 @@ def stale_run_requests(project, exclude: frozenset[str] = frozenset()) -> list[d
     """Run requests for the most upstream level of the graph that has partitions to run (assets in
     `exclude` left out: they are not planned, so what reads them is planned from their manifests)."""
     selection = [a.name for a in project.graph.assets if a.name not in exclude] if exclude else None
+    if selection == []:  # everything excluded (an empty selection would plan every asset)
+        return []
     decisions = [d for d in project.plan(selection) if d.action == RUN]
     stale: dict[str, list] = {}
     for d in decisions:
