@@ -95,6 +95,15 @@ def test_versions_promotion_restore_and_predictions(trained):
     assert model["promoted"] == v1 and {v["version"] for v in model["versions"]} == {v1, v2}
     assert "kept, not promoted" in next(v for v in model["versions"] if v["version"] == v2)["promotion"]
     assert _fresh(project).decide(project.graph.asset("delay_predictions"), "2013-01-11").action == SKIP
+    from skipwise.cli import main
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["--root", str(root), "--defs", "assets.definitions", "models"]) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith(f"delay_model: 2 version(s), promoted {v1}")
+    assert any(line.startswith(f" * {v1}") for line in lines)
+    assert any(line.startswith(f"   {v2}") and "kept, not promoted" in line for line in lines)
 
     # Back to the first hyperparameters: restored by fingerprint (hash checked), not trained; dollars avoided.
     _set_params(root)
