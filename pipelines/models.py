@@ -227,11 +227,12 @@ def torch_version() -> str:
 
 def training_parts(project: Any, model: Any, inputs: Mapping[str, Mapping[str, str | None]] | None = None,
                    ) -> dict[str, dict[str, list]]:
-    """The partitions a model's training data is made of, `"dep[key]" -> [version, rows]`, read from
+    """The partitions a model's training data is made of, `dep -> key -> [version, rows]`, read from
     manifests only. An unpartitioned derived input (a training set over daily features) is looked
     through to its own inputs: with `inputs` (the versions the model was trained from) from the
     manifest that produced them, else (what the training set would be built from now) from the
     current state. Rows are each partition's recorded `dagster/row_count` (None when unknown)."""
+    from skipwise.core.partitions import UNPARTITIONED
     from skipwise.core.spec import Asset
 
     graph = project.graph
@@ -250,16 +251,16 @@ def training_parts(project: Any, model: Any, inputs: Mapping[str, Mapping[str, s
     for dep in model.deps:
         up = graph.node(dep.name)
         if isinstance(up, Asset) and up.partitions is None:
-            m = project.manifest(up, "all")
-            wanted = (inputs or {}).get(dep.name, {}).get("all")
+            m = project.manifest(up, UNPARTITIONED)
+            wanted = (inputs or {}).get(dep.name, {}).get(UNPARTITIONED)
             if inputs is not None and m is not None and f"sha256:{m.output_hash}" == wanted:
                 through = m.inputs
             else:
-                through = project.current(up, "all").inputs
+                through = project.current(up, UNPARTITIONED).inputs
             for sub, versions in through.items():
                 add(sub, versions)
         else:
-            current = (inputs or {}).get(dep.name) if inputs is not None else project.current(model, "all").inputs.get(dep.name, {})
+            current = (inputs or {}).get(dep.name) if inputs is not None else project.current(model, UNPARTITIONED).inputs.get(dep.name, {})
             add(dep.name, current or {})
     return parts
 
