@@ -16,12 +16,12 @@ import dagster as dg
 import polars as pl
 
 import skipwise as sw
+from assets.calendar import DAILY
+from assets.checks import CHECKS
 from assets.features.flights import build_flight_features
 from assets.features.training import as_of_join
 from assets.features.weather import build_weather_features
 
-#: 2013, one partition per day.
-DAILY = dg.DailyPartitionsDefinition(start_date="2013-01-01", end_date="2014-01-01")
 #: flight_features looks back this many days for its carrier and origin delay history.
 LOOKBACK_DAYS = 7
 #: weather_features' rolling means need the previous day's last hours.
@@ -55,6 +55,14 @@ class DelayModelConfig(dg.Config):
     batch_size: int = 2048
     seed: int = 0
     weight_decay: float = 1e-5
+    #: promotion: the validation metric, and how much worse than the promoted one still ships
+    promote_metric: str = "auc"
+    promote_tolerance: float = 0.005
+    #: the model check: the promoted model's validation AUC must be at least this
+    auc_floor: float = 0.6
+    #: retraining sensor: share of training rows changed (new days always count), and its cooldown
+    retrain_min_changed_fraction: float = 0.05
+    retrain_cooldown_minutes: float = 60.0
 
 
 def _day(context: dg.AssetExecutionContext) -> datetime.date:
@@ -83,26 +91,42 @@ def training_set(flight_features: pl.DataFrame, weather_features: pl.DataFrame, 
 
 @sw.asset(group_name="models", tags={"skipwise/model": "delay_model"})
 def delay_model(training_set: pl.DataFrame, config: DelayModelConfig) -> dg.Output[bytes]:
-    """Torch delay classifier trained with a time-based split; metrics in metadata."""
-    from assets.models.delay import train_delay_model
+    """The promoted torch delay classifier. Each training is kept as a version (same training
+    data, code, hyperparameters and torch: restored, not retrained) and promoted only if its
+    validation metric is no worse than the promoted one's by more than the tolerance."""
+    from assets.models.delay import TRAINING_PARAMS, train_delay_model
 
-    artifact, metrics = train_delay_model(training_set, config.model_dump())
-    return dg.Output(artifact, metadata={f"metrics/{k}": v for k, v in metrics.items()})
+    params = config.model_dump()
+    hyper = {k: params[k] for k in TRAINING_PARAMS}
+    result = sw.train_or_restore(lambda: train_delay_model(training_set, hyper), metric=config.promote_metric,
+                                 tolerance=config.promote_tolerance, hyperparameters=hyper)
+    return dg.Output(result.artifact, metadata=result.metadata())
 
 
 @sw.asset(partitions_def=DAILY, group_name="predictions", tags={"skipwise/model": "delay_model"}, cost_unit="predictions",
           ins={"weather_features": dg.AssetIn(partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-WEATHER_HISTORY_DAYS))})
 def delay_predictions(flight_features: pl.DataFrame, weather_features: pl.DataFrame, delay_model: bytes,
-                      config: JoinConfig) -> pl.DataFrame:
-    """Delay probability of each flight of the day, scored by the current model."""
+                      config: JoinConfig) -> dg.Output[pl.DataFrame]:
+    """Delay probability of each flight of the day, scored by the promoted model (its version in
+    the `model_version` column and the metadata; its bytes are this partition's input version)."""
     from assets.models.delay import score_flights
 
+    version = sw.model_registry("delay_model").version_of(delay_model)
+    name = version.version if version is not None else "unregistered"
     lead = datetime.timedelta(minutes=config.weather_lead_minutes)
-    return score_flights(delay_model, as_of_join(flight_features, weather_features, lead))
+    scored = score_flights(delay_model, as_of_join(flight_features, weather_features, lead))
+    return dg.Output(scored.with_columns(pl.lit(name).alias("model_version")), metadata={"model/version": name})
 
 
 defs = dg.Definitions(
     assets=[raw_flights, raw_weather, flight_features, weather_features, training_set, delay_model, delay_predictions],
+    asset_checks=CHECKS,
     resources={"skipwise": sw.IOManager()},
-    sensors=[sw.stale_partitions_sensor()],
+    sensors=[
+        # Everything stale but the model: it retrains only when its training data changed materially.
+        sw.stale_partitions_sensor(exclude=["training_set", "delay_model"]),
+        sw.new_raw_data(),
+        sw.retrain_on_feature_change("delay_model", training=["training_set"]),
+    ],
+    schedules=[sw.weekly_retrain("delay_model", training=["training_set"])],
 )

@@ -10,9 +10,11 @@
 
     defs = dg.Definitions(assets=[raw, sales], resources={"skipwise": sw.IOManager()})
 
-`asset`, `dvc_source`, `IOManager` and `stale_partitions_sensor` (they import Dagster on first
-use), `read`, `scan` and `relation` (committed partitions, from outside a pipeline) and
-`as_of_join` (a point-in-time join) are the public API; everything else may change.
+`asset`, `dvc_source`, `IOManager`, the sensors `stale_partitions_sensor`, `new_raw_data` and
+`retrain_on_feature_change`, the schedule `weekly_retrain` (they import Dagster on first use), for
+model assets `train_or_restore` and `model_registry`, `read`, `scan` and `relation` (committed
+partitions, from outside a pipeline) and `as_of_join` (a point-in-time join) are the public API;
+everything else may change.
 """
 
 from skipwise import loaded as _loaded
@@ -23,9 +25,11 @@ _loaded.install(__file__)
 
 __version__ = "0.2.0"
 
-_PUBLIC = {"asset", "dvc_source", "IOManager", "stale_partitions_sensor"}
+_PUBLIC = {"asset", "dvc_source", "IOManager", "stale_partitions_sensor", "new_raw_data", "retrain_on_feature_change",
+           "weekly_retrain"}
+_MODELS = {"train_or_restore", "model_registry"}  # no Dagster needed
 _READING = {"read", "scan", "relation"}
-__all__ = sorted(_PUBLIC | _READING | {"as_of_join"})
+__all__ = sorted(_PUBLIC | _MODELS | _READING | {"as_of_join"})
 
 
 def __getattr__(name: str):  # noqa: ANN202 - lazy: `import skipwise` (the CLI's fast path) never imports Dagster
@@ -33,6 +37,10 @@ def __getattr__(name: str):  # noqa: ANN202 - lazy: `import skipwise` (the CLI's
         from skipwise.adapters import dagster as _dagster
 
         return getattr(_dagster, name)
+    if name in _MODELS:
+        from skipwise import models as _models
+
+        return getattr(_models, name)
     if name in _READING:
         from skipwise import reading
 

@@ -1,4 +1,4 @@
-"""The `skipwise` command: plan, status, materialize, cost. A thin layer over the library.
+"""The `skipwise` command: plan, status, materialize, cost, models. A thin layer over the library.
 
 `plan` and `status` read manifests and DVC's files only: no data, no Dagster instance, no Dagster import.
 """
@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_cost_parser(sub)
     add_gc_parser(sub)
+    from skipwise.models_cli import add_models_parser
+
+    add_models_parser(sub)
     return p
 
 

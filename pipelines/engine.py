@@ -21,7 +21,7 @@ from skipwise.core.errors import ConfigError, InputError
 from skipwise.core.hashing import digest
 from skipwise.core.manifest import Manifest, fingerprint
 from skipwise.core.partitions import UNPARTITIONED, folder_key, keys_of, upstream_keys, validate_key
-from skipwise.core.plan import BLOCKED, CHANGES, RESTORE, RUN, SKIP, Current, Decision, decide, restorable
+from skipwise.core.plan import BLOCKED, CHANGES, NOT_RESTORABLE, RESTORE, RUN, SKIP, Current, Decision, decide, restorable
 from skipwise.core.spec import Asset, Graph, Plain, Result, Source
 from skipwise.core.pricing import load_config
 from skipwise.store.ledger import Ledger, recent_days
@@ -599,6 +599,7 @@ class Project:
         return Outcome(decision, kept, cost, dict(kept.metadata))
 
     def _compute(self, asset: Asset, key: str, decision: Decision, cur: Current, fn: Callable, run_id: str) -> Outcome:
+        from skipwise.computing import computing
         from skipwise.core.cost import IOSnapshot
         from skipwise.metering import Meter, Share, measure, process_meter
 
@@ -612,7 +613,8 @@ class Project:
         with Meter(self.io) as m:
             for share in reads:
                 m.charge(share)
-            value = fn(key, inputs, params)
+            with computing(self, asset, key, cur) as now:  # library helpers the body calls see what it runs from
+                value = fn(key, inputs, params)
             with measure(None) as check, process_meter().phase("plan"):
                 ran = self.code_that_ran(asset, cur.code_version)  # after the call: lazy imports have happened
             m.charge(Share(-check[0].cpu_seconds, -check[0].wall_seconds, IOSnapshot()))  # once per run: overhead
@@ -625,6 +627,8 @@ class Project:
             fmt, data = _serialize(asset, value)
             rows = _row_count(value)
             metadata = {**({"dagster/row_count": rows} if rows is not None else {}), **metadata, "skipwise/format": fmt.name}
+            if now.outside:
+                metadata[NOT_RESTORABLE] = "depends on " + "; ".join(now.outside)
             name, sha, size = self.store.write_output(asset.layer, asset.name, key, cur.fingerprint, fmt.ext, data)
         cost = self.config.price(m.result())
         rows = metadata.get("dagster/row_count")

@@ -48,7 +48,15 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "batch_size": 2048,
     "seed": 0,
     "weight_decay": 1e-5,
+    "promote_metric": "auc",
+    "promote_tolerance": 0.005,
+    "auc_floor": 0.6,
+    "retrain_min_changed_fraction": 0.05,
+    "retrain_cooldown_minutes": 60.0,
 }
+
+#: The params training reads (the others decide promotion, checks and retraining, not the weights).
+TRAINING_PARAMS = ("valid_from", "hidden", "epochs", "lr", "batch_size", "seed", "weight_decay")
 
 _ARTIFACT_VERSION = 1
 
@@ -147,6 +155,22 @@ def _evaluate(logits, y) -> dict[str, float | None]:
     }
 
 
+def training_device():
+    """The GPU when one is usable at run time, else the CPU.
+
+    On CUDA, cuBLAS is deterministic only with a fixed workspace; it must be set before its first
+    use in the process, so it is set here (unless the user chose one).
+    """
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
 def train_delay_model(training: pl.DataFrame, params: dict) -> tuple[bytes, dict]:
     """Train the delay classifier on as_of_join output and evaluate on a later time slice.
 
@@ -161,7 +185,8 @@ def train_delay_model(training: pl.DataFrame, params: dict) -> tuple[bytes, dict
 
     Returns (artifact bytes, metrics) where metrics has auc, log_loss, accuracy,
     positive_rate_valid (None when there is no validation row or, for auc, a single class),
-    n_train, n_valid and epochs.
+    n_train, n_valid, epochs and device ("cuda" when a GPU was used, see training_device:
+    deterministic for a given device and seed; CPU and GPU results may differ in the last bits).
     """
     import torch
     import torch.nn.functional as F
@@ -186,33 +211,37 @@ def train_delay_model(training: pl.DataFrame, params: dict) -> tuple[bytes, dict
     y_train = torch.tensor(train.get_column("label").cast(pl.Float32).to_list())
     y_valid = torch.tensor(valid.get_column("label").cast(pl.Float32).to_list())
 
+    device = training_device()
     prev_deterministic = torch.are_deterministic_algorithms_enabled()
     prev_threads = torch.get_num_threads()
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         try:
             torch.use_deterministic_algorithms(True)
             torch.set_num_threads(1)
             torch.manual_seed(seed)
-            model = _build_model(x_train.shape[1], hidden)
+            # Init on the CPU from the seed, then moved: the same weights whatever the device.
+            model = _build_model(x_train.shape[1], hidden).to(device)
             optimizer = torch.optim.Adam(
                 model.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"])
             )
-            shuffler = torch.Generator().manual_seed(seed)
+            shuffler = torch.Generator().manual_seed(seed)  # CPU: the same batches on every device
             n = x_train.shape[0]
+            x_dev, y_dev = x_train.to(device), y_train.to(device)
             model.train()
             for _ in range(epochs):
-                perm = torch.randperm(n, generator=shuffler)
+                perm = torch.randperm(n, generator=shuffler).to(device)
                 for start in range(0, n, batch_size):
                     idx = perm[start : start + batch_size]
                     optimizer.zero_grad()
                     loss = F.binary_cross_entropy_with_logits(
-                        model(x_train[idx]).squeeze(1), y_train[idx]
+                        model(x_dev[idx]).squeeze(1), y_dev[idx]
                     )
                     loss.backward()
                     optimizer.step()
             model.eval()
             with torch.no_grad():
-                valid_logits = model(x_valid).squeeze(1)
+                valid_logits = model(x_valid.to(device)).squeeze(1).cpu()
+            model = model.cpu()
         finally:
             torch.use_deterministic_algorithms(prev_deterministic)
             torch.set_num_threads(prev_threads)
@@ -222,6 +251,7 @@ def train_delay_model(training: pl.DataFrame, params: dict) -> tuple[bytes, dict
         "n_train": train.height,
         "n_valid": valid.height,
         "epochs": epochs,
+        "device": device.type,
     }
     artifact = {
         "version": _ARTIFACT_VERSION,

@@ -10,6 +10,8 @@ from skipwise.core.manifest import SCHEME_VERSION, Manifest
 RUN, SKIP, BLOCKED, RESTORE = "run", "skip", "blocked", "restore"
 #: Actions that change what the partition holds (and so what its dependents read).
 CHANGES = (RUN, RESTORE)
+#: Manifest metadata of an output that depends on state its fingerprint does not cover: never restored.
+NOT_RESTORABLE = "skipwise/not_restorable"
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,8 @@ def restorable(decision: Decision, kept: Manifest | None, kept_state: str) -> De
     partition and fingerprint, its output present with the recorded hash (`kept_state` "ok")."""
     if (decision.action != RUN or not decision.fingerprint or kept is None or kept_state != "ok"
             or kept.fingerprint != decision.fingerprint or kept.partition != decision.partition
-            or kept.asset != decision.asset or kept.scheme != SCHEME_VERSION or not kept.consistent()):
+            or kept.asset != decision.asset or kept.scheme != SCHEME_VERSION or not kept.consistent()
+            or (kept.metadata or {}).get(NOT_RESTORABLE)):
         return decision
     when = f" on {kept.created_at[:10]}" if kept.created_at else ""
     return Decision(decision.asset, decision.partition, RESTORE,

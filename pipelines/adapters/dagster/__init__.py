@@ -9,6 +9,8 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from skipwise.adapters.dagster.authoring import asset, dvc_source  # noqa: E402
 from skipwise.adapters.dagster.iomanager import IOManager  # noqa: E402
+from skipwise.adapters.dagster.retraining import new_raw_data, retrain_on_feature_change, weekly_retrain  # noqa: E402
 from skipwise.adapters.dagster.sensors import stale_partitions_sensor  # noqa: E402
 
-__all__ = ["asset", "dvc_source", "IOManager", "stale_partitions_sensor"]
+__all__ = ["asset", "dvc_source", "IOManager", "stale_partitions_sensor", "new_raw_data", "retrain_on_feature_change",
+           "weekly_retrain"]

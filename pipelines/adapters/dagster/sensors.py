@@ -22,19 +22,14 @@ from skipwise.loading import load_project
 
 def stale_partitions_sensor(
     root: str | Path | None = None, minimum_interval_seconds: int = 60, name: str = "skipwise_stale_partitions",
-    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED, exclude: list[str] | tuple[str, ...] = (),
 ) -> dg.SensorDefinition:
     """A sensor over every skipwise asset that requests runs for stale or missing partitions
     (raw DVC data, code, params or config changed). `root`: the project (default: found from the
-    definitions' folder, or $SKIPWISE_ROOT)."""
-    import sys
-
-    from skipwise.loading import find_root
-
-    if root is None:
-        caller = sys._getframe(1).f_globals.get("__file__")
-        root = find_root(Path(caller).resolve().parent) if caller else find_root()
-    root = Path(root)
+    definitions' folder, or $SKIPWISE_ROOT). `exclude`: assets it never requests (a model and its
+    training set that `retrain_on_feature_change` retrains only when the change is material)."""
+    root = definitions_root(root)
+    excluded = frozenset(exclude)
 
     @dg.sensor(
         name=name,
@@ -46,14 +41,31 @@ def stale_partitions_sensor(
     def _sensor(context):
         from skipwise.loading import run_root
 
-        return stale_run_requests(load_project(run_root(root))) or dg.SkipReason("every partition is up to date")
+        return stale_run_requests(load_project(run_root(root)), excluded) or dg.SkipReason("every partition is up to date")
 
     return _sensor
 
 
-def stale_run_requests(project) -> list[dg.RunRequest]:
-    """Run requests for the most upstream level of the graph that has partitions to run."""
-    decisions = [d for d in project.plan() if d.action in CHANGES]
+def definitions_root(root: str | Path | None, depth: int = 2) -> Path:
+    """`root`, or the project holding the module that called the sensor's factory (`depth`
+    frames up), or the one found from the working folder / $SKIPWISE_ROOT."""
+    import sys
+
+    from skipwise.loading import find_root
+
+    if root is None:
+        caller = sys._getframe(depth).f_globals.get("__file__")
+        root = find_root(Path(caller).resolve().parent) if caller else find_root()
+    return Path(root)
+
+
+def stale_run_requests(project, exclude: frozenset[str] = frozenset()) -> list[dg.RunRequest]:
+    """Run requests for the most upstream level of the graph that has partitions to run (assets in
+    `exclude` left out: they are not planned, so what reads them is planned from their manifests)."""
+    selection = [a.name for a in project.graph.assets if a.name not in exclude] if exclude else None
+    if selection == []:  # everything excluded (an empty selection would plan every asset)
+        return []
+    decisions = [d for d in project.plan(selection) if d.action in CHANGES]
     stale: dict[str, list] = {}
     for d in decisions:
         stale.setdefault(d.asset, []).append(d)
