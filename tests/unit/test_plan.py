@@ -83,3 +83,19 @@ def test_manifest_json_round_trip_and_rejects_garbage():
         except (ValueError, TypeError):
             continue
         raise AssertionError(f"accepted {bad}")
+
+
+def test_a_kept_version_whose_output_depends_on_outside_state_is_never_restored():
+    from skipwise.core.manifest import Manifest, fingerprint
+    from skipwise.core.plan import NOT_RESTORABLE, RESTORE, RUN, Decision, restorable
+
+    fp = fingerprint("code", "params", {"up": {"k": "v"}}, "all")
+    kept = Manifest(asset="model", partition="all", fingerprint=fp, code_version="code", params_digest="params",
+                    inputs={"up": {"k": "v"}}, output=f"{fp}.bin", output_hash="h", output_size=1)
+    run = Decision("model", "all", RUN, "params changed", fp)
+    assert restorable(run, kept, "ok").action == RESTORE
+    assert restorable(run, kept, "changed").action == RUN  # its output no longer has the recorded hash
+    marked = Manifest(**{**kept.__dict__, "metadata": {NOT_RESTORABLE: "depends on the promoted version"}})
+    assert restorable(run, marked, "ok") == run
+    other = Manifest(**{**kept.__dict__, "partition": "other"})
+    assert restorable(run, other, "ok") == run

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from skipwise.adapters.dagster.run import RANGE_END, RANGE_START
+from skipwise.adapters.dagster.launch import RANGE_END, RANGE_START
 from skipwise.core.hashing import digest
 from skipwise.loading import load_project
 
