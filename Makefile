@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 # DVC gets its own environment (its antlr runtime breaks Dagster's); its command is linked into .venv/bin.
 $(DVC_ENV)/.installed: $(VENV)/.installed
 	$(PY) -m venv $(DVC_ENV)
-	$(DVC_ENV)/bin/pip install -q --disable-pip-version-check 'dvc==3.67.1'
+	$(DVC_ENV)/bin/pip install -q --disable-pip-version-check 'dvc[s3]==3.67.1'
 	ln -sf $(CURDIR)/$(DVC_ENV)/bin/dvc $(BIN)/dvc
 	touch $@
 

@@ -1,5 +1,8 @@
 """Partition storage on the local filesystem.
 
+Local disk bills no request: its reads and writes are counted as ``same_host`` bytes with zero
+GET/PUT requests (request fees apply to object stores only, see `skipwise.core.locations`).
+
 Layout, per asset partition:  data/<layer>/<asset>/<key>/<fingerprint>.<ext>  plus  manifest.json.
 Outputs are addressed by fingerprint (an output computed once can be found again); the manifest,
 written last and atomically, says which one is current. A crash leaves the old manifest (pointing at
@@ -111,7 +114,7 @@ class PartitionStore:
         """The output bytes of a committed partition (metered)."""
         path = ensure_inside(self.output_path(layer, asset, key, manifest), self.real_root)
         data = path.read_bytes()
-        self.io.add_read(len(data))
+        self.io.add_read(len(data), requests=0)  # local disk bills no request
         return data
 
     def check_readable(self, path: Path | str) -> None:
@@ -126,7 +129,7 @@ class PartitionStore:
         """Any input file's bytes (metered); never through a symlink that leaves the read roots."""
         self.check_readable(path)
         data = Path(path).read_bytes()
-        self.io.add_read(len(data))
+        self.io.add_read(len(data), requests=0)
         return data
 
     def write_output(self, layer: str, asset: str, key: str, fingerprint: str, ext: str, data: bytes) -> tuple[str, str, int]:
@@ -134,7 +137,7 @@ class PartitionStore:
         name = f"{fingerprint}.{ext}"
         path = self.partition_dir(layer, asset, key) / name
         atomic_write(path, data)
-        self.io.add_write(len(data))
+        self.io.add_write(len(data), requests=0)
         sha = sha256_bytes(data)
         self.statcache.remember(path, "sha256", sha)
         return name, sha, len(data)
@@ -152,7 +155,7 @@ class PartitionStore:
         """Write the manifest last: from now on the partition is done."""
         data = manifest.to_json().encode()
         atomic_write(self.partition_dir(layer, asset, manifest.partition) / MANIFEST, data)
-        self.io.add_write(len(data))
+        self.io.add_write(len(data), requests=0)
 
     @contextmanager
     def lock(self, layer: str, asset: str, key: str) -> Iterator[None]:
