@@ -145,7 +145,7 @@ def cmd_plan(args) -> int:
 def _inputs_moved(project, todo: list[Decision]):
     """Where the raw inputs of the partitions that would run are, and what reading them would move
     (None when no source is on a remote: every input is on this host)."""
-    if not any(s.remote is not None for s in project.graph.sources):
+    if not any(project.locality.on_remote(s) for s in project.graph.sources):
         return None
     return project.locality.inputs_of((d.asset, d.partition) for d in todo if d.action == RUN)
 

@@ -213,7 +213,7 @@ class Project:
             path = self.root / source.path / rel
             if os.path.islink(path):  # a plain file in a checked folder needs no realpath
                 self.store.check_readable(path)  # never hash (or later read) what a link outside points at
-            fv = file_version(self.root, tracked, rel, self.statcache, remote=source.remote is not None)
+            fv = file_version(self.root, tracked, rel, self.statcache, remote=self.locality.on_remote(source))
             if fv.warning:
                 self.warn(fv.warning)
             self._raw_versions[cache_key] = fv.version

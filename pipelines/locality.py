@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from skipwise.core.cost import BUDGET_OVERRIDE_TAG, EGRESS_CLASSES
+from skipwise.core.errors import ConfigError
 from skipwise.core.locations import Location, location_for
 from skipwise.core.partitions import keys_of, upstream_keys
 from skipwise.core.pricing import GIB
@@ -81,6 +82,7 @@ class Locality:
         self.project = project
         self.config = project.config
         self._remotes: dict[str | None, tuple[DvcRemote, Location]] = {}
+        self._on_remote: dict[str | None, bool] = {}
         self._cache: ContentCache | None = None
         self._reader: RemoteReader | None = None
 
@@ -90,6 +92,21 @@ class Locality:
     def region(self) -> str:
         """Compute's region ("" when not configured)."""
         return self.config.region
+
+    def on_remote(self, source: Source) -> bool:
+        """Whether `source` reads from a DVC remote: it asks for one and DVC's config has it (a
+        `remote=True` source in a checkout without a default remote behaves as a local one)."""
+        if source.remote is None:
+            return False
+        if source.remote not in self._on_remote:  # asked once per input file while planning: parse once
+            try:
+                self.remote_of(source)
+                self._on_remote[source.remote] = True
+            except ConfigError:
+                if source.remote:  # a named remote that is not configured is a mistake worth stopping on
+                    raise
+                self._on_remote[source.remote] = False
+        return self._on_remote[source.remote]
 
     def remote_of(self, source: Source) -> tuple[DvcRemote, Location]:
         """The DVC remote of `source` and its location (declared in skipwise.toml, or from DVC's
@@ -130,7 +147,7 @@ class Locality:
 
     def manifest_fetcher(self, source: Source) -> Callable[[str], bytes] | None:
         """For a source on a remote: fetches a `.dir` manifest missing from DVC's cache, by its md5."""
-        if source.remote is None:
+        if not self.on_remote(source):
             return None
         return lambda dir_hash: self.fetch_object(source, dir_hash)
 
@@ -152,7 +169,7 @@ class Locality:
         """The bytes of partition `key` of `source` at `version` ("md5:<hex>"): the workspace file
         when it has that content, else (for a source on a remote) the cache or the remote."""
         path = self.project.root / source.path / source.file_for(key)
-        if source.remote is None or not version or not version.startswith("md5:"):
+        if not version or not version.startswith("md5:") or not self.on_remote(source):
             return self.project.store.read_file(path)
         md5 = version[len("md5:"):]
         if os.path.lexists(path):
@@ -199,12 +216,13 @@ class Locality:
                         st = os.stat(path)
                     except OSError:
                         st = None
-                    if st is not None and (up.remote is None or self.project.statcache.digest(path, "md5") == md5):
+                    remote = self.on_remote(up)
+                    if st is not None and (not remote or self.project.statcache.digest(path, "md5") == md5):
                         local += 1
                         by_class["same_host"] += st.st_size
                         by_region[here] += st.st_size
                         continue
-                    if up.remote is None:
+                    if not remote:
                         continue
                     if self.cache.has(md5_key(md5)):
                         cached += 1
@@ -212,7 +230,7 @@ class Locality:
                         by_class["same_host"] += size
                         by_region[here] += size
                         continue
-                    remote, loc = self.remote_of(up)
+                    loc = self.remote_of(up)[1]
                     if loc.url not in where:
                         where.append(loc.url)
                     tracked = self.project._tracked.get(up.name)

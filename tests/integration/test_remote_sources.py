@@ -217,6 +217,12 @@ def test_second_run_fetches_nothing(consumer, s3):
     assert s3.requests(since=mark) == [], out
     plan = json.loads(consumer.skipwise("plan", "--json").stdout)
     assert plan["run"] == 0 and s3.requests(since=mark) == []
+    status = json.loads(consumer.skipwise("cache", "status", "--json").stdout)
+    assert status["entries"] == len(DAYS) + 1  # the days and the .dir manifest
+    assert status["bytes_by_class"].keys() == {"cross_region"} and status["refetch_usd"] > 0
+    dry = consumer.skipwise("cache", "gc", "--dry-run", "--max-bytes", "0").stdout
+    assert f"would remove {len(DAYS) + 1} object(s)" in dry
+    assert json.loads(consumer.skipwise("cache", "status", "--json").stdout)["entries"] == len(DAYS) + 1
 
 
 def test_one_changed_day_moves_exactly_that_object(consumer, producer, s3):

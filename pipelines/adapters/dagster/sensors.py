@@ -74,6 +74,6 @@ def stale_run_requests(project) -> list[dg.RunRequest]:
 
 def _placement(project, runs: list[tuple[str, str]]) -> str:
     """The region holding most of the input bytes of `runs` ("" when no source is on a remote)."""
-    if not any(s.remote is not None for s in project.graph.sources):
+    if not any(project.locality.on_remote(s) for s in project.graph.sources):
         return ""
     return project.locality.inputs_of(runs).region
