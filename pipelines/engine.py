@@ -554,7 +554,7 @@ class Project:
             reason="process overhead: CPU, wall and memory outside its metered partitions",
             fingerprint="",
             tags={str(k): str(v) for k, v in tags.items() if not str(k).startswith("dagster/")},
-            cost=self.config.price(process_meter().take()),
+            cost=self.config.price(_plus(process_meter().take(), self._locality and self._locality.take_outside())),
         )
 
     def _records(self, outcomes: list[Outcome], run_id: str, tags: Mapping[str, str]) -> list[LedgerRecord]:
@@ -712,6 +712,10 @@ class Project:
         from skipwise.core.partitions import key_folder
 
         return f"{up.name}[{key}] ({Path('data', up.layer, up.name, key_folder(key))})"
+
+
+def _plus(cost: CostVector, extra: CostVector | None) -> CostVector:
+    return cost if extra is None else cost + extra
 
 
 _FORMAT_OF_EXT = {".parquet": "polars", ".json": "json", ".bin": "bytes", ".pt": "torch"}

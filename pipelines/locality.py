@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from skipwise.core.cost import BUDGET_OVERRIDE_TAG, EGRESS_CLASSES
+from skipwise.core.cost import BUDGET_OVERRIDE_TAG, EGRESS_CLASSES, CostVector, IOCounter
 from skipwise.core.errors import ConfigError
 from skipwise.core.locations import Location, location_for
 from skipwise.core.partitions import keys_of, upstream_keys
@@ -83,6 +83,9 @@ class Locality:
         self.config = project.config
         self._remotes: dict[str | None, tuple[DvcRemote, Location]] = {}
         self._on_remote: dict[str | None, bool] = {}
+        # Fetches made while planning (a `.dir` manifest) belong to no partition: the process's run record carries them.
+        self.outside = IOCounter()
+        self._outside_taken = self.outside.snapshot()
         self._cache: ContentCache | None = None
         self._reader: RemoteReader | None = None
 
@@ -149,16 +152,23 @@ class Locality:
         """For a source on a remote: fetches a `.dir` manifest missing from DVC's cache, by its md5."""
         if not self.on_remote(source):
             return None
-        return lambda dir_hash: self.fetch_object(source, dir_hash)
+        return lambda dir_hash: self.fetch_object(source, dir_hash, self.outside)
 
-    def fetch_object(self, source: Source, md5: str) -> bytes:
-        """The verified bytes of the DVC object `md5` of `source`'s remote, through the input cache."""
+    def take_outside(self) -> CostVector | None:
+        """What was fetched outside any partition since the last call (None when nothing was)."""
+        now = self.outside.snapshot()
+        delta, self._outside_taken = now - self._outside_taken, now
+        return CostVector.from_io(delta, "io outside partitions: remote fetches while planning") if delta.bytes_read else None
+
+    def fetch_object(self, source: Source, md5: str, io: IOCounter | None = None) -> bytes:
+        """The verified bytes of the DVC object `md5` of `source`'s remote, through the input cache
+        (what a fetch moves is counted in `io`, default the project's counter)."""
         from skipwise.store.contentcache import md5_key
 
         remote, loc = self.remote_of(source)
         url = remote.object_url(md5)
         size = self.cache.size_of(md5_key(md5)) or 0
-        got = self.cache.get(md5_key(md5), lambda: self.reader.read(loc, url, remote.endpointurl), origin=url,
+        got = self.cache.get(md5_key(md5), lambda: self.reader.read(loc, url, remote.endpointurl, io), origin=url,
                              egress_class=loc.egress_class(self.region), refetch_usd=self.refetch_usd(loc, size))
         for w in self.cache.warnings:
             self.project.warn(w)

@@ -49,8 +49,9 @@ class RemoteReader:
                                   hint=f"install the fsspec backend for {protocol} (s3:// needs s3fs)") from None
         return self._fs[memo]
 
-    def read(self, location: Location, url: str, endpoint: str = "") -> bytes:
-        """The whole object at `url` (inside `location`), counted as one request where billed."""
+    def read(self, location: Location, url: str, endpoint: str = "", io: IOCounter | None = None) -> bytes:
+        """The whole object at `url` (inside `location`), counted (in `io`, default the reader's
+        counter) as one request where billed."""
         fs = self.filesystem(url, endpoint, location.region)
         # s3fs sizes an object with a HEAD before a concurrent read; one GET reads it whole.
         kwargs = {"max_concurrency": 1} if url.startswith(("s3://", "s3a://")) else {}
@@ -62,6 +63,6 @@ class RemoteReader:
         except OSError as exc:
             raise InputError(f"cannot read {url} from {location.name}: {exc}",
                              hint="check the endpoint, the network and the credentials in the environment") from None
-        self.io.add_read(len(data), location.egress_class(self.compute_region),
+        (io or self.io).add_read(len(data), location.egress_class(self.compute_region),
                          requests=1 if location.charges_requests else 0)
         return data
