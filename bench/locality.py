@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from bench.remote_setup import BIN, DVC, GIB, RAW, REPO, RemoteDemo, server, sh
+from bench.remote_setup import DVC, GIB, RAW, REPO, RemoteDemo, server, sh
 
 GET_USD, LIST_USD, EGRESS_USD = 0.0004 / 1000, 0.005 / 1000, 0.02
 

@@ -44,7 +44,8 @@ class Movement:
     `objects` counts distinct input files; `cached` those already in the input cache, `local`
     those in the workspace, `to_fetch` those that would come from a remote. `estimated` is True
     when some sizes are the mean file size DVC records for the directory (not yet fetched, so the
-    exact size is not known without a request). `by_region` is bytes per region holding them.
+    exact size is not known without a request). `by_region` is bytes per region holding them: a
+    remote's region for bytes from a remote (cached here or not), compute's for workspace files.
     """
 
     bytes_by_class: Mapping[str, int] = field(default_factory=dict)
@@ -234,13 +235,14 @@ class Locality:
                         continue
                     if not remote:
                         continue
+                    loc = self.remote_of(up)[1]
                     if self.cache.has(md5_key(md5)):
                         cached += 1
                         size = self.cache.size_of(md5_key(md5)) or 0
                         by_class["same_host"] += size
-                        by_region[here] += size
+                        # Placement asks where the data lives, not where one host happens to cache it.
+                        by_region[loc.region or "unknown"] += size
                         continue
-                    loc = self.remote_of(up)[1]
                     if loc.url not in where:
                         where.append(loc.url)
                     tracked = self.project._tracked.get(up.name)

@@ -84,9 +84,13 @@ class Checkout:
     def skipwise(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return self.sh(str(BIN / "skipwise"), *args, check=check)
 
-    def ledger(self) -> list[dict]:
+    def ledger_files(self) -> set[Path]:
+        return set((self.root / "data" / "ledger").rglob("*.jsonl"))
+
+    def ledger(self, since: set[Path] = frozenset()) -> list[dict]:
+        """Every ledger row, or those of files written since `since` (ledger files are immutable)."""
         rows = []
-        for f in sorted((self.root / "data" / "ledger").rglob("*.jsonl")):
+        for f in sorted(self.ledger_files() - set(since)):
             rows += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
         return rows
 
@@ -234,13 +238,13 @@ def test_one_changed_day_moves_exactly_that_object(consumer, producer, s3):
     dir_md5 = (producer.root / "data/raw/events.dvc").read_text().split("md5: ")[1].split()[0]
     plan = json.loads(consumer.skipwise("plan", "--json").stdout)
     assert plan["inputs"]["to_fetch"] == 1 and plan["inputs"]["cached"] >= 1
-    mark = s3.mark()
+    mark, before = s3.mark(), consumer.ledger_files()
     consumer.skipwise("materialize")
     paths = [r.path for r in s3.requests(since=mark)]
     assert paths == [md5_path(md5s[DAYS[2]])], paths  # the new .dir was fetched by the plan above
     assert md5_path(dir_md5) not in paths
     size = remote_objects(s3)[f"dvcstore/files/md5/{md5s[DAYS[2]][:2]}/{md5s[DAYS[2]][2:]}"]
-    latest = [r for r in consumer.ledger() if r["cache"] == "miss"][-3:]  # day_totals[3], two_day_totals[3..4]
+    latest = [r for r in consumer.ledger(since=before) if r["cache"] == "miss"]
     assert sorted((r["asset"], r["partition"]) for r in latest) == [("day_totals", DAYS[2]), ("two_day_totals", DAYS[2]),
                                                                       ("two_day_totals", DAYS[3])]
     assert sum(r["egress_cross_region_bytes"] for r in latest) == size
@@ -334,6 +338,24 @@ def test_two_processes_filling_the_cache_at_once_fetch_each_object_once(producer
 
     cache = ContentCache(tmp_path / "cache", 10**9)
     assert {e.key for e in cache.entries()} == {f"md5:{m}" for m in md5s} and cache.orphans() == []
+
+
+def test_sensor_runs_carry_the_region_holding_the_stale_inputs(consumer, producer, s3, monkeypatch):
+    from skipwise.adapters.dagster.sensors import stale_run_requests
+    from skipwise.loading import load_project
+    from skipwise.locality import REGION_TAG
+
+    write_day(producer.root, DAYS[1], salt=11)
+    producer.dvc("add", "-q", "data/raw/events")
+    producer.dvc("push", "-q")
+    sync(producer, consumer.root)
+    monkeypatch.setenv("SKIPWISE_ROOT", str(consumer.root))
+    mark = s3.mark()
+    requests = stale_run_requests(load_project(consumer.root))
+    assert requests and requests[0].tags[REGION_TAG] == "eu-west-1"
+    # Planning fetched the new .dir manifest only: no request for any partition.
+    assert [r.path for r in s3.requests(since=mark)] == [md5_path(
+        (producer.root / "data/raw/events.dvc").read_text().split("md5: ")[1].split()[0])]
 
 
 def test_credentials_appear_in_no_record(consumer, producer):
