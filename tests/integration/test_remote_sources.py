@@ -358,6 +358,14 @@ def test_sensor_runs_carry_the_region_holding_the_stale_inputs(consumer, produce
         (producer.root / "data/raw/events.dvc").read_text().split("md5: ")[1].split()[0])]
 
 
+def test_workspace_files_that_match_are_read_first(producer, s3):
+    mark = s3.mark()
+    producer.skipwise("materialize", "--select", "day_totals")
+    assert s3.requests(since=mark) == []  # every day is in the producer's workspace: nothing fetched
+    misses = [r for r in producer.ledger() if r["cache"] == "miss"]
+    assert len(misses) == len(DAYS) and all(r["egress_cross_region_bytes"] == 0 and r["get_requests"] == 0 for r in misses)
+
+
 def test_credentials_appear_in_no_record(consumer, producer):
     secret = FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"].encode()
     key_id = FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"].encode()
