@@ -82,3 +82,28 @@ def test_egress_budget_names_the_budget_and_the_override():
         over.raise_if_over()
     assert check_egress(5000, 1.0, b, True).ok and check_egress(5000, 1.0, b, True).breaches == (
         "per_run_egress_bytes", "per_run_egress_usd")
+
+
+def test_dvc_remotes_from_config_and_config_local(tmp_path):
+    from skipwise.adapters.dvc.config import dvc_cache_dirs, dvc_remote
+
+    dvc = tmp_path / ".dvc"
+    dvc.mkdir()
+    (dvc / "config").write_text(
+        "[core]\n    remote = far\n['remote \"far\"']\n    url = s3://bucket/store\n    region = eu-west-1\n"
+        "['remote \"near\"']\n    url = ../near-store\n[cache]\n    dir = /tmp/elsewhere\n"
+    )
+    (dvc / "config.local").write_text("['remote \"far\"']\n    endpointurl = http://127.0.0.1:9000\n")
+    far = dvc_remote(tmp_path)
+    assert (far.name, far.url, far.region, far.endpointurl) == ("far", "s3://bucket/store", "eu-west-1", "http://127.0.0.1:9000")
+    assert far.object_url("abcdef0123456789abcdef0123456789") == "s3://bucket/store/files/md5/ab/cdef0123456789abcdef0123456789"
+    assert far.object_url("abcdef0123456789abcdef0123456789.dir").endswith("/ab/cdef0123456789abcdef0123456789.dir")
+    assert dvc_remote(tmp_path, "near").url == str((tmp_path / "near-store").resolve())  # relative to .dvc/, as in DVC
+    assert [p.as_posix() for p in dvc_cache_dirs(tmp_path)] == [(dvc / "cache").as_posix(), "/tmp/elsewhere"]
+    with pytest.raises(ConfigError) as err:
+        dvc_remote(tmp_path, "nope")
+    assert ".dvc/config" in err.value.render() and "far, near" in err.value.render() and "dvc remote add" in err.value.render()
+    (dvc / "config").write_text("")
+    (dvc / "config.local").unlink()
+    with pytest.raises(ConfigError, match="core.remote"):
+        dvc_remote(tmp_path)
