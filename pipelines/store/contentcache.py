@@ -81,6 +81,7 @@ class ContentCache:
         self.max_bytes = int(max_bytes)
         self.io = io or IOCounter()
         self.warnings: list[str] = []
+        self._total: int | None = None  # bytes held, as of this process's last listing plus its own fetches
 
     def path_of(self, key: str) -> Path:
         """Where the bytes of `key` live (ValueError for a malformed key)."""
@@ -128,7 +129,15 @@ class ContentCache:
             meta = {"key": key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "origin": origin,
                     "egress_class": egress_class, "refetch_usd": refetch_usd, "fetched_at": time.time()}
             atomic_write(_meta_path(path), json.dumps(meta, sort_keys=True).encode())
-        self.evict(keep={key})
+        # Listing every entry after each fetch would make a first run quadratic: keep a running
+        # total (from one listing) and look again only when it says the limit may be passed.
+        if self._total is None:
+            self._total = self.total_bytes()
+        else:
+            self._total += len(data)
+        if self._total > self.max_bytes:
+            self.evict(keep={key})
+            self._total = None
         return Read(data, True)
 
     def _verified(self, key: str, path: Path) -> bytes | None:

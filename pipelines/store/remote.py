@@ -60,8 +60,8 @@ class RemoteReader:
         except FileNotFoundError:
             raise InputError(f"{url} is not in {location.name}",
                              hint="push it there (`dvc push` for a DVC remote), or check the remote's URL") from None
-        except OSError as exc:
-            raise InputError(f"cannot read {url} from {location.name}: {exc}",
+        except Exception as exc:  # noqa: BLE001 - botocore's errors (credentials, endpoint) are not all OSErrors
+            raise InputError(f"cannot read {url} from {location.name}: {type(exc).__name__}: {exc}",
                              hint="check the endpoint, the network and the credentials in the environment") from None
         (io or self.io).add_read(len(data), location.egress_class(self.compute_region),
                          requests=1 if location.charges_requests else 0)
