@@ -98,11 +98,19 @@ class Checkout:
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     server = S3Server.start(tmp_path_factory.mktemp("moto"))
-    os.environ.update(FAKE_CREDENTIALS)  # this process's own clients (the bucket set-up)
-    server.make_bucket(FAR, "eu-west-1")
-    server.make_bucket(NEAR, "us-east-1")
-    yield server
-    server.stop()
+    saved = {k: os.environ.get(k) for k in FAKE_CREDENTIALS}
+    os.environ.update(FAKE_CREDENTIALS)  # this process's own clients (the bucket set-up, in-process planning)
+    try:
+        server.make_bucket(FAR, "eu-west-1")
+        server.make_bucket(NEAR, "us-east-1")
+        yield server
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +196,7 @@ def test_plan_reads_versions_without_a_request_per_partition(consumer, producer,
     assert s3.requests(since=mark) == []
 
 
-def test_first_run_fetches_each_partition_once_and_records_its_egress(consumer, producer, s3):
+def test_first_run_fetches_each_partition_once_and_records_its_egress(consumer, producer, s3, monkeypatch):
     mark = s3.mark()
     consumer.skipwise("materialize")
     gets = s3.requests(since=mark, method="GET")
@@ -206,7 +214,7 @@ def test_first_run_fetches_each_partition_once_and_records_its_egress(consumer, 
     # The Dagster event of a partition carries the same figures.
     import dagster as dg
 
-    os.environ["DAGSTER_HOME"] = consumer.env["DAGSTER_HOME"]
+    monkeypatch.setenv("DAGSTER_HOME", consumer.env["DAGSTER_HOME"])
     instance = dg.DagsterInstance.get()
     events = instance.fetch_materializations(dg.AssetKey("day_totals"), limit=10).records
     by_key = {e.partition_key: e.asset_materialization.metadata for e in events}
