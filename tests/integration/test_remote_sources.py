@@ -366,6 +366,28 @@ def test_sensor_runs_carry_the_region_holding_the_stale_inputs(consumer, produce
         (producer.root / "data/raw/events.dvc").read_text().split("md5: ")[1].split()[0])]
 
 
+def test_the_engine_checks_the_egress_budget_in_each_step_too(consumer, producer, s3, monkeypatch):
+    # What a Dagster step (`dagster asset materialize`, the UI) runs: the engine's own check.
+    from skipwise.core.errors import BudgetExceeded
+    from skipwise.loading import load_project
+
+    md5 = day_md5s(producer)[DAYS[0]]
+    shutil.rmtree(consumer.root / "data" / ".skipwise" / "inputs" / "md5" / md5[:2])
+    shutil.rmtree(consumer.root / "data" / "default" / "day_totals" / DAYS[0])
+    toml = consumer.root / "skipwise.toml"
+    toml.write_text(SKIPWISE_TOML + "\n[budgets]\nper_run_egress_usd = 0.0000001\n")
+    monkeypatch.setenv("SKIPWISE_ROOT", str(consumer.root))
+    project = load_project(consumer.root)
+    mark = s3.mark()
+    with pytest.raises(BudgetExceeded, match="budgets.per_run_egress_usd"):
+        list(project.materialize("day_totals", [DAYS[0]]))
+    assert s3.requests(since=mark) == []
+    done = list(project.materialize("day_totals", [DAYS[0]], tags={"skipwise/budget_override": "true"}))
+    assert [o.computed for o in done] == [True] and done[0].cost.egress_cross_region_bytes > 0
+    assert [r.path for r in s3.requests(since=mark)] == [md5_path(md5)]
+    toml.write_text(SKIPWISE_TOML)
+
+
 def test_workspace_files_that_match_are_read_first(producer, s3):
     mark = s3.mark()
     producer.skipwise("materialize", "--select", "day_totals")
