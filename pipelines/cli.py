@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     from skipwise.models_cli import add_models_parser
 
     add_models_parser(sub)
+    from skipwise.cache_cli import add_cache_parser
+
+    add_cache_parser(sub)
     return p
 
 
@@ -119,6 +122,7 @@ def cmd_plan(args) -> int:
     decisions = project.plan(_select(args.select), partition=args.partition)
     todo = [d for d in decisions if d.action != SKIP]
     projected = _projected_usd(project, todo) if (args.cost or args.max_usd is not None) else None
+    moved = _inputs_moved(project, todo)
     if args.json:
         rows = decisions if args.all else todo
         print(json.dumps({
@@ -127,6 +131,7 @@ def cmd_plan(args) -> int:
             "skip": sum(d.action == SKIP for d in decisions),
             "blocked": sum(d.action == BLOCKED for d in decisions),
             "projected_usd": projected,
+            "inputs": moved.to_json() if moved is not None else None,
             "warnings": project.warnings,
             "partitions": [decision_row(d) for d in rows],
         }, indent=1))
@@ -137,12 +142,35 @@ def cmd_plan(args) -> int:
         print(f"plan: {counts[RUN]} to run, " + (f"{counts[RESTORE]} to restore from kept versions, " if counts[RESTORE] else "")
               + f"{counts[SKIP]} up to date, {counts[BLOCKED]} blocked"
               + (f"; projected {format_usd(projected)}" if projected is not None else ""))
+        if moved is not None:
+            print(_movement_line(moved))
         print_warnings(project.warnings)
     if args.max_usd is not None and projected is not None and projected > args.max_usd:
         print(f"Error: the plan is projected to cost {format_usd(projected)}, above --max-usd {format_usd(args.max_usd)}",
               file=sys.stderr)
         return 3
     return 0
+
+
+def _inputs_moved(project, todo: list[Decision]):
+    """Where the raw inputs of the partitions that would run are, and what reading them would move
+    (None when no source is on a remote: every input is on this host)."""
+    if not any(project.locality.on_remote(s) for s in project.graph.sources):
+        return None
+    return project.locality.inputs_of((d.asset, d.partition) for d in todo if d.action == RUN)
+
+
+def _movement_line(moved) -> str:
+    """One paragraph: where the inputs are, bytes per class with their price, cache hits, placement."""
+    approx = "~" if moved.estimated else ""
+    classes = ", ".join(f"{c} {approx}{n:,} B" for c, n in moved.bytes_by_class.items()) or "nothing"
+    lines = [f"inputs: {moved.objects} file(s): {moved.local} in the workspace, {moved.cached} in the input cache, "
+             f"{moved.to_fetch} to fetch" + (f" from {', '.join(moved.where)}" if moved.where else ""),
+             f"  bytes moved: {classes}; egress and requests {approx}{format_usd(moved.usd)}"
+             + (" (sizes not yet fetched are DVC's mean file size)" if moved.estimated else "")]
+    if moved.region:
+        lines.append(f"  placement: region {moved.region} holds most of the stale partitions' input bytes")
+    return "\n".join(lines)
 
 
 def _projected_usd(project, todo: list[Decision]) -> float:

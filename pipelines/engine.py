@@ -110,6 +110,16 @@ class Project:
         # Decoded inputs by (name, key, content version): a 7-day window reads each day once, not 8 times.
         # (input, key, version) -> [decoded value, what reading it cost, charged to a partition yet]
         self._decoded: dict[tuple[str, str, str | None], list[Any]] = {}
+        self._locality: Any = None
+
+    @property
+    def locality(self) -> Any:
+        """Where inputs are and reading them from DVC remotes (`skipwise.locality.Locality`)."""
+        if self._locality is None:
+            from skipwise.locality import Locality
+
+            self._locality = Locality(self)
+        return self._locality
 
     # -- versions of things ---------------------------------------------------------------------
 
@@ -209,12 +219,12 @@ class Project:
             tracked = self._tracked.get(source.name)
             if tracked is None:
                 self.store.check_readable(self.root / source.path)  # the folder itself, once
-                tracked = self._tracked[source.name] = read_tracked_dir(self.root, source.path)
+                tracked = self._tracked[source.name] = read_tracked_dir(self.root, source.path, self.locality.manifest_fetcher(source))
             rel = source.file_for(key)
             path = self.root / source.path / rel
             if os.path.islink(path):  # a plain file in a checked folder needs no realpath
                 self.store.check_readable(path)  # never hash (or later read) what a link outside points at
-            fv = file_version(self.root, tracked, rel, self.statcache)
+            fv = file_version(self.root, tracked, rel, self.statcache, remote=self.locality.on_remote(source))
             if fv.warning:
                 self.warn(fv.warning)
             self._raw_versions[cache_key] = fv.version
@@ -420,7 +430,9 @@ class Project:
         tags = {**asset.tags, **(tags or {})}
         with pm.phase("plan"):
             keys = self.keys_for(asset, keys)
-            self.check_budget(asset, [k for k in keys if self.decide(asset, k).action == RUN], tags, run_id=run_id)
+            to_run = [k for k in keys if self.decide(asset, k).action == RUN]
+            self.check_budget(asset, to_run, tags, run_id=run_id)
+            self.locality.check_egress([(asset.name, k) for k in to_run], tags)
         fn = None
         hits: list[Outcome] = []
         with self.ledger.journal(run_id) as journal:
@@ -559,7 +571,7 @@ class Project:
             reason="process overhead: CPU, wall and memory outside its metered partitions",
             fingerprint="",
             tags={str(k): str(v) for k, v in tags.items() if not str(k).startswith("dagster/")},
-            cost=self.config.price(process_meter().take()),
+            cost=self.config.price(_plus(process_meter().take(), self._locality and self._locality.take_outside())),
         )
 
     def _records(self, outcomes: list[Outcome], run_id: str, tags: Mapping[str, str]) -> list[LedgerRecord]:
@@ -744,7 +756,7 @@ class Project:
         from skipwise import formats
 
         if isinstance(up, Source):
-            data = self.store.read_file(self.root / up.path / up.file_for(key))
+            data = self.locality.read_source(up, key, version)  # the workspace, the input cache or the DVC remote
             fmt = formats.get("polars")
         else:
             m = self.manifest(up, key)
@@ -767,6 +779,10 @@ class Project:
         from skipwise.core.partitions import key_folder
 
         return f"{up.name}[{key}] ({Path('data', up.layer, up.name, key_folder(key))})"
+
+
+def _plus(cost: CostVector, extra: CostVector | None) -> CostVector:
+    return cost if extra is None else cost + extra
 
 
 _FORMAT_OF_EXT = {".parquet": "polars", ".json": "json", ".bin": "bytes", ".pt": "torch"}

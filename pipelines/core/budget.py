@@ -51,11 +51,15 @@ class Budgets:
     """Spending limits from ``skipwise.toml [budgets]``; None means no limit.
 
     `assets` maps an asset name to its limit per run (all its partitions in that run).
+    `per_run_egress_bytes` / `per_run_egress_usd` limit what one run may move from storage off
+    this host (same region + cross region + internet), checked before anything is read.
     """
 
     per_run_usd: float | None = None
     per_day_usd: float | None = None
     assets: Mapping[str, float] = field(default_factory=dict)
+    per_run_egress_bytes: float | None = None
+    per_run_egress_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -226,3 +230,35 @@ def check_budgets(
         f"to run anyway: {OVERRIDE_HINT}",
         names,
     )
+
+
+def check_egress(
+    bytes_off_host: int,
+    usd: float,
+    budgets: Budgets,
+    override: bool,
+    what: str = "",
+) -> BudgetDecision:
+    """Check what a run would move off this host (`bytes_off_host`, priced `usd`) against
+    ``budgets.per_run_egress_bytes`` and ``budgets.per_run_egress_usd``.
+
+    `what` says where the bytes come from (one line, e.g. "12 objects from s3://bucket"). Over a
+    limit: ``ok=False`` naming the budget and the override, unless `override`.
+    """
+    breaches: list[tuple[str, str]] = []
+    if budgets.per_run_egress_bytes is not None and bytes_off_host > budgets.per_run_egress_bytes:
+        breaches.append(("per_run_egress_bytes", f"{bytes_off_host:,} bytes to move off this host is over "
+                         f"budgets.per_run_egress_bytes = {int(budgets.per_run_egress_bytes):,}"))
+    if budgets.per_run_egress_usd is not None and usd > budgets.per_run_egress_usd:
+        breaches.append(("per_run_egress_usd", f"{format_usd(usd)} of egress is over "
+                         f"budgets.per_run_egress_usd = {format_usd(budgets.per_run_egress_usd)}"))
+    names = tuple(n for n, _ in breaches)
+    source = f" ({what})" if what else ""
+    if not breaches:
+        return BudgetDecision(True, f"egress within budget: {bytes_off_host:,} bytes, {format_usd(usd)}{source}")
+    reasons = "\n".join(f"- {text}" for _, text in breaches)
+    if override:
+        return BudgetDecision(True, f"over the egress budget, allowed by run tag {BUDGET_OVERRIDE_TAG}=true:\n"
+                              f"{reasons}{source}", names, overridden=True)
+    return BudgetDecision(False, f"over the egress budget, nothing was read or computed:\n{reasons}{source}\n"
+                          f"to run anyway: {OVERRIDE_HINT}", names)

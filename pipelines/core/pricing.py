@@ -38,6 +38,7 @@ from typing import Any, Mapping
 from skipwise.core.budget import Budgets
 from skipwise.core.cost import EGRESS_CLASSES, CostVector
 from skipwise.core.errors import ConfigError
+from skipwise.core.locations import Location, compute_region, parse_locations
 
 GIB = 2**30
 
@@ -88,7 +89,10 @@ DEFAULT_PARTITION_USD_ESTIMATE = 0.01
 _RATE_KEYS = ("usd_per_vcpu_hour", "usd_per_gb_ram_hour", "usd_per_gpu_hour")
 _REQUEST_KEYS = ("get", "put", "list")
 _PRICING_KEYS = ("compute", "egress_usd_per_gb", "requests_usd_per_1000", "storage")
-_TOP_KEYS = ("pricing", "compute", "budgets")
+_TOP_KEYS = ("pricing", "compute", "budgets", "locations", "cache")
+#: The input cache's defaults: where remote bytes land, and how much of them to keep.
+DEFAULT_CACHE_DIR = "data/.skipwise/inputs"
+DEFAULT_CACHE_MAX_BYTES = 10 * GIB
 
 
 @dataclass(frozen=True)
@@ -365,8 +369,11 @@ def load_prices(data: Mapping[str, Any], source: str) -> Prices:
 
 @dataclass(frozen=True)
 class SkipwiseConfig:
-    """The parsed ``skipwise.toml``: prices, the compute profile in use, and budgets.
+    """The parsed ``skipwise.toml``: prices, the compute profile in use, budgets, storage
+    locations, compute's region and the input cache.
 
+    `region` is compute's region (``$SKIPWISE_REGION`` wins over ``[compute] region``; "" when
+    neither says). `cache_dir` is relative to the project root unless absolute.
     `extra` holds the other top-level tables, which other parts of skipwise read.
     """
 
@@ -377,6 +384,10 @@ class SkipwiseConfig:
     default_partition_usd_estimate: float = DEFAULT_PARTITION_USD_ESTIMATE
     source: str = "<defaults>"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    locations: Mapping[str, Location] = field(default_factory=dict)
+    region: str = ""
+    cache_dir: str = DEFAULT_CACHE_DIR
+    cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES
 
     def price(self, cost: CostVector, storage_months: float = 1.0) -> CostVector:
         """Price `cost` with the configured profile and spot setting."""
@@ -386,7 +397,8 @@ class SkipwiseConfig:
 def _budgets(check: _Checker, data: Any) -> tuple[Budgets, float]:
     path = ("budgets",)
     t = check.table(data, path,
-                    ("per_run_usd", "per_day_usd", "assets", "default_partition_usd_estimate"))
+                    ("per_run_usd", "per_day_usd", "assets", "default_partition_usd_estimate",
+                     "per_run_egress_bytes", "per_run_egress_usd"))
 
     def opt(key: str, default: float | None) -> float | None:
         return check.number(t[key], path + (key,)) if key in t else default
@@ -399,7 +411,9 @@ def _budgets(check: _Checker, data: Any) -> tuple[Budgets, float]:
     }
     estimate = opt("default_partition_usd_estimate", DEFAULT_PARTITION_USD_ESTIMATE)
     assert estimate is not None
-    return Budgets(per_run_usd=per_run, per_day_usd=per_day, assets=assets), estimate
+    return Budgets(per_run_usd=per_run, per_day_usd=per_day, assets=assets,
+                   per_run_egress_bytes=opt("per_run_egress_bytes", None),
+                   per_run_egress_usd=opt("per_run_egress_usd", None)), estimate
 
 
 def _config_from(data: dict[str, Any], check: _Checker) -> SkipwiseConfig:
@@ -415,7 +429,8 @@ def _config_from(data: dict[str, Any], check: _Checker) -> SkipwiseConfig:
 
     prices = _load_prices(data.get("pricing", {}), check)
 
-    compute = check.table(data.get("compute", {}), ("compute",), ("profile", "spot"))
+    compute = check.table(data.get("compute", {}), ("compute",), ("profile", "spot", "region"))
+    region = check.string(compute["region"], ("compute", "region")) if "region" in compute else ""
     profile = check.string(compute.get("profile", DEFAULT_PROFILE), ("compute", "profile"))
     spot = check.boolean(compute.get("spot", False), ("compute", "spot"))
     if profile not in prices.profiles:
@@ -427,7 +442,12 @@ def _config_from(data: dict[str, Any], check: _Checker) -> SkipwiseConfig:
                          f"add [pricing.compute.{profile}.spot] or set spot = false")
 
     budgets, estimate = _budgets(check, data.get("budgets", {}))
-    return SkipwiseConfig(prices, profile, spot, budgets, estimate, check.source, extra)
+    locations = parse_locations(data.get("locations", {}), check.fail)
+    cache = check.table(data.get("cache", {}), ("cache",), ("dir", "max_bytes"))
+    cache_dir = check.string(cache["dir"], ("cache", "dir")) if "dir" in cache else DEFAULT_CACHE_DIR
+    max_bytes = int(check.number(cache["max_bytes"], ("cache", "max_bytes"))) if "max_bytes" in cache else DEFAULT_CACHE_MAX_BYTES
+    return SkipwiseConfig(prices, profile, spot, budgets, estimate, check.source, extra,
+                          locations, compute_region(region), cache_dir, max_bytes)
 
 
 def _label(path: Path, root: str | Path | None) -> str:
@@ -441,7 +461,8 @@ def _label(path: Path, root: str | Path | None) -> str:
 
 
 def load_config(path: str | Path = "skipwise.toml", root: str | Path | None = None) -> SkipwiseConfig:
-    """Read ``skipwise.toml``: ``[pricing]``, ``[compute] profile/spot``, ``[budgets]``.
+    """Read ``skipwise.toml``: ``[pricing]``, ``[compute] profile/spot/region``, ``[budgets]``,
+    ``[locations.<name>]`` and ``[cache]``.
 
     A missing file gives the defaults. Malformed TOML raises ConfigError with the file and line;
     an unknown key or a wrong type raises ConfigError with the key path (and its line). Errors

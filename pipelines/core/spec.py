@@ -30,13 +30,19 @@ class Dep:
 
 @dataclass(frozen=True)
 class Source:
-    """A DVC-tracked raw input: one file per partition under `path` (relative to the project root)."""
+    """A DVC-tracked raw input: one file per partition under `path` (relative to the project root).
+
+    `remote` says where the bytes are when the workspace lacks them: None, only the workspace;
+    "" DVC's default remote (``core.remote``); otherwise the name of a DVC remote. Each partition
+    is then read from the remote by its md5 (DVC's remote is content addressed).
+    """
 
     name: str
     path: str
     partitions: Partitions
     filename: str = "{partition_key}.parquet"
     description: str = ""
+    remote: str | None = None
 
     def file_for(self, key: str) -> str:
         """The file of partition `key`, relative to the tracked directory (the key as its folder-safe name)."""

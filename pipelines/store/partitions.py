@@ -1,5 +1,8 @@
 """Partition storage on the local filesystem.
 
+Local disk bills no request: its reads and writes are counted as ``same_host`` bytes with zero
+GET/PUT requests (request fees apply to object stores only, see `skipwise.core.locations`).
+
 Layout, per asset partition:  data/<layer>/<asset>/<key>/<fingerprint>.<ext>  plus  manifest.json.
 Outputs are addressed by fingerprint (an output computed once can be found again); the manifest,
 written last and atomically, says which one is current. A crash leaves the old manifest (pointing at
@@ -112,7 +115,7 @@ class PartitionStore:
         """The output bytes of a committed partition (metered)."""
         path = ensure_inside(self.output_path(layer, asset, key, manifest), self.real_root)
         data = path.read_bytes()
-        self.io.add_read(len(data))
+        self.io.add_read(len(data), requests=0)  # local disk bills no request
         return data
 
     def check_readable(self, path: Path | str) -> None:
@@ -127,7 +130,7 @@ class PartitionStore:
         """Any input file's bytes (metered); never through a symlink that leaves the read roots."""
         self.check_readable(path)
         data = Path(path).read_bytes()
-        self.io.add_read(len(data))
+        self.io.add_read(len(data), requests=0)
         return data
 
     def write_output(self, layer: str, asset: str, key: str, fingerprint: str, ext: str, data: bytes) -> tuple[str, str, int]:
@@ -137,7 +140,7 @@ class PartitionStore:
         # The directory's fsync comes with the manifest's (same folder, next); should a crash keep
         # the manifest and lose the output, planning checks the output against it and recomputes.
         atomic_write(path, data, sync_dir=False)
-        self.io.add_write(len(data))
+        self.io.add_write(len(data), requests=0)
         sha = sha256_bytes(data)
         self.statcache.remember(path, "sha256", sha)
         return name, sha, len(data)
@@ -160,9 +163,9 @@ class PartitionStore:
         data = manifest.to_json().encode()
         if keep:
             atomic_write(d / VERSIONS / f"{manifest.fingerprint}.json", data, sync_dir=False, sync=False)
-            self.io.add_write(len(data))
+            self.io.add_write(len(data), requests=0)
         atomic_write(d / MANIFEST, data)
-        self.io.add_write(len(data))
+        self.io.add_write(len(data), requests=0)
 
     def read_version(self, layer: str, asset: str, key: str, fingerprint: str) -> Manifest | None:
         """The kept version of a partition with `fingerprint`, or None (absent, damaged, a link)."""

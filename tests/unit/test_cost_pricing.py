@@ -159,14 +159,15 @@ def test_compute_and_budgets_sections(tmp_path):
     cfg.write_text(
         '[compute]\nprofile = "aws-g5-gpu"\nspot = true\n\n'
         "[budgets]\nper_run_usd = 3\nper_day_usd = 10.5\ndefault_partition_usd_estimate = 0.2\n"
-        '[budgets.assets]\ntrain = 1.5\n\n[locations.s3]\nurl = "s3://b"\n'
+        '[budgets.assets]\ntrain = 1.5\n\n[locations.s3]\nurl = "s3://b"\n\n[team_notes]\nowner = "ml"\n'
     )
     config = load_config(cfg)
     assert (config.profile, config.spot) == ("aws-g5-gpu", True)
     assert config.budgets.per_run_usd == 3.0 and config.budgets.per_day_usd == 10.5
     assert dict(config.budgets.assets) == {"train": 1.5}
     assert config.default_partition_usd_estimate == 0.2
-    assert config.extra == {"locations": {"s3": {"url": "s3://b"}}}  # other sections kept
+    assert config.extra == {"team_notes": {"owner": "ml"}}  # other sections kept
+    assert (config.locations["s3"].url, config.locations["s3"].kind) == ("s3://b", "object_store")
     priced = config.price(CostVector(gpu_seconds=3600.0))
     assert priced.usd_compute == pytest.approx(0.2815)
 

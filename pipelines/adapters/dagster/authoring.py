@@ -284,10 +284,15 @@ def _code_index(root: Path) -> Any:
 
 
 def dvc_source(name: str, path: str, partitions_def: Any = None, filename: str = "{partition_key}.parquet",
-               description: str = "", group_name: str = "raw", **kwargs: Any) -> dg.AssetsDefinition:
+               description: str = "", group_name: str = "raw", remote: str | bool = False, **kwargs: Any) -> dg.AssetsDefinition:
     """A raw input tracked by DVC: one file per partition under `path` (relative to the project
     root, e.g. data/raw/sales, with `dvc add data/raw/sales`), named by `filename`. Its version per
-    partition is the file's DVC md5 (checked against the workspace); observing it records them."""
+    partition is the file's DVC md5 (checked against the workspace); observing it records them.
+
+    `remote`: where the bytes are when the workspace does not have them. ``True`` is DVC's
+    default remote (``core.remote``), a string names a DVC remote (``dvc remote add NAME URL``).
+    A run then reads exactly the partitions it needs from the remote, each by its md5, through
+    skipwise's local content-addressed cache; a workspace file that matches is used first."""
     caller = sys._getframe(1).f_globals.get("__file__")
     root = _root_of(caller)
     if Path(path).is_absolute() or ".." in Path(path).parts:
@@ -302,7 +307,8 @@ def dvc_source(name: str, path: str, partitions_def: Any = None, filename: str =
         partitions_def=partitions_def,
         description=description or f"Raw files under {path}, versioned by DVC.",
         group_name=group_name,
-        metadata={KIND: SOURCE, "skipwise/path": path, "skipwise/filename": filename},
+        metadata={KIND: SOURCE, "skipwise/path": path, "skipwise/filename": filename,
+                  **({"skipwise/remote": "" if remote is True else str(remote)} if remote else {})},
         io_manager_key="skipwise",
         **kwargs,
     )

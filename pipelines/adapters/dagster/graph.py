@@ -120,7 +120,7 @@ def graph_of(defs: dg.Definitions, instance: Any = None, instance_factory: Any =
         if kind == SOURCE:
             sources.append(Source(asset_name(key), meta(md, "skipwise/path"), keys_for(node.partitions_def),
                                   filename=meta(md, "skipwise/filename", "{partition_key}.parquet"),
-                                  description=node.description or ""))
+                                  description=node.description or "", remote=_remote(md)))
         elif kind == ASSET:
             deps = []
             data_deps = set(meta(md, "skipwise/inputs", "").split(",")) - {""}
@@ -203,3 +203,9 @@ def definitions_in(module_name: str) -> dg.Definitions:
                               hint=f"name the project's definitions `defs` in {module_name}")
         found = candidates[0]
     return found
+
+
+def _remote(md: Any) -> str | None:
+    """A source's DVC remote from its metadata: absent, none; "" DVC's default remote; else its name."""
+    value = meta(md, "skipwise/remote", None)
+    return None if value is None else str(value)

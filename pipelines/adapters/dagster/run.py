@@ -101,6 +101,7 @@ def check_plan_budget(project: Project, names: set[str], partition: str | None, 
     """
     decisions = project.plan(sorted(names), partition=partition)
     project.check_budgets(Counter(d.asset for d in decisions if d.action == RUN), tags)
+    project.locality.check_egress([(d.asset, d.partition) for d in decisions if d.action == RUN], tags)  # before any read
     return decisions
 
 

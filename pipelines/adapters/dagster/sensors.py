@@ -18,6 +18,7 @@ from skipwise.adapters.dagster.run import run_groups
 from skipwise.core.hashing import digest
 from skipwise.core.plan import CHANGES
 from skipwise.loading import load_project
+from skipwise.locality import REGION_TAG
 
 
 def stale_partitions_sensor(
@@ -73,9 +74,19 @@ def stale_run_requests(project, exclude: frozenset[str] = frozenset()) -> list[d
     for group in run_groups(project.graph, set(stale))[:1]:
         keys = project.in_order(group[0], {d.partition for a in group for d in stale[a.name]})
         tags = {"skipwise/trigger": "stale-partitions"}
+        region = _placement(project, [(a.name, d.partition) for a in group for d in stale[a.name]])
+        if region:
+            tags[REGION_TAG] = region  # a deployment can route the run to workers where its inputs are
         if group[0].partitions is not None:
             # One single-run backfill over the span: partitions inside it that are up to date are skipped cheaply.
             tags.update({RANGE_START: keys[0], RANGE_END: keys[-1]})
         run_key = digest(sorted((d.asset, d.partition, d.fingerprint, d.reason) for a in group for d in stale[a.name]))
         return [dg.RunRequest(run_key=run_key, asset_selection=[dg.AssetKey(a.name.split("__")) for a in group], tags=tags)]
     return []
+
+
+def _placement(project, runs: list[tuple[str, str]]) -> str:
+    """The region holding most of the input bytes of `runs` ("" when no source is on a remote)."""
+    if not any(project.locality.on_remote(s) for s in project.graph.sources):
+        return ""
+    return project.locality.inputs_of(runs).region

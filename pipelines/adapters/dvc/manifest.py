@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from skipwise.adapters.dvc.config import dvc_cache_dirs
 from skipwise.core.errors import InputError, SkipwiseError
@@ -75,6 +75,14 @@ class TrackedDir:
     source: str  # where the record came from, for messages
     #: the `.dir` hash DVC recorded when its manifest is not in the cache ("" otherwise)
     missing_manifest: str = ""
+    #: what the `.dvc` file says of the whole directory (0 when it does not say): total bytes, files
+    size: int = 0
+    nfiles: int = 0
+
+    @property
+    def mean_file_size(self) -> int:
+        """The mean size of one file (0 when unknown): an estimate for bytes not yet fetched."""
+        return self.size // self.nfiles if self.size and self.nfiles else 0
 
     @property
     def missing_warning(self) -> str:
@@ -88,10 +96,14 @@ class TrackedDir:
         )
 
 
-def read_tracked_dir(root: Path, rel_path: str) -> TrackedDir:
-    """DVC's per-file record of `rel_path`, from `<rel_path>.dvc` or dvc.lock, and the .dir manifest."""
+def read_tracked_dir(root: Path, rel_path: str, fetch_manifest: Callable[[str], bytes] | None = None) -> TrackedDir:
+    """DVC's per-file record of `rel_path`, from `<rel_path>.dvc` or dvc.lock, and the .dir manifest.
+
+    `fetch_manifest(dir_hash)`, when given, returns the `.dir` manifest's bytes from elsewhere (a
+    DVC remote, verified by its md5) when DVC's local cache does not have it.
+    """
     root = Path(root)
-    dir_hash, source = _dir_hash(root, rel_path)
+    dir_hash, source, sizes = _dir_hash(root, rel_path)
     if dir_hash is None:
         return TrackedDir(rel_path, {}, "not tracked by DVC")
     if not dir_hash.endswith(".dir"):
@@ -100,12 +112,13 @@ def read_tracked_dir(root: Path, rel_path: str) -> TrackedDir:
             location=source, hint=f"run `dvc add {rel_path}` (the directory) again",
         )
     manifest = _cache_path(root, dir_hash)
-    if manifest is None:
-        return TrackedDir(rel_path, {}, source, missing_manifest=dir_hash)
-    shown = _shown(root, manifest)
+    if manifest is None and fetch_manifest is None:
+        return TrackedDir(rel_path, {}, source, missing_manifest=dir_hash, **sizes)
+    shown = _shown(root, manifest) if manifest is not None else f"the DVC remote's {dir_hash}"
     fix = f"run `dvc fetch` to restore it (or `dvc add {rel_path}` again)"
     try:
-        entries = json.loads(manifest.read_text(encoding="utf-8"))
+        text = manifest.read_text(encoding="utf-8") if manifest is not None else fetch_manifest(dir_hash).decode("utf-8")  # type: ignore[misc]
+        entries = json.loads(text)
     except (OSError, ValueError) as exc:
         raise InputError(f"DVC's .dir manifest {dir_hash} (from {source}) is unreadable: {exc}", location=shown, hint=fix) from None
     if not isinstance(entries, list):
@@ -116,7 +129,7 @@ def read_tracked_dir(root: Path, rel_path: str) -> TrackedDir:
             raise InputError(f"DVC's .dir manifest {dir_hash} (from {source}) has an entry without relpath/md5: "
                              f"{str(e)[:60]}", location=shown, hint=fix)
         files[e["relpath"]] = e["md5"]
-    return TrackedDir(rel_path, files, source)
+    return TrackedDir(rel_path, files, source, **sizes)
 
 
 def _shown(root: Path, path: Path) -> str:
@@ -154,7 +167,12 @@ def _kind(value: Any) -> str:
             float: "a number", type(None): "empty"}.get(type(value), type(value).__name__)
 
 
-def _dir_hash(root: Path, rel_path: str) -> tuple[str | None, str]:
+def _sizes(out: dict) -> dict[str, int]:
+    """`size` and `nfiles` of a .dvc/dvc.lock output, when DVC wrote them as numbers."""
+    return {k: out[k] for k in ("size", "nfiles") if isinstance(out.get(k), int) and not isinstance(out.get(k), bool)}
+
+
+def _dir_hash(root: Path, rel_path: str) -> tuple[str | None, str, dict[str, int]]:
     dvc_file = root / f"{rel_path}.dvc"
     name = f"{rel_path}.dvc"
     if dvc_file.exists():
@@ -168,14 +186,14 @@ def _dir_hash(root: Path, rel_path: str) -> tuple[str | None, str]:
             if not isinstance(path, str) or not path:
                 raise InputError(f"outs[{i}] has no path", location=name, hint=hint)
             if Path(dvc_file.parent, path).resolve() == target:
-                return _md5_of(out, i, name, "", hint), name
+                return _md5_of(out, i, name, "", hint), name, _sizes(out)
         raise InputError(f"records no output for {rel_path}", location=name, hint=hint)
     lock = root / "dvc.lock"
     if lock.exists():
         hint = "restore it from git (`git checkout -- dvc.lock`) or run `dvc commit` (or `dvc repro`) to rewrite it"
         data = read_yaml(lock, "dvc.lock", InputError, hint)
         if data is None:
-            return None, ""
+            return None, "", {}
         if not isinstance(data, dict):
             raise InputError(f"expected a mapping with `stages` (what DVC writes), got {_kind(data)}", location="dvc.lock", hint=hint)
         stages = data.get("stages") or {}
@@ -187,8 +205,8 @@ def _dir_hash(root: Path, rel_path: str) -> tuple[str | None, str]:
                 raise InputError(f"stages.{stage_name} is {_kind(stage)}, not a mapping", location="dvc.lock", hint=hint)
             for i, out in enumerate(_outs(stage, "dvc.lock", where, hint)):
                 if isinstance(out.get("path"), str) and Path(out["path"]) == Path(rel_path):
-                    return _md5_of(out, i, "dvc.lock", where, hint), "dvc.lock"
-    return None, ""
+                    return _md5_of(out, i, "dvc.lock", where, hint), "dvc.lock", _sizes(out)
+    return None, "", {}
 
 
 def _cache_path(root: Path, dir_hash: str) -> Path | None:
@@ -209,8 +227,12 @@ class FileVersion:
     warning: str = ""
 
 
-def file_version(root: Path, tracked: TrackedDir, relpath: str, statcache: StatCache) -> FileVersion:
-    """Version of one file of a tracked dir: DVC's md5, unless the workspace content differs."""
+def file_version(root: Path, tracked: TrackedDir, relpath: str, statcache: StatCache, remote: bool = False) -> FileVersion:
+    """Version of one file of a tracked dir: DVC's md5, unless the workspace content differs.
+
+    With `remote` (the source's bytes are on a DVC remote), a file missing from the workspace is
+    versioned by DVC's record alone: no request is made, the remote is read only if it runs.
+    """
     path = os.path.join(root, tracked.path, relpath)
     recorded = tracked.files.get(relpath)
     try:
@@ -218,6 +240,8 @@ def file_version(root: Path, tracked: TrackedDir, relpath: str, statcache: StatC
     except FileNotFoundError:
         if recorded is None:
             return FileVersion("absent")
+        if remote:
+            return FileVersion(f"md5:{recorded}")
         raise InputError(
             f"{os.path.join(tracked.path, relpath)} is recorded by DVC ({tracked.source}) but missing from the workspace",
             hint=f"run `dvc checkout {tracked.path}` (or `dvc pull {tracked.path}` if the cache is empty)",

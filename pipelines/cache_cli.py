@@ -1,0 +1,86 @@
+"""``skipwise cache``: the content-addressed input cache (remote bytes kept locally by content).
+
+    skipwise cache status [--json]          # entries, bytes, limit, where they came from, refetch cost
+    skipwise cache gc [--dry-run] [--max-bytes N]   # evict to the limit, cheapest to refetch first
+
+Neither needs the project's definitions or Dagster: only the root and skipwise.toml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from skipwise.core.budget import format_usd
+
+
+def add_cache_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``cache status`` and ``cache gc`` to an argparse `subparsers`."""
+    cache = subparsers.add_parser("cache", help="the input cache of remote bytes: status, gc")
+    sub = cache.add_subparsers(dest="cache_command")
+    status = sub.add_parser("status", help="what the input cache holds")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+    gc = sub.add_parser("gc", help="evict entries down to the size limit (cheapest to refetch first)")
+    gc.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
+    gc.add_argument("--max-bytes", type=int, default=None, help="evict down to this size instead of [cache] max_bytes")
+    gc.set_defaults(func=cmd_gc)
+    cache.set_defaults(func=lambda args: cache.print_help() or 2)
+
+
+def _cache(args):
+    from skipwise.core.pricing import load_config
+    from skipwise.loading import find_root
+    from skipwise.locality import cache_root
+    from skipwise.store.contentcache import ContentCache
+
+    root = Path(args.root).resolve() if args.root else find_root()
+    config = load_config(root / "skipwise.toml")
+    return ContentCache(cache_root(root, config.cache_dir), config.cache_max_bytes)
+
+
+def cmd_status(args) -> int:
+    cache = _cache(args)
+    entries = cache.entries()
+    total = sum(e.size for e in entries)
+    by_class = Counter()
+    for e in entries:
+        by_class[e.egress_class] += e.size
+    out = {
+        "dir": str(cache.root),
+        "entries": len(entries),
+        "bytes": total,
+        "max_bytes": cache.max_bytes,
+        "bytes_by_class": dict(by_class),
+        "refetch_usd": sum(e.refetch_usd for e in entries),
+        "orphans": len(cache.orphans()),
+    }
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    print(f"input cache {out['dir']}: {len(entries)} object(s), {total:,} bytes of {cache.max_bytes:,} "
+          f"({100 * total / cache.max_bytes if cache.max_bytes else 0:.1f} %)")
+    for cls, n in sorted(by_class.items()):
+        print(f"  from {cls or 'unknown'}: {n:,} bytes")
+    print(f"  fetching all of it again would cost {format_usd(out['refetch_usd'])}")
+    if out["orphans"]:
+        print(f"  {out['orphans']} incomplete file(s) (a killed fetch): `skipwise cache gc` removes them")
+    return 0
+
+
+def cmd_gc(args) -> int:
+    cache = _cache(args)
+    orphans = cache.orphans()
+    removed = cache.evict(dry_run=args.dry_run, max_bytes=args.max_bytes)
+    if not args.dry_run:
+        for p in orphans:
+            p.unlink(missing_ok=True)
+    verb = "would remove" if args.dry_run else "removed"
+    freed = sum(e.size for e in removed)
+    for e in removed:
+        print(f"  {verb} {e.key} ({e.size:,} bytes, refetch {format_usd(e.refetch_usd)}, from {e.origin})")
+    print(f"cache gc: {verb} {len(removed)} object(s), {freed:,} bytes, and {len(orphans)} incomplete file(s); "
+          f"{cache.total_bytes() if not args.dry_run else cache.total_bytes() - freed:,} bytes left")
+    return 0
