@@ -38,6 +38,11 @@ AVOIDED_BASELINES: dict[str, str] = {
 }
 
 METRIC_COLUMNS: tuple[str, ...] = (
+    "partitions",
+    "up_to_date",
+    "stale",
+    "missing",
+    "blocked",
     "runs",
     "computed",
     "skipped",
@@ -169,6 +174,41 @@ def totals(table: list[dict[str, Any]]) -> dict[str, Any]:
         out["overhead_usd"] = _sum(r.get("usd") for r in table if r.get("asset") == OVERHEAD)
     seen = (out["computed"] or 0) + (out["skipped"] or 0)
     out["hit_rate"] = (out["skipped"] or 0) / seen if seen else None
+    return out
+
+
+STATUS_STATES: tuple[str, ...] = ("up to date", "stale", "missing", "blocked")
+
+
+def status_table(partitions: list[dict[str, Any]], ledger_rows: list[dict[str, Any]],
+                 avoided: str = "daily") -> list[dict[str, Any]]:
+    """One row per asset for `skipwise status`: its partitions now (``partitions`` and one column
+    per state, from rows with ``asset`` and ``state``), and from the cost ledger what was computed
+    and skipped and the dollars spent and avoided; then a ``total`` row, and the processes'
+    overhead as an ``(overhead)`` row when the ledger has run records. An asset the ledger has
+    never seen has None (``-``) for the ledger's figures."""
+    by_cost = {r["asset"]: r for r in cost_table(ledger_rows, "asset", avoided)} if ledger_rows else {}
+    counts: dict[str, dict[str, int]] = {}
+    for row in partitions:
+        c = counts.setdefault(row["asset"], {s: 0 for s in STATUS_STATES})
+        c[row["state"]] = c.get(row["state"], 0) + 1
+    out = []
+    for asset, c in counts.items():
+        cost = by_cost.get(asset, {})
+        out.append({"asset": asset, "partitions": sum(c.values()),
+                    **{s.replace(" ", "_"): n for s, n in c.items()},
+                    "computed": cost.get("computed"), "skipped": cost.get("skipped"),
+                    "usd": cost.get("usd"), "usd_avoided": cost.get("usd_avoided")})
+    overhead = by_cost.get(OVERHEAD)
+    if overhead is not None:
+        blank = {k: None for k in (out[0] if out else {}) if k != "asset"}
+        out.append({"asset": OVERHEAD, **blank, "usd": overhead.get("usd"), "usd_avoided": None})
+    if out:
+        total: dict[str, Any] = {"asset": "total"}
+        for column in out[0]:
+            if column != "asset":
+                total[column] = _sum(r.get(column) for r in out)
+        out.append(total)
     return out
 
 

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
+from skipwise import progress
 from skipwise.core.spec import Asset
 from skipwise.engine import Outcome, Project
 
@@ -171,6 +172,8 @@ def run_partitions(context: Any, project: Project, asset: Asset, keys: list[str]
     outcomes: list[Outcome] = []
     for outcome in project.materialize(asset.name, keys, run_id=context.run_id, tags=dict(context.run.tags), call=call):
         outcomes.append(outcome)
+        if outcome.computed:
+            progress.advance(1, asset.name)
         m = outcome.manifest
         if single or give_output:
             continue  # yielded once the engine is done

@@ -19,6 +19,7 @@ from typing import Any
 
 import dagster as dg
 
+from skipwise import progress
 from skipwise.core.partitions import keys_in_range, parse_range
 from skipwise.core.spec import Asset
 from skipwise.core.plan import RUN, SKIP
@@ -139,6 +140,7 @@ def materialize_project(project: Project, selection: list[str] | None, partition
     try:
         return _materialize_project(project, selection, partition, tags, workers)
     finally:
+        progress.finish()
         for k, v in before.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -164,6 +166,7 @@ def _materialize_project(project: Project, selection: list[str] | None, partitio
     pm = process_meter()
     with pm.phase("plan"):
         planned = check_plan_budget(project, names, partition, tags)
+    progress.start(sum(d.action == RUN for d in planned), "materialize")  # drawn on a terminal only
     from skipwise.adapters.dagster.graph import definitions_in
 
     with pm.phase("load"):
@@ -232,6 +235,7 @@ def _materialize_project(project: Project, selection: list[str] | None, partitio
                 last_id = r.run_id
             for name, c in r.computed.items():
                 summary.computed[name] += c
+        progress.reach(sum(summary.computed.values()))  # partitions computed by worker processes
         failed = next((r for r in results if not r.ok), None)
         if failed is not None:
             summary.ok = False
