@@ -24,6 +24,7 @@ from collections import defaultdict
 from typing import Any, Callable, Iterable
 
 from skipwise.core.budget import format_usd
+from skipwise.core.units import format_bytes
 
 GROUPINGS: tuple[str, ...] = ("asset", "partition", "run", "model", "experiment", "team", "day")
 
@@ -249,20 +250,12 @@ def overhead_line(rows: list[dict[str, Any]]) -> str:
 # --- formatting -------------------------------------------------------------------------------
 
 
-def _bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover
-
-
 _FORMATS: dict[str, Callable[[Any], str]] = {
     "cpu_hours": lambda v: f"{v:.4f}",
     "gpu_hours": lambda v: f"{v:.4f}",
-    "bytes_read": _bytes,
-    "bytes_written": _bytes,
-    "egress_bytes": _bytes,
+    "bytes_read": format_bytes,
+    "bytes_written": format_bytes,
+    "egress_bytes": format_bytes,
     "usd": format_usd,
     "overhead_usd": format_usd,
     "usd_avoided": format_usd,

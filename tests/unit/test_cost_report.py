@@ -84,7 +84,9 @@ def _cli(*argv):
     parser = argparse.ArgumentParser(prog="skipwise")
     add_cost_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["cost", *argv])
-    return args.func(args)
+    from skipwise.console import run_command
+
+    return run_command(args.func, args)
 
 
 def test_cli(tmp_path, capsys):
@@ -105,5 +107,5 @@ def test_cli(tmp_path, capsys):
     assert _cli("--ledger", str(tmp_path / "none")) == 0
     assert "no cost records" in capsys.readouterr().out
 
-    assert _cli("--ledger", str(ledger_dir), "--since", "March") == 1
+    assert _cli("--ledger", str(ledger_dir), "--since", "March") == 2  # a usage error
     assert capsys.readouterr().err.startswith("Error:")
