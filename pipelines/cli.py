@@ -97,7 +97,31 @@ def build_parser() -> argparse.ArgumentParser:
     from skipwise.cost_cli import add_cost_parser
 
     add_cost_parser(sub)
+
+    ui = sub.add_parser("ui", help="Dagster's webserver and daemon, with cost plotted by partition for partitions in the past",
+                        description="Runs dagster-webserver (and dagster-daemon) over the project's workspace. Dagster 1.13 "
+                        "lists an asset's newest partitions from today, not from the partitioning's end_date, so the asset "
+                        "page's plots by partition are empty for data that ends in the past; this webserver lists them from the end.")
+    ui.add_argument("-w", "--workspace", default=None, help="workspace.yaml (default: the project's, if it has one; "
+                    "else [tool.dagster] in pyproject.toml)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    ui.add_argument("-p", "--port", type=int, default=3000, help="port (default: 3000)")
+    ui.add_argument("--no-daemon", action="store_true", help="run the webserver alone (no sensors, schedules or backfills)")
+    ui.set_defaults(func=cmd_ui)
     return p
+
+
+def cmd_ui(args) -> int:
+    root = console.project_root(args.root)
+    workspace = Path(args.workspace) if args.workspace else (root / "workspace.yaml" if (root / "workspace.yaml").is_file() else None)
+    if workspace is not None and not workspace.is_file():
+        raise UsageError(f"--workspace {workspace} is not a file", hint="name the workspace.yaml, or leave -w out")
+    os.environ.setdefault("DAGSTER_HOME", str(root / ".dagster"))
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    os.chdir(root)  # the workspace's relative working_directory is the project's
+    from skipwise.adapters.dagster.ui import run_ui
+
+    return run_ui(workspace, args.host, args.port, not args.no_daemon, [])
 
 
 def _project(args):

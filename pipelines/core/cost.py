@@ -164,6 +164,9 @@ _ZERO_MEANS_NOT_INCURRED = frozenset({
     "overhead_other_cpu_seconds",
 })
 
+# Breakdowns kept in the ledger only: on the asset page each would be one more chart of a total shown already.
+_LEDGER_ONLY = frozenset({"get_requests", "put_requests", "list_requests"})
+
 #: What a ledger record is: a partition computed (miss) or skipped (hit), or a process's run
 #: record (the CPU, wall and memory the process used outside its metered partitions).
 CACHE_KINDS: tuple[str, ...] = ("hit", "miss", "run")
@@ -274,10 +277,13 @@ class CostVector:
 
         A figure measured as zero for a kind of cost the work could not incur (GPU on a CPU run;
         egress, request and storage fees on a local disk; overhead phases that did not happen) is
-        left out, so the asset page is not a wall of flat charts; the ledger keeps every figure."""
+        left out, so the asset page is not a wall of flat charts; so are the requests by kind
+        (``cost/requests`` is their total) and the same-host bytes when they are all the bytes
+        read and written. The ledger keeps every figure."""
         out: dict[str, float | int | str] = {}
-        for n, v in self.measured().items():
-            if v == 0 and n in _ZERO_MEANS_NOT_INCURRED:
+        measured = self.measured()
+        for n, v in measured.items():
+            if (v == 0 and n in _ZERO_MEANS_NOT_INCURRED) or n in _LEDGER_ONLY or (n == "egress_same_host_bytes" and self._all_local()):
                 continue
             out[METADATA_PREFIX + n] = significant(v, 6) if isinstance(v, float) else v
         text = self.summary()
@@ -286,6 +292,10 @@ class CostVector:
         if self.method:
             out[METADATA_PREFIX + "method"] = self.method
         return out
+
+    def _all_local(self) -> bool:
+        moved = (self.bytes_read or 0) + (self.bytes_written or 0)
+        return self.egress_same_host_bytes == moved and not self.egress_bytes
 
     def summary(self) -> str:
         """One line: dollars (and avoided), then seconds, memory and bytes with their units, e.g.

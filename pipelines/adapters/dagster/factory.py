@@ -25,6 +25,7 @@ from skipwise.core.units import significant
 from skipwise.engine import Outcome, Project
 
 BACKFILL_TAG = "dagster/backfill"
+FINGERPRINT_SHOWN = 16
 
 
 class OnePartitionContext:
@@ -76,7 +77,9 @@ def outcome_metadata(outcome: Outcome) -> dict[str, Any]:
     md: dict[str, Any] = {
         "skipwise/cache": "miss" if outcome.computed else "hit",
         "skipwise/reason": outcome.decision.reason,
-        "skipwise/fingerprint": outcome.decision.fingerprint,
+        # A prefix, as git shows a commit: the whole one (in the manifest, and the output's file
+        # name) is too wide for the asset page's metadata table, which then clips every value.
+        "skipwise/fingerprint": outcome.decision.fingerprint[:FINGERPRINT_SHOWN],
         "skipwise/output_bytes": m.output_size if m else None,
     }
     if outcome.cost is not None:
