@@ -21,6 +21,7 @@ from skipwise import console
 from skipwise.console import EXIT_CHECK, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_json_flag, print_json
 from skipwise.core.budget import format_usd
 from skipwise.core.cost import utc_now_iso
+from skipwise.core.units import significant
 from skipwise.core.errors import UsageError
 from skipwise.core.partitions import parse_range
 from skipwise.core.plan import BLOCKED, RUN, SKIP, Decision
@@ -302,9 +303,12 @@ def stage_cost(rows: list[dict], since_ts: str) -> dict:
     def total(field: str, cache: tuple[str, ...] = ("hit", "miss", "run")) -> float:
         return sum(r.get(field) or 0.0 for r in mine if r.get("cache") in cache)
 
+    usd, avoided = total("usd"), total("usd_avoided", ("hit",))
+    # Micro-dollars too: `dvc metrics show` prints 5 decimals, so a stage's $0.0000412 reads 4e-05.
     return {"computed": sum(r.get("cache") == "miss" for r in mine),
             "skipped": sum(r.get("cache") == "hit" for r in mine),
-            "usd": total("usd"), "usd_avoided": total("usd_avoided", ("hit",)),
+            "usd": usd, "usd_avoided": avoided, "micro_usd": significant(usd * 1e6, 4),
+            "micro_usd_avoided": significant(avoided * 1e6, 4),
             "overhead_usd": total("usd", ("run",)), "cpu_seconds": total("cpu_seconds")}
 
 
