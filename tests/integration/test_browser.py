@@ -8,10 +8,10 @@ test-artifacts/browser/ (or $SKIPWISE_TEST_ARTIFACTS).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -36,9 +36,7 @@ def _need_browser():
     missing = []
     if not Path(CHROMIUM).is_file():
         missing.append(f"{CHROMIUM} (apt-get install -y chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("playwright") is None:
         missing.append("the playwright package (pip install -e '.[dev]')")
     if missing:
         reason = "browser tests need " + " and ".join(missing)
@@ -93,12 +91,9 @@ def ui_project(tmp_path_factory):
                 time.sleep(0.5)
         yield root, url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        from skipwise.adapters.dagster.ui import stop
+
+        stop(proc, timeout=30)
         log.close()
 
 

@@ -66,12 +66,17 @@ def run_ui(workspace: Path | None, host: str, port: int, daemon: bool, extra: li
         return serve([*target, "-h", host, "-p", str(port), *extra])
     finally:
         if child is not None:
-            child.terminate()
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+            stop(child)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Ask `proc` to end (SIGTERM), and kill it if it has not within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def main() -> int:
