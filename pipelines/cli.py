@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_ui(args) -> int:
     root = console.project_root(args.root)
-    workspace = Path(args.workspace) if args.workspace else (root / "workspace.yaml" if (root / "workspace.yaml").is_file() else None)
+    workspace = Path(args.workspace).resolve() if args.workspace else (root / "workspace.yaml" if (root / "workspace.yaml").is_file() else None)
     if workspace is not None and not workspace.is_file():
         raise UsageError(f"--workspace {workspace} is not a file", hint="name the workspace.yaml, or leave -w out")
     os.environ.setdefault("DAGSTER_HOME", str(root / ".dagster"))
