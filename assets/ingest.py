@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import sys
 import zipfile
 from datetime import date, timedelta
 from importlib.util import find_spec
@@ -63,7 +64,7 @@ def write_days(df: pl.DataFrame, out: Path, days: list[date]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     parts = {k[0]: g for k, g in df.partition_by("_date", as_dict=True, maintain_order=True).items()}
     changed = 0
-    for day in days:
+    for day in _progress(days, out.name):
         # A day without rows (weather ends on 2013-12-30) is an empty partition, not a missing one.
         frame = parts.get(day, df.clear())
         buf = io.BytesIO()
@@ -77,6 +78,13 @@ def write_days(df: pl.DataFrame, out: Path, days: list[date]) -> int:
         tmp.replace(path)
         changed += 1
     return changed
+
+
+def _progress(days: list[date], what: str):
+    """`days`, with a progress bar on stderr when someone watches a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(days, desc=f"ingest {what}", unit="day", disable=not (sys.stdout.isatty() and sys.stderr.isatty()))
 
 
 def parse_days(spec: str | None) -> list[date]:

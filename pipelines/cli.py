@@ -1,6 +1,8 @@
 """The `skipwise` command: plan, status, materialize, cost, models. A thin layer over the library.
 
 `plan` and `status` read manifests and DVC's files only: no data, no Dagster instance, no Dagster import.
+What every subcommand shares (exit codes, `Error:` lines, --json, the project root) is in
+`skipwise.console`.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from skipwise import console
+from skipwise.console import EXIT_CHECK, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_json_flag, print_json
 from skipwise.core.budget import format_usd
-from skipwise.core.errors import SkipwiseError, UsageError
+from skipwise.core.cost import utc_now_iso
+from skipwise.core.units import significant
+from skipwise.core.errors import UsageError
 from skipwise.core.partitions import parse_range
 from skipwise.core.plan import BLOCKED, RESTORE, RUN, SKIP, Decision
 
@@ -30,17 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return EXIT_USAGE
     # The engine logs each warning as it collects it; the command prints the collected list once
     # (without a handler, logging's last resort would print every warning a second time).
     logger = logging.getLogger("skipwise")
     if not logger.handlers:
         logger.addHandler(logging.NullHandler())
-    try:
-        return int(args.func(args) or 0)
-    except SkipwiseError as exc:
-        print(f"Error: {exc.render()}", file=sys.stderr)
-        return int(getattr(exc, "exit_code", 1))
+    return console.run_command(args.func, args)
 
 
 def print_warnings(warnings: list[str], limit: int = MAX_WARNINGS) -> None:
@@ -52,8 +54,10 @@ def print_warnings(warnings: list[str], limit: int = MAX_WARNINGS) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="skipwise", description="Incremental, cost-aware Dagster pipelines over DVC data.")
-    p.add_argument("--root", default=None, help="project root (default: $SKIPWISE_ROOT or the folder holding params.yaml)")
+    p = argparse.ArgumentParser(prog="skipwise", description="Incremental, cost-aware Dagster pipelines over DVC data.",
+                                epilog=console.EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", default=None, help="project root (default: $SKIPWISE_ROOT, else the nearest folder up from "
+                   "here holding skipwise.toml, params.yaml, dvc.yaml or a pyproject.toml with [tool.skipwise])")
     p.add_argument("--defs", default=None, help="the module holding the project's dg.Definitions (default: "
                    "[tool.skipwise] definitions in pyproject.toml, or skipwise.toml)")
     sub = p.add_subparsers(dest="command")
@@ -61,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="which partitions would run and why (reads no data)")
     plan.add_argument("--select", default=None, help="comma-separated assets (default: all)")
     plan.add_argument("--partition", default=None, help="one partition key, or a range a...b")
-    plan.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_flag(plan)
     plan.add_argument("--all", action="store_true", help="list skipped partitions too")
     plan.add_argument("--max-usd", type=float, default=None, help="exit 3 if the projected cost is above this (a CI gate)")
     plan.add_argument("--cost", action="store_true", help="project the cost of the plan from the ledger's history")
@@ -69,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="every partition: up to date / stale (why) / missing")
     status.add_argument("--select", default=None, help="comma-separated assets (default: all)")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--partition", default=None, help="one partition key, or a range a...b (default: all)")
+    add_json_flag(status)
+    status.add_argument("--check", action="store_true", help=f"exit {EXIT_CHECK} when any partition is stale, missing or blocked (a CI gate)")
     status.add_argument("--limit", type=int, default=20, help="list at most this many not-up-to-date partitions")
     status.add_argument("--all", action="store_true", help="list every partition, up-to-date ones included")
     status.add_argument("--explain", action="store_true",
@@ -83,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="processes per level (default: $SKIPWISE_WORKERS, else one per CPU for levels of 100+ stale "
                           "partitions per process; 1: all in this process)")
     mat.add_argument("--tags", default=None, help='run tags as JSON, e.g. \'{"skipwise/experiment": "e1"}\'')
+    mat.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    mat.add_argument("--metrics", default=None, metavar="PATH",
+                     help="write a JSON metrics file for `dvc metrics`: what this command cost (from the ledger) "
+                          "and the metrics of the unpartitioned assets it selected")
     mat.set_defaults(func=cmd_materialize)
 
     from skipwise.cost_cli import add_cost_parser
@@ -96,13 +106,37 @@ def build_parser() -> argparse.ArgumentParser:
     from skipwise.cache_cli import add_cache_parser
 
     add_cache_parser(sub)
+
+    ui = sub.add_parser("ui", help="Dagster's webserver and daemon, with cost plotted by partition for partitions in the past",
+                        description="Runs dagster-webserver (and dagster-daemon) over the project's workspace. Dagster 1.13 "
+                        "lists an asset's newest partitions from today, not from the partitioning's end_date, so the asset "
+                        "page's plots by partition are empty for data that ends in the past; this webserver lists them from the end.")
+    ui.add_argument("-w", "--workspace", default=None, help="workspace.yaml (default: the project's, if it has one; "
+                    "else [tool.dagster] in pyproject.toml)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    ui.add_argument("-p", "--port", type=int, default=3000, help="port (default: 3000)")
+    ui.add_argument("--no-daemon", action="store_true", help="run the webserver alone (no sensors, schedules or backfills)")
+    ui.set_defaults(func=cmd_ui)
     return p
+
+
+def cmd_ui(args) -> int:
+    root = console.project_root(args.root)
+    workspace = Path(args.workspace).resolve() if args.workspace else (root / "workspace.yaml" if (root / "workspace.yaml").is_file() else None)
+    if workspace is not None and not workspace.is_file():
+        raise UsageError(f"--workspace {workspace} is not a file", hint="name the workspace.yaml, or leave -w out")
+    os.environ.setdefault("DAGSTER_HOME", str(root / ".dagster"))
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    os.chdir(root)  # the workspace's relative working_directory is the project's
+    from skipwise.adapters.dagster.ui import run_ui
+
+    return run_ui(workspace, args.host, args.port, not args.no_daemon, [])
 
 
 def _project(args):
     from skipwise.loading import load_project
 
-    return load_project(Path(args.root) if args.root else None, args.defs)
+    return load_project(console.project_root(args.root), args.defs)
 
 
 def _select(spec: str | None) -> list[str] | None:
@@ -125,7 +159,7 @@ def cmd_plan(args) -> int:
     moved = _inputs_moved(project, todo)
     if args.json:
         rows = decisions if args.all else todo
-        print(json.dumps({
+        print_json({
             "run": sum(d.action == RUN for d in decisions),
             "restore": sum(d.action == RESTORE for d in decisions),
             "skip": sum(d.action == SKIP for d in decisions),
@@ -134,7 +168,7 @@ def cmd_plan(args) -> int:
             "inputs": moved.to_json() if moved is not None else None,
             "warnings": project.warnings,
             "partitions": [decision_row(d) for d in rows],
-        }, indent=1))
+        })
     else:
         for d in decisions if args.all else todo:
             print(f"{d.action.upper():8} {d.asset}[{d.partition}]  {d.reason}")
@@ -148,8 +182,8 @@ def cmd_plan(args) -> int:
     if args.max_usd is not None and projected is not None and projected > args.max_usd:
         print(f"Error: the plan is projected to cost {format_usd(projected)}, above --max-usd {format_usd(args.max_usd)}",
               file=sys.stderr)
-        return 3
-    return 0
+        return EXIT_CHECK
+    return EXIT_OK
 
 
 def _inputs_moved(project, todo: list[Decision]):
@@ -178,38 +212,57 @@ def _projected_usd(project, todo: list[Decision]) -> float:
     return project.projection(Counter(d.asset for d in todo if d.action == RUN)).total_usd
 
 
+STATES = ("up to date", "stale", "missing", "blocked")
+
+
+def _state(d: Decision) -> str:
+    if d.action == SKIP:
+        return "up to date"
+    if d.reason == "missing":
+        return "missing"
+    return "blocked" if d.action == BLOCKED else "stale"
+
+
 def cmd_status(args) -> int:
+    if args.partition is not None:
+        parse_range(args.partition)
     project = _project(args)
-    decisions = project.plan(_select(args.select))
-    rows = []
-    for d in decisions:
-        if d.action == SKIP:
-            state = "up to date"
-        elif d.reason == "missing":
-            state = "missing"
-        elif d.action == BLOCKED:
-            state = "blocked"
-        else:
-            state = "stale"
-        rows.append({**decision_row(d), "state": state})
-    explained = explain_code(project, [a for a in project.graph.order() if not args.select or a.name in _select(args.select)]) if args.explain else None
+    selected = _select(args.select)
+    decisions = project.plan(selected, partition=args.partition)
+    rows = [{**decision_row(d), "state": _state(d)} for d in decisions]
+    explained = explain_code(project, [a for a in project.graph.order() if not selected or a.name in selected]) if args.explain else None
+    from skipwise.report import status_table
+
+    table = status_table(rows, project.ledger.rows())
+    not_current = [r for r in rows if r["state"] != "up to date"]
     if args.json:
-        out = {"partitions": rows, "warnings": project.warnings}
+        out = {"up_to_date": not not_current, "assets": table, "partitions": rows, "warnings": project.warnings}
         if explained is not None:
             out["code"] = explained
-        print(json.dumps(out, indent=1))
-        return 0
-    by_asset: dict[str, Counter] = {}
-    for r in rows:
-        by_asset.setdefault(r["asset"], Counter())[r["state"]] += 1
-    for asset, c in by_asset.items():
-        print(f"{asset:20} " + ", ".join(f"{n} {s}" for s, n in sorted(c.items())))
-    todo = rows if args.all else [r for r in rows if r["state"] != "up to date"]
+        print_json(out)
+    else:
+        _print_status(args, table, rows, not_current, explained)
+        print_warnings(project.warnings)
+    if args.check and not_current:
+        if not args.json:
+            print(f"Error: {len(not_current)} partition(s) not up to date (status --check)", file=sys.stderr)
+        return EXIT_CHECK
+    return EXIT_OK
+
+
+def _print_status(args, table: list[dict], rows: list[dict], not_current: list[dict], explained: dict | None) -> None:
+    from skipwise.report import format_table
+
+    todo = rows if args.all else not_current
     limit = len(todo) if args.all else args.limit
     for r in todo[:limit]:
         print(f"  {r['state']:10} {r['asset']}[{r['partition']}]  {r['reason']}")
     if len(todo) > limit:
         print(f"  ... and {len(todo) - limit} more (--limit N, --all, or --json)")
+    if todo:
+        print()
+    print(format_table(table))
+    print("(computed, skipped, usd, usd_avoided: all runs in the cost ledger; `skipwise cost` for more)")
     for name, e in (explained or {}).items():
         print(f"{name}: code version {e['code_version'][:12]} from {len(e['files'])} source file(s), "
               f"{len(e['parts'])} part(s); third-party: {', '.join(e['third_party']) or 'none'}")
@@ -217,8 +270,6 @@ def cmd_status(args) -> int:
             print(f"    file  {f}")
         for note in e["notes"]:
             print(f"    safe  {note}")
-    print_warnings(project.warnings)
-    return 0
 
 
 def explain_code(project, assets) -> dict:
@@ -256,14 +307,57 @@ def cmd_materialize(args) -> int:
     if os.environ.get("DVC_EXP_NAME") and "skipwise/experiment" not in tags:
         tags["skipwise/experiment"] = os.environ["DVC_EXP_NAME"]  # `dvc exp run` names the experiment
     t0 = time.perf_counter()
+    started = utc_now_iso()
     try:
         summary = materialize_project(project, _select(args.select), args.partition, tags, workers=args.workers)
     finally:
         print_warnings(project.warnings)
-    print(summary.render(time.perf_counter() - t0))
+    seconds = time.perf_counter() - t0
+    spent = stage_cost(project.ledger.rows(since=started[:10]), started)
+    if args.metrics:
+        write_stage_metrics(Path(args.metrics), spent, summary.metrics, _select(args.select))
+    if args.json:
+        print_json({"ok": summary.ok, "seconds": seconds, "requested": summary.requested,
+                    "computed": summary.computed, "cost": spent, "metrics": summary.metrics,
+                    "run_ids": summary.run_ids, "error": summary.failure_line() or None,
+                    "warnings": project.warnings})
+    else:
+        print(summary.render(seconds))
+        print(f"  spent {format_usd(spent['usd'])}, avoided {format_usd(spent['usd_avoided'])} "
+              f"({spent['skipped']} partition(s) skipped)")
     if not summary.ok:
         print(f"Error: {summary.failure_line()}", file=sys.stderr)
-    return 0 if summary.ok else 1
+    return EXIT_OK if summary.ok else EXIT_FAILURE
+
+
+def stage_cost(rows: list[dict], since_ts: str) -> dict:
+    """What one command cost: the ledger records written since `since_ts` (an ISO UTC time), its
+    partitions computed and skipped, dollars spent (overhead included) and avoided, CPU seconds."""
+    mine = [r for r in rows if (r.get("ts") or "") >= since_ts]
+
+    def total(field: str, cache: tuple[str, ...] = ("hit", "miss", "run")) -> float:
+        return sum(r.get(field) or 0.0 for r in mine if r.get("cache") in cache)
+
+    usd, avoided = total("usd"), total("usd_avoided", ("hit",))
+    # Micro-dollars too: `dvc metrics show` prints 5 decimals, so a stage's $0.0000412 reads 4e-05.
+    return {"computed": sum(r.get("cache") == "miss" for r in mine),
+            "skipped": sum(r.get("cache") == "hit" for r in mine),
+            "usd": usd, "usd_avoided": avoided, "micro_usd": significant(usd * 1e6, 4),
+            "micro_usd_avoided": significant(avoided * 1e6, 4),
+            "overhead_usd": total("usd", ("run",)), "cpu_seconds": total("cpu_seconds")}
+
+
+def write_stage_metrics(path: Path, cost: dict, metrics: dict[str, dict], selected: list[str] | None) -> None:
+    """The metrics file of a `dvc.yaml` stage: `cost` (this command's, see `stage_cost`) beside the
+    metrics of the unpartitioned assets it selected (flat when one asset has them), so `dvc metrics
+    show` and `dvc exp show` list the model's scores and the dollars side by side."""
+    mine = {a: m for a, m in metrics.items() if not selected or a in selected}
+    out: dict = dict(next(iter(mine.values()))) if len(mine) == 1 else dict(mine)
+    out["cost"] = {k: (round(v, 9) if isinstance(v, float) else v) for k, v in cost.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

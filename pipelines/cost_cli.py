@@ -13,12 +13,11 @@ its own by asset, and part of every other grouping, so the total is what the mac
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from skipwise.console import add_json_flag, print_json, project_root
 from skipwise.core.budget import format_usd
-from skipwise.core.errors import SkipwiseError
 from skipwise.report import (
     AVOIDED_BASELINES,
     GROUPINGS,
@@ -48,56 +47,51 @@ def add_cost_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
                         help="how to group (default: asset)")
     parser.add_argument("--since", metavar="YYYY-MM-DD",
                         help="only records from this UTC day on")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    add_json_flag(parser)
     parser.add_argument("--html", metavar="PATH",
                         help="also write a self-contained HTML report with charts")
     parser.add_argument("--avoided", choices=tuple(AVOIDED_BASELINES), default="daily",
                         help="baseline of dollars avoided: daily (default) counts a hit once per "
                         "asset, partition and fingerprint per UTC day, what a plain orchestrator "
                         "would recompute for the same requests once a day; raw counts every request")
-    parser.add_argument("--ledger", metavar="DIR", default=DEFAULT_LEDGER,
-                        help=f"ledger directory (default: {DEFAULT_LEDGER})")
+    parser.add_argument("--ledger", metavar="DIR", default=None,
+                        help=f"ledger directory (default: {DEFAULT_LEDGER} under the project root)")
     parser.set_defaults(func=run_cost)
     return parser
 
 
 def run_cost(args: argparse.Namespace) -> int:
-    """Run ``skipwise cost``; returns the exit status (1 with one ``Error:`` line on failure)."""
-    try:
-        ledger = Ledger(args.ledger)
-        rows = ledger.read(since=args.since)
-        avoided = getattr(args, "avoided", "daily")
-        table = cost_table(rows, args.by, avoided)
-        baseline = f"avoided ({avoided}): {AVOIDED_BASELINES[avoided]}"
-        if args.json:
-            print(json.dumps(table, indent=2, default=str))
-            if rows:
-                print(baseline, file=sys.stderr)
-        elif not rows:
-            where = f" since {args.since}" if args.since else ""
-            print(f"no cost records in {args.ledger}{where}; "
-                  "they are written when skipwise assets materialize")
-        else:
-            print(format_table(table))
-            total = totals(table)
-            overhead = (f" ({format_usd(total['overhead_usd'])} of it process overhead)"
-                        if total.get("overhead_usd") is not None else "")
-            print(f"\ntotal: {format_usd(total['usd'] or 0)} spent{overhead}, "
-                  f"{format_usd(total['usd_avoided'] or 0)} avoided by "
-                  f"{total['skipped'] or 0} cache hit(s)")
-            line = overhead_line(rows)
-            if line:
-                print(line)
-            print(baseline + ("; --avoided raw counts every request" if avoided == "daily" else ""))
-        if args.html:
-            out = Path(args.html)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(render_html(rows, by=args.by, avoided=avoided), encoding="utf-8")
-            print(f"wrote {out}", file=sys.stderr if args.json else sys.stdout)
-    except SkipwiseError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
+    """Run ``skipwise cost``; returns the exit status. Errors propagate to
+    `skipwise.console.run_command` (one ``Error:`` line, the exit code of their kind)."""
+    where = Path(args.ledger) if args.ledger else project_root(getattr(args, "root", None)) / DEFAULT_LEDGER
+    ledger = Ledger(where)
+    rows = ledger.read(since=args.since)
+    avoided = getattr(args, "avoided", "daily")
+    table = cost_table(rows, args.by, avoided)
+    baseline = f"avoided ({avoided}): {AVOIDED_BASELINES[avoided]}"
+    if args.json:
+        print_json(table)
+        if rows:
+            print(baseline, file=sys.stderr)
+    elif not rows:
+        since = f" since {args.since}" if args.since else ""
+        print(f"no cost records in {where}{since}; "
+              "they are written when skipwise assets materialize")
+    else:
+        print(format_table(table))
+        total = totals(table)
+        overhead = (f" ({format_usd(total['overhead_usd'])} of it process overhead)"
+                    if total.get("overhead_usd") is not None else "")
+        print(f"\ntotal: {format_usd(total['usd'] or 0)} spent{overhead}, "
+              f"{format_usd(total['usd_avoided'] or 0)} avoided by "
+              f"{total['skipped'] or 0} cache hit(s)")
+        line = overhead_line(rows)
+        if line:
+            print(line)
+        print(baseline + ("; --avoided raw counts every request" if avoided == "daily" else ""))
+    if args.html:
+        out = Path(args.html)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render_html(rows, by=args.by, avoided=avoided), encoding="utf-8")
+        print(f"wrote {out}", file=sys.stderr if args.json else sys.stdout)
     return 0

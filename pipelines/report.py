@@ -20,10 +20,13 @@ every minute multiplies it).
 from __future__ import annotations
 
 import html
+import math
 from collections import defaultdict
+from datetime import date
 from typing import Any, Callable, Iterable
 
 from skipwise.core.budget import format_usd
+from skipwise.core.units import format_bytes, significant
 
 GROUPINGS: tuple[str, ...] = ("asset", "partition", "run", "model", "experiment", "team", "day")
 
@@ -38,6 +41,11 @@ AVOIDED_BASELINES: dict[str, str] = {
 }
 
 METRIC_COLUMNS: tuple[str, ...] = (
+    "partitions",
+    "up_to_date",
+    "stale",
+    "missing",
+    "blocked",
     "runs",
     "computed",
     "skipped",
@@ -172,6 +180,41 @@ def totals(table: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+STATUS_STATES: tuple[str, ...] = ("up to date", "stale", "missing", "blocked")
+
+
+def status_table(partitions: list[dict[str, Any]], ledger_rows: list[dict[str, Any]],
+                 avoided: str = "daily") -> list[dict[str, Any]]:
+    """One row per asset for `skipwise status`: its partitions now (``partitions`` and one column
+    per state, from rows with ``asset`` and ``state``), and from the cost ledger what was computed
+    and skipped and the dollars spent and avoided; then a ``total`` row, and the processes'
+    overhead as an ``(overhead)`` row when the ledger has run records. An asset the ledger has
+    never seen has None (``-``) for the ledger's figures."""
+    by_cost = {r["asset"]: r for r in cost_table(ledger_rows, "asset", avoided)} if ledger_rows else {}
+    counts: dict[str, dict[str, int]] = {}
+    for row in partitions:
+        c = counts.setdefault(row["asset"], {s: 0 for s in STATUS_STATES})
+        c[row["state"]] = c.get(row["state"], 0) + 1
+    out = []
+    for asset, c in counts.items():
+        cost = by_cost.get(asset, {})
+        out.append({"asset": asset, "partitions": sum(c.values()),
+                    **{s.replace(" ", "_"): n for s, n in c.items()},
+                    "computed": cost.get("computed"), "skipped": cost.get("skipped"),
+                    "usd": cost.get("usd"), "usd_avoided": cost.get("usd_avoided")})
+    overhead = by_cost.get(OVERHEAD)
+    if overhead is not None:
+        blank = {k: None for k in (out[0] if out else {}) if k != "asset"}
+        out.append({"asset": OVERHEAD, **blank, "usd": overhead.get("usd"), "usd_avoided": None})
+    if out:
+        total: dict[str, Any] = {"asset": "total"}
+        for column in out[0]:
+            if column != "asset":
+                total[column] = _sum(r.get(column) for r in out)
+        out.append(total)
+    return out
+
+
 _PHASES = (
     ("overhead_start_cpu_seconds", "start (interpreter, imports, Dagster) before the engine"),
     ("overhead_plan_cpu_seconds", "planning"),
@@ -209,20 +252,12 @@ def overhead_line(rows: list[dict[str, Any]]) -> str:
 # --- formatting -------------------------------------------------------------------------------
 
 
-def _bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover
-
-
 _FORMATS: dict[str, Callable[[Any], str]] = {
     "cpu_hours": lambda v: f"{v:.4f}",
     "gpu_hours": lambda v: f"{v:.4f}",
-    "bytes_read": _bytes,
-    "bytes_written": _bytes,
-    "egress_bytes": _bytes,
+    "bytes_read": format_bytes,
+    "bytes_written": format_bytes,
+    "egress_bytes": format_bytes,
     "usd": format_usd,
     "overhead_usd": format_usd,
     "usd_avoided": format_usd,
@@ -295,29 +330,96 @@ def _hbar_chart(items: list[tuple[str, float]], label: Callable[[float], str],
     return "".join(parts)
 
 
-def _vbar_chart(items: list[tuple[str, float]], label: Callable[[float], str]) -> str:
-    """Vertical bars over time: one column per (day, value)."""
+def nice_ticks(top: float, count: int = 4) -> list[float]:
+    """Round axis values from 0 up to at least `top`: steps of 1, 2 or 5 times a power of ten."""
+    if top <= 0 or not math.isfinite(top):
+        return [0.0, 1.0]
+    raw = top / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    n = math.ceil(top / step - 1e-9)
+    return [significant(k * step, 6) for k in range(n + 1)]
+
+
+def _tick_usd(v: float) -> str:
+    return "$0" if v == 0 else format_usd(v)
+
+
+#: The series of the spend-over-time charts: partition work, and the processes' overhead (run records).
+SERIES = (("partitions", "#4a7ebb", "work"), ("overhead", "#d08c3c", "overhead"))
+
+
+def spend_by_day(rows: list[dict[str, Any]], kind: str) -> list[tuple[str, dict[str, float]]]:
+    """Dollars per day and series: by the day the work ran (`kind="run"`, the record's UTC day) or
+    by the data's day (`kind="data"`, the day a partition key starts with; overhead and partitions
+    that are not days have none). Days in order, with their year."""
+    out: dict[str, dict[str, float]] = {}
+    for r in rows:
+        usd = r.get("usd")
+        if not usd or r.get("cache") == "hit":
+            continue
+        series = "overhead" if r.get("cache") == "run" else "partitions"
+        if kind == "run":
+            day = (r.get("ts") or "")[:10]
+        else:
+            day = _day_of_key(r.get("partition")) if series == "partitions" else None
+        if not day:
+            continue
+        bucket = out.setdefault(day, {name: 0.0 for name, _, _ in SERIES})
+        bucket[series] += usd
+    return sorted(out.items())
+
+
+def _day_of_key(key: Any) -> str | None:
+    text = str(key or "")[:10]
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return None
+    return text
+
+
+def _columns_chart(items: list[tuple[str, dict[str, float]]], label: Callable[[float], str]) -> str:
+    """Stacked columns over days, one colour per series (`SERIES`), with a y axis of round ticks
+    and gridlines, and the days (with their year) under the columns."""
     if not items:
         return '<svg width="420" height="30"><text x="0" y="20">no data</text></svg>'
-    plot_h, col_w, left, bottom = 160, max(8, min(40, 560 // len(items))), 60, 40
-    top = max(v for _, v in items) or 1.0
-    width = left + col_w * len(items) + 10
-    parts = [f'<svg width="{width}" height="{plot_h + bottom + 10}" role="img">',
-             f'<line x1="{left}" y1="10" x2="{left}" y2="{plot_h + 10}" stroke="#999"/>',
-             f'<line x1="{left}" y1="{plot_h + 10}" x2="{width}" y2="{plot_h + 10}" '
-             'stroke="#999"/>',
-             f'<text x="{left - 4}" y="16" text-anchor="end">{html.escape(label(top))}</text>',
-             f'<text x="{left - 4}" y="{plot_h + 10}" text-anchor="end">{html.escape(label(0))}'
-             "</text>"]
-    every = max(1, len(items) // 8)  # label at most ~8 days so the text does not collide
-    for i, (day, value) in enumerate(items):
-        h = plot_h * value / top
-        x = left + i * col_w + 2
-        parts.append(f'<rect x="{x}" y="{plot_h + 10 - h:.1f}" width="{col_w - 4}" '
-                     f'height="{h:.1f}" fill="#4a7ebb"><title>{html.escape(day)}: '
-                     f"{html.escape(label(value))}</title></rect>")
+    plot_h, left, bottom, top_pad = 180, 86, 74, 12
+    col_w = max(4, min(36, 640 // len(items)))
+    ticks = nice_ticks(max(sum(v.values()) for _, v in items))
+    vmax = ticks[-1]
+    width = max(340, left + col_w * len(items) + 16)  # room for the legend under a few columns
+    base = top_pad + plot_h
+    parts = [f'<svg width="{width}" height="{base + bottom + 24}" role="img">']
+    for t in ticks:
+        y = base - plot_h * t / vmax
+        parts.append(f'<g class="tick"><line x1="{left - 4}" y1="{y:.1f}" x2="{width - 8}" y2="{y:.1f}" '
+                     f'stroke="#e2e2e2"/><text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">'
+                     f"{html.escape(_tick_usd(t))}</text></g>")
+    parts.append(f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{base}" stroke="#777"/>')
+    parts.append(f'<line x1="{left}" y1="{base}" x2="{width - 8}" y2="{base}" stroke="#777"/>')
+    every = max(1, math.ceil(len(items) / 12))  # at most ~12 day labels, so they do not collide
+    for i, (day, values) in enumerate(items):
+        x, y = left + i * col_w + 1, float(base)
+        for name, color, css in SERIES:
+            v = values.get(name, 0.0)
+            if v <= 0:
+                continue
+            h = max(1.0, plot_h * v / vmax)
+            y -= h
+            parts.append(f'<rect class="{css}" x="{x}" y="{y:.1f}" width="{max(1, col_w - 2)}" height="{h:.1f}" '
+                         f'fill="{color}"><title>{html.escape(day)} {name}: {html.escape(label(v))}</title></rect>')
         if i % every == 0:
-            parts.append(f'<text x="{x}" y="{plot_h + 26}">{html.escape(day[5:])}</text>')
+            cx = x + col_w / 2
+            parts.append(f'<g class="xtick"><line x1="{cx:.1f}" y1="{base}" x2="{cx:.1f}" y2="{base + 4}" stroke="#777"/>'
+                         f'<text transform="translate({cx:.1f},{base + 14}) rotate(-40)" text-anchor="end">'
+                         f"{html.escape(day)}</text></g>")
+    legend_y = base + bottom + 14
+    shown = [sr for sr in SERIES if any(v.get(sr[0], 0.0) > 0 for _, v in items)]
+    for k, (name, color, _) in enumerate(shown):
+        lx = left + k * 150
+        parts.append(f'<rect x="{lx}" y="{legend_y - 9}" width="10" height="10" fill="{color}"/>'
+                     f'<text x="{lx + 14}" y="{legend_y}">{html.escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -349,11 +451,9 @@ def _html_table(rows: list[dict[str, Any]]) -> str:
 def render_html(rows: list[dict[str, Any]], by: str = "asset",
                 title: str = "skipwise cost report", avoided: str = "daily") -> str:
     """A self-contained HTML page (inline CSS and SVG, no scripts, no external references) for
-    ledger `rows`: spend per day, spend per asset (overhead included), cache hit rate per asset,
-    and the `cost_table` grouped by `by`."""
-    by_day = cost_table(rows, "day", avoided)
+    ledger `rows`: spend by data day and by run day (partitions and overhead as two series), spend
+    per asset (overhead included), cache hit rate per asset, and the `cost_table` grouped by `by`."""
     by_asset = cost_table(rows, "asset", avoided)
-    spend_day = [(str(r["day"]), r["usd"] or 0.0) for r in by_day]
     spend_asset = [(str(r["asset"]), r["usd"] or 0.0) for r in by_asset]
     hit_asset = [(str(r["asset"]), r["hit_rate"]) for r in by_asset if r["hit_rate"] is not None]
     table = cost_table(rows, by, avoided)
@@ -364,7 +464,8 @@ def render_html(rows: list[dict[str, Any]], by: str = "asset",
                f"({AVOIDED_BASELINES[avoided]}); "
                f"hit rate {_cell('hit_rate', total['hit_rate'])}")
     charts = [
-        ("Spend per day (USD)", _vbar_chart(spend_day, _usd)),
+        ("Spend by data day (the day a partition holds; USD)", _columns_chart(spend_by_day(rows, "data"), _usd)),
+        ("Spend by run day (the UTC day the work ran, overhead apart; USD)", _columns_chart(spend_by_day(rows, "run"), _usd)),
         ("Spend per asset (USD)", _hbar_chart(spend_asset, _usd)),
         ("Cache hit rate per asset", _hbar_chart(hit_asset, lambda v: f"{100 * v:.0f}%",
                                                  vmax=1.0, color="#5a9e5a")),

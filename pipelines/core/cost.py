@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from skipwise.core.units import format_bytes, format_seconds, significant
+
 # Distance classes for bytes moved between compute and storage, nearest first.
 EGRESS_CLASSES: tuple[str, ...] = ("same_host", "same_region", "cross_region", "internet")
 
@@ -152,6 +154,19 @@ _INT_FIELDS = frozenset(
 # Peaks combine by max: two partitions that each peaked at 1 GB did not need 2 GB.
 _MAX_FIELDS = frozenset({"peak_rss_bytes", "process_peak_rss_bytes", "gpu_peak_memory_bytes"})
 
+# Kinds of cost some work cannot incur (GPU on a CPU run, fees of a local disk): a zero there
+# says "not this kind of work", and is left out of Dagster metadata (see `CostVector.to_metadata`).
+_ZERO_MEANS_NOT_INCURRED = frozenset({
+    "gpu_seconds", "gpu_peak_memory_bytes", "egress_bytes", "egress_same_region_bytes",
+    "egress_cross_region_bytes", "egress_internet_bytes", "list_requests", "usd_egress",
+    "usd_requests", "usd_storage", "overhead_start_cpu_seconds", "overhead_plan_cpu_seconds",
+    "overhead_load_cpu_seconds", "overhead_ledger_cpu_seconds", "overhead_reads_cpu_seconds",
+    "overhead_other_cpu_seconds",
+})
+
+# Breakdowns kept in the ledger only: on the asset page each would be one more chart of a total shown already.
+_LEDGER_ONLY = frozenset({"get_requests", "put_requests", "list_requests"})
+
 #: What a ledger record is: a partition computed (miss) or skipped (hit), or a process's run
 #: record (the CPU, wall and memory the process used outside its metered partitions).
 CACHE_KINDS: tuple[str, ...] = ("hit", "miss", "restore", "run")
@@ -256,13 +271,58 @@ class CostVector:
         return {n: v for n in self.figure_names() if (v := getattr(self, n)) is not None}
 
     def to_metadata(self) -> dict[str, float | int | str]:
-        """Dagster-ready metadata: ``cost/<field>`` for measured figures, plus ``cost/method``."""
-        out: dict[str, float | int | str] = {
-            METADATA_PREFIX + n: v for n, v in self.measured().items()
-        }
+        """Dagster-ready metadata: ``cost/<field>`` for measured figures (floats to 6 significant
+        digits: plotted as they are, read without 16 digits of noise), ``cost/summary`` (one line a
+        person reads, see `summary`), and ``cost/method``.
+
+        A figure measured as zero for a kind of cost the work could not incur (GPU on a CPU run;
+        egress, request and storage fees on a local disk; overhead phases that did not happen) is
+        left out, so the asset page is not a wall of flat charts; so are the requests by kind
+        (``cost/requests`` is their total) and the same-host bytes when they are all the bytes
+        read and written. The ledger keeps every figure."""
+        out: dict[str, float | int | str] = {}
+        measured = self.measured()
+        for n, v in measured.items():
+            if (v == 0 and n in _ZERO_MEANS_NOT_INCURRED) or n in _LEDGER_ONLY or (n == "egress_same_host_bytes" and self._all_local()):
+                continue
+            out[METADATA_PREFIX + n] = significant(v, 6) if isinstance(v, float) else v
+        text = self.summary()
+        if text:
+            out[METADATA_PREFIX + "summary"] = text
         if self.method:
             out[METADATA_PREFIX + "method"] = self.method
         return out
+
+    def _all_local(self) -> bool:
+        moved = (self.bytes_read or 0) + (self.bytes_written or 0)
+        return self.egress_same_host_bytes == moved and not self.egress_bytes
+
+    def summary(self) -> str:
+        """One line: dollars (and avoided), then seconds, memory and bytes with their units, e.g.
+        ``$0.00000580 (compute $0.000000101, requests $0.00000570): 0.212 s wall, 0.18 s CPU, 36.0
+        MiB peak, read 2.1 MiB, wrote 120.0 KiB in 14 requests``. Unmeasured figures are left out."""
+        from skipwise.core.budget import format_usd
+
+        parts = [f"{label} {format_usd(v)}" for label, v in (
+            ("compute", self.usd_compute), ("egress", self.usd_egress),
+            ("requests", self.usd_requests), ("storage", self.usd_storage)) if v]
+        head = ""
+        if self.usd is not None:
+            head = format_usd(self.usd) + (f" ({', '.join(parts)})" if parts else "")
+        if self.usd_avoided is not None:
+            head = (head + ", " if head else "") + f"{format_usd(self.usd_avoided)} avoided"
+        figures = [f"{format_seconds(v)} {label}" for label, v in (
+            ("wall", self.wall_seconds), ("CPU", self.cpu_seconds), ("GPU", self.gpu_seconds or None)) if v is not None]
+        if self.peak_rss_bytes is not None:
+            figures.append(f"{format_bytes(self.peak_rss_bytes)} peak")
+        if self.bytes_read is not None:
+            figures.append(f"read {format_bytes(self.bytes_read)}")
+        if self.bytes_written is not None:
+            figures.append(f"wrote {format_bytes(self.bytes_written)}"
+                           + (f" in {self.requests} requests" if self.requests else ""))
+        if self.egress_bytes:
+            figures.append(f"{format_bytes(self.egress_bytes)} off the host")
+        return ": ".join(p for p in (head, ", ".join(figures)) if p)
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> CostVector:

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable
 
 from skipwise.store.files import atomic_write
 from skipwise.core.cost import CostVector, LedgerRecord
-from skipwise.core.errors import SkipwiseError
+from skipwise.core.errors import SkipwiseError, UsageError
 
 log = logging.getLogger("skipwise")
 
@@ -90,7 +90,7 @@ def _check_since(since: str | None) -> str | None:
     try:
         date.fromisoformat(since[:10])
     except ValueError:
-        raise SkipwiseError(
+        raise UsageError(
             f"--since {since!r} is not a date",
             hint="give a UTC day as YYYY-MM-DD, e.g. --since 2026-01-31",
         ) from None

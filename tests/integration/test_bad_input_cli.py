@@ -138,7 +138,7 @@ def test_bad_params_are_one_line_naming_the_key(proj):
         (proj / "params.yaml").write_text(original.replace(old, new))
         for command in (["plan"], ["status"]):
             p = cli(proj, *command)
-            assert error_line(p, rc=1) == line
+            assert error_line(p, rc=2) == line
             assert "\n  fix: " in p.stderr
     assert snapshot(proj) == before
 
@@ -147,7 +147,7 @@ def test_bad_params_stop_materialize_before_dagster_starts(proj):
     before = snapshot(proj)
     edit(proj / "params.yaml", "window_hours: 3", "window_hours: 3.5")
     p = cli(proj, "materialize", "--select", "weather_features", "--partition", "2013-01-01")
-    assert error_line(p, rc=1).startswith("Error: params.yaml: weather_features.window_hours: expected an integer, got a number 3.5")
+    assert error_line(p, rc=2).startswith("Error: params.yaml: weather_features.window_hours: expected an integer, got a number 3.5")
     assert "STEP" not in p.stderr and not (proj / ".dagster").exists()
     assert snapshot(proj) == before
 
@@ -286,10 +286,10 @@ def test_a_huge_partition_key_is_cut_in_the_error(proj):
     key = "x" * 10000
     for command in ("plan", "materialize"):
         p = cli(proj, command, "--partition", key)
-        line = error_line(p, rc=1)
+        line = error_line(p, rc=2)
         assert "... (10000 characters)" in line and len(p.stderr) < 500, p.stderr
     p = cli(proj, "plan", "--partition", f"2013-01-01...{'9' * 5000}")
-    assert "... (5000 characters)" in error_line(p, rc=1) and len(p.stderr) < 500
+    assert "... (5000 characters)" in error_line(p, rc=2) and len(p.stderr) < 500
 
 
 # -- 8, 9. money and budgets ------------------------------------------------------------------------
@@ -313,14 +313,14 @@ def test_materialize_checks_per_run_budget_for_the_whole_invocation_before_launc
     before = snapshot(proj)
     # 5 + 5 partitions at $0.0001: each step alone ($0.0005) is within the budget, the run is not.
     p = cli(proj, "materialize", "--select", "flight_features,weather_features", "--partition", "2013-01-01...2013-01-05")
-    line = error_line(p, rc=1)
+    line = error_line(p, rc=3)
     assert "skipwise.toml" in line and "over budget, nothing was computed" in line
     assert "projected $0.00100 for this run is over budgets.per_run_usd = $0.000700" in p.stderr
     assert "skipwise/budget_override=true" in p.stderr
     assert not (proj / ".dagster").exists() and snapshot(proj) == before  # nothing launched, nothing written
     # Downstream of what runs counts too: the whole graph over two days.
     p = cli(proj, "materialize", "--partition", "2013-01-01...2013-01-02")
-    error_line(p, rc=1)
+    error_line(p, rc=3)
     for asset in ("training_set: 1 partition(s)", "delay_model: 1 partition(s)", "delay_predictions: 2 partition(s)"):
         assert asset in p.stderr, p.stderr
 

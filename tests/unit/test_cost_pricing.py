@@ -182,6 +182,17 @@ def test_unknown_profile_in_config_and_misspelt_section(tmp_path):
         load_config(cfg)
 
 
+def test_metadata_leaves_out_zeros_of_costs_not_incurred_and_rounds_noise():
+    v = CostVector(cpu_seconds=0.010000000000001563, gpu_seconds=0.0, egress_bytes=0, egress_internet_bytes=0,
+                   usd_egress=0.0, bytes_read=0, usd=0.000005804774007277995, method="m")
+    meta = v.to_metadata()
+    assert meta["cost/cpu_seconds"] == 0.01 and meta["cost/usd"] == 5.80477e-06
+    assert meta["cost/bytes_read"] == 0  # a zero that could have been more is a measurement: kept
+    for absent in ("cost/gpu_seconds", "cost/egress_bytes", "cost/egress_internet_bytes", "cost/usd_egress"):
+        assert absent not in meta
+    assert meta["cost/summary"] == "$0.00000580: 0.01 s CPU, read 0 B"
+
+
 def test_cost_vector_metadata_round_trip_and_sum():
     v = CostVector(wall_seconds=1.5, cpu_seconds=0.5, peak_rss_bytes=100, method="m")
     meta = v.to_metadata()
@@ -189,6 +200,7 @@ def test_cost_vector_metadata_round_trip_and_sum():
         "cost/wall_seconds": 1.5,
         "cost/cpu_seconds": 0.5,
         "cost/peak_rss_bytes": 100,
+        "cost/summary": "1.5 s wall, 0.5 s CPU, 100 B peak",
         "cost/method": "m",
     }
     assert CostVector.from_metadata({**meta, "other": 1}) == v

@@ -71,20 +71,22 @@ def test_format_table_is_aligned():
 def test_html_is_self_contained_with_a_chart_each():
     rows = ROWS + [_row("2026-03-02T09:00:02Z", "r2", "<script>x</script>", "p", "miss", usd=0.1)]
     page = render_html(rows)
-    assert page.count("<svg") == 3  # spend per day, spend per asset, hit rate per asset
-    for caption in ("Spend per day", "Spend per asset", "Cache hit rate per asset"):
+    assert page.count("<svg") == 4  # spend by data day and by run day, spend per asset, hit rate per asset
+    for caption in ("Spend by data day", "Spend by run day", "Spend per asset", "Cache hit rate per asset"):
         assert caption in page
     assert not re.search(r"https?://", page)
     assert "<script" not in page  # names are escaped; no scripts at all
     assert "<table>" in page and "$2.5000" in page
-    assert render_html([]).count("<svg") == 3  # an empty ledger still renders
+    assert render_html([]).count("<svg") == 4  # an empty ledger still renders
 
 
 def _cli(*argv):
     parser = argparse.ArgumentParser(prog="skipwise")
     add_cost_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["cost", *argv])
-    return args.func(args)
+    from skipwise.console import run_command
+
+    return run_command(args.func, args)
 
 
 def test_cli(tmp_path, capsys):
@@ -100,10 +102,35 @@ def test_cli(tmp_path, capsys):
                 "--html", str(html_path)) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(r["day"], r["usd"]) for r in rows] == [("2026-03-02", 3.0)]
-    assert html_path.read_text().count("<svg") == 3
+    assert html_path.read_text().count("<svg") == 4
 
     assert _cli("--ledger", str(tmp_path / "none")) == 0
     assert "no cost records" in capsys.readouterr().out
 
-    assert _cli("--ledger", str(ledger_dir), "--since", "March") == 1
+    assert _cli("--ledger", str(ledger_dir), "--since", "March") == 2  # a usage error
     assert capsys.readouterr().err.startswith("Error:")
+
+
+def test_spend_by_data_day_and_by_run_day_with_overhead_apart():
+    from skipwise.report import nice_ticks, spend_by_day
+
+    rows = [
+        _row("2026-12-01T10:00:00Z", "r1", "f", "2013-01-02", "miss", usd=0.00002),
+        _row("2026-12-01T10:00:01Z", "r1", "f", "2013-01-03", "miss", usd=0.00003),
+        _row("2026-12-02T09:00:00Z", "r2", "f", "2013-01-02", "miss", usd=0.00001),
+        _row("2026-12-02T09:00:01Z", "r2", "f", "2013-01-03", "hit", usd_avoided=0.00003),
+        _row("2026-12-02T09:00:02Z", "r2", "", None, "run", usd=0.00004),
+        _row("2026-12-02T09:00:03Z", "r2", "s", "small", "miss", usd=0.5),  # not a day: no data day
+    ]
+    by_data = spend_by_day(rows, "data")
+    assert [d for d, _ in by_data] == ["2013-01-02", "2013-01-03"]
+    assert by_data[0][1] == {"partitions": pytest.approx(0.00003), "overhead": 0.0}
+    by_run = dict(spend_by_day(rows, "run"))
+    assert by_run["2026-12-01"] == {"partitions": pytest.approx(0.00005), "overhead": 0.0}
+    assert by_run["2026-12-02"] == {"partitions": pytest.approx(0.50001), "overhead": pytest.approx(0.00004)}
+    assert nice_ticks(0.000037) == [0.0, 0.00001, 0.00002, 0.00003, 0.00004]
+    assert nice_ticks(7.0) == [0.0, 2.0, 4.0, 6.0, 8.0] and nice_ticks(0) == [0.0, 1.0]
+    page = render_html(rows)
+    assert ">2013-01-02</text>" in page and ">2026-12-02</text>" in page  # days with their year
+    assert ">$0.0000100</text>" in page and ">$0</text>" in page  # round ticks, small amounts readable
+    assert 'class="overhead"' in page and page.count('class="tick"') >= 8

@@ -18,10 +18,14 @@ from typing import Any, Iterator
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
+from skipwise import progress
+from skipwise.core.budget import format_usd
 from skipwise.core.spec import Asset
+from skipwise.core.units import significant
 from skipwise.engine import Outcome, Project
 
 BACKFILL_TAG = "dagster/backfill"
+FINGERPRINT_SHOWN = 16
 
 
 class OnePartitionContext:
@@ -67,24 +71,28 @@ class OnePartitionContext:
 
 
 def outcome_metadata(outcome: Outcome) -> dict[str, Any]:
-    """The metadata of a partition's materialization event: cache verdict, reason, fingerprint, cost."""
+    """The metadata of a partition's materialization event: cache verdict, reason, fingerprint
+    and cost (numbers stay numbers, plotted by Dagster; long strings are text values, shown whole)."""
     m = outcome.manifest
     md: dict[str, Any] = {
         "skipwise/cache": outcome.cache,
         "skipwise/reason": outcome.decision.reason,
-        "skipwise/fingerprint": outcome.decision.fingerprint,
+        # A prefix, as git shows a commit: the whole one (in the manifest, and the output's file
+        # name) is too wide for the asset page's metadata table, which then clips every value.
+        "skipwise/fingerprint": outcome.decision.fingerprint[:FINGERPRINT_SHOWN],
         "skipwise/output_bytes": m.output_size if m else None,
     }
     if outcome.cost is not None:
         md.update(outcome.cost.to_metadata())
     md.update(outcome.metadata)
-    return {k: v for k, v in md.items() if v is not None}
+    return {k: (dg.MetadataValue.text(v) if isinstance(v, str) else v) for k, v in md.items() if v is not None}
 
 
 def run_metadata(run: Any) -> dict[str, Any]:
     """The step process's own figures from its run record (`run/*`), for a single-partition event:
     what the process used since its previous run record (its start, for a step's own process),
-    the part its partitions recorded, and the overhead (the rest) with its dollars."""
+    the part its partitions recorded, and the overhead (the rest) with its dollars; `run/summary`
+    says it in one line."""
     if run is None:
         return {}
     c = run.cost
@@ -97,7 +105,35 @@ def run_metadata(run: Any) -> dict[str, Any]:
         "run/overhead_usd": c.usd,
         "run/peak_rss_bytes": c.process_peak_rss_bytes,
     }
-    return {k: v for k, v in md.items() if v is not None}
+    out: dict[str, Any] = {k: (significant(v, 6) if isinstance(v, float) else v) for k, v in md.items() if v is not None}
+    tail = run_summary(run)
+    if tail:
+        out["run/summary"] = dg.MetadataValue.text(tail.removeprefix("; this process: "))
+    return out
+
+
+def step_summary(outcomes: list[Outcome]) -> dict[str, Any]:
+    """One observation's metadata for a step over many partitions: how many were computed and
+    skipped, the dollars spent and those the hits avoided, so the asset page shows what the cache
+    saved without an event per hit (`skipwise/step/*`, apart from the per-partition `cost/*` plots)."""
+    computed = [o for o in outcomes if o.computed]
+    restored = [o for o in outcomes if o.restored]
+    hits = [o for o in outcomes if not o.computed and not o.restored]
+    spent = sum((o.cost.usd or 0.0) for o in computed if o.cost is not None)
+    avoided = sum((o.cost.usd_avoided or 0.0) for o in (*hits, *restored) if o.cost is not None)
+    keys = [o.decision.partition for o in hits if o.decision.partition is not None]
+    span = f" ({keys[0]}...{keys[-1]})" if len(keys) > 1 else (f" ({keys[0]})" if keys else "")
+    back = f", {len(restored)} restored from kept versions" if restored else ""
+    return {
+        "skipwise/step/computed": len(computed),
+        "skipwise/step/restored": len(restored),
+        "skipwise/step/skipped": len(hits),
+        "skipwise/step/usd_spent": significant(spent, 6),
+        "skipwise/step/usd_avoided": significant(avoided, 6),
+        "skipwise/step/summary": dg.MetadataValue.text(
+            f"{len(computed)} computed for {format_usd(spent)}{back}, {len(hits)} skipped{span}: "
+            f"{format_usd(avoided)} avoided"),
+    }
 
 
 def run_summary(run: Any) -> str:
@@ -105,7 +141,7 @@ def run_summary(run: Any) -> str:
     if run is None or run.cost.process_cpu_seconds is None:
         return ""
     c = run.cost
-    usd = f" (${c.usd:.3g})" if c.usd is not None else ""
+    usd = f" ({format_usd(c.usd)})" if c.usd is not None else ""
     return (f"; this process: {c.process_cpu_seconds:.2f} s CPU, {c.partition_cpu_seconds or 0:.2f} s in partitions, "
             f"{c.cpu_seconds or 0:.2f} s overhead{usd}, of which {c.overhead_start_cpu_seconds or 0:.2f} s before the engine started")
 
@@ -171,6 +207,8 @@ def run_partitions(context: Any, project: Project, asset: Asset, keys: list[str]
     outcomes: list[Outcome] = []
     for outcome in project.materialize(asset.name, keys, run_id=context.run_id, tags=dict(context.run.tags), call=call):
         outcomes.append(outcome)
+        if outcome.computed:
+            progress.advance(1, asset.name)
         m = outcome.manifest
         if single or give_output:
             continue  # yielded once the engine is done
@@ -201,6 +239,9 @@ def run_partitions(context: Any, project: Project, asset: Asset, keys: list[str]
             data_version=dg.DataVersion(m.output_hash) if m else None,
         )
     computed, restored = sum(o.computed for o in outcomes), sum(o.restored for o in outcomes)
+    if not single and computed + restored < len(outcomes):
+        # The hits of a range run have no event of their own (see the module doc): one observation says what they saved.
+        yield dg.AssetObservation(asset_key=context.asset_key, metadata=step_summary(outcomes))
     context.log.info(
         f"skipwise: {asset.name}: {computed} partition(s) computed, "
         + (f"{restored} restored from kept versions, " if restored else "")

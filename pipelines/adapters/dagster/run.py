@@ -19,6 +19,7 @@ from typing import Any
 
 import dagster as dg
 
+from skipwise import progress
 from skipwise.core.partitions import keys_in_range, parse_range
 from skipwise.core.spec import Asset
 from skipwise.core.plan import RUN, SKIP
@@ -141,6 +142,7 @@ def materialize_project(project: Project, selection: list[str] | None, partition
     try:
         return _materialize_project(project, selection, partition, tags, workers)
     finally:
+        progress.finish()
         for k, v in before.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -206,6 +208,7 @@ def _run_levels(project: Project, graph: Any, names: set[str], partition: str | 
     """The runs of `_materialize_project`, level by level (`early`: worker processes already
     started for a level, by its index)."""
     pm = process_meter()
+    progress.start(sum(d.action == RUN for d in planned), "materialize")  # drawn on a terminal only
     from skipwise.adapters.dagster.graph import definitions_in
 
     with pm.phase("load"):
@@ -273,6 +276,7 @@ def _run_levels(project: Project, graph: Any, names: set[str], partition: str | 
                 summary.computed[name] += c
             for name, c in r.restored.items():
                 summary.restored[name] = summary.restored.get(name, 0) + c
+        progress.reach(sum(summary.computed.values()))  # partitions computed by worker processes
         failed = next((r for r in results if not r.ok), None)
         if failed is not None:
             summary.ok = False
