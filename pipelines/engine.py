@@ -21,6 +21,7 @@ from skipwise.core.errors import ConfigError, InputError
 from skipwise.core.hashing import digest
 from skipwise.core.manifest import Manifest, fingerprint
 from skipwise.core.partitions import UNPARTITIONED, folder_key, keys_of, upstream_keys, validate_key
+from skipwise.core.retention import GIT_COMMIT
 from skipwise.core.plan import BLOCKED, CHANGES, NOT_RESTORABLE, RESTORE, RUN, SKIP, Current, Decision, decide, restorable
 from skipwise.core.spec import Asset, Graph, Plain, Result, Source
 from skipwise.core.pricing import load_config
@@ -111,6 +112,16 @@ class Project:
         # (input, key, version) -> [decoded value, what reading it cost, charged to a partition yet]
         self._decoded: dict[tuple[str, str, str | None], list[Any]] = {}
         self._locality: Any = None
+
+    @property
+    def git_commit(self) -> str | None:
+        """The commit checked out at the root when this Project was made (None outside git): kept
+        in each computed partition's metadata, so `skipwise gc` keeps what a branch or tag computed."""
+        if not hasattr(self, "_git_commit"):
+            from skipwise.adapters.git import head_commit
+
+            self._git_commit = head_commit(self.root)
+        return self._git_commit
 
     @property
     def locality(self) -> Any:
@@ -641,6 +652,8 @@ class Project:
             metadata = {**({"dagster/row_count": rows} if rows is not None else {}), **metadata, "skipwise/format": fmt.name}
             if now.outside:
                 metadata[NOT_RESTORABLE] = "depends on " + "; ".join(now.outside)
+            if self.git_commit:
+                metadata[GIT_COMMIT] = self.git_commit
             name, sha, size = self.store.write_output(asset.layer, asset.name, key, cur.fingerprint, fmt.ext, data)
         cost = self.config.price(m.result())
         rows = metadata.get("dagster/row_count")

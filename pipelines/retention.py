@@ -1,6 +1,7 @@
 """`skipwise gc`: remove kept versions no longer current when storing them costs more than
-recomputing them is likely to (`skipwise.core.retention`), never the current version, and never a
-partition another process holds (its lock is tried, not waited for)."""
+recomputing them is likely to (`skipwise.core.retention`), never the current version, never one
+computed at the commit a git branch or tag points at, and never a partition another process holds
+(its lock is tried, not waited for)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, Iterator
 
 from skipwise.core.manifest import Manifest
 from skipwise.core.partitions import folder_key
-from skipwise.core.retention import Policy, judge
+from skipwise.core.retention import GIT_COMMIT, Policy, judge
 from skipwise.store.partitions import MANIFEST, VERSIONS
 
 
@@ -68,17 +69,20 @@ def collect(project: Any, policy: Policy | None = None, dry_run: bool = True, no
     policy = policy or Policy(project.config.prices.storage_usd_per_gb_month)
     now = now or datetime.now(timezone.utc)
     used = _last_used(project)
+    from skipwise.adapters.git import ref_commits
+
+    refs = ref_commits(project.root)
     items: list[Item] = []
     for asset, key, folder in _partitions(project):
         with project.store.lock(asset.layer, asset.name, key, wait=False) as held:
             if not held:
                 continue  # a materialization (or another gc) is working on it: next time
-            items.extend(_partition(project, asset, key, folder, policy, used, now, dry_run))
+            items.extend(_partition(project, asset, key, folder, policy, used, refs, now, dry_run))
     return items
 
 
-def _partition(project: Any, asset: Any, key: str, folder: Path, policy: Policy, used: dict, now: datetime,
-               dry_run: bool) -> list[Item]:
+def _partition(project: Any, asset: Any, key: str, folder: Path, policy: Policy, used: dict, refs: dict[str, str],
+               now: datetime, dry_run: bool) -> list[Item]:
     try:
         current = project.store.read_manifest(asset.layer, asset.name, key)
     except ValueError:
@@ -99,7 +103,8 @@ def _partition(project: Any, asset: Any, key: str, folder: Path, policy: Policy,
         files = [vfile] + ([output] if output.exists() and output.name not in keep_names else [])
         size = sum(f.stat().st_size for f in files)
         last = used.get((asset.name, key, v.fingerprint), v.created_at)
-        verdict = judge(policy, size, (v.cost or {}).get("usd"), _days_since(last, now))
+        commit = str((v.metadata or {}).get(GIT_COMMIT) or "")
+        verdict = judge(policy, size, (v.cost or {}).get("usd"), _days_since(last, now), refs.get(commit, ""))
         out.append(Item(asset.name, key, v.fingerprint, tuple(str(f.relative_to(root)) for f in files), size,
                         verdict.keep, verdict.reason, verdict.storage_usd_per_month))
     for f in sorted(folder.iterdir()):  # outputs no kept manifest names: written before versions were kept

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 GIB = 2**30
+#: Manifest metadata: the git commit checked out when the partition was computed.
+GIT_COMMIT = "skipwise/git_commit"
 
 
 @dataclass(frozen=True)
@@ -28,11 +30,14 @@ class Verdict:
     storage_usd_per_month: float
 
 
-def judge(policy: Policy, size_bytes: int, recompute_usd: float | None, idle_days: float) -> Verdict:
+def judge(policy: Policy, size_bytes: int, recompute_usd: float | None, idle_days: float, ref: str = "") -> Verdict:
     """The verdict for one non-current version: `size_bytes` on disk, `recompute_usd` what it cost
     to compute (None: unknown, kept: never remove what cannot be priced), `idle_days` since it
-    was last current (computed, restored or hit)."""
+    was last current (computed, restored or hit), `ref` the git branch or tag whose commit computed
+    it (kept: checking that ref out would use it again)."""
     store = size_bytes / GIB * policy.storage_usd_per_gb_month
+    if ref:
+        return Verdict(True, f"computed at {ref}, which a checkout would use again", store)
     if recompute_usd is None:
         return Verdict(True, "its recompute cost is unknown", store)
     p = 0.5 ** (max(idle_days, 0.0) / policy.half_life_days) if policy.half_life_days > 0 else 0.0

@@ -142,8 +142,13 @@ def test_gc_removes_only_versions_worth_less_than_their_storage_and_never_a_held
     outcomes(project, "weather_features")  # every partition now has one kept version besides the current one
     current = {k: manifest(root, "weather_features", k) for k in DAYS}
 
-    soon = collect(fresh(project), dry_run=True)
-    assert len(soon) == len(DAYS) and all(i.keep for i in soon)  # used minutes ago: worth keeping
+    # Used minutes ago and weighed against a few hours of storage: worth keeping. (A demo partition
+    # costs about as much to recompute as to store for a month, so the default month is a coin toss.)
+    from skipwise.core.retention import Policy
+
+    brief = Policy(fresh(project).config.prices.storage_usd_per_gb_month, half_life_days=7, months=0.01)
+    soon = collect(fresh(project), brief, dry_run=True)
+    assert len(soon) == len(DAYS) and all(i.keep for i in soon)
     later = datetime.now(timezone.utc) + timedelta(days=60)
     planned = collect(fresh(project), dry_run=True, now=later)
     assert len(planned) == len(DAYS) and not any(i.keep for i in planned)
@@ -171,7 +176,7 @@ def test_gc_removes_only_versions_worth_less_than_their_storage_and_never_a_held
     verdicts = outcomes(project, "weather_features")
     assert verdicts[DAYS[0]] == "restore" and {verdicts[k] for k in DAYS[1:]} == {"miss"}
 
-    out = run([str(BIN / "skipwise"), "gc", "--dry-run"], cwd=root, env={"PYTHONPATH": str(root)}).stdout
+    out = run([str(BIN / "skipwise"), "gc", "--dry-run", "--months", "0.01"], cwd=root, env={"PYTHONPATH": str(root)}).stdout
     assert "gc: would remove 0 version(s)" in out and "kept 12 not current" in out
 
 
@@ -203,3 +208,10 @@ def test_switching_git_branches_restores_what_each_branch_computed(project):
         verdicts = {name: set(outcomes(project, name).values()) for name in names}
         assert verdicts["flight_features"] == {"hit"}  # untouched by the branch
         assert verdicts["weather_features"] == {expect} and verdicts["training_set"] == {expect}, (branch, verdicts)
+    # Long unused, each branch's versions stay: the commit a branch points at computed them.
+    from datetime import datetime, timedelta, timezone
+
+    from skipwise.retention import collect
+
+    items = collect(fresh(project), dry_run=True, now=datetime.now(timezone.utc) + timedelta(days=365))
+    assert items and all(i.keep and i.reason.startswith("computed at main") for i in items), items[:2]
