@@ -216,7 +216,7 @@ def serve() -> int:
         try:
             importlib.import_module(name)
         except ImportError:
-            pass
+            pass  # not installed: the steps import what they use themselves
     assert not any(n == "skipwise" or n.startswith(("skipwise.", "assets")) for n in sys.modules), "preloaded project code"
     for line in sys.stdin:
         req = json.loads(line)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import statistics
@@ -73,7 +72,7 @@ class LoadSampler:
         try:
             self.samples.append(float(Path("/proc/loadavg").read_text().split()[0]))
         except (OSError, ValueError, IndexError):
-            pass
+            pass  # no /proc/loadavg (not Linux): no sample, and the report says so
 
     def _run(self) -> None:
         while not self._stop.wait(self._every):
@@ -172,32 +171,20 @@ def revert_scenario(ws, edited: Path) -> dict[str, object]:
     reverted = "".join(line for line in text.splitlines(keepends=True) if "added by bench.workspace.edit_code" not in line)
     folders = [ws.root / "data" / project_graph(ws).asset(n).layer / n for n in ws.selection]
 
-    def ledger_usd(before: set[Path]) -> tuple[float, float, int]:
-        spent = avoided = 0.0
-        restored = 0
-        for path in S.ledger_files(ws) - before:
-            for line in path.read_text().splitlines():
-                rec = json.loads(line)
-                spent += float(rec.get("usd") or 0.0) if rec.get("cache") in ("miss", "run") else 0.0
-                if rec.get("cache") == "restore":
-                    restored += 1
-                    avoided += float(rec.get("usd_avoided") or 0.0)
-        return spent, avoided, restored
-
     def storage() -> int:
         return sum(f.stat().st_size for d in folders for f in d.rglob("*") if f.is_file())
 
     edited.write_text(reverted)
     before = S.ledger_files(ws)
     kept = S.skipwise_dagster(ws)
-    kept_usd, avoided_usd, restored = ledger_usd(before)
+    back = S.ledger_since(ws, before)
     for d in folders:
         for v in d.glob("*/versions"):
             shutil.rmtree(v)
     edited.write_text(text)
     before = S.ledger_files(ws)
     bare = S.skipwise_dagster(ws)
-    bare_usd, _, _ = ledger_usd(before)
+    bare_usd = S.ledger_since(ws, before).usd
     ws.dvc("commit", "-f", "-q", "skipwise")
     held = storage()
     purge_modules(ws.package)
@@ -209,8 +196,8 @@ def revert_scenario(ws, edited: Path) -> dict[str, object]:
     kept_cell, bare_cell = Cell(), Cell()
     kept_cell.add(kept.seconds, kept.computed, kept.bytes_read)
     bare_cell.add(bare.seconds, bare.computed, bare.bytes_read)
-    return {"kept": kept, "bare": bare, "kept_cell": kept_cell, "bare_cell": bare_cell, "restored": restored,
-            "kept_usd": kept_usd, "avoided_usd": avoided_usd, "bare_usd": bare_usd,
+    return {"kept": kept, "bare": bare, "kept_cell": kept_cell, "bare_cell": bare_cell, "restored": back.restored,
+            "kept_usd": back.usd, "avoided_usd": back.restored_usd_avoided, "bare_usd": bare_usd,
             "storage": f"{fmt_bytes(held)} / {fmt_bytes(after_default)} / {fmt_bytes(after_all)}"}
 
 

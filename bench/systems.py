@@ -55,21 +55,41 @@ def ledger_files(ws: Workspace) -> set[Path]:
     return set((ws.root / "data" / "ledger").glob("*/*.jsonl"))
 
 
-def ledger_since(ws: Workspace, before: set[Path]) -> tuple[int, int, float, float]:
-    """(partitions computed, bytes read, overhead CPU without `start`, partition CPU) recorded by
-    skipwise in ledger files written since `before`."""
-    computed = read = 0
-    overhead = partitions = 0.0
+@dataclass(frozen=True)
+class Recorded:
+    """What skipwise's ledger files written since some moment say: partitions computed and
+    restored, bytes read, run-record CPU (`start` excluded: interpreter and imports), partition
+    CPU, dollars spent (partitions and run records) and dollars the restores avoided."""
+
+    computed: int = 0
+    bytes_read: int = 0
+    overhead_cpu: float = 0.0
+    partition_cpu: float = 0.0
+    usd: float = 0.0
+    restored: int = 0
+    restored_usd_avoided: float = 0.0
+
+
+def ledger_since(ws: Workspace, before: set[Path]) -> Recorded:
+    """What skipwise recorded in ledger files written since `before` (see `Recorded`)."""
+    n = {"computed": 0, "bytes_read": 0, "overhead_cpu": 0.0, "partition_cpu": 0.0, "usd": 0.0, "restored": 0,
+         "restored_usd_avoided": 0.0}
     for path in ledger_files(ws) - before:
         for line in path.read_text().splitlines():
             rec = json.loads(line)
-            if rec.get("cache") == "miss":
-                computed += 1
-                partitions += float(rec.get("cpu_seconds") or 0.0)
-            elif rec.get("cache") == "run":
-                overhead += float(rec.get("cpu_seconds") or 0.0) - float(rec.get("overhead_start_cpu_seconds") or 0.0)
-            read += int(rec.get("bytes_read") or 0)
-    return computed, read, overhead, partitions
+            cache = rec.get("cache")
+            if cache == "miss":
+                n["computed"] += 1
+                n["partition_cpu"] += float(rec.get("cpu_seconds") or 0.0)
+            elif cache == "run":
+                n["overhead_cpu"] += float(rec.get("cpu_seconds") or 0.0) - float(rec.get("overhead_start_cpu_seconds") or 0.0)
+            elif cache == "restore":
+                n["restored"] += 1
+                n["restored_usd_avoided"] += float(rec.get("usd_avoided") or 0.0)
+            if cache in ("miss", "run"):
+                n["usd"] += float(rec.get("usd") or 0.0)
+            n["bytes_read"] += int(rec.get("bytes_read") or 0)
+    return Recorded(**n)
 
 
 # -- skipwise ---------------------------------------------------------------------------------------
@@ -87,10 +107,10 @@ def skipwise_dagster(ws: Workspace) -> Measured:
     seconds = time.perf_counter() - t0
     if not summary.ok:
         raise RuntimeError(f"skipwise run failed in {ws.root} (runs {summary.run_ids}); see the benchmark log")
-    computed, read, overhead, partitions = ledger_since(ws, before)
-    if computed != sum(summary.computed.values()):
-        WARNINGS.append(f"{ws.name}: skipwise's ledger says {computed} partitions computed, its summary {summary.computed}")
-    return Measured(seconds, computed, read, overhead, partitions)
+    rec = ledger_since(ws, before)
+    if rec.computed != sum(summary.computed.values()):
+        WARNINGS.append(f"{ws.name}: skipwise's ledger says {rec.computed} partitions computed, its summary {summary.computed}")
+    return Measured(seconds, rec.computed, rec.bytes_read, rec.overhead_cpu, rec.partition_cpu)
 
 
 def skipwise_range_run(ws: Workspace) -> Measured:
@@ -114,8 +134,8 @@ def skipwise_range_run(ws: Workspace) -> Measured:
         os.environ.pop("SKIPWISE_ROOT", None)
     if not result.success:
         raise RuntimeError(f"skipwise range run {result.run_id} failed; see the benchmark log")
-    computed, read, overhead, partitions = ledger_since(ws, before)
-    return Measured(seconds, computed, read, overhead, partitions)
+    rec = ledger_since(ws, before)
+    return Measured(seconds, rec.computed, rec.bytes_read, rec.overhead_cpu, rec.partition_cpu)
 
 
 @dataclass(frozen=True)
@@ -257,8 +277,8 @@ def dvc_repro(ws: Workspace, stage: str, force: bool = False) -> Measured:
     if stage == "plain":
         data = json.loads(stats.read_text()) if stats.exists() else {"computed": 0, "bytes_read": 0}
         return Measured(seconds, data["computed"], data["bytes_read"])
-    computed, read, overhead, partitions = ledger_since(ws, before)
-    return Measured(seconds, computed, read, overhead, partitions)
+    rec = ledger_since(ws, before)
+    return Measured(seconds, rec.computed, rec.bytes_read, rec.overhead_cpu, rec.partition_cpu)
 
 
 def timed(fn: Callable[[], object]) -> float:

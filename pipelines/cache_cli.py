@@ -9,10 +9,10 @@ Neither needs the project's definitions or Dagster: only the root and skipwise.t
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 from pathlib import Path
 
+from skipwise.console import add_json_flag, print_json
 from skipwise.core.budget import format_usd
 
 
@@ -21,7 +21,7 @@ def add_cache_parser(subparsers: argparse._SubParsersAction) -> None:
     cache = subparsers.add_parser("cache", help="the input cache of remote bytes: status, gc")
     sub = cache.add_subparsers(dest="cache_command")
     status = sub.add_parser("status", help="what the input cache holds")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_flag(status)
     status.set_defaults(func=cmd_status)
     gc = sub.add_parser("gc", help="evict entries down to the size limit (cheapest to refetch first)")
     gc.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
@@ -58,7 +58,7 @@ def cmd_status(args) -> int:
         "orphans": len(cache.orphans()),
     }
     if args.json:
-        print(json.dumps(out, indent=1))
+        print_json(out)
         return 0
     print(f"input cache {out['dir']}: {len(entries)} object(s), {total:,} bytes of {cache.max_bytes:,} "
           f"({100 * total / cache.max_bytes if cache.max_bytes else 0:.1f} %)")

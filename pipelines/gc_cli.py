@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
+
+from skipwise.console import add_json_flag, print_json
 
 
 def add_gc_parser(sub) -> None:
@@ -13,7 +14,7 @@ def add_gc_parser(sub) -> None:
     gc.add_argument("--half-life-days", type=float, default=7.0,
                     help="how fast an unused version's chance of coming back halves (default 7 days)")
     gc.add_argument("--months", type=float, default=1.0, help="storage months weighed against one recompute (default 1)")
-    gc.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_flag(gc)
     gc.set_defaults(func=cmd_gc)
 
 
@@ -33,9 +34,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
     saved_bytes = sum(i.bytes for i in gone)
     saved_usd = sum(i.storage_usd_per_month for i in gone)
     if args.json:
-        print(json.dumps({"dry_run": args.dry_run, "removed": [asdict(i) for i in gone],
-                          "kept": [asdict(i) for i in items if i.keep], "bytes": saved_bytes,
-                          "usd_per_month": saved_usd}, indent=1))
+        print_json({"dry_run": args.dry_run, "removed": [asdict(i) for i in gone],
+                    "kept": [asdict(i) for i in items if i.keep], "bytes": saved_bytes, "usd_per_month": saved_usd})
         return 0
     verb = "would remove" if args.dry_run else "removed"
     for i in gone:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from skipwise.console import add_json_flag, print_json
 from skipwise.core.budget import format_usd
 
 
 def add_models_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="model versions: metrics, training cost, which one is promoted and why")
     p.add_argument("--select", default=None, help="comma-separated model assets (default: every one with versions)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_flag(p)
     p.set_defaults(func=cmd_models)
 
 
@@ -24,7 +24,7 @@ def cmd_models(args) -> int:
     wanted = {s.strip() for s in args.select.split(",")} if args.select else None
     models = [m for m in list_models(project) if wanted is None or m["asset"] in wanted]
     if args.json:
-        print(json.dumps({"models": models}, indent=1, sort_keys=True))
+        print_json({"models": models})
         return 0
     if not models:
         print("no model versions yet (a model asset keeps them when its body calls sw.train_or_restore)")

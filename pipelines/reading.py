@@ -34,13 +34,16 @@ def _asset(project: Any, name: str) -> Any:
         raise InputError(f"no skipwise asset named {name!r} in {project.root}", hint=f"use one of: {names}") from None
 
 
-def _committed(project: Any, asset: Any, keys: list[str]) -> list[tuple[str, Any, Path]]:
+def _committed(project: Any, asset: Any, keys: list[str], skip_missing: bool = False) -> list[tuple[str, Any, Path]]:
     """(key, manifest, output path) of each key's current version, checked (cheaply: stat cache,
-    re-hashed only if the file moved) against its manifest; a missing one is an error."""
+    re-hashed only if the file moved) against its manifest; a key with none is an error, or left
+    out with `skip_missing`."""
     out = []
     for key in keys:
         m = project.manifest(asset, key)
         if m is None:
+            if skip_missing:
+                continue
             raise InputError(f"{asset.name}[{key}] has not been materialized",
                              hint=f"run `skipwise materialize --select {asset.name} --partition {key}`")
         state = project.store.output_state(asset.layer, asset.name, key, m)
@@ -58,8 +61,7 @@ def _keys(project: Any, asset: Any, partitions: str | None) -> list[str]:
         if partitions is not None:
             raise InputError(f"{asset.name} is not partitioned", hint="leave out partition/partitions")
         return [UNPARTITIONED]
-    keys = keys_in_range(asset.partitions, partitions) if partitions is not None else asset.partitions.keys()
-    return [k for k in keys if partitions is not None or project.manifest(asset, k) is not None]
+    return keys_in_range(asset.partitions, partitions) if partitions is not None else asset.partitions.keys()
 
 
 def read(asset: str, partition: str | None = None, *, root: str | Path | None = None) -> Any:
@@ -68,7 +70,6 @@ def read(asset: str, partition: str | None = None, *, root: str | Path | None = 
     an unpartitioned asset. `root`: the project (default: found from the current folder)."""
     from skipwise import formats
     from skipwise.core.hashing import sha256_bytes
-
     from skipwise.core.partitions import UNPARTITIONED, validate_key
 
     project = _project(root)
@@ -92,11 +93,15 @@ def read(asset: str, partition: str | None = None, *, root: str | Path | None = 
 def _parquet_files(asset: str, partitions: str | None, root: str | Path | None) -> list[str]:
     project = _project(root)
     spec = _asset(project, asset)
-    found = _committed(project, spec, _keys(project, spec, partitions))
-    odd = [k for k, m, p in found if p.suffix != ".parquet"]
+    # Every partition when no range is named: those not materialized yet are left out.
+    found = _committed(project, spec, _keys(project, spec, partitions), skip_missing=partitions is None)
+    odd = [(k, p) for k, _, p in found if p.suffix != ".parquet"]
     if odd:
-        raise InputError(f"{asset} is not stored as parquet ({odd[0]} is {found[0][2].suffix})",
+        raise InputError(f"{asset} is not stored as parquet ({odd[0][0]} is {odd[0][1].suffix})",
                          hint=f"read its partitions one by one with sw.read({asset!r}, partition=...)")
+    if not found:
+        raise InputError(f"{asset} has no committed partitions{f' in {partitions}' if partitions else ''}",
+                         hint=f"run `skipwise materialize --select {asset}`")
     return [str(p) for _, _, p in found]
 
 
@@ -106,9 +111,6 @@ def scan(asset: str, partitions: str | None = None, *, root: str | Path | None =
     import polars as pl
 
     files = _parquet_files(asset, partitions, root)
-    if not files:
-        raise InputError(f"{asset} has no committed partitions{f' in {partitions}' if partitions else ''}",
-                         hint=f"run `skipwise materialize --select {asset}`")
     return pl.scan_parquet(files)
 
 
@@ -117,7 +119,4 @@ def relation(asset: str, partitions: str | None = None, *, root: str | Path | No
     import duckdb
 
     files = _parquet_files(asset, partitions, root)
-    if not files:
-        raise InputError(f"{asset} has no committed partitions{f' in {partitions}' if partitions else ''}",
-                         hint=f"run `skipwise materialize --select {asset}`")
     return (connection or duckdb).read_parquet(files)

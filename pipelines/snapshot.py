@@ -116,7 +116,7 @@ def save(root: Path, definitions: str, graph: S.Graph, files: dict[str, list[int
         path_of(root).parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path_of(root), json.dumps(data, separators=(",", ":")).encode())
     except OSError:
-        pass
+        pass  # a read-only data folder: the next command resolves the graph again, nothing is wrong
 
 
 def load(root: Path, definitions: str, library: str) -> tuple[S.Graph | None, str]:

@@ -17,6 +17,19 @@ PROJECT_FILES = ["assets", "pipelines", "params.yaml", "dvc.yaml", ".dvcignore",
 FIRST_DAYS = "2013-01-01...2013-01-12"
 
 
+def definitions_module(root: Path, monkeypatch, source: str, prefix: str) -> str:
+    """Write `source` as a module of a new name in `root` (first on sys.path), named as the
+    project's definitions in its pyproject.toml; returns the module's name (import it yourself)."""
+    import textwrap
+    import uuid
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    (root / f"{name}.py").write_text(textwrap.dedent(source))
+    (root / "pyproject.toml").write_text(f'[tool.skipwise]\ndefinitions = "{name}"\n')
+    monkeypatch.syspath_prepend(str(root))
+    return name
+
+
 def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run a real command; on failure, show its output."""
     full_env = {**os.environ, **(env or {})}

@@ -46,14 +46,14 @@ def head_commit(root: Path) -> str | None:
             if _SHA.match(sha):
                 return sha
         except OSError:
-            pass
+            pass  # not a loose ref here: the next place, then packed-refs
     try:
         for line in (common / "packed-refs").read_text(encoding="utf-8").splitlines():
             parts = line.split(" ", 1)
             if len(parts) == 2 and parts[1].strip() == ref and _SHA.match(parts[0]):
                 return parts[0]
     except OSError:
-        pass
+        pass  # no packed refs: the branch has no commit yet
     return None
 
 

@@ -157,7 +157,7 @@ class ContentCache:
         try:
             os.utime(_meta_path(path))  # the entry's last use, for eviction
         except OSError:
-            pass
+            pass  # a read-only cache still serves the verified bytes; only the eviction order is older
         return data
 
     @staticmethod
@@ -231,7 +231,7 @@ class ContentCache:
                     if now - p.stat().st_mtime > _TMP_MAX_AGE_S:
                         out.append(p)
                 except OSError:
-                    pass
+                    pass  # removed meanwhile (its writer renamed it, or another gc did)
             elif name.endswith(".json"):
                 if not p.with_suffix("").is_file():
                     out.append(p)

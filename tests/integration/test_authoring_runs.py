@@ -5,12 +5,12 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-import textwrap
-import uuid
 from pathlib import Path
 
 import dagster as dg
 import pytest
+
+from tests.conftest import definitions_module
 
 pytestmark = pytest.mark.integration
 
@@ -41,12 +41,8 @@ defs = dg.Definitions(assets=[numbers], resources={"skipwise": sw.IOManager(), "
 
 @pytest.fixture
 def module(tmp_path: Path, monkeypatch):
-    (tmp_path / "pyproject.toml").write_text('[tool.skipwise]\ndefinitions = "m"\n')
-    name = f"runs_{uuid.uuid4().hex[:10]}"
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(MODULE))
-    monkeypatch.syspath_prepend(str(tmp_path))
+    name = definitions_module(tmp_path, monkeypatch, MODULE, "runs")
     monkeypatch.setenv("SKIPWISE_ROOT", str(tmp_path))
-    (tmp_path / "pyproject.toml").write_text(f'[tool.skipwise]\ndefinitions = "{name}"\n')
     import skipwise  # noqa: F401 - first, as a code location does: the module's bytes are then recorded
 
     yield importlib.import_module(name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import sys
 import textwrap
-import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +13,7 @@ import pytest
 from skipwise import snapshot
 from skipwise.adapters.dagster.graph import graph_of
 from skipwise.core.partitions import AllOf, Identity, Offsets, Table
+from tests.conftest import definitions_module
 
 MODULE = '''
 import dagster as dg
@@ -47,10 +47,7 @@ defs = dg.Definitions(assets=[raw, rolling, daily, everything, per_store], resou
 
 @pytest.fixture
 def module(tmp_path: Path, monkeypatch):
-    (tmp_path / "pyproject.toml").write_text('[tool.skipwise]\ndefinitions = "m"\n')
-    name = f"graph_{uuid.uuid4().hex[:10]}"
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(MODULE))
-    monkeypatch.syspath_prepend(str(tmp_path))
+    name = definitions_module(tmp_path, monkeypatch, MODULE, "graph")
     monkeypatch.delenv("SKIPWISE_ROOT", raising=False)
     yield importlib.import_module(name)
     sys.modules.pop(name, None)
