@@ -89,7 +89,7 @@ class ObjectStore:
         return sync(self.fs.loop, self._acall, method, kwargs)
 
     async def _acall(self, method: str, kwargs: dict[str, Any]) -> Any:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         await self.fs.set_session()
         try:
@@ -108,9 +108,9 @@ class ObjectStore:
                 raise FileNotFoundError(self.url_of(kwargs.get("Key", ""))) from None
             raise InputError(f"{self.url_of(kwargs.get('Key', ''))}: {method} failed: {code}: {err.get('Message', exc)}",
                              hint="check $AWS_ENDPOINT_URL, the bucket and the credentials in the environment") from None
-        except (OSError, ValueError) as exc:
+        except (BotoCoreError, OSError, ValueError) as exc:  # no endpoint, no credentials, a bad URL
             raise InputError(f"{self.url}: cannot reach the object store ({type(exc).__name__}: {exc})",
-                             hint="check $AWS_ENDPOINT_URL and the network") from None
+                             hint="check $AWS_ENDPOINT_URL, the network and the credentials in the environment") from None
 
     # -- requests --------------------------------------------------------------------------------
 

@@ -132,6 +132,15 @@ def test_a_build_on_the_object_store_equals_the_local_one_and_a_second_reads_no_
     assert sw.scan("weather_features", partitions=DAYS, root=project_dir).collect().height == sum(w.height for w in want)
     assert not [r for r in s3.requests(since=mark) if r.method == "GET" and r.path.endswith(".parquet")]
 
+    # The local copies are derived: `skipwise cache gc` removes them, the next scan fetches again.
+    copies = json.loads(skipwise(project_dir, env, "cache", "status", "--json").stdout)["object_copies"]
+    assert copies["files"] >= len(want) and copies["bytes"] > 0
+    skipwise(project_dir, env, "cache", "gc")
+    assert json.loads(skipwise(project_dir, env, "cache", "status", "--json").stdout)["object_copies"]["files"] == 0
+    mark = s3.mark()
+    assert sw.scan("weather_features", partitions=DAYS, root=project_dir).collect().equals(pl.concat(want))
+    assert len([r for r in s3.requests(since=mark) if r.method == "GET" and r.path.endswith(".parquet")]) == len(want)
+
 
 def test_an_output_rewritten_in_the_bucket_is_recomputed_never_a_hit(project_dir, s3):
     env = env_for(project_dir, s3, "tamper")
