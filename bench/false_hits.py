@@ -66,6 +66,7 @@ DVC = str(BIN / "dvc") if (BIN / "dvc").exists() else (shutil.which("dvc") or "d
 #: installed library (`skipwise`, editable from this repository's pipelines/), whatever the copy holds.
 PROJECT_FILES = ["assets", "params.yaml", "dvc.yaml", ".dvcignore", "skipwise.toml", "pyproject.toml"]
 FIRST, LAST = "2013-01-01", "2013-01-12"
+SOAK_BUCKET, SOAK_PREFIX = "soak", "features"  # --store s3
 DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]
 RAW_KINDS = ("flights", "weather")
 
@@ -184,7 +185,7 @@ class StepServer:
     def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None
 
-    def run(self, root: Path, argv: list[str], log: Path, timeout: float) -> int:
+    def run(self, root: Path, argv: list[str], log: Path, timeout: float, env: dict[str, str] | None = None) -> int:
         for attempt in (1, 2):  # a server that died is started again, once
             if self.proc is None or self.proc.poll() is not None:
                 env = env_for(root)
@@ -192,7 +193,8 @@ class StepServer:
                 self.proc = subprocess.Popen([sys.executable, "-P", str(WORKER), "--serve"], cwd=root.parent, env=env,
                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             try:
-                self.proc.stdin.write(json.dumps({"cwd": str(root), "argv": argv, "log": str(log), "timeout": timeout}) + "\n")
+                self.proc.stdin.write(json.dumps({"cwd": str(root), "argv": argv, "log": str(log), "timeout": timeout,
+                                                  "env": env or {}}) + "\n")
                 self.proc.stdin.flush()
                 reply = self.proc.stdout.readline()
             except (BrokenPipeError, OSError):
@@ -218,7 +220,7 @@ class StepServer:
 SERVER: StepServer | None = None
 
 
-def run_worker(root: Path, step: int | str, result: Path, mode: str = "all") -> tuple[dict, float]:
+def run_worker(root: Path, step: int | str, result: Path, mode: str = "all", env: dict[str, str] | None = None) -> tuple[dict, float]:
     """One fresh process: the incremental build, then (mode "all") the oracle. Returns (result, wall s).
 
     The process is a child forked by the step server, or (`--fresh-process`) a plain subprocess
@@ -229,10 +231,10 @@ def run_worker(root: Path, step: int | str, result: Path, mode: str = "all") -> 
     t = time.perf_counter()
     if SERVER is not None:
         log = result.with_suffix(".log")
-        rc = SERVER.run(root, argv, log, 600)
+        rc = SERVER.run(root, argv, log, 600, env)
         stderr = log.read_text(errors="replace") if log.exists() else ""
     else:
-        p = subprocess.run([sys.executable, "-P", str(WORKER), *argv], cwd=root, env=env_for(root), capture_output=True, text=True,
+        p = subprocess.run([sys.executable, "-P", str(WORKER), *argv], cwd=root, env={**env_for(root), **(env or {})}, capture_output=True, text=True,
                            timeout=600)
         rc, stderr = p.returncode, p.stderr
     wall = time.perf_counter() - t
@@ -254,6 +256,7 @@ class Soak:
     history: dict[str, list[bytes]] = field(default_factory=dict)  # raw file -> its distinct versions seen
     copies: int = 0
     comments: int = 0
+    bucket: "Bucket | None" = None  # --store s3: partitions live in the bucket, not in data/
 
     def raw_files(self) -> list[str]:
         return [f"data/raw/{k}/{d}.parquet" for k in RAW_KINDS for d in DAYS]
@@ -282,6 +285,87 @@ def _manifest(d: Path) -> dict | None:
         return json.loads((d / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
+
+
+class Bucket:
+    """`--store s3`: the feature store's prefix on the soak's own moto_server, edited with boto3 (a
+    client independent of the library): partition folder `d` (data/<layer>/<asset>/<key>) maps to
+    ``<prefix>/<layer>/<asset>/<key>/``."""
+
+    def __init__(self, endpoint: str, bucket: str, prefix: str) -> None:
+        import boto3
+
+        self.client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        self.bucket, self.prefix = bucket, prefix
+
+    def key(self, d: Path, name: str = "") -> str:
+        layer, asset, part = d.parts[-3:]
+        return "/".join(x for x in (self.prefix, layer, asset, part, name) if x)
+
+    def read(self, d: Path, name: str) -> bytes | None:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self.key(d, name))["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            return None
+
+    def write(self, d: Path, name: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self.key(d, name), Body=data)
+
+    def delete(self, d: Path, name: str = "") -> None:
+        """One object, or (no name) every object of the partition."""
+        if name:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(d, name))
+            return
+        for key in self.keys(self.key(d) + "/"):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def keys(self, prefix: str) -> list[str]:
+        out = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            out += [o["Key"] for o in page.get("Contents", [])]
+        return out
+
+    def ledger(self) -> list[dict]:
+        out = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{self.prefix}/ledger/"):
+            out += page.get("Contents", [])
+        return out
+
+
+def manifest_of(s: Soak, d: Path) -> dict | None:
+    if s.bucket is None:
+        return _manifest(d)
+    data = s.bucket.read(d, "manifest.json")
+    try:
+        return json.loads(data) if data is not None else None
+    except ValueError:
+        return None
+
+
+def read_file(s: Soak, d: Path, name: str) -> bytes | None:
+    if s.bucket is not None:
+        return s.bucket.read(d, name)
+    try:
+        return (d / name).read_bytes()
+    except OSError:
+        return None
+
+
+def write_file(s: Soak, d: Path, name: str, data: bytes) -> None:
+    if s.bucket is not None:
+        s.bucket.write(d, name, data)
+    else:
+        (d / name).write_bytes(data)
+
+
+def remove(s: Soak, d: Path, name: str = "") -> None:
+    """Delete one file of a partition, or (no name) the whole partition."""
+    if s.bucket is not None:
+        s.bucket.delete(d, name)
+    elif name:
+        (d / name).unlink(missing_ok=True)
+    else:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _write_parquet(frame, **kw) -> bytes:
@@ -510,7 +594,7 @@ def comment_only(s: Soak) -> dict:
 
 def _pick_partition(s: Soak) -> tuple[Path, dict | None]:
     d = s.rng.choice(s.partitions())
-    return d, _manifest(d)
+    return d, manifest_of(s, d)
 
 
 def delete_output(s: Soak) -> dict:
@@ -519,17 +603,25 @@ def delete_output(s: Soak) -> dict:
     if m is None:
         return {"partition": str(d.relative_to(s.root)), "skipped": "not committed (an earlier build failed)"}
     if how == "output file":
-        (d / Path(m["output"]).name).unlink(missing_ok=True)
+        remove(s, d, Path(m["output"]).name)
     elif how == "partition folder":
-        shutil.rmtree(d)
+        remove(s, d)
     else:
-        (d / "manifest.json").unlink()
+        remove(s, d, "manifest.json")
     return {"partition": str(d.relative_to(s.root)), "deleted": how}
 
 
 def truncate_output(s: Soak) -> dict:
     d, m = _pick_partition(s)
     how = s.rng.choice(["half", "empty", "same size, bytes flipped, mtime restored"])
+    if s.bucket is not None:  # an object has no mtime to restore: rewritten in place, it gets a new ETag
+        data = s.bucket.read(d, Path(m["output"]).name) if m else None
+        if not data:
+            return {"partition": str(d.relative_to(s.root)), "skipped": "no output to truncate (an earlier build failed)"}
+        at = s.rng.randrange(len(data))
+        new = data[: len(data) // 2] if how == "half" else b"" if how == "empty" else data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+        s.bucket.write(d, Path(m["output"]).name, new)
+        return {"partition": str(d.relative_to(s.root)), "how": how}
     path = d / Path(m["output"]).name if m else None
     if path is None or not path.is_file() or path.stat().st_size == 0:
         return {"partition": str(d.relative_to(s.root)), "skipped": "no output to truncate (an earlier build failed)"}
@@ -570,14 +662,17 @@ def edit_manifest(s: Soak) -> dict:
     else:
         v = m[f]
         m[f] = v[:-1] + ("0" if v[-1:] != "0" else "1")
-    return _write_text(s, d / "manifest.json", json.dumps(m, sort_keys=True, indent=1),
-                       {"partition": str(d.relative_to(s.root)), "field": f})
+    out = {"partition": str(d.relative_to(s.root)), "field": f}
+    if s.bucket is not None:
+        s.bucket.write(d, "manifest.json", json.dumps(m, sort_keys=True, indent=1).encode())
+        return out
+    return _write_text(s, d / "manifest.json", json.dumps(m, sort_keys=True, indent=1), out)
 
 
 def touch(s: Soak) -> dict:
     targets = [*s.raw_files(), *CODE_FILES, "assets/__init__.py", "assets/features/__init__.py", "pyproject.toml",
                "data/.skipwise/graph.json", "params.yaml", "data/raw/flights.dvc", "data/raw/weather.dvc", "dvc.yaml", "skipwise.toml"]
-    for d in s.partitions():
+    for d in s.partitions() if s.bucket is None else []:  # objects have no mtime to touch
         m = _manifest(d)
         output = Path(m["output"]).name if m else "0-no-output"
         targets += [str((d / "manifest.json").relative_to(s.root)), str((d / output).relative_to(s.root))]
@@ -617,12 +712,13 @@ def forge_output(s: Soak) -> dict:
     """
     parts = [d for d in s.partitions() if d.parent.name == "flight_features"]
     victim, donor = parts[-1], parts[0]
-    m = json.loads((victim / "manifest.json").read_text())
-    dm = json.loads((donor / "manifest.json").read_text())
-    data = (donor / Path(dm["output"]).name).read_bytes()
-    (victim / Path(m["output"]).name).write_bytes(data)
+    m, dm = manifest_of(s, victim), manifest_of(s, donor)
+    data = read_file(s, donor, Path(dm["output"]).name)
+    write_file(s, victim, Path(m["output"]).name, data)
     m["output_hash"], m["output_size"] = dm["output_hash"], len(data)
-    (victim / "manifest.json").write_text(json.dumps(m, sort_keys=True, indent=1))
+    if s.bucket is not None:  # the forger rewrites the recorded ETag as well: nothing is left to tell
+        m["output_etag"] = s.bucket.client.head_object(Bucket=s.bucket.bucket, Key=s.bucket.key(victim, Path(m["output"]).name))["ETag"].strip('"')
+    write_file(s, victim, "manifest.json", json.dumps(m, sort_keys=True, indent=1).encode())
     return {"partition": str(victim.relative_to(s.root)), "bytes_of": donor.name}
 
 
@@ -846,12 +942,14 @@ def scratch_check(s: Soak, expected: dict[str, str], tag: str, refusals: list[st
     scratch = s.base / "scratch"
     shutil.rmtree(scratch, ignore_errors=True)
     copy_without_outputs(s.root, scratch)
-    res, _ = run_worker(scratch, f"scratch-{tag}", s.base / "scratch.json", mode="build")
+    # With --store s3, the scratch build gets an empty prefix of its own in the bucket.
+    env = {"SKIPWISE_STORE": f"s3://{s.bucket.bucket}/scratch-{time.time_ns()}"} if s.bucket is not None else None
+    res, _ = run_worker(scratch, f"scratch-{tag}", s.base / "scratch.json", mode="build", env=env)
     if res.get("build_error"):
         refusals.append(cause(res["build_error"]))
         say(f"scratch build failed at {tag}, retrying in 3 s: {cause(res['build_error'])}")
         time.sleep(3)
-        res, _ = run_worker(scratch, f"scratch-{tag}-retry", s.base / "scratch.json", mode="build")
+        res, _ = run_worker(scratch, f"scratch-{tag}-retry", s.base / "scratch.json", mode="build", env=env)
     shutil.rmtree(scratch, ignore_errors=True)
     if res.get("build_error"):
         say(f"scratch build failed at {tag}:\n{res['build_error']}")
@@ -883,9 +981,21 @@ def main(argv: list[str] | None = None) -> int:
                     help="run each step in a plain new interpreter instead of a child forked by a server that has "
                          "imported Dagster and the other third-party libraries once (slower by the imports: seconds a step)")
     ap.add_argument("--inject-false-hit", type=int, metavar="STEP", help=argparse.SUPPRESS)  # self-test of the oracle
+    ap.add_argument("--store", choices=("local", "s3"), default="local",
+                    help="where the feature store lives: data/ (default), or a bucket on a moto_server started for the soak")
     ap.add_argument("--src", type=Path, default=REPO, help="the project to copy (assets, params.yaml, pyproject.toml...; never its pipelines/); default this one")
     args = ap.parse_args(argv)
     global SERVER
+    s3 = None
+    saved_env = dict(os.environ)
+    if args.store == "s3":  # before the step server starts: every step inherits the store's environment
+        from bench.s3server import FAKE_CREDENTIALS, S3Server
+
+        s3_logs = Path(tempfile.mkdtemp(prefix="false_hits-s3-", dir=args.tmp))
+        s3 = S3Server.start(s3_logs)
+        s3.make_bucket(SOAK_BUCKET, "us-east-1")
+        os.environ.update({**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": s3.endpoint, "SKIPWISE_STORE": f"s3://{SOAK_BUCKET}/{SOAK_PREFIX}",
+                           "SKIPWISE_STORE_REGION": "us-east-1", "SKIPWISE_REGION": "us-east-1"})
     SERVER = None if args.fresh_process else StepServer()
     try:
         return _soak(args, argv)
@@ -893,6 +1003,11 @@ def main(argv: list[str] | None = None) -> int:
         if SERVER is not None:
             SERVER.close()
             SERVER = None
+        if s3 is not None:
+            s3.stop()
+            shutil.rmtree(s3_logs, ignore_errors=True)
+            os.environ.clear()
+            os.environ.update(saved_env)
 
 
 def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
@@ -905,6 +1020,8 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
     base = Path(tempfile.mkdtemp(prefix="false_hits-", dir=args.tmp))
     say(f"false_hits: seed {args.seed}, {steps} steps, project in {base}")
     s = Soak(base, make_project(base, args.src.resolve()), random.Random(args.seed), args.settle_after_copy)
+    if args.store == "s3":
+        s.bucket = Bucket(os.environ["AWS_ENDPOINT_URL"], SOAK_BUCKET, SOAK_PREFIX)
     # The library is the installed one, read afresh by every step: an edit of it during the soak
     # (someone working in this checkout) would mix versions, so its digest is taken at every step.
     digest = code_digest(library_dir())
@@ -937,6 +1054,7 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
         extra += f" --settle-after-copy {args.settle_after_copy:g}" if args.settle_after_copy else ""
         extra += f" --ledger-keep {args.ledger_keep}" if args.ledger_keep else ""
         extra += " --fresh-process" if args.fresh_process else ""
+        extra += " --store s3" if args.store == "s3" else ""
         return f".venv/bin/python -m bench.false_hits --seed {args.seed} --replay {step}{extra}"
 
     steps_log = args.out.with_suffix(".steps.jsonl")
@@ -990,11 +1108,11 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
                 keep, stopped = True, True
                 break
             for pk in r.false_hits + r.wrong_after_run:  # repair, so later steps test afresh (a replay does the same)
-                for d in (s.root / "data").glob(f"*/{pk}"):
-                    shutil.rmtree(d, ignore_errors=True)
+                for d in [d for d in s.partitions() if f"{d.parent.name}/{d.name}" == pk]:
+                    remove(s, d)
         prev_clean = not r.failed
         if args.ledger_keep:
-            prune_ledger(s.root, args.ledger_keep)
+            prune_ledger(s.root, args.ledger_keep) if s.bucket is None else prune_bucket_ledger(s.bucket, args.ledger_keep)
         if args.scratch_every and step % args.scratch_every == 0 and step != steps and not r.build_error:
             scratch_checks += 1
             scratch_bad += scratch_check(s, expected, f"step {step}", refusals)
@@ -1011,6 +1129,14 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
     else:
         shutil.rmtree(base, ignore_errors=True)
     return 1 if any(r.failed for r in results) or scratch_bad else 0
+
+
+def prune_bucket_ledger(bucket: Bucket, keep: int) -> int:
+    """The same on the bucket: all but the newest `keep` ledger objects go (by LastModified)."""
+    objs = sorted(bucket.ledger(), key=lambda o: (o["LastModified"], o["Key"]))
+    for o in objs[:-keep] if keep else objs:
+        bucket.client.delete_object(Bucket=bucket.bucket, Key=o["Key"])
+    return max(0, len(objs) - keep)
 
 
 def prune_ledger(root: Path, keep: int) -> int:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import sys
 import time
 import traceback
@@ -155,7 +156,12 @@ def oracle(days: list[str], out: dict) -> None:
 
 
 def committed(out: dict) -> None:
-    """Every committed partition: its manifest's output_hash and the sha256 of its output file now."""
+    """Every committed partition: its manifest's output_hash and the sha256 of its output file now
+    (in data/, or with $SKIPWISE_STORE=s3://..., in the bucket, read with boto3: not the library)."""
+    store = os.environ.get("SKIPWISE_STORE", "")
+    if store.startswith("s3://"):
+        out["committed"] = committed_in_bucket(store)
+        return
     got: dict[str, dict] = {}
     for mpath in sorted(Path("data").glob("*/*/*/manifest.json")):
         rel = f"{mpath.parent.parent.name}/{mpath.parent.name}"
@@ -166,6 +172,28 @@ def committed(out: dict) -> None:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             got[rel] = {"manifest": None, "file": None, "error": f"{type(exc).__name__}: {exc}"}
     out["committed"] = got
+
+
+def committed_in_bucket(url: str) -> dict[str, dict]:
+    import boto3
+
+    bucket, _, prefix = url[len("s3://"):].partition("/")
+    client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    keys = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix.rstrip("/") + "/"):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    got: dict[str, dict] = {}
+    for key in sorted(k for k in keys if k.endswith("/manifest.json")):
+        folder = key.rsplit("/", 1)[0]
+        rel = "/".join(folder.split("/")[-2:])
+        try:
+            m = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+            okey = f"{folder}/{Path(m['output']).name}"
+            data = client.get_object(Bucket=bucket, Key=okey)["Body"].read() if okey in keys else None
+            got[rel] = {"manifest": m.get("output_hash"), "file": _sha(data) if data is not None else None}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            got[rel] = {"manifest": None, "file": None, "error": f"{type(exc).__name__}: {exc}"}
+    return got
 
 
 def main(argv: list[str]) -> int:
@@ -228,6 +256,7 @@ def serve() -> int:
                 os.dup2(fd, 1)
                 os.dup2(fd, 2)
                 os.chdir(req["cwd"])
+                os.environ.update(req.get("env") or {})
                 os.environ["PYTHONPATH"] = req["cwd"]
                 sys.path.insert(0, req["cwd"])
                 global T0

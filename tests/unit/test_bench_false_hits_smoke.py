@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import io
 import json
+import os
 import random
 from pathlib import Path
 
@@ -122,10 +123,11 @@ def test_params_toggles_set_remove_and_restore_keys(tmp_path):
 
 
 @pytest.mark.integration
-def test_a_short_soak_runs_clean_and_catches_a_planted_false_hit(tmp_path):
+@pytest.mark.parametrize("store", ["local", "s3"])
+def test_a_short_soak_runs_clean_and_catches_a_planted_false_hit(tmp_path, store):
     out = tmp_path / "false_hits.md"
     rc = fh.main(["--steps", "3", "--seed", "5", "--out", str(out), "--tmp", str(tmp_path), "--inject-false-hit", "3", "--scratch-every", "0",
-                  "--ledger-keep", "2"])
+                  "--ledger-keep", "2", "--store", store])
     text = out.read_text()
     assert rc == 1, text
     assert "| forged output (injected false hit) | 1 |" in text
@@ -135,4 +137,5 @@ def test_a_short_soak_runs_clean_and_catches_a_planted_false_hit(tmp_path):
     assert "0 partitions disagreed" in text  # the oracle agrees with a from-scratch build
     steps = [json.loads(line) for line in out.with_suffix(".steps.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps] == [1, 2, 3] and steps[2]["false_hits"] == ["flight_features/2013-01-12"]
-    assert not list(tmp_path.glob("false_hits-*"))  # the temporary project is removed
+    assert not list(tmp_path.glob("false_hits-*"))  # the temporary project (and the S3 server's log) is removed
+    assert "SKIPWISE_STORE" not in os.environ
