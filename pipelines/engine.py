@@ -93,6 +93,10 @@ class Project:
         for own in ("ledger", ".skipwise"):  # skipwise writes there: never through a link that leaves data/
             ensure_inside(self.data_root / own, os.path.realpath(self.data_root), f"{Path('data', own)}")
         self.io = IOCounter()
+        # The store's bytes and requests outside any partition (planning's LISTs, commits, leases,
+        # ledger writes) go to the run record: (what the counter moved) - (what partitions recorded).
+        self._io_taken = self.io.snapshot()
+        self._io_in_partitions = self._io_taken
         self.statcache = StatCache(self.data_root / ".skipwise" / "stat.db", base=self.root)
         # Raw files may be links into DVC's cache (cache.type symlink/hardlink): reads may go there too.
         local = PartitionStore(self.data_root, self.statcache, self.io, read_roots=(self.root, *dvc_cache_dirs(self.root)))
@@ -475,6 +479,7 @@ class Project:
                                 # The record goes first: a run killed after the commit keeps its cost.
                                 journal.write(self._records([*hits, outcome], run_id, tags))
                                 pm.add_partition(outcome.cost)
+                                self._io_in_partitions += _io_of(outcome.cost)
                                 hits = []
                                 self.store.commit(asset.layer, asset.name, outcome.manifest)
                     yield outcome
@@ -581,8 +586,19 @@ class Project:
             reason="process overhead: CPU, wall and memory outside its metered partitions",
             fingerprint="",
             tags={str(k): str(v) for k, v in tags.items() if not str(k).startswith("dagster/")},
-            cost=self.config.price(_plus(process_meter().take(), self._locality and self._locality.take_outside())),
+            cost=self.config.price(_plus(_plus(process_meter().take(), self._take_io_outside()),
+                                         self._locality and self._locality.take_outside())),
         )
+
+    def _take_io_outside(self) -> CostVector | None:
+        """The store's I/O since the previous run record that no partition's record holds (None if none).
+        The write of the record itself is the one request it cannot hold: the next record counts it."""
+        now = self.io.snapshot()
+        outside = now - self._io_taken - self._io_in_partitions
+        self._io_taken, self._io_in_partitions = now, now - now
+        if not (outside.requests or outside.bytes_read or outside.bytes_written):
+            return None
+        return CostVector.from_io(outside, "io outside partitions: planning's listings, commits, leases and ledger writes")
 
     def _records(self, outcomes: list[Outcome], run_id: str, tags: Mapping[str, str]) -> list[LedgerRecord]:
         return [
@@ -795,6 +811,18 @@ class Project:
 
 def _plus(cost: CostVector, extra: CostVector | None) -> CostVector:
     return cost if extra is None else cost + extra
+
+
+def _io_of(cost: CostVector | None) -> Any:
+    """The store I/O a partition's cost vector recorded, as an IOSnapshot."""
+    from skipwise.core.cost import EGRESS_CLASSES, IOSnapshot
+
+    if cost is None:
+        return IOSnapshot()
+    return IOSnapshot(bytes_read=cost.bytes_read or 0, bytes_written=cost.bytes_written or 0,
+                      get_requests=cost.get_requests or 0, put_requests=cost.put_requests or 0,
+                      list_requests=cost.list_requests or 0,
+                      **{f"egress_{c}_bytes": getattr(cost, f"egress_{c}_bytes") or 0 for c in EGRESS_CLASSES})
 
 
 _FORMAT_OF_EXT = {".parquet": "polars", ".json": "json", ".bin": "bytes", ".pt": "torch"}

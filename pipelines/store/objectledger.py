@@ -6,12 +6,14 @@ hits before it) as an object of its own, PUT before the partition commits: a wor
 moment keeps the records of everything it committed, on whichever host it ran. Any number of
 hosts record at once; names are unique, so no writer ever touches another's object.
 
-Reading lists the day folders it needs (a LIST per 1,000 objects) and fetches each object once per
-host: objects never change, and a local copy is kept by URL and ETag (`EtagCache`).
+Reading lists the ledger (a LIST per 1,000 objects, made again after `LISTING_SECONDS`) and
+fetches each object once per host: objects never change, and a local copy is kept by URL and ETag
+(`EtagCache`).
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -21,6 +23,9 @@ from skipwise.store.ledger import _DAY, Ledger, _check_since, day_of, file_name,
 from skipwise.store.objects import Entry, ObjectStore
 
 FOLDER = "ledger"
+#: How long a listing of the ledger answers questions (budgets, history) before it is made again:
+#: what other hosts record is seen that much later; what this process writes, at once.
+LISTING_SECONDS = 5.0
 
 
 class ObjectLedger(Ledger):
@@ -32,6 +37,7 @@ class ObjectLedger(Ledger):
         self.url = objects.url_of(FOLDER)
         self.cache = EtagCache(Path(cache_dir))
         self._listed: dict[str, Entry] | None = None
+        self._listed_at = 0.0
         self._rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     def append(self, records: Iterable[LedgerRecord]) -> str:  # type: ignore[override]
@@ -40,8 +46,11 @@ class ObjectLedger(Ledger):
         if not records:
             raise ValueError("Ledger.append needs at least one record")
         rel = f"{FOLDER}/{day_of(records)}/{file_name(records[0].run_id)}"
-        self.objects.put(rel, lines_of(records))
-        self._listed = None
+        data = lines_of(records)
+        etag = self.objects.put(rel, data)
+        self.cache.put(self.objects.url_of(rel), etag, data)
+        if self._listed is not None:
+            self._listed[rel[len(FOLDER) + 1:]] = Entry(len(data), etag)
         return self.objects.url_of(rel)
 
     def journal(self, run_id: str) -> "ObjectJournal":  # type: ignore[override]
@@ -51,15 +60,15 @@ class ObjectLedger(Ledger):
         return bool(self._list())
 
     def _list(self) -> dict[str, Entry]:
-        if self._listed is None:
+        if self._listed is None or time.monotonic() - self._listed_at > LISTING_SECONDS:
             self._listed = {rel[len(FOLDER) + 1:]: e for rel, e in self.objects.list(FOLDER).items()}
+            self._listed_at = time.monotonic()
         return self._listed
 
     def files(self, since: str | None = None) -> list[str]:  # type: ignore[override]
         """The ledger objects (paths under ``ledger/``), oldest day first; with `since`, only
         the days that can hold records at or after it."""
         since = _check_since(since)
-        self._listed = None  # another host may have recorded since: list afresh for each question
         out = []
         for rel in sorted(self._list()):
             day, _, name = rel.partition("/")

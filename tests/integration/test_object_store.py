@@ -142,6 +142,23 @@ def test_a_build_on_the_object_store_equals_the_local_one_and_a_second_reads_no_
     assert len([r for r in s3.requests(since=mark) if r.method == "GET" and r.path.endswith(".parquet")]) == len(want)
 
 
+def test_the_ledger_holds_every_billed_request_but_the_last_record_writes(project_dir, s3):
+    env = env_for(project_dir, s3, "acct")
+    mark = s3.mark()
+    skipwise(project_dir, env, "materialize", "--select", "weather_features,flight_features", "--partition", DAYS)
+    billed = [r for r in s3.requests(since=mark) if ("/acct/" in r.path or "prefix=acct/" in r.path) and r.method != "DELETE"]
+    rows = ledger_rows(objects(s3, "acct"))
+    got = {k: sum(r[f"{k}_requests"] for r in rows) for k in ("get", "put", "list")}
+    lists = sum("list-type" in r.path for r in billed)
+    gets = sum(r.method == "GET" for r in billed) - lists
+    puts = sum(r.method == "PUT" for r in billed)
+    # Not in the ledger: each process's last ledger write (a record cannot hold its own PUT: the
+    # parent and one process per step), and the parent's closing summary, which reads the ledger.
+    assert 0 <= puts - got["put"] <= 3, (puts, got)
+    assert 0 <= (gets + lists) - (got["get"] + got["list"]) <= 2, (gets, lists, got)
+    assert sum(r["usd"] or 0 for r in rows if r["cache"] == "run") > 0
+
+
 def test_an_output_rewritten_in_the_bucket_is_recomputed_never_a_hit(project_dir, s3):
     env = env_for(project_dir, s3, "tamper")
     skipwise(project_dir, env, "materialize", "--select", "weather_features", "--partition", DAYS)
@@ -168,8 +185,14 @@ def test_an_output_rewritten_in_the_bucket_is_recomputed_never_a_hit(project_dir
 def test_two_processes_on_one_bucket_compute_each_partition_once(project_dir, s3):
     env = {**env_for(project_dir, s3, "race"), "SKIPWISE_WORKERS": "1"}
     cmd = [str(BIN / "skipwise"), "materialize", "--select", "flight_features", "--partition", DAYS]
-    procs = [subprocess.Popen(cmd, cwd=project_dir, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    homes = []
+    for i in range(2):  # two hosts: a Dagster instance each (one SQLite file takes one writer at a time)
+        home = project_dir / f".dagster-{i}"
+        home.mkdir()
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        homes.append(str(home))
+    procs = [subprocess.Popen(cmd, cwd=project_dir, env={**os.environ, **env, "DAGSTER_HOME": home}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for home in homes]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     store = objects(s3, "race")
