@@ -77,6 +77,11 @@ class IOManager(dg.ConfigurableIOManager):
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [UNPARTITIONED]
         values: dict[str, Any] = {}
         upstream_md = _upstream_metadata(context)
+        if meta(upstream_md, KIND) == SOURCE and meta(upstream_md, "skipwise/url"):  # an object-store prefix
+            source = project.graph.node(name)  # its version now, then exactly that object (a conditional GET)
+            for key in keys:
+                values[key] = formats.get("polars").decode(project.locality.read_source(source, key, project.raw_version(source, key)))
+            return bodies.combine(values, _annotation(context))
         if meta(upstream_md, KIND) == SOURCE:  # a DVC-tracked raw input: its files, as they are
             from skipwise.core.spec import Source
 
