@@ -129,6 +129,9 @@ class ObjectSources:
         from skipwise.store.contentcache import etag_key
 
         url = source.object_url(key)
+        if version == "absent":
+            what, fix = source.missing(key)
+            raise InputError(f"{source.name}[{key}] has {what}", hint=fix)
         if not version or not version.startswith(VERSION_PREFIX):
             raise InputError(f"{source.name}[{key}] has no object version to read ({version!r})",
                              hint="run again: the plan lists the prefix for its versions")
