@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import polars as pl
 import pytest
 
 from bench.s3server import FAKE_CREDENTIALS, S3Server
-from tests.conftest import BIN, run
+from tests.integration.test_remote_sources import Checkout as RemoteCheckout
 
 pytestmark = pytest.mark.integration
 
@@ -96,24 +95,12 @@ def object_path(day: str, bucket: str = BUCKET, folder: str = "events") -> str:
     return f"/{bucket}/{folder}/{day}.parquet"
 
 
-class Checkout:
+class Checkout(RemoteCheckout):
+    """The checkout, its commands and its ledger, as for DVC remotes; objects come from $AWS_ENDPOINT_URL."""
+
     def __init__(self, root: Path, s3: S3Server):
-        self.root = root
-        self.s3 = s3
-        self.env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": s3.endpoint, "DAGSTER_HOME": str(root / ".dagster"),
-                    "SKIPWISE_ROOT": str(root)}
-
-    def skipwise(self, *args: str, check: bool = True):
-        return run([str(BIN / "skipwise"), *args], cwd=self.root, env=self.env, check=check)
-
-    def ledger_files(self) -> set[Path]:
-        return set((self.root / "data" / "ledger").rglob("*.jsonl"))
-
-    def ledger(self, since: set[Path] = frozenset()) -> list[dict]:
-        rows = []
-        for f in sorted(self.ledger_files() - set(since)):
-            rows += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
-        return rows
+        super().__init__(root, s3)
+        self.env["AWS_ENDPOINT_URL"] = s3.endpoint
 
     def put(self, day: str, data: bytes, bucket: str = BUCKET, folder: str = "events") -> None:
         self.s3.client().put_object(Bucket=bucket, Key=f"{folder}/{day}.parquet", Body=data)
@@ -133,33 +120,24 @@ def object_gets(requests) -> list[str]:
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    server = S3Server.start(tmp_path_factory.mktemp("moto"))
-    saved = {k: os.environ.get(k) for k in (*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL")}
-    os.environ.update({**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": server.endpoint})  # in-process projects and set-up
-    try:
+    with S3Server.start(tmp_path_factory.mktemp("moto")) as server, pytest.MonkeyPatch.context() as env:
+        for k, v in {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": server.endpoint}.items():
+            env.setenv(k, v)  # this process's own clients: the set-up and the in-process projects
         server.make_bucket(BUCKET, "eu-west-1")
         server.make_bucket(VERSIONED, "eu-west-1")
         server.client().put_bucket_versioning(Bucket=VERSIONED, VersioningConfiguration={"Status": "Enabled"})
         yield server
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory, s3) -> Checkout:
     root = tmp_path_factory.mktemp("objects")
-    (root / "tinyobjects").mkdir()
-    (root / "tinyobjects" / "__init__.py").write_text("")
-    (root / "tinyobjects" / "definitions.py").write_text(DEFINITIONS)
-    (root / "pyproject.toml").write_text('[tool.skipwise]\ndefinitions = "tinyobjects.definitions"\n')
-    (root / "skipwise.toml").write_text(SKIPWISE_TOML)
-    (root / ".dagster").mkdir()
-    (root / ".dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    files = {"tinyobjects/__init__.py": "", "tinyobjects/definitions.py": DEFINITIONS, "skipwise.toml": SKIPWISE_TOML,
+             "pyproject.toml": '[tool.skipwise]\ndefinitions = "tinyobjects.definitions"\n',
+             ".dagster/dagster.yaml": "telemetry:\n  enabled: false\n"}  # no raw files, no DVC: only code and config
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
     c = Checkout(root, s3)
     for day in DAYS:
         c.put(day, day_bytes(day))
