@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -374,6 +375,40 @@ def test_the_new_raw_data_sensor_sees_object_versions(checkout, s3, monkeypatch)
     versions = raw_versions(load_project(checkout.root))["events"]
     etags = {d: s3.client().head_object(Bucket=BUCKET, Key=f"events/{d}.parquet")["ETag"].strip('"') for d in DAYS}
     assert versions == {d: f"etag:{e}" for d, e in etags.items()}  # 2024-01-05 has no object: not listed
+
+
+FILL = """
+import sys, time
+from pathlib import Path
+from skipwise.loading import load_project
+from skipwise.store.contentcache import ContentCache
+root, cache, go, days = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4:]
+project = load_project(root)
+project.locality._cache = ContentCache(cache, 10**9, project.io)  # an empty cache of the test's own
+events = project.graph.node("events")
+versions = {d: project.raw_version(events, d) for d in days}  # the listing, before the start signal
+while not go.exists():
+    time.sleep(0.005)
+print(sum(len(project.locality.read_source(events, d, versions[d])) for d in days))
+"""
+
+
+def test_two_processes_filling_the_cache_at_once_fetch_each_object_once(checkout, s3, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", FILL, str(checkout.root), str(tmp_path / "cache"), str(go), *DAYS],
+                              env={**os.environ, **checkout.env}, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    time.sleep(4.0)  # both are importing and listing, then waiting for the signal
+    mark = s3.mark()
+    go.touch()
+    outs = [int(p.communicate(timeout=120)[0].strip()) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    size = sizes(s3)
+    assert outs == [sum(size[object_path(d)] for d in DAYS)] * 2  # both read every object whole
+    assert sorted(object_gets(s3.requests(since=mark))) == sorted(object_path(d) for d in DAYS)  # each fetched once
 
 
 def test_credentials_appear_in_no_record(checkout):
