@@ -217,7 +217,8 @@ class Locality:
 
     def inputs_of(self, runs: Iterable[tuple[str, str]]) -> Movement:
         """Where the source inputs of the partitions `runs` ((asset, key) pairs) are and what reading
-        them would move, per class and priced. Reads no data and makes no request (one stat per file)."""
+        them would move, per class and priced. Reads no data and makes no request (one stat per file;
+        an object-store source's sizes come from the listing planning made)."""
         from skipwise.store.contentcache import etag_key, md5_key
 
         seen: set[tuple[str, str]] = set()
