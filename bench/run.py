@@ -5,7 +5,9 @@
 For each dataset (the demo's real data; a generated one of >= 200 days and >= 2 GB, skipped with
 --quick) and each scenario (full build, no-op rerun, one changed raw partition, code change in one
 asset), the same work runs through skipwise (Dagster), plain Dagster assets and `dvc repro`, in the
-same temporary projects, one after the other. Both projects are Dagster-native (`@sw.asset`
+same temporary projects, one after the other. A branch switch (`bench/branch_switch.py`): a small
+generated project in git, built on branch A, on branch B (one asset's code changed), then on A
+again, whose kept versions are restored: its time against A's from-scratch build. Both projects are Dagster-native (`@sw.asset`
 definitions named in their pyproject.toml). Then planning costs: `skipwise plan` as a command with
 its graph snapshot valid and invalidated, beside the bare import of the definitions and a no-op
 `dvc status`, and `Project.plan()` over 10,000 partitions of a daily asset and of an hourly one with
@@ -412,6 +414,17 @@ def main(argv: list[str] | None = None) -> int:
                 refs += res.refs
                 targets += res.targets
                 notes += res.notes
+
+            from bench.branch_switch import FULL_SIZE, QUICK_SIZE, branch_switch
+
+            days, day_rows = QUICK_SIZE if args.quick else FULL_SIZE
+            say(f"branch switch: a git repository of {days} generated days x {day_rows} rows; build on A, on B, back on A")
+            switch = branch_switch(tmp, days, day_rows)
+            refs += switch.refs()
+            targets.append(switch.target())
+            notes.append(f"Branch switch: the generated project ({days} days x {day_rows:,} rows) in a git repository "
+                         "(data/ ignored, raw data versioned by DVC); branch B adds a statement to event_features; the "
+                         "switch back is `git checkout a` then the same `materialize_project` run as every skipwise row.")
 
             say("planning: skipwise plan as a command (snapshot valid / invalidated), the bare import, dvc status on the demo")
             cp = planning.cli_plan(demo, max(5, repeats))

@@ -10,7 +10,7 @@
 
     defs = dg.Definitions(assets=[raw, sales], resources={"skipwise": sw.IOManager()})
 
-`asset`, `dvc_source`, `IOManager`, the sensors `stale_partitions_sensor`, `new_raw_data` and
+`asset`, `dvc_source`, `object_source`, `IOManager`, the sensors `stale_partitions_sensor`, `new_raw_data` and
 `retrain_on_feature_change`, the schedule `weekly_retrain` (they import Dagster on first use), for
 model assets `train_or_restore` and `model_registry`, `read`, `scan` and `relation` (committed
 partitions, from outside a pipeline) and `as_of_join` (a point-in-time join) are the public API;
@@ -25,7 +25,7 @@ _loaded.install(__file__)
 
 __version__ = "0.2.0"
 
-_PUBLIC = {"asset", "dvc_source", "IOManager", "stale_partitions_sensor", "new_raw_data", "retrain_on_feature_change",
+_PUBLIC = {"asset", "dvc_source", "object_source", "IOManager", "stale_partitions_sensor", "new_raw_data", "retrain_on_feature_change",
            "weekly_retrain"}
 _MODELS = {"train_or_restore", "model_registry"}  # no Dagster needed
 _READING = {"read", "scan", "relation"}

@@ -230,8 +230,11 @@ class Project:
         return dict(self._effective_params.get(asset.name, {}))
 
     def raw_version(self, source: Source, key: str) -> str:
-        """A raw partition's version: its DVC md5 (checked against the workspace), or "absent"."""
+        """A raw partition's version: its DVC md5 (checked against the workspace), an object-store
+        source's ETag (from one listing of its prefix), or "absent"."""
         cache_key = (source.name, key)
+        if cache_key not in self._raw_versions and source.url:
+            self._raw_versions[cache_key] = self.locality.object_version(source, key)
         if cache_key not in self._raw_versions:
             tracked = self._tracked.get(source.name)
             if tracked is None:
@@ -715,10 +718,8 @@ class Project:
         for k, v in versions.items():
             if isinstance(up, Source) and v == "absent":
                 if k == own_key:
-                    raise InputError(
-                        f"{up.name}[{k}] has no file: {Path(up.path, up.file_for(k))}",
-                        hint=f"add the file and run `dvc add {up.path}`, or pick a partition that has data",
-                    )
+                    what, fix = up.missing(k)
+                    raise InputError(f"{up.name}[{k}] has {what}", hint=fix)
                 continue  # a look-back day before the data starts
             entry = self._decoded.get((up.name, k, v))
             has_home = charge is not None and asset.partitions is not None and k in asset.partitions
@@ -798,12 +799,13 @@ class Project:
         try:
             return fmt.decode(data)
         except Exception as exc:  # the libraries raise several types for a damaged file
-            fix = f"restore it with `dvc checkout {up.path}`" if isinstance(up, Source) else f"delete {up.name}[{key}]'s folder and materialize it again"
+            fix = (f"delete {up.name}[{key}]'s folder and materialize it again" if not isinstance(up, Source) else
+                   f"upload a readable file to {up.shown(key)}" if up.url else f"restore it with `dvc checkout {up.path}`")
             raise InputError(f"{self._describe(up, key)} is not readable {fmt.ext if fmt.ext in ('parquet', 'json') else fmt.name} ({type(exc).__name__}: {exc})", hint=fix) from None
 
     def _describe(self, up: Asset | Source, key: str) -> str:
         if isinstance(up, Source):
-            return str(Path(up.path, up.file_for(key)))
+            return up.shown(key)
         from skipwise.core.partitions import key_folder
 
         return f"{up.name}[{key}] ({Path('data', up.layer, up.name, key_folder(key))})"

@@ -1,11 +1,12 @@
-"""Where a project's inputs are, what moving them costs, and reading them from DVC remotes.
+"""Where a project's inputs are, what moving them costs, and reading them from remotes.
 
 A source declared with ``sw.dvc_source(..., remote=...)`` is versioned exactly like a local one
 (DVC's md5 per file, from the ``.dvc`` file and the ``.dir`` manifest: no request per partition),
 and its bytes come from, in order: the workspace file when it is there with the right content; the
 content-addressed input cache; the DVC remote, by md5 (``<remote>/files/md5/ab/cdef...``), one GET
 for exactly that partition. A ``.dir`` manifest missing from DVC's local cache is fetched the
-same way, by its own md5.
+same way, by its own md5. A source declared with ``sw.object_source`` is an object-store prefix
+(`skipwise.objectsource`): versions from one listing, each object read by a conditional GET.
 
 Every byte read is counted in the project's `IOCounter` under its distance class (the remote's
 location against compute's region), so it lands in the partition's cost vector, the ledger and
@@ -31,6 +32,7 @@ from skipwise.core.spec import Asset, Source
 if TYPE_CHECKING:
     from skipwise.adapters.dvc.config import DvcRemote
     from skipwise.engine import Project
+    from skipwise.objectsource import ObjectSources
     from skipwise.store.contentcache import ContentCache
     from skipwise.store.remote import RemoteReader
 
@@ -89,6 +91,7 @@ class Locality:
         self._outside_taken = self.outside.snapshot()
         self._cache: ContentCache | None = None
         self._reader: RemoteReader | None = None
+        self._objects: ObjectSources | None = None
 
     # -- places ---------------------------------------------------------------------------------
 
@@ -98,8 +101,11 @@ class Locality:
         return self.config.region
 
     def on_remote(self, source: Source) -> bool:
-        """Whether `source` reads from a DVC remote: it asks for one and DVC's config has it (a
-        `remote=True` source in a checkout without a default remote behaves as a local one)."""
+        """Whether `source` reads from a remote: an object-store source always; a DVC source when
+        it asks for a remote and DVC's config has it (a `remote=True` source in a checkout without
+        a default remote behaves as a local one)."""
+        if source.url:
+            return True
         if source.remote is None:
             return False
         if source.remote not in self._on_remote:  # asked once per input file while planning: parse once
@@ -134,6 +140,19 @@ class Locality:
         return self._cache
 
     @property
+    def objects(self) -> ObjectSources:
+        """The project's object-store sources: locations, listings, reads."""
+        if self._objects is None:
+            from skipwise.objectsource import ObjectSources
+
+            self._objects = ObjectSources(self)
+        return self._objects
+
+    def object_version(self, source: Source, key: str) -> str:
+        """An object-store partition's version (``etag:<etag>`` or "absent"), from one listing of its prefix."""
+        return self.objects.version(source, key)
+
+    @property
     def reader(self) -> RemoteReader:
         if self._reader is None:
             from skipwise.store.remote import RemoteReader
@@ -159,7 +178,9 @@ class Locality:
         """What was fetched outside any partition since the last call (None when nothing was)."""
         now = self.outside.snapshot()
         delta, self._outside_taken = now - self._outside_taken, now
-        return CostVector.from_io(delta, "io outside partitions: remote fetches while planning") if delta.bytes_read else None
+        if not (delta.bytes_read or delta.list_requests):
+            return None
+        return CostVector.from_io(delta, "io outside partitions: remote fetches and listings while planning")
 
     def fetch_object(self, source: Source, md5: str, io: IOCounter | None = None) -> bytes:
         """The verified bytes of the DVC object `md5` of `source`'s remote, through the input cache
@@ -178,7 +199,10 @@ class Locality:
 
     def read_source(self, source: Source, key: str, version: str | None) -> bytes:
         """The bytes of partition `key` of `source` at `version` ("md5:<hex>"): the workspace file
-        when it has that content, else (for a source on a remote) the cache or the remote."""
+        when it has that content, else (for a source on a remote) the cache or the remote. An
+        object-store source's version is ``etag:<etag>``: the cache, or that exact object."""
+        if source.url:
+            return self.objects.read(source, key, version)
         path = self.project.root / source.path / source.file_for(key)
         if not version or not version.startswith("md5:") or not self.on_remote(source):
             return self.project.store.read_file(path)
@@ -193,8 +217,9 @@ class Locality:
 
     def inputs_of(self, runs: Iterable[tuple[str, str]]) -> Movement:
         """Where the source inputs of the partitions `runs` ((asset, key) pairs) are and what reading
-        them would move, per class and priced. Reads no data and makes no request (one stat per file)."""
-        from skipwise.store.contentcache import md5_key
+        them would move, per class and priced. Reads no data and makes no request (one stat per file;
+        an object-store source's sizes come from the listing planning made)."""
+        from skipwise.store.contentcache import etag_key, md5_key
 
         seen: set[tuple[str, str]] = set()
         by_class: Counter[str] = Counter()
@@ -220,6 +245,24 @@ class Locality:
                     if version == "absent":
                         continue
                     objects += 1
+                    if up.url:  # the listing knows each object's size: nothing is estimated
+                        loc = self.objects.location_of(up)
+                        info = self.objects.info(up, k)
+                        url, etag = up.object_url(k), version[len("etag:"):]
+                        by_region[loc.region or "unknown"] += info.size if info is not None else 0
+                        if self.cache.has(etag_key(url, etag)):
+                            cached += 1
+                            by_class["same_host"] += self.cache.size_of(etag_key(url, etag)) or 0
+                            continue
+                        if loc.url not in where:
+                            where.append(loc.url)
+                        size = info.size if info is not None else 0
+                        cls = loc.egress_class(self.region)
+                        to_fetch += 1
+                        requests += 1
+                        by_class[cls] += size
+                        usd += size / GIB * prices.egress_usd_per_gb[cls] + prices.get_usd_per_1000 / 1000
+                        continue
                     path = self.project.root / up.path / up.file_for(k)
                     md5 = version[len("md5:"):]
                     size: int | None = None

@@ -51,7 +51,7 @@ DECLARING_BASES = frozenset({"dagster.Config", "dagster.ConfigurableResource", "
 #: top-level statement binding their result is left out of the module's top-level code (it runs
 #: nothing a body depends on); a body that uses the name still reaches the statement.
 DECLARING_CALLS = frozenset({
-    "skipwise.dvc_source", "skipwise.IOManager", "skipwise.stale_partitions_sensor",
+    "skipwise.dvc_source", "skipwise.object_source", "skipwise.IOManager", "skipwise.stale_partitions_sensor",
     "dagster.Definitions", "dagster.AssetIn", "dagster.AssetKey", "dagster.AssetDep", "dagster.AssetSelection",
     "dagster.define_asset_job", "dagster.ScheduleDefinition", "dagster.BackfillPolicy",
     *(f"dagster.{k}PartitionsDefinition" for k in ("Daily", "Hourly", "Weekly", "Monthly", "TimeWindow", "Static", "Multi", "Dynamic")),

@@ -12,6 +12,7 @@ import difflib
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from pathlib import PurePosixPath
 from typing import Any, Mapping as TMapping
 
 from skipwise.core.errors import ConfigError
@@ -30,11 +31,17 @@ class Dep:
 
 @dataclass(frozen=True)
 class Source:
-    """A DVC-tracked raw input: one file per partition under `path` (relative to the project root).
+    """A raw input: one file per partition, either DVC-tracked under `path` (relative to the
+    project root) or, when `url` is set, one object per partition under an object-store prefix.
 
-    `remote` says where the bytes are when the workspace lacks them: None, only the workspace;
-    "" DVC's default remote (``core.remote``); otherwise the name of a DVC remote. Each partition
-    is then read from the remote by its md5 (DVC's remote is content addressed).
+    `remote` says where a DVC source's bytes are when the workspace lacks them: None, only the
+    workspace; "" DVC's default remote (``core.remote``); otherwise the name of a DVC remote. Each
+    partition is then read from the remote by its md5 (DVC's remote is content addressed).
+
+    `url` (e.g. ``s3://bucket/events/{partition_key}.parquet``) makes it an object-store source:
+    its versions come from one listing of the prefix (each object's ETag), `region` or `location`
+    (a ``[locations]`` name) say where it is, and `versioned` reads each object by the version id
+    the listing saw (a bucket with versioning on) instead of only by its ETag.
     """
 
     name: str
@@ -43,6 +50,10 @@ class Source:
     filename: str = "{partition_key}.parquet"
     description: str = ""
     remote: str | None = None
+    url: str = ""
+    region: str = ""
+    location: str = ""
+    versioned: bool = False
 
     def file_for(self, key: str) -> str:
         """The file of partition `key`, relative to the tracked directory (the key as its folder-safe name)."""
@@ -50,6 +61,29 @@ class Source:
 
         safe = key_folder(key)
         return self.filename.format(key=safe, partition_key=safe)
+
+    def object_url(self, key: str) -> str:
+        """The object of partition `key` of an object-store source (the key as its folder-safe name)."""
+        from skipwise.core.partitions import key_folder
+
+        safe = key_folder(key)
+        return self.url.format(key=safe, partition_key=safe)
+
+    @property
+    def prefix(self) -> str:
+        """What one listing covers: the URL up to its first placeholder (the whole URL without one)."""
+        return self.url.split("{", 1)[0]
+
+    def shown(self, key: str) -> str:
+        """Where partition `key` is, as a user finds it: the file's path, or the object's URL."""
+        return self.object_url(key) if self.url else str(PurePosixPath(self.path, self.file_for(key)))
+
+    def missing(self, key: str) -> tuple[str, str]:
+        """(what is missing, the fix) when partition `key` has no data."""
+        if self.url:
+            return (f"no object at {self.object_url(key)}",
+                    f"upload it (e.g. `aws s3 cp <file> {self.object_url(key)}`), or pick a partition that has data")
+        return (f"no file: {self.shown(key)}", f"add the file and run `dvc add {self.path}`, or pick a partition that has data")
 
 
 @dataclass(frozen=True)

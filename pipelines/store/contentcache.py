@@ -148,7 +148,12 @@ class ContentCache:
         with os.fdopen(fd, "rb") as f:
             data = f.read()
         meta = self._meta(path)
-        problem = self._problem(key, data, meta.get("sha256", "") if meta else "")
+        sha256 = str(meta.get("sha256", "")) if meta else ""
+        problem = self._problem(key, data, sha256)
+        if not problem and not sha256 and not key.startswith("md5:"):
+            # Only an md5 key checks itself: an entry of any other kind is trusted through the
+            # sha256 recorded when it was fetched, and without one nothing says its bytes are right.
+            problem = "no recorded sha256 to check it against"
         if problem:
             self._warn(f"input cache entry {path} is damaged ({problem}): removed, fetching it again")
             self._remove(path)

@@ -1,4 +1,4 @@
-"""`@sw.asset` and `sw.dvc_source`: Dagster's own decorators, with skipwise's engine as the body.
+"""`@sw.asset`, `sw.dvc_source` and `sw.object_source`: Dagster's own decorators, with skipwise's engine as the body.
 
 `sw.asset` takes what `dg.asset` takes and returns a real `dg.AssetsDefinition`. The function's
 parameters are read once, here: the context, the inputs (named as in Dagster, by parameter or
@@ -313,13 +313,71 @@ def dvc_source(name: str, path: str, partitions_def: Any = None, filename: str =
         **kwargs,
     )
     def _observe(context) -> Any:  # noqa: ANN001
-        from skipwise.loading import load_project
-
-        project = load_project(run_root(root))
-        source = next(s for s in project.graph.sources if s.name == name)
-        if partitions_def is None:
-            return dg.DataVersion(project.raw_version(source, "all"))
-        versions = {k: project.raw_version(source, k) for k in source.partitions.keys()}
-        return dg.DataVersionsByPartition({k: v for k, v in versions.items() if v != "absent"})
+        return _observed_versions(root, name, partitions_def)
 
     return _observe
+
+
+def object_source(name: str, url: str, partitions_def: Any = None, region: str = "", location: str = "",
+                  versioned: bool = False, description: str = "", group_name: str = "raw", **kwargs: Any) -> dg.AssetsDefinition:
+    """A raw input on an object store: one object per partition under a prefix, e.g.
+    ``s3://bucket/events/{partition_key}.parquet`` (S3 or an S3-compatible endpoint through
+    ``$AWS_ENDPOINT_URL``; credentials from the environment or the provider chain).
+
+    Its version per partition is the object's ETag, read from one listing of the prefix per
+    planning process (no request per partition); a run reads exactly the partitions it needs, each
+    with a conditional GET on that ETag (an object overwritten since the listing is an error, never
+    new bytes under the old version), through skipwise's content-addressed input cache.
+
+    `region` names the bucket's region, or `location` a ``[locations.<name>]`` entry of
+    skipwise.toml that holds the URL; with neither, the declared location holding the URL, else an
+    unknown region (bytes counted as ``internet``). `versioned=True` (a bucket with versioning on)
+    lists object versions and reads each object by the version id the listing saw."""
+    from skipwise.core.locations import credentials_in
+    from skipwise.store.objectstore import split_url
+
+    where = f"object_source {name}"
+    if credentials_in(url):
+        raise ConfigError(f"{where}: the URL carries credentials",
+                          hint="remove the user:password@ part; credentials come from the environment or the provider chain")
+    try:
+        split_url(url)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from None
+    if partitions_def is not None and "{partition_key}" not in url and "{key}" not in url:
+        raise ConfigError(f"{where}: url {url!r} does not contain {{partition_key}}",
+                          hint="one object per partition, e.g. s3://bucket/events/{partition_key}.parquet")
+    if partitions_def is None and "{" in url:
+        raise ConfigError(f"{where}: url {url!r} has a placeholder but the source has no partitions_def",
+                          hint="pass partitions_def=..., or name the one object without {partition_key}")
+    if region and location:
+        raise ConfigError(f"{where}: region= and location= both given", hint="a [locations] entry has its own region: pass one")
+    caller = sys._getframe(1).f_globals.get("__file__")
+    root = _root_of(caller)
+
+    @dg.observable_source_asset(
+        name=name,
+        partitions_def=partitions_def,
+        description=description or f"Objects under {url.split('{', 1)[0]}, versioned by their ETags.",
+        group_name=group_name,
+        metadata={KIND: SOURCE, "skipwise/path": "", "skipwise/url": url, "skipwise/region": region,
+                  "skipwise/location": location, "skipwise/versioned": bool(versioned)},
+        io_manager_key="skipwise",
+        **kwargs,
+    )
+    def _observe(context) -> Any:  # noqa: ANN001
+        return _observed_versions(root, name, partitions_def)
+
+    return _observe
+
+
+def _observed_versions(root: Path, name: str, partitions_def: Any) -> Any:
+    """What observing source `name` records: its version per partition (those that have data)."""
+    from skipwise.loading import load_project
+
+    project = load_project(run_root(root))
+    source = next(s for s in project.graph.sources if s.name == name)
+    if partitions_def is None:
+        return dg.DataVersion(project.raw_version(source, "all"))
+    versions = {k: project.raw_version(source, k) for k in source.partitions.keys()}
+    return dg.DataVersionsByPartition({k: v for k, v in versions.items() if v != "absent"})

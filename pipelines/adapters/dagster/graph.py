@@ -88,7 +88,7 @@ def mapping_of(mapping: Any, down: Any, up: Any, down_keys: KeySet | None, up_ke
 def graph_of(defs: dg.Definitions, instance: Any = None, instance_factory: Any = None) -> tuple[Graph, float | None, bool]:
     """(the plain graph of `defs`, until when its keys hold (None: always), whether it may be cached).
 
-    Assets declared with `@sw.asset` and `sw.dvc_source` become skipwise assets and sources; every
+    Assets declared with `@sw.asset`, `sw.dvc_source` and `sw.object_source` become skipwise assets and sources; every
     other asset one of them depends on becomes a `Plain` node. Dynamic partitions list their keys
     from the Dagster instance (`instance`, or made by `instance_factory` when first needed).
     """
@@ -120,7 +120,10 @@ def graph_of(defs: dg.Definitions, instance: Any = None, instance_factory: Any =
         if kind == SOURCE:
             sources.append(Source(asset_name(key), meta(md, "skipwise/path"), keys_for(node.partitions_def),
                                   filename=meta(md, "skipwise/filename", "{partition_key}.parquet"),
-                                  description=node.description or "", remote=_remote(md)))
+                                  description=node.description or "", remote=_remote(md),
+                                  url=meta(md, "skipwise/url", "") or "", region=meta(md, "skipwise/region", "") or "",
+                                  location=meta(md, "skipwise/location", "") or "",
+                                  versioned=bool(meta(md, "skipwise/versioned", False))))
         elif kind == ASSET:
             deps = []
             data_deps = set(meta(md, "skipwise/inputs", "").split(",")) - {""}

@@ -76,6 +76,17 @@ class IOManager(dg.ConfigurableIOManager):
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [UNPARTITIONED]
         values: dict[str, Any] = {}
         upstream_md = _upstream_metadata(context)
+        if meta(upstream_md, KIND) == SOURCE and meta(upstream_md, "skipwise/url"):  # an object-store prefix
+            from skipwise.core.spec import Source
+            from skipwise.objectsource import ObjectSources
+
+            source = Source(name, "", None, url=meta(upstream_md, "skipwise/url"), region=meta(upstream_md, "skipwise/region", ""),
+                            location=meta(upstream_md, "skipwise/location", ""),
+                            versioned=bool(meta(upstream_md, "skipwise/versioned", False)))
+            objects = ObjectSources(project.locality)  # a listing of its own: this project outlives many runs
+            for key in keys:  # each object as listed now, read by a conditional GET
+                values[key] = formats.get("polars").decode(objects.read(source, key, objects.version(source, key)))
+            return bodies.combine(values, _annotation(context))
         if meta(upstream_md, KIND) == SOURCE:  # a DVC-tracked raw input: its files, as they are
             from skipwise.core.spec import Source
 

@@ -137,11 +137,16 @@ def new_raw_data(
 
 
 def raw_versions(project) -> dict[str, dict[str, str]]:
-    """source -> partition key -> the md5 DVC recorded for its file (DVC's records only, no data read)."""
+    """source -> partition key -> the md5 DVC recorded for its file (DVC's records only, no data
+    read), or for an object-store source its object's ETag version."""
     from skipwise.adapters.dvc.manifest import read_tracked_dir
     from skipwise.core.partitions import keys_of
     out: dict[str, dict[str, str]] = {}
     for node in project.graph.sources:
+        if node.url:  # an object-store prefix: its ETags, from one listing of it
+            versions = {k: project.raw_version(node, k) for k in keys_of(node.partitions)}
+            out[node.name] = {k: v for k, v in versions.items() if v != "absent"}
+            continue
         tracked = read_tracked_dir(project.root, node.path)
         files = tracked.files
         out[node.name] = {k: files[node.file_for(k)] for k in keys_of(node.partitions) if node.file_for(k) in files}
