@@ -66,8 +66,8 @@ def open_store(config: "SkipwiseConfig", local: "PartitionStore", cache_dir: Any
         return local, Ledger(local.data_root / "ledger", warn=warn)
     from skipwise.store.objectledger import ObjectLedger
     from skipwise.store.objectpartitions import ObjectPartitionStore
-    from skipwise.store.objects import ObjectStore
+    from skipwise.store.bucket import BucketPrefix
 
-    objects = ObjectStore(where.url, local.io, where.egress_class(config.region), where.charges_requests, where.region)
+    objects = BucketPrefix(where.url, local.io, where.egress_class(config.region), where.charges_requests, where.region)
     return (ObjectPartitionStore(objects, local, cache_dir / "manifests"),
             ObjectLedger(objects, cache_dir / "ledger", warn=warn))

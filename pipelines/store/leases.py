@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from skipwise.core.errors import ConfigError
-from skipwise.store.objects import Conflict, ObjectStore
+from skipwise.store.bucket import BucketPrefix, Conflict
 
 log = logging.getLogger("skipwise")
 
@@ -73,7 +73,7 @@ def _abandoned(holder: dict, now: float) -> bool:
 class _Held:
     """A lease this process holds, renewed in the background until released."""
 
-    def __init__(self, store: ObjectStore, rel: str, etag: str, term: float, owner: str) -> None:
+    def __init__(self, store: BucketPrefix, rel: str, etag: str, term: float, owner: str) -> None:
         self.store, self.rel, self.etag, self.term, self.owner = store, rel, etag, term, owner
         self.lost = False
         self._stop = threading.Event()
@@ -107,7 +107,7 @@ def _body(owner: str, term: float) -> bytes:
 
 
 @contextmanager
-def lease(store: ObjectStore, rel: str, wait: bool = True, term: float | None = None) -> Iterator[bool]:
+def lease(store: BucketPrefix, rel: str, wait: bool = True, term: float | None = None) -> Iterator[bool]:
     """Hold the lease object `rel` in `store` while the block runs (yields True). Another holder
     makes it wait (polling, up to 2 s apart), or with `wait=False` yield False at once."""
     term = lease_term() if term is None else term

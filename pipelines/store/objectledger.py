@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 from skipwise.core.cost import LedgerRecord
 from skipwise.store.etagcache import EtagCache
 from skipwise.store.ledger import _DAY, Ledger, _check_since, day_of, file_name, lines_of
-from skipwise.store.objects import Entry, ObjectStore
+from skipwise.store.bucket import BucketPrefix, Entry
 
 FOLDER = "ledger"
 #: How long a listing of the ledger answers questions (budgets, history) before it is made again:
@@ -31,7 +31,7 @@ LISTING_SECONDS = 5.0
 class ObjectLedger(Ledger):
     """The ledger under ``ledger/`` of `objects`, with local copies under `cache_dir`."""
 
-    def __init__(self, objects: ObjectStore, cache_dir: Path, warn: Callable[[str], None] | None = None) -> None:
+    def __init__(self, objects: BucketPrefix, cache_dir: Path, warn: Callable[[str], None] | None = None) -> None:
         super().__init__(Path(cache_dir), warn=warn)
         self.objects = objects
         self.url = objects.url_of(FOLDER)

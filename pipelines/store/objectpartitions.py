@@ -38,7 +38,7 @@ from skipwise.core.partitions import folder_key, key_folder, validate_name
 from skipwise.store.etagcache import EtagCache
 from skipwise.store.files import atomic_write
 from skipwise.store.leases import lease
-from skipwise.store.objects import Conflict, Entry, ObjectStore
+from skipwise.store.bucket import BucketPrefix, Conflict, Entry
 from skipwise.store.partitions import MANIFEST, VERSIONS, PartitionStore
 
 LEASE = ".lease"
@@ -52,7 +52,7 @@ class ObjectPartitionStore:
 
     remote = True
 
-    def __init__(self, objects: ObjectStore, local: PartitionStore, cache_dir: Path) -> None:
+    def __init__(self, objects: BucketPrefix, local: PartitionStore, cache_dir: Path) -> None:
         self.objects = objects
         self.local = local
         self.io = local.io

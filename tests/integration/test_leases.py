@@ -14,7 +14,7 @@ import pytest
 from bench.s3server import FAKE_CREDENTIALS, S3Server
 from skipwise.core.cost import IOCounter
 from skipwise.store.leases import lease
-from skipwise.store.objects import Conflict, ObjectStore
+from skipwise.store.bucket import BucketPrefix, Conflict
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ def store(tmp_path_factory):
     os.environ.update({**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": server.endpoint})
     try:
         server.make_bucket("leases", "us-east-1")
-        yield ObjectStore("s3://leases/p", IOCounter(), "same_region")
+        yield BucketPrefix("s3://leases/p", IOCounter(), "same_region")
     finally:
         server.stop()
         for k, v in saved.items():

@@ -1,5 +1,6 @@
-"""One prefix of an S3-compatible bucket: GET, PUT, LIST and DELETE, conditional where it matters,
-every byte and request counted.
+"""One prefix of an S3-compatible bucket (the feature store's): GET, PUT, LIST and DELETE,
+conditional where it matters, every byte and request counted. The client is the object sources'
+(`skipwise.store.objectstore.ObjectStore`: botocore's own).
 
 What the feature store on object storage relies on, and S3 (and S3-compatible servers) give:
 - a PUT is atomic: a reader sees the old object or the new one whole, never a part;
@@ -17,10 +18,8 @@ chain: nothing here reads, stores or prints one.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from skipwise.core.cost import IOCounter
 from skipwise.core.errors import ConfigError, InputError
@@ -42,40 +41,32 @@ def _etag(value: str) -> str:
     return (value or "").strip('"')
 
 
-class ObjectStore:
+class BucketPrefix:
     """Objects under ``s3://bucket/prefix`` (`url`), paths given relative to the prefix."""
 
     def __init__(self, url: str, io: IOCounter, egress_class: str, charges_requests: bool = True, region: str = "") -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("s3", "s3a") or not parts.netloc:
+        from skipwise.store.objectstore import split_url
+
+        if not url.startswith(("s3://", "s3a://")):
             raise ConfigError(f"feature store {url!r}: only s3:// URLs (any S3-compatible endpoint) or a local path",
                               hint='write [store] url = "s3://bucket/prefix" (endpoint from $AWS_ENDPOINT_URL)')
+        self.bucket, prefix = split_url(url.rstrip("/"))
         self.url = url.rstrip("/")
-        self.bucket = parts.netloc
-        self.prefix = parts.path.strip("/")
+        self.prefix = prefix.strip("/")
         self.io = io
         self.egress_class = egress_class
         self.requests = 1 if charges_requests else 0
         self.region = region
-        self._fs: Any = None
-
-    # -- the client ------------------------------------------------------------------------------
+        self._client: Any = None
 
     @property
-    def fs(self) -> Any:
-        """s3fs's filesystem (imported here: only projects with an object store need it)."""
-        if self._fs is None:
-            try:
-                import s3fs
-            except ImportError:
-                raise ConfigError("an s3:// feature store needs s3fs", hint="pip install s3fs") from None
-            client: dict[str, Any] = {}
-            if os.environ.get("AWS_ENDPOINT_URL"):
-                client["endpoint_url"] = os.environ["AWS_ENDPOINT_URL"]
-            if self.region:
-                client["region_name"] = self.region
-            self._fs = s3fs.S3FileSystem(client_kwargs=client, skip_instance_cache=True)
-        return self._fs
+    def client(self) -> Any:
+        """botocore's S3 client (made on first use: only projects with an object store need it)."""
+        if self._client is None:
+            from skipwise.store.objectstore import ObjectStore
+
+            self._client = ObjectStore(self.region).client
+        return self._client
 
     def key(self, rel: str) -> str:
         return f"{self.prefix}/{rel}" if self.prefix else rel
@@ -84,19 +75,12 @@ class ObjectStore:
         return f"s3://{self.bucket}/{self.key(rel)}"
 
     def _call(self, method: str, **kwargs: Any) -> Any:
-        from fsspec.asyn import sync
-
-        return sync(self.fs.loop, self._acall, method, kwargs)
-
-    async def _acall(self, method: str, kwargs: dict[str, Any]) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        await self.fs.set_session()
         try:
-            out = await getattr(self.fs.s3, method)(Bucket=self.bucket, **kwargs)
+            out = getattr(self.client, method)(Bucket=self.bucket, **kwargs)
             if method == "get_object":
-                async with out["Body"] as body:
-                    out["Data"] = await body.read()
+                out["Data"] = out["Body"].read()
             return out
         except ClientError as exc:
             err = exc.response.get("Error", {})
