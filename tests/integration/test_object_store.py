@@ -182,6 +182,25 @@ def test_an_output_rewritten_in_the_bucket_is_recomputed_never_a_hit(project_dir
     assert json.loads(skipwise(project_dir, env, "plan", "--select", "weather_features", "--partition", DAYS, "--json").stdout)["run"] == 0
 
 
+def test_a_revert_restores_the_kept_versions_in_the_bucket_without_recomputing(project_dir, s3):
+    env = env_for(project_dir, s3, "revert")
+    args = ("materialize", "--select", "weather_features", "--partition", DAYS)
+    skipwise(project_dir, env, *args)
+    first = manifests(objects(s3, "revert"))
+    params = project_dir / "params.yaml"
+    original = params.read_text()
+    params.write_text(original.replace("window_hours: 3", "window_hours: 4"))
+    assert "4 of 4 partitions computed" in skipwise(project_dir, env, *args).stdout
+    params.write_text(original)
+    mark = s3.mark()
+    out = skipwise(project_dir, env, *args).stdout
+    assert "0 of 4 partitions computed" in out and "restored" in out, out
+    assert not [r for r in s3.requests(since=mark) if r.method == "PUT" and r.path.endswith(".parquet")]
+    assert manifests(objects(s3, "revert")).keys() == first.keys()
+    for folder, m in manifests(objects(s3, "revert")).items():
+        assert (m["fingerprint"], m["output"], m["output_hash"]) == (first[folder]["fingerprint"], first[folder]["output"], first[folder]["output_hash"])
+
+
 def test_two_processes_on_one_bucket_compute_each_partition_once(project_dir, s3):
     env = {**env_for(project_dir, s3, "race"), "SKIPWISE_WORKERS": "1"}
     cmd = [str(BIN / "skipwise"), "materialize", "--select", "flight_features", "--partition", DAYS]
