@@ -1,21 +1,24 @@
 """Partition storage on an S3-compatible object store: the same contract as `PartitionStore`.
 
 Layout under the store's prefix, per partition: ``<layer>/<asset>/<key>/``
-    ``<fingerprint>.<writer>.<ext>``  the output, under a name no other writer uses
+    ``<fingerprint>.<sha256>.<ext>``  the output, named by what made it and what it holds
     ``versions/<fingerprint>.json``   the kept version (restore by fingerprint)
     ``manifest.json``                 the commit point, written last (one PUT: atomic)
     ``.lease``                        who is computing the partition now (`skipwise.store.leases`)
 
 The commit rule is the local one: output first, manifest last. A crash between the two leaves an
-output no manifest names (the old partition stands); a manifest always names an output its own
-writer wrote whole before it, with the output's hash, size and ETag. Two hosts committing the
-same partition at once leave the later manifest, complete either way.
+output no manifest names (the old partition stands); a manifest always names an output written
+whole before it, with the output's hash, size and ETag. Two writers of one name write the same
+bytes (the name holds their sha256); two hosts committing the same partition at once leave the
+later manifest, complete either way.
 
 Planning reads no object per partition: one LIST of the asset (a request per 1,000 objects)
 gives every manifest's and output's ETag and size; a manifest is fetched only when its ETag has
 not been read before on this host (`EtagCache`). An output is "ok" when the listing shows it with
-the size and ETag its manifest recorded: any rewrite changes the ETag, so the check is as strong
-as the local stat cache, without reading the bytes. Reads verify the bytes' sha256 as well.
+the size and ETag its manifest recorded, under the name that carries the manifest's sha256: a
+rewritten object changes its ETag and an edited manifest no longer matches its output's name, so
+the check is as strong as the local stat cache, without reading the bytes. Reads verify the
+bytes' sha256 as well.
 
 A listing is kept `LISTING_SECONDS`; a partition is listed afresh (one LIST of its folder) when
 its lease is taken, before it is decided again, so what another host committed is seen; while
@@ -25,7 +28,6 @@ the lease is held, only its holder writes there.
 from __future__ import annotations
 
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -137,12 +139,15 @@ class ObjectPartitionStore:
         return m
 
     def output_state(self, layer: str, asset: str, key: str, manifest: Manifest) -> str:
-        """"ok" when the output object is there with the size and ETag the manifest recorded."""
+        """"ok" when the output object is there with the size and ETag the manifest recorded, and
+        its name carries the sha256 the manifest records (a hand-edited hash shows without a read)."""
         name = Path(manifest.output).name
         entry = self._entries(layer, asset, key).get(name)
         if entry is None:
             return "missing"
-        if entry.size != manifest.output_size or (manifest.output_etag and entry.etag != manifest.output_etag):
+        parts = name.split(".")
+        if (len(parts) < 3 or parts[1] != manifest.output_hash or entry.size != manifest.output_size
+                or not manifest.output_etag or entry.etag != manifest.output_etag):
             return "changed"
         return "ok"
 
@@ -181,12 +186,15 @@ class ObjectPartitionStore:
         return self.local.read_file(path)
 
     def write_output(self, layer: str, asset: str, key: str, fingerprint: str, ext: str, data: bytes) -> tuple[str, str, int]:
-        """PUT an output under a name of its own (fingerprint and a writer token); returns (name, sha256, size)."""
-        name = f"{fingerprint}.{uuid.uuid4().hex[:12]}.{ext}"
+        """PUT an output named by its fingerprint and its bytes' sha256; returns (name, sha256, size).
+        Two writers can only write one name with the same bytes, and the name binds the manifest's
+        hash to the object: the listing then shows an edited hash, size or ETag without a read."""
+        sha = sha256_bytes(data)
+        name = f"{fingerprint}.{sha}.{ext}"
         etag = self.objects.put(f"{self._folder(layer, asset, key)}/{name}", data)
         self._written[name] = etag
         self._note(layer, asset, key, name, Entry(len(data), etag))
-        return name, sha256_bytes(data), len(data)
+        return name, sha, len(data)
 
     def sweep_temp(self, layer: str, asset: str, key: str) -> int:
         """Nothing to sweep: a PUT leaves the object whole or absent, never a temporary one."""

@@ -172,13 +172,25 @@ def test_an_output_rewritten_in_the_bucket_is_recomputed_never_a_hit(project_dir
     out = skipwise(project_dir, env, "materialize", "--select", "weather_features", "--partition", DAYS).stdout
     assert "1 of 4 partitions computed" in out
     again = manifests(objects(s3, "tamper"))[folder]
-    assert again["output"] != m["output"] and again["output_hash"] == m["output_hash"]
+    assert again["output"] == m["output"] and again["output_hash"] == m["output_hash"]
+    assert objects(s3, "tamper")[f"{folder}/{m['output']}"] == data, "the right bytes again, under the same name"
 
-    # The rewritten object is named by no kept manifest now: gc removes it from the bucket, and only it.
+    # A manifest edited by hand (its hash) is not a hit either: the output's name holds the real one.
+    folder2, m2 = next((f, m) for f, m in sorted(manifests(objects(s3, "tamper")).items()) if "weather_features" in f and f != folder)
+    forged = {**m2, "output_hash": "0" * 64}
+    s3.client().put_object(Bucket=BUCKET, Key=f"tamper/{folder2}/manifest.json", Body=json.dumps(forged).encode())
+    plan = json.loads(skipwise(project_dir, env, "plan", "--select", "weather_features", "--partition", DAYS, "--json").stdout)
+    assert (plan["run"], plan["restore"]) == (0, 1)  # the kept version of that fingerprint is made current again
+    skipwise(project_dir, env, "materialize", "--select", "weather_features", "--partition", DAYS)
+    assert manifests(objects(s3, "tamper"))[folder2]["output_hash"] == m2["output_hash"]
+
+    # An object no kept manifest names (a writer killed before its commit): gc removes it, and only it.
+    stray = f"tamper/{folder}/{'f' * 64}.{'0' * 64}.parquet"
+    s3.client().put_object(Bucket=BUCKET, Key=stray, Body=b"stray")
     gone = json.loads(skipwise(project_dir, env, "gc", "--json").stdout)["removed"]
-    assert [item["files"] for item in gone] == [[f"s3://{BUCKET}/{key}"]]
+    assert [item["files"] for item in gone] == [[f"s3://{BUCKET}/{stray}"]]
     left = objects(s3, "tamper")
-    assert f"{folder}/{m['output']}" not in left and f"{folder}/{again['output']}" in left
+    assert stray.removeprefix("tamper/") not in left and f"{folder}/{m['output']}" in left
     assert json.loads(skipwise(project_dir, env, "plan", "--select", "weather_features", "--partition", DAYS, "--json").stdout)["run"] == 0
 
 
