@@ -12,8 +12,9 @@ from __future__ import annotations
 from dagster_celery.config import DEFAULT_CONFIG, dict_wrapper
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_task
+from kombu import Exchange, Queue
 
-from skipwise.adapters.dagster.services import Settings
+from skipwise.adapters.dagster.services import DEFAULT_QUEUE, Settings
 
 _settings = Settings.from_env()
 
@@ -30,5 +31,13 @@ app = make_app({
         "broker_connection_retry_on_startup": True,
     }),
 })
+
+if _settings.queue != DEFAULT_QUEUE:
+    # Another queue (one deployment or test session apart from the others on the same broker): a
+    # run's executor declares it as Celery does a queue it does not know (a direct exchange of the
+    # same name, bound by the name), so the workers declare it the same way.
+    q = _settings.queue
+    app.conf.task_queues = [Queue(q, Exchange(q, type="direct"), routing_key=q)]
+    app.conf.task_default_queue = q
 
 execute_plan = create_task(app, acks_late=True, reject_on_worker_lost=True)

@@ -45,6 +45,7 @@ PROFILES = (EMBEDDED, SERVICES)
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/skipwise"
 DEFAULT_BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
 DEFAULT_BACKEND = "redis://127.0.0.1:6379/0"
+DEFAULT_QUEUE = "dagster"
 #: stale partitions per chunk (one Dagster run each) when --workers does not say how many chunks
 DEFAULT_CHUNK_PARTITIONS = 32
 #: chunks of one level launched at once (each is a thread here waiting on its steps)
@@ -73,6 +74,7 @@ class Settings:
     pg_url: str
     broker: str
     backend: str
+    queue: str
     chunk_partitions: int
 
     @classmethod
@@ -85,6 +87,7 @@ class Settings:
         return cls(pg_url=os.environ.get("SKIPWISE_PG_URL", "").strip() or DEFAULT_PG_URL,
                    broker=os.environ.get("SKIPWISE_CELERY_BROKER", "").strip() or DEFAULT_BROKER,
                    backend=os.environ.get("SKIPWISE_CELERY_BACKEND", "").strip() or DEFAULT_BACKEND,
+                   queue=os.environ.get("SKIPWISE_CELERY_QUEUE", "").strip() or DEFAULT_QUEUE,
                    chunk_partitions=int(raw) if raw else DEFAULT_CHUNK_PARTITIONS)
 
     def postgres_db(self) -> dict[str, Any]:
@@ -100,8 +103,8 @@ class Settings:
         return db
 
     def executor_config(self) -> dict[str, Any]:
-        """The run config of `celery_executor`: this process's broker and backend."""
-        return {"broker": self.broker, "backend": self.backend}
+        """The run config of `celery_executor`: this process's broker, backend and queue."""
+        return {"broker": self.broker, "backend": self.backend, "config_source": {"task_default_queue": self.queue}}
 
 
 def dagster_yaml(settings: Settings) -> str:
