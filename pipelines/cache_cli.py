@@ -41,8 +41,19 @@ def _cache(args):
     return ContentCache(cache_root(root, config.cache_dir), config.cache_max_bytes)
 
 
+def _copies(args) -> tuple[Path, list[Path]]:
+    """The local copies of feature-store objects (manifests, ledger files, outputs sw.scan read):
+    all of them can be fetched again, so gc may remove them at any time."""
+    from skipwise.loading import find_root
+
+    root = Path(args.root).resolve() if args.root else find_root()
+    folder = root / "data" / ".skipwise" / "objects"
+    return folder, sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+
+
 def cmd_status(args) -> int:
     cache = _cache(args)
+    folder, copies = _copies(args)
     entries = cache.entries()
     total = sum(e.size for e in entries)
     by_class = Counter()
@@ -56,6 +67,7 @@ def cmd_status(args) -> int:
         "bytes_by_class": dict(by_class),
         "refetch_usd": sum(e.refetch_usd for e in entries),
         "orphans": len(cache.orphans()),
+        "object_copies": {"dir": str(folder), "files": len(copies), "bytes": sum(p.stat().st_size for p in copies)},
     }
     if args.json:
         print_json(out)
@@ -67,6 +79,9 @@ def cmd_status(args) -> int:
     print(f"  fetching all of it again would cost {format_usd(out['refetch_usd'])}")
     if out["orphans"]:
         print(f"  {out['orphans']} incomplete file(s) (a killed fetch): `skipwise cache gc` removes them")
+    if copies:
+        print(f"local copies of feature-store objects {folder}: {len(copies)} file(s), "
+              f"{out['object_copies']['bytes']:,} bytes (`skipwise cache gc` removes them; they are fetched again when needed)")
     return 0
 
 
@@ -83,4 +98,11 @@ def cmd_gc(args) -> int:
         print(f"  {verb} {e.key} ({e.size:,} bytes, refetch {format_usd(e.refetch_usd)}, from {e.origin})")
     print(f"cache gc: {verb} {len(removed)} object(s), {freed:,} bytes, and {len(orphans)} incomplete file(s); "
           f"{cache.total_bytes() if not args.dry_run else cache.total_bytes() - freed:,} bytes left")
+    _, copies = _copies(args)
+    if copies:
+        size = sum(p.stat().st_size for p in copies)
+        if not args.dry_run:
+            for p in copies:
+                p.unlink(missing_ok=True)
+        print(f"cache gc: {verb} {len(copies)} local cop(ies) of feature-store objects, {size:,} bytes")
     return 0

@@ -55,7 +55,7 @@ def add_cost_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
                         "asset, partition and fingerprint per UTC day, what a plain orchestrator "
                         "would recompute for the same requests once a day; raw counts every request")
     parser.add_argument("--ledger", metavar="DIR", default=None,
-                        help=f"ledger directory (default: {DEFAULT_LEDGER} under the project root)")
+                        help=f"ledger directory (default: the project's, {DEFAULT_LEDGER} or the object store's)")
     parser.set_defaults(func=run_cost)
     return parser
 
@@ -63,8 +63,13 @@ def add_cost_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 def run_cost(args: argparse.Namespace) -> int:
     """Run ``skipwise cost``; returns the exit status. Errors propagate to
     `skipwise.console.run_command` (one ``Error:`` line, the exit code of their kind)."""
-    where = Path(args.ledger) if args.ledger else project_root(getattr(args, "root", None)) / DEFAULT_LEDGER
-    ledger = Ledger(where)
+    if args.ledger:
+        ledger = Ledger(Path(args.ledger))
+    else:  # the project's: data/ledger, or the object store's ($SKIPWISE_STORE, [store] url)
+        from skipwise.featurestore import open_ledger
+
+        ledger = open_ledger(project_root(getattr(args, "root", None)))
+    where = getattr(ledger, "url", ledger.root)
     rows = ledger.read(since=args.since)
     avoided = getattr(args, "avoided", "daily")
     table = cost_table(rows, args.by, avoided)

@@ -20,12 +20,12 @@ from skipwise.core.cost import BUDGET_OVERRIDE_TAG, CostVector, IOCounter, Ledge
 from skipwise.core.errors import ConfigError, InputError
 from skipwise.core.hashing import digest
 from skipwise.core.manifest import Manifest, fingerprint
-from skipwise.core.partitions import UNPARTITIONED, folder_key, keys_of, upstream_keys, validate_key
+from skipwise.core.partitions import UNPARTITIONED, keys_of, upstream_keys, validate_key
 from skipwise.core.retention import GIT_COMMIT
 from skipwise.core.plan import BLOCKED, CHANGES, NOT_RESTORABLE, RESTORE, RUN, SKIP, Current, Decision, decide, restorable
 from skipwise.core.spec import Asset, Graph, Plain, Result, Source
 from skipwise.core.pricing import load_config
-from skipwise.store.ledger import Ledger, recent_days
+from skipwise.store.ledger import recent_days
 from skipwise.store.partitions import PartitionStore
 from skipwise.store.paths import ensure_inside
 from skipwise.store.statcache import StatCache
@@ -95,13 +95,15 @@ class Project:
         self.io = IOCounter()
         self.statcache = StatCache(self.data_root / ".skipwise" / "stat.db", base=self.root)
         # Raw files may be links into DVC's cache (cache.type symlink/hardlink): reads may go there too.
-        self.store = PartitionStore(self.data_root, self.statcache, self.io, read_roots=(self.root, *dvc_cache_dirs(self.root)))
+        local = PartitionStore(self.data_root, self.statcache, self.io, read_roots=(self.root, *dvc_cache_dirs(self.root)))
+        from skipwise.featurestore import open_store
         from skipwise.loading import library_alias
 
         self.code = CodeIndex(self.root, cache=self.data_root / ".skipwise" / "code.json", libraries=library_alias(self.root))
         self.config = load_config(self.root / "skipwise.toml")
-        self.ledger = Ledger(self.data_root / "ledger", warn=self.warn)
         self.warnings: list[str] = []
+        # data/ on local disk, or an object store ($SKIPWISE_STORE, [store] url): partitions and ledger.
+        self.store, self.ledger = open_store(self.config, local, self.data_root / ".skipwise" / "objects", warn=self.warn)
         self._tracked: dict[str, TrackedDir] = {}
         self._raw_versions: dict[tuple[str, str], str] = {}
         self._code_versions: dict[str, CodeVersion] = {}
@@ -265,20 +267,7 @@ class Project:
 
     def materialized_keys(self, asset: Asset) -> list[str]:
         """Keys of the partitions of `asset` that have a manifest."""
-        base = self.data_root / asset.layer / asset.name
-        if not base.is_dir():
-            return []
-        keys = []
-        for p in base.iterdir():
-            if not (p / "manifest.json").is_file():
-                continue
-            key = folder_key(p.name)
-            if key is None:  # a hashed (long) key: its manifest says which
-                m = self.store.read_manifest_at(p)
-                key = m.partition if m else None
-            if key is not None:
-                keys.append(key)
-        return self.in_order(asset, keys)
+        return self.in_order(asset, self.store.materialized_keys(asset.layer, asset.name))
 
     # -- provenance and plans ---------------------------------------------------------------------
 
@@ -449,6 +438,16 @@ class Project:
         with self.ledger.journal(run_id) as journal:
             try:
                 for key in keys:
+                    if self.store.remote:
+                        # A hit needs no lease: the listing shows the manifest with this
+                        # fingerprint and its output as committed (no request per partition).
+                        with pm.phase("plan"):
+                            decision, cur = self._decide(asset, key)
+                            outcome = self.hit(asset, key, decision) if decision.action == SKIP else None
+                        if outcome is not None:
+                            hits.append(outcome)
+                            yield outcome
+                            continue
                     with self.store.lock(asset.layer, asset.name, key):
                         with pm.phase("plan"):
                             decision, cur = self._decide(asset, key)
@@ -559,7 +558,7 @@ class Project:
         from skipwise.metering import process_meter
 
         def write() -> None:
-            if self.ledger.root.is_dir() and process_meter().cpu_since_take() >= 0.001:
+            if self.ledger.exists() and process_meter().cpu_since_take() >= 0.001:
                 self.record_run(run_id, tags, asset)
 
         process_meter().at_exit(write, freeze_gc=freeze_gc)

@@ -34,10 +34,10 @@ def _asset(project: Any, name: str) -> Any:
         raise InputError(f"no skipwise asset named {name!r} in {project.root}", hint=f"use one of: {names}") from None
 
 
-def _committed(project: Any, asset: Any, keys: list[str], skip_missing: bool = False) -> list[tuple[str, Any, Path]]:
-    """(key, manifest, output path) of each key's current version, checked (cheaply: stat cache,
-    re-hashed only if the file moved) against its manifest; a key with none is an error, or left
-    out with `skip_missing`."""
+def _committed(project: Any, asset: Any, keys: list[str], skip_missing: bool = False) -> list[tuple[str, Any]]:
+    """(key, manifest) of each key's current version, checked (cheaply: stat cache, re-hashed only
+    if the file moved; on an object store, the listing's size and ETag) against its manifest; a key
+    with none is an error, or left out with `skip_missing`."""
     out = []
     for key in keys:
         m = project.manifest(asset, key)
@@ -50,7 +50,7 @@ def _committed(project: Any, asset: Any, keys: list[str], skip_missing: bool = F
         if state != "ok":
             raise InputError(f"{asset.name}[{key}]: its output file is {state} (it no longer matches its manifest)",
                              hint=f"run `skipwise materialize --select {asset.name} --partition {key}` to rebuild it")
-        out.append((key, m, project.store.output_path(asset.layer, asset.name, key, m)))
+        out.append((key, m))
     return out
 
 
@@ -83,8 +83,8 @@ def read(asset: str, partition: str | None = None, *, root: str | Path | None = 
     else:
         key = validate_key(partition)
         spec.partitions.parse(key)
-    ((_, m, path),) = _committed(project, spec, [key])
-    data = path.read_bytes()
+    ((_, m),) = _committed(project, spec, [key])
+    data = project.store.read_output(spec.layer, spec.name, key, m)
     if sha256_bytes(data) != m.output_hash:  # replaced between the check and the read: never hand it out
         raise InputError(f"{asset}[{key}] changed while it was being read", hint="read it again")
     return formats.get(str(m.metadata.get("skipwise/format") or "polars")).decode(data)
@@ -95,14 +95,15 @@ def _parquet_files(asset: str, partitions: str | None, root: str | Path | None) 
     spec = _asset(project, asset)
     # Every partition when no range is named: those not materialized yet are left out.
     found = _committed(project, spec, _keys(project, spec, partitions), skip_missing=partitions is None)
-    odd = [(k, p) for k, _, p in found if p.suffix != ".parquet"]
+    odd = [(k, Path(m.output).suffix) for k, m in found if Path(m.output).suffix != ".parquet"]
     if odd:
-        raise InputError(f"{asset} is not stored as parquet ({odd[0][0]} is {odd[0][1].suffix})",
+        raise InputError(f"{asset} is not stored as parquet ({odd[0][0]} is {odd[0][1]})",
                          hint=f"read its partitions one by one with sw.read({asset!r}, partition=...)")
     if not found:
         raise InputError(f"{asset} has no committed partitions{f' in {partitions}' if partitions else ''}",
                          hint=f"run `skipwise materialize --select {asset}`")
-    return [str(p) for _, _, p in found]
+    # Local files as they are; an object store's fetched once per host into local copies (by ETag).
+    return [str(project.store.local_copy(spec.layer, spec.name, k, m)) for k, m in found]
 
 
 def scan(asset: str, partitions: str | None = None, *, root: str | Path | None = None) -> Any:

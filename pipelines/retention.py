@@ -8,11 +8,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from skipwise.core.manifest import Manifest
-from skipwise.core.partitions import folder_key
 from skipwise.core.retention import GIT_COMMIT, Policy, judge
 from skipwise.store.partitions import MANIFEST, VERSIONS
 
@@ -52,17 +50,6 @@ def _last_used(project: Any) -> dict[tuple[str, str, str], str]:
     return out
 
 
-def _partitions(project: Any) -> Iterator[tuple[Any, str, Path]]:
-    for asset in project.graph.assets:
-        base = project.data_root / asset.layer / asset.name
-        if not base.is_dir() or base.is_symlink():
-            continue
-        for folder in sorted(base.iterdir()):
-            key = folder_key(folder.name)
-            if key is not None and folder.is_dir() and not folder.is_symlink():
-                yield asset, key, folder
-
-
 def collect(project: Any, policy: Policy | None = None, dry_run: bool = True, now: datetime | None = None) -> list[Item]:
     """Judge every non-current version of every skipwise partition; unless `dry_run`, remove
     those judged not worth keeping (each partition under its lock; one that is held is left as it is)."""
@@ -73,49 +60,53 @@ def collect(project: Any, policy: Policy | None = None, dry_run: bool = True, no
 
     refs = ref_commits(project.root)
     items: list[Item] = []
-    for asset, key, folder in _partitions(project):
-        with project.store.lock(asset.layer, asset.name, key, wait=False) as held:
-            if not held:
-                continue  # a materialization (or another gc) is working on it: next time
-            items.extend(_partition(project, asset, key, folder, policy, used, refs, now, dry_run))
+    store = project.store
+    for asset in project.graph.assets:
+        for key, names in store.files_of(asset.layer, asset.name).items():
+            with store.lock(asset.layer, asset.name, key, wait=False) as held:
+                if not held:
+                    continue  # a materialization (or another gc) is working on it: next time
+                items.extend(_partition(project, asset, key, names, policy, used, refs, now, dry_run))
     return items
 
 
-def _partition(project: Any, asset: Any, key: str, folder: Path, policy: Policy, used: dict, refs: dict[str, str],
-               now: datetime, dry_run: bool) -> list[Item]:
+def _partition(project: Any, asset: Any, key: str, names: dict[str, int], policy: Policy, used: dict,
+               refs: dict[str, str], now: datetime, dry_run: bool) -> list[Item]:
+    store = project.store
     try:
-        current = project.store.read_manifest(asset.layer, asset.name, key)
+        current = store.read_manifest(asset.layer, asset.name, key)
     except ValueError:
-        return []  # an unreadable manifest: leave the folder alone (planning says what to do)
-    keep_names = {MANIFEST, ".lock"} | ({current.output} if current else set())
-    root = project.root
-    out = []
+        return []  # an unreadable manifest: leave the partition alone (planning says what to do)
+    keep_names = {MANIFEST} | ({current.output} if current else set())
+    out: list[tuple[Item, list[str]]] = []
     named: set[str] = set()
-    for vfile in sorted((folder / VERSIONS).glob("*.json")) if (folder / VERSIONS).is_dir() else []:
+    for vname in sorted(n for n in names if n.startswith(f"{VERSIONS}/") and n.endswith(".json")):
+        data = store.read_named(asset.layer, asset.name, key, vname)
         try:
-            v = Manifest.from_json(vfile.read_text())
-        except (OSError, ValueError, TypeError):
+            v = Manifest.from_json(data.decode("utf-8")) if data is not None else None
+        except (ValueError, TypeError, UnicodeDecodeError):
+            v = None
+        if v is None:
             continue
-        named.add(v.output)
+        named.add(os.path.basename(v.output))
         if current is not None and v.fingerprint == current.fingerprint:
             continue
-        output = folder / os.path.basename(v.output)
-        files = [vfile] + ([output] if output.exists() and output.name not in keep_names else [])
-        size = sum(f.stat().st_size for f in files)
+        output = os.path.basename(v.output)
+        files = [vname] + ([output] if output in names and output not in keep_names else [])
+        size = sum(names[f] for f in files)
         last = used.get((asset.name, key, v.fingerprint), v.created_at)
         commit = str((v.metadata or {}).get(GIT_COMMIT) or "")
         verdict = judge(policy, size, (v.cost or {}).get("usd"), _days_since(last, now), refs.get(commit, ""))
-        out.append(Item(asset.name, key, v.fingerprint, tuple(str(f.relative_to(root)) for f in files), size,
-                        verdict.keep, verdict.reason, verdict.storage_usd_per_month))
-    for f in sorted(folder.iterdir()):  # outputs no kept manifest names: written before versions were kept
-        if f.is_file() and not f.name.startswith(".") and f.name not in keep_names and f.name not in named:
-            size = f.stat().st_size
-            store = size / 2**30 * policy.storage_usd_per_gb_month
-            out.append(Item(asset.name, key, f.stem, (str(f.relative_to(root)),), size, False,
-                            "no kept manifest names it: it can never be restored", store))
+        out.append((Item(asset.name, key, v.fingerprint, tuple(store.where(asset.layer, asset.name, key, f) for f in files),
+                         size, verdict.keep, verdict.reason, verdict.storage_usd_per_month), files))
+    # Outputs no kept manifest names: written before versions were kept, or by a writer killed
+    # before its commit (the lease held now means none is being written).
+    for name in sorted(names):
+        if "/" not in name and name not in keep_names and name not in named:
+            size = names[name]
+            cost = size / 2**30 * policy.storage_usd_per_gb_month
+            out.append((Item(asset.name, key, name.split(".")[0], (store.where(asset.layer, asset.name, key, name),), size,
+                             False, "no kept manifest names it: it can never be restored", cost), [name]))
     if not dry_run:
-        for item in out:
-            if not item.keep:
-                for rel in item.files:
-                    (root / rel).unlink(missing_ok=True)
-    return out
+        store.remove(asset.layer, asset.name, key, [f for item, files in out if not item.keep for f in files])
+    return [item for item, _ in out]

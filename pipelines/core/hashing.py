@@ -27,6 +27,15 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def sha256_file(path: Any, chunk: int = 1 << 20) -> str:
+    """sha256 hex digest of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def file_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
     """(inode, mtime, inode change time, size): what must stay equal for a file to be trusted
     unchanged. The change time cannot be set back from user space, so a restored mtime still shows."""

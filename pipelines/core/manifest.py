@@ -46,13 +46,18 @@ class Manifest:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     cost: Mapping[str, Any] = field(default_factory=dict)
     scheme: int = SCHEME_VERSION
+    #: On an object store, the output object's ETag when it was written: a rewrite in place shows.
+    output_etag: str = ""
 
     def consistent(self) -> bool:
         """True when the fingerprint matches the recorded provenance (guards against hand edits)."""
         return fingerprint(self.code_version, self.params_digest, self.inputs, self.partition, self.scheme) == self.fingerprint
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, indent=1)
+        data = asdict(self)
+        if not data["output_etag"]:  # local partitions: the same bytes as before the field existed
+            del data["output_etag"]
+        return json.dumps(data, sort_keys=True, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> "Manifest":
@@ -68,6 +73,6 @@ class Manifest:
         for attr in ("asset", "partition", "fingerprint", "code_version", "params_digest", "output", "output_hash"):
             if not isinstance(getattr(m, attr), str):
                 raise ValueError(f"manifest field {attr} is not a string")
-        if not isinstance(m.output_size, int) or not isinstance(m.inputs, dict):
+        if not isinstance(m.output_size, int) or not isinstance(m.inputs, dict) or not isinstance(m.output_etag, str):
             raise ValueError("manifest output_size/inputs malformed")
         return m

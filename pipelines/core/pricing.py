@@ -38,7 +38,7 @@ from typing import Any, Mapping
 from skipwise.core.budget import Budgets
 from skipwise.core.cost import EGRESS_CLASSES, CostVector
 from skipwise.core.errors import ConfigError
-from skipwise.core.locations import Location, compute_region, parse_locations
+from skipwise.core.locations import Location, compute_region, credentials_in, parse_locations
 
 GIB = 2**30
 
@@ -89,7 +89,7 @@ DEFAULT_PARTITION_USD_ESTIMATE = 0.01
 _RATE_KEYS = ("usd_per_vcpu_hour", "usd_per_gb_ram_hour", "usd_per_gpu_hour")
 _REQUEST_KEYS = ("get", "put", "list")
 _PRICING_KEYS = ("compute", "egress_usd_per_gb", "requests_usd_per_1000", "storage")
-_TOP_KEYS = ("pricing", "compute", "budgets", "locations", "cache")
+_TOP_KEYS = ("pricing", "compute", "budgets", "locations", "cache", "store")
 #: The input cache's defaults: where remote bytes land, and how much of them to keep.
 DEFAULT_CACHE_DIR = "data/.skipwise/inputs"
 DEFAULT_CACHE_MAX_BYTES = 10 * GIB
@@ -388,6 +388,9 @@ class SkipwiseConfig:
     region: str = ""
     cache_dir: str = DEFAULT_CACHE_DIR
     cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES
+    #: ``[store] url``: where partitions, manifests and the ledger live ("" = data/ on local disk)
+    store_url: str = ""
+    store_region: str = ""
 
     def price(self, cost: CostVector, storage_months: float = 1.0) -> CostVector:
         """Price `cost` with the configured profile and spot setting."""
@@ -446,8 +449,14 @@ def _config_from(data: dict[str, Any], check: _Checker) -> SkipwiseConfig:
     cache = check.table(data.get("cache", {}), ("cache",), ("dir", "max_bytes"))
     cache_dir = check.string(cache["dir"], ("cache", "dir")) if "dir" in cache else DEFAULT_CACHE_DIR
     max_bytes = int(check.number(cache["max_bytes"], ("cache", "max_bytes"))) if "max_bytes" in cache else DEFAULT_CACHE_MAX_BYTES
+    store = check.table(data.get("store", {}), ("store",), ("url", "region"))
+    store_url = check.string(store["url"], ("store", "url")) if "url" in store else ""
+    if credentials_in(store_url):
+        raise check.fail(("store", "url"), "the URL carries credentials",
+                         "remove the user:password@ part; credentials come from the environment or the provider chain")
+    store_region = check.string(store["region"], ("store", "region")) if "region" in store else ""
     return SkipwiseConfig(prices, profile, spot, budgets, estimate, check.source, extra,
-                          locations, compute_region(region), cache_dir, max_bytes)
+                          locations, compute_region(region), cache_dir, max_bytes, store_url, store_region)
 
 
 def _label(path: Path, root: str | Path | None) -> str:

@@ -117,13 +117,8 @@ class Ledger:
         records = list(records)
         if not records:
             raise ValueError("Ledger.append needs at least one record")
-        day = max(_day_of(r.ts) for r in records)
-        folder = self.root / day
-        final = folder / f"{_safe(records[0].run_id)}-{uuid.uuid4().hex}.jsonl"
-        payload = "".join(
-            json.dumps(r.to_json_dict(), separators=(",", ":"), allow_nan=False) + "\n"
-            for r in records
-        ).encode("utf-8")
+        final = self.root / day_of(records) / file_name(records[0].run_id)
+        payload = lines_of(records)
         atomic_write(final, payload)  # a unique name: files are never rewritten, only added
         return final
 
@@ -173,6 +168,11 @@ class Ledger:
         except OSError as exc:
             self._warn(f"{path}: cannot read this ledger file ({exc.strerror}); its records are left out")
             return []
+        rows = self._parse(str(path), raw)
+        self._parsed[path] = (key, rows)
+        return rows
+
+    def _parse(self, name: str, raw: bytes) -> list[dict[str, Any]]:
         rows, bad = [], 0
         for line in raw.splitlines():
             if not line.strip():
@@ -188,11 +188,14 @@ class Ledger:
                 rows.append(row)
         if bad:
             self._warn(
-                f"{path}: skipped {bad} damaged line(s) of this ledger file (truncated or edited by hand?), "
+                f"{name}: skipped {bad} damaged line(s) of this ledger file (truncated or edited by hand?), "
                 f"kept {len(rows)}; the file is left as it is (delete it to silence this)"
             )
-        self._parsed[path] = (key, rows)
         return rows
+
+    def exists(self) -> bool:
+        """Whether anything was ever recorded here."""
+        return self.root.is_dir()
 
     def _warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -279,17 +282,15 @@ class Journal:
         records = list(records)
         if not records:
             return
-        day = max(_day_of(r.ts) for r in records)
+        day = day_of(records)
         if self._fd is None or day != self._day:
             self.close()
             folder = self.root / day
             folder.mkdir(parents=True, exist_ok=True)
-            self.path = folder / f"{_safe(self.run_id)}-{uuid.uuid4().hex}.jsonl"
+            self.path = folder / file_name(self.run_id)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
             self._day = day
-        payload = "".join(
-            json.dumps(r.to_json_dict(), separators=(",", ":"), allow_nan=False) + "\n" for r in records
-        ).encode("utf-8")
+        payload = lines_of(records)
         view = memoryview(payload)
         while view:  # a regular file takes it in one write; loop only for the pathological case
             view = view[os.write(self._fd, view):]
@@ -307,6 +308,22 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def lines_of(records: Iterable[LedgerRecord]) -> bytes:
+    """Records as the JSON lines of a ledger file."""
+    return "".join(json.dumps(r.to_json_dict(), separators=(",", ":"), allow_nan=False) + "\n"
+                   for r in records).encode("utf-8")
+
+
+def file_name(run_id: str) -> str:
+    """A new ledger file's name: the run's id (made safe) and a unique suffix."""
+    return f"{_safe(run_id)}-{uuid.uuid4().hex}.jsonl"
+
+
+def day_of(records: list[LedgerRecord]) -> str:
+    """The day folder of a file holding `records` (the UTC day of the latest)."""
+    return max(_day_of(r.ts) for r in records)
 
 
 def _typed(obj: dict[str, Any]) -> dict[str, Any] | None:

@@ -21,7 +21,7 @@ from skipwise.core.cost import IOCounter
 from skipwise.core.errors import InputError
 from skipwise.core.hashing import sha256_bytes
 from skipwise.core.manifest import Manifest
-from skipwise.core.partitions import key_folder, validate_name
+from skipwise.core.partitions import folder_key, key_folder, validate_name
 from skipwise.store.files import atomic_write
 from skipwise.store.paths import ensure_inside, is_inside
 from skipwise.store.statcache import StatCache
@@ -32,6 +32,8 @@ MANIFEST = "manifest.json"
 
 class PartitionStore:
     """Reads and writes partitions and their manifests under `data_root`, counting bytes moved."""
+
+    remote = False  # local disk (`ObjectPartitionStore` is the object-store one)
 
     def __init__(self, data_root: Path, statcache: StatCache, io: IOCounter | None = None, read_roots: tuple[Path, ...] = ()) -> None:
         self.data_root = Path(data_root)
@@ -91,10 +93,79 @@ class PartitionStore:
             except (ValueError, TypeError):
                 return None
 
+    def materialized_keys(self, layer: str, asset: str) -> list[str]:
+        """Keys of the partitions of `asset` that have a manifest (any order)."""
+        base = self.data_root / layer / asset
+        if not base.is_dir():
+            return []
+        keys = []
+        for p in base.iterdir():
+            if not (p / MANIFEST).is_file():
+                continue
+            key = folder_key(p.name)
+            if key is None:  # a hashed (long) key: its manifest says which
+                m = self.read_manifest_at(p)
+                key = m.partition if m else None
+            if key is not None:
+                keys.append(key)
+        return keys
+
+    def files_of(self, layer: str, asset: str) -> dict[str, dict[str, int]]:
+        """key -> {name: size} of every partition folder of `asset` (names relative to the folder,
+        ``versions/<fp>.json`` too; no hidden files: locks, temporaries). Folders that are links,
+        and hashed (long) keys, are left out."""
+        base = self.data_root / layer / asset
+        out: dict[str, dict[str, int]] = {}
+        if not base.is_dir() or base.is_symlink():
+            return out
+        for folder in sorted(base.iterdir()):
+            key = folder_key(folder.name)
+            if key is None or not folder.is_dir() or folder.is_symlink():
+                continue
+            names = {f.name: f.stat().st_size for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")}
+            versions = folder / VERSIONS
+            if versions.is_dir() and not versions.is_symlink():
+                names.update({f"{VERSIONS}/{f.name}": f.stat().st_size for f in versions.glob("*.json") if f.is_file()})
+            out[key] = names
+        return out
+
+    def read_named(self, layer: str, asset: str, key: str, name: str) -> bytes | None:
+        """The bytes of `name` in a partition's folder (None if absent or a link)."""
+        path = self.partition_dir(layer, asset, key) / name
+        if path.is_symlink():
+            return None
+        try:
+            return path.read_bytes()
+        except OSError:
+            return None
+
+    def where(self, layer: str, asset: str, key: str, name: str) -> str:
+        """`name` in a partition's folder, as a path relative to the project (its parent)."""
+        return str((self.partition_dir(layer, asset, key) / name).relative_to(self.data_root.parent))
+
+    def remove(self, layer: str, asset: str, key: str, names: list[str]) -> None:
+        """Delete `names` from a partition's folder (call it holding the partition's lock)."""
+        d = self.partition_dir(layer, asset, key)
+        for name in names:
+            (d / name).unlink(missing_ok=True)
+
+    def layer_of(self, asset: str) -> str:
+        """The data/ subfolder holding `asset` (asset names are unique across groups), "" if none."""
+        try:
+            layers = sorted(os.listdir(self.data_root))
+        except FileNotFoundError:
+            return ""
+        return next((layer for layer in layers if not layer.startswith(".")
+                     and os.path.isdir(os.path.join(self.data_root, layer, asset))), "")
+
     def output_path(self, layer: str, asset: str, key: str, manifest: Manifest) -> Path:
         """Where the manifest's output lives."""
         name = Path(manifest.output).name  # a manifest can never point outside its partition
         return self.partition_dir(layer, asset, key) / name
+
+    def local_copy(self, layer: str, asset: str, key: str, manifest: Manifest) -> Path:
+        """The output's own file (local disk needs no copy)."""
+        return ensure_inside(self.output_path(layer, asset, key, manifest), self.real_root)
 
     def output_state(self, layer: str, asset: str, key: str, manifest: Manifest) -> str:
         """"ok" when the output is there with the recorded hash, else "missing" or "changed".

@@ -47,6 +47,9 @@ def test_environment_region_wins_over_config(tmp_path):
     ('[locations.far]\nurl = "s3://far"\nregion = 3\n', "locations.far.region", "region ="),
     ('[cache]\nmax_bytes = -1\n', "cache.max_bytes", "non-negative"),
     ('[budgets]\nper_run_egress_bytes = "lots"\n', "budgets.per_run_egress_bytes", "number"),
+    ('[store]\nurl = "s3://key:secret@features"\n', "store.url", "credentials"),
+    ('[store]\nurl = "s3://features"\nendpoint = "http://x"\n', "store.endpoint", "store"),
+    ('[store]\nurl = 5\n', "store.url", "string"),
 ])
 def test_bad_location_config_names_the_file_and_key(tmp_path, body, key, words):
     cfg = tmp_path / "skipwise.toml"
@@ -107,3 +110,22 @@ def test_dvc_remotes_from_config_and_config_local(tmp_path):
     (dvc / "config.local").unlink()
     with pytest.raises(ConfigError, match="core.remote"):
         dvc_remote(tmp_path)
+
+
+def test_the_feature_store_is_local_unless_an_object_store_url_is_given(tmp_path):
+    from skipwise.featurestore import store_location
+
+    cfg = tmp_path / "skipwise.toml"
+    cfg.write_text('[compute]\nregion = "us-east-1"\n\n[locations.hot]\nurl = "s3://features"\nregion = "us-east-1"\n')
+    config = load_config(cfg)
+    assert store_location(config, {}) is None
+    assert store_location(config, {"SKIPWISE_STORE": "data/elsewhere"}) is None  # a path: local disk
+    where = store_location(config, {"SKIPWISE_STORE": "s3://features/flights/"})
+    assert (where.url, where.region, where.egress_class(config.region)) == ("s3://features/flights", "us-east-1", "same_region")
+    far = store_location(config, {"SKIPWISE_STORE": "s3://other", "SKIPWISE_STORE_REGION": "eu-west-1"})
+    assert far.egress_class(config.region) == "cross_region"
+    assert store_location(config, {"SKIPWISE_STORE": "s3://unknown"}).egress_class(config.region) == "internet"
+    cfg.write_text('[store]\nurl = "s3://features/x"\nregion = "eu-west-1"\n')
+    assert store_location(load_config(cfg), {}).region == "eu-west-1"
+    with pytest.raises(ConfigError, match="credentials"):
+        store_location(config, {"SKIPWISE_STORE": "s3://a:b@features"})

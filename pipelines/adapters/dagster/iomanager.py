@@ -11,7 +11,6 @@ is the content hash of its bytes, so skipwise assets downstream of it know when 
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +84,7 @@ class IOManager(dg.ConfigurableIOManager):
             for key in keys:
                 values[key] = formats.get("polars").decode(project.store.read_file(project.root / source.path / source.file_for(key)))
             return bodies.combine(values, _annotation(context))
-        layer = _layer_on_disk(project.data_root, name)
+        layer = project.store.layer_of(name)
         for key in keys:
             m = project.store.read_manifest(layer, name, key) if layer else None
             if m is None:
@@ -126,12 +125,3 @@ def _group_of(context: Any) -> str:
         return context.asset_spec.group_name or "default"
     except Exception:  # noqa: BLE001
         return "default"
-
-
-def _layer_on_disk(data_root: Path, name: str) -> str:
-    """The data/ subfolder holding asset `name` (asset names are unique across groups)."""
-    try:
-        layers = sorted(os.listdir(data_root))
-    except FileNotFoundError:
-        return ""
-    return next((layer for layer in layers if not layer.startswith(".") and os.path.isdir(os.path.join(data_root, layer, name))), "")
