@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -51,6 +52,13 @@ DEFAULT_CHUNK_PARTITIONS = 32
 #: chunks of one level launched at once (each is a thread here waiting on its steps)
 MAX_CHUNKS = 32
 JOB_MODULE = "skipwise.adapters.dagster.services"
+
+# dagster-celery and dagster-postgres 0.29.27 are the newest published; they pin dagster 1.13.27
+# and Dagster warns on every import that they trail this 1.13.28 (pyproject.toml says why they are
+# used anyway). Only that exact pair is hushed: any other mismatch still shows.
+for _library in ("dagster-celery", "dagster-postgres"):
+    warnings.filterwarnings("ignore", message=rf"Found version mismatch between `dagster-shared` \(1\.13\.28\) "
+                                              rf"expected library version \(0\.29\.28\) and `{_library}` \(0\.29\.27\)")
 
 
 def profile() -> str:
@@ -200,7 +208,7 @@ def _celery_job(definitions: str, names: tuple[str, ...], root: str) -> Any:
     resources.setdefault("skipwise", IOManager(root=root))
     name = job_name(names)
     job = dg.define_asset_job(name, selection=[dg.AssetKey(n.split("__")) for n in names], executor_def=celery_executor)
-    return dg.Definitions(assets=list(defs.assets or ()), resources=resources, jobs=[job]).get_job_def(name)
+    return dg.Definitions(assets=list(defs.assets or ()), resources=resources, jobs=[job]).resolve_job_def(name)
 
 
 def reconstructable(definitions: str, names: Sequence[str], root: Path) -> Any:
