@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
 
-from skipwise.adapters.dagster.services import DEFAULT_BACKEND, DEFAULT_BROKER, DEFAULT_QUEUE
+from skipwise.adapters.dagster.services import DEFAULT_BACKEND, DEFAULT_BROKER, DEFAULT_QUEUE, address, unreachable
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 BIN = Path(sys.executable).parent
@@ -31,28 +30,21 @@ class ServiceUnreachable(RuntimeError):
     """A service the profile needs does not answer; the message is one line naming it and its address."""
 
 
-def _address(url: str, default_port: int) -> tuple[str, int]:
-    u = urlsplit(url)
-    return u.hostname or "127.0.0.1", u.port or default_port
-
-
 def check_services(pg_url: str = PG_ADMIN_URL, broker: str = DEFAULT_BROKER, backend: str = DEFAULT_BACKEND) -> None:
     """Raise `ServiceUnreachable` for the first of PostgreSQL, the broker and the result backend
     that does not accept a TCP connection within 3 s."""
-    wanted = [("PostgreSQL", pg_url, 5432)]
-    for role, url in (("the Celery broker", broker), ("the Celery result backend", backend)):
+    def kind(url: str) -> str:
         scheme = urlsplit(url).scheme
-        if scheme.startswith("redis"):
-            wanted.append((f"Redis ({role})", url, 6379))
-        elif scheme in ("amqp", "pyamqp", "amqps"):
-            wanted.append((f"RabbitMQ ({role})", url, 5672))
-    for name, url, port in wanted:
-        host, port = _address(url, port)
-        try:
-            with socket.create_connection((host, port), timeout=3):
-                pass
-        except OSError as exc:
-            raise ServiceUnreachable(f"{name} is not reachable at {host}:{port} ({exc.strerror or exc})") from None
+        return "PostgreSQL" if scheme.startswith("postgres") else "Redis" if scheme.startswith("redis") else "RabbitMQ"
+
+    for name, url in (("PostgreSQL", pg_url), (f"{kind(broker)} (the Celery broker)", broker),
+                      (f"{kind(backend)} (the Celery result backend)", backend)):
+        if url.startswith("rpc://"):
+            continue
+        why = unreachable(url)
+        if why:
+            host, port = address(url)
+            raise ServiceUnreachable(f"{name} is not reachable at {host}:{port} ({why})")
 
 
 @contextlib.contextmanager

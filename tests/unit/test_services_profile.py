@@ -66,3 +66,14 @@ def test_an_unreachable_service_is_named_with_its_address():
             check_services(f"postgresql://postgres@127.0.0.1:{port}/postgres", "redis://127.0.0.1:1/0", "redis://127.0.0.1:1/0")
     assert str(err.value).startswith(f"PostgreSQL is not reachable at 127.0.0.1:{port}")
     assert "\n" not in str(err.value)
+
+
+def test_an_unreachable_broker_stops_the_launch_in_one_line():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        s = services.Settings("postgresql://h/d", f"pyamqp://guest:guest@127.0.0.1:{port}//", "rpc://", "q", 32)
+        with pytest.raises(ConfigError) as err:
+            services.require_celery(s)
+    assert err.value.message.startswith(f"the Celery broker is not reachable at 127.0.0.1:{port}")
+    assert "SKIPWISE_CELERY_BROKER" in err.value.hint

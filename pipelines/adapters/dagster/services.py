@@ -169,6 +169,46 @@ def _safe(url: str) -> str:
     return url
 
 
+def address(url: str) -> tuple[str, int]:
+    """(host, port) of a service URL, with the scheme's default port (PostgreSQL, Redis, AMQP)."""
+    u = urlsplit(url)
+    scheme = u.scheme.split("+")[0]
+    default = 5432 if scheme.startswith("postgres") else 6379 if scheme.startswith("redis") else 5672
+    return u.hostname or "127.0.0.1", u.port or default
+
+
+def unreachable(url: str, timeout: float = 3.0) -> str:
+    """"" when a TCP connection to `url`'s host and port opens within `timeout`, else why not."""
+    import socket
+
+    try:
+        with socket.create_connection(address(url), timeout=timeout):
+            return ""
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
+
+
+_checked: set[tuple[str, str]] = set()
+
+
+def require_celery(settings: Settings) -> None:
+    """Fail in one line, before any run is launched, when the broker or the result backend does not
+    answer (Celery would otherwise retry, then fail each run with a long traceback)."""
+    key = (settings.broker, settings.backend)
+    if key in _checked:
+        return
+    for what, env, url in (("broker", "SKIPWISE_CELERY_BROKER", settings.broker),
+                           ("result backend", "SKIPWISE_CELERY_BACKEND", settings.backend)):
+        if url.startswith("rpc://"):
+            continue  # results come back through the broker
+        why = unreachable(url)
+        if why:
+            host, port = address(url)
+            raise ConfigError(f"the Celery {what} is not reachable at {host}:{port} ({why})",
+                              hint=f"start it there, or set {env} to where it runs")
+    _checked.add(key)
+
+
 def chunk_count(stale: int, requested: int | None, settings: Settings | None = None) -> int:
     """How many chunks (Dagster runs) a level with `stale` stale partitions is cut into under the
     profile: `requested` (--workers, $SKIPWISE_WORKERS) when given, else one per
@@ -231,6 +271,7 @@ def launch(project: Any, names: list[str], span: tuple[str, str] | None, instanc
     from skipwise.loading import definitions_of
 
     settings = settings or Settings.from_env()
+    require_celery(settings)
     definitions = project.definitions or definitions_of(project.root)
     run_tags = dict(tags)
     if span is not None:
@@ -273,6 +314,7 @@ def launch_split(project: Any, names: list[str], spans: list[tuple[str, str]], i
     from concurrent.futures import ThreadPoolExecutor
 
     settings = Settings.from_env()
+    require_celery(settings)
     if len(spans) == 1:
         return [launch(project, names, spans[0], instance, tags, settings)]
     with ThreadPoolExecutor(max_workers=len(spans), thread_name_prefix="skipwise-chunk") as pool:
