@@ -33,7 +33,7 @@ import functools
 import os
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import unquote, urlsplit
@@ -267,7 +267,7 @@ def launch(project: Any, names: list[str], span: tuple[str, str] | None, instanc
     returns once the run has ended, as `skipwise.adapters.dagster.launch.Launched`."""
     import dagster as dg
 
-    from skipwise.adapters.dagster.launch import RANGE_END, RANGE_START, Launched, _cache_of, failure_of
+    from skipwise.adapters.dagster.launch import RANGE_END, RANGE_START, launched
     from skipwise.loading import definitions_of
 
     settings = settings or Settings.from_env()
@@ -280,15 +280,10 @@ def launch(project: Any, names: list[str], span: tuple[str, str] | None, instanc
                   "execution": {"config": settings.executor_config()}}
     with dg.execute_job(reconstructable(definitions, names, project.root), instance=instance, run_config=run_config,
                         tags=run_tags, raise_on_error=False) as result:
-        computed, restored = {n: 0 for n in names}, {n: 0 for n in names}
-        for e in result.get_asset_materialization_events():
-            name, cache = "__".join(e.asset_key.path), _cache_of(e)
-            if name in computed and cache in ("miss", "restore"):
-                (computed if cache == "miss" else restored)[name] += 1
-        step, error, fix = failure_of(result) if not result.success else ("", "", "")
-        if not result.success and not error:
-            error = _run_failure(instance, result.run_id)
-        return Launched(result.run_id, bool(result.success), computed, restored, step, error, fix)
+        out = launched(result, list(names))
+        if not out.ok and not out.error:
+            out = replace(out, error=_run_failure(instance, result.run_id))
+        return out
 
 
 def _run_failure(instance: Any, run_id: str) -> str:
@@ -307,7 +302,7 @@ def _run_failure(instance: Any, run_id: str) -> str:
     return f"Dagster run {run_id} failed (see its events in the Dagster UI)"
 
 
-def launch_split(project: Any, names: list[str], spans: list[tuple[str, str]], instance: Any,
+def launch_split(project: Any, names: list[str], spans: list[tuple[str, str] | None], instance: Any,
                  tags: dict[str, str]) -> list[Any]:
     """One Dagster run per span, all at once (a thread each waits for its run's steps on the
     workers); one `Launched` per span, in order."""
