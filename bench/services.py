@@ -158,10 +158,15 @@ class CeleryWorkers:
 
 
 def delete_queue(env: dict[str, str]) -> None:
-    """Delete the queue of `env` (SKIPWISE_CELERY_QUEUE) from the broker, with what is left on it."""
+    """Delete the queue of `env` (SKIPWISE_CELERY_QUEUE) and its exchange from the broker, with what
+    is left on it (Dagster's own `dagster` queue is left alone)."""
     from kombu import Connection
 
     queue = env.get("SKIPWISE_CELERY_QUEUE") or DEFAULT_QUEUE
+    if queue == DEFAULT_QUEUE:
+        return
     with Connection(env.get("SKIPWISE_CELERY_BROKER") or DEFAULT_BROKER) as conn:
         with contextlib.suppress(Exception):  # no such queue: nothing to delete
             conn.default_channel.queue_delete(queue)
+        with contextlib.suppress(Exception):
+            conn.default_channel.exchange_delete(queue)

@@ -9,12 +9,13 @@ drops) instead of the run waiting forever for a result that will not come.
 
 from __future__ import annotations
 
-from dagster_celery.config import DEFAULT_CONFIG, dict_wrapper
-from dagster_celery.make_app import make_app
-from dagster_celery.tasks import create_task
-from kombu import Exchange, Queue
+# First: it hushes the known version warning of dagster-celery and dagster-postgres (see there).
+from skipwise.adapters.dagster.services import DEFAULT_QUEUE, Settings  # isort: skip
 
-from skipwise.adapters.dagster.services import DEFAULT_QUEUE, Settings
+from dagster_celery.config import DEFAULT_CONFIG, dict_wrapper  # noqa: E402
+from dagster_celery.make_app import make_app  # noqa: E402
+from dagster_celery.tasks import create_task  # noqa: E402
+from kombu import Exchange, Queue  # noqa: E402
 
 _settings = Settings.from_env()
 

@@ -59,6 +59,9 @@ JOB_MODULE = "skipwise.adapters.dagster.services"
 for _library in ("dagster-celery", "dagster-postgres"):
     warnings.filterwarnings("ignore", message=rf"Found version mismatch between `dagster-shared` \(1\.13\.28\) "
                                               rf"expected library version \(0\.29\.28\) and `{_library}` \(0\.29\.27\)")
+# dagster-celery registers its step task anew on the app of every run it submits steps for (the
+# same callable each time); Celery 5.7 warns once per app that the name is taken. Nothing is lost.
+warnings.filterwarnings("ignore", message=r"Task name 'execute_plan' is already registered to a different callable")
 
 
 def profile() -> str:
