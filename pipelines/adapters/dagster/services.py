@@ -149,6 +149,8 @@ def instance_for_root(root: Path, settings: Settings | None = None) -> Any:
             from skipwise.store.files import atomic_write
 
             atomic_write(config, text.encode())
+            if settings.postgres_db()["password"]:
+                config.chmod(0o600)  # it holds the database's password
         try:
             instance = dg.DagsterInstance.from_config(str(home))
         except Exception as exc:  # noqa: BLE001 - any driver error: say which database and how to fix it
