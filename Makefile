@@ -8,13 +8,17 @@ DVC_ENV := .tools/dvc
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install data demo demo-remote test ui bench clean
+.PHONY: install data demo demo-remote test test-services ui bench clean
+# Dagster's Celery and PostgreSQL libraries (see pyproject's `services` extra): 0.29.27, the newest
+# published, installed without their dagster==1.13.27 pin (tests/services check them on this dagster).
+DAGSTER_SERVICES := dagster-celery==0.29.27 dagster-postgres==0.29.27
 
 install: $(VENV)/.installed $(DVC_ENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,services]'
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps $(DAGSTER_SERVICES)
 	touch $@
 
 # DVC gets its own environment (its antlr runtime breaks Dagster's); its command is linked into .venv/bin.
@@ -42,6 +46,11 @@ demo-remote: data $(DAGSTER_HOME)/dagster.yaml
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The services profile against this machine's PostgreSQL (5432), RabbitMQ (5672) and Redis (6379):
+# a fresh database per session, Celery workers and an S3 server (moto_server) started by the tests.
+test-services: install
+	$(BIN)/python -m pytest -q tests/services
 
 # Dagster's webserver and daemon; `skipwise ui` lists partitions from the partitioning's end (2013), so
 # the asset pages plot cost by partition (plain `dagster dev` counts the newest partitions back from today).

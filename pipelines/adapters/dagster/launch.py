@@ -92,6 +92,12 @@ def launch(defs_assets: list, resources: dict, names: list[str], span: tuple[str
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
     )
+    return launched(result, names)
+
+
+def launched(result: Any, names: list[str]) -> Launched:
+    """What a finished Dagster run of `names` did, from its result: partitions computed and restored
+    per asset (its materializations' cache verdicts) and, on failure, the failed step."""
     computed, restored = {n: 0 for n in names}, {n: 0 for n in names}
     for e in result.get_asset_materialization_events():
         name, cache = "__".join(e.asset_key.path), _cache_of(e)

@@ -25,6 +25,7 @@ from skipwise.core.spec import Asset
 from skipwise.core.plan import RUN, SKIP
 from skipwise.engine import Project
 from skipwise.metering import process_meter
+from skipwise.adapters.dagster import services
 from skipwise.adapters.dagster.launch import Workers, chunks, launch, launch_split, worker_count
 
 
@@ -112,7 +113,10 @@ def instance_for(project: Project) -> dg.DagsterInstance:
 
 
 def instance_for_root(root: Path) -> dg.DagsterInstance:
-    """The Dagster instance of $DAGSTER_HOME, defaulting to <root>/.dagster (created if needed)."""
+    """The Dagster instance of $DAGSTER_HOME, defaulting to <root>/.dagster (created if needed);
+    under the services profile, the one on PostgreSQL (`skipwise.adapters.dagster.services`)."""
+    if services.active():
+        return services.instance_for_root(root)
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(root) / ".dagster")))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
@@ -175,7 +179,7 @@ def _materialize_project(project: Project, selection: list[str] | None, partitio
     groups = run_groups(graph, names)
     early: dict[int, Workers] = {}
     try:
-        if not missing:
+        if not missing and not services.active():
             # The first level's worker processes start now, so that their interpreter start and
             # imports overlap this process's loading of the definitions.
             for i, group in enumerate(groups):
@@ -196,10 +200,13 @@ def _materialize_project(project: Project, selection: list[str] | None, partitio
 
 def _level_parts(project: Project, group: list[Asset], decisions: list, keys: list[str] | None,
                  workers: int | None) -> tuple[list[str], list[list[str]]]:
-    """A level's stale keys in order, and the contiguous chunks they run in (one per process)."""
+    """A level's stale keys in order, and the contiguous chunks they run in (one per process; under
+    the services profile, one per Dagster run on the Celery workers)."""
     stale = project.in_order(group[0], {d.partition for d in decisions if d.action != SKIP})
     if not stale or keys is None:
         return stale, [stale]
+    if services.active():
+        return stale, chunks(stale, services.chunk_count(len(stale), workers))
     return stale, chunks(stale, worker_count(len(stale) * len(group), workers))
 
 
@@ -208,6 +215,7 @@ def _run_levels(project: Project, graph: Any, names: set[str], partition: str | 
     """The runs of `_materialize_project`, level by level (`early`: worker processes already
     started for a level, by its index)."""
     pm = process_meter()
+    on_services = services.active()
     progress.start(sum(d.action == RUN for d in planned), "materialize")  # drawn on a terminal only
     from skipwise.adapters.dagster.graph import definitions_in
 
@@ -222,8 +230,9 @@ def _run_levels(project: Project, graph: Any, names: set[str], partition: str | 
     instance = None
     if missing:
         instance = instance_for(project)
-        result = launch(defs_assets, resources, [p.name for p in missing], None, instance,
-                        {str(k): str(v) for k, v in tags.items()})
+        plain_tags = {str(k): str(v) for k, v in tags.items()}
+        result = (services.launch(project, [p.name for p in missing], None, instance, plain_tags) if on_services
+                  else launch(defs_assets, resources, [p.name for p in missing], None, instance, plain_tags))
         summary.run_ids.append(result.run_id)
         if not result.ok:
             summary.ok = False
@@ -261,7 +270,11 @@ def _run_levels(project: Project, graph: Any, names: set[str], partition: str | 
         instance = instance or instance_for(project)
         summary.launched.extend(a.name for a in group)
         names_in_group = [a.name for a in group]
-        if keys is None:
+        if on_services:
+            # Every chunk is its own Dagster run, all at once; their steps go to the Celery workers.
+            spans = [None] if keys is None else [(c[0], c[-1]) for c in parts]
+            results = services.launch_split(fresh, names_in_group, spans, instance, run_tags)
+        elif keys is None:
             results = [launch(defs_assets, resources, names_in_group, None, instance, run_tags)]
         elif len(parts) > 1:
             results = launch_split(fresh, defs_assets, resources, names_in_group, [(c[0], c[-1]) for c in parts],
