@@ -714,9 +714,13 @@ def forge_output(s: Soak) -> dict:
     victim, donor = parts[-1], parts[0]
     m, dm = manifest_of(s, victim), manifest_of(s, donor)
     data = read_file(s, donor, Path(dm["output"]).name)
+    if s.bucket is not None:
+        # On the bucket an output's name holds its sha256, and the manifest its ETag: the forger
+        # writes the bytes under the name they would have and records that object's ETag.
+        m["output"] = f"{m['fingerprint']}.{dm['output_hash']}.parquet"
     write_file(s, victim, Path(m["output"]).name, data)
     m["output_hash"], m["output_size"] = dm["output_hash"], len(data)
-    if s.bucket is not None:  # the forger rewrites the recorded ETag as well: nothing is left to tell
+    if s.bucket is not None:
         m["output_etag"] = s.bucket.client.head_object(Bucket=s.bucket.bucket, Key=s.bucket.key(victim, Path(m["output"]).name))["ETag"].strip('"')
     write_file(s, victim, "manifest.json", json.dumps(m, sort_keys=True, indent=1).encode())
     return {"partition": str(victim.relative_to(s.root)), "bytes_of": donor.name}
