@@ -119,7 +119,7 @@ def lease(store: BucketPrefix, rel: str, wait: bool = True, term: float | None =
             held = _Held(store, rel, store.put(rel, _body(owner, term), if_absent=True), term, owner)
             break
         except Conflict:
-            pass
+            pass  # someone holds it: whether they still may is read next
         try:
             data, etag = store.get(rel)
         except FileNotFoundError:
