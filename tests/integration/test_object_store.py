@@ -27,12 +27,9 @@ FEATURES = ["flight_features", "weather_features"]
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    server = S3Server.start(tmp_path_factory.mktemp("moto"))
-    try:
+    with S3Server.start(tmp_path_factory.mktemp("moto")) as server:  # stopped at the end
         server.make_bucket(BUCKET, "us-east-1")
         yield server
-    finally:
-        server.stop()
 
 
 def env_for(root: Path, s3: S3Server, prefix: str) -> dict:

@@ -47,12 +47,9 @@ def pg_url(services_up) -> str:
 
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory):
-    server = S3Server.start(tmp_path_factory.mktemp("moto"))
-    try:
+    with S3Server.start(tmp_path_factory.mktemp("moto")) as server:  # stopped at the end
         server.make_bucket(BUCKET, "us-east-1")
         yield server
-    finally:
-        server.stop()
 
 
 class Deployment:
