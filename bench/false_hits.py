@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.report import steal_percent
+from bench.workspace import COPY_FILES, demo_copy
 
 REPO = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "false_hits_worker.py"
@@ -64,7 +65,7 @@ BIN = Path(sys.executable).parent
 DVC = str(BIN / "dvc") if (BIN / "dvc").exists() else (shutil.which("dvc") or "dvc")
 #: What a copy holds: the demo's code location and its config. Not pipelines/: the copy runs the
 #: installed library (`skipwise`, editable from this repository's pipelines/), whatever the copy holds.
-PROJECT_FILES = ["assets", "params.yaml", "dvc.yaml", ".dvcignore", "skipwise.toml", "pyproject.toml"]
+PROJECT_FILES = COPY_FILES
 FIRST, LAST = "2013-01-01", "2013-01-12"
 SOAK_BUCKET, SOAK_PREFIX = "soak", "features"  # --store s3
 DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]
@@ -152,18 +153,7 @@ def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPr
 def make_project(base: Path, source: Path = REPO) -> Path:
     """A real project copy in `base`/p0: project files, 12 days of raw data, git + DVC, raw data added."""
     root = base / "p0"
-    root.mkdir(parents=True)
-    for name in PROJECT_FILES:
-        src = source / name
-        if src.is_dir():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        elif src.exists():
-            shutil.copy2(src, root / name)
-    run([sys.executable, "-m", "assets.ingest", "--root", str(root), "--days", f"{FIRST}...{LAST}"], cwd=root)
-    run(["git", "init", "-q"], cwd=root)
-    run([DVC, "init", "-q"], cwd=root)
-    run([DVC, "config", "core.analytics", "false"], cwd=root)
-    run([DVC, "add", "-q", "data/raw/flights", "data/raw/weather"], cwd=root)
+    demo_copy(root, len(DAYS), source, env_for(root))
     return root
 
 

@@ -13,48 +13,32 @@ method, the leases and ledger objects included); dollars are what the ledger rec
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import date, timedelta
 from pathlib import Path
 
 from bench.report import steal_percent
 from bench.s3server import FAKE_CREDENTIALS, S3Server
 from bench.false_hits import proc_stat
+from bench.workspace import demo_copy, run
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-FILES = ["assets", "params.yaml", "dvc.yaml", ".dvcignore", "skipwise.toml", "pyproject.toml"]
 BUCKET = "bench-features"
 SELECT = "flight_features,weather_features"
 
 
 def sh(cmd: list[str], cwd: Path, env: dict) -> str:
-    import os
-    import subprocess
-
-    full = {**os.environ, **env, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "PYTHONPATH": str(cwd)}
-    p = subprocess.run(cmd, cwd=cwd, env=full, capture_output=True, text=True)
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed in {cwd}:\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}")
-    return p.stdout
+    return run(cmd, cwd, {**os.environ, **env, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "PYTHONPATH": str(cwd)}).stdout
 
 
 def make_project(root: Path, days: int) -> str:
-    root.mkdir(parents=True)
-    for name in FILES:
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, root / name)
-    last = (date(2013, 1, 1) + timedelta(days=days - 1)).isoformat()
-    span = f"2013-01-01...{last}"
-    sh([sys.executable, "-m", "assets.ingest", "--root", str(root), "--days", span], root, {})
-    for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"], [str(BIN / "dvc"), "config", "core.analytics", "false"],
-                [str(BIN / "dvc"), "add", "-q", "data/raw/flights", "data/raw/weather"]):
-        sh(cmd, root, {})
+    span = demo_copy(root, days)
     (root / ".dagster").mkdir()
     (root / ".dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     return span
@@ -63,8 +47,6 @@ def make_project(root: Path, days: int) -> str:
 def ledger_totals(root: Path, env: dict) -> tuple[float, int]:
     """(dollars, GET + PUT + LIST requests) of every record in the project's ledger, read as
     `skipwise cost` reads it (the bucket's ledger with the bucket's environment)."""
-    import os
-
     from skipwise.featurestore import open_ledger
 
     saved = dict(os.environ)

@@ -32,19 +32,18 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 from pathlib import Path
 
 from bench.report import steal_percent
 from bench.run import LoadSampler, proc_stat
 from bench.s3server import FAKE_CREDENTIALS, S3Server
 from bench.services import CeleryWorkers, check_services, delete_queue, scratch_database
+from bench.workspace import demo_copy
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 BIN = Path(sys.executable).parent
 DVC = str(BIN / "dvc") if (BIN / "dvc").exists() else (shutil.which("dvc") or "dvc")
-PROJECT_FILES = ["assets", "params.yaml", "dvc.yaml", ".dvcignore", "skipwise.toml", "pyproject.toml"]
 SELECT = "flight_features,weather_features"
 CHUNKS = 8
 BUCKET = "skipwise-scaleout"
@@ -78,25 +77,6 @@ def proc_cpu(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def make_project(root: Path, days: int, log) -> str:
-    """A copy of the demo with its first `days` days of raw data versioned by DVC; returns the range."""
-    root.mkdir(parents=True)
-    for name in PROJECT_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy2(src, root / name)
-    first = date(2013, 1, 1)
-    span = f"{first}...{first + timedelta(days=days - 1)}"
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    for cmd in ([sys.executable, "-m", "assets.ingest", "--root", str(root), "--days", span], ["git", "init", "-q"],
-                [DVC, "init", "-q"], [DVC, "config", "core.analytics", "false"],
-                [DVC, "add", "-q", "data/raw/flights", "data/raw/weather"]):
-        subprocess.run(cmd, cwd=root if cmd[0] != sys.executable else REPO, env=env, check=True, stdout=log, stderr=log)
-    return span
 
 
 def timed(root: Path, env: dict[str, str], args: list[str], log, extra_pids: list[int]) -> Sample:
@@ -199,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     try:
         root = tmp / "proj"
-        span = make_project(root, args.days, log)
+        span = demo_copy(root, args.days)
         warm = f"2013-01-01...2013-01-{min(8, args.days):02d}"
         partitions = 2 * args.days
         chunk = str(-(-args.days // CHUNKS))

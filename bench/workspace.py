@@ -116,6 +116,27 @@ def freeze_library(base: Path) -> Path:
     return lib
 
 
+#: What a copy of the demo that runs the installed library holds (no pipelines/).
+COPY_FILES = ["assets", "params.yaml", "dvc.yaml", ".dvcignore", "skipwise.toml", "pyproject.toml"]
+
+
+def demo_copy(root: Path, days: int, source: Path = REPO, env: dict | None = None) -> str:
+    """A copy of the demo's code location in `root` with its first `days` days of raw data (the
+    real ingest), git and DVC (`dvc add` of the raw folders); returns the partition range."""
+    root.mkdir(parents=True)
+    for name in COPY_FILES:
+        if (source / name).exists():
+            _copy(source / name, root / name)
+    first = date(2013, 1, 1)
+    span = f"{first}...{first + timedelta(days=days - 1)}"
+    env = {**(env or os.environ), "PATH": f"{BIN}{os.pathsep}{(env or os.environ).get('PATH', '')}"}
+    run([sys.executable, "-m", "assets.ingest", "--root", str(root), "--days", span], root, env)
+    for cmd in (["git", "init", "-q"], [DVC, "init", "-q"], [DVC, "config", "core.analytics", "false"],
+                [DVC, "add", "-q", "data/raw/flights", "data/raw/weather"]):
+        run(cmd, root, env)
+    return span
+
+
 def _source_of(name: str) -> Path:
     """Where a project file is copied from: the library from its frozen copy (a `dvc.yaml`
     dependency of the stages, as in the demo), everything else from the repository."""

@@ -30,13 +30,18 @@ def add_cache_parser(subparsers: argparse._SubParsersAction) -> None:
     cache.set_defaults(func=lambda args: cache.print_help() or 2)
 
 
+def _root(args) -> Path:
+    from skipwise.loading import find_root
+
+    return Path(args.root).resolve() if args.root else find_root()
+
+
 def _cache(args):
     from skipwise.core.pricing import load_config
-    from skipwise.loading import find_root
     from skipwise.locality import cache_root
     from skipwise.store.contentcache import ContentCache
 
-    root = Path(args.root).resolve() if args.root else find_root()
+    root = _root(args)
     config = load_config(root / "skipwise.toml")
     return ContentCache(cache_root(root, config.cache_dir), config.cache_max_bytes)
 
@@ -44,10 +49,7 @@ def _cache(args):
 def _copies(args) -> tuple[Path, list[Path]]:
     """The local copies of feature-store objects (manifests, ledger files, outputs sw.scan read):
     all of them can be fetched again, so gc may remove them at any time."""
-    from skipwise.loading import find_root
-
-    root = Path(args.root).resolve() if args.root else find_root()
-    folder = root / "data" / ".skipwise" / "objects"
+    folder = _root(args) / "data" / ".skipwise" / "objects"
     return folder, sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
 
 

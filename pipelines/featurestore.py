@@ -47,27 +47,38 @@ def open_ledger(root: Path, warn: Callable[[str], None] | None = None) -> Any:
     """The project's cost ledger (local or on the object store), without loading its graph."""
     from skipwise.core.cost import IOCounter
     from skipwise.core.pricing import load_config
-    from skipwise.store.partitions import PartitionStore
-    from skipwise.store.statcache import StatCache
 
     data = Path(root) / "data"
     config = load_config(Path(root) / "skipwise.toml")
-    local = PartitionStore(data, StatCache(data / ".skipwise" / "stat.db", base=Path(root)), IOCounter())
-    return open_store(config, local, data / ".skipwise" / "objects", warn=warn)[1]
+    where = store_location(config)
+    if where is None:
+        from skipwise.store.ledger import Ledger
+
+        return Ledger(data / "ledger", warn=warn)
+    return _object_ledger(_bucket(where, config, IOCounter()), data / ".skipwise" / "objects", warn)
 
 
 def open_store(config: "SkipwiseConfig", local: "PartitionStore", cache_dir: Any,
                warn: Callable[[str], None] | None = None) -> tuple[Any, Any]:
     """(partition store, ledger) for the project: the local ones, or those on the object store."""
-    from skipwise.store.ledger import Ledger
-
     where = store_location(config)
     if where is None:
+        from skipwise.store.ledger import Ledger
+
         return local, Ledger(local.data_root / "ledger", warn=warn)
-    from skipwise.store.objectledger import ObjectLedger
     from skipwise.store.objectpartitions import ObjectPartitionStore
+
+    objects = _bucket(where, config, local.io)
+    return ObjectPartitionStore(objects, local, cache_dir / "manifests"), _object_ledger(objects, cache_dir, warn)
+
+
+def _bucket(where: Location, config: "SkipwiseConfig", io: Any) -> Any:
     from skipwise.store.bucket import BucketPrefix
 
-    objects = BucketPrefix(where.url, local.io, where.egress_class(config.region), where.charges_requests, where.region)
-    return (ObjectPartitionStore(objects, local, cache_dir / "manifests"),
-            ObjectLedger(objects, cache_dir / "ledger", warn=warn))
+    return BucketPrefix(where.url, io, where.egress_class(config.region), where.charges_requests, where.region)
+
+
+def _object_ledger(objects: Any, cache_dir: Path, warn: Callable[[str], None] | None) -> Any:
+    from skipwise.store.objectledger import ObjectLedger
+
+    return ObjectLedger(objects, Path(cache_dir) / "ledger", warn=warn)

@@ -303,7 +303,7 @@ def _run_failure(instance: Any, run_id: str) -> str:
             if err is not None and (err.message or "").strip():
                 return err.message.strip().splitlines()[0]
     except Exception:  # noqa: BLE001 - the run's own log says more; this line only points at it
-        pass
+        return f"Dagster run {run_id} failed (its events could not be read: see them in the Dagster UI)"
     return f"Dagster run {run_id} failed (see its events in the Dagster UI)"
 
 
