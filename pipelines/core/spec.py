@@ -125,6 +125,11 @@ class Asset:
     cost_unit: str = ""
     #: declared params, name -> default (None: undeclared, params.yaml may hold any keys)
     params: TMapping[str, Any] | None = None
+    #: dependencies observation cannot see, declared: files (relative to the root) and environment variables
+    files: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    #: two computations of one partition may differ: `skipwise verify` does not compare its outputs
+    nondeterministic: bool = False
 
     def __post_init__(self) -> None:
         if self.params is None:

@@ -15,7 +15,7 @@ import json
 import sys
 import typing
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import dagster as dg
 
@@ -76,7 +76,8 @@ def asset(fn: Callable | None = None, *, name: str | None = None, key_prefix: st
           group_name: str | None = None, tags: Mapping[str, str] | None = None, kinds: set[str] | None = None,
           description: str | None = None, owners: list[str] | None = None, metadata: Mapping[str, Any] | None = None,
           required_resource_keys: set[str] | None = None, automation_condition: Any = None,
-          io_manager_key: str = "skipwise", cost_unit: str = "", **dagster_kwargs: Any) -> Any:
+          io_manager_key: str = "skipwise", cost_unit: str = "", files: Sequence[str] = (), env: Sequence[str] = (),
+          nondeterministic: bool = False, **dagster_kwargs: Any) -> Any:
     """Declare a skipwise asset the way `@dg.asset` declares one (same arguments); returns a
     `dg.AssetsDefinition`. A partition is recomputed only when its inputs, its code or its
     config changed; the rest is skipped without reading data.
@@ -89,13 +90,20 @@ def asset(fn: Callable | None = None, *, name: str | None = None, key_prefix: st
     overridden by run config; all count in the fingerprint), and resources (by annotation).
     The return annotation picks the stored format (`skipwise.formats`); without one, the value
     decides. `cost_unit` (e.g. "predictions") adds `cost/usd_per_1k_<unit>` per output row.
+
+    What the body reads while it runs (files, environment variables read by project code) is
+    recorded and re-checked; `files=` (paths relative to the project root, globs allowed) and
+    `env=` (variable names) declare what cannot be observed (a subprocess's reads, a network
+    service's configuration). `nondeterministic=True` says two computations may differ:
+    `skipwise verify` then does not compare its outputs.
     """
     if fn is None:
         return lambda f: asset(f, name=name, key_prefix=key_prefix, partitions_def=partitions_def, ins=ins, deps=deps,
                                group_name=group_name, tags=tags, kinds=kinds, description=description, owners=owners,
                                metadata=metadata, required_resource_keys=required_resource_keys,
                                automation_condition=automation_condition, io_manager_key=io_manager_key,
-                               cost_unit=cost_unit, **dagster_kwargs)
+                               cost_unit=cost_unit, files=files, env=env, nondeterministic=nondeterministic,
+                               **dagster_kwargs)
     if not inspect.isfunction(fn):
         what = "a class" if inspect.isclass(fn) else type(fn).__name__
         raise ConfigError(f"@sw.asset decorates a function, got {what}",
@@ -186,6 +194,14 @@ def asset(fn: Callable | None = None, *, name: str | None = None, key_prefix: st
     }
     if cost_unit:
         md["skipwise/cost_unit"] = cost_unit
+    if isinstance(files, str) or isinstance(env, str):
+        raise ConfigError(f"{where}: files= and env= take lists", hint='write files=["config/lookup.csv"], env=["FEATURE_MODE"]')
+    if files:
+        md["skipwise/files"] = json.dumps(sorted({str(f) for f in files}))
+    if env:
+        md["skipwise/env"] = json.dumps(sorted({str(e) for e in env}))
+    if nondeterministic:
+        md["skipwise/nondeterministic"] = True
     declared = _declared_params(config_class)
     if declared is not None:
         md["skipwise/params"] = json.dumps(declared, sort_keys=True)

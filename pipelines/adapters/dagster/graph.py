@@ -163,6 +163,8 @@ def graph_of(defs: dg.Definitions, instance: Any = None, instance_factory: Any =
                 description=node.description or "", tags=dict(node.tags or {}),
                 cost_unit=meta(md, "skipwise/cost_unit", "") or "",
                 params=_params(meta(md, "skipwise/params")),
+                files=tuple(_params(meta(md, "skipwise/files")) or ()), env=tuple(_params(meta(md, "skipwise/env")) or ()),
+                nondeterministic=bool(meta(md, "skipwise/nondeterministic", False)),
             ))
     valid_until = time.time() + 60 if open_ended else None
     return Graph(tuple(sources), tuple(assets), tuple(plain.values())), valid_until, cacheable
