@@ -9,7 +9,16 @@ code, params and raw data would produce) is the worst bug skipwise can have. Thi
    `assets/definitions.py`, params.yaml, pyproject.toml and the other config files, 12 days of raw
    data written by `assets.ingest`, `git init`, `dvc init`, `dvc add data/raw/flights
    data/raw/weather`) and builds it. The copy holds no pipelines/: it runs the installed library
-   (`skipwise`), so the edits are to the project's own files only.
+   (`skipwise`), so the edits are to the project's own files only. Before the first build the copy
+   gets dependencies no code version sees (`inject_dependencies`; the repository's assets/ stay as
+   they are), each changing the output of a built asset: flight_features reads
+   assets/features/soak_config.json (beside its module, `Path(__file__).with_name(...).read_text()`),
+   $SOAK_MODE when assets/features/flights.py is imported, and config/soak_pandas.csv and
+   config/soak_arrow.csv through pandas' and pyarrow's own CSV readers; weather_features reads
+   config/soak_lookup.csv with `pl.read_csv`, $SOAK_SCALE while its body runs, and calls
+   `soakshared.wind_factor()`, a package in <tmp>/outside (outside every copy, on PYTHONPATH);
+   training_set adds a column DuckDB computes from config/soak_weights.csv (read by DuckDB itself)
+   with the query in config/soak_weight.sql.
 2. Then, for each of N seeded random steps: one random edit (see KINDS), then one fresh process in
    the project (its own code: cwd and `PYTHONPATH=<project>`; no Dagster run) that runs an
    incremental build of flight_features, weather_features and training_set over the 12 days through
@@ -19,13 +28,26 @@ code, params and raw data would produce) is the worst bug skipwise can have. Thi
    Dagster definitions' partition mappings, with no engine state, serialized by the library's writer.
    Code edits go to assets/definitions.py (partition mappings, config defaults, bodies, module
    constants) and the feature modules the bodies call (assets/features/); params.yaml toggles also
-   remove a key (the config class default applies) and put it back. The process is a child forked
-   by a server that imported Dagster and the other third-party libraries once (`--fresh-process`:
-   a plain new interpreter per step, seconds slower); it imports skipwise and the project itself.
+   remove a key (the config class default applies) and put it back. The injected dependencies get
+   their own kinds: the data files set to another version, the variables set, changed or unset
+   (SOAK_MODE, SOAK_SCALE, and ones no project code reads: SOAK_UNUSED, and POLARS_VERBOSE and
+   POLARS_QUERY_MONITORING, which polars' own code reads while the bodies run), the outside package
+   edited (or only its comments and docstrings), flight_features' body or helper edited without
+   changing its output (`x` -> `x * 1`, an unused local...), and the partitions definition's
+   end_date moved later and back (assets/calendar.py). The process is a child forked by a server
+   that imported Dagster and the other third-party libraries once (`--fresh-process`: a plain new
+   interpreter per step, seconds slower); it imports skipwise and the project itself. Either way it
+   gets the step's whole environment (the soak's variables as they are now, PYTHONPATH=<copy>:<outside>),
+   for the build and the oracle alike.
 3. A **false hit** is a partition the build reported as a skip whose committed bytes (or manifest
    hash) differ from the oracle's. Also counted: partitions recomputed and still wrong, builds that
-   failed (none of the edits is meant to be refused), and **wasted recomputes** (partitions recomputed
-   after an edit that cannot change anything: comment-only edits, touched files, a plain `cp -a`).
+   failed (none of the edits is meant to be refused), and **wasted recomputes**: partitions recomputed
+   after an edit that cannot change anything (NO_RECOMPUTE: comment-only edits, here or in the outside
+   package, touched files, a plain `cp -a`, a variable no project code reads, the end_date moved), and
+   after an edit whose readers are known (MAY_RECOMPUTE) any partition of another asset, but
+   training_set when a flight_features or weather_features output's bytes changed in the step (the
+   manifests' output_hash before the edit and after the build): after a same-output edit of
+   flight_features, training_set must not recompute.
 4. Every --scratch-every steps and at the end, the oracle itself is checked against a from-scratch
    engine build of the same state in a separate folder (code, raw data and DVC state, no outputs).
 
@@ -35,7 +57,8 @@ edit, what was recomputed and why, any failure) to <out>.steps.jsonl; a progress
 to stderr. Exit code 1 on any false hit or unexpected failure; the failing step is printed with its
 seed, and `--seed N --replay STEP` makes the same edits up to that step (the random draws never
 depend on build results), prints each with what it recomputed, stops there and keeps the project
-folder for a look. `--stop-on-failure` stops at the first failure instead.
+folder for a look. `--stop-on-failure` stops at the first failure instead. `--kind TEXT` (repeatable)
+draws only the kinds whose names contain TEXT.
 """
 
 from __future__ import annotations
@@ -75,9 +98,42 @@ RAW_KINDS = ("flights", "weather")
 RAW_ADD, RAW, REVERT_ADD, REVERT, SAME_SIZE = "raw edit + dvc add", "raw edit, no dvc add", "raw revert + dvc add", "raw revert, no dvc add", "same-size raw edit, mtime restored"
 PARAMS, HELPER, CONSTANT, COMMENT = "params.yaml toggle", "helper edit/revert", "module constant add/remove", "comment/docstring only"
 DELETE, TRUNCATE, MANIFEST, TOUCH, COPY = "output deleted", "output truncated/corrupted", "manifest hand-edited", "file touched (mtime)", "cp -a to a new folder"
-KINDS = [RAW_ADD, RAW, REVERT_ADD, REVERT, SAME_SIZE, PARAMS, HELPER, CONSTANT, COMMENT, DELETE, TRUNCATE, MANIFEST, TOUCH, COPY]
+# What a code version cannot see (the dependencies `inject_dependencies` adds to the copy).
+JSON_BESIDE = "JSON beside a feature module (read_text)"
+POLARS_FILE = "config/ CSV read by polars"
+PANDAS_ARROW_FILE = "config/ CSVs read by pandas / pyarrow"
+DUCKDB_FILE = "config/ CSV read by DuckDB, .sql query file"
+ENV_IMPORT = "env var read at import"
+ENV_RUN = "env var read at run"
+ENV_UNUSED = "env var not read by project code"
+OUTSIDE = "code outside the root (PYTHONPATH) edit/revert"
+OUTSIDE_COMMENT = "code outside the root, comment/docstring only"
+SAME_OUTPUT_BODY = "flight_features body edit, same output"
+SAME_OUTPUT_HELPER = "flight_features helper edit, same output"
+CALENDAR = "partitions end_date moved"
+KINDS = [RAW_ADD, RAW, REVERT_ADD, REVERT, SAME_SIZE, PARAMS, HELPER, CONSTANT, COMMENT, DELETE, TRUNCATE, MANIFEST, TOUCH, COPY,
+         JSON_BESIDE, POLARS_FILE, PANDAS_ARROW_FILE, DUCKDB_FILE, ENV_IMPORT, ENV_RUN, ENV_UNUSED, OUTSIDE, OUTSIDE_COMMENT,
+         SAME_OUTPUT_BODY, SAME_OUTPUT_HELPER, CALENDAR]
 #: Edits after which nothing may be recomputed (a plain `cp -a` only: one followed by an edit is not).
-NO_RECOMPUTE = {COMMENT, TOUCH, COPY}
+NO_RECOMPUTE = {COMMENT, TOUCH, COPY, ENV_UNUSED, OUTSIDE_COMMENT, CALENDAR}
+#: Edits whose legitimate recomputes are known exactly: the assets that read what was edited (any of
+#: their partitions may recompute); training_set, downstream of both, may also recompute when the
+#: bytes of a flight_features or weather_features output changed in the step (the manifests'
+#: output_hash before the edit and after the build). Any other recompute after such an edit is wasted.
+#: (The JSON config and the import-time variable are not here: a file beside project modules counts in
+#: the code version of every asset that reaches their folder, and a module's top-level code in every
+#: asset that reaches the module, assets/definitions.py's imports included.)
+MAY_RECOMPUTE: dict[str, set[str]] = {
+    POLARS_FILE: {"weather_features"},
+    PANDAS_ARROW_FILE: {"flight_features"},
+    DUCKDB_FILE: {"training_set"},
+    ENV_RUN: {"weather_features"},
+    OUTSIDE: {"weather_features"},
+    SAME_OUTPUT_BODY: {"flight_features"},  # training_set(flight_features=...): a parameter, not the asset's code
+    SAME_OUTPUT_HELPER: {"flight_features"},  # early cutoff: same bytes, so training_set stays
+}
+#: What training_set reads: its recompute is legitimate after a MAY_RECOMPUTE edit when one of their outputs changed.
+UPSTREAM = ("flight_features", "weather_features")
 
 #: The code the three built assets run: their definitions (graph, config classes and bodies in one
 #: module) and the feature modules they call. Comment-only edits go to any of them.
@@ -117,6 +173,164 @@ PARAM_VALUES = [
     ("training_set", "weather_lead_minutes", [60, 30, None]),
 ]
 
+# -- dependencies a code version does not see, injected into the copy (never into assets/ here) ------
+#
+# Each changes the output of one of the three built assets. (file, anchor, replacement): the anchor
+# occurs once in the demo's file; the replacement keeps it (or its line) so later edits still apply.
+OUTSIDE_PACKAGE = "soakshared"
+INJECT_CODE = [
+    # flight_features: a JSON config beside the module (read_text), a mode read from the environment
+    # when the module is imported, and two CSVs under config/ read by pandas and by pyarrow.
+    ("assets/features/flights.py", "import polars as pl\n", '''import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import polars as pl
+import pyarrow.csv as pacsv
+
+# Soak: the label threshold's mode, read from the environment when this module is imported.
+if os.environ.get("SOAK_MODE") == "alt":
+    SOAK_THRESHOLD_FACTOR = 2
+else:
+    SOAK_THRESHOLD_FACTOR = 1
+
+_SOAK_CONFIG = Path(__file__).resolve().parents[2] / "config"
+
+
+def _soak_threshold(threshold: float) -> float:
+    """The label threshold: scaled by the import-time mode, plus the JSON config's extra minutes."""
+    config = json.loads(Path(__file__).with_name("soak_config.json").read_text())
+    return threshold * SOAK_THRESHOLD_FACTOR + config["extra_threshold_minutes"]
+
+
+def _soak_distance_offset() -> float:
+    """Added to `distance`: one value read by pandas, one by pyarrow (both from config/)."""
+    a = float(pd.read_csv(_SOAK_CONFIG / "soak_pandas.csv")["value"].iloc[0])
+    b = float(pacsv.read_csv(str(_SOAK_CONFIG / "soak_arrow.csv")).column("value")[0].as_py())
+    return a + b
+'''),
+    ("assets/features/flights.py", "    frame = _with_local_times(flights)\n",
+     "    delay_threshold_minutes = _soak_threshold(delay_threshold_minutes)\n    frame = _with_local_times(flights)\n"),
+    ("assets/features/flights.py", 'pl.col("distance").cast(pl.Float64),', '(pl.col("distance").cast(pl.Float64) + _soak_distance_offset()),'),
+    # weather_features: per-origin factors in a CSV under config/ read by polars, a scale read from the
+    # environment while the body runs, and a factor from a package outside the project.
+    ("assets/features/weather.py", "import polars as pl\n", f'''import os
+from pathlib import Path
+
+import polars as pl
+from {OUTSIDE_PACKAGE} import wind_factor
+
+_SOAK_LOOKUP = Path(__file__).resolve().parents[2] / "config" / "soak_lookup.csv"
+
+
+def _soak_adjust(weather: pl.DataFrame) -> pl.DataFrame:
+    """Soak: temp times its origin's factor (config/soak_lookup.csv, read by polars) and $SOAK_SCALE
+    (read at run); wind_speed times a factor from code outside the project."""
+    lookup = pl.read_csv(_SOAK_LOOKUP)
+    factors = dict(zip(lookup["origin"].to_list(), lookup["temp_factor"].to_list()))
+    scale = float(os.environ.get("SOAK_SCALE", "1"))
+    return weather.with_columns(
+        (pl.col("temp") * pl.col("origin").replace_strict(factors, default=1.0, return_dtype=pl.Float64) * scale).alias("temp"),
+        (pl.col("wind_speed") * wind_factor()).alias("wind_speed"),
+    )
+'''),
+    ("assets/features/weather.py", "        weather.with_columns(\n", "        _soak_adjust(weather).with_columns(\n"),
+    # training_set: a weight column computed by DuckDB from a CSV it reads itself, with a query kept
+    # in a .sql file (read by Python).
+    ("assets/features/training.py", "import polars as pl\n", '''from pathlib import Path
+
+import duckdb
+import polars as pl
+'''),
+    ("assets/features/training.py", '_ROW_ID = "__row_id"\n', '''_ROW_ID = "__row_id"
+_SOAK_CONFIG = Path(__file__).resolve().parents[2] / "config"
+
+
+def _soak_weight() -> float:
+    """Soak: a weight DuckDB computes from config/soak_weights.csv with the query in config/soak_weight.sql."""
+    query = (_SOAK_CONFIG / "soak_weight.sql").read_text().format(path=_SOAK_CONFIG / "soak_weights.csv")
+    return float(duckdb.sql(query).fetchall()[0][0])
+'''),
+    ("assets/features/training.py", ".drop(_ROW_ID)\n", '.drop(_ROW_ID).with_columns(pl.lit(_soak_weight()).alias("soak_weight"))\n'),
+]
+#: Files the injected code reads: relative path -> its versions (the first is written at injection).
+DATA_VERSIONS = {
+    "assets/features/soak_config.json": ['{"extra_threshold_minutes": 0}\n', '{"extra_threshold_minutes": 5}\n', '{"extra_threshold_minutes": 9}\n'],
+    "config/soak_lookup.csv": ["origin,temp_factor\nEWR,1.0\nJFK,1.0\nLGA,1.0\n", "origin,temp_factor\nEWR,1.0\nJFK,1.1\nLGA,1.0\n",
+                               "origin,temp_factor\nEWR,0.9\nJFK,1.0\nLGA,1.2\n"],
+    "config/soak_pandas.csv": ["value\n0\n", "value\n3\n", "value\n-2\n"],
+    "config/soak_arrow.csv": ["value\n0.0\n", "value\n1.5\n"],
+    "config/soak_weights.csv": ["weight\n1.0\n", "weight\n2.0\n", "weight\n0.5\n"],
+    "config/soak_weight.sql": ["select max(weight) from read_csv('{path}')\n", "select max(weight) * 2 from read_csv('{path}')\n"],
+}
+#: The data files each kind edits (one a step, set to another of its versions).
+DATA_FILES = {
+    JSON_BESIDE: ["assets/features/soak_config.json"],
+    POLARS_FILE: ["config/soak_lookup.csv"],
+    PANDAS_ARROW_FILE: ["config/soak_pandas.csv", "config/soak_arrow.csv"],
+    DUCKDB_FILE: ["config/soak_weights.csv", "config/soak_weight.sql"],
+}
+#: The package outside the project (in <tmp>/outside, on PYTHONPATH for the build and the oracle).
+OUTSIDE_SOURCE = '''"""Soak: code shared from outside the project, reached through PYTHONPATH."""
+
+
+def _base() -> float:
+    return 1.0
+
+
+def wind_factor() -> float:
+    """The factor applied to wind_speed."""
+    return _base() * 1.0
+'''
+#: Output-changing toggles of the outside package's code (each `old` once in its file).
+OUTSIDE_EDITS = [("return 1.0\n", "return 1.25\n"), ("return _base() * 1.0", "return _base() * 1.5")]
+#: Environment variables the soak sets, unsets or changes: name -> values (None: unset; the first is the start).
+ENV_VALUES = {
+    ENV_IMPORT: {"SOAK_MODE": [None, "alt", "std"]},  # "std" reads like unset: same output, still a changed dependency
+    ENV_RUN: {"SOAK_SCALE": [None, "2", "0.5", "1"]},
+    # Nothing reads SOAK_UNUSED; polars' own Python code reads POLARS_VERBOSE and POLARS_QUERY_MONITORING
+    # while the bodies run (and acts only on "1"): third-party reads, no dependency of a partition.
+    ENV_UNUSED: {"SOAK_UNUSED": [None, "a", "b"], "POLARS_VERBOSE": [None, "0"], "POLARS_QUERY_MONITORING": [None, "0"]},
+}
+SOAK_ENV = sorted({name for names in ENV_VALUES.values() for name in names})
+#: Edits that change flight_features' code but not its output (toggled like HELPERS): training_set
+#: must not recompute (its parameter `flight_features` names the asset, it does not call its code;
+#: and the outputs' bytes are the same).
+SAME_OUTPUT_EDITS = {
+    SAME_OUTPUT_BODY: [
+        ("assets/definitions.py", "LOOKBACK_DAYS, float(config", "LOOKBACK_DAYS * 1, float(config"),
+        ("assets/definitions.py", "(raw_flights, _day(", "(raw_flights.clone(), _day("),
+    ],
+    SAME_OUTPUT_HELPER: [
+        ("assets/features/flights.py", 'pl.col("flight").cast(pl.Int32),', '(pl.col("flight") * 1).cast(pl.Int32),'),
+        ("assets/features/flights.py", "dt.weekday().cast(pl.Int8)", "dt.weekday().cast(pl.Int16).cast(pl.Int8)"),
+        ("assets/features/flights.py", 'arr_delay = pl.col("arr_delay").cast(pl.Float64)\n',
+         'arr_delay = pl.col("arr_delay").cast(pl.Float64); _soak_unused = len(FLIGHT_SORT_KEYS)\n'),
+    ],
+}
+#: The partitions definition's end date, moved later and back: no built day changes.
+CALENDAR_FILE, CALENDAR_EDIT = "assets/calendar.py", ('end_date="2014-01-01"', 'end_date="2014-03-01"')
+
+
+def inject_dependencies(root: Path, outside: Path) -> None:
+    """Add to the copy at `root` what reads files, environment variables and code outside the root
+    (INJECT_CODE, DATA_VERSIONS), and the package OUTSIDE_PACKAGE in `outside`."""
+    for rel, anchor, new in INJECT_CODE:
+        path = root / rel
+        text = path.read_text()
+        if text.count(anchor) != 1:
+            raise RuntimeError(f"{rel}: {anchor!r} occurs {text.count(anchor)} times (expected once): update INJECT_CODE")
+        path.write_text(text.replace(anchor, new))
+    for rel, versions in DATA_VERSIONS.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(versions[0])
+    (outside / OUTSIDE_PACKAGE).mkdir(parents=True, exist_ok=True)
+    (outside / OUTSIDE_PACKAGE / "__init__.py").write_text(OUTSIDE_SOURCE)
+    for rel, old, _ in [*HELPERS, *(e for edits in SAME_OUTPUT_EDITS.values() for e in edits), (CALENDAR_FILE, *CALENDAR_EDIT)]:
+        if (root / rel).read_text().count(old) != 1:
+            raise RuntimeError(f"{rel}: {old!r} is not there once after the injection")
+
 
 def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -151,9 +365,12 @@ def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPr
 
 
 def make_project(base: Path, source: Path = REPO) -> Path:
-    """A real project copy in `base`/p0: project files, 12 days of raw data, git + DVC, raw data added."""
+    """A real project copy in `base`/p0: project files, 12 days of raw data, git + DVC, raw data
+    added; then the dependencies no code version sees (`inject_dependencies`), the package outside
+    the project in `base`/outside."""
     root = base / "p0"
     demo_copy(root, len(DAYS), source, env_for(root))
+    inject_dependencies(root, base / "outside")
     return root
 
 
@@ -175,16 +392,20 @@ class StepServer:
     def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None
 
-    def run(self, root: Path, argv: list[str], log: Path, timeout: float, env: dict[str, str] | None = None) -> int:
+    def run(self, root: Path, argv: list[str], log: Path, timeout: float, env: dict[str, str]) -> int:
+        """Run one step in a child with exactly `env` as its environment (the server's own is not
+        inherited: a variable the soak unset stays unset) and `env`'s PYTHONPATH entries first on sys.path."""
         for attempt in (1, 2):  # a server that died is started again, once
             if self.proc is None or self.proc.poll() is not None:
-                env = env_for(root)
-                env.pop("PYTHONPATH", None)  # the server sees no project: each child puts its own first
-                self.proc = subprocess.Popen([sys.executable, "-P", str(WORKER), "--serve"], cwd=root.parent, env=env,
+                server_env = env_for(root)
+                server_env.pop("PYTHONPATH", None)  # the server sees no project: each child puts its own first
+                for name in SOAK_ENV:
+                    server_env.pop(name, None)
+                self.proc = subprocess.Popen([sys.executable, "-P", str(WORKER), "--serve"], cwd=root.parent, env=server_env,
                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             try:
                 self.proc.stdin.write(json.dumps({"cwd": str(root), "argv": argv, "log": str(log), "timeout": timeout,
-                                                  "env": env or {}}) + "\n")
+                                                  "env": env}) + "\n")
                 self.proc.stdin.flush()
                 reply = self.proc.stdout.readline()
             except (BrokenPipeError, OSError):
@@ -214,8 +435,10 @@ def run_worker(root: Path, step: int | str, result: Path, mode: str = "all", env
     """One fresh process: the incremental build, then (mode "all") the oracle. Returns (result, wall s).
 
     The process is a child forked by the step server, or (`--fresh-process`) a plain subprocess
-    `cd <root> && PYTHONPATH=<root> python -P false_hits_worker.py ...`.
+    `cd <root> && PYTHONPATH=<root>:<outside> python -P false_hits_worker.py ...`. `env` is its whole
+    environment (`Soak.step_env`: the soak's variables as they are now); by default `env_for(root)`.
     """
+    env = env if env is not None else env_for(root)
     result.unlink(missing_ok=True)
     argv = [str(result), str(step), FIRST, LAST, mode]
     t = time.perf_counter()
@@ -224,7 +447,7 @@ def run_worker(root: Path, step: int | str, result: Path, mode: str = "all", env
         rc = SERVER.run(root, argv, log, 600, env)
         stderr = log.read_text(errors="replace") if log.exists() else ""
     else:
-        p = subprocess.run([sys.executable, "-P", str(WORKER), *argv], cwd=root, env={**env_for(root), **(env or {})}, capture_output=True, text=True,
+        p = subprocess.run([sys.executable, "-P", str(WORKER), *argv], cwd=root, env=env, capture_output=True, text=True,
                            timeout=600)
         rc, stderr = p.returncode, p.stderr
     wall = time.perf_counter() - t
@@ -247,6 +470,25 @@ class Soak:
     copies: int = 0
     comments: int = 0
     bucket: "Bucket | None" = None  # --store s3: partitions live in the bucket, not in data/
+    env: dict[str, str] = field(default_factory=dict)  # the soak's variables (SOAK_ENV) set now; the others are unset
+    kinds: list[str] = field(default_factory=lambda: list(KINDS))  # what a step draws from (--kind)
+
+    @property
+    def outside(self) -> Path:
+        """The folder on PYTHONPATH that holds OUTSIDE_PACKAGE (outside every project copy)."""
+        return self.base / "outside"
+
+    def step_env(self, root: Path | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The whole environment of a step's process in `root` (default: the project): this process's,
+        the soak's variables as they are now (the others unset), PYTHONPATH=<root>:<outside>."""
+        root = root or self.root
+        env = env_for(root)
+        for name in SOAK_ENV:
+            env.pop(name, None)
+        env.update(self.env)
+        env["PYTHONPATH"] = os.pathsep.join([str(root), str(self.outside)])
+        env.update(extra or {})
+        return env
 
     def raw_files(self) -> list[str]:
         return [f"data/raw/{k}/{d}.parquet" for k in RAW_KINDS for d in DAYS]
@@ -496,7 +738,11 @@ def _write_text(s: Soak, path: Path, text: str, out: dict) -> dict:
 
 def toggle_helper(s: Soak) -> dict:
     rel, old, new = s.rng.choice(HELPERS)
-    path = s.root / rel
+    return _toggle(s, s.root / rel, rel, old, new)
+
+
+def _toggle(s: Soak, path: Path, rel: str, old: str, new: str) -> dict:
+    """Replace `old` by `new` in `path`, or (when `new` is there) put `old` back."""
     text = path.read_text()
     if old in text:
         return _write_text(s, path, text.replace(old, new), {"file": rel, "edit": f"{old} -> {new}"})
@@ -545,7 +791,11 @@ def _code_only(text: str) -> str:
 
 def comment_only(s: Soak) -> dict:
     rel = s.rng.choice(CODE_FILES)
-    path = s.root / rel
+    return _comment_edit(s, s.root / rel, rel)
+
+
+def _comment_edit(s: Soak, path: Path, rel: str) -> dict:
+    """A comment, a blank line or a docstring note added to `path`, or one of ours removed."""
     text = path.read_text()
     lines = text.splitlines(keepends=True)
     ours = [i for i, line in enumerate(lines) if line.strip().startswith("# soak note")]
@@ -580,6 +830,51 @@ def comment_only(s: Soak) -> dict:
     if _code_only(new) != _code_only(text):
         raise RuntimeError(f"comment-only edit of {rel} changed its code: {detail}")
     return _write_text(s, path, new, {"file": rel, "edit": detail})
+
+
+def edit_data_file(s: Soak, kind: str) -> dict:
+    """One of the files the injected code reads set to another of its versions (DATA_VERSIONS)."""
+    rel = s.rng.choice(DATA_FILES[kind])
+    path = s.root / rel
+    versions = DATA_VERSIONS[rel]
+    text = path.read_text()
+    at = versions.index(text) if text in versions else None
+    to = s.rng.choice([i for i in range(len(versions)) if i != at])
+    return _write_text(s, path, versions[to], {"file": rel, "version": f"{at} -> {to}"})
+
+
+def toggle_env(s: Soak, kind: str) -> dict:
+    """One of the kind's variables set, changed or unset (ENV_VALUES); the next steps run with it."""
+    name = s.rng.choice(sorted(ENV_VALUES[kind]))
+    now = s.env.get(name)
+    new = s.rng.choice([v for v in ENV_VALUES[kind][name] if v != now])
+    if new is None:
+        s.env.pop(name, None)
+    else:
+        s.env[name] = new
+    return {"env": name, "from": now, "to": new}
+
+
+def _outside_file(s: Soak) -> Path:
+    return s.outside / OUTSIDE_PACKAGE / "__init__.py"
+
+
+def toggle_outside(s: Soak) -> dict:
+    old, new = s.rng.choice(OUTSIDE_EDITS)
+    return _toggle(s, _outside_file(s), f"<outside>/{OUTSIDE_PACKAGE}/__init__.py", old, new)
+
+
+def outside_comment_only(s: Soak) -> dict:
+    return _comment_edit(s, _outside_file(s), f"<outside>/{OUTSIDE_PACKAGE}/__init__.py")
+
+
+def toggle_same_output(s: Soak, kind: str) -> dict:
+    rel, old, new = s.rng.choice(SAME_OUTPUT_EDITS[kind])
+    return _toggle(s, s.root / rel, rel, old, new)
+
+
+def move_calendar_end(s: Soak) -> dict:
+    return _toggle(s, s.root / CALENDAR_FILE, CALENDAR_FILE, *CALENDAR_EDIT)
 
 
 def _pick_partition(s: Soak) -> tuple[Path, dict | None]:
@@ -661,7 +956,8 @@ def edit_manifest(s: Soak) -> dict:
 
 def touch(s: Soak) -> dict:
     targets = [*s.raw_files(), *CODE_FILES, "assets/__init__.py", "assets/features/__init__.py", "pyproject.toml",
-               "data/.skipwise/graph.json", "params.yaml", "data/raw/flights.dvc", "data/raw/weather.dvc", "dvc.yaml", "skipwise.toml"]
+               "data/.skipwise/graph.json", "params.yaml", "data/raw/flights.dvc", "data/raw/weather.dvc", "dvc.yaml", "skipwise.toml",
+               *DATA_VERSIONS, CALENDAR_FILE, str(_outside_file(s))]  # the last one absolute: outside the project
     for d in s.partitions() if s.bucket is None else []:  # objects have no mtime to touch
         m = _manifest(d)
         output = Path(m["output"]).name if m else "0-no-output"
@@ -685,7 +981,7 @@ def copy_project(s: Soak) -> dict:
     if s.settle_after_copy:
         time.sleep(s.settle_after_copy)
     if s.rng.random() < 0.5:  # then an edit before any build in the copy (its caches are the original's)
-        kind = s.rng.choice([k for k in KINDS if k != COPY])
+        kind = s.rng.choice([k for k in s.kinds if k != COPY] or [COMMENT])
         out["then"] = {"kind": kind, **APPLY[kind](s)}
     return out
 
@@ -731,6 +1027,18 @@ APPLY = {
     MANIFEST: edit_manifest,
     TOUCH: touch,
     COPY: copy_project,
+    JSON_BESIDE: lambda s: edit_data_file(s, JSON_BESIDE),
+    POLARS_FILE: lambda s: edit_data_file(s, POLARS_FILE),
+    PANDAS_ARROW_FILE: lambda s: edit_data_file(s, PANDAS_ARROW_FILE),
+    DUCKDB_FILE: lambda s: edit_data_file(s, DUCKDB_FILE),
+    ENV_IMPORT: lambda s: toggle_env(s, ENV_IMPORT),
+    ENV_RUN: lambda s: toggle_env(s, ENV_RUN),
+    ENV_UNUSED: lambda s: toggle_env(s, ENV_UNUSED),
+    OUTSIDE: toggle_outside,
+    OUTSIDE_COMMENT: outside_comment_only,
+    SAME_OUTPUT_BODY: lambda s: toggle_same_output(s, SAME_OUTPUT_BODY),
+    SAME_OUTPUT_HELPER: lambda s: toggle_same_output(s, SAME_OUTPUT_HELPER),
+    CALENDAR: move_calendar_end,
 }
 
 
@@ -754,6 +1062,8 @@ class StepResult:
     build_error: str | None = None
     oracle_error: str | None = None
     wasted: int = 0
+    wasted_at: list[str] = field(default_factory=list)  # the partitions whose recompute was wasted
+    upstream_changed: list[str] = field(default_factory=list)  # MAY_RECOMPUTE kinds: upstream outputs whose bytes changed
     load: float | None = None  # the 1-minute load average after the step (other processes share the CPUs)
 
     @property
@@ -762,15 +1072,20 @@ class StepResult:
 
 
 def check(step: int, kind: str, op: dict, res: dict, seconds: float, worker_seconds: float, prev_clean: bool,
-          root: Path | None = None) -> StepResult:
+          root: Path | None = None, before: dict[str, str | None] | None = None, outside: Path | None = None) -> StepResult:
+    """The verdict of one step. `before`: each partition's manifest output_hash before the edit
+    (for MAY_RECOMPUTE kinds; None: unknown, every upstream output counts as changed); `outside`:
+    the folder OUTSIDE_PACKAGE must have been imported from."""
     r = StepResult(step, kind, op, seconds, worker_seconds, res.get("t_build", 0.0), res.get("t_oracle", 0.0))
     r.build_error, r.oracle_error = res.get("build_error"), res.get("oracle_error")
-    outside = [f for f in res.get("code_from", []) if root is not None and not Path(f).resolve().is_relative_to(root.resolve())]
-    if outside:  # the worker must run the project's own code, never this checkout's
-        r.oracle_error = f"the worker ran code from outside the project: {outside}"
+    foreign = [f for f in res.get("code_from", []) if root is not None and not Path(f).resolve().is_relative_to(root.resolve())]
+    if foreign:  # the worker must run the project's own code, never this checkout's
+        r.oracle_error = f"the worker ran code from outside the project: {foreign}"
     elif root is not None and "code_from" in res and not any(Path(f).resolve() == (root / "assets" / "definitions.py").resolve()
                                                                for f in res["code_from"]):
         r.oracle_error = f"the worker never imported the project's assets/definitions.py: {res['code_from']}"
+    if outside is not None and res.get("outside_from") and not Path(res["outside_from"]).resolve().is_relative_to(outside.resolve()):
+        r.oracle_error = f"the worker imported {OUTSIDE_PACKAGE} from {res['outside_from']}, not from {outside}"
     lib = res.get("library_from")
     if root is not None and lib and not Path(lib).resolve().is_relative_to(library_dir()):
         r.oracle_error = f"the worker ran another skipwise than the installed one ({library_dir()}): {lib}"
@@ -793,8 +1108,17 @@ def check(step: int, kind: str, op: dict, res: dict, seconds: float, worker_seco
         else:
             r.stale_unreported.append(pk)  # the build stopped before it: never reported up to date
     plain_copy = kind != COPY or "then" not in op
+    ran = sorted(pk for pk, act in actions.items() if act == "run")
     if kind in NO_RECOMPUTE and plain_copy and prev_clean:
-        r.wasted = r.recomputed
+        r.wasted_at = ran
+    elif kind in MAY_RECOMPUTE and prev_clean:
+        after = {pk: c.get("manifest") for pk, c in committed.items()}
+        was = before or {}
+        r.upstream_changed = sorted(pk for pk in set(was) | set(after)
+                                    if pk.split("/")[0] in UPSTREAM and (before is None or was.get(pk) != after.get(pk)))
+        may = MAY_RECOMPUTE[kind] | ({"training_set"} if r.upstream_changed else set())
+        r.wasted_at = [pk for pk in ran if pk.split("/")[0] not in may]
+    r.wasted = len(r.wasted_at)
     return r
 
 
@@ -834,7 +1158,7 @@ def render(results: list[StepResult], meta: dict) -> str:
             str(sum(len(r.wrong_after_run) + len(r.missing) for r in rs)),
             str(sum(bool(r.build_error) for r in rs)),
             str(sum(bool(r.oracle_error) for r in rs)),
-            str(sum(r.wasted for r in rs)) if kind in NO_RECOMPUTE or kind == "all" else "—",
+            str(sum(r.wasted for r in rs)) if kind in NO_RECOMPUTE or kind in MAY_RECOMPUTE or kind == "all" else "—",
             f"{statistics.median(secs):.2f}",
             f"{min(secs):.2f}",
         ]) + " |")
@@ -863,6 +1187,10 @@ def render(results: list[StepResult], meta: dict) -> str:
            f"`{meta['refusals'][0]}`)." if meta["refusals"] else "."),
         f"- cp -a steps followed by an edit before the build: {sum(r.kind == COPY and 'then' in r.op for r in results)}; "
         "wasted recomputes count only plain copies, and only after a clean step.",
+        "- Wasted recomputes: every recompute after " + "; ".join(k for k in KINDS if k in NO_RECOMPUTE) + ". A recompute of "
+        "another asset than the one that reads what was edited after " + "; ".join(f"{k} ({', '.join(sorted(v))})" for k, v in MAY_RECOMPUTE.items())
+        + ", but training_set's when a flight_features or weather_features output's bytes changed in the step. None after other kinds (—).",
+        *[f"- Wasted after {kind}: " + ", ".join(f"{a} ×{n}" for a, n in sorted(by.items())) for kind, by in _wasted_by_asset(results).items()],
         f"- Every step, with the reason of each recomputed partition: `{meta['steps_log']}`.",
         *([f"- **The installed library changed during the soak** (engine source digests {', '.join(meta['digests'])} in turn; "
            "each step's is in the steps log): its steps did not all test the same code."] if len(meta.get("digests") or ()) > 1 else []),
@@ -890,6 +1218,16 @@ def render(results: list[StepResult], meta: dict) -> str:
     else:
         lines += ["", "No false hit, no unexpected failure."]
     return "\n".join(lines) + "\n"
+
+
+def _wasted_by_asset(results: list[StepResult]) -> dict[str, dict[str, int]]:
+    """kind -> asset -> how many of its partitions were recomputed for nothing."""
+    out: dict[str, dict[str, int]] = {}
+    for r in results:
+        for pk in r.wasted_at:
+            by = out.setdefault(r.kind, {})
+            by[pk.split("/")[0]] = by.get(pk.split("/")[0], 0) + 1
+    return out
 
 
 def _med(values) -> str:
@@ -937,7 +1275,7 @@ def scratch_check(s: Soak, expected: dict[str, str], tag: str, refusals: list[st
     shutil.rmtree(scratch, ignore_errors=True)
     copy_without_outputs(s.root, scratch)
     # With --store s3, the scratch build gets an empty prefix of its own in the bucket.
-    env = {"SKIPWISE_STORE": f"s3://{s.bucket.bucket}/scratch-{time.time_ns()}"} if s.bucket is not None else None
+    env = s.step_env(scratch, {"SKIPWISE_STORE": f"s3://{s.bucket.bucket}/scratch-{time.time_ns()}"} if s.bucket is not None else None)
     res, _ = run_worker(scratch, f"scratch-{tag}", s.base / "scratch.json", mode="build", env=env)
     if res.get("build_error"):
         refusals.append(cause(res["build_error"]))
@@ -977,6 +1315,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inject-false-hit", type=int, metavar="STEP", help=argparse.SUPPRESS)  # self-test of the oracle
     ap.add_argument("--store", choices=("local", "s3"), default="local",
                     help="where the feature store lives: data/ (default), or a bucket on a moto_server started for the soak")
+    ap.add_argument("--kind", action="append", metavar="TEXT",
+                    help="draw only the edit kinds whose name contains TEXT (case-insensitive; repeatable); default all: "
+                         + "; ".join(KINDS))
     ap.add_argument("--src", type=Path, default=REPO, help="the project to copy (assets, params.yaml, pyproject.toml...; never its pipelines/); default this one")
     args = ap.parse_args(argv)
     global SERVER
@@ -1007,24 +1348,25 @@ def main(argv: list[str] | None = None) -> int:
 def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
     steps = args.replay if args.replay else args.steps
     keep = args.keep or bool(args.replay)
+    kinds = select_kinds(args.kind)
     command = "python -m bench.false_hits " + " ".join(argv if argv is not None else sys.argv[1:])
 
     t_start = time.perf_counter()
     stat0 = proc_stat()
     base = Path(tempfile.mkdtemp(prefix="false_hits-", dir=args.tmp))
     say(f"false_hits: seed {args.seed}, {steps} steps, project in {base}")
-    s = Soak(base, make_project(base, args.src.resolve()), random.Random(args.seed), args.settle_after_copy)
+    s = Soak(base, make_project(base, args.src.resolve()), random.Random(args.seed), args.settle_after_copy, kinds=kinds)
     if args.store == "s3":
         s.bucket = Bucket(os.environ["AWS_ENDPOINT_URL"], SOAK_BUCKET, SOAK_PREFIX)
     # The library is the installed one, read afresh by every step: an edit of it during the soak
     # (someone working in this checkout) would mix versions, so its digest is taken at every step.
     digest = code_digest(library_dir())
     digests = [digest]
-    res, wall = run_worker(s.root, 0, base / "result.json")
+    res, wall = run_worker(s.root, 0, base / "result.json", env=s.step_env())
     if res.get("build_error") or res.get("oracle_error"):
         say(f"the first build failed:\n{res.get('build_error') or res.get('oracle_error')}")
         return 1
-    first = check(0, "first build", {}, res, wall, wall, False, s.root)
+    first = check(0, "first build", {}, res, wall, wall, False, s.root, outside=s.outside)
     if first.failed:
         say(f"the oracle disagrees with the first build: {first.wrong_after_run + first.missing}")
         return 1
@@ -1049,6 +1391,7 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
         extra += f" --ledger-keep {args.ledger_keep}" if args.ledger_keep else ""
         extra += " --fresh-process" if args.fresh_process else ""
         extra += " --store s3" if args.store == "s3" else ""
+        extra += "".join(f" --kind '{k}'" for k in args.kind or ())
         return f".venv/bin/python -m bench.false_hits --seed {args.seed} --replay {step}{extra}"
 
     steps_log = args.out.with_suffix(".steps.jsonl")
@@ -1057,9 +1400,12 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
 
     stopped = False
     for step in range(1, steps + 1):
-        kind = s.rng.choice(KINDS)
+        kind = s.rng.choice(s.kinds)
         if step == args.inject_false_hit:
             kind = FORGED
+        # What the partitions held before the edit: MAY_RECOMPUTE kinds allow training_set only if an upstream output changed.
+        before = {f"{d.parent.name}/{d.name}": (manifest_of(s, d) or {}).get("output_hash") for d in s.partitions()} \
+            if kind in MAY_RECOMPUTE else None
         t = time.perf_counter()
         try:
             op = forge_output(s) if kind == FORGED else APPLY[kind](s)
@@ -1067,8 +1413,8 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
             say(f"step {step}: could not apply {kind}: {type(exc).__name__}: {exc} (project kept in {s.root})")
             _write(args.out, render(results, meta(partial=True)))
             raise
-        res, wall = run_worker(s.root, step, base / "result.json")
-        r = check(step, kind, op, res, time.perf_counter() - t, wall, prev_clean, s.root)
+        res, wall = run_worker(s.root, step, base / "result.json", env=s.step_env())
+        r = check(step, kind, op, res, time.perf_counter() - t, wall, prev_clean, s.root, before, s.outside)
         r.load = load_average()
         results.append(r)
         library = code_digest(library_dir())
@@ -1079,7 +1425,8 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
             f.write(json.dumps({"step": step, "kind": kind, "op": op, "seconds": round(r.seconds, 3), "t_build": round(r.t_build, 3),
                                 "t_oracle": round(r.t_oracle, 3), "ran": [[a, k, why] for a, k, act, why in res.get("outcomes", []) if act == "run"],
                                 "false_hits": r.false_hits, "wrong_after_run": r.wrong_after_run, "missing": r.missing,
-                                "wasted": r.wasted, "error": cause(r.build_error) or cause(r.oracle_error),
+                                "wasted": r.wasted_at, "upstream_changed": r.upstream_changed, "env": dict(s.env),
+                                "error": cause(r.build_error) or cause(r.oracle_error),
                                 "warnings": res.get("warnings", []), "library": library}) + "\n")
         if res.get("expected"):
             expected = res["expected"]
@@ -1087,7 +1434,7 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
         say(f"[{step:4}/{steps}] {flag:6} {r.seconds:5.2f}s ran {r.recomputed:2}  fh {len(r.false_hits)}  "
             f"{kind}: {json.dumps(op)[:160]}")
         if r.wasted:
-            say(f"        wasted: {[(a, k, why) for a, k, act, why in res.get('outcomes', []) if act == 'run']}")
+            say(f"        wasted: {[(a, k, why) for a, k, act, why in res.get('outcomes', []) if act == 'run' and f'{a}/{k}' in r.wasted_at]}")
         if args.replay:
             say(f"        op: {json.dumps(op)}\n        outcomes: {[(a, k, act) for a, k, act, _ in res.get('outcomes', []) if act == 'run']}")
         if r.failed:
@@ -1118,11 +1465,22 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
     _write(args.out, text)
     print(text)
     if keep:
-        say(f"false_hits: project kept in {s.root}; rerun its step with:\n  cd {s.root} && PYTHONPATH={s.root} "
-            f"{sys.executable} -P {WORKER} /tmp/result.json replay {FIRST} {LAST}")
+        env = " ".join(f"{k}={v}" for k, v in sorted(s.env.items()))
+        say(f"false_hits: project kept in {s.root}; rerun its step with:\n  cd {s.root} && {env + ' ' if env else ''}"
+            f"PYTHONPATH={s.root}{os.pathsep}{s.outside} {sys.executable} -P {WORKER} /tmp/result.json replay {FIRST} {LAST}")
     else:
         shutil.rmtree(base, ignore_errors=True)
     return 1 if any(r.failed for r in results) or scratch_bad else 0
+
+
+def select_kinds(patterns: list[str] | None) -> list[str]:
+    """The kinds whose names contain one of `patterns` (case-insensitive), in KINDS' order; all without."""
+    if not patterns:
+        return list(KINDS)
+    for p in patterns:
+        if not any(p.lower() in k.lower() for k in KINDS):
+            raise SystemExit(f"--kind {p!r} matches no edit kind: {KINDS}")
+    return [k for k in KINDS if any(p.lower() in k.lower() for p in patterns)]
 
 
 def prune_bucket_ledger(bucket: Bucket, keep: int) -> int:

@@ -45,6 +45,7 @@ from pathlib import Path
 
 T0 = time.perf_counter()
 ASSETS = ["flight_features", "weather_features", "training_set"]
+OUTSIDE_PACKAGE = "soakshared"  # bench/false_hits.py's package outside the project copy
 
 
 def days_between(first: str, last: str) -> list[str]:
@@ -215,6 +216,10 @@ def main(argv: list[str]) -> int:
     # Every module of the project that ran: the driver checks each came from the copy.
     out["code_from"] = sorted({m.__file__ for n, m in list(sys.modules.items())
                                if (n == "assets" or n.startswith("assets.")) and getattr(m, "__file__", None)})
+    # The soak's package outside the project (on PYTHONPATH): the driver checks where it came from.
+    outside = sys.modules.get(OUTSIDE_PACKAGE)
+    if outside is not None and getattr(outside, "__file__", None):
+        out["outside_from"] = outside.__file__
     committed(out)
     out["t_total"] = time.perf_counter() - T0
     Path(result_path).write_text(json.dumps(out))
@@ -224,17 +229,20 @@ def main(argv: list[str]) -> int:
 #: What a server process imports once, before any project exists: third-party libraries only
 #: (importing Dagster alone takes seconds, and every step needs it: the project's definitions
 #: import it). Never the library under test nor the project's code: each step imports those afresh.
-PRELOAD = ("dagster", "polars", "pyarrow", "pyarrow.parquet", "yaml", "duckdb")
+PRELOAD = ("dagster", "polars", "pyarrow", "pyarrow.parquet", "pyarrow.csv", "pandas", "yaml", "duckdb")
 
 
 def serve() -> int:
     """`--serve`: import PRELOAD, then run one step per request in a forked child.
 
-    A request is one JSON line on stdin: {"cwd", "argv", "log", "timeout"}. The child changes to
-    `cwd` (the project copy), puts it first on sys.path and in PYTHONPATH (as `cd <copy> &&
-    PYTHONPATH=<copy> python -P` would), sends its stdout and stderr to `log` and runs `main(argv)`;
-    it imports skipwise and the project's modules itself, so each step sees the files as they are
-    now. The reply is one JSON line: {"rc": exit code, or -9 when it ran past `timeout` and was killed}.
+    A request is one JSON line on stdin: {"cwd", "argv", "log", "timeout", "env"}. The child takes
+    `env` as its whole environment (none of the server's variables stays: one the driver unset since
+    is unset), changes to `cwd` (the project copy), puts it and then env's PYTHONPATH entries first on
+    sys.path (as `cd <copy> && PYTHONPATH=<copy>:... python -P` would), sends its stdout and stderr
+    to `log` and runs `main(argv)`; it imports skipwise and the project's modules itself, so each
+    step sees the files as they are now. The reply is one JSON line: {"rc": exit code, or -9 when it
+    ran past `timeout` and was killed}. Third-party modules the server imported read the variables
+    they read on import with the server's environment: the driver changes none of those.
     """
     import importlib
     import os
@@ -256,9 +264,13 @@ def serve() -> int:
                 os.dup2(fd, 1)
                 os.dup2(fd, 2)
                 os.chdir(req["cwd"])
-                os.environ.update(req.get("env") or {})
-                os.environ["PYTHONPATH"] = req["cwd"]
-                sys.path.insert(0, req["cwd"])
+                if req.get("env") is not None:
+                    os.environ.clear()
+                    os.environ.update(req["env"])
+                paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != req["cwd"]]
+                paths.insert(0, req["cwd"])
+                os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+                sys.path[0:0] = paths
                 global T0
                 T0 = time.perf_counter()
                 rc = main(["false_hits_worker.py", *req["argv"]])
