@@ -23,14 +23,15 @@ from skipwise.core.errors import BudgetExceeded, ConfigError, PartitionKeyError,
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the work failed (a Dagster step, bad input data, an I/O error)
 EXIT_USAGE = 2  # a malformed argument or configuration file (argparse's own code for usage errors)
-EXIT_CHECK = 3  # a gate said no: over budget, or something stale under --check
+EXIT_CHECK = 3  # a gate said no: over budget, something stale under --check, a failed verify
 
 EXIT_CODES_HELP = """exit codes:
   0  ok
   1  failure (a step failed, bad input data, an I/O error)
   2  usage or configuration error (a malformed argument, params.yaml, skipwise.toml)
-  3  a gate said no: over budget (a budget in skipwise.toml, plan --max-usd), or
-     something stale or missing under status --check
+  3  a gate said no: over budget (a budget in skipwise.toml, plan --max-usd),
+     something stale or missing under status --check, or a committed output that
+     skipwise verify could not reproduce (or an asset that disagrees with itself)
 
 environment:
   SKIPWISE_ROOT   the project root (default: the nearest folder up from here holding

@@ -32,6 +32,8 @@ GROUPINGS: tuple[str, ...] = ("asset", "partition", "run", "model", "experiment"
 
 #: The key run records take when grouped by asset (or partition).
 OVERHEAD = "(overhead)"
+#: The key `skipwise verify`'s records take when grouped by asset: what auditing the cache cost.
+VERIFY = "(verify)"
 
 AVOIDED_BASELINES: dict[str, str] = {
     "daily": "each hit's avoided cost counted once per asset, partition and fingerprint per UTC day "
@@ -78,6 +80,8 @@ def _key_columns(by: str) -> tuple[str, ...]:
 def _key(row: dict[str, Any], by: str) -> tuple[Any, ...]:
     if row.get("cache") == "run" and by in ("asset", "partition"):
         return (OVERHEAD, None) if by == "partition" else (OVERHEAD,)
+    if row.get("cache") == "verify" and by == "asset":
+        return (VERIFY,)
     if by == "partition":
         return (row.get("asset"), row.get("partition"))
     if by == "run":
@@ -127,6 +131,7 @@ def cost_table(rows: list[dict[str, Any]], by: str, avoided: str = "daily") -> l
     `count_avoided`) and ``hit_rate`` (skipped / all). Run records form an ``(overhead)`` row by
     asset or partition (its ``computed``/``skipped`` are None); in the other groupings they are in
     each group's figures and an ``overhead_usd`` column says how much of ``usd`` they are.
+    `skipwise verify`'s recomputations (``cache == "verify"``) form a ``(verify)`` row by asset.
     Rows come most expensive first; by day, in date order. Rows without the tag (e.g. no
     ``skipwise/model``) are grouped under None.
     """
@@ -143,7 +148,7 @@ def cost_table(rows: list[dict[str, Any]], by: str, avoided: str = "daily") -> l
         out: dict[str, Any] = dict(zip(_key_columns(by), key))
         computed = sum(1 for r in members if r.get("cache") == "miss")
         skipped = sum(1 for r in members if r.get("cache") in ("hit", "restore"))
-        only_runs = all(r.get("cache") == "run" for r in members)
+        only_runs = all(r.get("cache") in ("run", "verify") for r in members)  # neither computed nor skipped
         out["runs"] = len({r.get("run_id") for r in members})
         out["computed"] = None if only_runs else computed
         out["skipped"] = None if only_runs else skipped
@@ -187,9 +192,9 @@ def status_table(partitions: list[dict[str, Any]], ledger_rows: list[dict[str, A
                  avoided: str = "daily") -> list[dict[str, Any]]:
     """One row per asset for `skipwise status`: its partitions now (``partitions`` and one column
     per state, from rows with ``asset`` and ``state``), and from the cost ledger what was computed
-    and skipped and the dollars spent and avoided; then a ``total`` row, and the processes'
-    overhead as an ``(overhead)`` row when the ledger has run records. An asset the ledger has
-    never seen has None (``-``) for the ledger's figures."""
+    and skipped and the dollars spent and avoided; then a ``total`` row, and what verifying the
+    cache cost and the processes' overhead as ``(verify)`` and ``(overhead)`` rows when the ledger
+    has them. An asset the ledger has never seen has None (``-``) for the ledger's figures."""
     by_cost = {r["asset"]: r for r in cost_table(ledger_rows, "asset", avoided)} if ledger_rows else {}
     counts: dict[str, dict[str, int]] = {}
     for row in partitions:
@@ -202,10 +207,11 @@ def status_table(partitions: list[dict[str, Any]], ledger_rows: list[dict[str, A
                     **{s.replace(" ", "_"): n for s, n in c.items()},
                     "computed": cost.get("computed"), "skipped": cost.get("skipped"),
                     "usd": cost.get("usd"), "usd_avoided": cost.get("usd_avoided")})
-    overhead = by_cost.get(OVERHEAD)
-    if overhead is not None:
-        blank = {k: None for k in (out[0] if out else {}) if k != "asset"}
-        out.append({"asset": OVERHEAD, **blank, "usd": overhead.get("usd"), "usd_avoided": None})
+    for extra in (VERIFY, OVERHEAD):
+        found = by_cost.get(extra)
+        if found is not None:
+            blank = {k: None for k in (out[0] if out else {}) if k != "asset"}
+            out.append({"asset": extra, **blank, "usd": found.get("usd"), "usd_avoided": None})
     if out:
         total: dict[str, Any] = {"asset": "total"}
         for column in out[0]:

@@ -167,9 +167,10 @@ _ZERO_MEANS_NOT_INCURRED = frozenset({
 # Breakdowns kept in the ledger only: on the asset page each would be one more chart of a total shown already.
 _LEDGER_ONLY = frozenset({"get_requests", "put_requests", "list_requests"})
 
-#: What a ledger record is: a partition computed (miss) or skipped (hit), or a process's run
-#: record (the CPU, wall and memory the process used outside its metered partitions).
-CACHE_KINDS: tuple[str, ...] = ("hit", "miss", "restore", "run")
+#: What a ledger record is: a partition computed (miss), skipped (hit) or restored, a partition
+#: recomputed by `skipwise verify` to check its committed output (verify: nothing was committed),
+#: or a process's run record (the CPU, wall and memory the process used outside its metered partitions).
+CACHE_KINDS: tuple[str, ...] = ("hit", "miss", "restore", "verify", "run")
 
 
 @dataclass(frozen=True)
@@ -416,7 +417,8 @@ class LedgerRecord:
 
     def __post_init__(self) -> None:
         if self.cache not in CACHE_KINDS:
-            raise ValueError(f"LedgerRecord.cache must be 'hit', 'miss' or 'run', not {self.cache!r}")
+            kinds = ", ".join(repr(k) for k in CACHE_KINDS[:-1]) + f" or {CACHE_KINDS[-1]!r}"
+            raise ValueError(f"LedgerRecord.cache must be {kinds}, not {self.cache!r}")
 
     def to_json_dict(self) -> dict[str, Any]:
         """A flat JSON-ready dict: record fields, `model`/`experiment`/`team` columns taken

@@ -145,7 +145,7 @@ def test_run_records_in_the_ledger_next_to_old_files(tmp_path):
     assert LedgerRecord.from_json_dict(rows[1]) == rec
     assert ledger.history_usd_per_partition("A") == [0.25]  # a run record is not a partition's cost
     assert ledger.spent_usd("2026-03-01") == pytest.approx(0.75)  # but it was spent
-    with pytest.raises(ValueError, match="'hit', 'miss' or 'run'"):
+    with pytest.raises(ValueError, match="'hit', 'miss', 'restore', 'verify' or 'run'"):
         LedgerRecord("t", "r", "A", None, "overhead", "", "")
 
 

@@ -1,4 +1,4 @@
-"""The only package that imports dagster: decorators, the IO manager, graph resolution, runs, sensors."""
+"""The only package that imports dagster: decorators, the IO manager, graph resolution, runs, sensors, schedules."""
 
 import warnings
 
@@ -11,6 +11,7 @@ from skipwise.adapters.dagster.authoring import asset, dvc_source, object_source
 from skipwise.adapters.dagster.iomanager import IOManager  # noqa: E402
 from skipwise.adapters.dagster.retraining import new_raw_data, retrain_on_feature_change, weekly_retrain  # noqa: E402
 from skipwise.adapters.dagster.sensors import stale_partitions_sensor  # noqa: E402
+from skipwise.adapters.dagster.verification import verify_schedule  # noqa: E402
 
 __all__ = ["asset", "dvc_source", "object_source", "IOManager", "stale_partitions_sensor", "new_raw_data", "retrain_on_feature_change",
-           "weekly_retrain"]
+           "weekly_retrain", "verify_schedule"]
