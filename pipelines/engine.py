@@ -20,6 +20,8 @@ from skipwise.core.cost import BUDGET_OVERRIDE_TAG, CostVector, IOCounter, Ledge
 from skipwise.core.errors import ConfigError, InputError
 from skipwise.core.hashing import digest
 from skipwise.core.manifest import Manifest, fingerprint
+from skipwise.core.observed import DIR, ENV, FILE, keyed_digest, listing_bytes, split
+from skipwise.core.observed import dep as dep_id
 from skipwise.core.partitions import UNPARTITIONED, keys_of, upstream_keys, validate_key
 from skipwise.core.retention import GIT_COMMIT
 from skipwise.core.plan import BLOCKED, CHANGES, NOT_RESTORABLE, RESTORE, RUN, SKIP, Current, Decision, decide, restorable
@@ -29,6 +31,7 @@ from skipwise.store.ledger import recent_days
 from skipwise.store.partitions import PartitionStore
 from skipwise.store.paths import ensure_inside
 from skipwise.store.statcache import StatCache
+from skipwise.store.suspects import Suspects
 
 log = logging.getLogger("skipwise")
 
@@ -98,6 +101,8 @@ class Project:
         self._io_taken = self.io.snapshot()
         self._io_in_partitions = self._io_taken
         self.statcache = StatCache(self.data_root / ".skipwise" / "stat.db", base=self.root)
+        # Partitions `skipwise verify` found to differ from a fresh computation: planned to run.
+        self.suspects = Suspects(self.data_root / ".skipwise" / "suspects.json", warn=self.warn)
         # Raw files may be links into DVC's cache (cache.type symlink/hardlink): reads may go there too.
         local = PartitionStore(self.data_root, self.statcache, self.io, read_roots=(self.root, *dvc_cache_dirs(self.root)))
         from skipwise.featurestore import open_store
@@ -199,6 +204,114 @@ class Project:
         self._ran[memo] = ran
         return ran
 
+    # -- what the code reads ------------------------------------------------------------------------
+
+    @property
+    def digest_key(self) -> bytes:
+        """The key of observed digests: $SKIPWISE_DIGEST_KEY, else the store's own (every host
+        writing to the same store shares it, so two workers agree about every partition)."""
+        if not hasattr(self, "_digest_key"):
+            env = os.environ.get("SKIPWISE_DIGEST_KEY")
+            self._digest_key = env.encode() if env else self.store.digest_key()
+        return self._digest_key
+
+    def _declared(self, asset: Asset) -> list[str]:
+        """The dependencies `asset` declares (files=, env=), a glob as its matches and its folder."""
+        import glob
+
+        out = [dep_id(ENV, name) for name in asset.env]
+        for pattern in asset.files:
+            if not any(c in pattern for c in "*?["):
+                out.append(dep_id(FILE, pattern))
+                continue
+            base = pattern[: min(pattern.find(c) for c in "*?[" if c in pattern)].rpartition("/")[0]
+            out.append(dep_id(DIR, base or "."))
+            matches = glob.glob(str(self.root / pattern), recursive=True)
+            out += [dep_id(FILE, os.path.relpath(m, self.root)) for m in sorted(matches) if os.path.isfile(m)]
+        return out
+
+    def _dep_path(self, name: str) -> str:
+        return name if os.path.isabs(name) else os.path.join(self.root, name)
+
+    def observed_now(self, deps: Any) -> dict[str, str]:
+        """The keyed digest of each dependency ("file:...", "dir:...", "env:...") as it is now."""
+        memo = self.__dict__.setdefault("_observed_memo", {}) if self._manifests is not None else {}
+        out = {}
+        for name in deps:
+            if name not in memo:
+                kind, what = split(name)
+                if kind == ENV:
+                    value = os.environ.get(what)
+                    data = None if value is None else value.encode("utf-8", "surrogateescape")
+                elif kind == DIR:
+                    try:
+                        data = listing_bytes(os.listdir(self._dep_path(what)))
+                    except OSError:
+                        data = None
+                else:
+                    try:
+                        data = self.statcache.digest(Path(self._dep_path(what))).encode()
+                    except OSError:
+                        data = None
+                memo[name] = keyed_digest(self.digest_key, name, data)
+            out[name] = memo[name]
+        return out
+
+    def observed_of(self, asset: Asset, reads: Any) -> dict[str, str]:
+        """The keyed digests of what a computation of `asset` read: its body's reads (`reads`),
+        what the project modules its code reaches read when imported, and what it declares."""
+        from skipwise import observing
+
+        every = observing.Reads()
+        every.merge(reads)
+        for rel, _ in self.code_of(asset).files:
+            imported = observing.imported_reads(str(self.root / rel))
+            if imported is not None:
+                every.merge(imported)
+        out = self.observed_now(self._declared(asset))
+        for path, stamp in every.files.items():
+            name = self._dep_name(FILE, path)
+            if name is None:
+                continue
+            try:
+                sha = self.statcache.digest(Path(path)).encode() if stamp is not None else None
+            except OSError:
+                sha = None
+            if observing.file_stamp(path) != stamp:  # changed since it was read: what was read is unknown
+                sha = b"changed while running " + os.urandom(16)
+            out[name] = keyed_digest(self.digest_key, name, sha)
+        for path, names in every.dirs.items():
+            name = self._dep_name(DIR, path)
+            if name is not None:
+                out[name] = keyed_digest(self.digest_key, name, None if names is None else listing_bytes(list(names)))
+        for var, value in every.env.items():
+            name = dep_id(ENV, var)
+            out[name] = keyed_digest(self.digest_key, name, None if value is None else value.encode("utf-8", "surrogateescape"))
+        return dict(sorted(out.items()))
+
+    def _dep_name(self, kind: str, path: str) -> str | None:
+        """"file:<path relative to the root>" (absolute outside it) for a path the code read, or None
+        for what skipwise manages itself (data/: outputs, the ledger, DVC sources; DVC's cache; the
+        root's hidden folders: .git, .dvc, .dagster, virtual environments)."""
+        real = os.path.realpath(path)
+        for managed in self._managed():
+            if real == managed or real.startswith(managed + os.sep):
+                return None
+        root = str(self.root)
+        if real.startswith(root + os.sep):
+            rel = real[len(root) + 1:]
+            if rel.startswith("."):
+                return None
+            return dep_id(kind, rel)
+        return None if real == root else dep_id(kind, real)
+
+    def _managed(self) -> list[str]:
+        if not hasattr(self, "_managed_dirs"):
+            found = [self.data_root, *dvc_cache_dirs(self.root), *(self.root / s.path for s in self.graph.sources if s.path)]
+            home = os.environ.get("DAGSTER_HOME")
+            self._managed_dirs = [os.path.realpath(p) for p in (*found, *([home] if home else []))]
+        return self._managed_dirs
+
     def params_digest(self, asset: Asset) -> str:
         if asset.name not in self._params_digests:
             self._params_digests[asset.name] = digest(self.params_of(asset))
@@ -278,10 +391,13 @@ class Project:
 
     # -- provenance and plans ---------------------------------------------------------------------
 
-    def current(self, asset: Asset, key: str, pending: set[tuple[str, str]] | None = None) -> Current:
+    def current(self, asset: Asset, key: str, pending: set[tuple[str, str]] | None = None,
+                manifest: Manifest | None = None) -> Current:
         """What partition `key` of `asset` would be computed from right now (no data read).
 
-        An input partition in `pending` (planned to run first) has no version yet: None.
+        An input partition in `pending` (planned to run first) has no version yet: None. The files
+        and variables `manifest` (the committed one) records as read, and those the asset declares,
+        count as they are now: a change there changes the fingerprint.
         """
         inputs: dict[str, dict[str, str | None]] = {}
         for dep in asset.deps:
@@ -305,8 +421,11 @@ class Project:
             inputs[dep.name] = versions
         code = self.code_version(asset)
         params = self.params_digest(asset)
-        fp = fingerprint(code, params, inputs, key) if all(v is not None for vs in inputs.values() for v in vs.values()) else ""
-        return Current(code, params, inputs, fp)
+        deps = [*self._declared(asset), *(manifest.observed if manifest is not None else ())]
+        observed = self.observed_now(deps)
+        complete = all(v is not None for vs in inputs.values() for v in vs.values())
+        fp = fingerprint(code, params, inputs, key, observed=observed) if complete else ""
+        return Current(code, params, inputs, fp, observed)
 
     def _unversioned(self, up: Plain) -> str:
         """A plain asset stored by another IO manager has no version skipwise can check: a token
@@ -323,18 +442,20 @@ class Project:
     def _decide(self, asset: Asset, key: str, pending: set[tuple[str, str]] | None = None) -> tuple[Decision, Current]:
         # The provenance is returned too: a partition that runs is committed with exactly what was decided on.
         validate_key(key)
-        cur = self.current(asset, key, pending)
+        m = self.manifest(asset, key)
+        cur = self.current(asset, key, pending, m)
         if pending and any(v is None and (d, k) in pending for d, vs in cur.inputs.items() for k, v in vs.items()):
             first = next(f"{d}[{k}]" for d, vs in sorted(cur.inputs.items()) for k, v in sorted(vs.items()) if v is None and (d, k) in pending)
             return Decision(asset.name, key, RUN, f"input {first} runs first (may cut off early)", ""), cur
-        m = self.manifest(asset, key)
         state = self.store.output_state(asset.layer, asset.name, key, m) if m else "missing"
         decision = decide(asset.name, key, cur, m, state)
+        kept = None
         if decision.action == RUN and decision.fingerprint:
             kept = self.store.read_version(asset.layer, asset.name, key, decision.fingerprint)
             if kept is not None:
                 decision = restorable(decision, kept, self.store.output_state(asset.layer, asset.name, key, kept))
-        return decision, cur
+        # An output `skipwise verify` could not reproduce is neither kept (SKIP) nor brought back (RESTORE).
+        return self.suspects.vet(decision, kept if decision.action == RESTORE else m), cur
 
     def keys_for(self, asset: Asset, keys: list[str] | None) -> list[str]:
         """The requested keys (validated), or all keys of the asset."""
@@ -640,6 +761,7 @@ class Project:
         return Outcome(decision, kept, cost, dict(kept.metadata))
 
     def _compute(self, asset: Asset, key: str, decision: Decision, cur: Current, fn: Callable, run_id: str) -> Outcome:
+        from skipwise import observing
         from skipwise.computing import computing
         from skipwise.core.cost import IOSnapshot
         from skipwise.metering import Meter, Share, measure, process_meter
@@ -654,14 +776,18 @@ class Project:
         with Meter(self.io) as m:
             for share in reads:
                 m.charge(share)
-            with computing(self, asset, key, cur) as now:  # library helpers the body calls see what it runs from
-                value = fn(key, inputs, params)
+            with computing(self, asset, key, cur) as now, observing.recording() as seen:
+                value = fn(key, inputs, params)  # library helpers the body calls see what it runs from (`now`)
             with measure(None) as check, process_meter().phase("plan"):
                 ran = self.code_that_ran(asset, cur.code_version)  # after the call: lazy imports have happened
-            m.charge(Share(-check[0].cpu_seconds, -check[0].wall_seconds, IOSnapshot()))  # once per run: overhead
+                observed = self.observed_of(asset, seen)
+            m.charge(Share(-check[0].cpu_seconds, -check[0].wall_seconds, IOSnapshot()))  # overhead, not the body's
+            fp = fingerprint(ran, cur.params_digest, cur.inputs, key, observed=observed)
             if ran != cur.code_version:
-                cur = replace(cur, code_version=ran, fingerprint=fingerprint(ran, cur.params_digest, cur.inputs, key))
-                decision = replace(decision, fingerprint=cur.fingerprint, reason=f"{decision.reason} (ran code imported before it changed)")
+                decision = replace(decision, reason=f"{decision.reason} (ran code imported before it changed)")
+            if fp != cur.fingerprint:  # the code that ran, and what it read, name the output
+                cur = replace(cur, code_version=ran, fingerprint=fp, observed=observed)
+                decision = replace(decision, fingerprint=fp)
             metadata: Mapping[str, Any] = {}
             if isinstance(value, Result) or _is_output(value):
                 value, metadata = value.value, {k: getattr(v, "value", v) for k, v in (value.metadata or {}).items()}
@@ -687,6 +813,7 @@ class Project:
             output=name,
             output_hash=sha,
             output_size=size,
+            observed=dict(cur.observed),
             run_id=run_id,
             created_at=utc_now_iso(),
             reason=decision.reason,
@@ -809,6 +936,14 @@ class Project:
         from skipwise.core.partitions import key_folder
 
         return f"{up.name}[{key}] ({Path('data', up.layer, up.name, key_folder(key))})"
+
+    def count_partition_work(self, cost: CostVector | None) -> None:
+        """Count `cost`, a partition's work recorded outside `materialize` (`skipwise verify`'s
+        recomputations), as partition work: the next run record leaves it out of the overhead."""
+        from skipwise.metering import process_meter
+
+        process_meter().add_partition(cost)
+        self._io_in_partitions += _io_of(cost)
 
 
 def _plus(cost: CostVector, extra: CostVector | None) -> CostVector:

@@ -44,6 +44,12 @@ class _RecordingLoader(importlib.machinery.SourceFileLoader):
         _record(path, data)
         return self.source_to_code(data, path)
 
+    def exec_module(self, module) -> None:  # noqa: ANN001 - importlib's signature
+        from skipwise import observing  # what the module's top-level code reads counts for what reaches it
+
+        with observing.importing(self.get_filename(module.__name__), module):
+            super().exec_module(module)
+
 
 def _record(path: str, data: bytes) -> None:
     _SOURCES[os.path.realpath(path)] = LoadedSource(data, hashlib.sha256(data).hexdigest(), time.time())

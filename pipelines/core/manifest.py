@@ -13,18 +13,24 @@ from skipwise.core.hashing import digest
 
 #: Bump when the meaning of a fingerprint changes: every partition then recomputes once.
 #: 2: the partition key is part of the fingerprint (two partitions with equal inputs differ).
-SCHEME_VERSION = 2
+#: 3: what the code read while it ran (files, environment) counts; code versions leave orchestration
+#:    (Dagster, skipwise) out and count output formats by their own scheme numbers.
+SCHEME_VERSION = 3
 
 InputVersions = Mapping[str, Mapping[str, str]]  # dep name -> upstream key -> version
 
 
 def fingerprint(code_version: str, params_digest: str, inputs: InputVersions, partition: str,
-                scheme: int = SCHEME_VERSION) -> str:
-    """H(scheme, code version, params, sorted input versions, partition key): equal iff the work
-    would be the same. The key counts because a body may read it (a static region, a day)."""
+                scheme: int = SCHEME_VERSION, observed: Mapping[str, str] | None = None) -> str:
+    """H(scheme, code version, params, sorted input versions, partition key, observed reads): equal
+    iff the work would be the same. The key counts because a body may read it (a static region, a
+    day); `observed` maps each file or variable the code read to a keyed digest of what it read."""
     if scheme < 2:
         return digest({"scheme": scheme, "code": code_version, "params": params_digest, "inputs": inputs})
-    return digest({"scheme": scheme, "code": code_version, "params": params_digest, "inputs": inputs, "partition": partition})
+    if scheme < 3:
+        return digest({"scheme": scheme, "code": code_version, "params": params_digest, "inputs": inputs, "partition": partition})
+    return digest({"scheme": scheme, "code": code_version, "params": params_digest, "inputs": inputs, "partition": partition,
+                   "observed": dict(observed or {})})
 
 
 @dataclass(frozen=True)
@@ -48,15 +54,21 @@ class Manifest:
     scheme: int = SCHEME_VERSION
     #: On an object store, the output object's ETag when it was written: a rewrite in place shows.
     output_etag: str = ""
+    #: What the code read while it ran: "file:<path>" / "dir:<path>" / "env:<NAME>" -> keyed digest
+    #: (skipwise.core.observed). Part of the fingerprint, re-checked at planning.
+    observed: Mapping[str, str] = field(default_factory=dict)
 
     def consistent(self) -> bool:
         """True when the fingerprint matches the recorded provenance (guards against hand edits)."""
-        return fingerprint(self.code_version, self.params_digest, self.inputs, self.partition, self.scheme) == self.fingerprint
+        return fingerprint(self.code_version, self.params_digest, self.inputs, self.partition, self.scheme,
+                           self.observed) == self.fingerprint
 
     def to_json(self) -> str:
         data = asdict(self)
         if not data["output_etag"]:  # local partitions: the same bytes as before the field existed
             del data["output_etag"]
+        if not data["observed"] and self.scheme < 3:
+            del data["observed"]
         return json.dumps(data, sort_keys=True, indent=1)
 
     @classmethod
@@ -73,6 +85,8 @@ class Manifest:
         for attr in ("asset", "partition", "fingerprint", "code_version", "params_digest", "output", "output_hash"):
             if not isinstance(getattr(m, attr), str):
                 raise ValueError(f"manifest field {attr} is not a string")
+        if not isinstance(m.observed, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in m.observed.items()):
+            raise ValueError("manifest field observed is not a mapping of dependency -> digest")
         if not isinstance(m.output_size, int) or not isinstance(m.inputs, dict) or not isinstance(m.output_etag, str):
             raise ValueError("manifest output_size/inputs malformed")
         return m

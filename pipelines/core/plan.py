@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from skipwise.core.manifest import SCHEME_VERSION, Manifest
+from skipwise.core.observed import changes
 
 RUN, SKIP, BLOCKED, RESTORE = "run", "skip", "blocked", "restore"
 #: Actions that change what the partition holds (and so what its dependents read).
 CHANGES = (RUN, RESTORE)
+#: What each fingerprint scheme changed, for the one-time recompute an upgrade causes.
+SCHEME_CHANGES = {
+    3: "files and environment variables the code reads now count, Dagster and skipwise versions no longer do "
+       "(recomputed once after upgrading)",
+}
 #: Manifest metadata of an output that depends on state its fingerprint does not cover: never restored.
 NOT_RESTORABLE = "skipwise/not_restorable"
 
@@ -22,6 +28,8 @@ class Current:
     params_digest: str
     inputs: Mapping[str, Mapping[str, str | None]]  # None: the upstream partition is not available
     fingerprint: str
+    #: the files and variables the last computation read (and those declared), as they are now
+    observed: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,7 @@ def decide(asset: str, partition: str, current: Current, manifest: Manifest | No
     if manifest is None:
         return make(RUN, "missing")
     if manifest.scheme != SCHEME_VERSION:
-        return make(RUN, f"fingerprint scheme changed ({manifest.scheme} -> {SCHEME_VERSION})")
+        return make(RUN, f"fingerprint scheme changed ({manifest.scheme} -> {SCHEME_VERSION}): {SCHEME_CHANGES.get(SCHEME_VERSION, 'new scheme')}")
     if not manifest.consistent():
         return make(RUN, "manifest does not match its own provenance (edited by hand?)")
     if manifest.fingerprint == current.fingerprint:
@@ -74,6 +82,7 @@ def explain(asset: str, current: Current, manifest: Manifest) -> list[str]:
         reasons.append(f"code of {asset} changed")
     if current.params_digest != manifest.params_digest:
         reasons.append("params changed")
+    reasons += changes(manifest.observed, current.observed)
     changed = []
     for dep in sorted(set(current.inputs) | set(manifest.inputs)):
         now, was = current.inputs.get(dep, {}), manifest.inputs.get(dep, {})

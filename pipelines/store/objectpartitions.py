@@ -27,6 +27,7 @@ the lease is held, only its holder writes there.
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import replace
@@ -63,6 +64,21 @@ class ObjectPartitionStore:
         self._listings: dict[tuple[str, str], tuple[float, dict[str, Folder]]] = {}
         self._written: dict[str, str] = {}  # output object -> its ETag, until its manifest commits
         self._layers: dict[str, str] = {}
+
+    def digest_key(self) -> bytes:
+        """The key of observed digests, one object in the bucket shared by every host writing
+        here (created once, `If-None-Match: *`: the first writer wins), read once per process."""
+        if not hasattr(self, "_digest_key"):
+            rel = ".skipwise/digest.key"
+            try:
+                self._digest_key = self.objects.get(rel)[0]
+            except FileNotFoundError:
+                try:
+                    self.objects.put(rel, os.urandom(32).hex().encode(), if_absent=True)
+                except Conflict:
+                    pass  # made by another host meanwhile: use theirs
+                self._digest_key = self.objects.get(rel)[0]
+        return self._digest_key
 
     # -- where things are ------------------------------------------------------------------------
 

@@ -44,6 +44,28 @@ class PartitionStore:
         self.io = io or IOCounter()
         self._checked: set[str] = set()  # asset folders already found inside the root (planning is hot)
 
+    def digest_key(self) -> bytes:
+        """The key of this store's observed digests (`skipwise.core.observed`): made once, at random,
+        in data/.skipwise/digest.key (readable by its owner only), and kept with the data."""
+        path = self.data_root / ".skipwise" / "digest.key"
+        ensure_inside(path.parent, self.real_root, str(path.parent))
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".digest.key.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(32).hex().encode())
+        try:
+            os.link(tmp, path)  # the first process to make one wins; the others read it
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        return path.read_bytes()
+
     def partition_dir(self, layer: str, asset: str, key: str) -> Path:
         """Directory of one partition; refuses hostile keys and folders that link out of the data root."""
         d = self.data_root / validate_name(layer, "layer") / validate_name(asset, "asset name") / key_folder(key)
