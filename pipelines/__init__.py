@@ -11,22 +11,25 @@
     defs = dg.Definitions(assets=[raw, sales], resources={"skipwise": sw.IOManager()})
 
 `asset`, `dvc_source`, `object_source`, `IOManager`, the sensors `stale_partitions_sensor`, `new_raw_data` and
-`retrain_on_feature_change`, the schedule `weekly_retrain` (they import Dagster on first use), for
-model assets `train_or_restore` and `model_registry`, `read`, `scan` and `relation` (committed
-partitions, from outside a pipeline) and `as_of_join` (a point-in-time join) are the public API;
-everything else may change.
+`retrain_on_feature_change`, the schedules `weekly_retrain` and `verify_schedule` (they import Dagster on
+first use), for model assets `train_or_restore` and `model_registry`, `read`, `scan` and `relation`
+(committed partitions, from outside a pipeline) and `as_of_join` (a point-in-time join) are the
+public API; everything else may change.
 """
 
 from skipwise import loaded as _loaded
+from skipwise import observing as _observing
 
 # First thing: from here on, the bytes each project module runs from are recorded, so a partition
 # is never committed under the version of a file that changed after its module was imported.
 _loaded.install(__file__)
+# And what project code reads (files, environment variables) is observed while bodies run and modules import.
+_observing.install()
 
 __version__ = "0.2.0"
 
 _PUBLIC = {"asset", "dvc_source", "object_source", "IOManager", "stale_partitions_sensor", "new_raw_data", "retrain_on_feature_change",
-           "weekly_retrain"}
+           "weekly_retrain", "verify_schedule"}
 _MODELS = {"train_or_restore", "model_registry"}  # no Dagster needed
 _READING = {"read", "scan", "relation"}
 __all__ = sorted(_PUBLIC | _MODELS | _READING | {"as_of_join"})
