@@ -12,27 +12,33 @@ from skipwise.core.errors import ConfigError
 from skipwise.core.spec import Graph
 from skipwise.engine import Project
 
-_LIBRARY_DIGESTS: dict[str, dict[str, str]] = {}
+_LIBRARY_DIGESTS: dict[str, str] = {}
 
 
 def library_alias(root: Path) -> dict[str, str]:
-    """{"skipwise": digest of its files} when this library's own source lives under `root` (the
-    repository it is developed in, installed editable): then any change of it counts in every code
-    version, as its version number would not say. Elsewhere it is a distribution like any other."""
+    """Nothing: kept for callers that still pass `CodeIndex(libraries=...)`, which is ignored.
+    Code versions count skipwise by the scheme numbers of its byte-affecting parts
+    (`skipwise.core.schemes`), never by its files or version."""
+    return {}
+
+
+def _library_digest(root: Path) -> str:
+    """A digest of this library's files when its source lives under `root` (the repository it is
+    developed in), else "": then an edit of the graph resolution code rebuilds the snapshot."""
     here = Path(__file__).resolve().parent
     key = str(Path(root).resolve())
     if key not in _LIBRARY_DIGESTS:
         try:
             here.relative_to(Path(root).resolve())
         except ValueError:
-            _LIBRARY_DIGESTS[key] = {}
+            _LIBRARY_DIGESTS[key] = ""
         else:
             import hashlib
 
             h = hashlib.sha256()
             for path in sorted(here.rglob("*.py")):
                 h.update(path.relative_to(here).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-            _LIBRARY_DIGESTS[key] = {"skipwise": h.hexdigest()[:32]}
+            _LIBRARY_DIGESTS[key] = h.hexdigest()[:32]
     return _LIBRARY_DIGESTS[key]
 
 
@@ -105,7 +111,7 @@ def _library_stamp(root: Path) -> str:
     from skipwise import __version__
     from skipwise.core.manifest import SCHEME_VERSION
 
-    return f"{__version__}/{SCHEME_VERSION}/{library_alias(root).get('skipwise', '')}"
+    return f"{__version__}/{SCHEME_VERSION}/{_library_digest(root)}"
 
 
 def resolve_graph(root: Path, definitions: str, refresh: bool = False) -> tuple[Graph, str]:

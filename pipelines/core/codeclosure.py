@@ -1,5 +1,6 @@
-"""What code versions are made of: what a module binds at top level, what code refers to, and
-where modules come from (files under the project root, installed distributions).
+"""What code versions are made of: what a module binds at top level, what code refers to (with
+Python's scoping), where modules come from (the project folder, code found elsewhere on sys.path,
+installed distributions) and which files beside code count.
 
 Nothing here imports the analysed code; `CodeIndex` (codeversion.py) follows the references.
 Standard library only.
@@ -7,18 +8,23 @@ Standard library only.
 Two ideas keep the analysis conservative:
 - a module's top-level statements other than plain definitions run on import, so they are kept
   together (`ModuleInfo.toplevel`) and count for every function of the module that is reached;
-- a name resolves to every statement that binds or mutates it, at any depth of module-level code.
+- a name that no enclosing function, lambda or comprehension binds resolves to every statement
+  that binds or mutates it, at any depth of module-level code.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
+import functools
+import importlib.util
 import json
 import os
+import site
 import sys
+import sysconfig
 from dataclasses import dataclass, field
-from importlib.machinery import EXTENSION_SUFFIXES
+from importlib.machinery import EXTENSION_SUFFIXES, PathFinder
 from pathlib import Path
 
 from skipwise.core.hashing import digest
@@ -40,13 +46,11 @@ DYNAMIC_CALL_NAMES = frozenset(
     {"getattr", "vars", "getmembers", "eval", "exec", "__import__", "import_module", "run_module"}
 )
 
-#: Decorators known to register nothing anywhere: a def decorated only with these stays plain.
 #: Decorators that only declare the function (skipwise's and Dagster's): defining it runs no code its body depends on.
 DECLARING = frozenset({"skipwise.asset", "skipwise.adapters.dagster.asset", "skipwise.adapters.dagster.authoring.asset",
                        "dagster.asset", "dagster.observable_source_asset", "dagster.sensor", "dagster.schedule", "dagster.asset_check"})
 #: Base classes of config models (pydantic): their metaclass declares fields, it computes nothing.
 DECLARING_BASES = frozenset({"dagster.Config", "dagster.ConfigurableResource", "pydantic.BaseModel"})
-#: Library calls allowed in a declaring decorator's arguments although the library is the project's own.
 #: Calls that only declare (Dagster's definitions objects, skipwise's sources and IO manager): a
 #: top-level statement binding their result is left out of the module's top-level code (it runs
 #: nothing a body depends on); a body that uses the name still reaches the statement.
@@ -57,7 +61,17 @@ DECLARING_CALLS = frozenset({
     *(f"dagster.{k}PartitionsDefinition" for k in ("Daily", "Hourly", "Weekly", "Monthly", "TimeWindow", "Static", "Multi", "Dynamic")),
     *(f"dagster.{k}PartitionMapping" for k in ("TimeWindow", "Identity", "All", "Static", "MultiToSingleDimension", "Last", "Specific")),
 })
+#: Keyword arguments of declaring calls (DECLARING, DECLARING_CALLS) that cannot change what the
+#: declared function computes: the partition key and the resolved upstream keys are in each
+#: partition's fingerprint, declared files and env are checked on their own, the rest is metadata.
+#: They are left out of the code's text and not followed (a body using the same names reaches them).
+NON_COUNTING_ARGS = frozenset({
+    "partitions_def", "ins", "deps", "group_name", "tags", "kinds", "description", "owners", "metadata",
+    "automation_condition", "backfill_policy", "required_resource_keys", "io_manager_key", "cost_unit",
+    "key_prefix", "name", "retry_policy", "pool", "op_tags", "compute_kind", "files", "env", "nondeterministic",
+})
 
+#: Decorators known to register nothing anywhere: a def decorated only with these stays plain.
 PURE_DECORATORS = frozenset(
     {"builtins.property", "builtins.staticmethod", "builtins.classmethod", "dataclasses.dataclass",
      "functools.wraps", "functools.lru_cache", "functools.cache", "functools.cached_property",
@@ -347,27 +361,126 @@ def constant_str(node: ast.AST | None) -> str | None:
     return None
 
 
+# -- references, read with Python's scoping ---------------------------------------------------------
+
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
+
+
+class _Scope:
+    """A function, lambda or comprehension scope: the names local to it. A name local to an
+    enclosing scope is not a reference to the module; a name an import binds there still is one
+    (it is followed through `Scan.bound`)."""
+
+    __slots__ = ("local", "imported", "parent")
+
+    def __init__(self, local: set[str], imported: set[str], parent: _Scope | None) -> None:
+        self.local = local
+        self.imported = imported
+        self.parent = parent
+
+    def hides(self, name: str) -> bool:
+        scope: _Scope | None = self
+        while scope is not None:
+            if name in scope.local:
+                return name not in scope.imported
+            scope = scope.parent
+        return False
+
+
+def _function_scope(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, parent: _Scope | None) -> _Scope:
+    """The scope of a def or lambda: its parameters and the names its body binds, less those it
+    declares `global` (module names) or `nonlocal` (found again in an enclosing function)."""
+    args = node.args
+    params = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg) if a is not None}
+    body = [node.body] if isinstance(node, ast.Lambda) else node.body
+    bound, declared, imported = _bindings(body)
+    return _Scope((params | bound) - declared, imported - declared, parent)
+
+
+def _bindings(nodes: list[ast.AST]) -> tuple[set[str], set[str], set[str]]:
+    """(names bound, names declared global or nonlocal, names bound by imports) by the code of one
+    scope. Nested defs and classes bind their names here and evaluate their headers here; a
+    comprehension's own variables are its own, but a walrus in it binds here."""
+    bound: set[str] = set()
+    declared: set[str] = set()
+    imported: set[str] = set()
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+            stack.extend(definition_headers(node))
+            continue
+        if isinstance(node, ast.Lambda):
+            stack.extend(definition_headers(node))
+            continue
+        if isinstance(node, _COMPREHENSIONS):
+            # every part but the targets: the only names stored there are walrus targets
+            stack.extend(p for p in children(node) if not isinstance(p, ast.comprehension))
+            for gen in node.generators:
+                stack.extend([gen.iter, *gen.ifs])
+            continue
+        stack.extend(children(node))
+        if isinstance(node, ast.Name):
+            if not isinstance(node.ctx, ast.Load):
+                bound.add(node.id)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            declared.update(node.names)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = {a.asname or a.name.split(".")[0] for a in node.names if a.name != "*"}
+            bound |= names
+            imported |= names
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            bound.add(node.rest)
+    return bound, declared, imported
+
+
 def scan(nodes, package: str) -> Scan:
-    """References made by `nodes` (functions included, with their nested code and string annotations)."""
+    """References made by module-level code `nodes` (functions included, with their nested code and
+    string annotations). Names are resolved with Python's scoping: a parameter, a local variable or
+    a comprehension variable is no reference, even when the module binds the same name. Class
+    bodies are read conservatively: a name bound there may still be the module's."""
     out = Scan()
     skip: set[int] = set()  # inner nodes of a chain already recorded, functions of recorded calls
     keyed: dict[int, tuple[str, ...]] = {}  # id(`x.modules` node) -> how it is subscripted
-    stack: list[ast.AST] = list(nodes)
+    stack: list[tuple[ast.AST, _Scope | None]] = [(n, None) for n in nodes]
     while stack:
-        node = stack.pop()
-        stack.extend(children(node))
+        node, scope = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            # decorators, defaults and annotations are evaluated where the def is
+            stack.extend((h, scope) for h in definition_headers(node))
+            stack.extend((a, scope) for a in _string_annotations(node))
+            inner = _function_scope(node, scope)
+            body = [node.body] if isinstance(node, ast.Lambda) else node.body
+            stack.extend((b, inner) for b in body)
+            continue
+        if isinstance(node, _COMPREHENSIONS):
+            first, *rest = node.generators
+            stack.append((first.iter, scope))  # evaluated in the enclosing scope
+            local = {n.id for g in node.generators for n in walk([g.target]) if isinstance(n, ast.Name)}
+            inner = _Scope(local, set(), scope)
+            parts = [first.target, *first.ifs, *(p for g in rest for p in (g.target, g.iter, *g.ifs))]
+            parts += [p for p in children(node) if not isinstance(p, ast.comprehension)]
+            stack.extend((p, inner) for p in parts)
+            continue
+        # a class body sees the enclosing function's names; what it binds itself may be global
+        stack.extend((c, scope) for c in children(node))
         if isinstance(node, (ast.Name, ast.Attribute)):
-            if id(node) in skip or (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)):
+            if id(node) in skip or (isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load)):
                 continue
             chain = chain_of(node)
             if chain is None:
                 continue
             _skip_inner(node, skip)
+            if scope is not None and scope.hides(chain[0]):
+                continue
             out.refs.setdefault(chain, getattr(node, "lineno", 0))
             if chain[-1] == "modules":
                 out.keys.setdefault(chain, set()).add(keyed.get(id(node), ("other",)))
         elif isinstance(node, ast.Call):
-            _scan_call(node, out, skip, keyed)
+            _scan_call(node, scope, out, skip, keyed)
         elif isinstance(node, ast.Subscript) and _is_modules(node.value):
             keyed[id(node.value)] = _key_kind(node.slice)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -375,12 +488,21 @@ def scan(nodes, package: str) -> Scan:
             out.imports.extend(imps)
             for local, target in bound:
                 out.bound.setdefault(local, []).append(target)
-        if isinstance(node, (ast.arg, ast.AnnAssign, ast.FunctionDef, ast.AsyncFunctionDef)):
-            stack.extend(_string_annotation(node))
+        elif isinstance(node, ast.AnnAssign):
+            stack.extend((a, scope) for a in _string_annotation(node))
     return out
 
 
-def _scan_call(node: ast.Call, out: Scan, skip: set[int], keyed: dict[int, tuple[str, ...]]) -> None:
+def _string_annotations(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> list[ast.AST]:
+    """The parsed string annotations of a def's parameters and return value."""
+    if isinstance(node, ast.Lambda):
+        return []
+    args = node.args
+    every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+    return [e for a in every if a is not None for e in _string_annotation(a)] + _string_annotation(node)
+
+
+def _scan_call(node: ast.Call, scope: _Scope | None, out: Scan, skip: set[int], keyed: dict[int, tuple[str, ...]]) -> None:
     func = node.func
     if isinstance(func, ast.Attribute) and func.attr == "get" and _is_modules(func.value):
         skip.add(id(func))  # sys.modules.get(k): recorded as `sys.modules` subscripted by k
@@ -388,10 +510,11 @@ def _scan_call(node: ast.Call, out: Scan, skip: set[int], keyed: dict[int, tuple
         return
     chain = chain_of(func)
     if chain and chain[-1] in DYNAMIC_CALL_NAMES:
-        keywords = {k.arg: k.value for k in node.keywords if k.arg}
-        out.calls.append(Call(chain, list(node.args), keywords, node.lineno))
         skip.add(id(func))
         _skip_inner(func, skip)
+        if scope is None or not scope.hides(chain[0]):
+            keywords = {k.arg: k.value for k in node.keywords if k.arg}
+            out.calls.append(Call(chain, list(node.args), keywords, node.lineno))
 
 
 def _is_modules(node: ast.AST) -> bool:
@@ -432,8 +555,9 @@ def _string_annotation(node: ast.AST) -> list[ast.AST]:
 _SKIP_DIRS = frozenset({"__pycache__", "site-packages", "node_modules"})
 
 
-def probe_module(root: Path, name: str) -> tuple[str, str] | None:
-    """Where Python would find module `name` under `root`: package, extension, source, namespace."""
+def probe_module(root: str | Path, name: str, in_package: bool = False) -> tuple[str, str] | None:
+    """Where Python would find module `name` under `root`: package, extension, source, namespace.
+    `in_package`: `root` is a package's folder and `name` is relative to it."""
     parts = name.split(".")
     if any(not p or p in (".", "..") or "/" in p or "\\" in p for p in parts):
         return None
@@ -446,7 +570,7 @@ def probe_module(root: Path, name: str) -> tuple[str, str] | None:
             return ("binary", rel + suffix)
     if os.path.isfile(base + ".py"):
         return ("source", rel + ".py")
-    if os.path.isdir(base) and (len(parts) > 1 or not _installed_elsewhere(parts[0])):
+    if os.path.isdir(base) and (in_package or len(parts) > 1 or not _installed_elsewhere(parts[0])):
         # a folder without __init__.py is a namespace package, unless a regular one exists elsewhere
         return ("namespace", rel)
     return None
@@ -456,20 +580,155 @@ def _installed_elsewhere(top: str) -> bool:
     return top in sys.stdlib_module_names or not distribution_versions(top)[0].endswith("==unknown")
 
 
-def package_sources(root: Path, top: str) -> list[str]:
+def package_sources(root: str | Path, top: str) -> list[str]:
     """Every .py file of package `top` (or of the whole root when it is not a folder), sorted."""
-    start = root / top if (root / top).is_dir() else root
+    start = os.path.join(root, top)
+    if not os.path.isdir(start):
+        return python_files(root)
+    return [f"{top}/{rel}" for rel in python_files(start)]
+
+
+def python_files(folder: str | Path) -> list[str]:
+    """Every .py file under `folder` (paths relative to it), outside hidden folders and virtual environments."""
     out = []
-    for dirpath, dirnames, filenames in os.walk(start):
-        dirnames[:] = sorted(
-            d for d in dirnames
-            if not d.startswith(".") and d not in _SKIP_DIRS
-            and not os.path.exists(os.path.join(dirpath, d, "pyvenv.cfg"))  # a virtual environment
-        )
-        rel_dir = Path(dirpath).relative_to(root).as_posix()
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not _skipped_dir(dirpath, d))
+        rel_dir = os.path.relpath(dirpath, folder).replace(os.sep, "/")
         prefix = "" if rel_dir == "." else rel_dir + "/"
         out += sorted(prefix + f for f in filenames if f.endswith(".py"))
     return out
+
+
+def _skipped_dir(parent: str, name: str, excluded: frozenset[str] = frozenset()) -> bool:
+    path = os.path.join(parent, name)
+    return (name.startswith(".") or name in _SKIP_DIRS or path in excluded
+            or os.path.exists(os.path.join(path, "pyvenv.cfg")))  # a virtual environment
+
+
+# -- files beside code ------------------------------------------------------------------------------
+
+#: Files beside code that never change what it computes: the project's own management files (params
+#: count per asset on their own), documentation, Python sources (they count as code when reached).
+_NOT_RESOURCES = frozenset({"dvc.yaml", "dvc.lock", "params.yaml", "skipwise.toml", "pyproject.toml",
+                            "workspace.yaml", "setup.cfg"})
+_NOT_RESOURCE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyi", ".md", ".rst", ".dvc")
+
+
+def _is_resource(name: str) -> bool:
+    return not (name.startswith((".", "LICENSE")) or name in _NOT_RESOURCES or name.endswith(_NOT_RESOURCE_SUFFIXES))
+
+
+def resource_files(folder: str, recursive: bool, excluded: frozenset[str] = frozenset()) -> list[str]:
+    """The files beside the code of `folder` that it may read (configs, lookups, queries): its own
+    files and, when `recursive`, every file of its subfolders that hold no .py file at any depth
+    (resource folders such as `queries/`). Paths relative to `folder`, sorted; folders in
+    `excluded` (the data root) are never looked into."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return []
+    out = [e.name for e in entries if _is_resource(e.name) and e.is_file()]
+    if not recursive:
+        return out
+    for entry in entries:
+        if entry.is_dir() and not _skipped_dir(folder, entry.name, excluded):
+            files = _tree_files(entry.path, excluded)
+            if not any(f.endswith(".py") for f in files):  # a folder of code is not a resource folder
+                out += [f"{entry.name}/{f}" for f in files if _is_resource(f.rpartition("/")[2])]
+    return sorted(out)
+
+
+def _tree_files(folder: str, excluded: frozenset[str]) -> list[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not _skipped_dir(dirpath, d, excluded)]
+        rel_dir = os.path.relpath(dirpath, folder).replace(os.sep, "/")
+        out += [f if rel_dir == "." else f"{rel_dir}/{f}" for f in filenames]
+    return out
+
+
+# -- where modules come from: outside the project folder -------------------------------------------
+
+
+def locate(top: str) -> tuple[str, str, str] | None:
+    """Where top-level module `top` would be imported from, found without importing anything:
+    (how, kind, path). `how` is "installed" for a distribution's files (site-packages, or beside
+    the distribution's metadata): they count by version; or "source" for code to follow like the
+    project's: an editable install, a module on sys.path or $PYTHONPATH. `kind` is probe_module's
+    and `path` the module's file (a package's __init__.py, a namespace package's folder).
+    None when no finder knows `top`."""
+    found = _spec_path(top)
+    if found is None:
+        return None
+    kind, path = found
+    folder = os.path.dirname(path) if kind != "package" else os.path.dirname(os.path.dirname(path))
+    if _is_site(path) or _provided_beside(top, folder):
+        return ("installed", kind, path)
+    return ("source", kind, path)
+
+
+def _spec_path(top: str) -> tuple[str, str] | None:
+    """(kind, path) of `top` from the import system's finders: sys.path first, then the meta path
+    finders editable installs add (asked for a top-level name, they import nothing)."""
+    try:
+        spec = PathFinder.find_spec(top) or importlib.util.find_spec(top)
+    except (ImportError, ValueError, AttributeError):  # a module in sys.modules without __spec__
+        return None
+    if spec is None:
+        return None
+    origin = spec.origin if spec.has_location else None
+    if origin is None:
+        locations = [p for p in spec.submodule_search_locations or () if os.path.isdir(p)]
+        return ("namespace", locations[0]) if locations else None
+    if not os.path.isfile(origin):
+        return None  # in a zip archive: no file to follow (it counts like an installed module)
+    if origin.endswith(tuple(EXTENSION_SUFFIXES)) or not origin.endswith(".py"):
+        return ("binary", origin)  # compiled, or bytecode without source: its bytes count
+    return ("package" if spec.submodule_search_locations is not None else "source", origin)
+
+
+@functools.cache
+def _site_folders() -> tuple[str, ...]:
+    """The folders installers write distributions to (and the standard library's)."""
+    paths = {sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    try:
+        paths.update(site.getsitepackages())
+        paths.add(site.getusersitepackages())
+    except AttributeError:  # an embedded interpreter's trimmed site module
+        pass
+    return tuple(sorted({os.path.realpath(p) + os.sep for p in paths if p}))
+
+
+def _is_site(path: str) -> bool:
+    """Whether `path` is an installed file: under the interpreter's site folders or any other
+    site-packages (a system one). A package linked into site-packages (flit --symlink) is not."""
+    real = os.path.realpath(path)
+    return real.startswith(_site_folders()) or not {"site-packages", "dist-packages"}.isdisjoint(real.split(os.sep))
+
+
+def _provided_beside(top: str, folder: str) -> bool:
+    """Whether a distribution installed `top` into `folder` (`pip install --target`): its
+    .dist-info is there, lists `top`, and is not an editable install (PEP 610)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return False
+    for name in names:
+        if not name.endswith(".dist-info"):
+            continue  # a bare .egg-info beside sources is `setup.py develop`: editable
+        meta = os.path.join(folder, name)
+        if not _is_editable(meta) and _lists(meta, top):
+            return True
+    return False
+
+
+def _lists(meta: str, top: str) -> bool:
+    """Whether a .dist-info folder's RECORD holds files of top-level module `top`."""
+    try:
+        with open(os.path.join(meta, "RECORD"), encoding="utf-8", errors="replace") as f:
+            return any(line.startswith((f"{top}/", f"{top}.")) for line in f)
+    except OSError:
+        return False
 
 
 # -- installed distributions --------------------------------------------------------------------
@@ -543,7 +802,10 @@ def fast_distribution(top: str) -> str | None:
 
 
 def distribution_versions(top: str) -> tuple[str, str]:
-    """("dist==version,..." of every distribution providing import name `top`, a note or "")."""
+    """("dist==version,..." of every distribution providing import name `top`, a note or "").
+
+    Only for modules found among installed files (`locate`): an editable install is followed as
+    source instead, so its version number never stands for its code."""
     if top not in _VERSIONS:
         known = installed()
         if _norm(top) in known:  # fast path: the import name is the distribution's name
@@ -554,10 +816,7 @@ def distribution_versions(top: str) -> tuple[str, str]:
         if not providers:
             _VERSIONS[top] = (f"{top}==unknown", f"{top}: not installed by any distribution — it counts as unknown")
         else:
-            value = ",".join(sorted(f"{name}=={version}" for name, version, _ in providers))
-            editable = [name for name, _, folder in providers if folder and _is_editable(folder)]
-            note = f"{top}: {', '.join(editable)} is an editable install — only its version counts" if editable else ""
-            _VERSIONS[top] = (value, note)
+            _VERSIONS[top] = (",".join(sorted(f"{name}=={version}" for name, version, _ in providers)), "")
     return _VERSIONS[top]
 
 

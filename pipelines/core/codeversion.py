@@ -1,11 +1,17 @@
-"""Code versions computed from source: a function plus the project-local code it reaches.
+"""Code versions computed from source: a function plus the code it reaches.
 
 The closure is found statically (no import of the project), so planning never loads polars or torch:
 starting from "module:function", every name the function uses is resolved through its module's
-bindings and imports; project-local targets are followed, third-party modules contribute the
-versions of the distributions that provide them, the standard library contributes nothing. Each
-definition is normalized (docstrings dropped, then `ast.unparse`), so comments, docstrings and
-formatting never count.
+bindings and imports, with Python's scoping (a parameter named like a module's function is not that
+function). What a reference reaches counts by what can change output bytes:
+- project modules, and modules outside the root that are not installed distributions (editable
+  installs, folders on sys.path), are followed: each definition reached counts by its normalized
+  source (docstrings dropped, then `ast.unparse`), so comments and formatting never count;
+- the non-Python files beside their code (configs, lookups, queries) count by their bytes;
+- installed distributions count by version, the standard library counts nothing;
+- orchestration (Dagster, skipwise) counts nothing, except skipwise's byte-affecting parts, each by
+  its scheme number (`skipwise.core.schemes`); so do the arguments of a declaring decorator such
+  as `@sw.asset(partitions_def=...)` that cannot change what the body computes.
 
 A version is part of a cache key, so a version that misses a change is a false cache hit: when the
 analysis cannot be precise it includes more, never less, and says so in `CodeVersion.notes`.
@@ -28,8 +34,9 @@ from pathlib import Path
 from typing import Callable
 
 from skipwise.core import codeclosure as cc
+from skipwise.core import schemes
 from skipwise.core.errors import ConfigError
-from skipwise.core.hashing import digest, sha256_bytes, file_stamp
+from skipwise.core.hashing import digest, file_stamp, sha256_bytes, sha256_file
 
 # Pseudo-names of requests: a module's top-level code, a whole module, every module of a package.
 _TOP, _WHOLE, _PACKAGE = "<toplevel>", "<whole>", "<package>"
@@ -45,13 +52,16 @@ class CodeVersion:
     """The digest of a function's code closure, and what it was made of (for explanations).
 
     `notes` say where the analysis counted more than needed (never part of the digest); `files`
-    are the project sources it read: (path relative to the index root, sha256 of their bytes).
+    are the Python sources the code runs from: (path, sha256 of their bytes), the path relative to
+    the index root, or absolute for code outside it; `resources` are the files beside that code
+    that count (`cc.resource_files`), in the same form.
     """
 
     digest: str
     parts: tuple[tuple[str, str], ...]  # (qualified name, digest of its normalized source or version)
     notes: tuple[str, ...] = ()
     files: tuple[tuple[str, str], ...] = ()
+    resources: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -66,7 +76,8 @@ class CodeIndex:
     """Parses project modules once and answers code versions for functions under `root`.
 
     `read_source(path) -> bytes` replaces reading project files from disk (e.g. to version the
-    exact bytes that were imported); with it the `cache` file is never used.
+    exact bytes that were imported); with it the `cache` file is never used. `libraries` is
+    accepted for older callers and ignored: skipwise counts by its scheme numbers.
     """
 
     def __init__(
@@ -74,13 +85,12 @@ class CodeIndex:
         libraries: dict[str, str] | None = None,
     ) -> None:
         self.root = Path(root)
-        # import name -> digest of all its files, for a library whose source lives in this project
-        # (skipwise, installed editable from the folder it is developed in): any change of it counts,
-        # while its own imports are not followed into the project.
-        self.libraries = dict(libraries or {})
         self.cache = cache
         self._read_source = read_source
+        self._tops: dict[str, tuple[str, ...] | None] = {}  # top-level name -> where its code is followed
         self._found: dict[str, tuple[str, str] | None] = {}  # module name -> (kind, rel path) or None
+        self._listings: dict[str, list] = {}  # key -> [folder of reached code, recursive, its resource files]
+        self._resource_shas: dict[str, str] = {}
         self._mods: dict[str, cc.ModuleInfo | None] = {}
         self._checks: dict[str, list[int] | str] = {}  # rel path -> stat when read, or sha when racy
         self._walks: dict[str, list[str]] = {}  # package -> its module files (dynamic imports)
@@ -135,10 +145,13 @@ class CodeIndex:
             key, value, more = self._expand(req, trace)
             parts[key] = value
             queue.extend(r for r in more if r not in seen)
+        mods = [m for m in (self._mods[n] for n in trace.modules) if m is not None and m.kind != "namespace"]
+        resources = self._resources(mods)
+        parts.update((f"file:{rel}", sha) for rel, sha in resources)
         items = tuple(sorted(parts.items()))
-        mods = [self._mods[m] for m in trace.modules]
-        files = tuple(sorted((m.rel, m.sha256) for m in mods if m is not None and m.kind != "namespace"))
-        return CodeVersion(digest=digest(items), parts=items, notes=tuple(sorted(trace.notes)), files=files)
+        files = tuple(sorted((m.rel, m.sha256) for m in mods))
+        return CodeVersion(digest=digest(items), parts=items, notes=tuple(sorted(trace.notes)), files=files,
+                           resources=resources)
 
     def _expand(self, req: Request, trace: _Trace) -> tuple[str, str, list[Request]]:
         """(part key, part value, further requests) of one request."""
@@ -147,10 +160,11 @@ class CodeIndex:
             return f"{module}:{_PACKAGE}", "package", [(m, _WHOLE) for m in self._package_modules(module)]
         mod = self._module(module)
         if mod is None:
-            key = f"{module}:{'__module__' if name in (_TOP, _WHOLE, _EFFECTS) else name}"
+            whole = name in (_TOP, _WHOLE, _EFFECTS)
+            key = f"{module}:{'__module__' if whole else name}"
             if self._find(module.split(".")[0]) is not None:
                 return key, "missing", []  # a project package without that module: recorded as such
-            return key, self._third_party(module, trace), []
+            return key, self._not_followed(module if whole else f"{module}.{name}"), []
         if name in (_TOP, _EFFECTS):
             return self._expand_module(mod, trace, effects_only=name == _EFFECTS)
         if name == _WHOLE:
@@ -452,14 +466,26 @@ class CodeIndex:
         return out
 
     def _package_modules(self, top: str) -> list[str]:
-        """Every project module of package `top` (of the whole root when `top` is a single file)."""
+        """Every module of package `top` followed (of the whole root when `top` is a single file in it)."""
         if top not in self._walks:
-            self._walks[top] = cc.package_sources(self.root, top)
+            self._walks[top] = self._package_sources(top)
         out = []
         for rel in self._walks[top]:
             name = rel[: -len(".py")].replace("/", ".")
             out.append(name.removesuffix(".__init__"))
         return out
+
+    def _package_sources(self, top: str) -> list[str]:
+        """The .py files of package `top`, as "top/..." paths (every file of the root for a single file in it)."""
+        where = self._top(top)
+        if where is None:
+            return []
+        if where[0] == "root":
+            return cc.package_sources(self.root, top)
+        _, kind, path = where
+        if kind not in ("package", "namespace"):
+            return [f"{top}.py"]
+        return [f"{top}/{rel}" for rel in cc.python_files(os.path.dirname(path) if kind == "package" else path)]
 
     # -- plain definitions ------------------------------------------------------------------------
 
@@ -553,11 +579,59 @@ class CodeIndex:
     # -- modules on disk --------------------------------------------------------------------------
 
     def _find(self, name: str) -> tuple[str, str] | None:
-        """Where module `name` is under the root: (kind, path relative to the root) or None."""
+        """Where module `name` is when its code is followed: (kind, path), the path relative to the
+        root inside it, absolute outside it (an editable install, a folder on sys.path); None for
+        the standard library, orchestration, installed distributions and what cannot be found."""
         if name not in self._found:
-            top = name.split(".")[0]
-            self._found[name] = cc.probe_module(self.root, name) if name and top not in self.libraries else None
+            self._found[name] = self._probe(name) if name else None
         return self._found[name]
+
+    def _probe(self, name: str) -> tuple[str, str] | None:
+        top, _, rest = name.partition(".")
+        where = self._top(top)
+        if where is None:
+            return None
+        if where[0] == "root":
+            return cc.probe_module(self.root, name)
+        _, kind, path = where
+        if not rest:
+            return kind, self._rel(path)
+        if kind not in ("package", "namespace"):
+            return None
+        folder = os.path.dirname(path) if kind == "package" else path
+        found = cc.probe_module(folder, rest, in_package=True)
+        return None if found is None else (found[0], self._rel(os.path.join(folder, found[1])))
+
+    def _top(self, top: str) -> tuple[str, ...] | None:
+        """("root",) when top-level module `top` is a module of the project folder, ("found", kind,
+        path) when the import system finds it elsewhere as code to follow (an editable install, a
+        folder on sys.path), None when it is not followed."""
+        if top not in self._tops:
+            self._tops[top] = self._where(top)
+        return self._tops[top]
+
+    def _where(self, top: str) -> tuple[str, ...] | None:
+        if top == schemes.LIBRARY:
+            return None  # counted by its scheme numbers, wherever its source is
+        in_root = cc.probe_module(self.root, top)
+        if in_root is not None and in_root[0] != "namespace":
+            return ("root",)
+        if in_root is None and (top in sys.stdlib_module_names or schemes.is_orchestration(top)):
+            return None
+        found = cc.locate(top)
+        source = found is not None and found[0] == "source"
+        if in_root is not None and not (source and found[1] != "namespace" and self._outside(found[2])):
+            return ("root",)  # a namespace folder of the project, unless a regular package elsewhere wins
+        return ("found", found[1], found[2]) if source else None
+
+    def _outside(self, path: str) -> bool:
+        rel = os.path.relpath(path, self.root)
+        return rel == ".." or rel.startswith("../")
+
+    def _rel(self, path: str) -> str:
+        """How a file is named in versions and the cache: relative to the root inside it (a copy of
+        the project must not trust the original's files), absolute outside it."""
+        return os.path.abspath(path) if self._outside(path) else os.path.relpath(path, self.root).replace(os.sep, "/")
 
     def _module(self, name: str) -> cc.ModuleInfo | None:
         if name in self._mods:
@@ -585,40 +659,101 @@ class CodeIndex:
             raise ConfigError(
                 f"cannot parse {self.root / rel}: {getattr(exc, 'msg', exc)} (line {line})", hint="fix the syntax error"
             ) from None
+        self._drop_declarations(mod)
         mod.settle(lambda node: self._is_plain(mod, node))
         return mod
+
+    def _drop_declarations(self, mod: cc.ModuleInfo) -> None:
+        """Remove the arguments of declaring calls in module-level code (`@sw.asset(partitions_def=...)`,
+        `dg.asset_check(...)`, `sw.dvc_source(...)`) that cannot change what the declared code
+        computes (cc.NON_COUNTING_ARGS): they are then neither in its text nor followed. An argument
+        that calls project code stays: running it may do anything."""
+        declaring = cc.DECLARING | cc.DECLARING_CALLS
+        stack: list[ast.AST] = list(mod.body)
+        while stack:
+            node = stack.pop()
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+                stack.extend(cc.definition_headers(node))  # bodies run later, with their own names
+                continue
+            stack.extend(cc.children(node))
+            if isinstance(node, ast.Call) and node.keywords and self._targets_in(mod, cc.chain_of(node.func), declaring):
+                node.keywords = [k for k in node.keywords
+                                 if k.arg not in cc.NON_COUNTING_ARGS or not self._library_only(mod, k.value)]
 
     def _read(self, rel: str) -> bytes:
         """The bytes of a project file; without `read_source`, also what validates a cache entry."""
         path = self.root / rel
         if self._read_source is not None:
             return self._read_source(path)
+        path = self.root / rel
         before = os.stat(path)
         data = path.read_bytes()
-        after = os.stat(path)
+        self._check(rel, before, sha256_bytes(data))
+        return data
+
+    def _check(self, rel: str, before: os.stat_result, sha: str) -> None:
+        """Keep what tells later that file `rel`, stat'ed as `before` and then read, is unchanged."""
+        after = os.stat(self.root / rel)
         racy = _stat_key(before) != _stat_key(after) or time.time_ns() - before.st_ctime_ns < _RACY_NS
         # A file changed within the timestamp granularity of its last stat could change again
         # unseen by stat: such files are checked by content instead.
-        self._checks[rel] = sha256_bytes(data) if racy else _stat_key(before)
-        return data
+        self._checks[rel] = sha if racy else _stat_key(before)
 
     def _text(self, node: ast.AST) -> str:
         if id(node) not in self._texts:
             self._texts[id(node)] = cc.normalize(node)
         return self._texts[id(node)]
 
-    def _third_party(self, module: str, trace: _Trace) -> str:
-        top = module.split(".")[0]
-        if top in self.libraries:
-            trace.notes.add(f"{top}: its source is in this project — all of its files count")
-            return f"{top}@{self.libraries[top]}"
+    def _not_followed(self, dotted: str) -> str:
+        """What a reference into code that is not followed counts: nothing for the standard library
+        and orchestration (skipwise's byte-affecting parts by scheme number), else the versions of
+        the distributions providing it ("x==unknown" when none does)."""
+        top = dotted.split(".")[0]
+        if schemes.is_orchestration(top):
+            return schemes.value_of(dotted)
         if top in sys.stdlib_module_names:
             return "stdlib"
-        value, note = cc.distribution_versions(top)
-        if note:
-            trace.notes.add(note)
+        value, _ = cc.distribution_versions(top)
         self._dists[top] = [value, cc.fast_distribution(top) is not None]
         return value
+
+    # -- files beside code --------------------------------------------------------------------------
+
+    def _resources(self, mods: list[cc.ModuleInfo]) -> tuple[tuple[str, str], ...]:
+        """(path, sha256) of the files beside the code of `mods` that count (`cc.resource_files`).
+        A top-level module file's folder is the root or a sys.path entry: only its own files count."""
+        folders: dict[str, bool] = {}
+        for mod in mods:
+            folder = mod.rel.rpartition("/")[0]
+            recursive = bool(folder) and (mod.is_package or "." in mod.name)
+            folders[folder] = folders.get(folder, False) or recursive
+        out = []
+        for folder, recursive in sorted(folders.items()):
+            for name in self._listing(folder, recursive):
+                rel = f"{folder}/{name}" if folder else name
+                out.append((rel, self._resource_sha(rel)))
+        return tuple(out)
+
+    def _listing(self, folder: str, recursive: bool) -> list[str]:
+        key = f"{int(recursive)}:{folder}"
+        if key not in self._listings:
+            self._listings[key] = [folder, recursive, self._list_resources(folder, recursive)]
+        return self._listings[key][2]
+
+    def _list_resources(self, folder: str, recursive: bool) -> list[str]:
+        data_root = os.path.join(self.root, "data")  # partitions and caches are data, not code
+        return cc.resource_files(os.path.join(self.root, folder), recursive, frozenset({data_root}))
+
+    def _resource_sha(self, rel: str) -> str:
+        if rel not in self._resource_shas:
+            try:
+                before = os.stat(self.root / rel)
+                sha = sha256_file(self.root / rel)  # in chunks: a resource may be large
+                self._check(rel, before, sha)
+            except OSError:  # unreadable, or gone since it was listed: checked again next time
+                sha = self._checks[rel] = "unreadable"
+            self._resource_shas[rel] = sha
+        return self._resource_shas[rel]
 
     # -- the cache file ---------------------------------------------------------------------------
 
@@ -634,12 +769,13 @@ class CodeIndex:
                 tuple((k, v) for k, v in entry["parts"]),
                 tuple(entry["notes"]),
                 tuple((p, s) for p, s in entry["files"]),
+                tuple((p, s) for p, s in entry["resources"]),
             )
         except (KeyError, TypeError, ValueError):
             return None
 
     def _still_valid(self, check: dict) -> bool:
-        if check["env"] != cc.environment() or check.get("libraries", {}) != self.libraries:
+        if check["env"] != cc.environment():
             return False
         for top, (value, fast) in check["dists"].items():
             # cheap: only the fast path is asked again; what came from the metadata (yaml from
@@ -652,7 +788,10 @@ class CodeIndex:
                 return False
         if any(not self._file_unchanged(rel, expected) for rel, expected in check["files"].items()):
             return False
-        return all(cc.package_sources(self.root, top) == listing for top, listing in check["walks"].items())
+        if any(self._package_sources(top) != listing for top, listing in check["walks"].items()):
+            return False
+        # a file added beside reached code (or removed) counts
+        return all(self._list_resources(folder, recursive) == listing for folder, recursive, listing in check["folders"])
 
     def _file_unchanged(self, rel: str, expected: list[int] | str) -> bool:
         if rel not in self._unchanged:
@@ -674,18 +813,19 @@ class CodeIndex:
             "probes": {name: list(found) if found else None for name, found in self._found.items()},
             "files": dict(self._checks),
             "walks": dict(self._walks),
+            "folders": list(self._listings.values()),
             "dists": dict(self._dists),
-            "libraries": dict(self.libraries),
         }
         entries = _read_cache(self.cache)  # other processes may have added entries meanwhile
-        entries[ref] = {"digest": cv.digest, "parts": cv.parts, "notes": cv.notes, "files": cv.files, "check": check}
+        entries[ref] = {"digest": cv.digest, "parts": cv.parts, "notes": cv.notes, "files": cv.files,
+                        "resources": cv.resources, "check": check}
         _write_cache(self.cache, entries)
         self._entries = entries
 
 
 #: A file whose ctime is this recent when read may change again within one timestamp tick.
 _RACY_NS = 2_000_000_000
-_CACHE_SCHEME = 3
+_CACHE_SCHEME = 4
 
 
 def _stat_key(st: os.stat_result) -> list[int]:

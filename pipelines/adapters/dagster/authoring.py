@@ -290,12 +290,11 @@ def _code_index(root: Path) -> Any:
     definitions module share its parses and its cache file instead of reading them per asset."""
     from skipwise import loaded
     from skipwise.core.codeversion import CodeIndex
-    from skipwise.loading import library_alias
 
     key = (root, loaded.generation())
     if key not in _INDEXES:
         _INDEXES.clear()
-        _INDEXES[key] = CodeIndex(root, cache=root / "data" / ".skipwise" / "code.json", libraries=library_alias(root))
+        _INDEXES[key] = CodeIndex(root, cache=root / "data" / ".skipwise" / "code.json")
     return _INDEXES[key]
 
 
