@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--limit", type=int, default=20, help="list at most this many not-up-to-date partitions")
     status.add_argument("--all", action="store_true", help="list every partition, up-to-date ones included")
     status.add_argument("--explain", action="store_true",
-                        help="also say what each asset's code version is made of, and where the analysis included more to be safe")
+                        help="also say what each asset's code version is made of: code followed, counted whole, by version, "
+                             "observed at run, and what it does not cover")
     status.set_defaults(func=cmd_status)
 
     mat = sub.add_parser("materialize", help="materialize assets through Dagster, computing only what changed")
@@ -264,29 +265,71 @@ def _print_status(args, table: list[dict], rows: list[dict], not_current: list[d
     print(format_table(table))
     print("(computed, skipped, usd, usd_avoided: all runs in the cost ledger; `skipwise cost` for more)")
     for name, e in (explained or {}).items():
-        print(f"{name}: code version {e['code_version'][:12]} from {len(e['files'])} source file(s), "
-              f"{len(e['parts'])} part(s); third-party: {', '.join(e['third_party']) or 'none'}")
-        for f in e["files"]:
-            print(f"    file  {f}")
-        for note in e["notes"]:
-            print(f"    safe  {note}")
+        print(f"{name}: code version {e['code_version'][:12]} from {len(e['files'])} source file(s), {len(e['parts'])} part(s)")
+        for key, label in _CODE_SECTIONS:
+            for entry in e[key]:
+                print(f"    {label:15} {entry}")
+        if e["orchestration"]:
+            print(f"    {'orchestration':15} {', '.join(e['orchestration'])} (counts nothing)")
 
 
-def explain_code(project, assets) -> dict:
-    """What each asset's code version is made of: files, third-party versions, and every place the
-    analysis could not be precise and so counted more (a change there recomputes; never the reverse)."""
+#: The sections of an asset's code explanation, in the order they are printed.
+_CODE_SECTIONS = (("followed", "followed"), ("counted_whole", "counted whole"), ("by_version", "by version"),
+                  ("observed_at_run", "observed at run"), ("not_covered", "not covered"))
+
+#: What code versions cannot see, by what code refers to (a trailing * matches a family of
+#: functions): what a subprocess reads, and what comes over the network.
+_UNSEEN = (
+    ("subprocess", "a subprocess"), ("os.system", "a subprocess"), ("os.popen", "a subprocess"),
+    ("os.spawn*", "a subprocess"), ("os.exec*", "a subprocess"), ("multiprocessing", "another process"),
+    ("socket", "the network"), ("urllib.request", "the network"), ("http.client", "the network"),
+    ("requests", "the network"), ("httpx", "the network"), ("urllib3", "the network"), ("aiohttp", "the network"),
+)
+
+
+def explain_code(project, assets, observed=None) -> dict:
+    """What each asset's code version is made of, sorted: source followed (by file), what counts
+    whole (dynamic lookups, compiled modules, files beside code), what counts by version (installed
+    distributions, skipwise's parts by scheme number), what the last run observed (`observed`:
+    asset -> {dependency: digest}, when the caller has it) and what the analysis cannot see."""
     out = {}
     for a in assets:
         cv = project.code_of(a)
-        third = sorted({v for _, v in cv.parts if "==" in v})
+        versions = sorted({v for _, value in cv.parts for v in value.split(",") if "==" in v})
+        schemes = sorted({v.removeprefix("scheme:") for _, value in cv.parts for v in value.split(",") if v.startswith("scheme:")})
         out[a.name] = {
             "code_version": cv.digest,
             "files": [rel for rel, _ in cv.files],
-            "third_party": third,
+            "third_party": versions,
             "notes": list(cv.notes),
             "parts": [k for k, _ in cv.parts],
+            "resources": [rel for rel, _ in cv.resources],
+            "followed": [rel for rel, _ in cv.files if rel.endswith(".py")],
+            "counted_whole": [*cv.notes, *(f"{rel}: a file beside the code — its bytes count" for rel, _ in cv.resources)],
+            "by_version": [v for v in versions if not v.endswith("==unknown")] + [f"skipwise {name}: scheme {number}" for name, _, number in (s.partition("/") for s in schemes)],
+            "observed_at_run": [f"{dep} ({digest[:12]})" for dep, digest in sorted(((observed or {}).get(a.name) or {}).items())],
+            "not_covered": _not_covered(cv.parts),
+            "orchestration": sorted({k.partition(":")[0].split(".")[0] for k, v in cv.parts if v == "orchestration"}),
         }
     return out
+
+
+def _not_covered(parts) -> list[str]:
+    """What code reaches that its version cannot see: modules no file or distribution provides,
+    subprocesses and the network (what they read is declared with `files=` / `env=`)."""
+    out = set()
+    for key, value in parts:
+        module, _, name = key.partition(":")
+        if any(v.endswith("==unknown") for v in value.split(",")):
+            out.add(f"{module}: no installed distribution or source file provides it — edits of it are not seen")
+        if name.startswith(("<", "__module__")):
+            continue  # imported, not called
+        dotted = f"{module}.{name}"
+        for pattern, what in _UNSEEN:
+            if dotted.startswith(pattern[:-1]) if pattern.endswith("*") else (dotted + ".").startswith(pattern + "."):
+                out.add(f"{dotted}: what {what} reads is not seen — declare it (files=, env=) or check with `skipwise verify`")
+                break
+    return sorted(out)
 
 
 def cmd_materialize(args) -> int:
