@@ -186,6 +186,17 @@ def test_switching_git_branches_restores_what_each_branch_computed(project):
 
     root = project.root
     git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+
+    def outcomes(project: Project, name: str) -> dict[str, str]:
+        # A process of the checkout's own: each branch's code is what runs (not this process's modules).
+        from tests.integration.test_robustness import start
+
+        p = start(root, [name], DAYS)
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+        cache = {"run": "miss", "skip": "hit", "restore": "restore"}
+        return {line.split()[1]: cache[line.split()[2]] for line in out.splitlines()}
+
     run([*git, "add", "-A"], cwd=root)
     run([*git, "commit", "-q", "-m", "main state"], cwd=root)
     run([*git, "branch", "-M", "main"], cwd=root)
