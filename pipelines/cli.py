@@ -1,4 +1,4 @@
-"""The `skipwise` command: plan, status, materialize, cost, models. A thin layer over the library.
+"""The `skipwise` command: plan, status, materialize, verify, cost, models. A thin layer over the library.
 
 `plan` and `status` read manifests and DVC's files only: no data, no Dagster instance, no Dagster import.
 What every subcommand shares (exit codes, `Error:` lines, --json, the project root) is in
@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     from skipwise.cache_cli import add_cache_parser
 
     add_cache_parser(sub)
+    from skipwise.verify_cli import add_verify_parser
+
+    add_verify_parser(sub)
 
     ui = sub.add_parser("ui", help="Dagster's webserver and daemon, with cost plotted by partition for partitions in the past",
                         description="Runs dagster-webserver (and dagster-daemon) over the project's workspace. Dagster 1.13 "
@@ -231,7 +234,10 @@ def cmd_status(args) -> int:
     selected = _select(args.select)
     decisions = project.plan(selected, partition=args.partition)
     rows = [{**decision_row(d), "state": _state(d)} for d in decisions]
-    explained = explain_code(project, [a for a in project.graph.order() if not selected or a.name in selected]) if args.explain else None
+    explained = None
+    if args.explain:
+        assets = [a for a in project.graph.order() if not selected or a.name in selected]
+        explained = explain_code(project, assets, observed={a.name: _observed_by(project, a) for a in assets})
     from skipwise.report import status_table
 
     table = status_table(rows, project.ledger.rows())
@@ -287,6 +293,18 @@ _UNSEEN = (
 )
 
 
+def _observed_by(project, asset) -> dict[str, str]:
+    """What the committed partitions of `asset` read at run (files, folders, variables), by how
+    many partitions read each: "file:tables/lookup.csv" -> "365 partitions"."""
+    from collections import Counter
+
+    counts: Counter = Counter()
+    for key in project.materialized_keys(asset):
+        m = project.manifest(asset, key)
+        counts.update((m.observed or {}).keys() if m is not None else ())
+    return {name: f"read by {n} partition{'s' if n != 1 else ''}" for name, n in sorted(counts.items())}
+
+
 def explain_code(project, assets, observed=None) -> dict:
     """What each asset's code version is made of, sorted: source followed (by file), what counts
     whole (dynamic lookups, compiled modules, files beside code), what counts by version (installed
@@ -307,7 +325,7 @@ def explain_code(project, assets, observed=None) -> dict:
             "followed": [rel for rel, _ in cv.files if rel.endswith(".py")],
             "counted_whole": [*cv.notes, *(f"{rel}: a file beside the code — its bytes count" for rel, _ in cv.resources)],
             "by_version": [v for v in versions if not v.endswith("==unknown")] + [f"skipwise {name}: scheme {number}" for name, _, number in (s.partition("/") for s in schemes)],
-            "observed_at_run": [f"{dep} ({digest[:12]})" for dep, digest in sorted(((observed or {}).get(a.name) or {}).items())],
+            "observed_at_run": [f"{dep} ({what})" for dep, what in sorted(((observed or {}).get(a.name) or {}).items())],
             "not_covered": _not_covered(cv.parts),
             "orchestration": sorted({k.partition(":")[0].split(".")[0] for k, v in cv.parts if v == "orchestration"}),
         }

@@ -106,9 +106,8 @@ class Project:
         # Raw files may be links into DVC's cache (cache.type symlink/hardlink): reads may go there too.
         local = PartitionStore(self.data_root, self.statcache, self.io, read_roots=(self.root, *dvc_cache_dirs(self.root)))
         from skipwise.featurestore import open_store
-        from skipwise.loading import library_alias
 
-        self.code = CodeIndex(self.root, cache=self.data_root / ".skipwise" / "code.json", libraries=library_alias(self.root))
+        self.code = CodeIndex(self.root, cache=self.data_root / ".skipwise" / "code.json")
         self.config = load_config(self.root / "skipwise.toml")
         self.warnings: list[str] = []
         # data/ on local disk, or an object store ($SKIPWISE_STORE, [store] url): partitions and ledger.
@@ -192,9 +191,7 @@ class Project:
                 )
         ran = planned
         if changed:
-            from skipwise.loading import library_alias
-
-            ran = CodeIndex(self.root, read_source=loaded.read_as_imported, libraries=library_alias(self.root)).version(asset.fn).digest
+            ran = CodeIndex(self.root, read_source=loaded.read_as_imported).version(asset.fn).digest
         if ran != planned:
             self.warn(
                 f"{', '.join(changed) or 'its code'} changed after {asset.name}'s code was imported: the partitions "
@@ -1007,7 +1004,7 @@ def _jsonable(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {str(k): (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in metadata.items()}
 
 
-_MOVED = {"definitions_of", "find_root", "library_alias", "load_project", "resolve_graph"}
+_MOVED = {"definitions_of", "find_root", "load_project", "resolve_graph"}
 
 
 def __getattr__(name: str) -> Any:

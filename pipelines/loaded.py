@@ -83,7 +83,7 @@ class _Finder:
             return None
         loader = spec.loader
         if name == "skipwise" or name.startswith("skipwise."):
-            return spec  # the library versions itself by all of its files (skipwise.loading.library_alias)
+            return spec  # the library is no project code: code versions count its parts by scheme (core/schemes.py)
         if type(loader) is importlib.machinery.SourceFileLoader and spec.origin:
             if not os.path.realpath(spec.origin).startswith(self.prefixes):
                 spec.loader = _RecordingLoader(loader.name, loader.path)

@@ -15,13 +15,6 @@ from skipwise.engine import Project
 _LIBRARY_DIGESTS: dict[str, str] = {}
 
 
-def library_alias(root: Path) -> dict[str, str]:
-    """Nothing: kept for callers that still pass `CodeIndex(libraries=...)`, which is ignored.
-    Code versions count skipwise by the scheme numbers of its byte-affecting parts
-    (`skipwise.core.schemes`), never by its files or version."""
-    return {}
-
-
 def _library_digest(root: Path) -> str:
     """A digest of this library's files when its source lives under `root` (the repository it is
     developed in), else "": then an edit of the graph resolution code rebuilds the snapshot."""

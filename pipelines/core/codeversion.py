@@ -76,13 +76,11 @@ class CodeIndex:
     """Parses project modules once and answers code versions for functions under `root`.
 
     `read_source(path) -> bytes` replaces reading project files from disk (e.g. to version the
-    exact bytes that were imported); with it the `cache` file is never used. `libraries` is
-    accepted for older callers and ignored: skipwise counts by its scheme numbers.
+    exact bytes that were imported); with it the `cache` file is never used.
     """
 
     def __init__(
         self, root: Path, cache: Path | None = None, read_source: Callable[[Path], bytes] | None = None,
-        libraries: dict[str, str] | None = None,
     ) -> None:
         self.root = Path(root)
         self.cache = cache

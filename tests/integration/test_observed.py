@@ -182,3 +182,12 @@ def test_the_digest_key_is_shared_by_every_process_of_the_store(root):
     assert len(key) == 64 and oct((root / "data" / ".skipwise" / "digest.key").stat().st_mode & 0o777) == "0o600"
     assert computed(build(root, OBS_RUN_SCALE="2")) == set()  # another process, the same key: the same digests
     assert (root / "data" / ".skipwise" / "digest.key").read_bytes() == key
+
+
+def test_status_explain_lists_what_the_committed_partitions_read(root):
+    build(root, OBS_RUN_SCALE="2")
+    p = subprocess.run([sys.executable, "-m", "skipwise.cli", "status", "--explain", "--json", "--select", "scores"],
+                       cwd=root, env={**_env(OBS_RUN_SCALE="2"), "PYTHONPATH": str(root)}, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    seen = json.loads(p.stdout)["code"]["scores"]["observed_at_run"]
+    assert "file:tables/lookup.csv (read by 2 partitions)" in seen and "env:OBS_RUN_SCALE (read by 2 partitions)" in seen
