@@ -608,10 +608,11 @@ def _skipped_dir(parent: str, name: str, excluded: frozenset[str] = frozenset())
 # -- files beside code ------------------------------------------------------------------------------
 
 #: Files beside code that never change what it computes: the project's own management files (params
-#: count per asset on their own), documentation, Python sources (they count as code when reached).
+#: count per asset on their own), documentation, logs, lock and editor files, Python sources (they
+#: count as code when reached).
 _NOT_RESOURCES = frozenset({"dvc.yaml", "dvc.lock", "params.yaml", "skipwise.toml", "pyproject.toml",
                             "workspace.yaml", "setup.cfg"})
-_NOT_RESOURCE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyi", ".md", ".rst", ".dvc")
+_NOT_RESOURCE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyi", ".md", ".rst", ".dvc", ".log", ".pid", ".lock", ".tmp", ".swp")
 
 
 def _is_resource(name: str) -> bool:

@@ -247,8 +247,8 @@ DAILY = dg.DailyPartitionsDefinition(start_date="2013-01-01", end_date="2013-01-
 
 @sw.asset(partitions_def=DAILY)
 def slow_days(context: dg.AssetExecutionContext) -> pl.DataFrame:
-    hold = os.environ.get("SLOW_DAYS_HOLD")
-    if hold and context.partition_key == "2013-01-03":
+    hold = os.environ.get("SLOW_DAYS_HOLD")  # read by the body, so it counts: the retry sets the same value
+    if hold and context.partition_key == "2013-01-03" and not Path(hold).exists():
         Path(hold).write_text("inside")
         time.sleep(600)
     return pl.DataFrame({"day": [context.partition_key] * 1000, "n": list(range(1000))})
@@ -265,7 +265,7 @@ def test_a_process_killed_inside_a_partition_leaves_whole_partitions_and_a_retry
     root.mkdir()
     definitions_module(root, monkeypatch, SLOW, "slowdays")
     env = env_for(root, s3, "kill")
-    marker = root / "inside"
+    marker = tmp_path / "inside"  # outside the root: a file beside the module counts in its code version
     proc = subprocess.Popen([str(BIN / "skipwise"), "materialize", "--partition", DAYS], cwd=root,
                             env={**os.environ, **env, "SLOW_DAYS_HOLD": str(marker), "PYTHONPATH": str(root)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -282,7 +282,7 @@ def test_a_process_killed_inside_a_partition_leaves_whole_partitions_and_a_retry
         assert len(store[f"{folder}/{m['output']}"]) == m["output_size"]
     assert [k for k in store if k.endswith(".lease")] == ["default/slow_days/2013-01-03/.lease"], "the killed holder's lease"
 
-    out = skipwise(root, {**env, "PYTHONPATH": str(root)}, "materialize", "--partition", DAYS).stdout
+    out = skipwise(root, {**env, "SLOW_DAYS_HOLD": str(marker), "PYTHONPATH": str(root)}, "materialize", "--partition", DAYS).stdout
     assert "2 of 4 partitions computed" in out, out
     store = objects(s3, "kill")
     assert not any(k.endswith(".lease") for k in store), "the dead process's lease was taken over at once and released"
