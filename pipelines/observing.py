@@ -66,6 +66,7 @@ _ORIGINALS: dict[int, Callable] = {}  # id(original reader) -> its wrapper
 _PATCHED: set[str] = set()
 
 _SKIP_SUFFIXES = (".py", ".pyc", ".pyo", ".pyi", ".so", ".pyd", ".pth")
+_METADATA = re.compile(r"\.(egg|dist)-info(/|$)")
 
 
 def _excluded_prefixes() -> tuple[str, ...]:
@@ -181,9 +182,31 @@ def _candidate(path: Any) -> str | None:
     if "://" in text or text.startswith("<"):
         return None
     full = os.path.abspath(text)
-    if full.endswith(_SKIP_SUFFIXES) or full.startswith(_EXCLUDED) or "/__pycache__/" in full:
-        return None
+    if full.endswith(_SKIP_SUFFIXES) or full.startswith(_EXCLUDED) or "/__pycache__/" in full or _METADATA.search(full):
+        return None  # (packaging metadata: importlib.metadata scans every sys.path entry for plugins)
     return full
+
+
+_STDLIB_CODE, _OWN_CODE, _OBSERVING_CODE, _LIBRARY_CODE, _PROJECT_CODE = range(5)
+_KINDS: dict[str, int] = {}  # a code object's file name -> what kind of code it is (asked per frame: memoized)
+
+
+def _kind(filename: str) -> int:
+    kind = _KINDS.get(filename)
+    if kind is None:
+        full = os.path.abspath(filename)
+        if filename.startswith("<") or full.startswith(_STDLIB) and "-packages" + os.sep not in full:
+            kind = _STDLIB_CODE
+        elif full.startswith(_OBSERVING):
+            kind = _OBSERVING_CODE
+        elif full.startswith(_SELF):
+            kind = _OWN_CODE
+        elif full.startswith(_EXCLUDED):
+            kind = _LIBRARY_CODE
+        else:
+            kind = _PROJECT_CODE
+        _KINDS[filename] = kind
+    return kind
 
 
 def _project_on_stack() -> bool:
@@ -192,18 +215,13 @@ def _project_on_stack() -> bool:
     first frame that is neither. A read skipwise makes itself (its configuration) is not one."""
     frame = sys._getframe(1)
     while frame is not None:
-        filename = frame.f_code.co_filename
-        if filename.startswith(_SELF):
-            if not filename.startswith(_OBSERVING):  # skipwise's own read
-                return False
-        elif _is_project_file(filename):
+        kind = _kind(frame.f_code.co_filename)
+        if kind == _OWN_CODE:
+            return False
+        if kind == _PROJECT_CODE:
             return True
         frame = frame.f_back
     return False
-
-
-def _is_project_file(filename: str) -> bool:
-    return not filename.startswith("<") and not os.path.abspath(filename).startswith(_EXCLUDED)
 
 
 def _note_file(path: Any, reading: bool, writing: bool) -> None:
@@ -264,16 +282,12 @@ class _ObservedEnviron(os._Environ):
 
 
 def _note_env(name: str, value: str | None) -> None:
-    if getattr(_GUARD, "busy", False) or not isinstance(name, str):
+    if getattr(_GUARD, "busy", False) or not isinstance(name, str) or name in _STACK[-1].env:
         return
     frame = sys._getframe(2)
-    while frame is not None:  # the first caller outside the standard library decides
-        filename = frame.f_code.co_filename
-        full = os.path.abspath(filename)
-        if not (filename.startswith("<") or full.startswith(_STDLIB) and "-packages" + os.sep not in full):
-            break
-        frame = frame.f_back
-    if frame is not None and _is_project_file(frame.f_code.co_filename):
+    while frame is not None and _kind(frame.f_code.co_filename) == _STDLIB_CODE:
+        frame = frame.f_back  # the first caller outside the standard library decides
+    if frame is not None and _kind(frame.f_code.co_filename) == _PROJECT_CODE:
         _STACK[-1].env.setdefault(name, value)
 
 
