@@ -91,7 +91,7 @@ class LoadSampler:
         self._read()
 
 
-def code_digest(folder: Path = REPO / "pipelines") -> str:
+def code_digest(folder: Path = REPO / "pipelines" / "skipwise") -> str:
     """A digest of the library's source (<folder>/**/*.py), to tell which version was measured."""
     h = hashlib.sha256()
     for path in sorted(folder.rglob("*.py")):

@@ -96,7 +96,7 @@ def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) 
 
 
 def freeze_library(base: Path) -> Path:
-    """Copy the library (pipelines/) to <base>/lib/skipwise and import it from there, in this process
+    """Copy the library (pipelines/skipwise/) to <base>/lib/skipwise and import it from there, in this process
     (first on sys.path; call before anything imports skipwise) and in every command (PYTHONPATH):
     the whole benchmark measures one version of it, however pipelines/ is edited meanwhile. A copy
     that does not import (caught mid-edit) is refused with the error."""
@@ -104,12 +104,12 @@ def freeze_library(base: Path) -> Path:
     if "skipwise" in sys.modules:
         raise RuntimeError("skipwise was imported before the benchmark froze its copy of the library")
     lib = base / "lib"
-    shutil.copytree(REPO / "pipelines", lib / "skipwise", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(REPO / "pipelines" / "skipwise", lib / "skipwise", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     env = {**os.environ, "PYTHONPATH": str(lib)}
     check = "import skipwise, skipwise.cli, skipwise.engine, skipwise.adapters.dagster; print(skipwise.__file__)"
     p = subprocess.run([sys.executable, "-c", check], cwd=base, env=env, capture_output=True, text=True)
     if p.returncode != 0 or not p.stdout.strip().startswith(str(lib)):
-        raise RuntimeError(f"the library copied from {REPO / 'pipelines'} does not import from {lib} "
+        raise RuntimeError(f"the library copied from {REPO / 'pipelines' / 'skipwise'} does not import from {lib} "
                            f"(pipelines/ caught mid-edit?):\n{p.stdout[-1500:]}{p.stderr[-3000:]}")
     sys.path.insert(0, str(lib))
     LIBRARY = lib
@@ -140,7 +140,7 @@ def demo_copy(root: Path, days: int, source: Path = REPO, env: dict | None = Non
 def _source_of(name: str) -> Path:
     """Where a project file is copied from: the library from its frozen copy (a `dvc.yaml`
     dependency of the stages, as in the demo), everything else from the repository."""
-    return LIBRARY / "skipwise" if name == "pipelines" and LIBRARY is not None else REPO / name
+    return LIBRARY if name == "pipelines" and LIBRARY is not None else REPO / name
 
 
 def _copy(src: Path, dest: Path) -> None:

@@ -157,7 +157,7 @@ def test_every_kind_of_read_counts_and_what_is_not_the_projects_does_not(root):
     (root / "inbox" / "y.txt").unlink()
     (root / "tables" / "lookup.csv").write_text("v\n1\n2\n")
     r = build(root)
-    assert computed(r) == set() and {a for (s, _), (a, _) in r.items() if s == "scores"} == {"restore"}
+    assert computed(r) == set() and {a for (s, _), (a, _) in r.items() if s == "scores"} == {"restore"}, r
     assert output(root, "scores", "a") == {"key": "a", "lookup": 3, "scale": 2, "mode": "base", "inbox": ["x.txt"]}
 
 

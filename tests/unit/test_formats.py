@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from pipelines import formats as F
+from skipwise import formats as F
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -126,7 +126,7 @@ def test_encode_twice_gives_same_bytes():
 def test_bytes_are_the_same_in_a_fresh_process():
     here = {name: sha(F.get(name).encode(value)) for name, value in samples().items()}
     code = SAMPLES + (
-        "import hashlib, json\nfrom pipelines import formats as F\n"
+        "import hashlib, json\nfrom skipwise import formats as F\n"
         "print(json.dumps({n: hashlib.sha256(F.get(n).encode(v)).hexdigest() for n, v in samples.items()}))\n"
     )
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -191,7 +191,7 @@ def test_missing_optional_library_says_what_to_install(monkeypatch):
 
 
 def test_importing_and_reading_annotations_imports_no_heavy_library():
-    code = ("import sys\nfrom pipelines import formats as F\n"
+    code = ("import sys\nfrom skipwise import formats as F\n"
             "assert F.for_annotation('pl.DataFrame').name == 'polars'\n"
             "assert F.for_annotation('dict[str, torch.Tensor]').name == 'torch'\n"
             "print(sorted(m for m in ('polars', 'pandas', 'pyarrow', 'torch', 'numpy') if m in sys.modules))\n")

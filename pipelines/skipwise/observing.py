@@ -209,13 +209,17 @@ def _kind(filename: str) -> int:
     return kind
 
 
-def _project_on_stack() -> bool:
+def _project_on_stack(listing: bool = False) -> bool:
     """Whether project code asked for this read: walking out from the innermost frame past the
     standard library and third-party libraries (numpy opening a path the project gave it), the
-    first frame that is neither. A read skipwise makes itself (its configuration) is not one."""
+    first frame that is neither. A read skipwise makes itself (its configuration) is not one, nor
+    a folder the import system lists to find a module (`listing`)."""
     frame = sys._getframe(1)
     while frame is not None:
-        kind = _kind(frame.f_code.co_filename)
+        filename = frame.f_code.co_filename
+        if listing and filename.startswith("<frozen importlib"):
+            return False
+        kind = _kind(filename)
         if kind == _OWN_CODE:
             return False
         if kind == _PROJECT_CODE:
@@ -242,7 +246,7 @@ def _note_dir(path: Any) -> None:
     if full is None:
         return
     top = _STACK[-1]
-    if full in top.dirs or full in top.written or not _project_on_stack():
+    if full in top.dirs or full in top.written or not _project_on_stack(listing=True):
         return
     with _busy():
         try:

@@ -6,7 +6,7 @@ while a long run is in flight). So skipwise records, at import time, the exact b
 outside the installed packages was compiled from; before a partition is committed, the engine
 versions those bytes instead of trusting the disk.
 
-`install()` puts a finder in front of `sys.meta_path` (done when `pipelines` is imported). It asks
+`install()` puts a finder in front of `sys.meta_path` (done when `skipwise` is imported). It asks
 the other finders as usual and only swaps a plain `SourceFileLoader` for one that reads the source
 once, records it and compiles exactly those bytes (no `.pyc`: a cached bytecode file can belong to
 other bytes than the ones just read). Installed packages keep their loaders: they are versioned by
