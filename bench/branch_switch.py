@@ -39,28 +39,43 @@ class BranchSwitch:
 
     def refs(self) -> list[Ref]:
         """The reference table's rows: the from-scratch build, B's build, the switch back."""
+
         def cell(m: Measured) -> Cell:
             c = Cell()
             c.add(m.seconds, m.computed, m.bytes_read)
             return c
 
         return [
-            Ref("branches", f"branch A, from scratch ({self.partitions} daily partitions)", cell(self.scratch),
-                f"{self.scratch.computed} computed"),
-            Ref("branches", "branch B (one asset's code changed), after A's build", cell(self.on_b),
-                f"{self.on_b.computed} computed"),
-            Ref("branches", "`git checkout` back to A, then the same run (kept versions)", cell(self.back),
-                f"{self.back.computed} computed, {self.restored} restored; {self.ratio:.3f}× the from-scratch build"),
+            Ref(
+                "branches",
+                f"branch A, from scratch ({self.partitions} daily partitions)",
+                cell(self.scratch),
+                f"{self.scratch.computed} computed",
+            ),
+            Ref(
+                "branches",
+                "branch B (one asset's code changed), after A's build",
+                cell(self.on_b),
+                f"{self.on_b.computed} computed",
+            ),
+            Ref(
+                "branches",
+                "`git checkout` back to A, then the same run (kept versions)",
+                cell(self.back),
+                f"{self.back.computed} computed, {self.restored} restored; {self.ratio:.3f}× the from-scratch build",
+            ),
         ]
 
     def target(self) -> Target:
         """Switching back recomputes nothing and restores every partition."""
-        return Target("branches: switching back to a branch already built recomputes nothing (kept versions)",
-                      f"0 computed, {self.partitions} restored",
-                      f"{self.back.computed} computed, {self.restored} restored in {self.back.seconds:.2f} s; from "
-                      f"scratch: {self.scratch.computed} computed in {self.scratch.seconds:.2f} s "
-                      f"({self.ratio:.3f}×)",
-                      self.back.computed == 0 and self.restored == self.partitions)
+        return Target(
+            "branches: switching back to a branch already built recomputes nothing (kept versions)",
+            f"0 computed, {self.partitions} restored",
+            f"{self.back.computed} computed, {self.restored} restored in {self.back.seconds:.2f} s; from "
+            f"scratch: {self.scratch.computed} computed in {self.scratch.seconds:.2f} s "
+            f"({self.ratio:.3f}×)",
+            self.back.computed == 0 and self.restored == self.partitions,
+        )
 
 
 def branch_switch(base: Path, days: int, rows: int) -> BranchSwitch:

@@ -36,8 +36,16 @@ def main(argv: list[str] | None = None) -> int:
         demo = RemoteDemo(base, s3, args.days)
         print(f"S3-compatible server at {s3.endpoint}; pushing data/raw to s3://skipwise-demo-raw-euw1 (eu-west-1) ...")
         demo.setup(raw)
-        selection = [] if args.days is None else ["--select", "flight_features,weather_features",
-                                                  "--partition", f"2013-01-01...2013-01-{args.days:02d}"]
+        selection = (
+            []
+            if args.days is None
+            else [
+                "--select",
+                "flight_features,weather_features",
+                "--partition",
+                f"2013-01-01...2013-01-{args.days:02d}",
+            ]
+        )
         runs = [demo.materialize("1. first run", *selection)]
         runs.append(demo.materialize("2. second run", *selection))
         demo.change_day(args.change)

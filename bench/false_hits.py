@@ -95,9 +95,26 @@ DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]
 RAW_KINDS = ("flights", "weather")
 
 # Edit kinds, drawn uniformly.
-RAW_ADD, RAW, REVERT_ADD, REVERT, SAME_SIZE = "raw edit + dvc add", "raw edit, no dvc add", "raw revert + dvc add", "raw revert, no dvc add", "same-size raw edit, mtime restored"
-PARAMS, HELPER, CONSTANT, COMMENT = "params.yaml toggle", "helper edit/revert", "module constant add/remove", "comment/docstring only"
-DELETE, TRUNCATE, MANIFEST, TOUCH, COPY = "output deleted", "output truncated/corrupted", "manifest hand-edited", "file touched (mtime)", "cp -a to a new folder"
+RAW_ADD, RAW, REVERT_ADD, REVERT, SAME_SIZE = (
+    "raw edit + dvc add",
+    "raw edit, no dvc add",
+    "raw revert + dvc add",
+    "raw revert, no dvc add",
+    "same-size raw edit, mtime restored",
+)
+PARAMS, HELPER, CONSTANT, COMMENT = (
+    "params.yaml toggle",
+    "helper edit/revert",
+    "module constant add/remove",
+    "comment/docstring only",
+)
+DELETE, TRUNCATE, MANIFEST, TOUCH, COPY = (
+    "output deleted",
+    "output truncated/corrupted",
+    "manifest hand-edited",
+    "file touched (mtime)",
+    "cp -a to a new folder",
+)
 # What a code version cannot see (the dependencies `inject_dependencies` adds to the copy).
 JSON_BESIDE = "JSON beside a feature module (read_text)"
 POLARS_FILE = "config/ CSV read by polars"
@@ -111,9 +128,34 @@ OUTSIDE_COMMENT = "code outside the root, comment/docstring only"
 SAME_OUTPUT_BODY = "flight_features body edit, same output"
 SAME_OUTPUT_HELPER = "flight_features helper edit, same output"
 CALENDAR = "partitions end_date moved"
-KINDS = [RAW_ADD, RAW, REVERT_ADD, REVERT, SAME_SIZE, PARAMS, HELPER, CONSTANT, COMMENT, DELETE, TRUNCATE, MANIFEST, TOUCH, COPY,
-         JSON_BESIDE, POLARS_FILE, PANDAS_ARROW_FILE, DUCKDB_FILE, ENV_IMPORT, ENV_RUN, ENV_UNUSED, OUTSIDE, OUTSIDE_COMMENT,
-         SAME_OUTPUT_BODY, SAME_OUTPUT_HELPER, CALENDAR]
+KINDS = [
+    RAW_ADD,
+    RAW,
+    REVERT_ADD,
+    REVERT,
+    SAME_SIZE,
+    PARAMS,
+    HELPER,
+    CONSTANT,
+    COMMENT,
+    DELETE,
+    TRUNCATE,
+    MANIFEST,
+    TOUCH,
+    COPY,
+    JSON_BESIDE,
+    POLARS_FILE,
+    PANDAS_ARROW_FILE,
+    DUCKDB_FILE,
+    ENV_IMPORT,
+    ENV_RUN,
+    ENV_UNUSED,
+    OUTSIDE,
+    OUTSIDE_COMMENT,
+    SAME_OUTPUT_BODY,
+    SAME_OUTPUT_HELPER,
+    CALENDAR,
+]
 #: Edits after which nothing may be recomputed (a plain `cp -a` only: one followed by an edit is not).
 NO_RECOMPUTE = {COMMENT, TOUCH, COPY, ENV_UNUSED, OUTSIDE_COMMENT, CALENDAR}
 #: Edits whose legitimate recomputes are known exactly: the assets that read what was edited (any of
@@ -137,33 +179,72 @@ UPSTREAM = ("flight_features", "weather_features")
 
 #: The code the three built assets run: their definitions (graph, config classes and bodies in one
 #: module) and the feature modules they call. Comment-only edits go to any of them.
-CODE_FILES = ["assets/definitions.py", "assets/features/flights.py", "assets/features/weather.py", "assets/features/training.py"]
+CODE_FILES = [
+    "assets/definitions.py",
+    "assets/features/flights.py",
+    "assets/features/weather.py",
+    "assets/features/training.py",
+]
 #: Helper edits, each toggled (applied, or reverted when applied); each `old` occurs once in its file.
 HELPERS = [
     # assets/definitions.py: the graph (partition mappings), the dg.Config defaults and the bodies.
     ("assets/definitions.py", "start_offset=-LOOKBACK_DAYS)", "start_offset=-LOOKBACK_DAYS + 1)"),  # one day less read
-    ("assets/definitions.py", '"raw_weather": dg.AssetIn(partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-WEATHER_HISTORY_DAYS))',
-     '"raw_weather": dg.AssetIn(partition_mapping=dg.TimeWindowPartitionMapping(start_offset=0))'),  # no previous day
-    ("assets/definitions.py", "window_hours: int = 3", "window_hours: int = 4"),  # a config default (params.yaml may override it)
+    (
+        "assets/definitions.py",
+        '"raw_weather": dg.AssetIn(partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-WEATHER_HISTORY_DAYS))',
+        '"raw_weather": dg.AssetIn(partition_mapping=dg.TimeWindowPartitionMapping(start_offset=0))',
+    ),  # no previous day
+    (
+        "assets/definitions.py",
+        "window_hours: int = 3",
+        "window_hours: int = 4",
+    ),  # a config default (params.yaml may override it)
     ("assets/definitions.py", "delay_threshold_minutes: int = 15", "delay_threshold_minutes: int = 20"),
-    ("assets/definitions.py", "float(config.delay_threshold_minutes))", "float(config.delay_threshold_minutes) + 1)"),  # a body
-    ("assets/definitions.py", "datetime.timedelta(minutes=config.weather_lead_minutes))",
-     "datetime.timedelta(minutes=config.weather_lead_minutes + 30))"),  # training_set's body, not delay_predictions'
+    (
+        "assets/definitions.py",
+        "float(config.delay_threshold_minutes))",
+        "float(config.delay_threshold_minutes) + 1)",
+    ),  # a body
+    (
+        "assets/definitions.py",
+        "datetime.timedelta(minutes=config.weather_lead_minutes))",
+        "datetime.timedelta(minutes=config.weather_lead_minutes + 30))",
+    ),  # training_set's body, not delay_predictions'
     # the feature modules the bodies call
     ("assets/features/weather.py", 'closed="right"', 'closed="both"'),
     ("assets/features/flights.py", "minutes=sched % 100", "minutes=sched % 60"),  # a numeric constant
-    ("assets/features/flights.py", "delay_threshold_minutes: float = 15.0", "delay_threshold_minutes: float = 16.0"),  # unused default
-    ("assets/features/flights.py", "| (arr_delay > delay_threshold_minutes)", "| (arr_delay >= delay_threshold_minutes)"),
-    ("assets/features/flights.py", 'pl.col("dep_delay").cast(pl.Float64).mean()', 'pl.col("dep_delay").cast(pl.Float64).median()'),
+    (
+        "assets/features/flights.py",
+        "delay_threshold_minutes: float = 15.0",
+        "delay_threshold_minutes: float = 16.0",
+    ),  # unused default
+    (
+        "assets/features/flights.py",
+        "| (arr_delay > delay_threshold_minutes)",
+        "| (arr_delay >= delay_threshold_minutes)",
+    ),
+    (
+        "assets/features/flights.py",
+        'pl.col("dep_delay").cast(pl.Float64).mean()',
+        'pl.col("dep_delay").cast(pl.Float64).median()',
+    ),
     ("assets/features/training.py", "nulls_last=True", "nulls_last=False"),
     ("assets/features/weather.py", "pl.col(c).mean().alias(m)", "pl.col(c).last().alias(m)"),  # same size
 ]
 #: Module-level constants used by helpers: (file, the assigned name, the augmented assignment toggled after it).
 CONSTANTS = [
     ("assets/definitions.py", "LOOKBACK_DAYS", "LOOKBACK_DAYS -= 2"),  # the graph's window and the body's argument
-    ("assets/definitions.py", "WEATHER_HISTORY_DAYS", "WEATHER_HISTORY_DAYS += 1"),  # the window only (delay_predictions' too)
+    (
+        "assets/definitions.py",
+        "WEATHER_HISTORY_DAYS",
+        "WEATHER_HISTORY_DAYS += 1",
+    ),  # the window only (delay_predictions' too)
     ("assets/features/weather.py", "WEATHER_VALUE_COLUMNS", 'WEATHER_VALUE_COLUMNS += ["dewp"]'),
-    ("assets/features/flights.py", "FLIGHT_SORT_KEYS", 'FLIGHT_SORT_KEYS += ["distance"]'),  # training.py imports it too
+    (
+        "assets/features/flights.py",
+        "FLIGHT_SORT_KEYS",
+        'FLIGHT_SORT_KEYS += ["distance"]',
+    ),  # training.py imports it too
     ("assets/features/flights.py", "FLIGHT_FEATURE_COLUMNS", 'FLIGHT_FEATURE_COLUMNS += ["air_time"]'),
 ]
 #: (params.yaml section, key, values); None: the key removed, so the dg.Config class default applies.
@@ -181,7 +262,10 @@ OUTSIDE_PACKAGE = "soakshared"
 INJECT_CODE = [
     # flight_features: a JSON config beside the module (read_text), a mode read from the environment
     # when the module is imported, and two CSVs under config/ read by pandas and by pyarrow.
-    ("assets/features/flights.py", "import polars as pl\n", '''import json
+    (
+        "assets/features/flights.py",
+        "import polars as pl\n",
+        '''import json
 import os
 from pathlib import Path
 
@@ -209,13 +293,24 @@ def _soak_distance_offset() -> float:
     a = float(pd.read_csv(_SOAK_CONFIG / "soak_pandas.csv")["value"].iloc[0])
     b = float(pacsv.read_csv(str(_SOAK_CONFIG / "soak_arrow.csv")).column("value")[0].as_py())
     return a + b
-'''),
-    ("assets/features/flights.py", "    frame = _with_local_times(flights)\n",
-     "    delay_threshold_minutes = _soak_threshold(delay_threshold_minutes)\n    frame = _with_local_times(flights)\n"),
-    ("assets/features/flights.py", 'pl.col("distance").cast(pl.Float64),', '(pl.col("distance").cast(pl.Float64) + _soak_distance_offset()),'),
+''',
+    ),
+    (
+        "assets/features/flights.py",
+        "    frame = _with_local_times(flights)\n",
+        "    delay_threshold_minutes = _soak_threshold(delay_threshold_minutes)\n    frame = _with_local_times(flights)\n",
+    ),
+    (
+        "assets/features/flights.py",
+        'pl.col("distance").cast(pl.Float64),',
+        '(pl.col("distance").cast(pl.Float64) + _soak_distance_offset()),',
+    ),
     # weather_features: per-origin factors in a CSV under config/ read by polars, a scale read from the
     # environment while the body runs, and a factor from a package outside the project.
-    ("assets/features/weather.py", "import polars as pl\n", f'''import os
+    (
+        "assets/features/weather.py",
+        "import polars as pl\n",
+        f'''import os
 from pathlib import Path
 
 import polars as pl
@@ -234,16 +329,24 @@ def _soak_adjust(weather: pl.DataFrame) -> pl.DataFrame:
         (pl.col("temp") * pl.col("origin").replace_strict(factors, default=1.0, return_dtype=pl.Float64) * scale).alias("temp"),
         (pl.col("wind_speed") * wind_factor()).alias("wind_speed"),
     )
-'''),
+''',
+    ),
     ("assets/features/weather.py", "        weather.with_columns(\n", "        _soak_adjust(weather).with_columns(\n"),
     # training_set: a weight column computed by DuckDB from a CSV it reads itself, with a query kept
     # in a .sql file (read by Python).
-    ("assets/features/training.py", "import polars as pl\n", '''from pathlib import Path
+    (
+        "assets/features/training.py",
+        "import polars as pl\n",
+        """from pathlib import Path
 
 import duckdb
 import polars as pl
-'''),
-    ("assets/features/training.py", '_ROW_ID = "__row_id"\n', '''_ROW_ID = "__row_id"
+""",
+    ),
+    (
+        "assets/features/training.py",
+        '_ROW_ID = "__row_id"\n',
+        '''_ROW_ID = "__row_id"
 _SOAK_CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 
@@ -251,18 +354,33 @@ def _soak_weight() -> float:
     """Soak: a weight DuckDB computes from config/soak_weights.csv with the query in config/soak_weight.sql."""
     query = (_SOAK_CONFIG / "soak_weight.sql").read_text().format(path=_SOAK_CONFIG / "soak_weights.csv")
     return float(duckdb.sql(query).fetchall()[0][0])
-'''),
-    ("assets/features/training.py", ".drop(_ROW_ID)\n", '.drop(_ROW_ID).with_columns(pl.lit(_soak_weight()).alias("soak_weight"))\n'),
+''',
+    ),
+    (
+        "assets/features/training.py",
+        ".drop(_ROW_ID)\n",
+        '.drop(_ROW_ID).with_columns(pl.lit(_soak_weight()).alias("soak_weight"))\n',
+    ),
 ]
 #: Files the injected code reads: relative path -> its versions (the first is written at injection).
 DATA_VERSIONS = {
-    "assets/features/soak_config.json": ['{"extra_threshold_minutes": 0}\n', '{"extra_threshold_minutes": 5}\n', '{"extra_threshold_minutes": 9}\n'],
-    "config/soak_lookup.csv": ["origin,temp_factor\nEWR,1.0\nJFK,1.0\nLGA,1.0\n", "origin,temp_factor\nEWR,1.0\nJFK,1.1\nLGA,1.0\n",
-                               "origin,temp_factor\nEWR,0.9\nJFK,1.0\nLGA,1.2\n"],
+    "assets/features/soak_config.json": [
+        '{"extra_threshold_minutes": 0}\n',
+        '{"extra_threshold_minutes": 5}\n',
+        '{"extra_threshold_minutes": 9}\n',
+    ],
+    "config/soak_lookup.csv": [
+        "origin,temp_factor\nEWR,1.0\nJFK,1.0\nLGA,1.0\n",
+        "origin,temp_factor\nEWR,1.0\nJFK,1.1\nLGA,1.0\n",
+        "origin,temp_factor\nEWR,0.9\nJFK,1.0\nLGA,1.2\n",
+    ],
     "config/soak_pandas.csv": ["value\n0\n", "value\n3\n", "value\n-2\n"],
     "config/soak_arrow.csv": ["value\n0.0\n", "value\n1.5\n"],
     "config/soak_weights.csv": ["weight\n1.0\n", "weight\n2.0\n", "weight\n0.5\n"],
-    "config/soak_weight.sql": ["select max(weight) from read_csv('{path}')\n", "select max(weight) * 2 from read_csv('{path}')\n"],
+    "config/soak_weight.sql": [
+        "select max(weight) from read_csv('{path}')\n",
+        "select max(weight) * 2 from read_csv('{path}')\n",
+    ],
 }
 #: The data files each kind edits (one a step, set to another of its versions).
 DATA_FILES = {
@@ -291,7 +409,11 @@ ENV_VALUES = {
     ENV_RUN: {"SOAK_SCALE": [None, "2", "0.5", "1"]},
     # Nothing reads SOAK_UNUSED; polars' own Python code reads POLARS_VERBOSE and POLARS_QUERY_MONITORING
     # while the bodies run (and acts only on "1"): third-party reads, no dependency of a partition.
-    ENV_UNUSED: {"SOAK_UNUSED": [None, "a", "b"], "POLARS_VERBOSE": [None, "0"], "POLARS_QUERY_MONITORING": [None, "0"]},
+    ENV_UNUSED: {
+        "SOAK_UNUSED": [None, "a", "b"],
+        "POLARS_VERBOSE": [None, "0"],
+        "POLARS_QUERY_MONITORING": [None, "0"],
+    },
 }
 SOAK_ENV = sorted({name for names in ENV_VALUES.values() for name in names})
 #: Edits that change flight_features' code but not its output (toggled like HELPERS): training_set
@@ -305,8 +427,11 @@ SAME_OUTPUT_EDITS = {
     SAME_OUTPUT_HELPER: [
         ("assets/features/flights.py", 'pl.col("flight").cast(pl.Int32),', '(pl.col("flight") * 1).cast(pl.Int32),'),
         ("assets/features/flights.py", "dt.weekday().cast(pl.Int8)", "dt.weekday().cast(pl.Int16).cast(pl.Int8)"),
-        ("assets/features/flights.py", 'arr_delay = pl.col("arr_delay").cast(pl.Float64)\n',
-         'arr_delay = pl.col("arr_delay").cast(pl.Float64); _soak_unused = len(FLIGHT_SORT_KEYS)\n'),
+        (
+            "assets/features/flights.py",
+            'arr_delay = pl.col("arr_delay").cast(pl.Float64)\n',
+            'arr_delay = pl.col("arr_delay").cast(pl.Float64); _soak_unused = len(FLIGHT_SORT_KEYS)\n',
+        ),
     ],
 }
 #: The partitions definition's end date, moved later and back: no built day changes.
@@ -320,14 +445,20 @@ def inject_dependencies(root: Path, outside: Path) -> None:
         path = root / rel
         text = path.read_text()
         if text.count(anchor) != 1:
-            raise RuntimeError(f"{rel}: {anchor!r} occurs {text.count(anchor)} times (expected once): update INJECT_CODE")
+            raise RuntimeError(
+                f"{rel}: {anchor!r} occurs {text.count(anchor)} times (expected once): update INJECT_CODE"
+            )
         path.write_text(text.replace(anchor, new))
     for rel, versions in DATA_VERSIONS.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(versions[0])
     (outside / OUTSIDE_PACKAGE).mkdir(parents=True, exist_ok=True)
     (outside / OUTSIDE_PACKAGE / "__init__.py").write_text(OUTSIDE_SOURCE)
-    for rel, old, _ in [*HELPERS, *(e for edits in SAME_OUTPUT_EDITS.values() for e in edits), (CALENDAR_FILE, *CALENDAR_EDIT)]:
+    for rel, old, _ in [
+        *HELPERS,
+        *(e for edits in SAME_OUTPUT_EDITS.values() for e in edits),
+        (CALENDAR_FILE, *CALENDAR_EDIT),
+    ]:
         if (root / rel).read_text().count(old) != 1:
             raise RuntimeError(f"{rel}: {old!r} is not there once after the injection")
 
@@ -357,7 +488,9 @@ def env_for(root: Path) -> dict[str, str]:
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     p = subprocess.run(cmd, cwd=cwd, env=env_for(cwd), capture_output=True, text=True)
     if check and p.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({p.returncode}) in {cwd}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+        raise RuntimeError(
+            f"{' '.join(map(str, cmd))} failed ({p.returncode}) in {cwd}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+        )
     return p
 
 
@@ -401,11 +534,18 @@ class StepServer:
                 server_env.pop("PYTHONPATH", None)  # the server sees no project: each child puts its own first
                 for name in SOAK_ENV:
                     server_env.pop(name, None)
-                self.proc = subprocess.Popen([sys.executable, "-P", str(WORKER), "--serve"], cwd=root.parent, env=server_env,
-                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-P", str(WORKER), "--serve"],
+                    cwd=root.parent,
+                    env=server_env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
             try:
-                self.proc.stdin.write(json.dumps({"cwd": str(root), "argv": argv, "log": str(log), "timeout": timeout,
-                                                  "env": env}) + "\n")
+                self.proc.stdin.write(
+                    json.dumps({"cwd": str(root), "argv": argv, "log": str(log), "timeout": timeout, "env": env}) + "\n"
+                )
                 self.proc.stdin.flush()
                 reply = self.proc.stdout.readline()
             except (BrokenPipeError, OSError):
@@ -431,7 +571,9 @@ class StepServer:
 SERVER: StepServer | None = None
 
 
-def run_worker(root: Path, step: int | str, result: Path, mode: str = "all", env: dict[str, str] | None = None) -> tuple[dict, float]:
+def run_worker(
+    root: Path, step: int | str, result: Path, mode: str = "all", env: dict[str, str] | None = None
+) -> tuple[dict, float]:
     """One fresh process: the incremental build, then (mode "all") the oracle. Returns (result, wall s).
 
     The process is a child forked by the step server, or (`--fresh-process`) a plain subprocess
@@ -447,13 +589,19 @@ def run_worker(root: Path, step: int | str, result: Path, mode: str = "all", env
         rc = SERVER.run(root, argv, log, 600, env)
         stderr = log.read_text(errors="replace") if log.exists() else ""
     else:
-        p = subprocess.run([sys.executable, "-P", str(WORKER), *argv], cwd=root, env=env, capture_output=True, text=True,
-                           timeout=600)
+        p = subprocess.run(
+            [sys.executable, "-P", str(WORKER), *argv], cwd=root, env=env, capture_output=True, text=True, timeout=600
+        )
         rc, stderr = p.returncode, p.stderr
     wall = time.perf_counter() - t
     if rc != 0 or not result.exists():
-        return {"outcomes": [], "build_error": f"worker exited {rc}:\n{stderr[-4000:]}", "oracle_error": "no result",
-                "committed": {}, "warnings": []}, wall
+        return {
+            "outcomes": [],
+            "build_error": f"worker exited {rc}:\n{stderr[-4000:]}",
+            "oracle_error": "no result",
+            "committed": {},
+            "warnings": [],
+        }, wall
     return json.loads(result.read_text()), wall
 
 
@@ -508,8 +656,12 @@ class Soak:
         Fixed, not read from disk: the random draws of a step then never depend on whether an
         earlier build failed, so a seed replays the same edits.
         """
-        keys = [("flight_features", d) for d in DAYS] + [("weather_features", d) for d in DAYS] + [("training_set", "all")]
-        return sorted(self.root / "data" / "features" / a / k for a, k in keys)  # the demo's assets all live in data/features
+        keys = (
+            [("flight_features", d) for d in DAYS] + [("weather_features", d) for d in DAYS] + [("training_set", "all")]
+        )
+        return sorted(
+            self.root / "data" / "features" / a / k for a, k in keys
+        )  # the demo's assets all live in data/features
 
 
 def _manifest(d: Path) -> dict | None:
@@ -559,7 +711,9 @@ class Bucket:
 
     def ledger(self) -> list[dict]:
         out = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{self.prefix}/ledger/"):
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"{self.prefix}/ledger/"
+        ):
             out += page.get("Contents", [])
         return out
 
@@ -625,10 +779,16 @@ def _modified_frame(rel: str, data: bytes, rng: random.Random):
     if flights:
         col = rng.choice(["dep_delay", "arr_delay"]) if how == "change a used value" else "air_time"
     else:
-        col = rng.choice(["temp", "wind_speed", "visib"]) if how == "change a used value" else rng.choice(["humid", "pressure"])
+        col = (
+            rng.choice(["temp", "wind_speed", "visib"])
+            if how == "change a used value"
+            else rng.choice(["humid", "pressure"])
+        )
     delta = float(rng.choice([-30, -7, -1, 1, 2, 45]))
     value = pl.col(col).fill_null(0.0) + delta
-    changed = frame.with_columns(pl.when(pl.int_range(pl.len()) == row).then(value).otherwise(pl.col(col)).cast(frame.schema[col]).alias(col))
+    changed = frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == row).then(value).otherwise(pl.col(col)).cast(frame.schema[col]).alias(col)
+    )
     return changed, f"{col} of row {row} {delta:+g}"
 
 
@@ -722,7 +882,12 @@ def toggle_params(s: Soak) -> dict:
         del lines[at]
     else:
         lines[at] = f"  {key}: {new}\n"
-    return _write_text(s, path, "".join(lines), {"param": f"{section}.{key}", "from": old or "(absent)", "to": "(absent)" if new is None else new})
+    return _write_text(
+        s,
+        path,
+        "".join(lines),
+        {"param": f"{section}.{key}", "from": old or "(absent)", "to": "(absent)" if new is None else new},
+    )
 
 
 def _write_text(s: Soak, path: Path, text: str, out: dict) -> dict:
@@ -758,8 +923,11 @@ def toggle_constant(s: Soak) -> dict:
     if f"{line}\n" in lines:
         lines.remove(f"{line}\n")
         return _write_text(s, path, "".join(lines), {"file": rel, "edit": f"removed `{line}`"})
-    node = next(n for n in ast.parse("".join(lines)).body
-                if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in n.targets))
+    node = next(
+        n
+        for n in ast.parse("".join(lines)).body
+        if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in n.targets)
+    )
     lines.insert(node.end_lineno, f"{line}\n")
     return _write_text(s, path, "".join(lines), {"file": rel, "edit": f"added `{line}`"})
 
@@ -783,8 +951,13 @@ def _code_only(text: str) -> str:
     tree = ast.parse(text)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                and isinstance(body[0].value.value, str):
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(getattr(body[0], "value", None), ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             body[0] = ast.Pass()
     return ast.dump(tree)
 
@@ -805,9 +978,15 @@ def _comment_edit(s: Soak, path: Path, rel: str) -> dict:
         del lines[i]
         detail = f"removed the comment on line {i + 1}"
     elif how == "docstring":
-        docs = [n.body[0] for n in ast.walk(ast.parse(text)) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Module))
-                and n.body and isinstance(n.body[0], ast.Expr) and isinstance(getattr(n.body[0], "value", None), ast.Constant)
-                and isinstance(n.body[0].value.value, str)]
+        docs = [
+            n.body[0]
+            for n in ast.walk(ast.parse(text))
+            if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Module))
+            and n.body
+            and isinstance(n.body[0], ast.Expr)
+            and isinstance(getattr(n.body[0], "value", None), ast.Constant)
+            and isinstance(n.body[0].value.value, str)
+        ]
         doc = s.rng.choice(docs)
         i = doc.lineno - 1
         line = lines[i]
@@ -902,9 +1081,18 @@ def truncate_output(s: Soak) -> dict:
     if s.bucket is not None:  # an object has no mtime to restore: rewritten in place, it gets a new ETag
         data = s.bucket.read(d, Path(m["output"]).name) if m else None
         if not data:
-            return {"partition": str(d.relative_to(s.root)), "skipped": "no output to truncate (an earlier build failed)"}
+            return {
+                "partition": str(d.relative_to(s.root)),
+                "skipped": "no output to truncate (an earlier build failed)",
+            }
         at = s.rng.randrange(len(data))
-        new = data[: len(data) // 2] if how == "half" else b"" if how == "empty" else data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+        new = (
+            data[: len(data) // 2]
+            if how == "half"
+            else b""
+            if how == "empty"
+            else data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+        )
         s.bucket.write(d, Path(m["output"]).name, new)
         return {"partition": str(d.relative_to(s.root)), "how": how}
     path = d / Path(m["output"]).name if m else None
@@ -928,7 +1116,16 @@ def truncate_output(s: Soak) -> dict:
 
 def edit_manifest(s: Soak) -> dict:
     d, m = _pick_partition(s)
-    fields_ = ["output_hash", "inputs", "fingerprint", "code_version", "params_digest", "output_size", "output", "created_at"]
+    fields_ = [
+        "output_hash",
+        "inputs",
+        "fingerprint",
+        "code_version",
+        "params_digest",
+        "output_size",
+        "output",
+        "created_at",
+    ]
     f = s.rng.choice(fields_)
     if m is None:
         return {"partition": str(d.relative_to(s.root)), "skipped": "not committed (an earlier build failed)"}
@@ -955,9 +1152,22 @@ def edit_manifest(s: Soak) -> dict:
 
 
 def touch(s: Soak) -> dict:
-    targets = [*s.raw_files(), *CODE_FILES, "assets/__init__.py", "assets/features/__init__.py", "pyproject.toml",
-               "data/.skipwise/graph.json", "params.yaml", "data/raw/flights.dvc", "data/raw/weather.dvc", "dvc.yaml", "skipwise.toml",
-               *DATA_VERSIONS, CALENDAR_FILE, str(_outside_file(s))]  # the last one absolute: outside the project
+    targets = [
+        *s.raw_files(),
+        *CODE_FILES,
+        "assets/__init__.py",
+        "assets/features/__init__.py",
+        "pyproject.toml",
+        "data/.skipwise/graph.json",
+        "params.yaml",
+        "data/raw/flights.dvc",
+        "data/raw/weather.dvc",
+        "dvc.yaml",
+        "skipwise.toml",
+        *DATA_VERSIONS,
+        CALENDAR_FILE,
+        str(_outside_file(s)),
+    ]  # the last one absolute: outside the project
     for d in s.partitions() if s.bucket is None else []:  # objects have no mtime to touch
         m = _manifest(d)
         output = Path(m["output"]).name if m else "0-no-output"
@@ -1007,7 +1217,9 @@ def forge_output(s: Soak) -> dict:
     write_file(s, victim, Path(m["output"]).name, data)
     m["output_hash"], m["output_size"] = dm["output_hash"], len(data)
     if s.bucket is not None:
-        m["output_etag"] = s.bucket.client.head_object(Bucket=s.bucket.bucket, Key=s.bucket.key(victim, Path(m["output"]).name))["ETag"].strip('"')
+        m["output_etag"] = s.bucket.client.head_object(
+            Bucket=s.bucket.bucket, Key=s.bucket.key(victim, Path(m["output"]).name)
+        )["ETag"].strip('"')
     write_file(s, victim, "manifest.json", json.dumps(m, sort_keys=True, indent=1).encode())
     return {"partition": str(victim.relative_to(s.root)), "bytes_of": donor.name}
 
@@ -1063,7 +1275,9 @@ class StepResult:
     oracle_error: str | None = None
     wasted: int = 0
     wasted_at: list[str] = field(default_factory=list)  # the partitions whose recompute was wasted
-    upstream_changed: list[str] = field(default_factory=list)  # MAY_RECOMPUTE kinds: upstream outputs whose bytes changed
+    upstream_changed: list[str] = field(
+        default_factory=list
+    )  # MAY_RECOMPUTE kinds: upstream outputs whose bytes changed
     load: float | None = None  # the 1-minute load average after the step (other processes share the CPUs)
 
     @property
@@ -1071,20 +1285,39 @@ class StepResult:
         return bool(self.false_hits or self.wrong_after_run or self.missing or self.build_error or self.oracle_error)
 
 
-def check(step: int, kind: str, op: dict, res: dict, seconds: float, worker_seconds: float, prev_clean: bool,
-          root: Path | None = None, before: dict[str, str | None] | None = None, outside: Path | None = None) -> StepResult:
+def check(
+    step: int,
+    kind: str,
+    op: dict,
+    res: dict,
+    seconds: float,
+    worker_seconds: float,
+    prev_clean: bool,
+    root: Path | None = None,
+    before: dict[str, str | None] | None = None,
+    outside: Path | None = None,
+) -> StepResult:
     """The verdict of one step. `before`: each partition's manifest output_hash before the edit
     (for MAY_RECOMPUTE kinds; None: unknown, every upstream output counts as changed); `outside`:
     the folder OUTSIDE_PACKAGE must have been imported from."""
     r = StepResult(step, kind, op, seconds, worker_seconds, res.get("t_build", 0.0), res.get("t_oracle", 0.0))
     r.build_error, r.oracle_error = res.get("build_error"), res.get("oracle_error")
-    foreign = [f for f in res.get("code_from", []) if root is not None and not Path(f).resolve().is_relative_to(root.resolve())]
+    foreign = [
+        f for f in res.get("code_from", []) if root is not None and not Path(f).resolve().is_relative_to(root.resolve())
+    ]
     if foreign:  # the worker must run the project's own code, never this checkout's
         r.oracle_error = f"the worker ran code from outside the project: {foreign}"
-    elif root is not None and "code_from" in res and not any(Path(f).resolve() == (root / "assets" / "definitions.py").resolve()
-                                                               for f in res["code_from"]):
+    elif (
+        root is not None
+        and "code_from" in res
+        and not any(Path(f).resolve() == (root / "assets" / "definitions.py").resolve() for f in res["code_from"])
+    ):
         r.oracle_error = f"the worker never imported the project's assets/definitions.py: {res['code_from']}"
-    if outside is not None and res.get("outside_from") and not Path(res["outside_from"]).resolve().is_relative_to(outside.resolve()):
+    if (
+        outside is not None
+        and res.get("outside_from")
+        and not Path(res["outside_from"]).resolve().is_relative_to(outside.resolve())
+    ):
         r.oracle_error = f"the worker imported {OUTSIDE_PACKAGE} from {res['outside_from']}, not from {outside}"
     lib = res.get("library_from")
     if root is not None and lib and not Path(lib).resolve().is_relative_to(library_dir()):
@@ -1114,8 +1347,11 @@ def check(step: int, kind: str, op: dict, res: dict, seconds: float, worker_seco
     elif kind in MAY_RECOMPUTE and prev_clean:
         after = {pk: c.get("manifest") for pk, c in committed.items()}
         was = before or {}
-        r.upstream_changed = sorted(pk for pk in set(was) | set(after)
-                                    if pk.split("/")[0] in UPSTREAM and (before is None or was.get(pk) != after.get(pk)))
+        r.upstream_changed = sorted(
+            pk
+            for pk in set(was) | set(after)
+            if pk.split("/")[0] in UPSTREAM and (before is None or was.get(pk) != after.get(pk))
+        )
         may = MAY_RECOMPUTE[kind] | ({"training_set"} if r.upstream_changed else set())
         r.wasted_at = [pk for pk in ran if pk.split("/")[0] not in may]
     r.wasted = len(r.wasted_at)
@@ -1129,7 +1365,10 @@ def cause(error: str | None) -> str:
     if not error:
         return ""
     lines = [line for line in error.strip().splitlines() if line.strip()]
-    exc = next((line for line in reversed(lines) if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b", line)), lines[-1])
+    exc = next(
+        (line for line in reversed(lines) if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b", line)),
+        lines[-1],
+    )
     exc = re.sub(r"/\S*/false_hits-[^/\s]+/p\d+/?", "<project>/", exc)
     return re.sub(r"\b(flight_features|weather_features|training_set)\b", "<asset>", exc)[:300]
 
@@ -1150,20 +1389,30 @@ def render(results: list[StepResult], meta: dict) -> str:
         if not rs:
             continue
         secs = [r.seconds for r in rs]
-        rows.append("| " + " | ".join([
-            kind if kind != "all" else "**all**",
-            str(len(rs)),
-            str(sum(r.recomputed for r in rs)),
-            str(sum(len(r.false_hits) for r in rs)),
-            str(sum(len(r.wrong_after_run) + len(r.missing) for r in rs)),
-            str(sum(bool(r.build_error) for r in rs)),
-            str(sum(bool(r.oracle_error) for r in rs)),
-            str(sum(r.wasted for r in rs)) if kind in NO_RECOMPUTE or kind in MAY_RECOMPUTE or kind == "all" else "—",
-            f"{statistics.median(secs):.2f}",
-            f"{min(secs):.2f}",
-        ]) + " |")
-    head = ("| edit kind | steps | partitions recomputed | false hits | wrong after recompute / missing | failed builds | "
-            "oracle errors | wasted recomputes | median s/step | min s/step |\n|---|---|---|---|---|---|---|---|---|---|")
+        rows.append(
+            "| "
+            + " | ".join(
+                [
+                    kind if kind != "all" else "**all**",
+                    str(len(rs)),
+                    str(sum(r.recomputed for r in rs)),
+                    str(sum(len(r.false_hits) for r in rs)),
+                    str(sum(len(r.wrong_after_run) + len(r.missing) for r in rs)),
+                    str(sum(bool(r.build_error) for r in rs)),
+                    str(sum(bool(r.oracle_error) for r in rs)),
+                    str(sum(r.wasted for r in rs))
+                    if kind in NO_RECOMPUTE or kind in MAY_RECOMPUTE or kind == "all"
+                    else "—",
+                    f"{statistics.median(secs):.2f}",
+                    f"{min(secs):.2f}",
+                ]
+            )
+            + " |"
+        )
+    head = (
+        "| edit kind | steps | partitions recomputed | false hits | wrong after recompute / missing | failed builds | "
+        "oracle errors | wasted recomputes | median s/step | min s/step |\n|---|---|---|---|---|---|---|---|---|---|"
+    )
     steal = meta.get("steal")
     loads = [r.load for r in results if r.load is not None]
     lines = [
@@ -1175,25 +1424,49 @@ def render(results: list[StepResult], meta: dict) -> str:
         head,
         *rows,
         "",
-        (f"- CPU steal during the run: {steal:.1f} % of all CPU time" if steal is not None else "- CPU steal: not measured (no /proc/stat)")
-        + (f"; 1-minute load average after a step: median {_med(loads)}, max {max(loads):.2f} on {os.cpu_count()} CPUs "
-           "(other processes on the machine slow the steps down)" if loads else ""),
+        (
+            f"- CPU steal during the run: {steal:.1f} % of all CPU time"
+            if steal is not None
+            else "- CPU steal: not measured (no /proc/stat)"
+        )
+        + (
+            f"; 1-minute load average after a step: median {_med(loads)}, max {max(loads):.2f} on {os.cpu_count()} CPUs "
+            "(other processes on the machine slow the steps down)"
+            if loads
+            else ""
+        ),
         f"- Per step (edit + one fresh process: build, then oracle): median {_med(r.seconds for r in results)} s; of which "
         f"build {_med(r.t_build for r in results)} s, oracle {_med(r.t_oracle for r in results)} s, "
         f"process {_med(r.worker_seconds for r in results)} s.",
         f"- Oracle checked against from-scratch builds of the same state {meta['scratch_checks']} times: "
         f"{meta['scratch_disagreements']} partitions disagreed"
-        + (f" ({len(meta['refusals'])} scratch builds failed on the first try, right after the copy, and were retried 3 s later: "
-           f"`{meta['refusals'][0]}`)." if meta["refusals"] else "."),
+        + (
+            f" ({len(meta['refusals'])} scratch builds failed on the first try, right after the copy, and were retried 3 s later: "
+            f"`{meta['refusals'][0]}`)."
+            if meta["refusals"]
+            else "."
+        ),
         f"- cp -a steps followed by an edit before the build: {sum(r.kind == COPY and 'then' in r.op for r in results)}; "
         "wasted recomputes count only plain copies, and only after a clean step.",
-        "- Wasted recomputes: every recompute after " + "; ".join(k for k in KINDS if k in NO_RECOMPUTE) + ". A recompute of "
-        "another asset than the one that reads what was edited after " + "; ".join(f"{k} ({', '.join(sorted(v))})" for k, v in MAY_RECOMPUTE.items())
+        "- Wasted recomputes: every recompute after "
+        + "; ".join(k for k in KINDS if k in NO_RECOMPUTE)
+        + ". A recompute of "
+        "another asset than the one that reads what was edited after "
+        + "; ".join(f"{k} ({', '.join(sorted(v))})" for k, v in MAY_RECOMPUTE.items())
         + ", but training_set's when a flight_features or weather_features output's bytes changed in the step. None after other kinds (—).",
-        *[f"- Wasted after {kind}: " + ", ".join(f"{a} ×{n}" for a, n in sorted(by.items())) for kind, by in _wasted_by_asset(results).items()],
+        *[
+            f"- Wasted after {kind}: " + ", ".join(f"{a} ×{n}" for a, n in sorted(by.items()))
+            for kind, by in _wasted_by_asset(results).items()
+        ],
         f"- Every step, with the reason of each recomputed partition: `{meta['steps_log']}`.",
-        *([f"- **The installed library changed during the soak** (engine source digests {', '.join(meta['digests'])} in turn; "
-           "each step's is in the steps log): its steps did not all test the same code."] if len(meta.get("digests") or ()) > 1 else []),
+        *(
+            [
+                f"- **The installed library changed during the soak** (engine source digests {', '.join(meta['digests'])} in turn; "
+                "each step's is in the steps log): its steps did not all test the same code."
+            ]
+            if len(meta.get("digests") or ()) > 1
+            else []
+        ),
         f"- Cost ledger: {'pruned to the newest ' + str(meta['ledger_keep']) + ' files after each step' if meta['ledger_keep'] else 'kept whole (the budget check reads all of it on every build that computes, so steps slow down as it grows)'}.",
         "- A false hit: a partition the build skipped whose committed bytes or manifest hash differ from the oracle's "
         "(every partition recomputed from the raw files, params.yaml and the code, with no engine state).",
@@ -1207,12 +1480,16 @@ def render(results: list[StepResult], meta: dict) -> str:
                 if c:
                     causes.setdefault(c, []).append(r.step)
         for c, at in sorted(causes.items(), key=lambda kv: -len(kv[1])):
-            lines.append(f"- {len(at)} steps ({', '.join(map(str, at[:12]))}{', ...' if len(at) > 12 else ''}) failed with: `{c}`")
+            lines.append(
+                f"- {len(at)} steps ({', '.join(map(str, at[:12]))}{', ...' if len(at) > 12 else ''}) failed with: `{c}`"
+            )
         lines.append("")
         for r in failures[:20]:
-            lines.append(f"- step {r.step} ({r.kind}): false hits {r.false_hits}, wrong after recompute {r.wrong_after_run}, "
-                         f"missing {r.missing}, build failed: {bool(r.build_error)}, oracle failed: {bool(r.oracle_error)}; "
-                         f"op {json.dumps(r.op)}; previous step {results[r.step - 2].kind if r.step > 1 else '—'}")
+            lines.append(
+                f"- step {r.step} ({r.kind}): false hits {r.false_hits}, wrong after recompute {r.wrong_after_run}, "
+                f"missing {r.missing}, build failed: {bool(r.build_error)}, oracle failed: {bool(r.oracle_error)}; "
+                f"op {json.dumps(r.op)}; previous step {results[r.step - 2].kind if r.step > 1 else '—'}"
+            )
         first = failures[0]
         lines += ["", f"Replay the first: `{meta['replay'](first.step)}`"]
     else:
@@ -1275,7 +1552,10 @@ def scratch_check(s: Soak, expected: dict[str, str], tag: str, refusals: list[st
     shutil.rmtree(scratch, ignore_errors=True)
     copy_without_outputs(s.root, scratch)
     # With --store s3, the scratch build gets an empty prefix of its own in the bucket.
-    env = s.step_env(scratch, {"SKIPWISE_STORE": f"s3://{s.bucket.bucket}/scratch-{time.time_ns()}"} if s.bucket is not None else None)
+    env = s.step_env(
+        scratch,
+        {"SKIPWISE_STORE": f"s3://{s.bucket.bucket}/scratch-{time.time_ns()}"} if s.bucket is not None else None,
+    )
     res, _ = run_worker(scratch, f"scratch-{tag}", s.base / "scratch.json", mode="build", env=env)
     if res.get("build_error"):
         refusals.append(cause(res["build_error"]))
@@ -1298,27 +1578,60 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "false_hits.md")
-    ap.add_argument("--scratch-every", type=int, default=50, help="check the oracle against a scratch build every N steps (0: only at the end)")
-    ap.add_argument("--replay", type=int, metavar="STEP", help="replay the seed's edits up to STEP, print each, keep the folder")
+    ap.add_argument(
+        "--scratch-every",
+        type=int,
+        default=50,
+        help="check the oracle against a scratch build every N steps (0: only at the end)",
+    )
+    ap.add_argument(
+        "--replay", type=int, metavar="STEP", help="replay the seed's edits up to STEP, print each, keep the folder"
+    )
     ap.add_argument("--stop-on-failure", action="store_true", help="stop at the first failing step (keeps the folder)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary project")
     ap.add_argument("--tmp", type=Path, default=None, help="where to make the temporary project")
-    ap.add_argument("--settle-after-copy", type=float, default=0.0, metavar="S",
-                    help="wait S seconds after a cp -a before going on (default 0: build at once, as a CI job would)")
-    ap.add_argument("--ledger-keep", type=int, default=0, metavar="N",
-                    help="after each step keep only the newest N cost-ledger files (default 0: keep all). The engine's "
-                         "budget check reads the whole ledger on every build that computes, so without this a long "
-                         "soak slows down step by step")
-    ap.add_argument("--fresh-process", action="store_true",
-                    help="run each step in a plain new interpreter instead of a child forked by a server that has "
-                         "imported Dagster and the other third-party libraries once (slower by the imports: seconds a step)")
+    ap.add_argument(
+        "--settle-after-copy",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait S seconds after a cp -a before going on (default 0: build at once, as a CI job would)",
+    )
+    ap.add_argument(
+        "--ledger-keep",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after each step keep only the newest N cost-ledger files (default 0: keep all). The engine's "
+        "budget check reads the whole ledger on every build that computes, so without this a long "
+        "soak slows down step by step",
+    )
+    ap.add_argument(
+        "--fresh-process",
+        action="store_true",
+        help="run each step in a plain new interpreter instead of a child forked by a server that has "
+        "imported Dagster and the other third-party libraries once (slower by the imports: seconds a step)",
+    )
     ap.add_argument("--inject-false-hit", type=int, metavar="STEP", help=argparse.SUPPRESS)  # self-test of the oracle
-    ap.add_argument("--store", choices=("local", "s3"), default="local",
-                    help="where the feature store lives: data/ (default), or a bucket on a moto_server started for the soak")
-    ap.add_argument("--kind", action="append", metavar="TEXT",
-                    help="draw only the edit kinds whose name contains TEXT (case-insensitive; repeatable); default all: "
-                         + "; ".join(KINDS))
-    ap.add_argument("--src", type=Path, default=REPO, help="the project to copy (assets, params.yaml, pyproject.toml...; never its pipelines/); default this one")
+    ap.add_argument(
+        "--store",
+        choices=("local", "s3"),
+        default="local",
+        help="where the feature store lives: data/ (default), or a bucket on a moto_server started for the soak",
+    )
+    ap.add_argument(
+        "--kind",
+        action="append",
+        metavar="TEXT",
+        help="draw only the edit kinds whose name contains TEXT (case-insensitive; repeatable); default all: "
+        + "; ".join(KINDS),
+    )
+    ap.add_argument(
+        "--src",
+        type=Path,
+        default=REPO,
+        help="the project to copy (assets, params.yaml, pyproject.toml...; never its pipelines/); default this one",
+    )
     args = ap.parse_args(argv)
     global SERVER
     s3 = None
@@ -1329,8 +1642,15 @@ def main(argv: list[str] | None = None) -> int:
         s3_logs = Path(tempfile.mkdtemp(prefix="false_hits-s3-", dir=args.tmp))
         s3 = S3Server.start(s3_logs)
         s3.make_bucket(SOAK_BUCKET, "us-east-1")
-        os.environ.update({**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": s3.endpoint, "SKIPWISE_STORE": f"s3://{SOAK_BUCKET}/{SOAK_PREFIX}",
-                           "SKIPWISE_STORE_REGION": "us-east-1", "SKIPWISE_REGION": "us-east-1"})
+        os.environ.update(
+            {
+                **FAKE_CREDENTIALS,
+                "AWS_ENDPOINT_URL": s3.endpoint,
+                "SKIPWISE_STORE": f"s3://{SOAK_BUCKET}/{SOAK_PREFIX}",
+                "SKIPWISE_STORE_REGION": "us-east-1",
+                "SKIPWISE_REGION": "us-east-1",
+            }
+        )
     SERVER = None if args.fresh_process else StepServer()
     try:
         return _soak(args, argv)
@@ -1355,7 +1675,9 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
     stat0 = proc_stat()
     base = Path(tempfile.mkdtemp(prefix="false_hits-", dir=args.tmp))
     say(f"false_hits: seed {args.seed}, {steps} steps, project in {base}")
-    s = Soak(base, make_project(base, args.src.resolve()), random.Random(args.seed), args.settle_after_copy, kinds=kinds)
+    s = Soak(
+        base, make_project(base, args.src.resolve()), random.Random(args.seed), args.settle_after_copy, kinds=kinds
+    )
     if args.store == "s3":
         s.bucket = Bucket(os.environ["AWS_ENDPOINT_URL"], SOAK_BUCKET, SOAK_PREFIX)
     # The library is the installed one, read afresh by every step: an edit of it during the soak
@@ -1370,7 +1692,9 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
     if first.failed:
         say(f"the oracle disagrees with the first build: {first.wrong_after_run + first.missing}")
         return 1
-    say(f"false_hits: first build {wall:.2f} s ({res.get('t_build', 0):.2f} s build, {res.get('t_oracle', 0):.2f} s oracle)")
+    say(
+        f"false_hits: first build {wall:.2f} s ({res.get('t_build', 0):.2f} s build, {res.get('t_oracle', 0):.2f} s oracle)"
+    )
     results: list[StepResult] = []
     scratch_checks = scratch_bad = 0
     refusals: list[str] = []
@@ -1379,10 +1703,22 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
 
     def meta(partial: bool) -> dict:
         stat = proc_stat()
-        return {"command": command, "steps": steps, "seed": args.seed, "wall": time.perf_counter() - t_start, "digest": digest,
-                "steal": steal_percent(stat0, stat) if stat0 and stat else None, "partial": partial,
-                "scratch_checks": scratch_checks, "scratch_disagreements": scratch_bad, "replay": replay_cmd,
-                "refusals": refusals, "steps_log": steps_log, "ledger_keep": args.ledger_keep, "digests": digests}
+        return {
+            "command": command,
+            "steps": steps,
+            "seed": args.seed,
+            "wall": time.perf_counter() - t_start,
+            "digest": digest,
+            "steal": steal_percent(stat0, stat) if stat0 and stat else None,
+            "partial": partial,
+            "scratch_checks": scratch_checks,
+            "scratch_disagreements": scratch_bad,
+            "replay": replay_cmd,
+            "refusals": refusals,
+            "steps_log": steps_log,
+            "ledger_keep": args.ledger_keep,
+            "digests": digests,
+        }
 
     def replay_cmd(step: int) -> str:
         extra = f" --inject-false-hit {args.inject_false_hit}" if args.inject_false_hit else ""
@@ -1404,8 +1740,11 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
         if step == args.inject_false_hit:
             kind = FORGED
         # What the partitions held before the edit: MAY_RECOMPUTE kinds allow training_set only if an upstream output changed.
-        before = {f"{d.parent.name}/{d.name}": (manifest_of(s, d) or {}).get("output_hash") for d in s.partitions()} \
-            if kind in MAY_RECOMPUTE else None
+        before = (
+            {f"{d.parent.name}/{d.name}": (manifest_of(s, d) or {}).get("output_hash") for d in s.partitions()}
+            if kind in MAY_RECOMPUTE
+            else None
+        )
         t = time.perf_counter()
         try:
             op = forge_output(s) if kind == FORGED else APPLY[kind](s)
@@ -1422,24 +1761,51 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
             digests.append(library)
             say(f"        the installed library changed during this step (engine source digest now {library})")
         with open(steps_log, "a") as f:  # every step, with the reasons of what ran: enough to diagnose after the fact
-            f.write(json.dumps({"step": step, "kind": kind, "op": op, "seconds": round(r.seconds, 3), "t_build": round(r.t_build, 3),
-                                "t_oracle": round(r.t_oracle, 3), "ran": [[a, k, why] for a, k, act, why in res.get("outcomes", []) if act == "run"],
-                                "false_hits": r.false_hits, "wrong_after_run": r.wrong_after_run, "missing": r.missing,
-                                "wasted": r.wasted_at, "upstream_changed": r.upstream_changed, "env": dict(s.env),
-                                "error": cause(r.build_error) or cause(r.oracle_error),
-                                "warnings": res.get("warnings", []), "library": library}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "step": step,
+                        "kind": kind,
+                        "op": op,
+                        "seconds": round(r.seconds, 3),
+                        "t_build": round(r.t_build, 3),
+                        "t_oracle": round(r.t_oracle, 3),
+                        "ran": [[a, k, why] for a, k, act, why in res.get("outcomes", []) if act == "run"],
+                        "false_hits": r.false_hits,
+                        "wrong_after_run": r.wrong_after_run,
+                        "missing": r.missing,
+                        "wasted": r.wasted_at,
+                        "upstream_changed": r.upstream_changed,
+                        "env": dict(s.env),
+                        "error": cause(r.build_error) or cause(r.oracle_error),
+                        "warnings": res.get("warnings", []),
+                        "library": library,
+                    }
+                )
+                + "\n"
+            )
         if res.get("expected"):
             expected = res["expected"]
         flag = "FAIL" if r.failed else ("wasted" if r.wasted else "ok")
-        say(f"[{step:4}/{steps}] {flag:6} {r.seconds:5.2f}s ran {r.recomputed:2}  fh {len(r.false_hits)}  "
-            f"{kind}: {json.dumps(op)[:160]}")
+        say(
+            f"[{step:4}/{steps}] {flag:6} {r.seconds:5.2f}s ran {r.recomputed:2}  fh {len(r.false_hits)}  "
+            f"{kind}: {json.dumps(op)[:160]}"
+        )
         if r.wasted:
-            say(f"        wasted: {[(a, k, why) for a, k, act, why in res.get('outcomes', []) if act == 'run' and f'{a}/{k}' in r.wasted_at]}")
+            say(
+                f"        wasted: {[(a, k, why) for a, k, act, why in res.get('outcomes', []) if act == 'run' and f'{a}/{k}' in r.wasted_at]}"
+            )
         if args.replay:
-            say(f"        op: {json.dumps(op)}\n        outcomes: {[(a, k, act) for a, k, act, _ in res.get('outcomes', []) if act == 'run']}")
+            say(
+                f"        op: {json.dumps(op)}\n        outcomes: {[(a, k, act) for a, k, act, _ in res.get('outcomes', []) if act == 'run']}"
+            )
         if r.failed:
             say(f"step {step} FAILED (seed {args.seed}; replay: {replay_cmd(step)})")
-            for label, pks in (("false hits", r.false_hits), ("wrong after recompute", r.wrong_after_run), ("missing", r.missing)):
+            for label, pks in (
+                ("false hits", r.false_hits),
+                ("wrong after recompute", r.wrong_after_run),
+                ("missing", r.missing),
+            ):
                 if pks:
                     say(f"  {label}: {json.dumps(reasons_of(res, pks))}")
             for label, err in (("build", r.build_error), ("oracle", r.oracle_error)):
@@ -1453,7 +1819,9 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
                     remove(s, d)
         prev_clean = not r.failed
         if args.ledger_keep:
-            prune_ledger(s.root, args.ledger_keep) if s.bucket is None else prune_bucket_ledger(s.bucket, args.ledger_keep)
+            prune_ledger(s.root, args.ledger_keep) if s.bucket is None else prune_bucket_ledger(
+                s.bucket, args.ledger_keep
+            )
         if args.scratch_every and step % args.scratch_every == 0 and step != steps and not r.build_error:
             scratch_checks += 1
             scratch_bad += scratch_check(s, expected, f"step {step}", refusals)
@@ -1466,8 +1834,10 @@ def _soak(args: argparse.Namespace, argv: list[str] | None) -> int:
     print(text)
     if keep:
         env = " ".join(f"{k}={v}" for k, v in sorted(s.env.items()))
-        say(f"false_hits: project kept in {s.root}; rerun its step with:\n  cd {s.root} && {env + ' ' if env else ''}"
-            f"PYTHONPATH={s.root}{os.pathsep}{s.outside} {sys.executable} -P {WORKER} /tmp/result.json replay {FIRST} {LAST}")
+        say(
+            f"false_hits: project kept in {s.root}; rerun its step with:\n  cd {s.root} && {env + ' ' if env else ''}"
+            f"PYTHONPATH={s.root}{os.pathsep}{s.outside} {sys.executable} -P {WORKER} /tmp/result.json replay {FIRST} {LAST}"
+        )
     else:
         shutil.rmtree(base, ignore_errors=True)
     return 1 if any(r.failed for r in results) or scratch_bad else 0

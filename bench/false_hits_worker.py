@@ -123,7 +123,9 @@ def oracle(days: list[str], out: dict) -> None:
             src = sources[source]
             mapping = adef.get_partition_mapping(dg.AssetKey(source))
             if type(mapping) is not dg.TimeWindowPartitionMapping or mapping.end_offset != 0:
-                raise AssertionError(f"{adef.key.path[-1]} reads {source} through {mapping!r}: the oracle knows day windows only")
+                raise AssertionError(
+                    f"{adef.key.path[-1]} reads {source} through {mapping!r}: the oracle knows day windows only"
+                )
             start = src.partitions_def.start.date()
             folder = Path(_plain(src.metadata["skipwise/path"]))
             d = date.fromisoformat(day)
@@ -145,8 +147,10 @@ def oracle(days: list[str], out: dict) -> None:
                 data = serialize(adef, call(adef, day, {source: raw_window(adef, source, day)}))
                 outputs[(name, day)] = data
                 expected[f"{name}/{day}"] = _sha(data)
-        ups = {n: pl.concat([pl.read_parquet(io.BytesIO(outputs[(n, d)])) for d in sorted(days)], how="vertical_relaxed")
-               for n in ("flight_features", "weather_features")}
+        ups = {
+            n: pl.concat([pl.read_parquet(io.BytesIO(outputs[(n, d)])) for d in sorted(days)], how="vertical_relaxed")
+            for n in ("flight_features", "weather_features")
+        }
         value = call(g.training_set, UNPARTITIONED, ups)
         expected[f"training_set/{UNPARTITIONED}"] = _sha(serialize(g.training_set, value))
         out["expected"] = expected
@@ -178,7 +182,7 @@ def committed(out: dict) -> None:
 def committed_in_bucket(url: str) -> dict[str, dict]:
     import boto3
 
-    bucket, _, prefix = url[len("s3://"):].partition("/")
+    bucket, _, prefix = url[len("s3://") :].partition("/")
     client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
     keys = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix.rstrip("/") + "/"):
@@ -214,8 +218,13 @@ def main(argv: list[str]) -> int:
     import assets.definitions  # noqa: F401 - the build may have planned from the snapshot alone
 
     # Every module of the project that ran: the driver checks each came from the copy.
-    out["code_from"] = sorted({m.__file__ for n, m in list(sys.modules.items())
-                               if (n == "assets" or n.startswith("assets.")) and getattr(m, "__file__", None)})
+    out["code_from"] = sorted(
+        {
+            m.__file__
+            for n, m in list(sys.modules.items())
+            if (n == "assets" or n.startswith("assets.")) and getattr(m, "__file__", None)
+        }
+    )
     # The soak's package outside the project (on PYTHONPATH): the driver checks where it came from.
     outside = sys.modules.get(OUTSIDE_PACKAGE)
     if outside is not None and getattr(outside, "__file__", None):
@@ -253,7 +262,9 @@ def serve() -> int:
             importlib.import_module(name)
         except ImportError:
             pass  # not installed: the steps import what they use themselves
-    assert not any(n == "skipwise" or n.startswith(("skipwise.", "assets")) for n in sys.modules), "preloaded project code"
+    assert not any(n == "skipwise" or n.startswith(("skipwise.", "assets")) for n in sys.modules), (
+        "preloaded project code"
+    )
     for line in sys.stdin:
         req = json.loads(line)
         pid = os.fork()

@@ -34,7 +34,9 @@ SELECT = "flight_features,weather_features"
 
 
 def sh(cmd: list[str], cwd: Path, env: dict) -> str:
-    return run(cmd, cwd, {**os.environ, **env, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "PYTHONPATH": str(cwd)}).stdout
+    return run(
+        cmd, cwd, {**os.environ, **env, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "PYTHONPATH": str(cwd)}
+    ).stdout
 
 
 def make_project(root: Path, days: int) -> str:
@@ -70,7 +72,11 @@ def measure(root: Path, env: dict, span: str, s3: S3Server | None, label: str) -
         t = time.perf_counter()
         text = sh([str(BIN / "skipwise"), "materialize", "--select", SELECT, "--partition", span], root, env)
         wall = time.perf_counter() - t
-        computed = sum(int(line.split()[1]) for line in text.splitlines() if line.strip().endswith("skipped") and "computed" in line)
+        computed = sum(
+            int(line.split()[1])
+            for line in text.splitlines()
+            if line.strip().endswith("skipped") and "computed" in line
+        )
         reqs = Counter(r.method for r in s3.requests(since=mark) if f"/{BUCKET}" in r.path) if s3 else Counter()
         usd1, req1 = ledger_totals(root, env)
         return wall, computed, reqs, usd1 - usd0, req1 - req0
@@ -90,7 +96,9 @@ def measure(root: Path, env: dict, span: str, s3: S3Server | None, label: str) -
 def fmt_reqs(c: Counter, recorded: int) -> str:
     # DELETE is free on S3 and recorded nowhere; every other request should be in the ledger.
     billed = sum(n for m, n in c.items() if m != "DELETE")
-    return (", ".join(f"{n} {m}" for m, n in sorted(c.items())) or "none") + f" (ledger: {recorded} of the {billed} billed)"
+    return (
+        ", ".join(f"{n} {m}" for m, n in sorted(c.items())) or "none"
+    ) + f" (ledger: {recorded} of the {billed} billed)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,11 +118,18 @@ def main(argv: list[str] | None = None) -> int:
         span = make_project(local_root, ARGS.days)
         bucket_root = base / "bucket"
         make_project(bucket_root, ARGS.days)
-        bucket_env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": s3.endpoint, "SKIPWISE_STORE": f"s3://{BUCKET}/demo",
-                      "SKIPWISE_STORE_REGION": "us-east-1", "SKIPWISE_REGION": "us-east-1"}
+        bucket_env = {
+            **FAKE_CREDENTIALS,
+            "AWS_ENDPOINT_URL": s3.endpoint,
+            "SKIPWISE_STORE": f"s3://{BUCKET}/demo",
+            "SKIPWISE_STORE_REGION": "us-east-1",
+            "SKIPWISE_REGION": "us-east-1",
+        }
         for root in (local_root, bucket_root):
             (root / ".dagster").mkdir(exist_ok=True)
-        local = measure(local_root, {**local_env, "DAGSTER_HOME": str(local_root / ".dagster")}, span, None, "local disk")
+        local = measure(
+            local_root, {**local_env, "DAGSTER_HOME": str(local_root / ".dagster")}, span, None, "local disk"
+        )
         bucket = measure(bucket_root, {**bucket_env, "DAGSTER_HOME": str(bucket_root / ".dagster")}, span, s3, "bucket")
     finally:
         s3.stop()
@@ -140,13 +155,18 @@ def main(argv: list[str] | None = None) -> int:
         f"{bucket['one_day'][0] / local['one_day'][0]:.2f}x | {local['one_day'][1]} / {bucket['one_day'][1]} | "
         f"{fmt_reqs(bucket['one_day'][2], bucket['one_day'][4])} | ${local['one_day'][3]:.6f} | ${bucket['one_day'][3]:.6f} |",
     ]
-    text = "\n".join([
-        "# Feature store: local disk against a bucket (moto_server on 127.0.0.1)", "",
-        f"`python -m bench.featurestore --days {ARGS.days} --repeats {ARGS.repeats}`; CPU steal "
-        f"{'%.1f %%' % steal if steal is not None else 'unknown'}. Seconds are `skipwise materialize` wall times "
-        "(each a new process: Dagster's start included); requests are the server's log lines of the run.", "",
-        *rows, "",
-    ])
+    text = "\n".join(
+        [
+            "# Feature store: local disk against a bucket (moto_server on 127.0.0.1)",
+            "",
+            f"`python -m bench.featurestore --days {ARGS.days} --repeats {ARGS.repeats}`; CPU steal "
+            f"{'%.1f %%' % steal if steal is not None else 'unknown'}. Seconds are `skipwise materialize` wall times "
+            "(each a new process: Dagster's start included); requests are the server's log lines of the run.",
+            "",
+            *rows,
+            "",
+        ]
+    )
     args_out = ARGS.out
     args_out.parent.mkdir(parents=True, exist_ok=True)
     args_out.write_text(text)

@@ -25,16 +25,18 @@ def day_frame(day: date, rows: int, seed: int = SEED):
     rng = np.random.default_rng([seed, day.toordinal()])
     start = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp() * 1_000_000)
     ts = np.sort(rng.integers(0, 86_400_000_000, rows)) + start
-    return pl.DataFrame({
-        "ts": pl.Series(ts).cast(pl.Datetime("us")),
-        "user_id": rng.integers(0, 200_000, rows, dtype=np.int32),
-        "item_id": rng.integers(0, 50_000, rows, dtype=np.int32),
-        "category": pl.Series(CATEGORIES).gather(rng.integers(0, len(CATEGORIES), rows)),
-        "country": pl.Series(COUNTRIES).gather(rng.integers(0, len(COUNTRIES), rows)),
-        "price": rng.lognormal(3.0, 1.0, rows),
-        "quantity": rng.integers(1, 6, rows, dtype=np.int16),
-        "session_s": rng.exponential(300.0, rows).astype(np.float32),
-    })
+    return pl.DataFrame(
+        {
+            "ts": pl.Series(ts).cast(pl.Datetime("us")),
+            "user_id": rng.integers(0, 200_000, rows, dtype=np.int32),
+            "item_id": rng.integers(0, 50_000, rows, dtype=np.int32),
+            "category": pl.Series(CATEGORIES).gather(rng.integers(0, len(CATEGORIES), rows)),
+            "country": pl.Series(COUNTRIES).gather(rng.integers(0, len(COUNTRIES), rows)),
+            "price": rng.lognormal(3.0, 1.0, rows),
+            "quantity": rng.integers(1, 6, rows, dtype=np.int16),
+            "session_s": rng.exponential(300.0, rows).astype(np.float32),
+        }
+    )
 
 
 def write_day(out: str, day_iso: str, rows: int) -> int:

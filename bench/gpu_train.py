@@ -45,8 +45,11 @@ def synthetic_training_set(rows: int, seed: int = 0):
     logit = 1.5 * data["precip"] - 1.0 * data["visib"] + 0.1 * (data["sched_dep_hour"] - 12)
     data["label"] = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.int64)
     frame = pl.DataFrame(data).with_columns(
-        pl.Series("sched_dep", sched), pl.Series("date", [s.date() for s in sched]),
-        pl.int_range(pl.len()).alias("flight"), pl.lit("N1").alias("tailnum"))
+        pl.Series("sched_dep", sched),
+        pl.Series("date", [s.date() for s in sched]),
+        pl.int_range(pl.len()).alias("flight"),
+        pl.lit("N1").alias("tailnum"),
+    )
     return frame
 
 
@@ -94,14 +97,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=300_000, help="synthetic rows when the demo training set is not built")
     ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--synthetic", action="store_true", help="use synthetic rows even if the demo's training set exists")
+    ap.add_argument(
+        "--synthetic", action="store_true", help="use synthetic rows even if the demo's training set exists"
+    )
     args = ap.parse_args(argv)
 
     import torch
 
     if not torch.cuda.is_available():
-        print(f"no CUDA device: torch {torch.__version__} sees none (torch.cuda.is_available() is False); "
-              "training would run on the CPU, nothing to measure here")
+        print(
+            f"no CUDA device: torch {torch.__version__} sees none (torch.cuda.is_available() is False); "
+            "training would run on the CPU, nothing to measure here"
+        )
         return 0
 
     from assets.models.delay import DEFAULT_PARAMS, TRAINING_PARAMS, train_delay_model
@@ -129,10 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         sampler.join()
         cost = meter.result()
         results.append((artifact, metrics))
-        print(f"run {attempt}: device {metrics['device']}, wall {wall:.2f} s, skipwise gpu_seconds {cost.gpu_seconds}, "
-              f"gpu_peak_memory_bytes {cost.gpu_peak_memory_bytes} ({(cost.gpu_peak_memory_bytes or 0) / 2**20:.1f} MiB); "
-              f"nvidia-smi: this process peak {max(sampler.process_mib, default=0)} MiB (CUDA context included), "
-              f"utilisation peak {max(sampler.util, default=0)} %; auc {metrics['auc']}")
+        print(
+            f"run {attempt}: device {metrics['device']}, wall {wall:.2f} s, skipwise gpu_seconds {cost.gpu_seconds}, "
+            f"gpu_peak_memory_bytes {cost.gpu_peak_memory_bytes} ({(cost.gpu_peak_memory_bytes or 0) / 2**20:.1f} MiB); "
+            f"nvidia-smi: this process peak {max(sampler.process_mib, default=0)} MiB (CUDA context included), "
+            f"utilisation peak {max(sampler.util, default=0)} %; auc {metrics['auc']}"
+        )
         print(f"  method: {cost.method}")
     same = results[0][1] == results[1][1] and results[0][0] == results[1][0]
     print(f"deterministic on this device (same seed, same metrics and bytes): {same}")

@@ -73,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(args.work or tempfile.mkdtemp(prefix="skipwise-locality-"))
     s3 = server(base)
     if s3.log is None:
-        print("Error: bench.locality counts requests from the server's own log: unset SKIPWISE_S3_ENDPOINT", file=sys.stderr)
+        print(
+            "Error: bench.locality counts requests from the server's own log: unset SKIPWISE_S3_ENDPOINT",
+            file=sys.stderr,
+        )
         return 1
     try:
         rows, first = _workload(base, s3, raw, args.initial, args.runs)
@@ -86,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    out.with_suffix(".json").write_text(json.dumps({"initial": asdict(first), "runs": [asdict(r) for r in rows]}, indent=1))
+    out.with_suffix(".json").write_text(
+        json.dumps({"initial": asdict(first), "runs": [asdict(r) for r in rows]}, indent=1)
+    )
     return 0
 
 
@@ -147,17 +152,48 @@ def _one_run(demo: RemoteDemo, puller: Path, i: int, change: str, start: date, p
     lists = sum(r.method == "GET" and ("list-type=" in r.path or "prefix=" in r.path) for r in reqs)
     pull_bytes = sum(sizes.get(r.path.lstrip("/"), 0) for r in reqs if r.method == "GET")
     stats = puller / "plain_stats.json"
-    sh([sys.executable, "plain_build.py", "--defs", "assets.definitions", "--select", "flight_features,weather_features",
-        "--out", "data/dvcplain", "--range", span, "--stats", str(stats)], puller, {"PYTHONPATH": str(puller)})
+    sh(
+        [
+            sys.executable,
+            "plain_build.py",
+            "--defs",
+            "assets.definitions",
+            "--select",
+            "flight_features,weather_features",
+            "--out",
+            "data/dvcplain",
+            "--range",
+            span,
+            "--stats",
+            str(stats),
+        ],
+        puller,
+        {"PYTHONPATH": str(puller)},
+    )
     pull_s = time.perf_counter() - t
     rebuilt = int(json.loads(stats.read_text()).get("computed", 0))
-    return RunFigures(i, change, moved.server_requests or 0, moved.server_get_bytes or 0, moved.computed,
-                      full_reqs, full_bytes, len(reqs), lists, pull_bytes, rebuilt, skipwise_s, pull_s)
+    return RunFigures(
+        i,
+        change,
+        moved.server_requests or 0,
+        moved.server_get_bytes or 0,
+        moved.computed,
+        full_reqs,
+        full_bytes,
+        len(reqs),
+        lists,
+        pull_bytes,
+        rebuilt,
+        skipwise_s,
+        pull_s,
+    )
 
 
 def _report(rows: list[RunFigures], first: RunFigures, initial: int) -> str:
     sw_b, a_b, b_b = (sum(getattr(r, f) for r in rows) for f in ("skipwise_bytes", "full_reload_bytes", "pull_bytes"))
-    sw_r, a_r, b_r = (sum(getattr(r, f) for r in rows) for f in ("skipwise_requests", "full_reload_requests", "pull_requests"))
+    sw_r, a_r, b_r = (
+        sum(getattr(r, f) for r in rows) for f in ("skipwise_requests", "full_reload_requests", "pull_requests")
+    )
     b_lists = sum(r.pull_lists for r in rows)
     sw_usd, a_usd, b_usd = usd(sw_r, sw_b), usd(a_r, a_b), usd(b_r, b_b, b_lists)
     fewer = 100 * (1 - sw_b / a_b) if a_b else 0.0
@@ -184,8 +220,10 @@ def _report(rows: list[RunFigures], first: RunFigures, initial: int) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r.run} | {r.change} | {r.skipwise_requests} | {r.skipwise_bytes:,} | {r.full_reload_bytes:,} | "
-                     f"{r.pull_requests} | {r.pull_bytes:,} | {r.skipwise_computed} | {r.rebuilt} |")
+        lines.append(
+            f"| {r.run} | {r.change} | {r.skipwise_requests} | {r.skipwise_bytes:,} | {r.full_reload_bytes:,} | "
+            f"{r.pull_requests} | {r.pull_bytes:,} | {r.skipwise_computed} | {r.rebuilt} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -30,7 +30,7 @@ from bench.report import steal_percent
 
 REPO = Path(__file__).resolve().parent.parent
 
-BODY = r'''
+BODY = r"""
 import datetime, json, sys, time
 from pathlib import Path
 observe = sys.argv[1] == "observed"
@@ -60,13 +60,19 @@ for day in days:
     else:
         out.append([bare, bare])
 print(json.dumps(out))
-'''
+"""
 
 
 def body_times(mode: str, days: list[str]) -> list[float]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    p = subprocess.run([sys.executable, "-c", BODY, mode, json.dumps(days)], cwd=REPO, env=env,
-                       capture_output=True, text=True, check=True)
+    p = subprocess.run(
+        [sys.executable, "-c", BODY, mode, json.dumps(days)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 

@@ -101,7 +101,9 @@ def window_keep(graph: Graph, assets: list[Asset]) -> int:
     return 2 * sum(spans) + 2 if spans else 4
 
 
-def build_partition(root: Path, graph: Graph, asset: Asset, key: str, reader: RawReader, body: Any, params: Mapping) -> Any:
+def build_partition(
+    root: Path, graph: Graph, asset: Asset, key: str, reader: RawReader, body: Any, params: Mapping
+) -> Any:
     """One partition of `asset` from its raw inputs (sources only: the bench graphs' feature layer)."""
     from skipwise.bodies import PartitionContext
 
@@ -134,7 +136,9 @@ def keys_in(asset: Asset, partition_range: str | None) -> list[str]:
     return asset.partitions.key_range(first, last or first)
 
 
-def rebuild(root: Path, graph: Graph, selection: list[str], out: Path, partition_range: str | None = None) -> dict[str, int]:
+def rebuild(
+    root: Path, graph: Graph, selection: list[str], out: Path, partition_range: str | None = None
+) -> dict[str, int]:
     """Every partition (in the range) of every selected asset, from scratch."""
     assets = [graph.asset(n) for n in selection]
     reader = RawReader(window_keep(graph, assets))

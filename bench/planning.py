@@ -178,7 +178,9 @@ def _write_dvc_records(root: Path, rel: str, files: dict[str, bytes]) -> None:
     cache.write_bytes(manifest)
     size = sum(len(d) for d in files.values())
     name = Path(rel).name
-    (root / f"{rel}.dvc").write_text(f"outs:\n- md5: {h}.dir\n  size: {size}\n  nfiles: {len(files)}\n  hash: md5\n  path: {name}\n")
+    (root / f"{rel}.dvc").write_text(
+        f"outs:\n- md5: {h}.dir\n  size: {size}\n  nfiles: {len(files)}\n  hash: md5\n  path: {name}\n"
+    )
 
 
 def write_synthetic_project(base: Path, n: int) -> Path:
@@ -187,10 +189,17 @@ def write_synthetic_project(base: Path, n: int) -> Path:
     (root / SYNTH_PACKAGE).mkdir(parents=True)
     (root / SYNTH_PACKAGE / "__init__.py").write_text("")
     fmt_hour = "%Y-%m-%d-%H:%M"
-    (root / SYNTH_PACKAGE / "definitions.py").write_text(SYNTH_DEFS.format(
-        n=n, daily_start=SYNTH_START.date().isoformat(), daily_end=(SYNTH_START + timedelta(days=n)).date().isoformat(),
-        hourly_start=SYNTH_START.strftime(fmt_hour), hourly_end=(SYNTH_START + timedelta(hours=n)).strftime(fmt_hour),
-        lookback=HOURLY_WINDOW - 1, window=HOURLY_WINDOW))
+    (root / SYNTH_PACKAGE / "definitions.py").write_text(
+        SYNTH_DEFS.format(
+            n=n,
+            daily_start=SYNTH_START.date().isoformat(),
+            daily_end=(SYNTH_START + timedelta(days=n)).date().isoformat(),
+            hourly_start=SYNTH_START.strftime(fmt_hour),
+            hourly_end=(SYNTH_START + timedelta(hours=n)).strftime(fmt_hour),
+            lookback=HOURLY_WINDOW - 1,
+            window=HOURLY_WINDOW,
+        )
+    )
     (root / "pyproject.toml").write_text(f'[tool.skipwise]\ndefinitions = "{SYNTH_PACKAGE}.definitions"\n')
     (root / "params.yaml").write_text("{}\n")
     return root
@@ -220,11 +229,21 @@ def _write_data(root: Path, project) -> None:
             folder.mkdir(parents=True)
             name = f"{cur.fingerprint}.{ext}"
             (folder / name).write_bytes(data)
-            (folder / "manifest.json").write_text(Manifest(
-                asset=asset.name, partition=key, fingerprint=cur.fingerprint, code_version=cur.code_version,
-                params_digest=cur.params_digest, inputs=cur.inputs, output=name, output_hash=hashlib.sha256(data).hexdigest(),
-                output_size=len(data), run_id="bench-synthetic", reason="written by bench.planning",
-            ).to_json())
+            (folder / "manifest.json").write_text(
+                Manifest(
+                    asset=asset.name,
+                    partition=key,
+                    fingerprint=cur.fingerprint,
+                    code_version=cur.code_version,
+                    params_digest=cur.params_digest,
+                    inputs=cur.inputs,
+                    output=name,
+                    output_hash=hashlib.sha256(data).hexdigest(),
+                    output_size=len(data),
+                    run_id="bench-synthetic",
+                    reason="written by bench.planning",
+                ).to_json()
+            )
 
 
 def synthetic_plan(base: Path, n: int, repeats: int) -> SynthResult:

@@ -36,7 +36,9 @@ GIB = 2**30
 def sh(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     p = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True)
     if check and p.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({p.returncode}) in {cwd}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+        raise RuntimeError(
+            f"{' '.join(map(str, cmd))} failed ({p.returncode}) in {cwd}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+        )
     return p
 
 
@@ -55,10 +57,15 @@ class Moved:
 
     def line(self) -> str:
         classes = ", ".join(f"{c} {n:,} B" for c, n in sorted(self.bytes_by_class.items()) if n) or "nothing"
-        server = "" if self.server_requests is None else \
-            f"; server log: {self.server_requests} request(s), {self.server_get_bytes:,} B fetched"
-        return (f"{self.label:<22} {self.computed:>4} computed; moved {classes}; ${self.usd:.6f} "
-                f"(egress ${self.usd_egress:.6f}, requests ${self.usd_requests:.6f}){server}")
+        server = (
+            ""
+            if self.server_requests is None
+            else f"; server log: {self.server_requests} request(s), {self.server_get_bytes:,} B fetched"
+        )
+        return (
+            f"{self.label:<22} {self.computed:>4} computed; moved {classes}; ${self.usd:.6f} "
+            f"(egress ${self.usd_egress:.6f}, requests ${self.usd_requests:.6f}){server}"
+        )
 
 
 class RemoteDemo:
@@ -71,8 +78,12 @@ class RemoteDemo:
         self.env = {k: os.environ.get(k) or v for k, v in FAKE_CREDENTIALS.items()}
 
     def consumer_env(self) -> dict:
-        return {**self.env, "SKIPWISE_REGION": COMPUTE_REGION, "DAGSTER_HOME": str(self.consumer / ".dagster"),
-                "SKIPWISE_ROOT": str(self.consumer)}
+        return {
+            **self.env,
+            "SKIPWISE_REGION": COMPUTE_REGION,
+            "DAGSTER_HOME": str(self.consumer / ".dagster"),
+            "SKIPWISE_ROOT": str(self.consumer),
+        }
 
     def setup(self, raw_from: Path) -> None:
         """The producer gets the raw files from `raw_from` (data/raw of a prepared demo) and pushes them."""

@@ -149,8 +149,16 @@ def steal_percent(before: tuple[int, int], after: tuple[int, int]) -> float:
     return 100.0 * steal / total if total > 0 else 0.0
 
 
-def render_report(title: str, rows: list[Row], refs: list[Ref], targets: list[Target], steal: float | None,
-                  wall_seconds: float, notes: list[str], load: tuple[float, float, int] | None = None) -> str:
+def render_report(
+    title: str,
+    rows: list[Row],
+    refs: list[Ref],
+    targets: list[Target],
+    steal: float | None,
+    wall_seconds: float,
+    notes: list[str],
+    load: tuple[float, float, int] | None = None,
+) -> str:
     """The whole markdown document: scenario table, reference runs, targets, steal, notes.
 
     `load`: (median, max) of the 1-minute load average sampled during the run, and the CPUs."""
@@ -159,9 +167,18 @@ def render_report(title: str, rows: list[Row], refs: list[Ref], targets: list[Ta
         out += ["Reference measurements:", "", render_refs(refs), ""]
     out += ["## Targets", "", render_targets(targets), ""]
     steal_txt = "not available (no /proc/stat)" if steal is None else f"{steal:.1f}% of all CPU time"
-    load_txt = "" if load is None else (f" Load average (1 min) during the run: median {load[0]:.2f}, max {load[1]:.2f}, "
-                                        f"on {load[2]} CPUs (other processes' work, which steal does not count).")
-    out += [f"CPU steal during the whole benchmark: **{steal_txt}**. Benchmark wall time: {wall_seconds / 60:.1f} min.{load_txt}", ""]
+    load_txt = (
+        ""
+        if load is None
+        else (
+            f" Load average (1 min) during the run: median {load[0]:.2f}, max {load[1]:.2f}, "
+            f"on {load[2]} CPUs (other processes' work, which steal does not count)."
+        )
+    )
+    out += [
+        f"CPU steal during the whole benchmark: **{steal_txt}**. Benchmark wall time: {wall_seconds / 60:.1f} min.{load_txt}",
+        "",
+    ]
     if notes:
         out += ["Notes:", "", *(f"- {n}" for n in notes), ""]
     return "\n".join(out)

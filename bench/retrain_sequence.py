@@ -29,8 +29,13 @@ BIN = Path(sys.executable).parent
 
 def sh(*cmd: str, env: dict | None = None) -> str:
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {}), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        cmd,
+        cwd=ROOT,
+        env={**os.environ, **(env or {}), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+    )
     out = (p.stdout + p.stderr).strip()
     print(f"$ {' '.join(cmd)}   ({time.perf_counter() - t0:.1f} s)")
     print("  " + out.replace("\n", "\n  ")[-3000:])
@@ -107,15 +112,22 @@ def _sequence(args, env, held, files) -> int:
     sh(str(BIN / "dvc"), "add", "-q", "data/raw/flights", "data/raw/weather")
     tick = raw_data_evaluation(project(), raw_cursor)
     for r in tick.run_requests:
-        key = r.partition_key or f"{r.tags['dagster/asset_partition_range_start']}...{r.tags['dagster/asset_partition_range_end']}"
+        key = (
+            r.partition_key
+            or f"{r.tags['dagster/asset_partition_range_start']}...{r.tags['dagster/asset_partition_range_end']}"
+        )
         print(f"new-raw-data sensor requests {','.join(k.path[0] for k in r.asset_selection)}[{key}]")
-        materialize("2-features", "--select", ",".join(k.path[0] for k in r.asset_selection), "--partition", key, env=env)
+        materialize(
+            "2-features", "--select", ",".join(k.path[0] for k in r.asset_selection), "--partition", key, env=env
+        )
 
     print("== 3. the retraining sensor decides")
     tick = retrain_evaluation(project(), "delay_model", None, time.time(), ["training_set"])
     if tick.run_requests:
         (req,) = tick.run_requests
-        print(f"retraining sensor requests {','.join(k.path[0] for k in req.asset_selection)}: {req.tags['skipwise/retrain_reason']}")
+        print(
+            f"retraining sensor requests {','.join(k.path[0] for k in req.asset_selection)}: {req.tags['skipwise/retrain_reason']}"
+        )
         materialize("3-retrain", "--select", ",".join(k.path[0] for k in req.asset_selection), env=env)
     else:
         print(f"retraining sensor: {tick.skip_reason.skip_message}")
@@ -125,7 +137,9 @@ def _sequence(args, env, held, files) -> int:
     requests = stale_run_requests(project(), frozenset({"training_set", "delay_model"}))
     for r in requests:
         names = ",".join(k.path[0] for k in r.asset_selection)
-        span = f"{r.tags.get('dagster/asset_partition_range_start')}...{r.tags.get('dagster/asset_partition_range_end')}"
+        span = (
+            f"{r.tags.get('dagster/asset_partition_range_start')}...{r.tags.get('dagster/asset_partition_range_end')}"
+        )
         print(f"stale-partitions sensor requests {names}[{span}]")
         materialize("4-rescore", "--select", names, "--partition", span, env=env)
     again = stale_run_requests(project(), frozenset({"training_set", "delay_model"}))
@@ -137,10 +151,14 @@ def _sequence(args, env, held, files) -> int:
     try:
         params.write_text(original.replace("  lr: 0.003\n", "  lr: 0.00001\n"))
         materialize("5-worse-model", "--select", "delay_model", env=env)
-        print(f"stale predictions: {len(stale_run_requests(project(), frozenset({'training_set', 'delay_model'})))} request(s)")
+        print(
+            f"stale predictions: {len(stale_run_requests(project(), frozenset({'training_set', 'delay_model'})))} request(s)"
+        )
     finally:
         params.write_text(original)
-    print("== 6. back to the params of step 3: that fingerprint was trained before, restored (sha256 checked), not trained")
+    print(
+        "== 6. back to the params of step 3: that fingerprint was trained before, restored (sha256 checked), not trained"
+    )
     materialize("6-restore", "--select", "delay_model", env=env)
     sh(str(BIN / "skipwise"), "models")
 

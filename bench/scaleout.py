@@ -86,7 +86,9 @@ def timed(root: Path, env: dict[str, str], args: list[str], log, extra_pids: lis
     full.pop("SKIPWISE_WORKERS", None)
     before = sum(proc_cpu(p) for p in extra_pids)
     t0 = time.perf_counter()
-    child = subprocess.Popen([str(BIN / "skipwise"), *args], cwd=root, env=full, stdout=subprocess.PIPE, stderr=log, text=True)
+    child = subprocess.Popen(
+        [str(BIN / "skipwise"), *args], cwd=root, env=full, stdout=subprocess.PIPE, stderr=log, text=True
+    )
     out = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - t0
@@ -112,13 +114,17 @@ def clear_bucket(s3: S3Server, prefix: str) -> None:
             client.delete_objects(Bucket=BUCKET, Delete={"Objects": keys})
 
 
-def measure(row: Row, root: Path, env: dict[str, str], args: list[str], repeats: int, log, pids: list[int], clear) -> None:
+def measure(
+    row: Row, root: Path, env: dict[str, str], args: list[str], repeats: int, log, pids: list[int], clear
+) -> None:
     for i in range(repeats):
         clear()
         row.build.append(timed(root, env, args, log, pids))
         row.noop.append(timed(root, env, args, log, pids))
-        say(f"{row.name} ({row.workers}) #{i + 1}: build {row.build[-1].wall:.1f} s ({row.build[-1].computed} computed), "
-            f"no-op {row.noop[-1].wall:.2f} s")
+        say(
+            f"{row.name} ({row.workers}) #{i + 1}: build {row.build[-1].wall:.1f} s ({row.build[-1].computed} computed), "
+            f"no-op {row.noop[-1].wall:.2f} s"
+        )
 
 
 def med(values: list[float]) -> float:
@@ -127,17 +133,23 @@ def med(values: list[float]) -> float:
 
 def render(rows: list[Row], partitions: int, days: int, steal: float | None, load: list[float], wall: float) -> str:
     base = rows[0]
-    out = [f"# Scale-out: the services profile against the embedded default ({days} days, {partitions} partitions)", "",
-           f"Backfill of flight_features + weather_features from empty, then again with nothing stale. Medians "
-           f"(minimums) over {len(base.build)} repeats; CPU = the command + Celery workers + moto_server.", "",
-           "| profile | workers | backfill s | partitions/s | CPU s | CPU ms / partition | no-op s | no-op CPU s |",
-           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    out = [
+        f"# Scale-out: the services profile against the embedded default ({days} days, {partitions} partitions)",
+        "",
+        f"Backfill of flight_features + weather_features from empty, then again with nothing stale. Medians "
+        f"(minimums) over {len(base.build)} repeats; CPU = the command + Celery workers + moto_server.",
+        "",
+        "| profile | workers | backfill s | partitions/s | CPU s | CPU ms / partition | no-op s | no-op CPU s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in rows:
         walls, cpus = [s.wall for s in r.build], [s.cpu for s in r.build]
         nwall, ncpu = [s.wall for s in r.noop], [s.cpu for s in r.noop]
-        out.append(f"| {r.name} | {r.workers} | {med(walls):.1f} ({min(walls):.1f}) | {partitions / med(walls):.1f} "
-                   f"| {med(cpus):.1f} ({min(cpus):.1f}) | {1000 * med(cpus) / partitions:.0f} "
-                   f"| {med(nwall):.2f} ({min(nwall):.2f}) | {med(ncpu):.2f} |")
+        out.append(
+            f"| {r.name} | {r.workers} | {med(walls):.1f} ({min(walls):.1f}) | {partitions / med(walls):.1f} "
+            f"| {med(cpus):.1f} ({min(cpus):.1f}) | {1000 * med(cpus) / partitions:.0f} "
+            f"| {med(nwall):.2f} ({min(nwall):.2f}) | {med(ncpu):.2f} |"
+        )
     out.append("")
     by = {(r.name, r.workers): r for r in rows}
     emb = by.get(("embedded", "1 process"))
@@ -146,19 +158,30 @@ def render(rows: list[Row], partitions: int, days: int, steal: float | None, loa
     if emb and loc:
         per_wall = 1000 * (med([s.wall for s in loc.build]) - med([s.wall for s in emb.build])) / partitions
         per_cpu = 1000 * (med([s.cpu for s in loc.build]) - med([s.cpu for s in emb.build])) / partitions
-        out.append(f"- Coordination overhead (PostgreSQL instance + Celery, one worker, local disk) against the embedded "
-                   f"default in one process: **{per_wall:+.0f} ms wall, {per_cpu:+.0f} ms CPU per partition**.")
+        out.append(
+            f"- Coordination overhead (PostgreSQL instance + Celery, one worker, local disk) against the embedded "
+            f"default in one process: **{per_wall:+.0f} ms wall, {per_cpu:+.0f} ms CPU per partition**."
+        )
     if loc and s3_1:
         per_wall = 1000 * (med([s.wall for s in s3_1.build]) - med([s.wall for s in loc.build])) / partitions
-        out.append(f"- Features on S3 (moto_server on this host) instead of local disk, one worker: {per_wall:+.0f} ms wall per partition.")
+        out.append(
+            f"- Features on S3 (moto_server on this host) instead of local disk, one worker: {per_wall:+.0f} ms wall per partition."
+        )
     one = by.get(("services, S3", "1"))
     for n in ("2", "4"):
         r = by.get(("services, S3", n))
         if one and r:
-            out.append(f"- {n} workers against 1: x{med([s.wall for s in one.build]) / med([s.wall for s in r.build]):.2f} throughput.")
-    out += ["", f"CPU steal over the run: **{'not available' if steal is None else f'{steal:.1f}%'}**; 1-minute load "
-            f"average {min(load):.1f} to {max(load):.1f} on {os.cpu_count()} CPUs; benchmark wall {wall / 60:.1f} min."
-            if load else f"CPU steal over the run: {steal}", ""]
+            out.append(
+                f"- {n} workers against 1: x{med([s.wall for s in one.build]) / med([s.wall for s in r.build]):.2f} throughput."
+            )
+    out += [
+        "",
+        f"CPU steal over the run: **{'not available' if steal is None else f'{steal:.1f}%'}**; 1-minute load "
+        f"average {min(load):.1f} to {max(load):.1f} on {os.cpu_count()} CPUs; benchmark wall {wall / 60:.1f} min."
+        if load
+        else f"CPU steal over the run: {steal}",
+        "",
+    ]
     return "\n".join(out)
 
 
@@ -194,10 +217,20 @@ def main(argv: list[str] | None = None) -> int:
                 row = Row("embedded", name)
                 measure(row, root, base_env, materialize + extra, args.repeats, log, [], lambda: clear_local(root))
                 rows.append(row)
-            services_env = {**base_env, "SKIPWISE_PROFILE": "services", "SKIPWISE_PG_URL": pg,
-                            "SKIPWISE_CHUNK_PARTITIONS": chunk, "SKIPWISE_CELERY_QUEUE": f"skipwise_bench_{os.getpid()}"}
-            s3_env = {**services_env, **FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": s3.endpoint,
-                      "SKIPWISE_STORE_REGION": "us-east-1", "SKIPWISE_REGION": "us-east-1"}
+            services_env = {
+                **base_env,
+                "SKIPWISE_PROFILE": "services",
+                "SKIPWISE_PG_URL": pg,
+                "SKIPWISE_CHUNK_PARTITIONS": chunk,
+                "SKIPWISE_CELERY_QUEUE": f"skipwise_bench_{os.getpid()}",
+            }
+            s3_env = {
+                **services_env,
+                **FAKE_CREDENTIALS,
+                "AWS_ENDPOINT_URL": s3.endpoint,
+                "SKIPWISE_STORE_REGION": "us-east-1",
+                "SKIPWISE_REGION": "us-east-1",
+            }
             plan = [("services, local disk", 1, services_env, None)]
             plan += [("services, S3", n, {**s3_env, "SKIPWISE_STORE": f"s3://{BUCKET}/w{n}"}, f"w{n}") for n in counts]
             for name, n, env, prefix in plan:
@@ -205,8 +238,13 @@ def main(argv: list[str] | None = None) -> int:
                     pids = [*workers.pids(), s3.process.pid] if prefix else workers.pids()
                     clear = (lambda p=prefix: clear_bucket(s3, p)) if prefix else (lambda: clear_local(root))
                     clear()
-                    timed(root, {**env, "SKIPWISE_CHUNK_PARTITIONS": "1"}, ["materialize", "--select", SELECT, "--partition", warm],
-                          log, pids)  # the workers' imports, untimed
+                    timed(
+                        root,
+                        {**env, "SKIPWISE_CHUNK_PARTITIONS": "1"},
+                        ["materialize", "--select", SELECT, "--partition", warm],
+                        log,
+                        pids,
+                    )  # the workers' imports, untimed
                     row = Row(name, str(n))
                     measure(row, root, env, materialize, args.repeats, log, pids, clear)
                     rows.append(row)

@@ -33,12 +33,16 @@ class ServiceUnreachable(RuntimeError):
 def check_services(pg_url: str = PG_ADMIN_URL, broker: str = DEFAULT_BROKER, backend: str = DEFAULT_BACKEND) -> None:
     """Raise `ServiceUnreachable` for the first of PostgreSQL, the broker and the result backend
     that does not accept a TCP connection within 3 s."""
+
     def kind(url: str) -> str:
         scheme = urlsplit(url).scheme
         return "PostgreSQL" if scheme.startswith("postgres") else "Redis" if scheme.startswith("redis") else "RabbitMQ"
 
-    for name, url in (("PostgreSQL", pg_url), (f"{kind(broker)} (the Celery broker)", broker),
-                      (f"{kind(backend)} (the Celery result backend)", backend)):
+    for name, url in (
+        ("PostgreSQL", pg_url),
+        (f"{kind(broker)} (the Celery broker)", broker),
+        (f"{kind(backend)} (the Celery result backend)", backend),
+    ):
         if url.startswith("rpc://"):
             continue
         why = unreachable(url)
@@ -64,8 +68,10 @@ def scratch_database(admin_url: str = PG_ADMIN_URL, prefix: str = "skipwise_test
             yield u._replace(path=f"/{name}").geturl()
         finally:
             with conn.cursor() as cur:
-                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                            (name,))
+                cur.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (name,),
+                )
                 cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
     finally:
         conn.close()
@@ -97,8 +103,24 @@ class CeleryWorkers:
         out = open(log, "ab")
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-        cmd = [str(BIN / "celery"), "-A", "skipwise.adapters.dagster.celery_app", "worker", "-Q", self.queue,
-               "--pool", "solo", "-c", "1", "-n", name, "--without-gossip", "--without-mingle", "-l", "INFO"]
+        cmd = [
+            str(BIN / "celery"),
+            "-A",
+            "skipwise.adapters.dagster.celery_app",
+            "worker",
+            "-Q",
+            self.queue,
+            "--pool",
+            "solo",
+            "-c",
+            "1",
+            "-n",
+            name,
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "INFO",
+        ]
         p = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=out, stderr=subprocess.STDOUT)
         out.close()
         self.procs.append(p)
@@ -111,10 +133,14 @@ class CeleryWorkers:
         for p, log in zip(self.procs, self.logs):
             while p.poll() is None and " ready." not in log.read_text(errors="replace"):
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"a Celery worker did not get ready in {timeout:.0f} s: {log.read_text(errors='replace')[-2000:]}")
+                    raise RuntimeError(
+                        f"a Celery worker did not get ready in {timeout:.0f} s: {log.read_text(errors='replace')[-2000:]}"
+                    )
                 time.sleep(0.2)
             if p.poll() is not None:
-                raise RuntimeError(f"a Celery worker exited with {p.returncode}: {log.read_text(errors='replace')[-2000:]}")
+                raise RuntimeError(
+                    f"a Celery worker exited with {p.returncode}: {log.read_text(errors='replace')[-2000:]}"
+                )
 
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs if p.poll() is None]

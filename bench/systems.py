@@ -16,8 +16,16 @@ from typing import Callable
 
 import dagster as dg
 
-from bench.plain_build import (RawReader, build_partition, dagster_partitions, load_body, load_definitions, load_params,
-                               window_keep, write_partition)
+from bench.plain_build import (
+    RawReader,
+    build_partition,
+    dagster_partitions,
+    load_body,
+    load_definitions,
+    load_params,
+    window_keep,
+    write_partition,
+)
 from bench.workspace import Workspace, purge_modules
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -72,8 +80,15 @@ class Recorded:
 
 def ledger_since(ws: Workspace, before: set[Path]) -> Recorded:
     """What skipwise recorded in ledger files written since `before` (see `Recorded`)."""
-    n = {"computed": 0, "bytes_read": 0, "overhead_cpu": 0.0, "partition_cpu": 0.0, "usd": 0.0, "restored": 0,
-         "restored_usd_avoided": 0.0}
+    n = {
+        "computed": 0,
+        "bytes_read": 0,
+        "overhead_cpu": 0.0,
+        "partition_cpu": 0.0,
+        "usd": 0.0,
+        "restored": 0,
+        "restored_usd_avoided": 0.0,
+    }
     for path in ledger_files(ws) - before:
         for line in path.read_text().splitlines():
             rec = json.loads(line)
@@ -82,7 +97,9 @@ def ledger_since(ws: Workspace, before: set[Path]) -> Recorded:
                 n["computed"] += 1
                 n["partition_cpu"] += float(rec.get("cpu_seconds") or 0.0)
             elif cache == "run":
-                n["overhead_cpu"] += float(rec.get("cpu_seconds") or 0.0) - float(rec.get("overhead_start_cpu_seconds") or 0.0)
+                n["overhead_cpu"] += float(rec.get("cpu_seconds") or 0.0) - float(
+                    rec.get("overhead_start_cpu_seconds") or 0.0
+                )
             elif cache == "restore":
                 n["restored"] += 1
                 n["restored_usd_avoided"] += float(rec.get("usd_avoided") or 0.0)
@@ -109,7 +126,9 @@ def skipwise_dagster(ws: Workspace) -> Measured:
         raise RuntimeError(f"skipwise run failed in {ws.root} (runs {summary.run_ids}); see the benchmark log")
     rec = ledger_since(ws, before)
     if rec.computed != sum(summary.computed.values()):
-        WARNINGS.append(f"{ws.name}: skipwise's ledger says {rec.computed} partitions computed, its summary {summary.computed}")
+        WARNINGS.append(
+            f"{ws.name}: skipwise's ledger says {rec.computed} partitions computed, its summary {summary.computed}"
+        )
     return Measured(seconds, rec.computed, rec.bytes_read, rec.overhead_cpu, rec.partition_cpu)
 
 
@@ -126,9 +145,15 @@ def skipwise_range_run(ws: Workspace) -> Measured:
     os.environ["SKIPWISE_ROOT"] = str(ws.root)
     try:
         t0 = time.perf_counter()
-        result = dg.materialize(list(defs.assets or ()), resources=resources, selection=[dg.AssetKey(n) for n in ws.selection],
-                                instance=dg.DagsterInstance.get(), tags=_range_tags(ws), run_config=RUN_CONFIG,
-                                raise_on_error=False)
+        result = dg.materialize(
+            list(defs.assets or ()),
+            resources=resources,
+            selection=[dg.AssetKey(n) for n in ws.selection],
+            instance=dg.DagsterInstance.get(),
+            tags=_range_tags(ws),
+            run_config=RUN_CONFIG,
+            raise_on_error=False,
+        )
         seconds = time.perf_counter() - t0
     finally:
         os.environ.pop("SKIPWISE_ROOT", None)
@@ -217,7 +242,9 @@ def plain_dagster(ws: Workspace) -> Measured:
     stats = {"computed": 0, "bytes_read": 0}
     out = ws.root / "data" / "plain"
     assets = [_plain_asset(ws, defs, graph, graph.asset(n), out, stats) for n in ws.selection]
-    result = dg.materialize(assets, instance=dg.DagsterInstance.get(), tags=_range_tags(ws), run_config=RUN_CONFIG, raise_on_error=False)
+    result = dg.materialize(
+        assets, instance=dg.DagsterInstance.get(), tags=_range_tags(ws), run_config=RUN_CONFIG, raise_on_error=False
+    )
     seconds = time.perf_counter() - t0
     if not result.success:
         raise RuntimeError(f"plain Dagster run {result.run_id} failed; see the benchmark log")
@@ -228,7 +255,13 @@ def plain_dagster(ws: Workspace) -> Measured:
 
 
 def _noop_partitioned(name: str, pdef) -> object:
-    @dg.asset(name=name, partitions_def=pdef, backfill_policy=dg.BackfillPolicy.single_run(), output_required=False, group_name="trivial")
+    @dg.asset(
+        name=name,
+        partitions_def=pdef,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        output_required=False,
+        group_name="trivial",
+    )
     def _nothing(context):
         return
         yield  # a generator that yields nothing

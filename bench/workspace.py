@@ -91,7 +91,9 @@ def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) 
     """Run a command; on failure, raise with its output."""
     p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if check and p.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({p.returncode}) in {cwd}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+        raise RuntimeError(
+            f"{' '.join(map(str, cmd))} failed ({p.returncode}) in {cwd}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+        )
     return p
 
 
@@ -104,13 +106,17 @@ def freeze_library(base: Path) -> Path:
     if "skipwise" in sys.modules:
         raise RuntimeError("skipwise was imported before the benchmark froze its copy of the library")
     lib = base / "lib"
-    shutil.copytree(REPO / "pipelines" / "skipwise", lib / "skipwise", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(
+        REPO / "pipelines" / "skipwise", lib / "skipwise", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
     env = {**os.environ, "PYTHONPATH": str(lib)}
     check = "import skipwise, skipwise.cli, skipwise.engine, skipwise.adapters.dagster; print(skipwise.__file__)"
     p = subprocess.run([sys.executable, "-c", check], cwd=base, env=env, capture_output=True, text=True)
     if p.returncode != 0 or not p.stdout.strip().startswith(str(lib)):
-        raise RuntimeError(f"the library copied from {REPO / 'pipelines' / 'skipwise'} does not import from {lib} "
-                           f"(pipelines/ caught mid-edit?):\n{p.stdout[-1500:]}{p.stderr[-3000:]}")
+        raise RuntimeError(
+            f"the library copied from {REPO / 'pipelines' / 'skipwise'} does not import from {lib} "
+            f"(pipelines/ caught mid-edit?):\n{p.stdout[-1500:]}{p.stderr[-3000:]}"
+        )
     sys.path.insert(0, str(lib))
     LIBRARY = lib
     return lib
@@ -131,8 +137,12 @@ def demo_copy(root: Path, days: int, source: Path = REPO, env: dict | None = Non
     span = f"{first}...{first + timedelta(days=days - 1)}"
     env = {**(env or os.environ), "PATH": f"{BIN}{os.pathsep}{(env or os.environ).get('PATH', '')}"}
     run([sys.executable, "-m", "assets.ingest", "--root", str(root), "--days", span], root, env)
-    for cmd in (["git", "init", "-q"], [DVC, "init", "-q"], [DVC, "config", "core.analytics", "false"],
-                [DVC, "add", "-q", "data/raw/flights", "data/raw/weather"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        [DVC, "init", "-q"],
+        [DVC, "config", "core.analytics", "false"],
+        [DVC, "add", "-q", "data/raw/flights", "data/raw/weather"],
+    ):
         run(cmd, root, env)
     return span
 
@@ -153,7 +163,9 @@ def _copy(src: Path, dest: Path) -> None:
 def _init_repo(ws: Workspace) -> None:
     ws.dagster_home.mkdir(parents=True, exist_ok=True)
     (ws.dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    (ws.root / ".gitignore").write_text("/data/*\n!/data/raw/\n/data/raw/*\n!/data/raw/*.dvc\n__pycache__/\n/bench_stats/\n")
+    (ws.root / ".gitignore").write_text(
+        "/data/*\n!/data/raw/\n/data/raw/*\n!/data/raw/*.dvc\n__pycache__/\n/bench_stats/\n"
+    )
     ws.run(["git", "init", "-q"])
     ws.dvc("init", "-q")
     ws.dvc("config", "core.analytics", "false")
@@ -273,8 +285,10 @@ def _version_raw(ws: Workspace) -> None:
 def _skipwise_stage_cmd(ws: Workspace) -> str:
     # `skipwise materialize` with this interpreter (the venv's skipwise, as the in-process runs use);
     # the definitions come from the project's pyproject.toml, as for any user.
-    return (f"{sys.executable} -m skipwise.cli --root . materialize "
-            f"--select {','.join(ws.selection)} --partition {ws.partition_range}")
+    return (
+        f"{sys.executable} -m skipwise.cli --root . materialize "
+        f"--select {','.join(ws.selection)} --partition {ws.partition_range}"
+    )
 
 
 def _replace_line(text: str, prefix: str, new: str) -> str:
@@ -318,7 +332,11 @@ def edit_code(ws: Workspace) -> Path:
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:
-    return isinstance(stmt, ast.Expr) and isinstance(getattr(stmt, "value", None), ast.Constant) and isinstance(stmt.value.value, str)
+    return (
+        isinstance(stmt, ast.Expr)
+        and isinstance(getattr(stmt, "value", None), ast.Constant)
+        and isinstance(stmt.value.value, str)
+    )
 
 
 def project_graph(ws: Workspace):

@@ -28,8 +28,17 @@ _observing.install()
 
 __version__ = "0.2.0"
 
-_PUBLIC = {"asset", "dvc_source", "object_source", "IOManager", "stale_partitions_sensor", "new_raw_data", "retrain_on_feature_change",
-           "weekly_retrain", "verify_schedule"}
+_PUBLIC = {
+    "asset",
+    "dvc_source",
+    "object_source",
+    "IOManager",
+    "stale_partitions_sensor",
+    "new_raw_data",
+    "retrain_on_feature_change",
+    "weekly_retrain",
+    "verify_schedule",
+}
 _MODELS = {"train_or_restore", "model_registry"}  # no Dagster needed
 _READING = {"read", "scan", "relation"}
 __all__ = sorted(_PUBLIC | _MODELS | _READING | {"as_of_join"})

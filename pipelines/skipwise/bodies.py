@@ -42,8 +42,9 @@ class Body:
     resource_params: tuple[str, ...] = ()
     returns: Any = None
 
-    def call(self, context: Any, inputs: Mapping[str, Mapping[str, Any]], params: Mapping[str, Any],
-             resources: Any = None) -> Any:
+    def call(
+        self, context: Any, inputs: Mapping[str, Mapping[str, Any]], params: Mapping[str, Any], resources: Any = None
+    ) -> Any:
         """Call the function for one partition: `inputs` maps each upstream to its decoded
         partitions (key -> value, in order), combined here as each parameter's annotation asks."""
         kwargs: dict[str, Any] = {}
@@ -97,6 +98,8 @@ def body_of(ref: str) -> Body:
     """The registered body of `ref`; LookupError naming the fix when its module was not imported."""
     body = REGISTRY.get(ref)
     if body is None:
-        raise LookupError(f"no @sw.asset function {ref} is loaded in this process: import the module that defines it "
-                          "(the project's definitions) first")
+        raise LookupError(
+            f"no @sw.asset function {ref} is loaded in this process: import the module that defines it "
+            "(the project's definitions) first"
+        )
     return body

@@ -74,16 +74,20 @@ def cmd_status(args) -> int:
     if args.json:
         print_json(out)
         return 0
-    print(f"input cache {out['dir']}: {len(entries)} object(s), {total:,} bytes of {cache.max_bytes:,} "
-          f"({100 * total / cache.max_bytes if cache.max_bytes else 0:.1f} %)")
+    print(
+        f"input cache {out['dir']}: {len(entries)} object(s), {total:,} bytes of {cache.max_bytes:,} "
+        f"({100 * total / cache.max_bytes if cache.max_bytes else 0:.1f} %)"
+    )
     for cls, n in sorted(by_class.items()):
         print(f"  from {cls or 'unknown'}: {n:,} bytes")
     print(f"  fetching all of it again would cost {format_usd(out['refetch_usd'])}")
     if out["orphans"]:
         print(f"  {out['orphans']} incomplete file(s) (a killed fetch): `skipwise cache gc` removes them")
     if copies:
-        print(f"local copies of feature-store objects {folder}: {len(copies)} file(s), "
-              f"{out['object_copies']['bytes']:,} bytes (`skipwise cache gc` removes them; they are fetched again when needed)")
+        print(
+            f"local copies of feature-store objects {folder}: {len(copies)} file(s), "
+            f"{out['object_copies']['bytes']:,} bytes (`skipwise cache gc` removes them; they are fetched again when needed)"
+        )
     return 0
 
 
@@ -98,8 +102,10 @@ def cmd_gc(args) -> int:
     freed = sum(e.size for e in removed)
     for e in removed:
         print(f"  {verb} {e.key} ({e.size:,} bytes, refetch {format_usd(e.refetch_usd)}, from {e.origin})")
-    print(f"cache gc: {verb} {len(removed)} object(s), {freed:,} bytes, and {len(orphans)} incomplete file(s); "
-          f"{cache.total_bytes() if not args.dry_run else cache.total_bytes() - freed:,} bytes left")
+    print(
+        f"cache gc: {verb} {len(removed)} object(s), {freed:,} bytes, and {len(orphans)} incomplete file(s); "
+        f"{cache.total_bytes() if not args.dry_run else cache.total_bytes() - freed:,} bytes left"
+    )
     _, copies = _copies(args)
     if copies:
         size = sum(p.stat().st_size for p in copies)

@@ -54,12 +54,24 @@ def print_warnings(warnings: list[str], limit: int = MAX_WARNINGS) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="skipwise", description="Incremental, cost-aware Dagster pipelines over DVC data.",
-                                epilog=console.EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", default=None, help="project root (default: $SKIPWISE_ROOT, else the nearest folder up from "
-                   "here holding skipwise.toml, params.yaml, dvc.yaml or a pyproject.toml with [tool.skipwise])")
-    p.add_argument("--defs", default=None, help="the module holding the project's dg.Definitions (default: "
-                   "[tool.skipwise] definitions in pyproject.toml, or skipwise.toml)")
+    p = argparse.ArgumentParser(
+        prog="skipwise",
+        description="Incremental, cost-aware Dagster pipelines over DVC data.",
+        epilog=console.EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--root",
+        default=None,
+        help="project root (default: $SKIPWISE_ROOT, else the nearest folder up from "
+        "here holding skipwise.toml, params.yaml, dvc.yaml or a pyproject.toml with [tool.skipwise])",
+    )
+    p.add_argument(
+        "--defs",
+        default=None,
+        help="the module holding the project's dg.Definitions (default: "
+        "[tool.skipwise] definitions in pyproject.toml, or skipwise.toml)",
+    )
     sub = p.add_subparsers(dest="command")
 
     plan = sub.add_parser("plan", help="which partitions would run and why (reads no data)")
@@ -67,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--partition", default=None, help="one partition key, or a range a...b")
     add_json_flag(plan)
     plan.add_argument("--all", action="store_true", help="list skipped partitions too")
-    plan.add_argument("--max-usd", type=float, default=None, help="exit 3 if the projected cost is above this (a CI gate)")
+    plan.add_argument(
+        "--max-usd", type=float, default=None, help="exit 3 if the projected cost is above this (a CI gate)"
+    )
     plan.add_argument("--cost", action="store_true", help="project the cost of the plan from the ledger's history")
     plan.set_defaults(func=cmd_plan)
 
@@ -75,25 +89,40 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--select", default=None, help="comma-separated assets (default: all)")
     status.add_argument("--partition", default=None, help="one partition key, or a range a...b (default: all)")
     add_json_flag(status)
-    status.add_argument("--check", action="store_true", help=f"exit {EXIT_CHECK} when any partition is stale, missing or blocked (a CI gate)")
+    status.add_argument(
+        "--check",
+        action="store_true",
+        help=f"exit {EXIT_CHECK} when any partition is stale, missing or blocked (a CI gate)",
+    )
     status.add_argument("--limit", type=int, default=20, help="list at most this many not-up-to-date partitions")
     status.add_argument("--all", action="store_true", help="list every partition, up-to-date ones included")
-    status.add_argument("--explain", action="store_true",
-                        help="also say what each asset's code version is made of: code followed, counted whole, by version, "
-                             "observed at run, and what it does not cover")
+    status.add_argument(
+        "--explain",
+        action="store_true",
+        help="also say what each asset's code version is made of: code followed, counted whole, by version, "
+        "observed at run, and what it does not cover",
+    )
     status.set_defaults(func=cmd_status)
 
     mat = sub.add_parser("materialize", help="materialize assets through Dagster, computing only what changed")
     mat.add_argument("--select", default=None, help="comma-separated assets (default: all)")
     mat.add_argument("--partition", default=None, help="one partition key, or a range a...b (default: all)")
-    mat.add_argument("--workers", type=int, default=None,
-                     help="processes per level (default: $SKIPWISE_WORKERS, else one per CPU for levels of 100+ stale "
-                          "partitions per process; 1: all in this process)")
+    mat.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes per level (default: $SKIPWISE_WORKERS, else one per CPU for levels of 100+ stale "
+        "partitions per process; 1: all in this process)",
+    )
     mat.add_argument("--tags", default=None, help='run tags as JSON, e.g. \'{"skipwise/experiment": "e1"}\'')
     mat.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    mat.add_argument("--metrics", default=None, metavar="PATH",
-                     help="write a JSON metrics file for `dvc metrics`: what this command cost (from the ledger) "
-                          "and the metrics of the unpartitioned assets it selected")
+    mat.add_argument(
+        "--metrics",
+        default=None,
+        metavar="PATH",
+        help="write a JSON metrics file for `dvc metrics`: what this command cost (from the ledger) "
+        "and the metrics of the unpartitioned assets it selected",
+    )
     mat.set_defaults(func=cmd_materialize)
 
     from skipwise.cost_cli import add_cost_parser
@@ -111,22 +140,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_verify_parser(sub)
 
-    ui = sub.add_parser("ui", help="Dagster's webserver and daemon, with cost plotted by partition for partitions in the past",
-                        description="Runs dagster-webserver (and dagster-daemon) over the project's workspace. Dagster 1.13 "
-                        "lists an asset's newest partitions from today, not from the partitioning's end_date, so the asset "
-                        "page's plots by partition are empty for data that ends in the past; this webserver lists them from the end.")
-    ui.add_argument("-w", "--workspace", default=None, help="workspace.yaml (default: the project's, if it has one; "
-                    "else [tool.dagster] in pyproject.toml)")
+    ui = sub.add_parser(
+        "ui",
+        help="Dagster's webserver and daemon, with cost plotted by partition for partitions in the past",
+        description="Runs dagster-webserver (and dagster-daemon) over the project's workspace. Dagster 1.13 "
+        "lists an asset's newest partitions from today, not from the partitioning's end_date, so the asset "
+        "page's plots by partition are empty for data that ends in the past; this webserver lists them from the end.",
+    )
+    ui.add_argument(
+        "-w",
+        "--workspace",
+        default=None,
+        help="workspace.yaml (default: the project's, if it has one; else [tool.dagster] in pyproject.toml)",
+    )
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     ui.add_argument("-p", "--port", type=int, default=3000, help="port (default: 3000)")
-    ui.add_argument("--no-daemon", action="store_true", help="run the webserver alone (no sensors, schedules or backfills)")
+    ui.add_argument(
+        "--no-daemon", action="store_true", help="run the webserver alone (no sensors, schedules or backfills)"
+    )
     ui.set_defaults(func=cmd_ui)
     return p
 
 
 def cmd_ui(args) -> int:
     root = console.project_root(args.root)
-    workspace = Path(args.workspace).resolve() if args.workspace else (root / "workspace.yaml" if (root / "workspace.yaml").is_file() else None)
+    workspace = (
+        Path(args.workspace).resolve()
+        if args.workspace
+        else (root / "workspace.yaml" if (root / "workspace.yaml").is_file() else None)
+    )
     if workspace is not None and not workspace.is_file():
         raise UsageError(f"--workspace {workspace} is not a file", hint="name the workspace.yaml, or leave -w out")
     os.environ.setdefault("DAGSTER_HOME", str(root / ".dagster"))
@@ -148,7 +190,13 @@ def _select(spec: str | None) -> list[str] | None:
 
 
 def decision_row(d: Decision) -> dict:
-    return {"asset": d.asset, "partition": d.partition, "action": d.action, "reason": d.reason, "fingerprint": d.fingerprint}
+    return {
+        "asset": d.asset,
+        "partition": d.partition,
+        "action": d.action,
+        "reason": d.reason,
+        "fingerprint": d.fingerprint,
+    }
 
 
 def cmd_plan(args) -> int:
@@ -163,29 +211,36 @@ def cmd_plan(args) -> int:
     moved = _inputs_moved(project, todo)
     if args.json:
         rows = decisions if args.all else todo
-        print_json({
-            "run": sum(d.action == RUN for d in decisions),
-            "restore": sum(d.action == RESTORE for d in decisions),
-            "skip": sum(d.action == SKIP for d in decisions),
-            "blocked": sum(d.action == BLOCKED for d in decisions),
-            "projected_usd": projected,
-            "inputs": moved.to_json() if moved is not None else None,
-            "warnings": project.warnings,
-            "partitions": [decision_row(d) for d in rows],
-        })
+        print_json(
+            {
+                "run": sum(d.action == RUN for d in decisions),
+                "restore": sum(d.action == RESTORE for d in decisions),
+                "skip": sum(d.action == SKIP for d in decisions),
+                "blocked": sum(d.action == BLOCKED for d in decisions),
+                "projected_usd": projected,
+                "inputs": moved.to_json() if moved is not None else None,
+                "warnings": project.warnings,
+                "partitions": [decision_row(d) for d in rows],
+            }
+        )
     else:
         for d in decisions if args.all else todo:
             print(f"{d.action.upper():8} {d.asset}[{d.partition}]  {d.reason}")
         counts = Counter(d.action for d in decisions)
-        print(f"plan: {counts[RUN]} to run, " + (f"{counts[RESTORE]} to restore from kept versions, " if counts[RESTORE] else "")
-              + f"{counts[SKIP]} up to date, {counts[BLOCKED]} blocked"
-              + (f"; projected {format_usd(projected)}" if projected is not None else ""))
+        print(
+            f"plan: {counts[RUN]} to run, "
+            + (f"{counts[RESTORE]} to restore from kept versions, " if counts[RESTORE] else "")
+            + f"{counts[SKIP]} up to date, {counts[BLOCKED]} blocked"
+            + (f"; projected {format_usd(projected)}" if projected is not None else "")
+        )
         if moved is not None:
             print(_movement_line(moved))
         print_warnings(project.warnings)
     if args.max_usd is not None and projected is not None and projected > args.max_usd:
-        print(f"Error: the plan is projected to cost {format_usd(projected)}, above --max-usd {format_usd(args.max_usd)}",
-              file=sys.stderr)
+        print(
+            f"Error: the plan is projected to cost {format_usd(projected)}, above --max-usd {format_usd(args.max_usd)}",
+            file=sys.stderr,
+        )
         return EXIT_CHECK
     return EXIT_OK
 
@@ -202,10 +257,12 @@ def _movement_line(moved) -> str:
     """One paragraph: where the inputs are, bytes per class with their price, cache hits, placement."""
     approx = "~" if moved.estimated else ""
     classes = ", ".join(f"{c} {approx}{n:,} B" for c, n in moved.bytes_by_class.items()) or "nothing"
-    lines = [f"inputs: {moved.objects} file(s): {moved.local} in the workspace, {moved.cached} in the input cache, "
-             f"{moved.to_fetch} to fetch" + (f" from {', '.join(moved.where)}" if moved.where else ""),
-             f"  bytes moved: {classes}; egress and requests {approx}{format_usd(moved.usd)}"
-             + (" (sizes not yet fetched are DVC's mean file size)" if moved.estimated else "")]
+    lines = [
+        f"inputs: {moved.objects} file(s): {moved.local} in the workspace, {moved.cached} in the input cache, "
+        f"{moved.to_fetch} to fetch" + (f" from {', '.join(moved.where)}" if moved.where else ""),
+        f"  bytes moved: {classes}; egress and requests {approx}{format_usd(moved.usd)}"
+        + (" (sizes not yet fetched are DVC's mean file size)" if moved.estimated else ""),
+    ]
     if moved.region:
         lines.append(f"  placement: region {moved.region} holds most of the stale partitions' input bytes")
     return "\n".join(lines)
@@ -271,7 +328,9 @@ def _print_status(args, table: list[dict], rows: list[dict], not_current: list[d
     print(format_table(table))
     print("(computed, skipped, usd, usd_avoided: all runs in the cost ledger; `skipwise cost` for more)")
     for name, e in (explained or {}).items():
-        print(f"{name}: code version {e['code_version'][:12]} from {len(e['files'])} source file(s), {len(e['parts'])} part(s)")
+        print(
+            f"{name}: code version {e['code_version'][:12]} from {len(e['files'])} source file(s), {len(e['parts'])} part(s)"
+        )
         for key, label in _CODE_SECTIONS:
             for entry in e[key]:
                 print(f"    {label:15} {entry}")
@@ -280,16 +339,30 @@ def _print_status(args, table: list[dict], rows: list[dict], not_current: list[d
 
 
 #: The sections of an asset's code explanation, in the order they are printed.
-_CODE_SECTIONS = (("followed", "followed"), ("counted_whole", "counted whole"), ("by_version", "by version"),
-                  ("observed_at_run", "observed at run"), ("not_covered", "not covered"))
+_CODE_SECTIONS = (
+    ("followed", "followed"),
+    ("counted_whole", "counted whole"),
+    ("by_version", "by version"),
+    ("observed_at_run", "observed at run"),
+    ("not_covered", "not covered"),
+)
 
 #: What code versions cannot see, by what code refers to (a trailing * matches a family of
 #: functions): what a subprocess reads, and what comes over the network.
 _UNSEEN = (
-    ("subprocess", "a subprocess"), ("os.system", "a subprocess"), ("os.popen", "a subprocess"),
-    ("os.spawn*", "a subprocess"), ("os.exec*", "a subprocess"), ("multiprocessing", "another process"),
-    ("socket", "the network"), ("urllib.request", "the network"), ("http.client", "the network"),
-    ("requests", "the network"), ("httpx", "the network"), ("urllib3", "the network"), ("aiohttp", "the network"),
+    ("subprocess", "a subprocess"),
+    ("os.system", "a subprocess"),
+    ("os.popen", "a subprocess"),
+    ("os.spawn*", "a subprocess"),
+    ("os.exec*", "a subprocess"),
+    ("multiprocessing", "another process"),
+    ("socket", "the network"),
+    ("urllib.request", "the network"),
+    ("http.client", "the network"),
+    ("requests", "the network"),
+    ("httpx", "the network"),
+    ("urllib3", "the network"),
+    ("aiohttp", "the network"),
 )
 
 
@@ -314,7 +387,9 @@ def explain_code(project, assets, observed=None) -> dict:
     for a in assets:
         cv = project.code_of(a)
         versions = sorted({v for _, value in cv.parts for v in value.split(",") if "==" in v})
-        schemes = sorted({v.removeprefix("scheme:") for _, value in cv.parts for v in value.split(",") if v.startswith("scheme:")})
+        schemes = sorted(
+            {v.removeprefix("scheme:") for _, value in cv.parts for v in value.split(",") if v.startswith("scheme:")}
+        )
         out[a.name] = {
             "code_version": cv.digest,
             "files": [rel for rel, _ in cv.files],
@@ -323,9 +398,15 @@ def explain_code(project, assets, observed=None) -> dict:
             "parts": [k for k, _ in cv.parts],
             "resources": [rel for rel, _ in cv.resources],
             "followed": [rel for rel, _ in cv.files if rel.endswith(".py")],
-            "counted_whole": [*cv.notes, *(f"{rel}: a file beside the code — its bytes count" for rel, _ in cv.resources)],
-            "by_version": [v for v in versions if not v.endswith("==unknown")] + [f"skipwise {name}: scheme {number}" for name, _, number in (s.partition("/") for s in schemes)],
-            "observed_at_run": [f"{dep} ({what})" for dep, what in sorted(((observed or {}).get(a.name) or {}).items())],
+            "counted_whole": [
+                *cv.notes,
+                *(f"{rel}: a file beside the code — its bytes count" for rel, _ in cv.resources),
+            ],
+            "by_version": [v for v in versions if not v.endswith("==unknown")]
+            + [f"skipwise {name}: scheme {number}" for name, _, number in (s.partition("/") for s in schemes)],
+            "observed_at_run": [
+                f"{dep} ({what})" for dep, what in sorted(((observed or {}).get(a.name) or {}).items())
+            ],
             "not_covered": _not_covered(cv.parts),
             "orchestration": sorted({k.partition(":")[0].split(".")[0] for k, v in cv.parts if v == "orchestration"}),
         }
@@ -345,7 +426,9 @@ def _not_covered(parts) -> list[str]:
         dotted = f"{module}.{name}"
         for pattern, what in _UNSEEN:
             if dotted.startswith(pattern[:-1]) if pattern.endswith("*") else (dotted + ".").startswith(pattern + "."):
-                out.add(f"{dotted}: what {what} reads is not seen — declare it (files=, env=) or check with `skipwise verify`")
+                out.add(
+                    f"{dotted}: what {what} reads is not seen — declare it (files=, env=) or check with `skipwise verify`"
+                )
                 break
     return sorted(out)
 
@@ -361,7 +444,9 @@ def cmd_materialize(args) -> int:
     if args.partition is not None:
         parse_range(args.partition)  # before anything loads (Dagster included)
     if args.workers is not None and args.workers < 1:
-        raise UsageError(f"--workers must be 1 or more, got {args.workers}", hint="--workers 1 runs everything in this process")
+        raise UsageError(
+            f"--workers must be 1 or more, got {args.workers}", hint="--workers 1 runs everything in this process"
+        )
     project = _project(args)  # params, config and graph are checked here, before Dagster loads
     from skipwise.adapters.dagster.run import materialize_project
 
@@ -378,14 +463,25 @@ def cmd_materialize(args) -> int:
     if args.metrics:
         write_stage_metrics(Path(args.metrics), spent, summary.metrics, _select(args.select))
     if args.json:
-        print_json({"ok": summary.ok, "seconds": seconds, "requested": summary.requested,
-                    "computed": summary.computed, "cost": spent, "metrics": summary.metrics,
-                    "run_ids": summary.run_ids, "error": summary.failure_line() or None,
-                    "warnings": project.warnings})
+        print_json(
+            {
+                "ok": summary.ok,
+                "seconds": seconds,
+                "requested": summary.requested,
+                "computed": summary.computed,
+                "cost": spent,
+                "metrics": summary.metrics,
+                "run_ids": summary.run_ids,
+                "error": summary.failure_line() or None,
+                "warnings": project.warnings,
+            }
+        )
     else:
         print(summary.render(seconds))
-        print(f"  spent {format_usd(spent['usd'])}, avoided {format_usd(spent['usd_avoided'])} "
-              f"({spent['skipped']} partition(s) skipped)")
+        print(
+            f"  spent {format_usd(spent['usd'])}, avoided {format_usd(spent['usd_avoided'])} "
+            f"({spent['skipped']} partition(s) skipped)"
+        )
     if not summary.ok:
         print(f"Error: {summary.failure_line()}", file=sys.stderr)
     return EXIT_OK if summary.ok else EXIT_FAILURE
@@ -401,11 +497,16 @@ def stage_cost(rows: list[dict], since_ts: str) -> dict:
 
     usd, avoided = total("usd"), total("usd_avoided", ("hit",))
     # Micro-dollars too: `dvc metrics show` prints 5 decimals, so a stage's $0.0000412 reads 4e-05.
-    return {"computed": sum(r.get("cache") == "miss" for r in mine),
-            "skipped": sum(r.get("cache") == "hit" for r in mine),
-            "usd": usd, "usd_avoided": avoided, "micro_usd": significant(usd * 1e6, 4),
-            "micro_usd_avoided": significant(avoided * 1e6, 4),
-            "overhead_usd": total("usd", ("run",)), "cpu_seconds": total("cpu_seconds")}
+    return {
+        "computed": sum(r.get("cache") == "miss" for r in mine),
+        "skipped": sum(r.get("cache") == "hit" for r in mine),
+        "usd": usd,
+        "usd_avoided": avoided,
+        "micro_usd": significant(usd * 1e6, 4),
+        "micro_usd_avoided": significant(avoided * 1e6, 4),
+        "overhead_usd": total("usd", ("run",)),
+        "cpu_seconds": total("cpu_seconds"),
+    }
 
 
 def write_stage_metrics(path: Path, cost: dict, metrics: dict[str, dict], selected: list[str] | None) -> None:

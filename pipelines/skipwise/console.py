@@ -87,8 +87,14 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
         return EXIT_FAILURE
     except Exception as exc:  # noqa: BLE001 - one line for the user, the traceback on request
         _trace()
-        error(f"{type(exc).__name__}: {exc}" + ("" if debugging() else
-              f"\n  this is a bug in skipwise or the project's code; {DEBUG_ENV}=1 prints the traceback"))
+        error(
+            f"{type(exc).__name__}: {exc}"
+            + (
+                ""
+                if debugging()
+                else f"\n  this is a bug in skipwise or the project's code; {DEBUG_ENV}=1 prints the traceback"
+            )
+        )
         return EXIT_FAILURE
 
 

@@ -43,19 +43,24 @@ def add_cost_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         "used outside partitions: start, planning, ledger, orchestration) is included, as an "
         "(overhead) row by asset or partition and an overhead_usd column otherwise.",
     )
-    parser.add_argument("--by", choices=GROUPINGS, default="asset",
-                        help="how to group (default: asset)")
-    parser.add_argument("--since", metavar="YYYY-MM-DD",
-                        help="only records from this UTC day on")
+    parser.add_argument("--by", choices=GROUPINGS, default="asset", help="how to group (default: asset)")
+    parser.add_argument("--since", metavar="YYYY-MM-DD", help="only records from this UTC day on")
     add_json_flag(parser)
-    parser.add_argument("--html", metavar="PATH",
-                        help="also write a self-contained HTML report with charts")
-    parser.add_argument("--avoided", choices=tuple(AVOIDED_BASELINES), default="daily",
-                        help="baseline of dollars avoided: daily (default) counts a hit once per "
-                        "asset, partition and fingerprint per UTC day, what a plain orchestrator "
-                        "would recompute for the same requests once a day; raw counts every request")
-    parser.add_argument("--ledger", metavar="DIR", default=None,
-                        help=f"ledger directory (default: the project's, {DEFAULT_LEDGER} or the object store's)")
+    parser.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report with charts")
+    parser.add_argument(
+        "--avoided",
+        choices=tuple(AVOIDED_BASELINES),
+        default="daily",
+        help="baseline of dollars avoided: daily (default) counts a hit once per "
+        "asset, partition and fingerprint per UTC day, what a plain orchestrator "
+        "would recompute for the same requests once a day; raw counts every request",
+    )
+    parser.add_argument(
+        "--ledger",
+        metavar="DIR",
+        default=None,
+        help=f"ledger directory (default: the project's, {DEFAULT_LEDGER} or the object store's)",
+    )
     parser.set_defaults(func=run_cost)
     return parser
 
@@ -80,16 +85,20 @@ def run_cost(args: argparse.Namespace) -> int:
             print(baseline, file=sys.stderr)
     elif not rows:
         since = f" since {args.since}" if args.since else ""
-        print(f"no cost records in {where}{since}; "
-              "they are written when skipwise assets materialize")
+        print(f"no cost records in {where}{since}; they are written when skipwise assets materialize")
     else:
         print(format_table(table))
         total = totals(table)
-        overhead = (f" ({format_usd(total['overhead_usd'])} of it process overhead)"
-                    if total.get("overhead_usd") is not None else "")
-        print(f"\ntotal: {format_usd(total['usd'] or 0)} spent{overhead}, "
-              f"{format_usd(total['usd_avoided'] or 0)} avoided by "
-              f"{total['skipped'] or 0} cache hit(s)")
+        overhead = (
+            f" ({format_usd(total['overhead_usd'])} of it process overhead)"
+            if total.get("overhead_usd") is not None
+            else ""
+        )
+        print(
+            f"\ntotal: {format_usd(total['usd'] or 0)} spent{overhead}, "
+            f"{format_usd(total['usd_avoided'] or 0)} avoided by "
+            f"{total['skipped'] or 0} cache hit(s)"
+        )
         line = overhead_line(rows)
         if line:
             print(line)

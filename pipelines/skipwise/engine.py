@@ -24,7 +24,18 @@ from skipwise.core.observed import DIR, ENV, FILE, keyed_digest, listing_bytes, 
 from skipwise.core.observed import dep as dep_id
 from skipwise.core.partitions import UNPARTITIONED, keys_of, upstream_keys, validate_key
 from skipwise.core.retention import GIT_COMMIT
-from skipwise.core.plan import BLOCKED, CHANGES, NOT_RESTORABLE, RESTORE, RUN, SKIP, Current, Decision, decide, restorable
+from skipwise.core.plan import (
+    BLOCKED,
+    CHANGES,
+    NOT_RESTORABLE,
+    RESTORE,
+    RUN,
+    SKIP,
+    Current,
+    Decision,
+    decide,
+    restorable,
+)
 from skipwise.core.spec import Asset, Graph, Plain, Result, Source
 from skipwise.core.pricing import load_config
 from skipwise.store.ledger import recent_days
@@ -73,19 +84,29 @@ def load_params(root: Path) -> dict[str, Any]:
     path = Path(root) / "params.yaml"
     if not path.exists():
         return {}
-    data = read_yaml(path, "params.yaml", ConfigError, hint="fix the YAML syntax (one section per asset, e.g. `my_asset: {threshold: 15}`)")
+    data = read_yaml(
+        path,
+        "params.yaml",
+        ConfigError,
+        hint="fix the YAML syntax (one section per asset, e.g. `my_asset: {threshold: 15}`)",
+    )
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"expected a mapping of asset name -> params, got {type(data).__name__}", location="params.yaml",
-                          hint="write one section per asset, e.g. `my_asset: {threshold: 15}`")
+        raise ConfigError(
+            f"expected a mapping of asset name -> params, got {type(data).__name__}",
+            location="params.yaml",
+            hint="write one section per asset, e.g. `my_asset: {threshold: 15}`",
+        )
     return plain_params(data)
 
 
 class Project:
     """A skipwise project: `root` holds data/, params.yaml, .dvc/ and the code the graph points at."""
 
-    def __init__(self, root: Path, graph: Graph, params: Mapping[str, Any] | None = None, definitions: str = "") -> None:
+    def __init__(
+        self, root: Path, graph: Graph, params: Mapping[str, Any] | None = None, definitions: str = ""
+    ) -> None:
         self.root = Path(root).resolve()
         self.graph = graph
         self.definitions = definitions  # the module of the project's dg.Definitions (how a process finds the graph)
@@ -104,14 +125,18 @@ class Project:
         # Partitions `skipwise verify` found to differ from a fresh computation: planned to run.
         self.suspects = Suspects(self.data_root / ".skipwise" / "suspects.json", warn=self.warn)
         # Raw files may be links into DVC's cache (cache.type symlink/hardlink): reads may go there too.
-        local = PartitionStore(self.data_root, self.statcache, self.io, read_roots=(self.root, *dvc_cache_dirs(self.root)))
+        local = PartitionStore(
+            self.data_root, self.statcache, self.io, read_roots=(self.root, *dvc_cache_dirs(self.root))
+        )
         from skipwise.featurestore import open_store
 
         self.code = CodeIndex(self.root, cache=self.data_root / ".skipwise" / "code.json")
         self.config = load_config(self.root / "skipwise.toml")
         self.warnings: list[str] = []
         # data/ on local disk, or an object store ($SKIPWISE_STORE, [store] url): partitions and ledger.
-        self.store, self.ledger = open_store(self.config, local, self.data_root / ".skipwise" / "objects", warn=self.warn)
+        self.store, self.ledger = open_store(
+            self.config, local, self.data_root / ".skipwise" / "objects", warn=self.warn
+        )
         self._tracked: dict[str, TrackedDir] = {}
         self._raw_versions: dict[tuple[str, str], str] = {}
         self._code_versions: dict[str, CodeVersion] = {}
@@ -283,11 +308,13 @@ class Project:
                 out[name] = keyed_digest(self.digest_key, name, None if names is None else listing_bytes(list(names)))
         for var, value in every.env.items():
             name = dep_id(ENV, var)
-            out[name] = keyed_digest(self.digest_key, name, None if value is None else value.encode("utf-8", "surrogateescape"))
+            out[name] = keyed_digest(
+                self.digest_key, name, None if value is None else value.encode("utf-8", "surrogateescape")
+            )
         return dict(sorted(out.items()))
 
     def _dep_name(self, kind: str, path: str) -> str | None:
-        """"file:<path relative to the root>" (absolute outside it) for a path the code read, or None
+        """ "file:<path relative to the root>" (absolute outside it) for a path the code read, or None
         for what skipwise manages itself (data/: outputs, the ledger, DVC sources; DVC's cache; the
         root's hidden folders: .git, .dvc, .dagster, virtual environments)."""
         real = os.path.realpath(path)
@@ -296,7 +323,7 @@ class Project:
                 return None
         root = str(self.root)
         if real.startswith(root + os.sep):
-            rel = real[len(root) + 1:]
+            rel = real[len(root) + 1 :]
             if rel.startswith("."):
                 return None
             return dep_id(kind, rel)
@@ -304,7 +331,11 @@ class Project:
 
     def _managed(self) -> list[str]:
         if not hasattr(self, "_managed_dirs"):
-            found = [self.data_root, *dvc_cache_dirs(self.root), *(self.root / s.path for s in self.graph.sources if s.path)]
+            found = [
+                self.data_root,
+                *dvc_cache_dirs(self.root),
+                *(self.root / s.path for s in self.graph.sources if s.path),
+            ]
             home = os.environ.get("DAGSTER_HOME")
             self._managed_dirs = [os.path.realpath(p) for p in (*found, *([home] if home else []))]
         return self._managed_dirs
@@ -322,8 +353,11 @@ class Project:
         from skipwise.core.spec import check_params, plain_params
 
         base = self.params_of(asset)
-        merged = check_params(Graph((), (replace(asset, params=base if asset.params is not None else None),)),
-                              {asset.name: {**base, **plain_params(dict(config))}}, location=f"run config of {asset.name}")
+        merged = check_params(
+            Graph((), (replace(asset, params=base if asset.params is not None else None),)),
+            {asset.name: {**base, **plain_params(dict(config))}},
+            location=f"run config of {asset.name}",
+        )
         self._effective_params = {**(self._effective_params or {}), asset.name: merged[asset.name]}
         self._params_digests.pop(asset.name, None)
 
@@ -349,7 +383,9 @@ class Project:
             tracked = self._tracked.get(source.name)
             if tracked is None:
                 self.store.check_readable(self.root / source.path)  # the folder itself, once
-                tracked = self._tracked[source.name] = read_tracked_dir(self.root, source.path, self.locality.manifest_fetcher(source))
+                tracked = self._tracked[source.name] = read_tracked_dir(
+                    self.root, source.path, self.locality.manifest_fetcher(source)
+                )
             rel = source.file_for(key)
             path = self.root / source.path / rel
             if os.path.islink(path):  # a plain file in a checked folder needs no realpath
@@ -388,8 +424,9 @@ class Project:
 
     # -- provenance and plans ---------------------------------------------------------------------
 
-    def current(self, asset: Asset, key: str, pending: set[tuple[str, str]] | None = None,
-                manifest: Manifest | None = None) -> Current:
+    def current(
+        self, asset: Asset, key: str, pending: set[tuple[str, str]] | None = None, manifest: Manifest | None = None
+    ) -> Current:
         """What partition `key` of `asset` would be computed from right now (no data read).
 
         An input partition in `pending` (planned to run first) has no version yet: None. The files
@@ -428,8 +465,10 @@ class Project:
         """A plain asset stored by another IO manager has no version skipwise can check: a token
         new in every process, so its dependents always run (recompute when unsure), with a warning."""
         token = self.__dict__.setdefault("_unversioned_token", f"unversioned:{os.getpid()}:{utc_now_iso()}")
-        self.warn(f"{up.name} is a plain Dagster asset not stored by sw.IOManager: skipwise cannot tell whether it "
-                  "changed, so its dependents always run (give it io_manager_key=\"skipwise\" to version it by content)")
+        self.warn(
+            f"{up.name} is a plain Dagster asset not stored by sw.IOManager: skipwise cannot tell whether it "
+            'changed, so its dependents always run (give it io_manager_key="skipwise" to version it by content)'
+        )
         return token
 
     def decide(self, asset: Asset, key: str, pending: set[tuple[str, str]] | None = None) -> Decision:
@@ -442,7 +481,12 @@ class Project:
         m = self.manifest(asset, key)
         cur = self.current(asset, key, pending, m)
         if pending and any(v is None and (d, k) in pending for d, vs in cur.inputs.items() for k, v in vs.items()):
-            first = next(f"{d}[{k}]" for d, vs in sorted(cur.inputs.items()) for k, v in sorted(vs.items()) if v is None and (d, k) in pending)
+            first = next(
+                f"{d}[{k}]"
+                for d, vs in sorted(cur.inputs.items())
+                for k, v in sorted(vs.items())
+                if v is None and (d, k) in pending
+            )
             return Decision(asset.name, key, RUN, f"input {first} runs first (may cut off early)", ""), cur
         state = self.store.output_state(asset.layer, asset.name, key, m) if m else "missing"
         decision = decide(asset.name, key, cur, m, state)
@@ -483,7 +527,9 @@ class Project:
             return keys
         return sorted(keys, key=lambda k: position.get(k, len(position)))
 
-    def plan(self, selection: list[str] | None = None, keys: list[str] | None = None, partition: str | None = None) -> list[Decision]:
+    def plan(
+        self, selection: list[str] | None = None, keys: list[str] | None = None, partition: str | None = None
+    ) -> list[Decision]:
         """Decisions for the selected assets (all by default), upstream first, reading no data.
 
         `keys` (for every partitioned asset) or `partition` (a key or first...last, applied to
@@ -501,8 +547,14 @@ class Project:
             self.graph.asset(n)
         if partition is not None:
             first, last = parse_range(partition)
-            held = [a for a in self.graph.assets if a.name in names and (a.partitions is None or keys_in_range(a.partitions, partition))]
-            if not any(a.partitions is not None for a in held) and any(a.partitions is not None for a in self.graph.assets if a.name in names):
+            held = [
+                a
+                for a in self.graph.assets
+                if a.name in names and (a.partitions is None or keys_in_range(a.partitions, partition))
+            ]
+            if not any(a.partitions is not None for a in held) and any(
+                a.partitions is not None for a in self.graph.assets if a.name in names
+            ):
                 example = next(a for a in self.graph.assets if a.name in names and a.partitions is not None)
                 example.partitions.parse(first)
                 example.partitions.parse(last)
@@ -636,7 +688,9 @@ class Project:
         held to `per_run_usd` as a whole, not step by step.
         """
         b = self.config.budgets
-        if not any(to_run.values()) or (b.per_run_usd is None and b.per_day_usd is None and not set(to_run) & set(b.assets)):
+        if not any(to_run.values()) or (
+            b.per_run_usd is None and b.per_day_usd is None and not set(to_run) & set(b.assets)
+        ):
             return
         from skipwise.core.budget import check_budgets
 
@@ -645,8 +699,14 @@ class Project:
         if run_id:  # a run's records are in the day folders since it started
             by_asset = self.ledger.spent_by_asset(str(run_id), since=recent_days(7))
         override = str(tags.get(BUDGET_OVERRIDE_TAG, "")).lower() == "true"
-        decision = check_budgets(self.projection(to_run), b, spent, override, spent_this_run_usd=sum(by_asset.values()),
-                                 spent_this_run_by_asset=by_asset)
+        decision = check_budgets(
+            self.projection(to_run),
+            b,
+            spent,
+            override,
+            spent_this_run_usd=sum(by_asset.values()),
+            spent_this_run_by_asset=by_asset,
+        )
         decision.raise_if_over(self.config.source)
 
     def record(self, outcomes: list[Outcome], run_id: str, tags: Mapping[str, str]) -> None:
@@ -707,8 +767,12 @@ class Project:
             reason="process overhead: CPU, wall and memory outside its metered partitions",
             fingerprint="",
             tags={str(k): str(v) for k, v in tags.items() if not str(k).startswith("dagster/")},
-            cost=self.config.price(_plus(_plus(process_meter().take(), self._take_io_outside()),
-                                         self._locality and self._locality.take_outside())),
+            cost=self.config.price(
+                _plus(
+                    _plus(process_meter().take(), self._take_io_outside()),
+                    self._locality and self._locality.take_outside(),
+                )
+            ),
         )
 
     def _take_io_outside(self) -> CostVector | None:
@@ -719,7 +783,9 @@ class Project:
         self._io_taken, self._io_in_partitions = now, now - now
         if not (outside.requests or outside.bytes_read or outside.bytes_written):
             return None
-        return CostVector.from_io(outside, "io outside partitions: planning's listings, commits, leases and ledger writes")
+        return CostVector.from_io(
+            outside, "io outside partitions: planning's listings, commits, leases and ledger writes"
+        )
 
     def _records(self, outcomes: list[Outcome], run_id: str, tags: Mapping[str, str]) -> list[LedgerRecord]:
         return [
@@ -751,8 +817,10 @@ class Project:
         when it was computed are what this avoided."""
         kept = self.store.read_version(asset.layer, asset.name, key, decision.fingerprint)
         if kept is None:  # removed between the decision and now: `gc` ran meanwhile
-            raise InputError(f"{asset.name}[{key}]: the kept version {decision.fingerprint[:12]} vanished while restoring",
-                             hint="run again (it will be computed)")
+            raise InputError(
+                f"{asset.name}[{key}]: the kept version {decision.fingerprint[:12]} vanished while restoring",
+                hint="run again (it will be computed)",
+            )
         usd = (kept.cost or {}).get("usd")
         cost = CostVector(usd_avoided=usd, method="restore: usd_avoided from the kept version's recorded cost")
         return Outcome(decision, kept, cost, dict(kept.metadata))
@@ -769,7 +837,11 @@ class Project:
         # `_load_input`'s rule; polars' threads keep spinning a moment after a decode, and that
         # tail then falls in the next read's measurement, not in this partition's body.
         reads: list[Share] = []
-        inputs = {dep.name: self._load_input(asset, dep.name, cur.inputs[dep.name], key, reads) for dep in asset.deps if dep.data}
+        inputs = {
+            dep.name: self._load_input(asset, dep.name, cur.inputs[dep.name], key, reads)
+            for dep in asset.deps
+            if dep.data
+        }
         with Meter(self.io) as m:
             for share in reads:
                 m.charge(share)
@@ -790,7 +862,11 @@ class Project:
                 value, metadata = value.value, {k: getattr(v, "value", v) for k, v in (value.metadata or {}).items()}
             fmt, data = _serialize(asset, value)
             rows = _row_count(value)
-            metadata = {**({"dagster/row_count": rows} if rows is not None else {}), **metadata, "skipwise/format": fmt.name}
+            metadata = {
+                **({"dagster/row_count": rows} if rows is not None else {}),
+                **metadata,
+                "skipwise/format": fmt.name,
+            }
             if now.outside:
                 metadata[NOT_RESTORABLE] = "depends on " + "; ".join(now.outside)
             if self.git_commit:
@@ -819,8 +895,14 @@ class Project:
         )
         return Outcome(decision, manifest, cost, metadata)  # the caller records, then commits
 
-    def _load_input(self, asset: Asset, dep_name: str, versions: Mapping[str, str | None], key: str | None = None,
-                    charge: list[Any] | None = None) -> dict[str, Any]:
+    def _load_input(
+        self,
+        asset: Asset,
+        dep_name: str,
+        versions: Mapping[str, str | None],
+        key: str | None = None,
+        charge: list[Any] | None = None,
+    ) -> dict[str, Any]:
         """The decoded upstream partitions `asset` reads from `dep_name` for its partition `key`:
         input key -> value, in order. Polars frames of one input must share a schema (schema
         drift names the odd file).
@@ -872,8 +954,11 @@ class Project:
         if len({tuple(f.columns) for _, f in values}) > 1:
             from collections import Counter
 
-            fix = f"fix or re-ingest the odd file, then `dvc add {up.path}` again" if isinstance(up, Source) else \
-                "fix the odd partition's code or data and materialize it again"
+            fix = (
+                f"fix or re-ingest the odd file, then `dvc add {up.path}` again"
+                if isinstance(up, Source)
+                else "fix the odd partition's code or data and materialize it again"
+            )
             ranked = Counter(seen.values()).most_common()
             if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:  # a tie: the files alone cannot tell
                 firsts: dict[tuple, str] = {}
@@ -894,9 +979,19 @@ class Project:
             k = odd[0]
             cols = seen[k]
             missing, extra = sorted(set(usual) - set(cols)), sorted(set(cols) - set(usual))
-            drift = f"missing columns {missing}, unexpected {extra}" if missing or extra else f"columns in another order: {list(cols)}"
-            example = next((kk for kk, f in values if tuple(f.columns) == usual), None) or next(kk for kk, c in seen.items() if c == usual)
-            also = f"; also odd: {', '.join(self._describe(up, o) for o in odd[1:4])}{' ...' if len(odd) > 4 else ''}" if len(odd) > 1 else ""
+            drift = (
+                f"missing columns {missing}, unexpected {extra}"
+                if missing or extra
+                else f"columns in another order: {list(cols)}"
+            )
+            example = next((kk for kk, f in values if tuple(f.columns) == usual), None) or next(
+                kk for kk, c in seen.items() if c == usual
+            )
+            also = (
+                f"; also odd: {', '.join(self._describe(up, o) for o in odd[1:4])}{' ...' if len(odd) > 4 else ''}"
+                if len(odd) > 1
+                else ""
+            )
             raise InputError(
                 f"schema drift in {self._describe(up, k)}: {drift} (the usual schema of {up.name}, seen in {count} of "
                 f"{len(seen)} partitions read, e.g. {self._describe(up, example)}){also}",
@@ -915,17 +1010,29 @@ class Project:
             m = self.manifest(up, key)
             if m is None or f"sha256:{m.output_hash}" != version:
                 if isinstance(up, Plain) and not up.stored:
-                    raise InputError(f"{asset.name} reads {up.name}, a plain asset not stored by sw.IOManager",
-                                     hint=f'give {up.name} io_manager_key="skipwise", or list it in deps= instead of a parameter')
+                    raise InputError(
+                        f"{asset.name} reads {up.name}, a plain asset not stored by sw.IOManager",
+                        hint=f'give {up.name} io_manager_key="skipwise", or list it in deps= instead of a parameter',
+                    )
                 raise InputError(f"{up.name}[{key}] changed while {asset.name} was reading it", hint="run again")
             data = self.store.read_output(up.layer, up.name, key, m)
-            fmt = formats.get(str(m.metadata.get("skipwise/format") or _FORMAT_OF_EXT.get(Path(m.output).suffix, "bytes")))
+            fmt = formats.get(
+                str(m.metadata.get("skipwise/format") or _FORMAT_OF_EXT.get(Path(m.output).suffix, "bytes"))
+            )
         try:
             return fmt.decode(data)
         except Exception as exc:  # the libraries raise several types for a damaged file
-            fix = (f"delete {up.name}[{key}]'s folder and materialize it again" if not isinstance(up, Source) else
-                   f"upload a readable file to {up.shown(key)}" if up.url else f"restore it with `dvc checkout {up.path}`")
-            raise InputError(f"{self._describe(up, key)} is not readable {fmt.ext if fmt.ext in ('parquet', 'json') else fmt.name} ({type(exc).__name__}: {exc})", hint=fix) from None
+            fix = (
+                f"delete {up.name}[{key}]'s folder and materialize it again"
+                if not isinstance(up, Source)
+                else f"upload a readable file to {up.shown(key)}"
+                if up.url
+                else f"restore it with `dvc checkout {up.path}`"
+            )
+            raise InputError(
+                f"{self._describe(up, key)} is not readable {fmt.ext if fmt.ext in ('parquet', 'json') else fmt.name} ({type(exc).__name__}: {exc})",
+                hint=fix,
+            ) from None
 
     def _describe(self, up: Asset | Source, key: str) -> str:
         if isinstance(up, Source):
@@ -953,10 +1060,14 @@ def _io_of(cost: CostVector | None) -> Any:
 
     if cost is None:
         return IOSnapshot()
-    return IOSnapshot(bytes_read=cost.bytes_read or 0, bytes_written=cost.bytes_written or 0,
-                      get_requests=cost.get_requests or 0, put_requests=cost.put_requests or 0,
-                      list_requests=cost.list_requests or 0,
-                      **{f"egress_{c}_bytes": getattr(cost, f"egress_{c}_bytes") or 0 for c in EGRESS_CLASSES})
+    return IOSnapshot(
+        bytes_read=cost.bytes_read or 0,
+        bytes_written=cost.bytes_written or 0,
+        get_requests=cost.get_requests or 0,
+        put_requests=cost.put_requests or 0,
+        list_requests=cost.list_requests or 0,
+        **{f"egress_{c}_bytes": getattr(cost, f"egress_{c}_bytes") or 0 for c in EGRESS_CLASSES},
+    )
 
 
 _FORMAT_OF_EXT = {".parquet": "polars", ".json": "json", ".bin": "bytes", ".pt": "torch"}
@@ -970,7 +1081,9 @@ def _serialize(asset: Asset, value: Any) -> tuple[Any, bytes]:
     try:
         return fmt, fmt.encode(value)
     except TypeError as exc:
-        raise TypeError(f"{asset.fn} returned {type(value).__name__}, which cannot be stored as {fmt.name}: {exc}") from None
+        raise TypeError(
+            f"{asset.fn} returned {type(value).__name__}, which cannot be stored as {fmt.name}: {exc}"
+        ) from None
 
 
 def _is_output(value: Any) -> bool:
@@ -987,7 +1100,9 @@ def _row_count(value: Any) -> int | None:
     return None
 
 
-def _default_call(asset: Asset, definitions: str = "") -> Callable[[str, Mapping[str, Mapping[str, Any]], Mapping[str, Any]], Any]:
+def _default_call(
+    asset: Asset, definitions: str = ""
+) -> Callable[[str, Mapping[str, Mapping[str, Any]], Mapping[str, Any]], Any]:
     """Call the registered body of `asset` outside Dagster, with a plain `PartitionContext`
     (importing the project's definitions first if the graph came from the snapshot)."""
     from skipwise.bodies import REGISTRY, PartitionContext, body_of

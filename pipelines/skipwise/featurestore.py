@@ -36,8 +36,10 @@ def store_location(config: "SkipwiseConfig", environ: Any = None) -> Location | 
     if not url or kind_of(url) != OBJECT_STORE:
         return None
     if credentials_in(url):
-        raise ConfigError(f"{STORE_ENV} carries credentials",
-                          hint="remove the user:password@ part; credentials come from the environment or the provider chain")
+        raise ConfigError(
+            f"{STORE_ENV} carries credentials",
+            hint="remove the user:password@ part; credentials come from the environment or the provider chain",
+        )
     declared = location_for(url, config.locations)
     region = (env.get(STORE_REGION_ENV) or "").strip() or config.store_region or (declared.region if declared else "")
     return Location("store", url.rstrip("/"), region, OBJECT_STORE)
@@ -58,8 +60,9 @@ def open_ledger(root: Path, warn: Callable[[str], None] | None = None) -> Any:
     return _object_ledger(_bucket(where, config, IOCounter()), data / ".skipwise" / "objects", warn)
 
 
-def open_store(config: "SkipwiseConfig", local: "PartitionStore", cache_dir: Any,
-               warn: Callable[[str], None] | None = None) -> tuple[Any, Any]:
+def open_store(
+    config: "SkipwiseConfig", local: "PartitionStore", cache_dir: Any, warn: Callable[[str], None] | None = None
+) -> tuple[Any, Any]:
     """(partition store, ledger) for the project: the local ones, or those on the object store."""
     where = store_location(config)
     if where is None:

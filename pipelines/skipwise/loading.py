@@ -73,7 +73,11 @@ def definitions_of(root: Path) -> str:
 
     root = Path(root)
     found: list[tuple[str, Any]] = []
-    for name, section in (("pyproject.toml", ("tool", "skipwise")), ("skipwise.toml", ()), ("pyproject.toml", ("tool", "dagster"))):
+    for name, section in (
+        ("pyproject.toml", ("tool", "skipwise")),
+        ("skipwise.toml", ()),
+        ("pyproject.toml", ("tool", "dagster")),
+    ):
         path = root / name
         if not path.is_file():
             continue
@@ -83,18 +87,27 @@ def definitions_of(root: Path) -> str:
             raise ConfigError(f"cannot parse {name}: {exc}", location=name, hint="fix the TOML syntax") from None
         for part in section:
             data = data.get(part, {}) if isinstance(data, dict) else {}
-        value = data.get("module_name" if section == ("tool", "dagster") else "definitions") if isinstance(data, dict) else None
+        value = (
+            data.get("module_name" if section == ("tool", "dagster") else "definitions")
+            if isinstance(data, dict)
+            else None
+        )
         if value is not None:
             found.append((name, value))
             break
     if not found:
-        raise ConfigError(f"{root} does not say where its Dagster definitions are",
-                          hint='add `[tool.skipwise]\ndefinitions = "my_package.definitions"` to pyproject.toml '
-                               '(the module that holds `defs = dg.Definitions(...)`)')
+        raise ConfigError(
+            f"{root} does not say where its Dagster definitions are",
+            hint='add `[tool.skipwise]\ndefinitions = "my_package.definitions"` to pyproject.toml '
+            "(the module that holds `defs = dg.Definitions(...)`)",
+        )
     where, value = found[0]
     if not isinstance(value, str) or not value or not all(p.isidentifier() for p in value.split(".")):
-        raise ConfigError(f"definitions = {value!r} is not a module name", location=where,
-                          hint='write the module, e.g. definitions = "my_package.definitions"')
+        raise ConfigError(
+            f"definitions = {value!r} is not a module name",
+            location=where,
+            hint='write the module, e.g. definitions = "my_package.definitions"',
+        )
     return value
 
 

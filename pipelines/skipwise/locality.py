@@ -72,10 +72,19 @@ class Movement:
         return max(sorted(self.by_region), key=lambda r: self.by_region[r]) if self.by_region else ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"bytes_by_class": dict(self.bytes_by_class), "usd": self.usd, "objects": self.objects,
-                "cached": self.cached, "local": self.local, "to_fetch": self.to_fetch, "requests": self.requests,
-                "estimated": self.estimated, "by_region": dict(self.by_region), "region": self.region,
-                "where": list(self.where)}
+        return {
+            "bytes_by_class": dict(self.bytes_by_class),
+            "usd": self.usd,
+            "objects": self.objects,
+            "cached": self.cached,
+            "local": self.local,
+            "to_fetch": self.to_fetch,
+            "requests": self.requests,
+            "estimated": self.estimated,
+            "by_region": dict(self.by_region),
+            "region": self.region,
+            "where": list(self.where),
+        }
 
 
 class Locality:
@@ -125,7 +134,9 @@ class Locality:
             from skipwise.adapters.dvc.config import dvc_remote
 
             remote = dvc_remote(self.project.root, source.remote or None)
-            loc = location_for(remote.url, self.config.locations) or Location(f"dvc remote {remote.name}", remote.url, remote.region)
+            loc = location_for(remote.url, self.config.locations) or Location(
+                f"dvc remote {remote.name}", remote.url, remote.region
+            )
             self._remotes[source.remote] = (remote, loc)
         return self._remotes[source.remote]
 
@@ -135,8 +146,9 @@ class Locality:
         if self._cache is None:
             from skipwise.store.contentcache import ContentCache
 
-            self._cache = ContentCache(cache_root(self.project.root, self.config.cache_dir), self.config.cache_max_bytes,
-                                       self.project.io)
+            self._cache = ContentCache(
+                cache_root(self.project.root, self.config.cache_dir), self.config.cache_max_bytes, self.project.io
+            )
         return self._cache
 
     @property
@@ -190,8 +202,13 @@ class Locality:
         remote, loc = self.remote_of(source)
         url = remote.object_url(md5)
         size = self.cache.size_of(md5_key(md5)) or 0
-        got = self.cache.get(md5_key(md5), lambda: self.reader.read(loc, url, remote.endpointurl, io), origin=url,
-                             egress_class=loc.egress_class(self.region), refetch_usd=self.refetch_usd(loc, size))
+        got = self.cache.get(
+            md5_key(md5),
+            lambda: self.reader.read(loc, url, remote.endpointurl, io),
+            origin=url,
+            egress_class=loc.egress_class(self.region),
+            refetch_usd=self.refetch_usd(loc, size),
+        )
         for w in self.cache.warnings:
             self.project.warn(w)
         self.cache.warnings.clear()
@@ -206,7 +223,7 @@ class Locality:
         path = self.project.root / source.path / source.file_for(key)
         if not version or not version.startswith("md5:") or not self.on_remote(source):
             return self.project.store.read_file(path)
-        md5 = version[len("md5:"):]
+        md5 = version[len("md5:") :]
         if os.path.lexists(path):
             self.project.store.check_readable(path)
             if self.project.statcache.digest(path, "md5") == md5:
@@ -248,7 +265,7 @@ class Locality:
                     if up.url:  # the listing knows each object's size: nothing is estimated
                         loc = self.objects.location_of(up)
                         info = self.objects.info(up, k)
-                        url, etag = up.object_url(k), version[len("etag:"):]
+                        url, etag = up.object_url(k), version[len("etag:") :]
                         by_region[loc.region or "unknown"] += info.size if info is not None else 0
                         if self.cache.has(etag_key(url, etag)):
                             cached += 1
@@ -264,7 +281,7 @@ class Locality:
                         usd += size / GIB * prices.egress_usd_per_gb[cls] + prices.get_usd_per_1000 / 1000
                         continue
                     path = self.project.root / up.path / up.file_for(k)
-                    md5 = version[len("md5:"):]
+                    md5 = version[len("md5:") :]
                     size: int | None = None
                     try:
                         st = os.stat(path)
@@ -299,8 +316,18 @@ class Locality:
                     if loc.charges_requests:
                         requests += 1
                         usd += prices.get_usd_per_1000 / 1000
-        return Movement({c: by_class[c] for c in EGRESS_CLASSES if by_class[c]}, usd, objects, cached, local, to_fetch,
-                        requests, estimated, dict(by_region), tuple(where))
+        return Movement(
+            {c: by_class[c] for c in EGRESS_CLASSES if by_class[c]},
+            usd,
+            objects,
+            cached,
+            local,
+            to_fetch,
+            requests,
+            estimated,
+            dict(by_region),
+            tuple(where),
+        )
 
     def check_egress(self, runs: list[tuple[str, str]], tags: Mapping[str, str]) -> Movement | None:
         """Stop before anything is read when the inputs `runs` would fetch break an egress budget
@@ -311,8 +338,9 @@ class Locality:
         from skipwise.core.budget import check_egress
 
         moved = self.inputs_of(runs)
-        what = f"{moved.to_fetch} object(s) to fetch from {', '.join(moved.where) or 'nowhere'}" + \
-            (" (sizes estimated from DVC's directory total)" if moved.estimated else "")
+        what = f"{moved.to_fetch} object(s) to fetch from {', '.join(moved.where) or 'nowhere'}" + (
+            " (sizes estimated from DVC's directory total)" if moved.estimated else ""
+        )
         override = str(tags.get(BUDGET_OVERRIDE_TAG, "")).lower() == "true"
         check_egress(moved.off_host_bytes, moved.usd, b, override, what).raise_if_over(self.config.source)
         return moved

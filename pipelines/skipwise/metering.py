@@ -537,13 +537,15 @@ class ProcessMeter:
                 overhead_ledger_cpu_seconds=ledger,
                 overhead_reads_cpu_seconds=reads,
                 overhead_other_cpu_seconds=other,
-                method="; ".join([
-                    f"run: this process {self.start_method if self.records == 0 else 'since its previous run record'}"
-                    ", less its metered partitions",
-                    CPU_METHOD,
-                    "rss: process peak (VmHWM kept across partition resets)",
-                    "memory held: process peak x wall less the partitions' increment x wall",
-                ]),
+                method="; ".join(
+                    [
+                        f"run: this process {self.start_method if self.records == 0 else 'since its previous run record'}"
+                        ", less its metered partitions",
+                        CPU_METHOD,
+                        "rss: process peak (VmHWM kept across partition resets)",
+                        "memory held: process peak x wall less the partitions' increment x wall",
+                    ]
+                ),
             )
             self._last_cpu, self._last_wall = cpu, wall
             self.records += 1

@@ -91,12 +91,15 @@ class ModelResult:
             if self.version.cost.get(k) is not None:
                 md[f"model/train_{k}"] = self.version.cost[k]
         # Numbers only: they are plotted by the UI and written to the metrics file `dvc metrics` reads.
-        md.update({f"metrics/{k}": v for k, v in p.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        md.update(
+            {f"metrics/{k}": v for k, v in p.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        )
         return {k: v for k, v in md.items() if v is not None}
 
 
-def decide_promotion(new: ModelVersion, promoted: ModelVersion | None, tolerance: float,
-                     higher_is_better: bool = True) -> tuple[bool, str]:
+def decide_promotion(
+    new: ModelVersion, promoted: ModelVersion | None, tolerance: float, higher_is_better: bool = True
+) -> tuple[bool, str]:
     """(promote?, why): the first version is promoted; later ones when their metric is no worse
     than the promoted one's by more than `tolerance`; a missing metric is never promoted."""
     m = new.metric
@@ -113,8 +116,10 @@ def decide_promotion(new: ModelVersion, promoted: ModelVersion | None, tolerance
     ok = sign * (new.metric_value - bar) >= 0
     cmp = (">=" if ok else "<") if higher_is_better else ("<=" if ok else ">")
     verdict = "promoted" if ok else "kept, not promoted"
-    return ok, (f"{verdict}: {m} {new.metric_value:.4f} {cmp} {bar:.4f} (promoted {promoted.version}: "
-                f"{promoted.metric_value:.4f}, tolerance {tolerance:g})")
+    return ok, (
+        f"{verdict}: {m} {new.metric_value:.4f} {cmp} {bar:.4f} (promoted {promoted.version}: "
+        f"{promoted.metric_value:.4f}, tolerance {tolerance:g})"
+    )
 
 
 class ModelRegistry:
@@ -131,14 +136,28 @@ class ModelRegistry:
     def load(self) -> dict[str, Any]:
         """The registry as stored (empty when there is none); InputError naming the file when damaged."""
         if not self.path.exists():
-            return {"format": REGISTRY_FORMAT, "asset": self.asset, "promoted": None, "latest": None, "versions": {}, "events": []}
+            return {
+                "format": REGISTRY_FORMAT,
+                "asset": self.asset,
+                "promoted": None,
+                "latest": None,
+                "versions": {},
+                "events": [],
+            }
         try:
             data = json.loads(self.path.read_text())
-            if not isinstance(data, dict) or data.get("format") != REGISTRY_FORMAT or not isinstance(data.get("versions"), dict):
+            if (
+                not isinstance(data, dict)
+                or data.get("format") != REGISTRY_FORMAT
+                or not isinstance(data.get("versions"), dict)
+            ):
                 raise ValueError(f"not a format-{REGISTRY_FORMAT} model registry")
         except ValueError as exc:
-            raise InputError(f"{self.path} is not readable ({exc})", location=str(self.path),
-                             hint="restore it from a backup, or move it away to start a new registry (versions are retrained)") from None
+            raise InputError(
+                f"{self.path} is not readable ({exc})",
+                location=str(self.path),
+                hint="restore it from a backup, or move it away to start a new registry (versions are retrained)",
+            ) from None
         return data
 
     def versions(self) -> dict[str, ModelVersion]:
@@ -225,8 +244,11 @@ def torch_version() -> str:
         return "absent"
 
 
-def training_parts(project: Any, model: Any, inputs: Mapping[str, Mapping[str, str | None]] | None = None,
-                   ) -> dict[str, dict[str, list]]:
+def training_parts(
+    project: Any,
+    model: Any,
+    inputs: Mapping[str, Mapping[str, str | None]] | None = None,
+) -> dict[str, dict[str, list]]:
     """The partitions a model's training data is made of, `dep -> key -> [version, rows]`, read from
     manifests only. An unpartitioned derived input (a training set over daily features) is looked
     through to its own inputs: with `inputs` (the versions the model was trained from) from the
@@ -260,14 +282,24 @@ def training_parts(project: Any, model: Any, inputs: Mapping[str, Mapping[str, s
             for sub, versions in through.items():
                 add(sub, versions)
         else:
-            current = (inputs or {}).get(dep.name) if inputs is not None else project.current(model, UNPARTITIONED).inputs.get(dep.name, {})
+            current = (
+                (inputs or {}).get(dep.name)
+                if inputs is not None
+                else project.current(model, UNPARTITIONED).inputs.get(dep.name, {})
+            )
             add(dep.name, current or {})
     return parts
 
 
-def train_or_restore(train: Callable[[], tuple[bytes, Mapping[str, Any]]], *, metric: str, tolerance: float,
-                     hyperparameters: Mapping[str, Any], higher_is_better: bool = True,
-                     device: Callable[[], str] | None = None) -> ModelResult:
+def train_or_restore(
+    train: Callable[[], tuple[bytes, Mapping[str, Any]]],
+    *,
+    metric: str,
+    tolerance: float,
+    hyperparameters: Mapping[str, Any],
+    higher_is_better: bool = True,
+    device: Callable[[], str] | None = None,
+) -> ModelResult:
     """Train the model asset being computed, or restore the version of the same fingerprint.
 
     Call it from an `@sw.asset` body: `train()` returns (artifact bytes, metrics); `metric` names
@@ -288,21 +320,32 @@ def train_or_restore(train: Callable[[], tuple[bytes, Mapping[str, Any]]], *, me
     registry = registry_for(project, asset.name)
 
     def key_of(code: str) -> str:
-        return digest({"scheme": MODEL_SCHEME, "inputs": now.current.inputs, "code": code,
-                       "hyperparameters": dict(hyperparameters), "torch": torch_version()})
+        return digest(
+            {
+                "scheme": MODEL_SCHEME,
+                "inputs": now.current.inputs,
+                "code": code,
+                "hyperparameters": dict(hyperparameters),
+                "torch": torch_version(),
+            }
+        )
 
     code = now.code_that_ran()
     fp = key_of(code)
     known = registry.versions().get(fp[:16])
     artifact = registry.artifact(known) if known is not None and known.fingerprint == fp else None
     if known is not None and artifact is None:
-        project.warn(f"{registry.folder / known.artifact} is missing or not the bytes recorded for version "
-                     f"{known.version} of {asset.name}: training it again")
+        project.warn(
+            f"{registry.folder / known.artifact} is missing or not the bytes recorded for version "
+            f"{known.version} of {asset.name}: training it again"
+        )
     restored = artifact is not None
     if restored:
         version = known
     else:
-        version, artifact = _train(project, asset, registry, train, fp, code, metric, hyperparameters, device, now, key_of)
+        version, artifact = _train(
+            project, asset, registry, train, fp, code, metric, hyperparameters, device, now, key_of
+        )
     with registry.locked():
         data = registry.load()
         current = ModelVersion(**data["versions"][data["promoted"]]) if data.get("promoted") else None
@@ -317,17 +360,27 @@ def train_or_restore(train: Callable[[], tuple[bytes, Mapping[str, Any]]], *, me
         if promote:
             data["promoted"] = version.version
         avoided = (known.cost or {}).get("usd") if restored else None
-        data.setdefault("events", []).append({
-            "at": utc_now_iso(), "version": version.version, "action": "restored" if restored else "trained",
-            "promoted": promote, "reason": reason, "usd_avoided": avoided, "partition_fingerprint": now.current.fingerprint})
+        data.setdefault("events", []).append(
+            {
+                "at": utc_now_iso(),
+                "version": version.version,
+                "action": "restored" if restored else "trained",
+                "promoted": promote,
+                "reason": reason,
+                "usd_avoided": avoided,
+                "partition_fingerprint": now.current.fingerprint,
+            }
+        )
         registry.save(data)
     promoted = version if promote else current
     served = artifact if promote else registry.artifact(current)
     if served is None:
-        raise InputError(f"the promoted version {current.version} of {asset.name} is missing or damaged "
-                         f"({registry.folder / current.artifact}: its sha256 is not the recorded one)",
-                         location=str(registry.folder / current.artifact),
-                         hint=f"restore the file, or set \"promoted\" in {registry.path} to another version")
+        raise InputError(
+            f"the promoted version {current.version} of {asset.name} is missing or damaged "
+            f"({registry.folder / current.artifact}: its sha256 is not the recorded one)",
+            location=str(registry.folder / current.artifact),
+            hint=f'restore the file, or set "promoted" in {registry.path} to another version',
+        )
     return ModelResult(version, promoted, served, promote, reason, restored, avoided)
 
 
@@ -349,12 +402,23 @@ def _train(project, asset, registry, train, fp, code, metric, hyperparameters, d
     name, sha, size = registry.store_artifact(fp[:16], artifact)
     value = metrics.get(metric)
     version = ModelVersion(
-        version=fp[:16], fingerprint=fp, created_at=utc_now_iso(), artifact=name, artifact_sha256=sha,
-        artifact_size=size, metric=metric, metric_value=None if value is None else float(value),
-        metrics=dict(metrics), hyperparameters=dict(hyperparameters), code_version=ran,
-        training_version={k: dict(v) for k, v in now.current.inputs.items()}, torch_version=torch_version(),
-        device=(device() if device else str(metrics.get("device", ""))), cost=cost,
-        trained_on=training_parts(project, asset, now.current.inputs))
+        version=fp[:16],
+        fingerprint=fp,
+        created_at=utc_now_iso(),
+        artifact=name,
+        artifact_sha256=sha,
+        artifact_size=size,
+        metric=metric,
+        metric_value=None if value is None else float(value),
+        metrics=dict(metrics),
+        hyperparameters=dict(hyperparameters),
+        code_version=ran,
+        training_version={k: dict(v) for k, v in now.current.inputs.items()},
+        torch_version=torch_version(),
+        device=(device() if device else str(metrics.get("device", ""))),
+        cost=cost,
+        trained_on=training_parts(project, asset, now.current.inputs),
+    )
     return version, artifact
 
 
@@ -367,7 +431,14 @@ def list_models(project: Any) -> list[dict[str, Any]]:
             continue
         data = reg.load()
         versions = sorted(data["versions"].values(), key=lambda v: v["created_at"])
-        out.append({"asset": asset.name, "registry": str(reg.path.relative_to(project.root)),
-                    "promoted": data.get("promoted"), "latest": data.get("latest"),
-                    "versions": versions, "events": data.get("events", [])})
+        out.append(
+            {
+                "asset": asset.name,
+                "registry": str(reg.path.relative_to(project.root)),
+                "promoted": data.get("promoted"),
+                "latest": data.get("latest"),
+                "versions": versions,
+                "events": data.get("events", []),
+            }
+        )
     return out

@@ -32,15 +32,19 @@ def cmd_models(args) -> int:
     for m in models:
         restores = [e for e in m["events"] if e["action"] == "restored"]
         avoided = sum(e.get("usd_avoided") or 0.0 for e in restores)
-        print(f"{m['asset']}: {len(m['versions'])} version(s), promoted {m['promoted']}; "
-              f"{len(restores)} restore(s) avoided {format_usd(avoided)} ({m['registry']})")
+        print(
+            f"{m['asset']}: {len(m['versions'])} version(s), promoted {m['promoted']}; "
+            f"{len(restores)} restore(s) avoided {format_usd(avoided)} ({m['registry']})"
+        )
         for v in m["versions"]:
             mark = "*" if v["version"] == m["promoted"] else " "
             value = v["metric_value"]
             shown = f"{value:.4f}" if value is not None else "n/a"
             usd = (v.get("cost") or {}).get("usd")
             rows = sum(r or 0 for parts in v.get("trained_on", {}).values() for _, r in parts.values())
-            print(f" {mark} {v['version']}  {v['created_at'][:19]}  {v['metric']} {shown}  "
-                  f"train {format_usd(usd) if usd is not None else 'n/a'} on {v.get('device') or '?'}  "
-                  f"{rows} training rows  {v.get('promotion', '')}")
+            print(
+                f" {mark} {v['version']}  {v['created_at'][:19]}  {v['metric']} {shown}  "
+                f"train {format_usd(usd) if usd is not None else 'n/a'} on {v.get('device') or '?'}  "
+                f"{rows} training rows  {v.get('promotion', '')}"
+            )
     return 0

@@ -76,14 +76,18 @@ class ObjectSources:
             if source.location:
                 loc = declared.get(source.location)
                 if loc is None:
-                    raise ConfigError(f"{where}: location {source.location!r} is not declared",
-                                      location=self.locality.config.source,
-                                      hint=f'add [locations.{source.location}] url = "{source.prefix}" region = "..." to skipwise.toml'
-                                      + (f" (declared: {', '.join(sorted(declared))})" if declared else ""))
+                    raise ConfigError(
+                        f"{where}: location {source.location!r} is not declared",
+                        location=self.locality.config.source,
+                        hint=f'add [locations.{source.location}] url = "{source.prefix}" region = "..." to skipwise.toml'
+                        + (f" (declared: {', '.join(sorted(declared))})" if declared else ""),
+                    )
                 if not source.prefix.startswith(loc.url.rstrip("/") + "/"):
-                    raise ConfigError(f"{where}: {source.url} is not inside location {source.location} ({loc.url})",
-                                      location=self.locality.config.source,
-                                      hint=f"fix the URL, or name the location that holds {source.prefix}")
+                    raise ConfigError(
+                        f"{where}: {source.url} is not inside location {source.location} ({loc.url})",
+                        location=self.locality.config.source,
+                        hint=f"fix the URL, or name the location that holds {source.prefix}",
+                    )
             elif source.region:
                 loc = Location(where, source.prefix, source.region)
             else:
@@ -133,9 +137,11 @@ class ObjectSources:
             what, fix = source.missing(key)
             raise InputError(f"{source.name}[{key}] has {what}", hint=fix)
         if not version or not version.startswith(VERSION_PREFIX):
-            raise InputError(f"{source.name}[{key}] has no object version to read ({version!r})",
-                             hint="run again: the plan lists the prefix for its versions")
-        etag = version[len(VERSION_PREFIX):]
+            raise InputError(
+                f"{source.name}[{key}] has no object version to read ({version!r})",
+                hint="run again: the plan lists the prefix for its versions",
+            )
+        etag = version[len(VERSION_PREFIX) :]
         listed = self.info(source, key)
         # The listing that gave `version` was this process's: it knows the size and version id.
         if listed is not None and listed.etag != etag:
@@ -143,9 +149,13 @@ class ObjectSources:
         loc = self.location_of(source)
         cache = self.locality.cache
         size = listed.size if listed is not None else cache.size_of(etag_key(url, etag))
-        got = cache.get(etag_key(url, etag), lambda: self._fetch(loc, url, etag, listed, io), origin=url,
-                        egress_class=loc.egress_class(self.locality.region),
-                        refetch_usd=self.locality.refetch_usd(loc, size or 0))
+        got = cache.get(
+            etag_key(url, etag),
+            lambda: self._fetch(loc, url, etag, listed, io),
+            origin=url,
+            egress_class=loc.egress_class(self.locality.region),
+            refetch_usd=self.locality.refetch_usd(loc, size or 0),
+        )
         for w in cache.warnings:
             self.locality.project.warn(w)
         cache.warnings.clear()
@@ -165,5 +175,7 @@ class ObjectSources:
             problem = problem_with(got, etag, listed.size if listed is not None else None)
             if not problem:
                 return got.data
-        raise InputError(f"{url} is corrupt: {problem}; it was not used or cached",
-                         hint=f"upload a good copy to {url} (its ETag then changes, and so does the partition's version)")
+        raise InputError(
+            f"{url} is corrupt: {problem}; it was not used or cached",
+            hint=f"upload a good copy to {url} (its ETag then changes, and so does the partition's version)",
+        )

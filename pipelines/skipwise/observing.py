@@ -70,8 +70,13 @@ _METADATA = re.compile(r"\.(egg|dist)-info(/|$)")
 
 
 def _excluded_prefixes() -> tuple[str, ...]:
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-             os.path.dirname(os.path.abspath(__file__))}  # skipwise's own files
+    paths = {
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        sys.base_exec_prefix,
+        os.path.dirname(os.path.abspath(__file__)),
+    }  # skipwise's own files
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
         try:
             paths.add(sysconfig.get_path(key))
@@ -139,6 +144,7 @@ def imported_reads(path: str) -> Reads | None:
 
 
 # -- the audit hook ---------------------------------------------------------------------------------
+
 
 def _hook(event: str, args: tuple) -> None:
     if not _STACK or getattr(_GUARD, "busy", False):
@@ -270,6 +276,7 @@ def file_stamp(path: str) -> Stamp | None:
 
 # -- environment variables ----------------------------------------------------------------------------
 
+
 class _ObservedEnviron(os._Environ):
     """os.environ, recording the variables project code reads while a body or an import is observed."""
 
@@ -299,11 +306,41 @@ def _note_env(name: str, value: str | None) -> None:
 
 #: module -> entry points whose first argument (or these keywords) names what they read
 _READERS = {
-    "polars": ("read_csv", "scan_csv", "read_csv_batched", "read_parquet", "scan_parquet", "read_ipc", "scan_ipc",
-               "read_ipc_stream", "read_json", "read_ndjson", "scan_ndjson", "read_excel", "read_ods", "read_avro",
-               "read_delta", "scan_delta", "read_parquet_schema"),
-    "pandas": ("read_csv", "read_table", "read_fwf", "read_parquet", "read_feather", "read_orc", "read_json",
-               "read_excel", "read_pickle", "read_xml", "read_hdf", "read_stata", "read_sas", "read_spss"),
+    "polars": (
+        "read_csv",
+        "scan_csv",
+        "read_csv_batched",
+        "read_parquet",
+        "scan_parquet",
+        "read_ipc",
+        "scan_ipc",
+        "read_ipc_stream",
+        "read_json",
+        "read_ndjson",
+        "scan_ndjson",
+        "read_excel",
+        "read_ods",
+        "read_avro",
+        "read_delta",
+        "scan_delta",
+        "read_parquet_schema",
+    ),
+    "pandas": (
+        "read_csv",
+        "read_table",
+        "read_fwf",
+        "read_parquet",
+        "read_feather",
+        "read_orc",
+        "read_json",
+        "read_excel",
+        "read_pickle",
+        "read_xml",
+        "read_hdf",
+        "read_stata",
+        "read_sas",
+        "read_spss",
+    ),
     "pyarrow.parquet": ("read_table", "read_pandas", "read_metadata", "read_schema"),
     "pyarrow.csv": ("read_csv", "open_csv"),
     "pyarrow.json": ("read_json",),
@@ -312,8 +349,20 @@ _READERS = {
     "pyarrow.dataset": ("dataset",),
     "duckdb": ("read_csv", "read_parquet", "read_json", "from_csv_auto", "from_parquet", "sql", "query", "execute"),
 }
-_PATH_KEYWORDS = ("source", "path", "file", "filepath_or_buffer", "path_or_buf", "path_or_paths", "io", "where",
-                  "path_or_buffer", "input_file", "file_glob", "path_or_file")
+_PATH_KEYWORDS = (
+    "source",
+    "path",
+    "file",
+    "filepath_or_buffer",
+    "path_or_buf",
+    "path_or_paths",
+    "io",
+    "where",
+    "path_or_buffer",
+    "input_file",
+    "file_glob",
+    "path_or_file",
+)
 _SQL = ("sql", "query", "execute")
 _LITERAL = re.compile(r"'((?:[^']|'')+)'")
 _GLOB_CHARS = re.compile(r"[*?\[]")

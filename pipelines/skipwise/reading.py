@@ -44,12 +44,16 @@ def _committed(project: Any, asset: Any, keys: list[str], skip_missing: bool = F
         if m is None:
             if skip_missing:
                 continue
-            raise InputError(f"{asset.name}[{key}] has not been materialized",
-                             hint=f"run `skipwise materialize --select {asset.name} --partition {key}`")
+            raise InputError(
+                f"{asset.name}[{key}] has not been materialized",
+                hint=f"run `skipwise materialize --select {asset.name} --partition {key}`",
+            )
         state = project.store.output_state(asset.layer, asset.name, key, m)
         if state != "ok":
-            raise InputError(f"{asset.name}[{key}]: its output file is {state} (it no longer matches its manifest)",
-                             hint=f"run `skipwise materialize --select {asset.name} --partition {key}` to rebuild it")
+            raise InputError(
+                f"{asset.name}[{key}]: its output file is {state} (it no longer matches its manifest)",
+                hint=f"run `skipwise materialize --select {asset.name} --partition {key}` to rebuild it",
+            )
         out.append((key, m))
     return out
 
@@ -97,11 +101,15 @@ def _parquet_files(asset: str, partitions: str | None, root: str | Path | None) 
     found = _committed(project, spec, _keys(project, spec, partitions), skip_missing=partitions is None)
     odd = [(k, Path(m.output).suffix) for k, m in found if Path(m.output).suffix != ".parquet"]
     if odd:
-        raise InputError(f"{asset} is not stored as parquet ({odd[0][0]} is {odd[0][1]})",
-                         hint=f"read its partitions one by one with sw.read({asset!r}, partition=...)")
+        raise InputError(
+            f"{asset} is not stored as parquet ({odd[0][0]} is {odd[0][1]})",
+            hint=f"read its partitions one by one with sw.read({asset!r}, partition=...)",
+        )
     if not found:
-        raise InputError(f"{asset} has no committed partitions{f' in {partitions}' if partitions else ''}",
-                         hint=f"run `skipwise materialize --select {asset}`")
+        raise InputError(
+            f"{asset} has no committed partitions{f' in {partitions}' if partitions else ''}",
+            hint=f"run `skipwise materialize --select {asset}`",
+        )
     # Local files as they are; an object store's fetched once per host into local copies (by ETag).
     return [str(project.store.local_copy(spec.layer, spec.name, k, m)) for k, m in found]
 
@@ -115,7 +123,9 @@ def scan(asset: str, partitions: str | None = None, *, root: str | Path | None =
     return pl.scan_parquet(files)
 
 
-def relation(asset: str, partitions: str | None = None, *, root: str | Path | None = None, connection: Any = None) -> Any:
+def relation(
+    asset: str, partitions: str | None = None, *, root: str | Path | None = None, connection: Any = None
+) -> Any:
     """The same partitions as `scan`, as a DuckDB relation (on `connection`, default DuckDB's own)."""
     import duckdb
 

@@ -37,9 +37,9 @@ VERIFY = "(verify)"
 
 AVOIDED_BASELINES: dict[str, str] = {
     "daily": "each hit's avoided cost counted once per asset, partition and fingerprint per UTC day "
-             "(what a plain orchestrator would have recomputed for the same requests, once a day)",
+    "(what a plain orchestrator would have recomputed for the same requests, once a day)",
     "raw": "every hit's avoided cost counted on every request (a plain orchestrator recomputing "
-           "every request, however often it is repeated)",
+    "every request, however often it is repeated)",
 }
 
 METRIC_COLUMNS: tuple[str, ...] = (
@@ -188,8 +188,9 @@ def totals(table: list[dict[str, Any]]) -> dict[str, Any]:
 STATUS_STATES: tuple[str, ...] = ("up to date", "stale", "missing", "blocked")
 
 
-def status_table(partitions: list[dict[str, Any]], ledger_rows: list[dict[str, Any]],
-                 avoided: str = "daily") -> list[dict[str, Any]]:
+def status_table(
+    partitions: list[dict[str, Any]], ledger_rows: list[dict[str, Any]], avoided: str = "daily"
+) -> list[dict[str, Any]]:
     """One row per asset for `skipwise status`: its partitions now (``partitions`` and one column
     per state, from rows with ``asset`` and ``state``), and from the cost ledger what was computed
     and skipped and the dollars spent and avoided; then a ``total`` row, and what verifying the
@@ -203,10 +204,17 @@ def status_table(partitions: list[dict[str, Any]], ledger_rows: list[dict[str, A
     out = []
     for asset, c in counts.items():
         cost = by_cost.get(asset, {})
-        out.append({"asset": asset, "partitions": sum(c.values()),
-                    **{s.replace(" ", "_"): n for s, n in c.items()},
-                    "computed": cost.get("computed"), "skipped": cost.get("skipped"),
-                    "usd": cost.get("usd"), "usd_avoided": cost.get("usd_avoided")})
+        out.append(
+            {
+                "asset": asset,
+                "partitions": sum(c.values()),
+                **{s.replace(" ", "_"): n for s, n in c.items()},
+                "computed": cost.get("computed"),
+                "skipped": cost.get("skipped"),
+                "usd": cost.get("usd"),
+                "usd_avoided": cost.get("usd_avoided"),
+            }
+        )
     for extra in (VERIFY, OVERHEAD):
         found = by_cost.get(extra)
         if found is not None:
@@ -238,8 +246,7 @@ def overhead_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if not runs:
         return {}
     out: dict[str, Any] = {"records": len(runs)}
-    for field in ("process_cpu_seconds", "partition_cpu_seconds", "cpu_seconds", "usd",
-                  *(f for f, _ in _PHASES)):
+    for field in ("process_cpu_seconds", "partition_cpu_seconds", "cpu_seconds", "usd", *(f for f, _ in _PHASES)):
         out[field] = _sum(r.get(field) for r in runs)
     return out
 
@@ -251,8 +258,10 @@ def overhead_line(rows: list[dict[str, Any]]) -> str:
         return ""
     parts = ", ".join(f"{label} {o[f] or 0:.2f} s" for f, label in _PHASES)
     usd = format_usd(o["usd"]) if o["usd"] is not None else "-"
-    return (f"overhead: {o['cpu_seconds'] or 0:.2f} CPU-s ({usd}) of the {o['process_cpu_seconds'] or 0:.2f} CPU-s "
-            f"its {o['records']} run record(s) cover ({o['partition_cpu_seconds'] or 0:.2f} s in partitions): {parts}")
+    return (
+        f"overhead: {o['cpu_seconds'] or 0:.2f} CPU-s ({usd}) of the {o['process_cpu_seconds'] or 0:.2f} CPU-s "
+        f"its {o['records']} run record(s) cover ({o['partition_cpu_seconds'] or 0:.2f} s in partitions): {parts}"
+    )
 
 
 # --- formatting -------------------------------------------------------------------------------
@@ -312,8 +321,9 @@ th { text-align: left; background: #f4f4f4; } td.num { text-align: right; }
 """
 
 
-def _hbar_chart(items: list[tuple[str, float]], label: Callable[[float], str],
-                vmax: float | None = None, color: str = "#4a7ebb") -> str:
+def _hbar_chart(
+    items: list[tuple[str, float]], label: Callable[[float], str], vmax: float | None = None, color: str = "#4a7ebb"
+) -> str:
     """Horizontal bars: one row per (name, value)."""
     if not items:
         return '<svg width="420" height="30"><text x="0" y="20">no data</text></svg>'
@@ -325,13 +335,13 @@ def _hbar_chart(items: list[tuple[str, float]], label: Callable[[float], str],
         y = 3 + i * row_h
         # A non-zero value always shows at least a sliver.
         w = max(1.0, bar_w * value / top) if value > 0 and top > 0 else 0.0
-        parts.append(f'<text x="{name_w - 6}" y="{y + 14}" text-anchor="end">'
-                     f"{html.escape(_short(name))}</text>")
-        parts.append(f'<rect x="{name_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" '
-                     f'fill="{color}"><title>{html.escape(name)}: {html.escape(label(value))}'
-                     "</title></rect>")
-        parts.append(f'<text x="{name_w + w + 4:.1f}" y="{y + 14}">{html.escape(label(value))}'
-                     "</text>")
+        parts.append(f'<text x="{name_w - 6}" y="{y + 14}" text-anchor="end">{html.escape(_short(name))}</text>')
+        parts.append(
+            f'<rect x="{name_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" '
+            f'fill="{color}"><title>{html.escape(name)}: {html.escape(label(value))}'
+            "</title></rect>"
+        )
+        parts.append(f'<text x="{name_w + w + 4:.1f}" y="{y + 14}">{html.escape(label(value))}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -399,9 +409,11 @@ def _columns_chart(items: list[tuple[str, dict[str, float]]], label: Callable[[f
     parts = [f'<svg width="{width}" height="{base + bottom + 24}" role="img">']
     for t in ticks:
         y = base - plot_h * t / vmax
-        parts.append(f'<g class="tick"><line x1="{left - 4}" y1="{y:.1f}" x2="{width - 8}" y2="{y:.1f}" '
-                     f'stroke="#e2e2e2"/><text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">'
-                     f"{html.escape(_tick_usd(t))}</text></g>")
+        parts.append(
+            f'<g class="tick"><line x1="{left - 4}" y1="{y:.1f}" x2="{width - 8}" y2="{y:.1f}" '
+            f'stroke="#e2e2e2"/><text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">'
+            f"{html.escape(_tick_usd(t))}</text></g>"
+        )
     parts.append(f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{base}" stroke="#777"/>')
     parts.append(f'<line x1="{left}" y1="{base}" x2="{width - 8}" y2="{base}" stroke="#777"/>')
     every = max(1, math.ceil(len(items) / 12))  # at most ~12 day labels, so they do not collide
@@ -413,19 +425,25 @@ def _columns_chart(items: list[tuple[str, dict[str, float]]], label: Callable[[f
                 continue
             h = max(1.0, plot_h * v / vmax)
             y -= h
-            parts.append(f'<rect class="{css}" x="{x}" y="{y:.1f}" width="{max(1, col_w - 2)}" height="{h:.1f}" '
-                         f'fill="{color}"><title>{html.escape(day)} {name}: {html.escape(label(v))}</title></rect>')
+            parts.append(
+                f'<rect class="{css}" x="{x}" y="{y:.1f}" width="{max(1, col_w - 2)}" height="{h:.1f}" '
+                f'fill="{color}"><title>{html.escape(day)} {name}: {html.escape(label(v))}</title></rect>'
+            )
         if i % every == 0:
             cx = x + col_w / 2
-            parts.append(f'<g class="xtick"><line x1="{cx:.1f}" y1="{base}" x2="{cx:.1f}" y2="{base + 4}" stroke="#777"/>'
-                         f'<text transform="translate({cx:.1f},{base + 14}) rotate(-40)" text-anchor="end">'
-                         f"{html.escape(day)}</text></g>")
+            parts.append(
+                f'<g class="xtick"><line x1="{cx:.1f}" y1="{base}" x2="{cx:.1f}" y2="{base + 4}" stroke="#777"/>'
+                f'<text transform="translate({cx:.1f},{base + 14}) rotate(-40)" text-anchor="end">'
+                f"{html.escape(day)}</text></g>"
+            )
     legend_y = base + bottom + 14
     shown = [sr for sr in SERIES if any(v.get(sr[0], 0.0) > 0 for _, v in items)]
     for k, (name, color, _) in enumerate(shown):
         lx = left + k * 150
-        parts.append(f'<rect x="{lx}" y="{legend_y - 9}" width="10" height="10" fill="{color}"/>'
-                     f'<text x="{lx + 14}" y="{legend_y}">{html.escape(name)}</text>')
+        parts.append(
+            f'<rect x="{lx}" y="{legend_y - 9}" width="10" height="10" fill="{color}"/>'
+            f'<text x="{lx + 14}" y="{legend_y}">{html.escape(name)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -446,7 +464,8 @@ def _html_table(rows: list[dict[str, Any]]) -> str:
     body = []
     for row in rows:
         cells = "".join(
-            f'<td class="num">{html.escape(_cell(c, row.get(c)))}</td>' if c in METRIC_COLUMNS
+            f'<td class="num">{html.escape(_cell(c, row.get(c)))}</td>'
+            if c in METRIC_COLUMNS
             else f"<td>{html.escape(_cell(c, row.get(c)))}</td>"
             for c in columns
         )
@@ -454,8 +473,9 @@ def _html_table(rows: list[dict[str, Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def render_html(rows: list[dict[str, Any]], by: str = "asset",
-                title: str = "skipwise cost report", avoided: str = "daily") -> str:
+def render_html(
+    rows: list[dict[str, Any]], by: str = "asset", title: str = "skipwise cost report", avoided: str = "daily"
+) -> str:
     """A self-contained HTML page (inline CSS and SVG, no scripts, no external references) for
     ledger `rows`: spend by data day and by run day (partitions and overhead as two series), spend
     per asset (overhead included), cache hit rate per asset, and the `cost_table` grouped by `by`."""
@@ -465,21 +485,24 @@ def render_html(rows: list[dict[str, Any]], by: str = "asset",
     table = cost_table(rows, by, avoided)
     total = totals(table)
     overhead = f" ({format_usd(total['overhead_usd'])} of it overhead)" if total.get("overhead_usd") else ""
-    summary = (f"{len(rows)} records; {format_usd(total['usd'] or 0)} spent{overhead}; "
-               f"{format_usd(total['usd_avoided'] or 0)} avoided by cache hits "
-               f"({AVOIDED_BASELINES[avoided]}); "
-               f"hit rate {_cell('hit_rate', total['hit_rate'])}")
+    summary = (
+        f"{len(rows)} records; {format_usd(total['usd'] or 0)} spent{overhead}; "
+        f"{format_usd(total['usd_avoided'] or 0)} avoided by cache hits "
+        f"({AVOIDED_BASELINES[avoided]}); "
+        f"hit rate {_cell('hit_rate', total['hit_rate'])}"
+    )
     charts = [
         ("Spend by data day (the day a partition holds; USD)", _columns_chart(spend_by_day(rows, "data"), _usd)),
-        ("Spend by run day (the UTC day the work ran, overhead apart; USD)", _columns_chart(spend_by_day(rows, "run"), _usd)),
+        (
+            "Spend by run day (the UTC day the work ran, overhead apart; USD)",
+            _columns_chart(spend_by_day(rows, "run"), _usd),
+        ),
         ("Spend per asset (USD)", _hbar_chart(spend_asset, _usd)),
-        ("Cache hit rate per asset", _hbar_chart(hit_asset, lambda v: f"{100 * v:.0f}%",
-                                                 vmax=1.0, color="#5a9e5a")),
+        ("Cache hit rate per asset", _hbar_chart(hit_asset, lambda v: f"{100 * v:.0f}%", vmax=1.0, color="#5a9e5a")),
     ]
-    figures = "".join(f"<figure><figcaption>{html.escape(cap)}</figcaption>{svg}</figure>"
-                      for cap, svg in charts)
+    figures = "".join(f"<figure><figcaption>{html.escape(cap)}</figcaption>{svg}</figure>" for cap, svg in charts)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>"
         f'<div class="charts">{figures}</div>'

@@ -50,7 +50,9 @@ def _last_used(project: Any) -> dict[tuple[str, str, str], str]:
     return out
 
 
-def collect(project: Any, policy: Policy | None = None, dry_run: bool = True, now: datetime | None = None) -> list[Item]:
+def collect(
+    project: Any, policy: Policy | None = None, dry_run: bool = True, now: datetime | None = None
+) -> list[Item]:
     """Judge every non-current version of every skipwise partition; unless `dry_run`, remove
     those judged not worth keeping (each partition under its lock; one that is held is left as it is)."""
     policy = policy or Policy(project.config.prices.storage_usd_per_gb_month)
@@ -70,8 +72,17 @@ def collect(project: Any, policy: Policy | None = None, dry_run: bool = True, no
     return items
 
 
-def _partition(project: Any, asset: Any, key: str, names: dict[str, int], policy: Policy, used: dict,
-               refs: dict[str, str], now: datetime, dry_run: bool) -> list[Item]:
+def _partition(
+    project: Any,
+    asset: Any,
+    key: str,
+    names: dict[str, int],
+    policy: Policy,
+    used: dict,
+    refs: dict[str, str],
+    now: datetime,
+    dry_run: bool,
+) -> list[Item]:
     store = project.store
     try:
         current = store.read_manifest(asset.layer, asset.name, key)
@@ -97,16 +108,42 @@ def _partition(project: Any, asset: Any, key: str, names: dict[str, int], policy
         last = used.get((asset.name, key, v.fingerprint), v.created_at)
         commit = str((v.metadata or {}).get(GIT_COMMIT) or "")
         verdict = judge(policy, size, (v.cost or {}).get("usd"), _days_since(last, now), refs.get(commit, ""))
-        out.append((Item(asset.name, key, v.fingerprint, tuple(store.where(asset.layer, asset.name, key, f) for f in files),
-                         size, verdict.keep, verdict.reason, verdict.storage_usd_per_month), files))
+        out.append(
+            (
+                Item(
+                    asset.name,
+                    key,
+                    v.fingerprint,
+                    tuple(store.where(asset.layer, asset.name, key, f) for f in files),
+                    size,
+                    verdict.keep,
+                    verdict.reason,
+                    verdict.storage_usd_per_month,
+                ),
+                files,
+            )
+        )
     # Outputs no kept manifest names: written before versions were kept, or by a writer killed
     # before its commit (the lease held now means none is being written).
     for name in sorted(names):
         if "/" not in name and name not in keep_names and name not in named:
             size = names[name]
             cost = size / 2**30 * policy.storage_usd_per_gb_month
-            out.append((Item(asset.name, key, name.split(".")[0], (store.where(asset.layer, asset.name, key, name),), size,
-                             False, "no kept manifest names it: it can never be restored", cost), [name]))
+            out.append(
+                (
+                    Item(
+                        asset.name,
+                        key,
+                        name.split(".")[0],
+                        (store.where(asset.layer, asset.name, key, name),),
+                        size,
+                        False,
+                        "no kept manifest names it: it can never be restored",
+                        cost,
+                    ),
+                    [name],
+                )
+            )
     if not dry_run:
         store.remove(asset.layer, asset.name, key, [f for item, files in out if not item.keep for f in files])
     return [item for item, _ in out]

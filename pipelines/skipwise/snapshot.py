@@ -26,8 +26,22 @@ from skipwise.store.files import atomic_write
 #: Bump when the snapshot's layout or the resolution rules change.
 SNAPSHOT_VERSION = 1
 
-_TYPES = {cls.__name__: cls for cls in (P.DailyPartitions, P.KeySet, P.Identity, P.Window, P.AllOf, P.Offsets, P.Table,
-                                         S.Dep, S.Source, S.Asset, S.Plain)}
+_TYPES = {
+    cls.__name__: cls
+    for cls in (
+        P.DailyPartitions,
+        P.KeySet,
+        P.Identity,
+        P.Window,
+        P.AllOf,
+        P.Offsets,
+        P.Table,
+        S.Dep,
+        S.Source,
+        S.Asset,
+        S.Plain,
+    )
+}
 
 
 def path_of(root: Path) -> Path:
@@ -101,8 +115,14 @@ def watched_files(root: Path, modules: dict[str, Any], config_files: list[str]) 
     return {os.path.relpath(p, real): _stamp(p) for p in sorted(paths)}
 
 
-def save(root: Path, definitions: str, graph: S.Graph, files: dict[str, list[int] | None], valid_until: float | None,
-         library: str) -> None:
+def save(
+    root: Path,
+    definitions: str,
+    graph: S.Graph,
+    files: dict[str, list[int] | None],
+    valid_until: float | None,
+    library: str,
+) -> None:
     """Write the snapshot (atomically; a failure to write only costs the next command the import)."""
     data = {
         "version": SNAPSHOT_VERSION,

@@ -27,19 +27,33 @@ DEFAULT_FRACTION = 0.05
 def add_verify_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``verify`` subcommand to an argparse `subparsers`; its ``func`` is `run_verify`."""
     parser = subparsers.add_parser(
-        "verify", help="recompute a sample of up-to-date partitions and compare them with what is committed",
+        "verify",
+        help="recompute a sample of up-to-date partitions and compare them with what is committed",
         description="Recomputes a random sample of up-to-date partitions in memory (nothing committed is "
         "touched) and compares each output's sha256 with its manifest's. A mismatch is marked stale (the next "
         "run recomputes it) and fails the command, as does an asset whose two computations differ. What "
-        "verifying cost goes to the cost ledger (cache \"verify\").")
+        'verifying cost goes to the cost ledger (cache "verify").',
+    )
     parser.add_argument("--select", default=None, help="comma-separated assets (default: all)")
     parser.add_argument("--partition", default=None, help="one partition key, or a range a...b (default: all)")
-    parser.add_argument("--fraction", type=float, default=None,
-                        help=f"share of the up-to-date partitions to recompute (default: {DEFAULT_FRACTION})")
-    parser.add_argument("--sample", type=int, default=None, metavar="N", help="recompute N partitions instead of a share")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="seed of the random draw: the same seed draws the same partitions (default: a new one, printed)")
-    parser.add_argument("--dry-run", action="store_true", help="print the partitions that would be recomputed, compute nothing")
+    parser.add_argument(
+        "--fraction",
+        type=float,
+        default=None,
+        help=f"share of the up-to-date partitions to recompute (default: {DEFAULT_FRACTION})",
+    )
+    parser.add_argument(
+        "--sample", type=int, default=None, metavar="N", help="recompute N partitions instead of a share"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the random draw: the same seed draws the same partitions (default: a new one, printed)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the partitions that would be recomputed, compute nothing"
+    )
     add_json_flag(parser)
     parser.set_defaults(func=run_verify)
     return parser
@@ -53,8 +67,10 @@ def check_args(args: argparse.Namespace) -> float | None:
         raise UsageError(f"--sample must be 1 or more, got {args.sample}", hint="e.g. --sample 20, or --fraction 0.05")
     fraction = None if args.sample is not None else (DEFAULT_FRACTION if args.fraction is None else args.fraction)
     if fraction is not None and not (math.isfinite(fraction) and 0 < fraction <= 1):
-        raise UsageError(f"--fraction {args.fraction} is not a share of the up-to-date partitions",
-                         hint="give a number above 0 and at most 1, e.g. --fraction 0.05 (1: all of them)")
+        raise UsageError(
+            f"--fraction {args.fraction} is not a share of the up-to-date partitions",
+            hint="give a number above 0 and at most 1, e.g. --fraction 0.05 (1: all of them)",
+        )
     if args.partition is not None:
         parse_range(args.partition)
     return fraction
@@ -93,10 +109,18 @@ def _print_problem(result: Verified) -> None:
 
 def _print_dry_run(args: argparse.Namespace, sample: Sample) -> None:
     if args.json:
-        print_json({"dry_run": True, "up_to_date": sample.up_to_date, "seed": sample.seed,
-                    "partitions": [{"asset": p.asset.name, "partition": p.key} for p in sample.picked]})
+        print_json(
+            {
+                "dry_run": True,
+                "up_to_date": sample.up_to_date,
+                "seed": sample.seed,
+                "partitions": [{"asset": p.asset.name, "partition": p.key} for p in sample.picked],
+            }
+        )
         return
     for p in sample.picked:
         print(f"would verify  {p.asset.name}[{p.key}]")
-    print(f"would verify {len(sample.picked)} of {sample.up_to_date} up-to-date partitions "
-          f"({share(len(sample.picked), sample.up_to_date)}; seed {sample.seed}); nothing computed")
+    print(
+        f"would verify {len(sample.picked)} of {sample.up_to_date} up-to-date partitions "
+        f"({share(len(sample.picked), sample.up_to_date)}; seed {sample.seed}); nothing computed"
+    )

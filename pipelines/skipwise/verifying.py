@@ -37,8 +37,10 @@ if TYPE_CHECKING:  # the engine is imported when verifying starts, not by `skipw
 T = TypeVar("T")
 
 #: What a mismatch with nothing changed among the recorded dependencies means, and the fix.
-UNOBSERVED = ("nothing skipwise records changed: an unobserved dependency (a subprocess, a network read, a file "
-              "read by a native reader skipwise does not wrap): declare it with @sw.asset(files=[...], env=[...])")
+UNOBSERVED = (
+    "nothing skipwise records changed: an unobserved dependency (a subprocess, a network read, a file "
+    "read by a native reader skipwise does not wrap): declare it with @sw.asset(files=[...], env=[...])"
+)
 #: How to make an asset that disagrees with itself comparable (or say it never will be).
 NONDETERMINISTIC_FIX = "seed its randomness, sort before writing, or declare @sw.asset(nondeterministic=True)"
 #: The ledger's cache value of a verification's records.
@@ -80,16 +82,27 @@ class Verified:
         """The line a person reads for a problem (mismatch or nondeterministic)."""
         where = f"{self.asset}[{self.partition}]"
         if self.verdict is Verdict.NONDETERMINISTIC:
-            return (f"NONDETERMINISTIC  {self.asset}: two computations of {where} differ ({_short(self.fresh_hash)} "
-                    f"!= {_short(self.second_hash)}): {NONDETERMINISTIC_FIX}")
-        return (f"MISMATCH  {where}: committed {_short(self.committed_hash)}, a fresh computation gives "
-                f"{_short(self.fresh_hash)} (twice): {self.changed}; marked stale, the next run recomputes it")
+            return (
+                f"NONDETERMINISTIC  {self.asset}: two computations of {where} differ ({_short(self.fresh_hash)} "
+                f"!= {_short(self.second_hash)}): {NONDETERMINISTIC_FIX}"
+            )
+        return (
+            f"MISMATCH  {where}: committed {_short(self.committed_hash)}, a fresh computation gives "
+            f"{_short(self.fresh_hash)} (twice): {self.changed}; marked stale, the next run recomputes it"
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"asset": self.asset, "partition": self.partition, "verdict": self.verdict.value,
-                "committed_hash": self.committed_hash, "fresh_hash": self.fresh_hash,
-                "second_hash": self.second_hash, "changed": self.changed, "usd": self.cost.usd,
-                "wall_seconds": self.cost.wall_seconds}
+        return {
+            "asset": self.asset,
+            "partition": self.partition,
+            "verdict": self.verdict.value,
+            "committed_hash": self.committed_hash,
+            "fresh_hash": self.fresh_hash,
+            "second_hash": self.second_hash,
+            "changed": self.changed,
+            "usd": self.cost.usd,
+            "wall_seconds": self.cost.wall_seconds,
+        }
 
 
 class Pick(NamedTuple):
@@ -141,37 +154,55 @@ class Report:
         for r in self.results:
             if r.verdict.is_skipped:
                 by_asset[(r.asset, r.verdict.value)] = by_asset.get((r.asset, r.verdict.value), 0) + 1
-        return [f"skipped  {asset}: {why.removeprefix('skipped: ')} ({n} sampled partition(s) not compared)"
-                for (asset, why), n in by_asset.items()]
+        return [
+            f"skipped  {asset}: {why.removeprefix('skipped: ')} ({n} sampled partition(s) not compared)"
+            for (asset, why), n in by_asset.items()
+        ]
 
     def summary(self) -> str:
         """``verified 18 of 365 up-to-date partitions (5%): 18 match, 0 mismatch; recomputed in 4.2 s for $0.0000123``"""
         compared = sum(not r.verdict.is_skipped for r in self.results)
-        extra = "".join(f", {n} {label}" for label, n in (
-            ("nondeterministic", self.count(Verdict.NONDETERMINISTIC)),
-            ("skipped", sum(r.verdict.is_skipped for r in self.results))) if n)
-        return (f"verified {compared} of {self.sample.up_to_date} up-to-date partitions "
-                f"({share(compared, self.sample.up_to_date)}): {self.count(Verdict.MATCH)} match, "
-                f"{self.count(Verdict.MISMATCH)} mismatch{extra}; recomputed in {self.seconds:.1f} s for "
-                f"{format_usd(self.usd)} (seed {self.sample.seed})")
+        extra = "".join(
+            f", {n} {label}"
+            for label, n in (
+                ("nondeterministic", self.count(Verdict.NONDETERMINISTIC)),
+                ("skipped", sum(r.verdict.is_skipped for r in self.results)),
+            )
+            if n
+        )
+        return (
+            f"verified {compared} of {self.sample.up_to_date} up-to-date partitions "
+            f"({share(compared, self.sample.up_to_date)}): {self.count(Verdict.MATCH)} match, "
+            f"{self.count(Verdict.MISMATCH)} mismatch{extra}; recomputed in {self.seconds:.1f} s for "
+            f"{format_usd(self.usd)} (seed {self.sample.seed})"
+        )
 
     def failure(self) -> str:
         """The one-line error of a verification that found problems."""
         mismatched = self.count(Verdict.MISMATCH)
         odd = self.count(Verdict.NONDETERMINISTIC)
-        parts = ([f"{mismatched} partition(s) differ from a fresh computation (now marked stale)"] if mismatched else []) \
-            + ([f"{odd} asset(s) are nondeterministic"] if odd else [])
+        parts = (
+            [f"{mismatched} partition(s) differ from a fresh computation (now marked stale)"] if mismatched else []
+        ) + ([f"{odd} asset(s) are nondeterministic"] if odd else [])
         return "skipwise verify: " + "; ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "up_to_date": self.sample.up_to_date, "sampled": len(self.sample.picked),
-                "seed": self.sample.seed, "run_id": self.run_id, "seconds": self.seconds, "usd": self.usd,
-                "overhead_usd": self.overhead_usd,
-                "counts": {v.value: self.count(v) for v in Verdict},
-                "results": [r.to_json() for r in self.results]}
+        return {
+            "ok": self.ok,
+            "up_to_date": self.sample.up_to_date,
+            "sampled": len(self.sample.picked),
+            "seed": self.sample.seed,
+            "run_id": self.run_id,
+            "seconds": self.seconds,
+            "usd": self.usd,
+            "overhead_usd": self.overhead_usd,
+            "counts": {v.value: self.count(v) for v in Verdict},
+            "results": [r.to_json() for r in self.results],
+        }
 
 
 # -- sampling (pure) -----------------------------------------------------------------------------
+
 
 def sample_size(population: int, fraction: float | None = None, count: int | None = None) -> int:
     """How many of `population` to draw: `count` (at most all of them), else the `fraction`
@@ -203,17 +234,27 @@ def share(part: int, whole: int) -> str:
     return f"{pct:.0f}%" if pct >= 1 or pct == 0 else f"{pct:.2g}%"
 
 
-def choose(project: Project, select: list[str] | None = None, partition: str | None = None,
-           fraction: float | None = None, count: int | None = None, seed: int | None = None) -> Sample:
+def choose(
+    project: Project,
+    select: list[str] | None = None,
+    partition: str | None = None,
+    fraction: float | None = None,
+    count: int | None = None,
+    seed: int | None = None,
+) -> Sample:
     """Draw the partitions to verify among the up-to-date ones (planned as SKIP: no data read)."""
-    candidates = [Pick(project.graph.asset(d.asset), d.partition, d.fingerprint)
-                  for d in project.plan(select, partition=partition) if d.action == SKIP]
+    candidates = [
+        Pick(project.graph.asset(d.asset), d.partition, d.fingerprint)
+        for d in project.plan(select, partition=partition)
+        if d.action == SKIP
+    ]
     seed = new_seed() if seed is None else seed
     picked = draw(candidates, sample_size(len(candidates), fraction, count), seed)
     return Sample(tuple(picked), len(candidates), seed)
 
 
 # -- recomputing ---------------------------------------------------------------------------------
+
 
 def recompute(project: Project, asset: Asset, key: str, current: Current, fn: Callable) -> tuple[str, CostVector]:
     """(sha256 of the output bytes, priced cost) of one fresh computation of partition `key`, done
@@ -225,8 +266,11 @@ def recompute(project: Project, asset: Asset, key: str, current: Current, fn: Ca
 
     params = project.params_of(asset)
     reads: list[Any] = []  # inputs are read before the meter starts and charged to it, as `_compute` does
-    inputs = {dep.name: project._load_input(asset, dep.name, current.inputs[dep.name], key, reads)
-              for dep in asset.deps if dep.data}
+    inputs = {
+        dep.name: project._load_input(asset, dep.name, current.inputs[dep.name], key, reads)
+        for dep in asset.deps
+        if dep.data
+    }
     with Meter(project.io) as meter:
         for one in reads:
             meter.charge(one)
@@ -251,8 +295,13 @@ def verify_one(project: Project, pick: Pick, fn: Callable) -> Verified | None:
     m = project.manifest(asset, key)
     if m is None or m.fingerprint != pick.fingerprint:
         return None
-    skipped = Verdict.DECLARED if asset.nondeterministic else \
-        Verdict.OUTSIDE_STATE if (m.metadata or {}).get(NOT_RESTORABLE) else None
+    skipped = (
+        Verdict.DECLARED
+        if asset.nondeterministic
+        else Verdict.OUTSIDE_STATE
+        if (m.metadata or {}).get(NOT_RESTORABLE)
+        else None
+    )
     if skipped is not None:  # e.g. a model registry's promoted version: recomputing would write to it
         return Verified(asset.name, key, m.output_hash, None, skipped)
     current = provenance(m)
@@ -263,7 +312,9 @@ def verify_one(project: Project, pick: Pick, fn: Callable) -> Verified | None:
     cost = cost + again
     if second != first:
         return Verified(asset.name, key, m.output_hash, first, Verdict.NONDETERMINISTIC, second, cost=cost)
-    return Verified(asset.name, key, m.output_hash, first, Verdict.MISMATCH, second, what_changed(project, asset, key), cost)
+    return Verified(
+        asset.name, key, m.output_hash, first, Verdict.MISMATCH, second, what_changed(project, asset, key), cost
+    )
 
 
 def what_changed(project: Project, asset: Asset, key: str) -> str:
@@ -275,8 +326,14 @@ def what_changed(project: Project, asset: Asset, key: str) -> str:
 
 # -- the whole verification ----------------------------------------------------------------------
 
-def verify(project: Project, sample: Sample, run_id: str = "", tags: Mapping[str, str] | None = None,
-           on_result: Callable[[Verified], None] | None = None) -> Report:
+
+def verify(
+    project: Project,
+    sample: Sample,
+    run_id: str = "",
+    tags: Mapping[str, str] | None = None,
+    on_result: Callable[[Verified], None] | None = None,
+) -> Report:
     """Recompute `sample` (see `choose`), compare, mark mismatches stale, record the cost.
 
     Each partition's record goes to the ledger as it is verified (a killed verification keeps
@@ -320,10 +377,17 @@ def verify(project: Project, sample: Sample, run_id: str = "", tags: Mapping[str
 
 
 def _record(result: Verified, fingerprint: str, run_id: str, tags: Mapping[str, str]) -> LedgerRecord:
-    return LedgerRecord(ts=utc_now_iso(), run_id=run_id, asset=result.asset, partition=result.partition,
-                        cache=CACHE, reason=f"skipwise verify: {result.verdict.value}", fingerprint=fingerprint,
-                        tags={str(k): str(v) for k, v in tags.items() if not str(k).startswith("dagster/")},
-                        cost=result.cost)
+    return LedgerRecord(
+        ts=utc_now_iso(),
+        run_id=run_id,
+        asset=result.asset,
+        partition=result.partition,
+        cache=CACHE,
+        reason=f"skipwise verify: {result.verdict.value}",
+        fingerprint=fingerprint,
+        tags={str(k): str(v) for k, v in tags.items() if not str(k).startswith("dagster/")},
+        cost=result.cost,
+    )
 
 
 def mark_stale(project: Project, mismatches: list[Verified]) -> None:
@@ -349,4 +413,3 @@ def mark_stale(project: Project, mismatches: list[Verified]) -> None:
 
 def _short(sha: str | None) -> str:
     return (sha or "-")[:12]
-

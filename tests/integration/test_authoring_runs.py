@@ -14,7 +14,7 @@ from tests.conftest import definitions_module
 
 pytestmark = pytest.mark.integration
 
-MODULE = '''
+MODULE = """
 import dagster as dg
 import skipwise as sw
 
@@ -36,7 +36,7 @@ def numbers(context: dg.AssetExecutionContext, config: Scale, greeting: Greeting
 
 
 defs = dg.Definitions(assets=[numbers], resources={"skipwise": sw.IOManager(), "greeting": Greeting(word="hi")})
-'''
+"""
 
 
 @pytest.fixture
@@ -50,13 +50,17 @@ def module(tmp_path: Path, monkeypatch):
 
 
 def _outputs(root: Path) -> dict:
-    return {m.parent.name: json.loads((m.parent / json.loads(m.read_text())["output"]).read_text())
-            for m in (root / "data" / "default" / "numbers").glob("*/manifest.json")}
+    return {
+        m.parent.name: json.loads((m.parent / json.loads(m.read_text())["output"]).read_text())
+        for m in (root / "data" / "default" / "numbers").glob("*/manifest.json")
+    }
 
 
 def _caches(result) -> list[str]:
-    return sorted(str(getattr(e.step_materialization_data.materialization.metadata["skipwise/cache"], "value", ""))
-                  for e in result.get_asset_materialization_events())
+    return sorted(
+        str(getattr(e.step_materialization_data.materialization.metadata["skipwise/cache"], "value", ""))
+        for e in result.get_asset_materialization_events()
+    )
 
 
 def test_context_config_and_resources_reach_the_body_and_config_counts(module, tmp_path):
@@ -71,12 +75,17 @@ def test_context_config_and_resources_reach_the_body_and_config_counts(module, t
         again = dg.materialize(assets, resources=resources, instance=instance, partition_key="north")
         assert _caches(again) == ["hit"]
         config = {"ops": {"numbers": {"config": {"factor": 3}}}}
-        changed = dg.materialize(assets, resources=resources, instance=instance, partition_key="north", run_config=config)
+        changed = dg.materialize(
+            assets, resources=resources, instance=instance, partition_key="north", run_config=config
+        )
         md = changed.get_asset_materialization_events()[0].step_materialization_data.materialization.metadata
         assert md["skipwise/cache"].value == "miss" and "params changed" in md["skipwise/reason"].value
         assert _outputs(tmp_path)["north"]["value"] == 15
         # The same run config again is a hit; back to the default restores the default's output (kept).
-        assert _caches(dg.materialize(assets, resources=resources, instance=instance, partition_key="north",
-                                      run_config=config)) == ["hit"]
-        assert _caches(dg.materialize(assets, resources=resources, instance=instance, partition_key="north")) == ["restore"]
+        assert _caches(
+            dg.materialize(assets, resources=resources, instance=instance, partition_key="north", run_config=config)
+        ) == ["hit"]
+        assert _caches(dg.materialize(assets, resources=resources, instance=instance, partition_key="north")) == [
+            "restore"
+        ]
         assert _outputs(tmp_path)["north"]["value"] == 10

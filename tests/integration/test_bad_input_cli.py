@@ -55,21 +55,39 @@ def proj(project_dir) -> Path:
     d.mkdir(parents=True)
     data = b"existing output"
     (d / "f0.parquet").write_bytes(data)
-    (d / "manifest.json").write_text(Manifest(
-        asset="flight_features", partition="2013-01-01", fingerprint="f0", code_version="c0", params_digest="p0",
-        inputs={"raw_flights": {"2013-01-01": "md5:0"}}, output="f0.parquet",
-        output_hash=hashlib.sha256(data).hexdigest(), output_size=len(data),
-    ).to_json())
+    (d / "manifest.json").write_text(
+        Manifest(
+            asset="flight_features",
+            partition="2013-01-01",
+            fingerprint="f0",
+            code_version="c0",
+            params_digest="p0",
+            inputs={"raw_flights": {"2013-01-01": "md5:0"}},
+            output="f0.parquet",
+            output_hash=hashlib.sha256(data).hexdigest(),
+            output_size=len(data),
+        ).to_json()
+    )
     return project_dir
 
 
-def write_ledger(root: Path, rows: list[tuple[str, str, float]], run_id: str = "earlier-run", ts: str = "2020-01-01T00:00:00+00:00") -> None:
+def write_ledger(
+    root: Path, rows: list[tuple[str, str, float]], run_id: str = "earlier-run", ts: str = "2020-01-01T00:00:00+00:00"
+) -> None:
     """A pre-made cost history: (asset, partition, usd) misses."""
     from skipwise.store.ledger import Ledger
 
     Ledger(root / "data" / "ledger").append(
-        LedgerRecord(ts=ts, run_id=run_id, asset=a, partition=k, cache="miss", reason="missing", fingerprint=f"fp-{a}-{k}",
-                     cost=CostVector(usd=usd))
+        LedgerRecord(
+            ts=ts,
+            run_id=run_id,
+            asset=a,
+            partition=k,
+            cache="miss",
+            reason="missing",
+            fingerprint=f"fp-{a}-{k}",
+            cost=CostVector(usd=usd),
+        )
         for a, k, usd in rows
     )
 
@@ -86,7 +104,11 @@ def edit(path: Path, old: str, new: str) -> None:
 @pytest.mark.parametrize("command", ["plan", "materialize"])
 def test_an_empty_partition_is_a_usage_error_not_the_whole_range(proj, command):
     before = snapshot(proj)
-    for spec, words in (("", "--partition is empty"), ("2013-01-01...", "the range has no end"), ("...2013-01-02", "the range has no start")):
+    for spec, words in (
+        ("", "--partition is empty"),
+        ("2013-01-01...", "the range has no end"),
+        ("...2013-01-02", "the range has no start"),
+    ):
         p = cli(proj, command, "--partition", spec)
         assert words in error_line(p, rc=2)
         assert "fix:" in p.stderr
@@ -121,13 +143,27 @@ def test_an_unquoted_date_plans_with_the_same_fingerprints(proj):
 
 
 PARAM_CASES = [
-    ("delay_threshold_minutes: 15", 'delay_threshold_minutes: "abc"',
-     "Error: params.yaml: flight_features.delay_threshold_minutes: expected an integer, got a string 'abc'"),
+    (
+        "delay_threshold_minutes: 15",
+        'delay_threshold_minutes: "abc"',
+        "Error: params.yaml: flight_features.delay_threshold_minutes: expected an integer, got a string 'abc'",
+    ),
     ("lr: 0.003", "lr: .nan", "Error: params.yaml: delay_model.lr: nan is not a finite number"),
-    ("epochs: 6", "epoch: 6", "Error: params.yaml: delay_model.epoch: unknown param of delay_model; did you mean 'epochs'?"),
-    ("weather_features:", "wether_features:", "Error: params.yaml: wether_features: names no asset; did you mean 'weather_features'?"),
-    ("training_set:\n  weather_lead_minutes: 60", "training_set: 60",
-     "Error: params.yaml: training_set: expected a mapping of param -> value, got an integer 60"),
+    (
+        "epochs: 6",
+        "epoch: 6",
+        "Error: params.yaml: delay_model.epoch: unknown param of delay_model; did you mean 'epochs'?",
+    ),
+    (
+        "weather_features:",
+        "wether_features:",
+        "Error: params.yaml: wether_features: names no asset; did you mean 'weather_features'?",
+    ),
+    (
+        "training_set:\n  weather_lead_minutes: 60",
+        "training_set: 60",
+        "Error: params.yaml: training_set: expected a mapping of param -> value, got an integer 60",
+    ),
 ]
 
 
@@ -147,7 +183,9 @@ def test_bad_params_stop_materialize_before_dagster_starts(proj):
     before = snapshot(proj)
     edit(proj / "params.yaml", "window_hours: 3", "window_hours: 3.5")
     p = cli(proj, "materialize", "--select", "weather_features", "--partition", "2013-01-01")
-    assert error_line(p, rc=2).startswith("Error: params.yaml: weather_features.window_hours: expected an integer, got a number 3.5")
+    assert error_line(p, rc=2).startswith(
+        "Error: params.yaml: weather_features.window_hours: expected an integer, got a number 3.5"
+    )
     assert "STEP" not in p.stderr and not (proj / ".dagster").exists()
     assert snapshot(proj) == before
 
@@ -260,7 +298,10 @@ def test_a_missing_dvc_cache_is_one_warning_per_source_printed_once(proj):
     out = json.loads(p.stdout)
     assert len(out["warnings"]) == 2 and not any("not committed" in w for w in out["warnings"])
     for w, src in zip(sorted(out["warnings"]), ("flights", "weather")):
-        assert f"data/raw/{src}.dvc records data/raw/{src} as " in w and ".dir, but that .dir manifest is not in the DVC cache" in w
+        assert (
+            f"data/raw/{src}.dvc records data/raw/{src} as " in w
+            and ".dir, but that .dir manifest is not in the DVC cache" in w
+        )
         assert "dvc fetch" in w and "dvc pull" in w
     assert [d["fingerprint"] for d in out["partitions"]] == [d["fingerprint"] for d in before_plan["partitions"]]
     text = cli(proj, "plan")
@@ -312,7 +353,9 @@ def test_materialize_checks_per_run_budget_for_the_whole_invocation_before_launc
     (proj / "skipwise.toml").write_text("[budgets]\nper_run_usd = 0.0007\n")
     before = snapshot(proj)
     # 5 + 5 partitions at $0.0001: each step alone ($0.0005) is within the budget, the run is not.
-    p = cli(proj, "materialize", "--select", "flight_features,weather_features", "--partition", "2013-01-01...2013-01-05")
+    p = cli(
+        proj, "materialize", "--select", "flight_features,weather_features", "--partition", "2013-01-01...2013-01-05"
+    )
     line = error_line(p, rc=3)
     assert "skipwise.toml" in line and "over budget, nothing was computed" in line
     assert "projected $0.00100 for this run is over budgets.per_run_usd = $0.000700" in p.stderr
@@ -346,8 +389,9 @@ def test_a_step_adds_what_its_run_already_spent(project):
     write_ledger(root, [("weather_features", "2013-01-01", 0.0002)])  # history: $0.0002 a partition
     from skipwise.core.cost import utc_now_iso
 
-    write_ledger(root, [("flight_features", f"2013-01-0{d}", 0.0001) for d in range(1, 7)], run_id="run-1",
-                 ts=utc_now_iso())  # an earlier step of run-1 (this run) spent $0.0006
+    write_ledger(
+        root, [("flight_features", f"2013-01-0{d}", 0.0001) for d in range(1, 7)], run_id="run-1", ts=utc_now_iso()
+    )  # an earlier step of run-1 (this run) spent $0.0006
     (root / "skipwise.toml").write_text("[budgets]\nper_run_usd = 0.0007\n")
     p = Project(root, project.graph)
     weather = project.graph.asset("weather_features")
@@ -355,7 +399,9 @@ def test_a_step_adds_what_its_run_already_spent(project):
     p.check_budget(weather, ["2013-01-02"], {}, run_id="another-run")
     with pytest.raises(BudgetExceeded) as e:
         p.check_budget(weather, ["2013-01-02"], {}, run_id="run-1")
-    assert "$0.000600 already spent by this run + projected $0.000200 = $0.000800 is over budgets.per_run_usd" in str(e.value)
+    assert "$0.000600 already spent by this run + projected $0.000200 = $0.000800 is over budgets.per_run_usd" in str(
+        e.value
+    )
     assert "skipwise.toml" in str(e.value) and "skipwise/budget_override=true" in str(e.value)
     p.check_budget(weather, ["2013-01-02"], OVERRIDE, run_id="run-1")
 
@@ -367,8 +413,10 @@ def test_a_failed_run_says_what_failed_and_what_was_computed(proj):
     (proj / "data" / "raw" / "flights" / "2013-01-03.parquet").write_bytes(b"not parquet")
     p = cli(proj, "materialize", "--select", "flight_features", "--partition", "2013-01-02...2013-01-03")
     line = error_line(p, rc=1)
-    assert line.startswith("Error: step flight_features failed after 1 of 2 partitions were computed: "
-                           "InputError: data/raw/flights/2013-01-03.parquet is not readable parquet"), line
+    assert line.startswith(
+        "Error: step flight_features failed after 1 of 2 partitions were computed: "
+        "InputError: data/raw/flights/2013-01-03.parquet is not readable parquet"
+    ), line
     assert "fix: restore it with `dvc checkout data/raw/flights`" in p.stderr
     assert "FAILED" in p.stdout and "1 of 2 partitions computed before the failure" in p.stdout
     assert "up to date" not in p.stdout and "nothing to do" not in p.stdout

@@ -65,19 +65,32 @@ def ui_project(tmp_path_factory):
     _need_browser()
     root = copy_project(tmp_path_factory.mktemp("ui") / "proj")
     run([sys.executable, "-m", "assets.ingest", "--root", str(root), "--days", DAYS], cwd=REPO)
-    for cmd in (["git", "init", "-q"], [DVC, "init", "-q"], [DVC, "config", "core.analytics", "false"],
-                [DVC, "add", "-q", "data/raw/flights", "data/raw/weather"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        [DVC, "init", "-q"],
+        [DVC, "config", "core.analytics", "false"],
+        [DVC, "add", "-q", "data/raw/flights", "data/raw/weather"],
+    ):
         run(cmd, cwd=root)
     home = root / ".dagster"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {"PYTHONPATH": str(root), "DAGSTER_HOME": str(home)}
-    run([str(BIN / "skipwise"), "materialize", "--select", ASSETS, "--partition", "2013-12-26...2013-12-30"], cwd=root, env=env)
+    run(
+        [str(BIN / "skipwise"), "materialize", "--select", ASSETS, "--partition", "2013-12-26...2013-12-30"],
+        cwd=root,
+        env=env,
+    )
     run([str(BIN / "skipwise"), "materialize", "--select", ASSETS, "--partition", PLOTTED], cwd=root, env=env)
     port = _free_port()
     log = open(root / "ui.log", "w")
-    proc = subprocess.Popen([str(BIN / "skipwise"), "ui", "--no-daemon", "-p", str(port)], cwd=root,
-                            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(BIN / "skipwise"), "ui", "--no-daemon", "-p", str(port)],
+        cwd=root,
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -98,8 +111,9 @@ def ui_project(tmp_path_factory):
 
 
 def _graphql(url: str, query: str) -> dict:
-    req = urllib.request.Request(url + "/graphql", data=json.dumps({"query": query}).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url + "/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
+    )
     return json.loads(urllib.request.urlopen(req, timeout=60).read())["data"]
 
 
@@ -126,8 +140,11 @@ def _dismiss_welcome(page) -> None:
 
 def test_the_asset_page_plots_cost_by_partition(ui_project, browser, artifacts):
     root, url = ui_project
-    keys = _graphql(url, '{ assetNodeOrError(assetKey: {path: ["flight_features"]}) { ... on AssetNode { '
-                         'partitionKeyConnection(limit: 120, ascending: false) { results } } } }')
+    keys = _graphql(
+        url,
+        '{ assetNodeOrError(assetKey: {path: ["flight_features"]}) { ... on AssetNode { '
+        "partitionKeyConnection(limit: 120, ascending: false) { results } } } }",
+    )
     newest = keys["assetNodeOrError"]["partitionKeyConnection"]["results"]
     assert newest[0] == "2013-12-31" and newest[-1] == "2013-09-03"  # from the partitioning's end, not from today
 
@@ -161,7 +178,8 @@ def test_the_asset_page_plots_cost_by_partition(ui_project, browser, artifacts):
     painted = chart.locator("canvas").first.evaluate(
         """c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
                   for (let i = 0; i < d.length; i += 4) { const [r, g, b, a] = [d[i], d[i+1], d[i+2], d[i+3]];
-                    if (a > 0 && b > 150 && r < 140 && g < 120) n++; } return n; }""")
+                    if (a > 0 && b > 150 && r < 140 && g < 120) n++; } return n; }"""
+    )
     assert painted > 50, painted  # the line and points (Dagster's blue-violet), not only the grid
 
     # Readable text beside the numbers, and the step's summary of what the cache saved.

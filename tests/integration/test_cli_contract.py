@@ -42,8 +42,12 @@ def built(tmp_path_factory, raw_days) -> Path:
 
     root = copy_project(tmp_path_factory.mktemp("cli") / "proj")
     shutil.copytree(raw_days, root / "data" / "raw")
-    for cmd in (["git", "init", "-q"], [DVC, "init", "-q"], [DVC, "config", "core.analytics", "false"],
-                [DVC, "add", "-q", "data/raw/flights", "data/raw/weather"]):
+    for cmd in (
+        ["git", "init", "-q"],
+        [DVC, "init", "-q"],
+        [DVC, "config", "core.analytics", "false"],
+        [DVC, "add", "-q", "data/raw/flights", "data/raw/weather"],
+    ):
         run(cmd, cwd=root)
     before = sw(root, "status", "--check", "--select", FEATURES, "--partition", RANGE)
     assert before.returncode == 3 and "not up to date" in before.stderr, before.stderr
@@ -97,8 +101,18 @@ def test_json_shapes(built):
 def test_status_table_says_computed_skipped_and_dollars(built):
     text = sw(built, "status", "--select", FEATURES, "--partition", RANGE).stdout
     header = next(line for line in text.splitlines() if line.startswith("asset"))
-    assert header.split() == ["asset", "partitions", "up_to_date", "stale", "missing", "blocked",
-                              "computed", "skipped", "usd", "usd_avoided"]
+    assert header.split() == [
+        "asset",
+        "partitions",
+        "up_to_date",
+        "stale",
+        "missing",
+        "blocked",
+        "computed",
+        "skipped",
+        "usd",
+        "usd_avoided",
+    ]
     flights = next(line for line in text.splitlines() if line.startswith("flight_features")).split()
     assert flights[1:4] == ["4", "4", "0"] and flights[8].startswith("$")
 
@@ -107,17 +121,28 @@ def test_commands_find_the_project_from_a_subfolder(built):
     sub = built / "assets" / "features"
     cost = sw(built, "cost", cwd=sub)
     assert cost.returncode == 0 and "flight_features" in cost.stdout and "no cost records" not in cost.stdout
-    status = sw(built, "status", "--select", "flight_features", "--partition", RANGE, "--json", cwd=built / "data" / "raw")
+    status = sw(
+        built, "status", "--select", "flight_features", "--partition", RANGE, "--json", cwd=built / "data" / "raw"
+    )
     assert json.loads(status.stdout)["up_to_date"] is True
 
 
 def test_a_closed_pipe_ends_quietly(built):
-    p = run(["bash", "-c", f"set -o pipefail; {BIN / 'skipwise'} cost --by partition | true"], cwd=built,
-            env=env_for(built), check=False)
+    p = run(
+        ["bash", "-c", f"set -o pipefail; {BIN / 'skipwise'} cost --by partition | true"],
+        cwd=built,
+        env=env_for(built),
+        check=False,
+    )
     assert p.returncode == 0 and p.stderr == "", p.stderr
     # The reader goes away before anything is written (the command takes a moment to load).
-    proc = subprocess.Popen([str(BIN / "skipwise"), "cost", "--by", "partition"], cwd=built,
-                            env={**os.environ, **env_for(built)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(BIN / "skipwise"), "cost", "--by", "partition"],
+        cwd=built,
+        env={**os.environ, **env_for(built)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.stdout.close()
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and b"Broken pipe" not in err and b"Error" not in err, err
@@ -128,7 +153,9 @@ def test_an_unexpected_error_is_one_line_unless_debugging(built):
     blocker.write_text("a file, not a folder")
     quiet = sw(built, "cost", "--html", str(blocker / "report.html"))
     assert quiet.returncode == 1 and "Traceback" not in quiet.stderr
-    assert [line for line in quiet.stderr.splitlines() if line.startswith("Error:")] and "SKIPWISE_DEBUG=1" in quiet.stderr
+    assert [
+        line for line in quiet.stderr.splitlines() if line.startswith("Error:")
+    ] and "SKIPWISE_DEBUG=1" in quiet.stderr
     loud = sw(built, "cost", "--html", str(blocker / "report.html"), SKIPWISE_DEBUG="1")
     assert loud.returncode == 1 and "Traceback" in loud.stderr
 
@@ -137,8 +164,9 @@ def _in_terminal(argv: list[str], cwd: Path, env: dict, timeout: float = 300) ->
     """Run `argv` with stdout and stderr on a pseudo-terminal; its exit code and everything it drew."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a terminal has a size
-    proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
-                            stdout=slave, stderr=slave)
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -158,10 +186,24 @@ def _in_terminal(argv: list[str], cwd: Path, env: dict, timeout: float = 300) ->
 
 
 def test_progress_bars_on_a_terminal(built):
-    code, drawn = _in_terminal([str(BIN / "skipwise"), "materialize", "--select", "flight_features",
-                                "--partition", "2013-01-05...2013-01-06"], built, env_for(built))
+    code, drawn = _in_terminal(
+        [str(BIN / "skipwise"), "materialize", "--select", "flight_features", "--partition", "2013-01-05...2013-01-06"],
+        built,
+        env_for(built),
+    )
     assert code == 0, drawn[-3000:]
     assert "materialize" in drawn and "2/2" in drawn and "partition" in drawn, drawn[-3000:]
-    code, drawn = _in_terminal([sys.executable, "-m", "assets.ingest", "--root", str(built / "tmp_ingest"),
-                                "--days", "2013-01-01...2013-01-03"], Path(__file__).resolve().parents[2], {})
+    code, drawn = _in_terminal(
+        [
+            sys.executable,
+            "-m",
+            "assets.ingest",
+            "--root",
+            str(built / "tmp_ingest"),
+            "--days",
+            "2013-01-01...2013-01-03",
+        ],
+        Path(__file__).resolve().parents[2],
+        {},
+    )
     assert code == 0 and "ingest flights" in drawn and "3/3" in drawn, drawn[-3000:]

@@ -17,7 +17,7 @@ from tests.conftest import definitions_module
 
 pytestmark = pytest.mark.integration
 
-MODULE = '''
+MODULE = """
 import dagster as dg
 import skipwise as sw
 from shared_helpers import scale
@@ -36,7 +36,7 @@ def plain(context: dg.AssetExecutionContext) -> dict:
 
 
 defs = dg.Definitions(assets=[scaled, plain], resources={"skipwise": sw.IOManager()})
-'''
+"""
 
 
 @pytest.fixture
@@ -59,10 +59,14 @@ def project(tmp_path: Path, monkeypatch):
 def materialize(name: str) -> list[str]:
     defs = importlib.import_module(name).defs
     with dg.instance_for_test() as instance:
-        result = dg.materialize(list(defs.assets), resources=dict(defs.resources), instance=instance, partition_key="north")
+        result = dg.materialize(
+            list(defs.assets), resources=dict(defs.resources), instance=instance, partition_key="north"
+        )
     assert result.success
-    return sorted(f"{e.asset_key.to_user_string()}:{e.step_materialization_data.materialization.metadata['skipwise/cache'].value}"
-                  for e in result.get_asset_materialization_events())
+    return sorted(
+        f"{e.asset_key.to_user_string()}:{e.step_materialization_data.materialization.metadata['skipwise/cache'].value}"
+        for e in result.get_asset_materialization_events()
+    )
 
 
 def plan(root: Path) -> dict[str, str]:

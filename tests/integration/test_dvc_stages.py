@@ -23,7 +23,9 @@ def small(root: Path) -> None:
     (root / "params.yaml").write_text(text.replace("epochs: 6", "epochs: 2"))
     dvc = (root / "dvc.yaml").read_text()
     assert dvc.count("cmd: skipwise materialize --select") == len(STAGES)
-    (root / "dvc.yaml").write_text(dvc.replace("cmd: skipwise materialize", f"cmd: skipwise materialize --partition {RANGE}"))
+    (root / "dvc.yaml").write_text(
+        dvc.replace("cmd: skipwise materialize", f"cmd: skipwise materialize --partition {RANGE}")
+    )
 
 
 def ran(out: str) -> list[str]:
@@ -39,7 +41,12 @@ def test_dvc_repro_runs_each_level_as_its_own_stage(project_dir, tmp_path):
     small(root)
     env = {"DAGSTER_HOME": str(tmp_path / "home"), "PYTHONPATH": str(root)}
     dag = run([DVC, "dag", "--dot"], cwd=root, env=env).stdout
-    for a, b in (("features", "training_set"), ("training_set", "model"), ("model", "predictions"), ("features", "predictions")):
+    for a, b in (
+        ("features", "training_set"),
+        ("training_set", "model"),
+        ("model", "predictions"),
+        ("features", "predictions"),
+    ):
         assert f'"{a}" -> "{b}"' in dag, dag
 
     first = run([DVC, "repro"], cwd=root, env=env)

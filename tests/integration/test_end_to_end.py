@@ -16,7 +16,11 @@ RANGE = "2013-01-01...2013-01-12"
 def small_params(root: Path) -> None:
     text = (root / "params.yaml").read_text().replace('valid_from: "2013-11-01"', 'valid_from: "2013-01-10"')
     (root / "params.yaml").write_text(text.replace("epochs: 6", "epochs: 2"))
-    dvc = (root / "dvc.yaml").read_text().replace("cmd: skipwise materialize", f"cmd: skipwise materialize --partition {RANGE}")
+    dvc = (
+        (root / "dvc.yaml")
+        .read_text()
+        .replace("cmd: skipwise materialize", f"cmd: skipwise materialize --partition {RANGE}")
+    )
     (root / "dvc.yaml").write_text(dvc)
 
 
@@ -32,8 +36,21 @@ def test_dagster_cli_dvc_repro_and_skipwise_end_to_end(project_dir, tmp_path):
     (tmp_path / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 
     # 1. One partition through Dagster's own CLI: a real run, one materialization event, files on disk.
-    out = run([str(BIN / "dagster"), "asset", "materialize", "-m", "assets.definitions",
-               "--select", "flight_features", "--partition", "2013-01-09"], cwd=root, env=env)
+    out = run(
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "assets.definitions",
+            "--select",
+            "flight_features",
+            "--partition",
+            "2013-01-09",
+        ],
+        cwd=root,
+        env=env,
+    )
     assert "RUN_SUCCESS" in out.stdout + out.stderr
     m = manifest(root, "features", "flight_features", "2013-01-09")
     assert (root / "data/features/flight_features/2013-01-09" / m["output"]).stat().st_size == m["output_size"]
@@ -59,7 +76,9 @@ def test_dagster_cli_dvc_repro_and_skipwise_end_to_end(project_dir, tmp_path):
     assert "nothing to do" in out.stdout, out.stdout
 
     # 4. skipwise plan/status agree without a Dagster instance.
-    status = json.loads(run([str(BIN / "skipwise"), "status", "--json", "--select", "flight_features"], cwd=root, env=env).stdout)
+    status = json.loads(
+        run([str(BIN / "skipwise"), "status", "--json", "--select", "flight_features"], cwd=root, env=env).stdout
+    )
     states = {r["partition"]: r["state"] for r in status["partitions"]}
     assert all(states[f"2013-01-{d:02d}"] == "up to date" for d in range(1, 13))
     assert states["2013-01-13"] == "missing"

@@ -37,14 +37,22 @@ def test_metadata_is_readable_and_hits_are_summed_in_one_observation(project, tm
             if key.startswith("cost/") and isinstance(value, float):
                 assert len(f"{value:.15g}".lstrip("-0.").replace(".", "").split("e")[0]) <= 6, (key, value)
         # Local disk, CPU only: no GPU, no egress off the host, no egress fee: no flat zero charts.
-        for absent in ("cost/gpu_seconds", "cost/egress_bytes", "cost/egress_internet_bytes",
-                       "cost/egress_cross_region_bytes", "cost/usd_egress", "cost/list_requests"):
+        for absent in (
+            "cost/gpu_seconds",
+            "cost/egress_bytes",
+            "cost/egress_internet_bytes",
+            "cost/egress_cross_region_bytes",
+            "cost/usd_egress",
+            "cost/list_requests",
+        ):
             assert absent not in md, absent
         assert md["cost/bytes_read"] > 0 and md.get("cost/requests", 0) == 0  # local disk: no request fees
         assert "cost/get_requests" not in md and "cost/egress_same_host_bytes" not in md  # the ledger has them
 
     # 01-01 and 01-05 are stale, 02..04 up to date in between: one run over the span, three hits in it.
-    second = materialize_project(Project(project.root, project.graph), ["flight_features"], "2013-01-01...2013-01-05", {})
+    second = materialize_project(
+        Project(project.root, project.graph), ["flight_features"], "2013-01-01...2013-01-05", {}
+    )
     assert second.ok and second.computed == {"flight_features": 2}
     observations = instance.fetch_observations(dg.AssetKey("flight_features"), limit=10).records
     assert len(observations) == 1  # one for the step, not one per hit
@@ -53,7 +61,10 @@ def test_metadata_is_readable_and_hits_are_summed_in_one_observation(project, tm
     avoided = sum(_values(r.asset_materialization.metadata)["cost/usd"] for r in records)
     assert md["skipwise/step/usd_avoided"] == pytest.approx(avoided, rel=1e-4)
     assert md["skipwise/step/usd_spent"] > 0
-    assert "2 computed for $" in md["skipwise/step/summary"] and "3 skipped (2013-01-02...2013-01-04)" in md["skipwise/step/summary"]
+    assert (
+        "2 computed for $" in md["skipwise/step/summary"]
+        and "3 skipped (2013-01-02...2013-01-04)" in md["skipwise/step/summary"]
+    )
     assert len(instance.fetch_materializations(dg.AssetKey("flight_features"), limit=20).records) == 5
 
 

@@ -278,7 +278,9 @@ def test_a_params_change_reruns_the_asset_and_reverting_it_is_up_to_date(shop, f
 
 
 def test_a_plain_dagster_asset_reads_a_skipwise_one_through_the_io_manager(shop, first_run):
-    p = shop.dagster("asset", "materialize", "-m", "shop.definitions", "--select", "top_stores,raw_rows", "--partition", "2024-01-03")
+    p = shop.dagster(
+        "asset", "materialize", "-m", "shop.definitions", "--select", "top_stores,raw_rows", "--partition", "2024-01-03"
+    )
     assert "RUN_SUCCESS" in p.stdout + p.stderr
     # and one reading the DVC source: the day's raw file, decoded
     import json
@@ -318,14 +320,24 @@ def fresh_shop(tmp_path_factory) -> Shop:
 
 def test_a_dagster_range_run_materializes_both_levels(fresh_shop):
     days = ["2024-01-08", "2024-01-09", "2024-01-10"]
-    p = fresh_shop.dagster("asset", "materialize", "-m", "shop.definitions", "--select", "sales_3d,ranked_stores",
-                           "--partition-range", f"{days[0]}...{days[-1]}")
+    p = fresh_shop.dagster(
+        "asset",
+        "materialize",
+        "-m",
+        "shop.definitions",
+        "--select",
+        "sales_3d,ranked_stores",
+        "--partition-range",
+        f"{days[0]}...{days[-1]}",
+    )
     log = p.stdout + p.stderr
     assert "Skipping step" not in log
     assert "RUN_SUCCESS" in log
     for asset in ("sales_3d", "ranked_stores"):
-        assert sorted(d.name for d in fresh_shop.folder("features", asset).iterdir()
-                      if (d / "manifest.json").is_file()) == days
+        assert (
+            sorted(d.name for d in fresh_shop.folder("features", asset).iterdir() if (d / "manifest.json").is_file())
+            == days
+        )
     run_ids = {fresh_shop.manifest("features", a, d)["run_id"] for a in ("sales_3d", "ranked_stores") for d in days}
     assert len(run_ids) == 1  # one Dagster run, both levels
     ranked = pl.read_parquet(fresh_shop.output("features", "ranked_stores", "2024-01-09"))

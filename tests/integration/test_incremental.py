@@ -21,7 +21,11 @@ def build(project: Project, names=FEATURES, keys=DAYS) -> dict[str, set[str]]:
     """Materialize `names`; return the partitions actually computed, per asset."""
     done: dict[str, set[str]] = {}
     for n in names:
-        done[n] = {o.decision.partition for o in project.materialize(n, keys if project.graph.asset(n).partitions else None) if o.computed}
+        done[n] = {
+            o.decision.partition
+            for o in project.materialize(n, keys if project.graph.asset(n).partitions else None)
+            if o.computed
+        }
     return done
 
 
@@ -73,8 +77,11 @@ def test_helper_edit_reruns_only_the_assets_that_use_it(project):
     text = src.read_text()
     src.write_text(text.replace('"""', '"""Reworded docstring. ', 1) + "\n# a trailing comment\n")
     assert running(fresh(project)) == {}  # comments and docstrings do not count
-    src.write_text(text.replace("def build_weather_features(", "_UNUSED = 1\n\n\ndef build_weather_features(", 1)
-                   .replace("    return ", "    _ = _UNUSED\n    return ", 1))
+    src.write_text(
+        text.replace("def build_weather_features(", "_UNUSED = 1\n\n\ndef build_weather_features(", 1).replace(
+            "    return ", "    _ = _UNUSED\n    return ", 1
+        )
+    )
     plan = fresh(project).plan(FEATURES, DAYS)
     assert {d.asset for d in plan if d.action == RUN} == {"weather_features"}
     assert all(d.reason == "code of weather_features changed" for d in plan if d.action == RUN)
@@ -129,8 +136,12 @@ def test_hostile_partition_keys_are_refused_before_any_write(project, key):
     with pytest.raises(PartitionKeyError):
         list(project.materialize("flight_features", [key]))
     assert not (project.root / "data" / "features").exists()
-    out = run(["skipwise", "plan", "--partition", key or "''", "--select", "flight_features"], cwd=project.root, check=False,
-              env={"PYTHONPATH": str(project.root)})
+    out = run(
+        ["skipwise", "plan", "--partition", key or "''", "--select", "flight_features"],
+        cwd=project.root,
+        check=False,
+        env={"PYTHONPATH": str(project.root)},
+    )
     assert out.returncode != 0 and "Error:" in out.stderr and "partition key" in out.stderr
 
 

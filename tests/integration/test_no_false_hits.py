@@ -61,8 +61,14 @@ def test_code_edited_while_a_run_is_in_flight_is_never_recorded_for_the_old_code
     slow_down(project_dir)  # flight_features takes 0.25 s a partition: the edit lands during the run
     if per_step:
         env = {**os.environ, "PYTHONPATH": str(project_dir)}
-        p = subprocess.Popen([sys.executable, "-c", PER_STEP.format(days=DAYS)], cwd=project_dir, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            [sys.executable, "-c", PER_STEP.format(days=DAYS)],
+            cwd=project_dir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     else:
         p = start(project_dir, ["flight_features", "weather_features"], DAYS)
     first = p.stdout.readline()  # assets.definitions (and the weather module it imports) are loaded now
@@ -100,7 +106,7 @@ def test_a_damaged_ledger_file_is_skipped_with_a_warning_and_never_blocks_work(p
     assert files
     text = files[0].read_bytes()
     files[0].write_bytes(text[: len(text) // 2 + 7])  # torn in the middle of a line
-    (files[0].parent / "garbage.jsonl").write_bytes(b"\xff\xfe not json\n{\"ts\": 1\n")
+    (files[0].parent / "garbage.jsonl").write_bytes(b'\xff\xfe not json\n{"ts": 1\n')
     p = cli(project_dir, "plan", "--select", "weather_features", "--partition", f"{DAYS[0]}...{DAYS[-1]}", "--cost")
     assert p.returncode == 0, p.stderr
     assert f"{files[0]}: skipped 1 damaged line" in p.stderr and "garbage.jsonl: skipped 2 damaged line" in p.stderr
@@ -130,7 +136,9 @@ def test_a_killed_run_keeps_the_cost_records_of_every_partition_it_committed(pro
     assert all(r["cpu_seconds"] is not None for r in records if r["cache"] == "miss")
 
 
-def test_a_partition_folder_linked_out_of_the_data_root_is_refused_and_nothing_outside_is_touched(project_dir, tmp_path):
+def test_a_partition_folder_linked_out_of_the_data_root_is_refused_and_nothing_outside_is_touched(
+    project_dir, tmp_path
+):
     build(project_dir, ["flight_features"], DAYS[:2])
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 DAYS = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]
 BUCKET, VERSIONED = "skipwise-objects", "skipwise-objects-v"
 
-DEFINITIONS = '''
+DEFINITIONS = """
 import dagster as dg
 import polars as pl
 
@@ -69,9 +69,9 @@ def plain_rows(events: pl.DataFrame) -> pl.DataFrame:  # a plain Dagster asset r
 
 defs = dg.Definitions(assets=[events, kept, lookup, day_totals, two_day_totals, kept_totals, lookup_stores, plain_rows],
                       resources={"skipwise": sw.IOManager()})
-'''
+"""
 
-SKIPWISE_TOML = '''
+SKIPWISE_TOML = """
 [compute]
 profile = "laptop"
 region = "us-east-1"
@@ -79,14 +79,16 @@ region = "us-east-1"
 [locations.far]
 url = "s3://skipwise-objects"
 region = "eu-west-1"
-'''
+"""
 
 MAIN = ["--select", "day_totals,two_day_totals", "--partition", f"{DAYS[0]}...{DAYS[-1]}"]
 
 
 def day_bytes(day: str, rows: int = 3000, salt: int = 0) -> bytes:
     n = int(day[-2:]) * 7 + salt
-    frame = pl.DataFrame({"store": [f"s{(i * n) % 13}" for i in range(rows)], "amount": [float((i * n) % 97) for i in range(rows)]})
+    frame = pl.DataFrame(
+        {"store": [f"s{(i * n) % 13}" for i in range(rows)], "amount": [float((i * n) % 97) for i in range(rows)]}
+    )
     buf = io.BytesIO()
     frame.write_parquet(buf)
     return buf.getvalue()
@@ -133,9 +135,13 @@ def s3(tmp_path_factory):
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory, s3) -> Checkout:
     root = tmp_path_factory.mktemp("objects")
-    files = {"tinyobjects/__init__.py": "", "tinyobjects/definitions.py": DEFINITIONS, "skipwise.toml": SKIPWISE_TOML,
-             "pyproject.toml": '[tool.skipwise]\ndefinitions = "tinyobjects.definitions"\n',
-             ".dagster/dagster.yaml": "telemetry:\n  enabled: false\n"}  # no raw files, no DVC: only code and config
+    files = {
+        "tinyobjects/__init__.py": "",
+        "tinyobjects/definitions.py": DEFINITIONS,
+        "skipwise.toml": SKIPWISE_TOML,
+        "pyproject.toml": '[tool.skipwise]\ndefinitions = "tinyobjects.definitions"\n',
+        ".dagster/dagster.yaml": "telemetry:\n  enabled: false\n",
+    }  # no raw files, no DVC: only code and config
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
@@ -156,8 +162,11 @@ def sizes(s3: S3Server, bucket: str = BUCKET) -> dict[str, int]:
 
 def cache_entries(checkout: Checkout, path: str) -> list[Path]:
     """The metadata files of the input cache's entries fetched from object `path`."""
-    return [p for p in (checkout.root / "data" / ".skipwise" / "inputs" / "etag").glob("??/*.json")
-            if json.loads(p.read_text())["origin"] == f"s3:/{path}"]
+    return [
+        p
+        for p in (checkout.root / "data" / ".skipwise" / "inputs" / "etag").glob("??/*.json")
+        if json.loads(p.read_text())["origin"] == f"s3:/{path}"
+    ]
 
 
 def test_plan_lists_the_prefix_once_and_reads_no_object(checkout, s3):
@@ -174,7 +183,10 @@ def test_plan_lists_the_prefix_once_and_reads_no_object(checkout, s3):
     assert inputs["bytes_by_class"] == {"cross_region": sum(sizes(s3)[object_path(d)] for d in DAYS)}
     assert inputs["region"] == "eu-west-1" and inputs["usd"] > 0
     text = checkout.skipwise("plan", *MAIN).stdout
-    assert "0 in the input cache, 4 to fetch from s3://skipwise-objects" in text and "~" not in text.split("bytes moved")[1]
+    assert (
+        "0 in the input cache, 4 to fetch from s3://skipwise-objects" in text
+        and "~" not in text.split("bytes moved")[1]
+    )
 
 
 def test_first_run_fetches_each_object_once_and_records_its_egress(checkout, s3, monkeypatch):
@@ -234,8 +246,11 @@ def test_an_overwritten_object_reruns_exactly_its_partitions_and_moves_exactly_i
     checkout.skipwise("materialize", *MAIN)
     assert object_gets(s3.requests(since=mark)) == [object_path(DAYS[2])]
     latest = [r for r in checkout.ledger(since=before) if r["cache"] == "miss"]
-    assert sorted((r["asset"], r["partition"]) for r in latest) == [("day_totals", DAYS[2]), ("two_day_totals", DAYS[2]),
-                                                                      ("two_day_totals", DAYS[3])]
+    assert sorted((r["asset"], r["partition"]) for r in latest) == [
+        ("day_totals", DAYS[2]),
+        ("two_day_totals", DAYS[2]),
+        ("two_day_totals", DAYS[3]),
+    ]
     assert sum(r["egress_cross_region_bytes"] for r in latest) == sizes(s3)[object_path(DAYS[2])]
     new_etag = hashlib.md5(day_bytes(DAYS[2], salt=5)).hexdigest()
     assert checkout.manifest("day_totals", DAYS[2])["inputs"]["events"] == {DAYS[2]: f"etag:{new_etag}"}
@@ -337,7 +352,9 @@ def test_egress_budget_stops_the_run_before_it_reads(checkout, s3):
 
 def test_an_unpartitioned_object_source_is_one_object(checkout, s3):
     p = checkout.skipwise("materialize", "--select", "lookup_stores", check=False)
-    assert p.returncode == 1 and "lookup[all] has no object at s3://skipwise-objects/lookup.parquet" in p.stdout + p.stderr
+    assert (
+        p.returncode == 1 and "lookup[all] has no object at s3://skipwise-objects/lookup.parquet" in p.stdout + p.stderr
+    )
     s3.client().put_object(Bucket=BUCKET, Key="lookup.parquet", Body=day_bytes(DAYS[1]))
     mark = s3.mark()
     checkout.skipwise("materialize", "--select", "lookup_stores")
@@ -357,8 +374,12 @@ def test_a_plain_dagster_asset_reads_an_object_source_through_the_io_manager(che
     monkeypatch.setenv("SKIPWISE_ROOT", str(checkout.root))
     defs = importlib.import_module("tinyobjects.definitions")
     mark = s3.mark()
-    result = dg.materialize([defs.events, defs.plain_rows], partition_key=DAYS[3], selection=[defs.plain_rows],
-                            resources={"skipwise": sw.IOManager(root=str(checkout.root))})
+    result = dg.materialize(
+        [defs.events, defs.plain_rows],
+        partition_key=DAYS[3],
+        selection=[defs.plain_rows],
+        resources={"skipwise": sw.IOManager(root=str(checkout.root))},
+    )
     assert result.success
     # The object as listed now (one LIST), then exactly that object: from the input cache here, no GET.
     reqs = s3.requests(since=mark)
@@ -399,8 +420,15 @@ def test_two_processes_filling_the_cache_at_once_fetch_each_object_once(checkout
     import time
 
     go = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", FILL, str(checkout.root), str(tmp_path / "cache"), str(go), *DAYS],
-                              env={**os.environ, **checkout.env}, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", FILL, str(checkout.root), str(tmp_path / "cache"), str(go), *DAYS],
+            env={**os.environ, **checkout.env},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     time.sleep(4.0)  # both are importing and listing, then waiting for the signal
     mark = s3.mark()
     go.touch()

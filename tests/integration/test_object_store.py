@@ -35,8 +35,14 @@ def s3(tmp_path_factory):
 def env_for(root: Path, s3: S3Server, prefix: str) -> dict:
     (root / ".dagster").mkdir(exist_ok=True)
     (root / ".dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": s3.endpoint, "SKIPWISE_STORE": f"s3://{BUCKET}/{prefix}",
-            "SKIPWISE_STORE_REGION": "us-east-1", "SKIPWISE_REGION": "us-east-1", "DAGSTER_HOME": str(root / ".dagster")}
+    return {
+        **FAKE_CREDENTIALS,
+        "AWS_ENDPOINT_URL": s3.endpoint,
+        "SKIPWISE_STORE": f"s3://{BUCKET}/{prefix}",
+        "SKIPWISE_STORE_REGION": "us-east-1",
+        "SKIPWISE_REGION": "us-east-1",
+        "DAGSTER_HOME": str(root / ".dagster"),
+    }
 
 
 def skipwise(root: Path, env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -48,25 +54,35 @@ def objects(s3: S3Server, prefix: str) -> dict[str, bytes]:
     out = {}
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix + "/"):
         for o in page.get("Contents", []):
-            out[o["Key"][len(prefix) + 1:]] = client.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
+            out[o["Key"][len(prefix) + 1 :]] = client.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
     return out
 
 
 def ledger_rows(store: dict[str, bytes]) -> list[dict]:
-    return [json.loads(line) for k, v in sorted(store.items()) if k.startswith("ledger/") for line in v.splitlines() if line.strip()]
+    return [
+        json.loads(line)
+        for k, v in sorted(store.items())
+        if k.startswith("ledger/")
+        for line in v.splitlines()
+        if line.strip()
+    ]
 
 
 def manifests(store: dict[str, bytes]) -> dict[str, dict]:
     return {k.rsplit("/", 1)[0]: json.loads(v) for k, v in store.items() if k.endswith("/manifest.json")}
 
 
-def test_a_build_on_the_object_store_equals_the_local_one_and_a_second_reads_no_partition(project_dir, s3, tmp_path, monkeypatch):
+def test_a_build_on_the_object_store_equals_the_local_one_and_a_second_reads_no_partition(
+    project_dir, s3, tmp_path, monkeypatch
+):
     import shutil
 
     local = tmp_path / "local"
     shutil.copytree(project_dir, local, symlinks=True)
     env = env_for(project_dir, s3, "build")
-    local_env = {k: v for k, v in env_for(local, s3, "unused").items() if k not in ("SKIPWISE_STORE", "SKIPWISE_STORE_REGION")}
+    local_env = {
+        k: v for k, v in env_for(local, s3, "unused").items() if k not in ("SKIPWISE_STORE", "SKIPWISE_STORE_REGION")
+    }
 
     mark = s3.mark()
     skipwise(project_dir, env, "materialize", "--partition", DAYS)
@@ -92,7 +108,9 @@ def test_a_build_on_the_object_store_equals_the_local_one_and_a_second_reads_no_
     misses = Counter((r["asset"], r["partition"]) for r in rows if r["cache"] == "miss")
     assert set(misses.values()) == {1} and len(misses) == len(found)
     assert not (project_dir / "data" / "ledger").exists()
-    assert all(r["egress_same_region_bytes"] > 0 for r in rows if r["cache"] == "miss"), "bytes to the store are same-region"
+    assert all(r["egress_same_region_bytes"] > 0 for r in rows if r["cache"] == "miss"), (
+        "bytes to the store are same-region"
+    )
     assert all(r["put_requests"] >= 1 for r in rows if r["cache"] == "miss")
     puts = [r for r in first if r.method == "PUT" and "/build/" in r.path and r.path.endswith(".parquet")]
     assert len(puts) == sum(1 for m in found.values() if m["output"].endswith(".parquet"))
@@ -121,12 +139,23 @@ def test_a_build_on_the_object_store_equals_the_local_one_and_a_second_reads_no_
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     local_days = sorted((local / "data" / "features" / "weather_features").iterdir())
-    want = [pl.read_parquet(local / "data" / "features" / "weather_features" / d.name /
-                            json.loads((d / "manifest.json").read_text())["output"]) for d in local_days]
+    want = [
+        pl.read_parquet(
+            local
+            / "data"
+            / "features"
+            / "weather_features"
+            / d.name
+            / json.loads((d / "manifest.json").read_text())["output"]
+        )
+        for d in local_days
+    ]
     assert sw.read("weather_features", partition="2013-01-02", root=project_dir).equals(want[1])
     assert sw.scan("weather_features", partitions=DAYS, root=project_dir).collect().equals(pl.concat(want))
     mark = s3.mark()
-    assert sw.scan("weather_features", partitions=DAYS, root=project_dir).collect().height == sum(w.height for w in want)
+    assert sw.scan("weather_features", partitions=DAYS, root=project_dir).collect().height == sum(
+        w.height for w in want
+    )
     assert not [r for r in s3.requests(since=mark) if r.method == "GET" and r.path.endswith(".parquet")]
 
     # The local copies are derived: `skipwise cache gc` removes them, the next scan fetches again.
@@ -143,7 +172,9 @@ def test_the_ledger_holds_every_billed_request_but_the_last_record_writes(projec
     env = env_for(project_dir, s3, "acct")
     mark = s3.mark()
     skipwise(project_dir, env, "materialize", "--select", "weather_features,flight_features", "--partition", DAYS)
-    billed = [r for r in s3.requests(since=mark) if ("/acct/" in r.path or "prefix=acct/" in r.path) and r.method != "DELETE"]
+    billed = [
+        r for r in s3.requests(since=mark) if ("/acct/" in r.path or "prefix=acct/" in r.path) and r.method != "DELETE"
+    ]
     rows = ledger_rows(objects(s3, "acct"))
     got = {k: sum(r[f"{k}_requests"] for r in rows) for k in ("get", "put", "list")}
     lists = sum("list-type" in r.path for r in billed)
@@ -164,7 +195,9 @@ def test_an_output_rewritten_in_the_bucket_is_recomputed_never_a_hit(project_dir
     key = f"tamper/{folder}/{m['output']}"
     data = store[f"{folder}/{m['output']}"]
     s3.client().put_object(Bucket=BUCKET, Key=key, Body=bytes(reversed(data)))  # same size, other bytes
-    plan = json.loads(skipwise(project_dir, env, "plan", "--select", "weather_features", "--partition", DAYS, "--json").stdout)
+    plan = json.loads(
+        skipwise(project_dir, env, "plan", "--select", "weather_features", "--partition", DAYS, "--json").stdout
+    )
     assert plan["run"] == 1
     out = skipwise(project_dir, env, "materialize", "--select", "weather_features", "--partition", DAYS).stdout
     assert "1 of 4 partitions computed" in out
@@ -173,10 +206,14 @@ def test_an_output_rewritten_in_the_bucket_is_recomputed_never_a_hit(project_dir
     assert objects(s3, "tamper")[f"{folder}/{m['output']}"] == data, "the right bytes again, under the same name"
 
     # A manifest edited by hand (its hash) is not a hit either: the output's name holds the real one.
-    folder2, m2 = next((f, m) for f, m in sorted(manifests(objects(s3, "tamper")).items()) if "weather_features" in f and f != folder)
+    folder2, m2 = next(
+        (f, m) for f, m in sorted(manifests(objects(s3, "tamper")).items()) if "weather_features" in f and f != folder
+    )
     forged = {**m2, "output_hash": "0" * 64}
     s3.client().put_object(Bucket=BUCKET, Key=f"tamper/{folder2}/manifest.json", Body=json.dumps(forged).encode())
-    plan = json.loads(skipwise(project_dir, env, "plan", "--select", "weather_features", "--partition", DAYS, "--json").stdout)
+    plan = json.loads(
+        skipwise(project_dir, env, "plan", "--select", "weather_features", "--partition", DAYS, "--json").stdout
+    )
     assert (plan["run"], plan["restore"]) == (0, 1)  # the kept version of that fingerprint is made current again
     skipwise(project_dir, env, "materialize", "--select", "weather_features", "--partition", DAYS)
     assert manifests(objects(s3, "tamper"))[folder2]["output_hash"] == m2["output_hash"]
@@ -188,7 +225,12 @@ def test_an_output_rewritten_in_the_bucket_is_recomputed_never_a_hit(project_dir
     assert [item["files"] for item in gone] == [[f"s3://{BUCKET}/{stray}"]]
     left = objects(s3, "tamper")
     assert stray.removeprefix("tamper/") not in left and f"{folder}/{m['output']}" in left
-    assert json.loads(skipwise(project_dir, env, "plan", "--select", "weather_features", "--partition", DAYS, "--json").stdout)["run"] == 0
+    assert (
+        json.loads(
+            skipwise(project_dir, env, "plan", "--select", "weather_features", "--partition", DAYS, "--json").stdout
+        )["run"]
+        == 0
+    )
 
 
 def test_a_revert_restores_the_kept_versions_in_the_bucket_without_recomputing(project_dir, s3):
@@ -207,7 +249,11 @@ def test_a_revert_restores_the_kept_versions_in_the_bucket_without_recomputing(p
     assert not [r for r in s3.requests(since=mark) if r.method == "PUT" and r.path.endswith(".parquet")]
     assert manifests(objects(s3, "revert")).keys() == first.keys()
     for folder, m in manifests(objects(s3, "revert")).items():
-        assert (m["fingerprint"], m["output"], m["output_hash"]) == (first[folder]["fingerprint"], first[folder]["output"], first[folder]["output_hash"])
+        assert (m["fingerprint"], m["output"], m["output_hash"]) == (
+            first[folder]["fingerprint"],
+            first[folder]["output"],
+            first[folder]["output_hash"],
+        )
 
 
 def test_two_processes_on_one_bucket_compute_each_partition_once(project_dir, s3):
@@ -219,8 +265,17 @@ def test_two_processes_on_one_bucket_compute_each_partition_once(project_dir, s3
         home.mkdir()
         (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         homes.append(str(home))
-    procs = [subprocess.Popen(cmd, cwd=project_dir, env={**os.environ, **env, "DAGSTER_HOME": home}, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for home in homes]
+    procs = [
+        subprocess.Popen(
+            cmd,
+            cwd=project_dir,
+            env={**os.environ, **env, "DAGSTER_HOME": home},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for home in homes
+    ]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     store = objects(s3, "race")
@@ -266,9 +321,14 @@ def test_a_process_killed_inside_a_partition_leaves_whole_partitions_and_a_retry
     definitions_module(root, monkeypatch, SLOW, "slowdays")
     env = env_for(root, s3, "kill")
     marker = tmp_path / "inside"  # outside the root: a file beside the module counts in its code version
-    proc = subprocess.Popen([str(BIN / "skipwise"), "materialize", "--partition", DAYS], cwd=root,
-                            env={**os.environ, **env, "SLOW_DAYS_HOLD": str(marker), "PYTHONPATH": str(root)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(BIN / "skipwise"), "materialize", "--partition", DAYS],
+        cwd=root,
+        env={**os.environ, **env, "SLOW_DAYS_HOLD": str(marker), "PYTHONPATH": str(root)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 180
     while not marker.exists():
         assert proc.poll() is None and time.monotonic() < deadline, "the run never reached the held partition"
@@ -280,9 +340,13 @@ def test_a_process_killed_inside_a_partition_leaves_whole_partitions_and_a_retry
     assert sorted(f.rsplit("/", 1)[1] for f in done) == ["2013-01-01", "2013-01-02"]
     for folder, m in done.items():  # every manifest names a whole output
         assert len(store[f"{folder}/{m['output']}"]) == m["output_size"]
-    assert [k for k in store if k.endswith(".lease")] == ["default/slow_days/2013-01-03/.lease"], "the killed holder's lease"
+    assert [k for k in store if k.endswith(".lease")] == ["default/slow_days/2013-01-03/.lease"], (
+        "the killed holder's lease"
+    )
 
-    out = skipwise(root, {**env, "SLOW_DAYS_HOLD": str(marker), "PYTHONPATH": str(root)}, "materialize", "--partition", DAYS).stdout
+    out = skipwise(
+        root, {**env, "SLOW_DAYS_HOLD": str(marker), "PYTHONPATH": str(root)}, "materialize", "--partition", DAYS
+    ).stdout
     assert "2 of 4 partitions computed" in out, out
     store = objects(s3, "kill")
     assert not any(k.endswith(".lease") for k in store), "the dead process's lease was taken over at once and released"

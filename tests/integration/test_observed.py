@@ -15,7 +15,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-DEFS = '''
+DEFS = """
 import json
 import os
 import subprocess
@@ -53,9 +53,9 @@ def declared(context: dg.AssetExecutionContext) -> dict:
 
 
 defs = dg.Definitions(assets=[scores, declared], resources={"skipwise": sw.IOManager()})
-'''
+"""
 
-HELPERS = '''
+HELPERS = """
 import json
 import os
 from pathlib import Path
@@ -64,7 +64,7 @@ from pathlib import Path
 def scale() -> int:
     factor = json.loads(Path(__file__).with_name("conf.json").read_text())["factor"]
     return factor * int(os.environ.get("OBS_RUN_SCALE", "1"))  # read at run, by project code
-'''
+"""
 
 BUILD = (
     "from skipwise.engine import load_project\n"
@@ -93,14 +93,23 @@ def root(tmp_path: Path) -> Path:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OBS_") and k not in ("AWS_DEFAULT_REGION", "SKIPWISE_ROOT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("OBS_") and k not in ("AWS_DEFAULT_REGION", "SKIPWISE_ROOT")
+    }
     return {**env, **extra}
 
 
 def build(root: Path, **env: str) -> dict[tuple[str, str], tuple[str, str]]:
     """(asset, key) -> (action, reason) of a fresh process's incremental build."""
-    p = subprocess.run([sys.executable, "-c", BUILD], cwd=root, env={**_env(**env), "PYTHONPATH": str(root)},
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-c", BUILD],
+        cwd=root,
+        env={**_env(**env), "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr[-4000:]
     out = {}
     for line in p.stdout.splitlines():
@@ -127,7 +136,9 @@ def test_every_kind_of_read_counts_and_what_is_not_the_projects_does_not(root):
     assert computed(build(root)) == {"a", "b"}
     assert computed(build(root)) == set()
     manifest = json.loads((root / "data" / "default" / "scores" / "a" / "manifest.json").read_text())
-    assert {"file:tables/lookup.csv", "env:OBS_RUN_SCALE", "env:OBS_IMPORT_MODE", "dir:inbox"} <= set(manifest["observed"])
+    assert {"file:tables/lookup.csv", "env:OBS_RUN_SCALE", "env:OBS_IMPORT_MODE", "dir:inbox"} <= set(
+        manifest["observed"]
+    )
     assert not any("AWS" in k for k in manifest["observed"])  # botocore's read, not the project's
     assert "file:pyproject.toml" not in manifest["observed"]  # skipwise reads its own configuration
 
@@ -186,8 +197,15 @@ def test_the_digest_key_is_shared_by_every_process_of_the_store(root):
 
 def test_status_explain_lists_what_the_committed_partitions_read(root):
     build(root, OBS_RUN_SCALE="2")
-    p = subprocess.run([sys.executable, "-m", "skipwise.cli", "status", "--explain", "--json", "--select", "scores"],
-                       cwd=root, env={**_env(OBS_RUN_SCALE="2"), "PYTHONPATH": str(root)}, capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "skipwise.cli", "status", "--explain", "--json", "--select", "scores"],
+        cwd=root,
+        env={**_env(OBS_RUN_SCALE="2"), "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     seen = json.loads(p.stdout)["code"]["scores"]["observed_at_run"]
-    assert "file:tables/lookup.csv (read by 2 partitions)" in seen and "env:OBS_RUN_SCALE (read by 2 partitions)" in seen
+    assert (
+        "file:tables/lookup.csv (read by 2 partitions)" in seen and "env:OBS_RUN_SCALE (read by 2 partitions)" in seen
+    )

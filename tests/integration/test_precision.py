@@ -16,7 +16,9 @@ def test_an_upstream_edit_that_changes_no_output_recomputes_only_that_asset(proj
     flights = project_dir / "assets" / "features" / "flights.py"
     text = flights.read_text()
     assert "frame = _with_local_times(flights)" in text
-    flights.write_text(text.replace("frame = _with_local_times(flights)", "frame = _with_local_times(flights.clone())", 1))
+    flights.write_text(
+        text.replace("frame = _with_local_times(flights)", "frame = _with_local_times(flights.clone())", 1)
+    )
     ran = build(project_dir)
     # training_set's parameter is named like the flight_features asset: it is a parameter, not that code
     assert ran and all(line.startswith("flight_features ") for line in ran), ran

@@ -38,10 +38,13 @@ def test_read_scan_and_relation_see_the_current_versions_only(project, monkeypat
     assert all(len(list((root / "data/features/weather_features" / d).glob("*.parquet"))) == 2 for d in DAYS)
     again = sw.scan("weather_features").collect()
     assert again.height == total.height  # not doubled by the kept versions
-    assert sw.scan("weather_features", partitions=f"{DAYS[0]}...{DAYS[2]}").collect().height == \
-        sum(sw.read("weather_features", partition=d).height for d in DAYS[:3])
+    assert sw.scan("weather_features", partitions=f"{DAYS[0]}...{DAYS[2]}").collect().height == sum(
+        sw.read("weather_features", partition=d).height for d in DAYS[:3]
+    )
     rel = sw.relation("weather_features", partitions=f"{DAYS[0]}...{DAYS[2]}")
-    assert rel.aggregate("count(*)").fetchall()[0][0] == sum(sw.read("weather_features", partition=d).height for d in DAYS[:3])
+    assert rel.aggregate("count(*)").fetchall()[0][0] == sum(
+        sw.read("weather_features", partition=d).height for d in DAYS[:3]
+    )
 
     # A damaged current output is refused with the fix, never returned.
     m = json.loads((root / "data/features/weather_features" / DAYS[1] / "manifest.json").read_text())

@@ -27,7 +27,7 @@ DAYS = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]
 FAR, NEAR = "skipwise-euw1", "skipwise-use1"  # eu-west-1 holds the data; compute is in us-east-1
 PREFIX = f"/{FAR}/dvcstore/files/md5/"
 
-DEFINITIONS = '''
+DEFINITIONS = """
 import dagster as dg
 import polars as pl
 
@@ -48,9 +48,9 @@ def two_day_totals(context: dg.AssetExecutionContext, events: pl.DataFrame) -> p
 
 
 defs = dg.Definitions(assets=[events, day_totals, two_day_totals], resources={"skipwise": sw.IOManager()})
-'''
+"""
 
-SKIPWISE_TOML = '''
+SKIPWISE_TOML = """
 [compute]
 profile = "laptop"
 region = "us-east-1"
@@ -58,12 +58,14 @@ region = "us-east-1"
 [locations.far]
 url = "s3://skipwise-euw1"
 region = "eu-west-1"
-'''
+"""
 
 
 def write_day(root: Path, day: str, rows: int = 3000, salt: int = 0) -> None:
     n = int(day[-2:]) * 7 + salt
-    frame = pl.DataFrame({"store": [f"s{(i * n) % 13}" for i in range(rows)], "amount": [float((i * n) % 97) for i in range(rows)]})
+    frame = pl.DataFrame(
+        {"store": [f"s{(i * n) % 13}" for i in range(rows)], "amount": [float((i * n) % 97) for i in range(rows)]}
+    )
     path = root / "data" / "raw" / "events" / f"{day}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.write_parquet(path)
@@ -253,8 +255,11 @@ def test_one_changed_day_moves_exactly_that_object(consumer, producer, s3):
     assert md5_path(dir_md5) not in paths
     size = remote_objects(s3)[f"dvcstore/files/md5/{md5s[DAYS[2]][:2]}/{md5s[DAYS[2]][2:]}"]
     latest = [r for r in consumer.ledger(since=before) if r["cache"] == "miss"]
-    assert sorted((r["asset"], r["partition"]) for r in latest) == [("day_totals", DAYS[2]), ("two_day_totals", DAYS[2]),
-                                                                      ("two_day_totals", DAYS[3])]
+    assert sorted((r["asset"], r["partition"]) for r in latest) == [
+        ("day_totals", DAYS[2]),
+        ("two_day_totals", DAYS[2]),
+        ("two_day_totals", DAYS[3]),
+    ]
     assert sum(r["egress_cross_region_bytes"] for r in latest) == size
 
 
@@ -306,7 +311,7 @@ def test_a_damaged_cache_entry_is_fetched_again_never_used(consumer, producer, s
     assert len(entry.read_bytes()) > 100
 
 
-FILL = '''
+FILL = """
 import sys, time
 from pathlib import Path
 from skipwise.core.cost import IOCounter
@@ -324,15 +329,22 @@ for m in md5s:
     got = cache.get(md5_key(m), lambda: reader.read(loc, url, endpoint), origin=url, egress_class="cross_region", refetch_usd=0.0)
     fetched += got.fetched
 print(fetched)
-'''
+"""
 
 
 def test_two_processes_filling_the_cache_at_once_fetch_each_object_once(producer, s3, tmp_path):
     md5s = sorted(day_md5s(producer).values())
     go = tmp_path / "go"
     env = {**os.environ, **FAKE_CREDENTIALS}
-    procs = [subprocess.Popen([sys.executable, "-c", FILL, str(tmp_path / "cache"), s3.endpoint, str(go), *md5s],
-                              env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", FILL, str(tmp_path / "cache"), s3.endpoint, str(go), *md5s],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     import time
 
     time.sleep(2.0)  # both are importing, then waiting for the signal
@@ -362,8 +374,9 @@ def test_sensor_runs_carry_the_region_holding_the_stale_inputs(consumer, produce
     requests = stale_run_requests(load_project(consumer.root))
     assert requests and requests[0].tags[REGION_TAG] == "eu-west-1"
     # Planning fetched the new .dir manifest only: no request for any partition.
-    assert [r.path for r in s3.requests(since=mark)] == [md5_path(
-        (producer.root / "data/raw/events.dvc").read_text().split("md5: ")[1].split()[0])]
+    assert [r.path for r in s3.requests(since=mark)] == [
+        md5_path((producer.root / "data/raw/events.dvc").read_text().split("md5: ")[1].split()[0])
+    ]
 
 
 def test_the_engine_checks_the_egress_budget_in_each_step_too(consumer, producer, s3, monkeypatch):
@@ -393,7 +406,9 @@ def test_workspace_files_that_match_are_read_first(producer, s3):
     producer.skipwise("materialize", "--select", "day_totals")
     assert s3.requests(since=mark) == []  # every day is in the producer's workspace: nothing fetched
     misses = [r for r in producer.ledger() if r["cache"] == "miss"]
-    assert len(misses) == len(DAYS) and all(r["egress_cross_region_bytes"] == 0 and r["get_requests"] == 0 for r in misses)
+    assert len(misses) == len(DAYS) and all(
+        r["egress_cross_region_bytes"] == 0 and r["get_requests"] == 0 for r in misses
+    )
 
 
 def test_credentials_appear_in_no_record(consumer, producer):

@@ -24,7 +24,10 @@ def fresh(project: Project) -> Project:
 
 def outcomes(project: Project, name: str, keys=DAYS) -> dict[str, str]:
     """Materialize `name`; each partition's verdict: miss, restore or hit."""
-    return {o.decision.partition: o.cache for o in fresh(project).materialize(name, keys if project.graph.asset(name).partitions else None)}
+    return {
+        o.decision.partition: o.cache
+        for o in fresh(project).materialize(name, keys if project.graph.asset(name).partitions else None)
+    }
 
 
 def manifest(root: Path, asset: str, key: str) -> dict:
@@ -155,10 +158,19 @@ def test_gc_removes_only_versions_worth_less_than_their_storage_and_never_a_held
     assert all((root / f).exists() for i in planned for f in i.files)  # a dry run removes nothing
 
     # A partition a materialization holds is left alone.
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT); "
-        "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)"),
-        str(root / "data/features/weather_features" / DAYS[0] / ".lock")], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT); "
+                "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)"
+            ),
+            str(root / "data/features/weather_features" / DAYS[0] / ".lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         removed = collect(fresh(project), dry_run=False, now=later)
@@ -176,7 +188,9 @@ def test_gc_removes_only_versions_worth_less_than_their_storage_and_never_a_held
     verdicts = outcomes(project, "weather_features")
     assert verdicts[DAYS[0]] == "restore" and {verdicts[k] for k in DAYS[1:]} == {"miss"}
 
-    out = run([str(BIN / "skipwise"), "gc", "--dry-run", "--months", "0.01"], cwd=root, env={"PYTHONPATH": str(root)}).stdout
+    out = run(
+        [str(BIN / "skipwise"), "gc", "--dry-run", "--months", "0.01"], cwd=root, env={"PYTHONPATH": str(root)}
+    ).stdout
     assert "gc: would remove 0 version(s)" in out and "kept 12 not current" in out
 
 

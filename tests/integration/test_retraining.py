@@ -163,7 +163,9 @@ def test_retraining_sensor_threshold_cooldown_and_new_days(project_dir, project)
     # One weather row changed: two weather days change, a small share of the rows: below the threshold.
     path = project_dir / "data/raw/weather/2013-01-05.parquet"
     frame = pl.read_parquet(path)
-    frame.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(pl.col("temp") + 10).otherwise(pl.col("temp")).alias("temp")).write_parquet(path)
+    frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 3).then(pl.col("temp") + 10).otherwise(pl.col("temp")).alias("temp")
+    ).write_parquet(path)
     run([DVC, "add", "-q", "data/raw/weather"], cwd=project_dir)
     list(_fresh(project).materialize("weather_features", DAYS[:11]))
     r = retrain_evaluation(_fresh(project), "delay_model", None, 1000.0, TRAINING)
@@ -224,23 +226,35 @@ def test_dagster_sensors_schedule_and_asset_checks_on_the_demo_definitions(train
     monkeypatch.setenv("SKIPWISE_ROOT", str(root))
     with dg.instance_for_test() as instance:
         tick = defs.get_sensor_def("retrain_delay_model_on_feature_change").evaluate_tick(
-            dg.build_sensor_context(instance=instance, definitions=defs))
+            dg.build_sensor_context(instance=instance, definitions=defs)
+        )
         assert not tick.run_requests and "0 of 12 partitions changed" in tick.skip_message
-        raw = defs.get_sensor_def("skipwise_new_raw_data").evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+        raw = defs.get_sensor_def("skipwise_new_raw_data").evaluate_tick(
+            dg.build_sensor_context(instance=instance, definitions=defs)
+        )
         assert not raw.run_requests and "first tick" in raw.skip_message and raw.cursor
-        weekly = defs.get_schedule_def("weekly_retrain_delay_model").evaluate_tick(dg.build_schedule_context(instance=instance))
+        weekly = defs.get_schedule_def("weekly_retrain_delay_model").evaluate_tick(
+            dg.build_schedule_context(instance=instance)
+        )
         assert not weekly.run_requests and "nothing changed" in weekly.skip_message
 
         # The model and the predictions through a real Dagster run, their checks with them.
-        result = dg.materialize([*defs.assets, *defs.asset_checks], instance=instance,
-                                resources={"skipwise": sw.IOManager(root=str(root))},
-                                selection=dg.AssetSelection.assets("training_set", "delay_model"))
+        result = dg.materialize(
+            [*defs.assets, *defs.asset_checks],
+            instance=instance,
+            resources={"skipwise": sw.IOManager(root=str(root))},
+            selection=dg.AssetSelection.assets("training_set", "delay_model"),
+        )
         checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
         assert checks["training_set_is_sound"].passed
         assert checks["training_set_is_sound"].metadata["weather_after_cutoff"].value == 0
         assert checks["delay_model_auc_above_floor"].metadata["version"].value == first.metadata["model/version"]
-        result = dg.materialize([*defs.assets, *defs.asset_checks], instance=instance, partition_key="2013-01-11",
-                                resources={"skipwise": sw.IOManager(root=str(root))},
-                                selection=dg.AssetSelection.assets("delay_predictions"))
+        result = dg.materialize(
+            [*defs.assets, *defs.asset_checks],
+            instance=instance,
+            partition_key="2013-01-11",
+            resources={"skipwise": sw.IOManager(root=str(root))},
+            selection=dg.AssetSelection.assets("delay_predictions"),
+        )
         (check,) = result.get_asset_check_evaluations()
         assert check.passed and check.metadata["duplicate_flights"].value == 0 and check.metadata["rows"].value > 500

@@ -20,7 +20,7 @@ from tests.conftest import BIN, DVC, run
 pytestmark = pytest.mark.integration
 DEADLINE_S = 300
 
-DEFS = '''
+DEFS = """
 import dagster as dg
 
 import skipwise as sw
@@ -33,7 +33,7 @@ defs = dg.Definitions(
              sw.retrain_on_feature_change("delay_model", training=["training_set"], minimum_interval_seconds=3,
                                           default_status=RUNNING)],
 )
-'''
+"""
 
 
 def _runs(instance):
@@ -70,20 +70,37 @@ def test_new_day_through_the_daemon_then_one_retraining(project_dir, tmp_path):
     env = {"DAGSTER_HOME": str(home), "PYTHONPATH": str(root), "SKIPWISE_ROOT": str(root)}
     run([str(BIN / "skipwise"), "materialize", "--partition", "2013-01-01...2013-01-11"], cwd=root, env=env)
     (root / "daemon_defs.py").write_text(DEFS)
-    (root / "workspace.yaml").write_text("load_from:\n  - python_module:\n      module_name: daemon_defs\n      working_directory: .\n")
+    (root / "workspace.yaml").write_text(
+        "load_from:\n  - python_module:\n      module_name: daemon_defs\n      working_directory: .\n"
+    )
 
     until = time.time() + DEADLINE_S
     log = open(tmp_path / "daemon.log", "w")
-    daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], cwd=root,
-                              env={**os.environ, **env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    daemon = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=root,
+        env={**os.environ, **env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         from dagster._core.instance.ref import InstanceRef
 
         with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
             # Both sensors tick with nothing to do: the baseline, then no change.
-            _wait(lambda: len(_sensor_ticks(instance, "skipwise_new_raw_data")) >= 2, "the new-data sensor's first ticks", until, instance)
-            _wait(lambda: _sensor_ticks(instance, "retrain_delay_model_on_feature_change"), "the retraining sensor's first tick", until, instance)
+            _wait(
+                lambda: len(_sensor_ticks(instance, "skipwise_new_raw_data")) >= 2,
+                "the new-data sensor's first ticks",
+                until,
+                instance,
+            )
+            _wait(
+                lambda: _sensor_ticks(instance, "retrain_delay_model_on_feature_change"),
+                "the retraining sensor's first tick",
+                until,
+                instance,
+            )
             assert _runs(instance) == []
             skip = _sensor_ticks(instance, "retrain_delay_model_on_feature_change")[0].skip_reason
             assert "0 of 11 partitions changed" in skip, skip
@@ -93,7 +110,11 @@ def test_new_day_through_the_daemon_then_one_retraining(project_dir, tmp_path):
             run([DVC, "add", "-q", "data/raw/flights", "data/raw/weather"], cwd=root)
 
             def finished(trigger, n):
-                done = [r for r in _runs(instance) if r.tags.get("skipwise/trigger") == trigger and r.status.value in ("SUCCESS", "FAILURE")]
+                done = [
+                    r
+                    for r in _runs(instance)
+                    if r.tags.get("skipwise/trigger") == trigger and r.status.value in ("SUCCESS", "FAILURE")
+                ]
                 return done if len(done) >= n else None
 
             raw_runs = _wait(lambda: finished("new-raw-data", 2), "the two new-data runs", until, instance)
@@ -106,7 +127,12 @@ def test_new_day_through_the_daemon_then_one_retraining(project_dir, tmp_path):
             assert "1 new (2013-01-12)" in retrain[0].tags["skipwise/retrain_reason"]
             # After it: the sensors tick again and request nothing more.
             n = len(_sensor_ticks(instance, "retrain_delay_model_on_feature_change"))
-            _wait(lambda: len(_sensor_ticks(instance, "retrain_delay_model_on_feature_change")) >= n + 2, "two more ticks", until, instance)
+            _wait(
+                lambda: len(_sensor_ticks(instance, "retrain_delay_model_on_feature_change")) >= n + 2,
+                "two more ticks",
+                until,
+                instance,
+            )
             assert len(_runs(instance)) == 3
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)

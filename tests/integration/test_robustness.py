@@ -40,7 +40,9 @@ def engine_cmd(assets: list[str], days: list[str]) -> list[str]:
 
 def start(root: Path, assets: list[str], days: list[str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(root)}
-    return subprocess.Popen(engine_cmd(assets, days), cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        engine_cmd(assets, days), cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def build(root: Path, assets=ASSETS, days=DAYS) -> list[str]:
@@ -124,6 +126,7 @@ def test_two_processes_on_overlapping_partitions_never_corrupt_and_never_duplica
 
 # -- property: random edits then incremental runs == a from-scratch build of the same state -------
 
+
 def op_raw(root: Path, kind: str, day: str) -> None:
     path = root / "data" / "raw" / kind / f"{day}.parquet"
     df = pl.read_parquet(path)
@@ -144,8 +147,11 @@ def op_code(root: Path) -> None:
 def op_params(root: Path) -> None:
     params = root / "params.yaml"
     text = params.read_text()
-    params.write_text(text.replace("delay_threshold_minutes: 15", "delay_threshold_minutes: 20")
-                      if "minutes: 15" in text else text.replace("delay_threshold_minutes: 20", "delay_threshold_minutes: 15"))
+    params.write_text(
+        text.replace("delay_threshold_minutes: 15", "delay_threshold_minutes: 20")
+        if "minutes: 15" in text
+        else text.replace("delay_threshold_minutes: 20", "delay_threshold_minutes: 15")
+    )
 
 
 def op_delete(root: Path, day: str) -> None:
@@ -174,8 +180,12 @@ def test_random_edits_then_incremental_runs_equal_a_scratch_build(built, tmp_pat
     work = tmp_path_factory.mktemp("work") / "p"
     shutil.copytree(built, work)
     for op in ops:
-        {"raw": lambda: op_raw(work, op[1], op[2]), "code": lambda: op_code(work),
-         "params": lambda: op_params(work), "delete": lambda: op_delete(work, op[1])}[op[0]]()
+        {
+            "raw": lambda: op_raw(work, op[1], op[2]),
+            "code": lambda: op_code(work),
+            "params": lambda: op_params(work),
+            "delete": lambda: op_delete(work, op[1]),
+        }[op[0]]()
         build(work)
     scratch = tmp_path_factory.mktemp("scratch") / "p"
     copy_without_outputs(work, scratch)

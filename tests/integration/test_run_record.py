@@ -56,7 +56,9 @@ def test_a_process_ledger_adds_up_to_its_own_getrusage(project_dir):
     # The run records are deltas: together they are the process's whole CPU, its partitions' part
     # is exactly what the partition records say, and the overhead is split by phase.
     assert sum(r["process_cpu_seconds"] for r in runs) == pytest.approx(recorded, rel=1e-6)
-    assert sum(r["partition_cpu_seconds"] for r in runs) == pytest.approx(sum(r["cpu_seconds"] for r in misses), rel=1e-6)
+    assert sum(r["partition_cpu_seconds"] for r in runs) == pytest.approx(
+        sum(r["cpu_seconds"] for r in misses), rel=1e-6
+    )
     assert sum(r["partitions_computed"] for r in runs) == len(misses)
     first, second = sorted(runs, key=lambda r: r["ts"])
     assert first["overhead_start_cpu_seconds"] > 0.1 and second["overhead_start_cpu_seconds"] == 0
@@ -68,8 +70,9 @@ def test_a_process_ledger_adds_up_to_its_own_getrusage(project_dir):
 
     # Every computed partition that took 5 ms or more recorded some CPU (os.times' 10 ms steps did not).
     weather = [r for r in misses if r["asset"] == "weather_features"]
-    assert weather and all(r["cpu_seconds"] > 0 for r in weather if r["wall_seconds"] >= 0.005), \
-        [(r["partition"], r["wall_seconds"], r["cpu_seconds"]) for r in weather]
+    assert weather and all(r["cpu_seconds"] > 0 for r in weather if r["wall_seconds"] >= 0.005), [
+        (r["partition"], r["wall_seconds"], r["cpu_seconds"]) for r in weather
+    ]
     assert all("getrusage" in r["method"] for r in misses)
 
     # Memory: a partition is charged what it added, not the process's baseline.
@@ -80,7 +83,9 @@ def test_a_process_ledger_adds_up_to_its_own_getrusage(project_dir):
     # `skipwise cost` adds up: the assets' rows plus the (overhead) row are the whole.
     table = cost_table(rows, "asset")
     overhead = next(t for t in table if t["asset"] == "(overhead)")
-    assert overhead["computed"] is None and overhead["cpu_hours"] * 3600 == pytest.approx(sum(r["cpu_seconds"] for r in runs))
+    assert overhead["computed"] is None and overhead["cpu_hours"] * 3600 == pytest.approx(
+        sum(r["cpu_seconds"] for r in runs)
+    )
     assert sum(t["cpu_hours"] for t in table) * 3600 == pytest.approx(recorded)
     by_run = cost_table(rows, "run")
     assert len(by_run) == 1 and by_run[0]["usd"] == pytest.approx(totals(table)["usd"])
@@ -90,8 +95,13 @@ def test_a_process_ledger_adds_up_to_its_own_getrusage(project_dir):
 def test_a_single_partition_run_matches_what_the_os_says_of_its_process(project_dir, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(project_dir), "DAGSTER_HOME": str(tmp_path / "home")}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    child = subprocess.Popen([str(BIN / "skipwise"), "materialize", "--select", "flight_features", "--partition", DAYS[4]],
-                             cwd=project_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    child = subprocess.Popen(
+        [str(BIN / "skipwise"), "materialize", "--select", "flight_features", "--partition", DAYS[4]],
+        cwd=project_dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     out = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)  # the child's own CPU (and its children's), from the kernel
     child.returncode = os.waitstatus_to_exitcode(status)
@@ -127,7 +137,10 @@ def test_avoided_counts_a_hit_once_a_day_unless_asked_for_every_request(project)
     env = {"PYTHONPATH": str(project.root)}
     daily = run([str(BIN / "skipwise"), "cost"], cwd=project.root, env=env).stdout
     raw = run([str(BIN / "skipwise"), "cost", "--avoided", "raw"], cwd=project.root, env=env).stdout
-    assert "avoided (daily): each hit's avoided cost counted once per asset, partition and fingerprint per UTC day" in daily
+    assert (
+        "avoided (daily): each hit's avoided cost counted once per asset, partition and fingerprint per UTC day"
+        in daily
+    )
     assert "avoided (raw)" in raw and "6 cache hit(s)" in raw
 
 
@@ -140,7 +153,9 @@ def test_a_single_partition_dagster_event_carries_the_step_process_figures(proje
     monkeypatch.setenv("SKIPWISE_ROOT", str(project.root))  # the repo's definitions over this copy's data
     assets, resources = list(defs.assets), {"skipwise": sw.IOManager(root=str(project.root))}
     with dg.instance_for_test() as instance:
-        result = dg.materialize(assets, resources=resources, selection=["weather_features"], instance=instance, partition_key=DAYS[0])
+        result = dg.materialize(
+            assets, resources=resources, selection=["weather_features"], instance=instance, partition_key=DAYS[0]
+        )
         (event,) = result.get_asset_materialization_events()
         logs = [e.message or "" for e in instance.all_logs(result.run_id)]
     md = {k: getattr(v, "value", v) for k, v in event.step_materialization_data.materialization.metadata.items()}
@@ -191,7 +206,11 @@ def test_a_partition_costs_the_same_alone_and_inside_a_range(project):
     rows = [r for r in Ledger(project.root / "data" / "ledger").read() if r["run_id"] == "range-0"]
     (rec,) = [r for r in rows if r["cache"] == "run"]
     assert rec["overhead_reads_cpu_seconds"] >= 0
-    lone = [r for r in Ledger(project.root / "data" / "ledger").read() if r["run_id"] == f"alone-{picked[0]}-0" and r["cache"] == "run"]
+    lone = [
+        r
+        for r in Ledger(project.root / "data" / "ledger").read()
+        if r["run_id"] == f"alone-{picked[0]}-0" and r["cache"] == "run"
+    ]
     assert lone and lone[0]["overhead_reads_cpu_seconds"] > 0  # 7 look-back days read for one partition
     phases = sum(rec[f"overhead_{k}_cpu_seconds"] for k in ("start", "plan", "load", "ledger", "reads", "other"))
     assert phases == pytest.approx(rec["cpu_seconds"], abs=2e-3)

@@ -38,8 +38,11 @@ def test_sensor_definition_evaluates_against_a_real_instance(project_dir, monkey
     from assets.definitions import defs as demo
 
     monkeypatch.setenv("SKIPWISE_ROOT", str(project_dir))
-    defs = dg.Definitions(assets=list(demo.assets), resources={"skipwise": sw.IOManager(root=str(project_dir))},
-                          sensors=[sw.stale_partitions_sensor(project_dir)])
+    defs = dg.Definitions(
+        assets=list(demo.assets),
+        resources={"skipwise": sw.IOManager(root=str(project_dir))},
+        sensors=[sw.stale_partitions_sensor(project_dir)],
+    )
     sensor = defs.get_sensor_def("skipwise_stale_partitions")
     with dg.instance_for_test() as instance:
         result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
@@ -50,7 +53,9 @@ def test_demo_assets_carry_skipwise_code_versions():
     from assets.definitions import defs
 
     graph = defs.resolve_asset_graph()
-    versions = {name: graph.get(dg.AssetKey(name)).code_version
-                for name in ("flight_features", "weather_features", "training_set", "delay_model", "delay_predictions")}
+    versions = {
+        name: graph.get(dg.AssetKey(name)).code_version
+        for name in ("flight_features", "weather_features", "training_set", "delay_model", "delay_predictions")
+    }
     assert all(v and len(v) == 16 for v in versions.values())
     assert len(set(versions.values())) == 5  # each asset's own code, not the module's

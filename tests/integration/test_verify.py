@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 DAYS = [(date(2024, 1, 1) + timedelta(days=i)).isoformat() for i in range(6)]
 
-MODULE = '''
+MODULE = """
 import random
 import subprocess
 from pathlib import Path
@@ -70,7 +70,7 @@ defs = dg.Definitions(
     resources={"skipwise": sw.IOManager()},
     schedules=[sw.verify_schedule(select=["scaled"], fraction=1.0)],
 )
-'''
+"""
 
 
 @pytest.fixture
@@ -122,8 +122,11 @@ def verify_json(capsys, *args: str) -> tuple[int, dict]:
 def committed_files(root: Path) -> dict[str, bytes]:
     """Every file under data/ but skipwise's own bookkeeping (the ledger, .skipwise), by path."""
     data = root / "data"
-    return {str(p.relative_to(data)): p.read_bytes() for p in sorted(data.rglob("*"))
-            if p.is_file() and p.relative_to(data).parts[0] not in ("ledger", ".skipwise")}
+    return {
+        str(p.relative_to(data)): p.read_bytes()
+        for p in sorted(data.rglob("*"))
+        if p.is_file() and p.relative_to(data).parts[0] not in ("ledger", ".skipwise")
+    }
 
 
 def planned(capsys, select: str) -> dict[str, dict]:
@@ -143,7 +146,9 @@ def test_an_honest_project_matches_and_nothing_committed_is_touched(root, capsys
     assert not (root / "data" / ".skipwise" / "suspects.json").exists()
     code, out, _ = cli(capsys, "verify", "--select", "doubled", "--sample", "2", "--seed", "1")
     assert code == 0
-    assert out.splitlines()[-1].startswith("verified 2 of 6 up-to-date partitions (33%): 2 match, 0 mismatch; recomputed in ")
+    assert out.splitlines()[-1].startswith(
+        "verified 2 of 6 up-to-date partitions (33%): 2 match, 0 mismatch; recomputed in "
+    )
 
 
 def test_an_unobserved_dependency_is_caught_marked_stale_and_recomputed(root, capsys):
@@ -155,8 +160,11 @@ def test_an_unobserved_dependency_is_caught_marked_stale_and_recomputed(root, ca
     assert code == 3, err
     mismatches = [line for line in out.splitlines() if line.startswith("MISMATCH")]
     assert len(mismatches) == 2
-    assert all("nothing skipwise records changed: an unobserved dependency" in line and
-               "@sw.asset(files=[...], env=[...])" in line for line in mismatches)
+    assert all(
+        "nothing skipwise records changed: an unobserved dependency" in line
+        and "@sw.asset(files=[...], env=[...])" in line
+        for line in mismatches
+    )
     assert "2 mismatch" in out.splitlines()[-1]
     assert "Error: skipwise verify: 2 partition(s) differ from a fresh computation" in err
     assert committed_files(root) == before
@@ -230,7 +238,10 @@ def test_the_sample_is_reproducible_and_sized_as_asked(root, capsys):
     assert len(verify_json(capsys, "--dry-run", "--partition", DAYS[0], "--fraction", "1")[1]["partitions"]) == 2
     assert sorted((root / "data" / "ledger").rglob("*.jsonl")) == ledger  # a dry run computes and records nothing
     code, report = verify_json(capsys, "--sample", "3", "--seed", "7")
-    assert code == 0 and [{"asset": r["asset"], "partition": r["partition"]} for r in report["results"]] == first["partitions"]
+    assert (
+        code == 0
+        and [{"asset": r["asset"], "partition": r["partition"]} for r in report["results"]] == first["partitions"]
+    )
 
     code, out, err = cli(capsys, "verify", "--fraction", "0")
     assert code == 2 and "Error: --fraction 0.0 is not a share of the up-to-date partitions" in err and "fix:" in err

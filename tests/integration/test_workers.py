@@ -24,8 +24,13 @@ def _materialize(root: Path, home: Path, *extra: str) -> tuple[str, float]:
     env = {**os.environ, "PYTHONPATH": str(root), "DAGSTER_HOME": str(home)}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.pop("SKIPWISE_WORKERS", None)
-    child = subprocess.Popen([str(BIN / "skipwise"), "materialize", "--select", ASSETS, "--partition", FIRST_DAYS, *extra],
-                             cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    child = subprocess.Popen(
+        [str(BIN / "skipwise"), "materialize", "--select", ASSETS, "--partition", FIRST_DAYS, *extra],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     out = child.stdout.read().decode()
     _, status, usage = os.wait4(child.pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, out[-4000:]
@@ -49,7 +54,8 @@ def test_two_workers_write_what_one_process_writes_and_account_for_all_of_it(pro
     rows = Ledger(project_dir / "data" / "ledger").read()
     misses = [r for r in rows if r["cache"] == "miss"]
     assert sorted((r["asset"], r["partition"]) for r in misses) == sorted(
-        {(r["asset"], r["partition"]) for r in misses})  # each partition computed once, by one process
+        {(r["asset"], r["partition"]) for r in misses}
+    )  # each partition computed once, by one process
     assert len(misses) == 24
     runs = {r["run_id"] for r in misses}
     assert len(runs) == 2  # two Dagster runs, one per process, over disjoint spans

@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 
 from bench.s3server import FAKE_CREDENTIALS, S3Server
-from bench.services import PG_ADMIN_URL, CeleryWorkers, ServiceUnreachable, check_services, delete_queue, scratch_database
+from bench.services import (
+    PG_ADMIN_URL,
+    CeleryWorkers,
+    ServiceUnreachable,
+    check_services,
+    delete_queue,
+    scratch_database,
+)
 from skipwise.adapters.dagster.services import DEFAULT_BACKEND, DEFAULT_BROKER
 from tests.conftest import BIN
 
@@ -28,9 +35,11 @@ BUCKET = "skipwise-services"
 def services_up() -> None:
     """PostgreSQL, the broker and the result backend answer (else: fail, naming the one that does not)."""
     try:
-        check_services(os.environ.get("SKIPWISE_PG_ADMIN_URL", PG_ADMIN_URL),
-                       os.environ.get("SKIPWISE_CELERY_BROKER", DEFAULT_BROKER),
-                       os.environ.get("SKIPWISE_CELERY_BACKEND", DEFAULT_BACKEND))
+        check_services(
+            os.environ.get("SKIPWISE_PG_ADMIN_URL", PG_ADMIN_URL),
+            os.environ.get("SKIPWISE_CELERY_BROKER", DEFAULT_BROKER),
+            os.environ.get("SKIPWISE_CELERY_BACKEND", DEFAULT_BACKEND),
+        )
         down = ""
     except ServiceUnreachable as exc:
         down = str(exc)
@@ -58,10 +67,18 @@ class Deployment:
 
     def __init__(self, root: Path, home: Path, pg_url: str, s3: S3Server, prefix: str) -> None:
         self.root, self.s3, self.prefix = root, s3, prefix
-        self.env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": s3.endpoint, "SKIPWISE_STORE": f"s3://{BUCKET}/{prefix}",
-                    "SKIPWISE_STORE_REGION": "us-east-1", "SKIPWISE_REGION": "us-east-1",
-                    "SKIPWISE_ROOT": str(root), "PYTHONPATH": str(root), "DAGSTER_HOME": str(home),
-                    "SKIPWISE_PG_URL": pg_url, "SKIPWISE_CELERY_QUEUE": f"skipwise_test_{uuid.uuid4().hex[:12]}"}
+        self.env = {
+            **FAKE_CREDENTIALS,
+            "AWS_ENDPOINT_URL": s3.endpoint,
+            "SKIPWISE_STORE": f"s3://{BUCKET}/{prefix}",
+            "SKIPWISE_STORE_REGION": "us-east-1",
+            "SKIPWISE_REGION": "us-east-1",
+            "SKIPWISE_ROOT": str(root),
+            "PYTHONPATH": str(root),
+            "DAGSTER_HOME": str(home),
+            "SKIPWISE_PG_URL": pg_url,
+            "SKIPWISE_CELERY_QUEUE": f"skipwise_test_{uuid.uuid4().hex[:12]}",
+        }
         home.mkdir(parents=True, exist_ok=True)
         self.workers: CeleryWorkers | None = None
 
@@ -73,8 +90,14 @@ class Deployment:
         env = {**os.environ, **self.env, "SKIPWISE_PROFILE": "services", **extra_env}
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         env.pop("SKIPWISE_WORKERS", None)
-        return subprocess.Popen([str(BIN / "skipwise"), *args], cwd=self.root, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+        return subprocess.Popen(
+            [str(BIN / "skipwise"), *args],
+            cwd=self.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
     def skipwise(self, *args: str, check: bool = True, **extra_env: str) -> str:
         """`skipwise ARGS` under the profile; its output. A run that does not end in 10 minutes
@@ -96,7 +119,7 @@ class Deployment:
         out = {}
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=self.prefix + "/"):
             for o in page.get("Contents", []):
-                out[o["Key"][len(self.prefix) + 1:]] = client.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
+                out[o["Key"][len(self.prefix) + 1 :]] = client.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
         return out
 
     def runs(self) -> int:
@@ -124,8 +147,13 @@ def deployment(project_dir, pg_url, s3, tmp_path):
 
 def ledger_rows(store: dict[str, bytes]) -> list[dict]:
     """The ledger's records in the store (json.loads fails on a torn one)."""
-    return [json.loads(line) for k, v in sorted(store.items()) if k.startswith("ledger/")
-            for line in v.decode().splitlines() if line.strip()]
+    return [
+        json.loads(line)
+        for k, v in sorted(store.items())
+        if k.startswith("ledger/")
+        for line in v.decode().splitlines()
+        if line.strip()
+    ]
 
 
 def manifests(store: dict[str, bytes]) -> dict[str, dict]:
@@ -135,4 +163,6 @@ def manifests(store: dict[str, bytes]) -> dict[str, dict]:
 
 def tasks_done(log: Path) -> int:
     """Steps a Celery worker finished, from its log."""
-    return sum(1 for line in log.read_text(errors="replace").splitlines() if "execute_plan[" in line and "succeeded" in line)
+    return sum(
+        1 for line in log.read_text(errors="replace").splitlines() if "execute_plan[" in line and "succeeded" in line
+    )

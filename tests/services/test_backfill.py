@@ -24,21 +24,29 @@ def test_a_backfill_on_two_celery_workers_equals_the_embedded_one_and_a_second_c
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SKIPWISE_", "AWS_"))}
-    env.update({"DAGSTER_HOME": str(home), "PYTHONPATH": str(embedded), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"})
+    env.update(
+        {
+            "DAGSTER_HOME": str(home),
+            "PYTHONPATH": str(embedded),
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+    )
     run([str(BIN / "skipwise"), "materialize", "--partition", RANGE], cwd=embedded, env=env)
 
     workers = deployment.start_workers(2, tmp_path / "workers")
     # Chunks of 3 days: the 12 days of each daily level are 4 Dagster runs, 8 steps for the two workers.
     out = deployment.skipwise("materialize", "--partition", RANGE, "--json", SKIPWISE_CHUNK_PARTITIONS="3")
-    summary = json.loads(out[out.index("{"):])
+    summary = json.loads(out[out.index("{") :])
     assert summary["ok"], out[-3000:]
     assert all(tasks_done(log) >= 2 for log in workers.logs), "both workers executed steps"
     assert not (root / "data" / "features").exists(), "the features are on S3, not on local disk"
 
     store = deployment.objects()
     found = manifests(store)
-    local = {str(p.parent.relative_to(embedded / "data")): json.loads(p.read_text())
-             for p in (embedded / "data").glob("*/*/*/manifest.json")}
+    local = {
+        str(p.parent.relative_to(embedded / "data")): json.loads(p.read_text())
+        for p in (embedded / "data").glob("*/*/*/manifest.json")
+    }
     assert set(found) == set(local) and len(found) == 3 * 12 + 2  # three daily assets, two unpartitioned
     for folder, m in found.items():
         want = local[folder]

@@ -41,7 +41,9 @@ defs = dg.Definitions(assets=[slow_days], resources={"skipwise": sw.IOManager()}
 '''
 
 
-def test_a_worker_killed_inside_a_partition_leaves_nothing_partial_and_the_backfill_completes(deployment, tmp_path, monkeypatch):
+def test_a_worker_killed_inside_a_partition_leaves_nothing_partial_and_the_backfill_completes(
+    deployment, tmp_path, monkeypatch
+):
     root = deployment.root
     (root / "params.yaml").unlink()  # the demo's parameters, of assets this project does not have
     definitions_module(root, monkeypatch, DEFINITIONS, "killed_worker_defs")
@@ -88,7 +90,8 @@ def test_a_worker_killed_inside_a_partition_leaves_nothing_partial_and_the_backf
 
     rows = ledger_rows(store)  # every record parses: none is torn
     assert Counter((r["asset"], r["partition"]) for r in rows if r["cache"] == "miss") == Counter(
-        {("slow_days", f"2024-01-0{d}"): 1 for d in range(1, 7)})
+        {("slow_days", f"2024-01-0{d}"): 1 for d in range(1, 7)}
+    )
 
     # The retry: the same backfill again completes, computing nothing.
     again = deployment.skipwise("materialize", "--partition", days, SKIPWISE_CHUNK_PARTITIONS="3")

@@ -51,11 +51,14 @@ def import_error(write_module, body: str) -> ConfigError:
 
 
 def test_a_misspelt_ins_entry_names_the_parameter_it_probably_meant(write_module):
-    err = import_error(write_module, """
+    err = import_error(
+        write_module,
+        """
         @sw.asset(partitions_def=DAILY, ins={"raw_salez": dg.AssetIn(partition_mapping=dg.IdentityPartitionMapping())})
         def sales(raw_sales: pl.DataFrame) -> pl.DataFrame:
             return raw_sales
-    """)
+    """,
+    )
     text = str(err)
     assert "asset sales" in text
     assert "raw_salez" in text
@@ -63,11 +66,14 @@ def test_a_misspelt_ins_entry_names_the_parameter_it_probably_meant(write_module
 
 
 def test_an_unsupported_return_annotation_is_refused_at_import(write_module):
-    err = import_error(write_module, """
+    err = import_error(
+        write_module,
+        """
         @sw.asset(partitions_def=DAILY)
         def store_set(raw_sales: pl.DataFrame) -> set:
             return set(raw_sales["store"])
-    """)
+    """,
+    )
     text = str(err)
     assert "asset store_set" in text
     assert "return annotation" in text
@@ -75,11 +81,14 @@ def test_an_unsupported_return_annotation_is_refused_at_import(write_module):
 
 
 def test_an_unsupported_input_annotation_names_the_input(write_module):
-    err = import_error(write_module, """
+    err = import_error(
+        write_module,
+        """
         @sw.asset(partitions_def=DAILY)
         def counted(raw_sales: set) -> pl.DataFrame:
             return pl.DataFrame({"n": [len(raw_sales)]})
-    """)
+    """,
+    )
     text = str(err)
     assert "asset counted" in text
     assert "input raw_sales" in text
@@ -88,11 +97,14 @@ def test_an_unsupported_input_annotation_names_the_input(write_module):
 
 @pytest.mark.parametrize("params", ["*inputs", "raw_sales: pl.DataFrame, **more"])
 def test_variadic_parameters_are_refused(write_module, params):
-    err = import_error(write_module, f"""
+    err = import_error(
+        write_module,
+        f"""
         @sw.asset(partitions_def=DAILY)
         def gathered({params}) -> pl.DataFrame:
             return pl.DataFrame()
-    """)
+    """,
+    )
     text = str(err)
     assert "asset gathered" in text
     assert "not supported" in text
@@ -100,7 +112,9 @@ def test_variadic_parameters_are_refused(write_module, params):
 
 
 def test_an_asset_defined_inside_a_function_must_move_to_the_top_level(write_module):
-    err = import_error(write_module, """
+    err = import_error(
+        write_module,
+        """
         def make():
             @sw.asset(partitions_def=DAILY)
             def nested(raw_sales: pl.DataFrame) -> pl.DataFrame:
@@ -108,47 +122,60 @@ def test_an_asset_defined_inside_a_function_must_move_to_the_top_level(write_mod
             return nested
 
         nested = make()
-    """)
+    """,
+    )
     text = str(err)
     assert "asset nested" in text
     assert "top level" in text
 
 
 def test_sw_asset_applied_to_something_not_a_function(write_module):
-    err = import_error(write_module, """
+    err = import_error(
+        write_module,
+        """
         thing = sw.asset(42)
-    """)
+    """,
+    )
     text = str(err)
     assert "decorates a function" in text
     assert "fix:" in text
 
 
 def test_sw_asset_applied_to_a_class(write_module):
-    err = import_error(write_module, """
+    err = import_error(
+        write_module,
+        """
         @sw.asset
         class Sales:
             def __init__(self, raw_sales: pl.DataFrame):
                 self.frame = raw_sales
-    """)
+    """,
+    )
     text = str(err)
     assert "decorates a function" in text and "a class" in text
     assert "fix:" in text
 
 
 def test_sw_asset_refuses_a_lambda(write_module):
-    err = import_error(write_module, """
+    err = import_error(
+        write_module,
+        """
         thing = sw.asset(lambda: pl.DataFrame())
-    """)
+    """,
+    )
     assert "lambda" in str(err) and "fix:" in str(err)
 
 
 def test_sw_asset_stacked_on_a_dagster_asset(write_module):
-    err = import_error(write_module, """
+    err = import_error(
+        write_module,
+        """
         @sw.asset(partitions_def=DAILY)
         @dg.asset(partitions_def=DAILY)
         def twice() -> pl.DataFrame:
             return pl.DataFrame()
-    """)
+    """,
+    )
     assert "decorates a function" in str(err)
     assert "AssetsDefinition" in str(err)
 
@@ -200,7 +227,8 @@ def test_a_well_formed_module_imports_and_resolves(write_module):
 def test_an_input_no_asset_produces_is_named_with_the_closest_one(write_module):
     from skipwise.adapters.dagster.graph import graph_of
 
-    module = importlib.import_module(write_module("""
+    module = importlib.import_module(
+        write_module("""
         @sw.asset
         def sales() -> pl.DataFrame:
             return pl.DataFrame({"a": [1]})
@@ -210,7 +238,8 @@ def test_an_input_no_asset_produces_is_named_with_the_closest_one(write_module):
             return salez
 
         defs = dg.Definitions(assets=[sales, report], resources={"skipwise": sw.IOManager()})
-    """))
+    """)
+    )
     with pytest.raises(ConfigError) as e:
         graph_of(module.defs)
     assert "asset report reads 'salez'" in str(e.value) and "did you mean 'sales'" in str(e.value)

@@ -44,7 +44,11 @@ def test_declared_defaults_merge_and_types_are_converted():
     assert isinstance(out["typed"]["rate"], float)  # an int where a float is expected
     assert out["free"] == {"x": [1, {"y": "z"}]}  # undeclared: any keys, as they are
     # Writing a default out gives the same effective params as leaving it out.
-    assert check_params(GRAPH, {"typed": {"threshold": 15}}) == check_params(GRAPH, {}) == check_params(GRAPH, {"typed": None})
+    assert (
+        check_params(GRAPH, {"typed": {"threshold": 15}})
+        == check_params(GRAPH, {})
+        == check_params(GRAPH, {"typed": None})
+    )
 
 
 @pytest.mark.parametrize(
@@ -94,7 +98,9 @@ def test_a_section_naming_no_asset_or_not_a_mapping():
     assert "asset names: free, typed" in str(e.value)
     with pytest.raises(ConfigError, match="raw: is a source"):
         check_params(GRAPH, {"raw": {}})
-    with pytest.raises(ConfigError, match=r"^params.yaml: typed: expected a mapping of param -> value, got an integer 5"):
+    with pytest.raises(
+        ConfigError, match=r"^params.yaml: typed: expected a mapping of param -> value, got an integer 5"
+    ):
         check_params(GRAPH, {"typed": 5})
     with pytest.raises(ConfigError, match="expected a mapping of asset name"):
         check_params(GRAPH, ["typed"])
@@ -126,8 +132,12 @@ def test_the_demo_declares_what_its_bodies_use():
 def test_yaml_dates_and_yaml_1_2_floats(tmp_path):
     from skipwise.engine import load_params
 
-    (tmp_path / "params.yaml").write_text("a:\n  day: 2013-11-01\n  at: 2013-11-01 10:30:00\n  wd: 1e-05\n  q: '2013-11-01'\n")
-    assert load_params(tmp_path) == {"a": {"day": "2013-11-01", "at": "2013-11-01T10:30:00", "wd": 1e-05, "q": "2013-11-01"}}
+    (tmp_path / "params.yaml").write_text(
+        "a:\n  day: 2013-11-01\n  at: 2013-11-01 10:30:00\n  wd: 1e-05\n  q: '2013-11-01'\n"
+    )
+    assert load_params(tmp_path) == {
+        "a": {"day": "2013-11-01", "at": "2013-11-01T10:30:00", "wd": 1e-05, "q": "2013-11-01"}
+    }
 
 
 def test_params_yaml_syntax_error_is_one_line_with_its_line(tmp_path):
@@ -145,7 +155,16 @@ def test_params_yaml_syntax_error_is_one_line_with_its_line(tmp_path):
 # -- 1, 7. partition specs and keys ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("spec, words", [("", "is empty"), ("  ", "is empty"), ("2013-01-01...", "no end"), ("...2013-01-02", "no start"), ("...", "no start")])
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("", "is empty"),
+        ("  ", "is empty"),
+        ("2013-01-01...", "no end"),
+        ("...2013-01-02", "no start"),
+        ("...", "no start"),
+    ],
+)
 def test_an_empty_partition_spec_is_a_usage_error(spec, words):
     with pytest.raises(UsageError, match=words) as e:
         parse_range(spec)
@@ -171,11 +190,22 @@ def test_long_keys_are_cut_in_messages():
 # -- 8. money ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value, text", [
-    (0, "$0.0000"), (0.00001, "$0.0000100"), (0.0000123456, "$0.0000123"), (0.001, "$0.00100"),
-    (0.0009999, "$0.00100"), (0.0123, "$0.0123"), (20, "$20.0000"), (1234.5, "$1234.5000"),
-    (-0.00002, "-$0.0000200"), (None, "-"), (1e-12, "$1.00e-12"),
-])
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (0, "$0.0000"),
+        (0.00001, "$0.0000100"),
+        (0.0000123456, "$0.0000123"),
+        (0.001, "$0.00100"),
+        (0.0009999, "$0.00100"),
+        (0.0123, "$0.0123"),
+        (20, "$20.0000"),
+        (1234.5, "$1234.5000"),
+        (-0.00002, "-$0.0000200"),
+        (None, "-"),
+        (1e-12, "$1.00e-12"),
+    ],
+)
 def test_format_usd(value, text):
     assert format_usd(value) == text
 
@@ -193,7 +223,10 @@ def test_per_run_budget_counts_what_the_run_already_spent():
     assert alone.ok
     later = check_budgets(p, Budgets(per_run_usd=0.0007), 0.0, override=False, spent_this_run_usd=0.0006)
     assert not later.ok and later.breaches == ("per_run_usd",)
-    assert "$0.000600 already spent by this run + projected $0.000200 = $0.000800 is over budgets.per_run_usd = $0.000700" in later.message
+    assert (
+        "$0.000600 already spent by this run + projected $0.000200 = $0.000800 is over budgets.per_run_usd = $0.000700"
+        in later.message
+    )
 
 
 # -- 4, 6. DVC's files ------------------------------------------------------------------------------
@@ -225,8 +258,14 @@ GARBAGE_DVC = [
     (b"outs:\n- path: x\n  size: 3\n", "data/raw/x.dvc: outs[0] (x) has no md5"),
     (b"outs:\n- md5: 12345\n  path: x\n", "data/raw/x.dvc: outs[0] (x) md5 is a number 12345, not an md5 hash"),
     (b"outs:\n- md5: [a]\n  path: x\n", "data/raw/x.dvc: outs[0] (x) md5 is a list"),
-    (b"outs:\n- md5: d41d8cd98f00b204e9800998ecf8427e\n  path: x\n", "data/raw/x.dvc: records data/raw/x with the file hash"),
-    (b"outs:\n- md5: d41d8cd98f00b204e9800998ecf8427e.dir\n  path: y\n", "data/raw/x.dvc: records no output for data/raw/x"),
+    (
+        b"outs:\n- md5: d41d8cd98f00b204e9800998ecf8427e\n  path: x\n",
+        "data/raw/x.dvc: records data/raw/x with the file hash",
+    ),
+    (
+        b"outs:\n- md5: d41d8cd98f00b204e9800998ecf8427e.dir\n  path: y\n",
+        "data/raw/x.dvc: records no output for data/raw/x",
+    ),
 ]
 
 
@@ -247,7 +286,10 @@ GARBAGE_LOCK = [
     (b"stages:\n  s: 3\n", "dvc.lock: stages.s is a number"),
     (b"stages:\n  s:\n    outs: {}\n", "dvc.lock: stages.s.`outs` is a mapping, not a list"),
     (b"stages:\n  s:\n    outs:\n    - path: data/raw/x\n", "dvc.lock: stages.s.outs[0] (data/raw/x) has no md5"),
-    (b"stages:\n  s:\n    outs:\n    - path: data/raw/x\n      md5: 3\n", "dvc.lock: stages.s.outs[0] (data/raw/x) md5 is a number"),
+    (
+        b"stages:\n  s:\n    outs:\n    - path: data/raw/x\n      md5: 3\n",
+        "dvc.lock: stages.s.outs[0] (data/raw/x) md5 is a number",
+    ),
 ]
 
 
@@ -265,7 +307,9 @@ def test_a_garbage_dvc_lock_is_one_input_error_naming_it(tmp_path, text, line):
 def test_a_good_dvc_lock_still_works(tmp_path):
     h = make_repo(tmp_path, {"a.parquet": b"aaa"})
     (tmp_path / "data/raw/x.dvc").unlink()
-    (tmp_path / "dvc.lock").write_text(f"schema: '2.0'\nstages:\n  s:\n    outs:\n    - path: data/raw/x\n      md5: {h}.dir\n")
+    (tmp_path / "dvc.lock").write_text(
+        f"schema: '2.0'\nstages:\n  s:\n    outs:\n    - path: data/raw/x\n      md5: {h}.dir\n"
+    )
     assert read_tracked_dir(tmp_path, "data/raw/x").files == {"a.parquet": hashlib.md5(b"aaa").hexdigest()}
 
 
@@ -292,7 +336,7 @@ def test_a_missing_dir_manifest_is_one_warning_and_files_keep_their_versions(tmp
 
 
 def test_cost_method_names_the_config_relative_to_the_project(tmp_path):
-    (tmp_path / "skipwise.toml").write_text("[compute]\nprofile = \"laptop\"\n")
+    (tmp_path / "skipwise.toml").write_text('[compute]\nprofile = "laptop"\n')
     config = load_config(tmp_path / "skipwise.toml")
     method = config.price(CostVector(cpu_seconds=1.0)).method
     assert "(skipwise.toml)" in method and str(tmp_path) not in method

@@ -19,7 +19,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _result(outcomes, expected, committed, **kw) -> dict:
-    return {"outcomes": outcomes, "expected": expected, "committed": committed, "build_error": None, "oracle_error": None, **kw}
+    return {
+        "outcomes": outcomes,
+        "expected": expected,
+        "committed": committed,
+        "build_error": None,
+        "oracle_error": None,
+        **kw,
+    }
 
 
 def test_verdicts_tell_false_hits_from_recomputed_and_unreported_partitions():
@@ -48,8 +55,11 @@ def test_wasted_recomputes_after_edits_whose_readers_are_known():
     when an upstream output's bytes changed; weather_features never."""
     ok = {"manifest": "a", "file": "a"}
     expected = {"flight_features/d1": "a", "weather_features/d1": "a", "training_set/all": "a"}
-    runs = [["flight_features", "d1", "run", "code changed"], ["weather_features", "d1", "run", "code changed"],
-            ["training_set", "all", "run", "input changed"]]
+    runs = [
+        ["flight_features", "d1", "run", "code changed"],
+        ["weather_features", "d1", "run", "code changed"],
+        ["training_set", "all", "run", "input changed"],
+    ]
     res = _result(runs, expected, {pk: ok for pk in expected})
     same = {pk: "a" for pk in expected}
     r = fh.check(1, fh.SAME_OUTPUT_BODY, {}, res, 1.0, 1.0, True, before=same)
@@ -57,7 +67,10 @@ def test_wasted_recomputes_after_edits_whose_readers_are_known():
     changed = {**same, "flight_features/d1": "z"}  # its bytes changed: training_set had to recompute
     r = fh.check(1, fh.SAME_OUTPUT_BODY, {}, res, 1.0, 1.0, True, before=changed)
     assert r.wasted_at == ["weather_features/d1"] and r.upstream_changed == ["flight_features/d1"]
-    assert fh.check(1, fh.DUCKDB_FILE, {}, res, 1.0, 1.0, True, before=same).wasted_at == ["flight_features/d1", "weather_features/d1"]
+    assert fh.check(1, fh.DUCKDB_FILE, {}, res, 1.0, 1.0, True, before=same).wasted_at == [
+        "flight_features/d1",
+        "weather_features/d1",
+    ]
     assert fh.check(1, fh.ENV_UNUSED, {}, res, 1.0, 1.0, True).wasted == 3  # nothing may recompute
     assert fh.check(1, fh.ENV_UNUSED, {}, res, 1.0, 1.0, False).wasted == 0  # after a failed step: not counted
     assert fh.check(1, fh.ENV_IMPORT, {}, res, 1.0, 1.0, True).wasted == 0  # not counted (—)
@@ -72,7 +85,10 @@ def test_injected_dependencies_and_their_edits(tmp_path):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text((REPO / rel).read_text())
     fh.inject_dependencies(root, outside)
-    assert not (REPO / "config" / "soak_lookup.csv").exists() and "soak" not in (REPO / "assets/features/flights.py").read_text()
+    assert (
+        not (REPO / "config" / "soak_lookup.csv").exists()
+        and "soak" not in (REPO / "assets/features/flights.py").read_text()
+    )
     for rel in fh.CODE_FILES:
         ast.parse((root / rel).read_text())
     s = fh.Soak(tmp_path, root, random.Random(0))
@@ -88,12 +104,20 @@ def test_injected_dependencies_and_their_edits(tmp_path):
     for kind in fh.ENV_VALUES:
         for _ in range(8):
             op = fh.toggle_env(s, kind)
-            assert op["from"] != op["to"] and s.env.get(op["env"]) == op["to"] and s.step_env().get(op["env"]) == op["to"]
+            assert (
+                op["from"] != op["to"] and s.env.get(op["env"]) == op["to"] and s.step_env().get(op["env"]) == op["to"]
+            )
     # Code edits: same-output edits, the outside package and the calendar change code and revert exactly.
-    toggles = [(e, lambda s, e=e, k=k: fh.toggle_same_output(s, k)) for k, edits in fh.SAME_OUTPUT_EDITS.items() for e in edits]
+    toggles = [
+        (e, lambda s, e=e, k=k: fh.toggle_same_output(s, k)) for k, edits in fh.SAME_OUTPUT_EDITS.items() for e in edits
+    ]
     toggles += [(e, fh.toggle_outside) for e in fh.OUTSIDE_EDITS] + [(fh.CALENDAR_EDIT, fh.move_calendar_end)]
     for edit, toggle in toggles:
-        path = outside / fh.OUTSIDE_PACKAGE / "__init__.py" if toggle is fh.toggle_outside else root / (edit[0] if len(edit) == 3 else fh.CALENDAR_FILE)
+        path = (
+            outside / fh.OUTSIDE_PACKAGE / "__init__.py"
+            if toggle is fh.toggle_outside
+            else root / (edit[0] if len(edit) == 3 else fh.CALENDAR_FILE)
+        )
         before = path.read_text()
         s.rng = _Always(edit[1:] if len(edit) == 3 else edit)
         toggle(s)
@@ -103,14 +127,18 @@ def test_injected_dependencies_and_their_edits(tmp_path):
     s.rng = random.Random(1)
     for _ in range(20):
         fh.outside_comment_only(s)  # raises if an edit changed more than comments, blank lines or docstrings
-    assert fh.select_kinds(["ENV VAR"]) == [fh.ENV_IMPORT, fh.ENV_RUN, fh.ENV_UNUSED] and fh.select_kinds(None) == fh.KINDS
+    assert (
+        fh.select_kinds(["ENV VAR"]) == [fh.ENV_IMPORT, fh.ENV_RUN, fh.ENV_UNUSED] and fh.select_kinds(None) == fh.KINDS
+    )
 
 
 def test_same_size_raw_edit_is_valid_parquet_of_the_same_size():
     rng = random.Random(1)  # values like the raw weather's: little to compress away
     frame = pl.DataFrame({"temp": [round(rng.uniform(-10, 30), 1) for _ in range(500)], "origin": ["EWR", "JFK"] * 250})
     old = fh._write_parquet(frame)
-    changed = frame.with_columns(pl.when(pl.int_range(pl.len()) == 5).then(pl.col("temp") + 7).otherwise(pl.col("temp")).alias("temp"))
+    changed = frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 5).then(pl.col("temp") + 7).otherwise(pl.col("temp")).alias("temp")
+    )
     data = fh._same_size_bytes(changed, len(old))
     assert data is not None and len(data) == len(old) and data != old
     assert pl.read_parquet(io.BytesIO(data)).equals(changed)
@@ -123,12 +151,18 @@ def test_comment_edits_and_helper_toggles_apply_to_the_real_sources(tmp_path):
     s = fh.Soak(tmp_path, tmp_path, random.Random(0))
     for _ in range(30):
         fh.comment_only(s)  # raises if an edit changed more than comments, blank lines or docstrings
-    for rel, old, new in [*fh.HELPERS, *(e for edits in fh.SAME_OUTPUT_EDITS.values() for e in edits), (fh.CALENDAR_FILE, *fh.CALENDAR_EDIT)]:
+    for rel, old, new in [
+        *fh.HELPERS,
+        *(e for edits in fh.SAME_OUTPUT_EDITS.values() for e in edits),
+        (fh.CALENDAR_FILE, *fh.CALENDAR_EDIT),
+    ]:
         text = (REPO / rel).read_text()
         assert text.count(old) == 1 and new not in text, f"{rel} no longer has {old!r} once: update HELPERS"
     for rel, name, line in fh.CONSTANTS:
         tree = ast.parse((REPO / rel).read_text())
-        assert any(isinstance(n, ast.Assign) and any(getattr(t, "id", None) == name for t in n.targets) for n in tree.body), name
+        assert any(
+            isinstance(n, ast.Assign) and any(getattr(t, "id", None) == name for t in n.targets) for n in tree.body
+        ), name
     # Every helper and constant edit changes the code (not only comments), and its revert restores the file.
     for edits, toggle in ((fh.HELPERS, fh.toggle_helper), (fh.CONSTANTS, fh.toggle_constant)):
         for edit in edits:
@@ -152,13 +186,21 @@ class _Always(random.Random):
     def choice(self, seq):
         if self.item in seq:
             return self.item
-        return next((x for x in seq if isinstance(x, tuple) and x[-len(self.item):] == self.item), None) or super().choice(seq)
+        return next(
+            (x for x in seq if isinstance(x, tuple) and x[-len(self.item) :] == self.item), None
+        ) or super().choice(seq)
 
 
 def test_no_code_edit_targets_the_library_or_the_old_layout():
     """A copy runs the installed skipwise, so edits of its pipelines/ would change nothing."""
-    targets = [*fh.CODE_FILES, *(h[0] for h in fh.HELPERS), *(c[0] for c in fh.CONSTANTS), fh.CALENDAR_FILE,
-               *(e[0] for edits in fh.SAME_OUTPUT_EDITS.values() for e in edits), *(rel for rel, _, _ in fh.INJECT_CODE)]
+    targets = [
+        *fh.CODE_FILES,
+        *(h[0] for h in fh.HELPERS),
+        *(c[0] for c in fh.CONSTANTS),
+        fh.CALENDAR_FILE,
+        *(e[0] for edits in fh.SAME_OUTPUT_EDITS.values() for e in edits),
+        *(rel for rel, _, _ in fh.INJECT_CODE),
+    ]
     assert "pipelines" not in fh.PROJECT_FILES
     assert all(t.startswith("assets/") for t in targets), targets
     assert all((REPO / t).is_file() for t in targets), [t for t in targets if not (REPO / t).is_file()]
@@ -194,8 +236,30 @@ def test_a_short_soak_runs_clean_and_catches_a_planted_false_hit(tmp_path, store
     """Steps 1 and 2 (seed 5, two kinds): the package outside the project edited, then $SOAK_SCALE set
     (both change weather_features' output: the build and the oracle must see them alike)."""
     out = tmp_path / "false_hits.md"
-    rc = fh.main(["--steps", "3", "--seed", "5", "--out", str(out), "--tmp", str(tmp_path), "--inject-false-hit", "3", "--scratch-every", "0",
-                  "--ledger-keep", "2", "--store", store, "--kind", "env var read at run", "--kind", "outside the root (PYTHONPATH)"])
+    rc = fh.main(
+        [
+            "--steps",
+            "3",
+            "--seed",
+            "5",
+            "--out",
+            str(out),
+            "--tmp",
+            str(tmp_path),
+            "--inject-false-hit",
+            "3",
+            "--scratch-every",
+            "0",
+            "--ledger-keep",
+            "2",
+            "--store",
+            store,
+            "--kind",
+            "env var read at run",
+            "--kind",
+            "outside the root (PYTHONPATH)",
+        ]
+    )
     text = out.read_text()
     assert rc == 1, text
     assert "| forged output (injected false hit) | 1 |" in text

@@ -13,12 +13,16 @@ def _cell(seconds: list[float], computed: int = 0, read: int = 0) -> Cell:
 
 
 def test_table_shows_median_min_ratios_and_targets():
-    row = Row("generated", "one changed raw partition", {
-        "skipwise": _cell([2.0, 1.0, 3.0], 2, 21_000_000),
-        "plain": _cell([40.0], 200, 2_100_000_000),
-        "dvc": _cell([30.0, 32.0, 31.0], 200, 2_100_000_000),
-        "dvc_skipwise": _cell([6.0, 5.0, 7.0], 2, 21_000_000),
-    })
+    row = Row(
+        "generated",
+        "one changed raw partition",
+        {
+            "skipwise": _cell([2.0, 1.0, 3.0], 2, 21_000_000),
+            "plain": _cell([40.0], 200, 2_100_000_000),
+            "dvc": _cell([30.0, 32.0, 31.0], 200, 2_100_000_000),
+            "dvc_skipwise": _cell([6.0, 5.0, 7.0], 2, 21_000_000),
+        },
+    )
     refs = [Ref("demo", "Dagster empty run", _cell([0.5, 0.6, 0.4]))]
     targets = [Target("one changed day", "≤ 1/4", "6.00 s vs 31.00 s", True), Target("plan", "< 0.5 s", "—", None)]
     text = render_report("bench", [row], refs, targets, steal=12.345, wall_seconds=600, notes=["a note"])

@@ -143,7 +143,9 @@ def test_augmented_assignment_counts_with_every_binding(tmp_path):
 
 
 def test_constant_in_a_module_level_if_block_counts(tmp_path):
-    files = {"pk/bodies.py": "import sys\nif sys.version_info >= (3,):\n    K = 1\nelse:\n    K = 2\n\ndef f():\n    return K\n"}
+    files = {
+        "pk/bodies.py": "import sys\nif sys.version_info >= (3,):\n    K = 1\nelse:\n    K = 2\n\ndef f():\n    return K\n"
+    }
     assert changes(tmp_path, files, "pk/bodies.py", "K = 1", "K = 3")
 
 
@@ -208,7 +210,9 @@ def test_globals_lookup_counts_the_whole_module_with_a_note(tmp_path):
 
 
 def test_module_level_mutation_of_a_dict_counts(tmp_path):
-    files = {"pk/bodies.py": 'CFG = {"a": 1}\nCFG["u"] = 2\nCFG.update(v=4)\n\ndef f():\n    return CFG["a"], CFG["v"]\n'}
+    files = {
+        "pk/bodies.py": 'CFG = {"a": 1}\nCFG["u"] = 2\nCFG.update(v=4)\n\ndef f():\n    return CFG["a"], CFG["v"]\n'
+    }
     assert changes(tmp_path / "1", files, "pk/bodies.py", '{"a": 1}', '{"a": 5}')
     assert changes(tmp_path / "2", files, "pk/bodies.py", '["u"] = 2', '["u"] = 3')
     assert changes(tmp_path / "3", files, "pk/bodies.py", "v=4", "v=5")
@@ -375,7 +379,10 @@ def test_read_source_versions_the_given_bytes_and_never_uses_the_cache(tmp_path)
 
 
 def test_a_cache_hit_is_the_same_code_version(tmp_path, monkeypatch):
-    write(tmp_path, {"pk/helpers.py": HELPERS, "pk/bodies.py": BODIES.replace("proj", "pk") + "\ndef d():\n    return globals()\n"})
+    write(
+        tmp_path,
+        {"pk/helpers.py": HELPERS, "pk/bodies.py": BODIES.replace("proj", "pk") + "\ndef d():\n    return globals()\n"},
+    )
     cache = tmp_path / ".skipwise" / "code.json"
     fresh = [version(tmp_path, f"pk.bodies:{n}", cache=cache) for n in ("flights", "weather", "d")]
     monkeypatch.setattr(CodeIndex, "_compute", lambda self, ref: pytest.fail("recomputed"))
@@ -451,16 +458,96 @@ H = {"pk/sub/__init__.py": "", "pk/sub/h.py": "def helper():\n    return 1\n"}
 @pytest.mark.parametrize(
     "files, rel, old, new",
     [
-        pytest.param({**H, "pk/bodies.py": "def f():\n    import pk.sub.h\n    return pk.sub.h.helper()\n"}, "pk/sub/h.py", "1", "2", id="local-import-chain"),
-        pytest.param({**H, "pk/bodies.py": "from pk import sub\n\ndef f():\n    return sub.h.helper()\n"}, "pk/sub/h.py", "1", "2", id="subpackage-attribute"),
-        pytest.param({**H, "pk/api.py": "from pk.sub.h import *\n", "pk/bodies.py": "from pk.api import helper\n\ndef f():\n    return helper()\n"}, "pk/sub/h.py", "1", "2", id="star-re-export"),
-        pytest.param({"pk/bodies.py": "X = 1\n\ndef setup():\n    global X\n    X = 2\n\ndef f():\n    return X\n"}, "pk/bodies.py", "X = 2", "X = 3", id="global-writer"),
-        pytest.param({"pk/bodies.py": "TABLE = []\nfor i in range(3):\n    TABLE.append(i * 2)\n\ndef f():\n    return TABLE\n"}, "pk/bodies.py", "i * 2", "i * 3", id="for-loop-mutation"),
-        pytest.param({"pk/lazy.py": "def __getattr__(name):\n    return 1\n", "pk/bodies.py": "import pk.lazy\n\ndef f():\n    return pk.lazy.anything\n"}, "pk/lazy.py", "1", "2", id="module-getattr"),
-        pytest.param({"pk/x.py": "def g():\n    return 1\n", "pk/bodies.py": "def f():\n    ns = {}\n    exec('from pk.x import g as out', ns)\n    return ns['out']()\n"}, "pk/x.py", "1", "2", id="exec-literal-import"),
-        pytest.param({"pk/x.py": "def g():\n    return 1\n", "pk/bodies.py": "from importlib import import_module as load\n\ndef f(n):\n    return load(n).g()\n"}, "pk/x.py", "1", "2", id="aliased-import-module"),
-        pytest.param({"pk/bodies.py": "import functools\n\n@functools.singledispatch\ndef show(x):\n    return 0\n\n@show.register\ndef _(x: int):\n    return 1\n\ndef f():\n    return show(3)\n"}, "pk/bodies.py", "return 1", "return 2", id="singledispatch-register"),
-        pytest.param({"pk/cfg.py": "K = 1\n", "pk/plug.py": "import pk.cfg\npk.cfg.K = 9\n", "pk/__init__.py": "import pk.plug\n", "pk/bodies.py": "from pk import cfg\n\ndef f():\n    return cfg.K\n"}, "pk/plug.py", "9", "8", id="parent-package-import-side-effect"),
+        pytest.param(
+            {**H, "pk/bodies.py": "def f():\n    import pk.sub.h\n    return pk.sub.h.helper()\n"},
+            "pk/sub/h.py",
+            "1",
+            "2",
+            id="local-import-chain",
+        ),
+        pytest.param(
+            {**H, "pk/bodies.py": "from pk import sub\n\ndef f():\n    return sub.h.helper()\n"},
+            "pk/sub/h.py",
+            "1",
+            "2",
+            id="subpackage-attribute",
+        ),
+        pytest.param(
+            {
+                **H,
+                "pk/api.py": "from pk.sub.h import *\n",
+                "pk/bodies.py": "from pk.api import helper\n\ndef f():\n    return helper()\n",
+            },
+            "pk/sub/h.py",
+            "1",
+            "2",
+            id="star-re-export",
+        ),
+        pytest.param(
+            {"pk/bodies.py": "X = 1\n\ndef setup():\n    global X\n    X = 2\n\ndef f():\n    return X\n"},
+            "pk/bodies.py",
+            "X = 2",
+            "X = 3",
+            id="global-writer",
+        ),
+        pytest.param(
+            {"pk/bodies.py": "TABLE = []\nfor i in range(3):\n    TABLE.append(i * 2)\n\ndef f():\n    return TABLE\n"},
+            "pk/bodies.py",
+            "i * 2",
+            "i * 3",
+            id="for-loop-mutation",
+        ),
+        pytest.param(
+            {
+                "pk/lazy.py": "def __getattr__(name):\n    return 1\n",
+                "pk/bodies.py": "import pk.lazy\n\ndef f():\n    return pk.lazy.anything\n",
+            },
+            "pk/lazy.py",
+            "1",
+            "2",
+            id="module-getattr",
+        ),
+        pytest.param(
+            {
+                "pk/x.py": "def g():\n    return 1\n",
+                "pk/bodies.py": "def f():\n    ns = {}\n    exec('from pk.x import g as out', ns)\n    return ns['out']()\n",
+            },
+            "pk/x.py",
+            "1",
+            "2",
+            id="exec-literal-import",
+        ),
+        pytest.param(
+            {
+                "pk/x.py": "def g():\n    return 1\n",
+                "pk/bodies.py": "from importlib import import_module as load\n\ndef f(n):\n    return load(n).g()\n",
+            },
+            "pk/x.py",
+            "1",
+            "2",
+            id="aliased-import-module",
+        ),
+        pytest.param(
+            {
+                "pk/bodies.py": "import functools\n\n@functools.singledispatch\ndef show(x):\n    return 0\n\n@show.register\ndef _(x: int):\n    return 1\n\ndef f():\n    return show(3)\n"
+            },
+            "pk/bodies.py",
+            "return 1",
+            "return 2",
+            id="singledispatch-register",
+        ),
+        pytest.param(
+            {
+                "pk/cfg.py": "K = 1\n",
+                "pk/plug.py": "import pk.cfg\npk.cfg.K = 9\n",
+                "pk/__init__.py": "import pk.plug\n",
+                "pk/bodies.py": "from pk import cfg\n\ndef f():\n    return cfg.K\n",
+            },
+            "pk/plug.py",
+            "9",
+            "8",
+            id="parent-package-import-side-effect",
+        ),
     ],
 )
 def test_more_constructs_that_must_count(tmp_path, files, rel, old, new):

@@ -22,7 +22,7 @@ def explain(tmp_path: Path, body: str, observed=None) -> tuple[dict, str]:
         "pk/__init__.py": "",
         "pk/lookup.csv": "a,b\n",
         "pk/bodies.py": "import subprocess\nimport polars as pl\nimport surely_not_installed_anywhere as gone\n"
-                        "import skipwise as sw\n\n\n" + textwrap.dedent(body),
+        "import skipwise as sw\n\n\n" + textwrap.dedent(body),
     }
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -48,7 +48,9 @@ def f(df):
 
 
 def test_every_entry_is_sorted_into_a_section(tmp_path):
-    e, text = explain(tmp_path, BODY, observed={"f": {"file:data/x.csv": "read by 2 partitions", "env:TZ": "read by 1 partition"}})
+    e, text = explain(
+        tmp_path, BODY, observed={"f": {"file:data/x.csv": "read by 2 partitions", "env:TZ": "read by 1 partition"}}
+    )
     assert e["followed"] == ["pk/__init__.py", "pk/bodies.py"]
     assert any("globals()" in n for n in e["counted_whole"])
     assert any(n.startswith("pk/lookup.csv: a file beside the code") for n in e["counted_whole"])

@@ -83,10 +83,15 @@ def test_an_editable_install_by_import_hook_is_followed(tmp_path, monkeypatch):
         def find_spec(name, path=None, target=None):
             if name != "hooked":
                 return None
-            return importlib.util.spec_from_file_location(name, src / "__init__.py", submodule_search_locations=[str(src)])
+            return importlib.util.spec_from_file_location(
+                name, src / "__init__.py", submodule_search_locations=[str(src)]
+            )
 
     monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, Finder()])
-    root = write(tmp_path / "proj", {"pk/__init__.py": "", "pk/bodies.py": "from hooked.core import K\n\ndef f():\n    return K\n"})
+    root = write(
+        tmp_path / "proj",
+        {"pk/__init__.py": "", "pk/bodies.py": "from hooked.core import K\n\ndef f():\n    return K\n"},
+    )
     before = CodeIndex(root).version("pk.bodies:f")
     assert str(src / "core.py") in dict(before.files)
     (src / "core.py").write_text("K = 2\n")
@@ -95,17 +100,23 @@ def test_an_editable_install_by_import_hook_is_followed(tmp_path, monkeypatch):
 
 def test_a_distribution_installed_into_a_folder_on_sys_path_counts_by_version(tmp_path, monkeypatch):
     # `pip install --target DIR` and DIR on $PYTHONPATH: a wheel's files, with its metadata beside them
-    target = write(tmp_path / "target", {
-        "wheeled/__init__.py": "def g():\n    return 1\n",
-        "wheeled-1.4.dist-info/METADATA": "Name: wheeled\nVersion: 1.4\n",
-        "wheeled-1.4.dist-info/RECORD": "wheeled/__init__.py,,\nwheeled-1.4.dist-info/METADATA,,\n",
-    })
+    target = write(
+        tmp_path / "target",
+        {
+            "wheeled/__init__.py": "def g():\n    return 1\n",
+            "wheeled-1.4.dist-info/METADATA": "Name: wheeled\nVersion: 1.4\n",
+            "wheeled-1.4.dist-info/RECORD": "wheeled/__init__.py,,\nwheeled-1.4.dist-info/METADATA,,\n",
+        },
+    )
     # after sys.path[0] (the script's folder, whose metadata is not what is installed), as $PYTHONPATH is
     monkeypatch.setattr(sys, "path", [sys.path[0], str(target), *sys.path[1:]])
     monkeypatch.setattr(cc, "_INSTALLED", None)  # the distributions on sys.path, listed again
     monkeypatch.setattr(cc, "_VERSIONS", {})
     monkeypatch.setattr(cc, "_ENVIRONMENT", None)
-    root = write(tmp_path / "proj", {"pk/__init__.py": "", "pk/bodies.py": "import wheeled\n\ndef f():\n    return wheeled.g()\n"})
+    root = write(
+        tmp_path / "proj",
+        {"pk/__init__.py": "", "pk/bodies.py": "import wheeled\n\ndef f():\n    return wheeled.g()\n"},
+    )
     cv = CodeIndex(root).version("pk.bodies:f")
     assert dict(cv.parts)["wheeled:g"] == "wheeled==1.4"
     assert [rel for rel, _ in cv.files] == ["pk/__init__.py", "pk/bodies.py"]
@@ -133,7 +144,9 @@ def test_the_cache_sees_edits_and_new_modules_outside_the_root(root, outside, mo
 
 
 def test_the_standard_library_is_never_followed(tmp_path):
-    root = write(tmp_path, {"pk/__init__.py": "", "pk/bodies.py": "import json\n\ndef f(s):\n    return json.loads(s)\n"})
+    root = write(
+        tmp_path, {"pk/__init__.py": "", "pk/bodies.py": "import json\n\ndef f(s):\n    return json.loads(s)\n"}
+    )
     cv = CodeIndex(root).version("pk.bodies:f")
     assert dict(cv.parts)["json:loads"] == "stdlib" and len(cv.files) == 2
 
@@ -154,8 +167,10 @@ PROJECT = {
 def test_a_config_beside_a_module_counts_and_documentation_does_not(tmp_path):
     root = write(tmp_path, PROJECT)
     before = CodeIndex(root).version("pk.bodies:f")
-    assert dict(before.resources) == {"pk/config.json": sha(root / "pk/config.json"),
-                                      "pk/queries/daily.sql": sha(root / "pk/queries/daily.sql")}
+    assert dict(before.resources) == {
+        "pk/config.json": sha(root / "pk/config.json"),
+        "pk/queries/daily.sql": sha(root / "pk/queries/daily.sql"),
+    }
     assert dict(before.parts)["file:pk/config.json"] == sha(root / "pk/config.json")
     assert "pk/config.json" not in dict(before.files)  # files: the Python sources the code runs from
     (root / "pk" / "README.md").write_text("# notes")
@@ -181,8 +196,17 @@ def test_resource_folders_count_and_folders_of_code_do_not(tmp_path):
 
 
 def test_a_module_in_the_root_folder_counts_only_the_roots_own_files(tmp_path):
-    root = write(tmp_path, {"job.py": "def f():\n    return 1\n", "lookup.csv": "a\n", "pyproject.toml": "[x]\n",
-                            "params.yaml": "a: 1\n", "queries/q.sql": "select 1", "data/raw/x.csv": "1"})
+    root = write(
+        tmp_path,
+        {
+            "job.py": "def f():\n    return 1\n",
+            "lookup.csv": "a\n",
+            "pyproject.toml": "[x]\n",
+            "params.yaml": "a: 1\n",
+            "queries/q.sql": "select 1",
+            "data/raw/x.csv": "1",
+        },
+    )
     cv = CodeIndex(root).version("job:f")
     assert [rel for rel, _ in cv.resources] == ["lookup.csv"]
 

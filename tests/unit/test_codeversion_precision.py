@@ -36,7 +36,7 @@ def changes(tmp_path: Path, files: dict[str, str], rel: str, old: str, new: str,
 
 # -- names, resolved with Python's scoping --------------------------------------------------------
 
-ASSETS = '''
+ASSETS = """
 def flight_features(raw):
     return raw * 2
 
@@ -47,7 +47,7 @@ def training_set(flight_features, weather):
 
 def uses_the_global(weather):
     return flight_features(weather)
-'''
+"""
 
 
 def test_a_parameter_named_like_a_module_function_is_not_that_function(tmp_path):
@@ -69,13 +69,17 @@ def test_a_parameter_named_like_a_module_function_is_not_that_function(tmp_path)
         pytest.param("helper: int = len(xs)\n    return helper", id="annotated-assignment"),
         pytest.param("for helper in xs:\n        pass\n    return helper", id="for-target"),
         pytest.param("with open(xs) as helper:\n        return helper.read()", id="with-target"),
-        pytest.param("try:\n        return 1\n    except ValueError as helper:\n        return helper", id="except-target"),
+        pytest.param(
+            "try:\n        return 1\n    except ValueError as helper:\n        return helper", id="except-target"
+        ),
         pytest.param("if any((helper := x) for x in xs):\n        return helper", id="walrus-in-comprehension"),
         pytest.param("match xs:\n        case [helper]:\n            return helper", id="match-capture"),
         pytest.param("def helper():\n        return 0\n    return helper()", id="nested-def"),
         pytest.param("class helper:\n        pass\n    return helper", id="nested-class"),
-        pytest.param("helper = 1\n    def inner():\n        nonlocal helper\n        helper = 2\n        return helper\n    return inner()",
-                     id="nonlocal"),
+        pytest.param(
+            "helper = 1\n    def inner():\n        nonlocal helper\n        helper = 2\n        return helper\n    return inner()",
+            id="nonlocal",
+        ),
         pytest.param("helper = 1\n    del helper\n    return 0", id="del"),
     ],
 )
@@ -91,8 +95,10 @@ def test_a_local_name_shadows_the_module_name(tmp_path, body):
         pytest.param("return [helper() for x in xs]", id="free-in-comprehension"),
         pytest.param("return [x for x in helper()]", id="first-iterable-in-enclosing-scope"),
         pytest.param("def inner(x=helper):\n        return x\n    return inner", id="default-of-nested-def"),
-        pytest.param("class C:\n        helper = 1\n        def m(self):\n            return helper()\n    return C().m()",
-                     id="method-does-not-see-class-body"),
+        pytest.param(
+            "class C:\n        helper = 1\n        def m(self):\n            return helper()\n    return C().m()",
+            id="method-does-not-see-class-body",
+        ),
         pytest.param("from pk.bodies import helper as h\n    return h()", id="import-in-function"),
         pytest.param("def inner():\n        return helper()\n    return inner()", id="free-in-nested-def"),
     ],
@@ -104,13 +110,17 @@ def test_the_module_name_still_counts_where_python_would_find_it(tmp_path, body)
 
 def test_a_comprehension_variable_does_not_leak_into_the_function(tmp_path):
     # `helper` after the comprehension is the module's: the comprehension's variable is its own
-    files = {"pk/bodies.py": "def helper():\n    return 1\n\n\ndef f(xs):\n    ys = [helper for helper in xs]\n    return helper(), ys\n"}
+    files = {
+        "pk/bodies.py": "def helper():\n    return 1\n\n\ndef f(xs):\n    ys = [helper for helper in xs]\n    return helper(), ys\n"
+    }
     assert changes(tmp_path, files, "pk/bodies.py", "return 1", "return 5")
 
 
 def test_a_class_body_name_counts_conservatively(tmp_path):
     # in a class body, a name it binds may still be read as the module's before the binding
-    files = {"pk/bodies.py": "def helper():\n    return 1\n\n\ndef f():\n    class C:\n        x = helper()\n        helper = 2\n    return C\n"}
+    files = {
+        "pk/bodies.py": "def helper():\n    return 1\n\n\ndef f():\n    class C:\n        x = helper()\n        helper = 2\n    return C\n"
+    }
     assert changes(tmp_path, files, "pk/bodies.py", "return 1", "return 5")
 
 
@@ -124,15 +134,15 @@ def test_an_import_in_the_function_is_still_followed(tmp_path):
 
 # -- declaring decorator arguments ---------------------------------------------------------------
 
-CALENDAR = '''
+CALENDAR = """
 import dagster as dg
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2013-01-01", end_date="2014-01-01")
 #: how many days before its own each partition reads
 LOOKBACK_DAYS = 7
-'''
+"""
 
-DEFINITIONS = '''
+DEFINITIONS = """
 import warnings
 
 import dagster as dg
@@ -158,7 +168,7 @@ def probabilities(predictions):
 
 with warnings.catch_warnings():
     check = dg.asset_check(asset="flights", partitions_def=DAILY)(probabilities)
-'''
+"""
 
 
 def test_partitions_and_input_mappings_of_a_declaring_decorator_do_not_count(tmp_path):
@@ -167,10 +177,14 @@ def test_partitions_and_input_mappings_of_a_declaring_decorator_do_not_count(tmp
     assert not changes(tmp_path / "1", files, "pk/calendar.py", "2014-01-01", "2013-07-01", ref="pk.bodies:flights")
     assert not changes(tmp_path / "2", files, "pk/bodies.py", "-LOOKBACK_DAYS", "-3", ref="pk.bodies:flights")
     assert not changes(tmp_path / "3", files, "pk/bodies.py", "Flights of a day.", "Flights.", ref="pk.bodies:flights")
-    assert not changes(tmp_path / "4", files, "pk/calendar.py", "LOOKBACK_DAYS = 7", "LOOKBACK_DAYS = 3", ref="pk.bodies:flights")
+    assert not changes(
+        tmp_path / "4", files, "pk/calendar.py", "LOOKBACK_DAYS = 7", "LOOKBACK_DAYS = 3", ref="pk.bodies:flights"
+    )
     assert "pk.calendar:DAILY" not in dict(version(tmp_path / "1" / "a", "pk.bodies:flights").parts)
     # a body that uses the constant still counts it
-    assert changes(tmp_path / "5", files, "pk/calendar.py", "LOOKBACK_DAYS = 7", "LOOKBACK_DAYS = 3", ref="pk.bodies:windowed")
+    assert changes(
+        tmp_path / "5", files, "pk/calendar.py", "LOOKBACK_DAYS = 7", "LOOKBACK_DAYS = 3", ref="pk.bodies:windowed"
+    )
 
 
 def test_other_decorator_arguments_still_count(tmp_path):
@@ -212,7 +226,7 @@ def test_a_declaring_argument_that_calls_project_code_still_counts(tmp_path):
 
 # -- orchestration counts nothing, skipwise's byte-affecting parts by scheme ---------------------
 
-LIBRARY_USER = '''
+LIBRARY_USER = """
 import dagster as dg
 import dagster_dbt
 
@@ -225,16 +239,16 @@ def f(context: dg.AssetExecutionContext, left, right):
     dagster_dbt.noop()
     return sw.as_of_join(left, right, 1), as_of_join, sw.IOManager
 
-'''
+"""
 
-REGISTRY_USER = '''
+REGISTRY_USER = """
 import skipwise as sw
 
 
 @sw.asset()
 def g(rows):
     return sw.model_registry("m").version_of(rows)
-'''
+"""
 
 
 def test_orchestration_libraries_count_nothing(tmp_path, monkeypatch):
@@ -244,8 +258,11 @@ def test_orchestration_libraries_count_nothing(tmp_path, monkeypatch):
     real = cc.distribution_versions
 
     def upgraded(top):  # a patch release of Dagster and a new skipwise
-        return {"dagster": ("dagster==1.13.99", ""), "dagster_dbt": ("dagster-dbt==0.29.99", ""),
-                "skipwise": ("skipwise==9.0.0", "")}.get(top) or real(top)
+        return {
+            "dagster": ("dagster==1.13.99", ""),
+            "dagster_dbt": ("dagster-dbt==0.29.99", ""),
+            "skipwise": ("skipwise==9.0.0", ""),
+        }.get(top) or real(top)
 
     monkeypatch.setattr(cc, "distribution_versions", upgraded)
     monkeypatch.setattr(cc, "fast_distribution", lambda top: upgraded(top)[0])

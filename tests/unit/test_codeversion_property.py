@@ -16,14 +16,22 @@ from skipwise.core.codeversion import CodeIndex
 CONSTRUCTS = {
     "aug_assign": ({}, "AUG = 1.0\nAUG += {c}  # {comment}\n", "AUG"),
     "if_block": ({}, "if True:\n    IFK = {c}\nelse:\n    IFK = 0.0\n", "IFK"),
-    "try_block": ({}, 'try:\n    def try_helper():\n        """{doc}"""\n        return {c}\nexcept Exception:\n    pass\n', "try_helper()"),
+    "try_block": (
+        {},
+        'try:\n    def try_helper():\n        """{doc}"""\n        return {c}\nexcept Exception:\n    pass\n',
+        "try_helper()",
+    ),
     "with_block": ({}, "import contextlib\nwith contextlib.suppress(Exception):\n    WITHK = {c}\n", "WITHK"),
     "conditional_import": (
         {"pk/_label.py": '"""{doc}"""\nLABEL = {c}  # {comment}\n'},
         "try:\n    from pk._label import LABEL\nexcept ImportError:\n    LABEL = 0.0\n",
         "LABEL",
     ),
-    "star_import": ({"pk/stars.py": "def star_helper():\n    # {comment}\n    return {c}\n"}, "from pk.stars import *\n", "star_helper()"),
+    "star_import": (
+        {"pk/stars.py": "def star_helper():\n    # {comment}\n    return {c}\n"},
+        "from pk.stars import *\n",
+        "star_helper()",
+    ),
     "dotted_chain": (
         {"pk/sub/__init__.py": '"""{doc}"""\n', "pk/sub/deep.py": "def chained():\n    return {c}\n"},
         "import pk.sub.deep\n",

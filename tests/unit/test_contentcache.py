@@ -23,7 +23,9 @@ def test_fetch_once_then_read_verified(tmp_path):
     first = cache.get(md5_key(_md5(data)), fetch, origin="s3://b/x", egress_class="cross_region", refetch_usd=0.01)
     again = cache.get(md5_key(_md5(data)), fetch, origin="s3://b/x", egress_class="cross_region", refetch_usd=0.01)
     assert (first.fetched, again.fetched, first.data, again.data, len(calls)) == (True, False, data, data, 1)
-    meta = json.loads(cache.path_of(md5_key(_md5(data))).with_name(cache.path_of(md5_key(_md5(data))).name + ".json").read_text())
+    meta = json.loads(
+        cache.path_of(md5_key(_md5(data))).with_name(cache.path_of(md5_key(_md5(data))).name + ".json").read_text()
+    )
     assert meta["size"] == len(data) and meta["origin"] == "s3://b/x"
     assert cache.io.snapshot().get_requests == 0  # reading the cache is local: no request
 
@@ -32,7 +34,13 @@ def test_corrupt_fetch_is_refused_and_not_cached(tmp_path):
     cache = ContentCache(tmp_path, 10**6)
     good = b"good bytes"
     with pytest.raises(InputError) as err:
-        cache.get(md5_key(_md5(good)), lambda: good[:-2], origin="s3://b/files/md5/ab/cd", egress_class="internet", refetch_usd=0)
+        cache.get(
+            md5_key(_md5(good)),
+            lambda: good[:-2],
+            origin="s3://b/files/md5/ab/cd",
+            egress_class="internet",
+            refetch_usd=0,
+        )
     assert "s3://b/files/md5/ab/cd is corrupt" in str(err.value) and "dvc push" in str(err.value)
     assert not cache.has(md5_key(_md5(good)))
 

@@ -29,11 +29,18 @@ def test_planning_path_imports_no_dagster_polars_or_torch(tmp_path):
         "p = load_project('.')\n"
         "print(len(p.graph.assets), ','.join(sorted(n for n in ('dagster','torch','polars','duckdb','pandas') if n in sys.modules)))\n"
     )
-    first = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "shop", capture_output=True, text=True, check=True)
+    first = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path / "shop", capture_output=True, text=True, check=True
+    )
     assert first.stdout.split()[1:] and "dagster" in first.stdout  # built by importing the definitions
-    second = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "shop", capture_output=True, text=True, check=True)
+    second = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path / "shop", capture_output=True, text=True, check=True
+    )
     assert second.stdout.strip() == first.stdout.split()[0]  # same graph, no heavy import
     (tmp_path / "shop" / "shop" / "definitions.py").write_text(
-        (tmp_path / "shop" / "shop" / "definitions.py").read_text() + "\n# edited\n")
-    third = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "shop", capture_output=True, text=True, check=True)
+        (tmp_path / "shop" / "shop" / "definitions.py").read_text() + "\n# edited\n"
+    )
+    third = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path / "shop", capture_output=True, text=True, check=True
+    )
     assert "dagster" in third.stdout  # an edited definitions file rebuilds the snapshot

@@ -29,8 +29,7 @@ def test_history_ignores_non_finite_and_negative_values():
 
 def test_within_budget():
     p = project_run_cost({"a": [1.0]}, {"a": 3}, 0.1)
-    d = check_budgets(p, Budgets(per_run_usd=5.0, per_day_usd=10.0), spent_today_usd=2.0,
-                      override=False)
+    d = check_budgets(p, Budgets(per_run_usd=5.0, per_day_usd=10.0), spent_today_usd=2.0, override=False)
     assert d.ok and d.breaches == ()
     d.raise_if_over()  # no error
 

@@ -14,14 +14,29 @@ from skipwise.core.cost import CostVector, LedgerRecord
 from skipwise.store.ledger import Ledger
 
 
-def _record(i: int = 0, *, run: str = "run-1", asset: str = "features", cache: str = "miss",
-            fp: str = "fp0", usd: float | None = 0.5, ts: str = "2026-03-01T10:00:00.000000Z",
-            tags: dict[str, str] | None = None) -> LedgerRecord:
-    cost = CostVector(wall_seconds=1.25, cpu_seconds=0.75, bytes_written=1000 + i, usd=usd,
-                      method="wall: monotonic")
-    return LedgerRecord(ts=ts, run_id=run, asset=asset, partition=f"2026-01-{i % 28 + 1:02d}",
-                        cache=cache, reason="input raw changed", fingerprint=fp,
-                        tags=tags if tags is not None else {}, cost=cost)
+def _record(
+    i: int = 0,
+    *,
+    run: str = "run-1",
+    asset: str = "features",
+    cache: str = "miss",
+    fp: str = "fp0",
+    usd: float | None = 0.5,
+    ts: str = "2026-03-01T10:00:00.000000Z",
+    tags: dict[str, str] | None = None,
+) -> LedgerRecord:
+    cost = CostVector(wall_seconds=1.25, cpu_seconds=0.75, bytes_written=1000 + i, usd=usd, method="wall: monotonic")
+    return LedgerRecord(
+        ts=ts,
+        run_id=run,
+        asset=asset,
+        partition=f"2026-01-{i % 28 + 1:02d}",
+        cache=cache,
+        reason="input raw changed",
+        fingerprint=fp,
+        tags=tags if tags is not None else {},
+        cost=cost,
+    )
 
 
 def test_empty_ledger_reads_as_nothing(tmp_path):
@@ -62,12 +77,17 @@ def test_since_filters_by_day(tmp_path):
 
 def test_last_cost_by_fingerprint_and_history(tmp_path):
     ledger = Ledger(tmp_path)
-    ledger.append([_record(fp="a", usd=1.0, ts="2026-03-01T00:00:00Z"),
-                   _record(fp="b", usd=2.0, ts="2026-03-01T00:00:01Z")])
-    ledger.append([_record(fp="a", usd=3.0, ts="2026-03-02T00:00:00Z"),
-                   _record(fp="a", cache="hit", usd=0.0, ts="2026-03-03T00:00:00Z"),
-                   _record(fp="c", usd=None, ts="2026-03-03T00:00:01Z"),
-                   _record(fp="z", asset="other", usd=9.0, ts="2026-03-03T00:00:02Z")])
+    ledger.append(
+        [_record(fp="a", usd=1.0, ts="2026-03-01T00:00:00Z"), _record(fp="b", usd=2.0, ts="2026-03-01T00:00:01Z")]
+    )
+    ledger.append(
+        [
+            _record(fp="a", usd=3.0, ts="2026-03-02T00:00:00Z"),
+            _record(fp="a", cache="hit", usd=0.0, ts="2026-03-03T00:00:00Z"),
+            _record(fp="c", usd=None, ts="2026-03-03T00:00:01Z"),
+            _record(fp="z", asset="other", usd=9.0, ts="2026-03-03T00:00:02Z"),
+        ]
+    )
     assert ledger.last_cost_by_fingerprint("features") == {"a": 3.0, "b": 2.0}
     assert ledger.history_usd_per_partition("features") == [1.0, 2.0, 3.0]
     assert ledger.history_usd_per_partition("features", last=2) == [2.0, 3.0]
@@ -76,14 +96,14 @@ def test_last_cost_by_fingerprint_and_history(tmp_path):
 def _writer(root: str, worker: int) -> None:
     ledger = Ledger(root)
     for batch in range(10):
-        ledger.append([_record(worker * 100 + batch * 5 + i, run=f"run/{worker}")
-                       for i in range(5)])
+        ledger.append([_record(worker * 100 + batch * 5 + i, run=f"run/{worker}") for i in range(5)])
 
 
 def _digests(root: Path) -> dict[Path, tuple[int, int, str]]:
     return {
         p: (p.stat().st_ino, p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-        for p in root.rglob("*") if p.is_file()
+        for p in root.rglob("*")
+        if p.is_file()
     }
 
 
@@ -103,8 +123,9 @@ def test_concurrent_writers_and_immutable_files(tmp_path):
 
     files = sorted(tmp_path.rglob("*"))
     data_files = [p for p in files if p.is_file()]
-    assert all(p.suffix == ".jsonl" and not p.name.startswith(".") for p in data_files), \
+    assert all(p.suffix == ".jsonl" and not p.name.startswith(".") for p in data_files), (
         "no temporary files left behind"
+    )
     assert len(data_files) == 1 + 4 * 10  # one new file per append
     for p in data_files:  # every line is whole JSON
         for line in p.read_text().splitlines():

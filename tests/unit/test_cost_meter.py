@@ -82,8 +82,7 @@ def test_memory_is_priced_on_the_increment():
     from skipwise.core.pricing import load_prices
 
     prices = load_prices({}, "t")
-    v = CostVector(
-        wall_seconds=3600.0, cpu_seconds=0.0, peak_rss_bytes=2**30, process_peak_rss_bytes=10 * 2**30)
+    v = CostVector(wall_seconds=3600.0, cpu_seconds=0.0, peak_rss_bytes=2**30, process_peak_rss_bytes=10 * 2**30)
     assert prices.price(v, "aws-m7i").usd_compute == pytest.approx(0.0039375)  # 1 GiB-hour, not 10
 
 

@@ -108,7 +108,7 @@ def test_wrong_type_names_the_key_path_and_line(tmp_path):
     cfg = tmp_path / "skipwise.toml"
     cfg.write_text(
         "[pricing.compute.a]\nusd_per_vcpu_hour = 1.0\nusd_per_gb_ram_hour = 0.0\n"
-        "usd_per_gpu_hour = 0.0\n\n[pricing.compute.b]\nusd_per_vcpu_hour = \"cheap\"\n"
+        'usd_per_gpu_hour = 0.0\n\n[pricing.compute.b]\nusd_per_vcpu_hour = "cheap"\n'
         "usd_per_gb_ram_hour = 0.0\nusd_per_gpu_hour = 0.0\n"
     )
     with pytest.raises(ConfigError) as err:
@@ -183,8 +183,16 @@ def test_unknown_profile_in_config_and_misspelt_section(tmp_path):
 
 
 def test_metadata_leaves_out_zeros_of_costs_not_incurred_and_rounds_noise():
-    v = CostVector(cpu_seconds=0.010000000000001563, gpu_seconds=0.0, egress_bytes=0, egress_internet_bytes=0,
-                   usd_egress=0.0, bytes_read=0, usd=0.000005804774007277995, method="m")
+    v = CostVector(
+        cpu_seconds=0.010000000000001563,
+        gpu_seconds=0.0,
+        egress_bytes=0,
+        egress_internet_bytes=0,
+        usd_egress=0.0,
+        bytes_read=0,
+        usd=0.000005804774007277995,
+        method="m",
+    )
     meta = v.to_metadata()
     assert meta["cost/cpu_seconds"] == 0.01 and meta["cost/usd"] == 5.80477e-06
     assert meta["cost/bytes_read"] == 0  # a zero that could have been more is a measurement: kept

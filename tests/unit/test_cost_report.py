@@ -17,25 +17,55 @@ from skipwise.store.ledger import Ledger
 
 def _row(ts, run, asset, partition, cache, model=None, team=None, **cost):
     tags = {k: v for k, v in (("skipwise/model", model), ("team", team)) if v}
-    return LedgerRecord(ts, run, asset, partition, cache, "r", "fp", tags,
-                        CostVector(**cost)).to_json_dict()
+    return LedgerRecord(ts, run, asset, partition, cache, "r", "fp", tags, CostVector(**cost)).to_json_dict()
 
 
 ROWS = [
-    _row("2026-03-01T10:00:00Z", "r1", "A", "p1", "miss", model="m1", team="t1",
-         cpu_seconds=3600.0, usd=1.0, bytes_read=100),
+    _row(
+        "2026-03-01T10:00:00Z",
+        "r1",
+        "A",
+        "p1",
+        "miss",
+        model="m1",
+        team="t1",
+        cpu_seconds=3600.0,
+        usd=1.0,
+        bytes_read=100,
+    ),
     _row("2026-03-01T10:00:01Z", "r1", "A", "p2", "hit", model="m1", usd_avoided=1.0),
-    _row("2026-03-02T09:00:00Z", "r2", "B", "p1", "miss", model="m2",
-         cpu_seconds=1800.0, gpu_seconds=7200.0, usd=2.5, egress_bytes=50),
+    _row(
+        "2026-03-02T09:00:00Z",
+        "r2",
+        "B",
+        "p1",
+        "miss",
+        model="m2",
+        cpu_seconds=1800.0,
+        gpu_seconds=7200.0,
+        usd=2.5,
+        egress_bytes=50,
+    ),
     _row("2026-03-02T09:00:01Z", "r2", "A", "p1", "miss", usd=0.5),
 ]
 
 
 def test_by_asset_by_hand():
     b, a = cost_table(ROWS, "asset")  # most expensive first
-    assert b == {"asset": "B", "runs": 1, "computed": 1, "skipped": 0, "cpu_hours": 0.5,
-                 "gpu_hours": 2.0, "bytes_read": None, "bytes_written": None,
-                 "egress_bytes": 50, "usd": 2.5, "usd_avoided": None, "hit_rate": 0.0}
+    assert b == {
+        "asset": "B",
+        "runs": 1,
+        "computed": 1,
+        "skipped": 0,
+        "cpu_hours": 0.5,
+        "gpu_hours": 2.0,
+        "bytes_read": None,
+        "bytes_written": None,
+        "egress_bytes": 50,
+        "usd": 2.5,
+        "usd_avoided": None,
+        "hit_rate": 0.0,
+    }
     assert (a["runs"], a["computed"], a["skipped"]) == (2, 2, 1)
     assert a["cpu_hours"] == 1.0 and a["gpu_hours"] is None  # never measured: None, not 0
     assert a["usd"] == 1.5 and a["usd_avoided"] == 1.0 and a["bytes_read"] == 100
@@ -45,7 +75,9 @@ def test_by_asset_by_hand():
 def test_other_groupings_by_hand():
     days = cost_table(ROWS, "day")
     assert [(d["day"], d["usd"], d["computed"], d["skipped"]) for d in days] == [
-        ("2026-03-01", 1.0, 1, 1), ("2026-03-02", 3.0, 2, 0)]
+        ("2026-03-01", 1.0, 1, 1),
+        ("2026-03-02", 3.0, 2, 0),
+    ]
     parts = {(p["asset"], p["partition"]): p for p in cost_table(ROWS, "partition")}
     assert parts[("A", "p1")]["computed"] == 2 and parts[("A", "p1")]["runs"] == 2
     assert parts[("A", "p1")]["usd"] == 1.5
@@ -98,8 +130,10 @@ def test_cli(tmp_path, capsys):
     assert "asset" in out and "$4.0000 spent" in out and "1 cache hit" in out
 
     html_path = tmp_path / "out" / "cost.html"
-    assert _cli("--ledger", str(ledger_dir), "--by", "day", "--since", "2026-03-02", "--json",
-                "--html", str(html_path)) == 0
+    assert (
+        _cli("--ledger", str(ledger_dir), "--by", "day", "--since", "2026-03-02", "--json", "--html", str(html_path))
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)
     assert [(r["day"], r["usd"]) for r in rows] == [("2026-03-02", 3.0)]
     assert html_path.read_text().count("<svg") == 4

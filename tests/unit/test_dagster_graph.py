@@ -15,7 +15,7 @@ from skipwise.adapters.dagster.graph import graph_of
 from skipwise.core.partitions import AllOf, Identity, Offsets, Table
 from tests.conftest import definitions_module
 
-MODULE = '''
+MODULE = """
 import dagster as dg
 import polars as pl
 import skipwise as sw
@@ -42,7 +42,7 @@ def per_store(context) -> dict:
     return {"store": context.partition_key}
 
 defs = dg.Definitions(assets=[raw, rolling, daily, everything, per_store], resources={"skipwise": sw.IOManager()})
-'''
+"""
 
 
 @pytest.fixture
@@ -75,7 +75,9 @@ def test_the_snapshot_round_trips_and_is_invalidated_by_an_edit(module, tmp_path
     snapshot.save(tmp_path, "m", graph, files, None, "lib")
     again, why = snapshot.load(tmp_path, "m", "lib")
     assert why == "" and again == graph
-    assert again.asset("daily").deps[0].mapping.upstream("2024-01-01") == graph.asset("daily").deps[0].mapping.upstream("2024-01-01")
+    assert again.asset("daily").deps[0].mapping.upstream("2024-01-01") == graph.asset("daily").deps[0].mapping.upstream(
+        "2024-01-01"
+    )
     assert snapshot.load(tmp_path, "m", "other-lib")[0] is None
     path = Path(module.__file__)
     path.write_text(path.read_text() + "\n# edited\n")
@@ -96,8 +98,12 @@ def test_no_snapshot_is_saved_from_modules_edited_after_their_import(tmp_path):
     import subprocess
 
     (tmp_path / "pyproject.toml").write_text('[tool.skipwise]\ndefinitions = "shopdefs"\n')
-    (tmp_path / "shopdefs.py").write_text(textwrap.dedent(MODULE).replace("STORES = dg.DynamicPartitionsDefinition(name=\"stores\")", "")
-                                          .replace("@sw.asset(partitions_def=STORES)", "@sw.asset").replace(", per_store]", "]"))
+    (tmp_path / "shopdefs.py").write_text(
+        textwrap.dedent(MODULE)
+        .replace('STORES = dg.DynamicPartitionsDefinition(name="stores")', "")
+        .replace("@sw.asset(partitions_def=STORES)", "@sw.asset")
+        .replace(", per_store]", "]")
+    )
     code = (
         "import importlib, pathlib\n"
         "import shopdefs\n"
@@ -106,12 +112,26 @@ def test_no_snapshot_is_saved_from_modules_edited_after_their_import(tmp_path):
         "g, _ = resolve_graph(pathlib.Path('.'), 'shopdefs')\n"
         "print(g.asset('rolling').deps[0].mapping)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env={
-        **__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)},
+    )
     assert out.returncode == 0, out.stderr
     assert "Offsets(start=-23" in out.stdout  # the process ran the old code...
     assert not snapshot.path_of(tmp_path).exists()  # ...and did not save its graph for the new file
-    fresh = subprocess.run([sys.executable, "-c", "import pathlib; from skipwise.engine import resolve_graph; "
-                            "print(resolve_graph(pathlib.Path('.'), 'shopdefs')[0].asset('rolling').deps[0].mapping)"],
-                           cwd=tmp_path, capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+    fresh = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import pathlib; from skipwise.engine import resolve_graph; "
+            "print(resolve_graph(pathlib.Path('.'), 'shopdefs')[0].asset('rolling').deps[0].mapping)",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)},
+    )
     assert "Offsets(start=-5" in fresh.stdout and snapshot.path_of(tmp_path).exists()

@@ -127,8 +127,7 @@ def test_history_means_use_only_previous_days_within_lookback_and_ignore_nulls()
     ]
     out = build_flight_features(frame(rows), DAY, lookback_days=7)
     got = {
-        r["carrier"]: (r["carrier_mean_dep_delay_7d"], r["origin_mean_dep_delay_7d"])
-        for r in out.iter_rows(named=True)
+        r["carrier"]: (r["carrier_mean_dep_delay_7d"], r["origin_mean_dep_delay_7d"]) for r in out.iter_rows(named=True)
     }
     assert got == {
         "AA": (15.0, 10.0),  # carrier (10+20)/2; JFK only 10

@@ -40,9 +40,7 @@ WEATHER_SCHEMA = {
 FUTURE_TEMP = 999.0  # marks weather that must never reach a flight
 
 
-def flight(
-    sched_dep: dt.datetime, flight_no: int, origin: str = "EWR", carrier: str = "UA"
-) -> dict:
+def flight(sched_dep: dt.datetime, flight_no: int, origin: str = "EWR", carrier: str = "UA") -> dict:
     return {
         "date": sched_dep.date(),
         "carrier": carrier,
@@ -118,7 +116,14 @@ def test_all_weather_columns_come_from_the_chosen_row():
     out = as_of_join(flights_frame([flight(t(12), 1)]), weather_frame([obs("EWR", t(10), 10.0)]))
     row = out.row(0, named=True)
     assert [row[c] for c in WEATHER_SCHEMA if c not in ("origin", "obs_time")] == [
-        10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 17.0,
+        10.0,
+        11.0,
+        12.0,
+        13.0,
+        14.0,
+        15.0,
+        16.0,
+        17.0,
     ]
     assert out.columns == [*FLIGHT_SCHEMA, "weather_obs_time", *list(WEATHER_SCHEMA)[2:]]
 
@@ -141,10 +146,7 @@ def test_weather_is_matched_by_origin_and_missing_weather_gives_nulls():
         ]
     )
     out = as_of_join(flights, weather)
-    got = {
-        r["flight"]: (r["weather_obs_time"], r["temp"], r["visib_mean_3h"])
-        for r in out.iter_rows(named=True)
-    }
+    got = {r["flight"]: (r["weather_obs_time"], r["temp"], r["visib_mean_3h"]) for r in out.iter_rows(named=True)}
     assert got == {
         1: (t(11), 4.0, 10.0),
         2: (t(11), 3.0, 9.0),
@@ -168,16 +170,11 @@ def test_unsorted_inputs_give_the_sorted_result_and_keep_every_flight_once():
         for o, c in (("EWR", "UA"), ("JFK", "B6"), ("LGA", "AA"))
     ]
     weather_rows = [
-        obs(o, t(h, day=d), float(10 * d + h))
-        for d in (5, 6)
-        for h in range(0, 24, 2)
-        for o in ("EWR", "JFK", "LGA")
+        obs(o, t(h, day=d), float(10 * d + h)) for d in (5, 6) for h in range(0, 24, 2) for o in ("EWR", "JFK", "LGA")
     ]
     expected = as_of_join(flights_frame(flight_rows), weather_frame(weather_rows))
     assert expected.height == len(flight_rows)
-    assert expected.select("sched_dep", "carrier").rows() == sorted(
-        (r["sched_dep"], r["carrier"]) for r in flight_rows
-    )
+    assert expected.select("sched_dep", "carrier").rows() == sorted((r["sched_dep"], r["carrier"]) for r in flight_rows)
     rng = random.Random(7)
     for _ in range(3):
         rng.shuffle(flight_rows)

@@ -149,12 +149,7 @@ def test_window_hours_parameter_changes_the_window():
 
 
 def test_sorted_by_origin_then_time_regardless_of_input_order():
-    rows = [
-        raw(o, d, h, temp=float(h))
-        for o in ("LGA", "EWR", "JFK")
-        for d in (PREV, DAY)
-        for h in (22, 3, 0)
-    ]
+    rows = [raw(o, d, h, temp=float(h)) for o in ("LGA", "EWR", "JFK") for d in (PREV, DAY) for h in (22, 3, 0)]
     expected = build_weather_features(frame(rows), DAY)
     assert expected.select("origin", "obs_time").rows() == [
         (o, at(h)) for o in ("EWR", "JFK", "LGA") for h in (0, 3, 22)

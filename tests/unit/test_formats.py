@@ -55,8 +55,13 @@ def same_state(a, b) -> bool:
 
 def test_registry_names_and_extensions():
     assert {n: f.ext for n, f in F.FORMATS.items()} == {
-        "polars": "parquet", "lazy": "parquet", "pandas": "parquet", "arrow": "parquet",
-        "json": "json", "bytes": "bin", "torch": "pt",
+        "polars": "parquet",
+        "lazy": "parquet",
+        "pandas": "parquet",
+        "arrow": "parquet",
+        "json": "json",
+        "bytes": "bin",
+        "torch": "pt",
     }
     assert all(F.get(n) is f and f.name == n for n, f in F.FORMATS.items())
     with pytest.raises(Exception):
@@ -113,13 +118,21 @@ def test_pandas_index_is_stored_only_when_not_default():
     # A sliced frame's RangeIndex(1, 3) is information: it is kept as a real column, and comes back.
     sliced = pd.DataFrame({"a": [1, 2, 3]}).iloc[1:]
     assert stored(sliced) == (["a", "__index_level_0__"], ["__index_level_0__"])
-    pd.testing.assert_frame_equal(F.get("pandas").decode(F.get("pandas").encode(sliced)), sliced, check_index_type=False)
+    pd.testing.assert_frame_equal(
+        F.get("pandas").decode(F.get("pandas").encode(sliced)), sliced, check_index_type=False
+    )
 
 
 def test_encode_twice_gives_same_bytes():
     s = samples()
-    for name, value in [("polars", s["polars"]), ("lazy", s["polars"].lazy()), ("pandas", s["pandas"]),
-                        ("arrow", s["arrow"]), ("torch", s["torch"]), ("json", {"b": 1, "a": [2]})]:
+    for name, value in [
+        ("polars", s["polars"]),
+        ("lazy", s["polars"].lazy()),
+        ("pandas", s["pandas"]),
+        ("arrow", s["arrow"]),
+        ("torch", s["torch"]),
+        ("json", {"b": 1, "a": [2]}),
+    ]:
         assert F.get(name).encode(value) == F.get(name).encode(samples()[name] if name in s else value), name
 
 
@@ -159,26 +172,32 @@ def test_torch_equal_state_dicts_built_differently_give_same_bytes():
 # --- refusals --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, value, expected", [
-    ("polars", pd.DataFrame({"a": [1]}), "polars.DataFrame"),
-    ("lazy", pl.DataFrame({"a": [1]}), "polars.LazyFrame"),
-    ("pandas", pl.DataFrame({"a": [1]}), "pandas.DataFrame"),
-    ("arrow", pl.DataFrame({"a": [1]}), "pyarrow.Table"),
-    ("bytes", "text", "bytes"),
-    ("torch", {"w": [1.0]}, "torch.Tensor"),
-])
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("polars", pd.DataFrame({"a": [1]}), "polars.DataFrame"),
+        ("lazy", pl.DataFrame({"a": [1]}), "polars.LazyFrame"),
+        ("pandas", pl.DataFrame({"a": [1]}), "pandas.DataFrame"),
+        ("arrow", pl.DataFrame({"a": [1]}), "pyarrow.Table"),
+        ("bytes", "text", "bytes"),
+        ("torch", {"w": [1.0]}, "torch.Tensor"),
+    ],
+)
 def test_encode_wrong_type_names_expected(name, value, expected):
     with pytest.raises(TypeError, match=expected.replace(".", r"\.")):
         F.get(name).encode(value)
 
 
-@pytest.mark.parametrize("value, where", [
-    ({"a": [1, float("nan")]}, r"\$\['a'\]\[1\]"),
-    ({"x": {"y": float("inf")}}, r"\$\['x'\]\['y'\]"),
-    ([{1: "a"}], r"key 1 at \$\[0\]"),
-    ({"t": (1, 2)}, r"tuple at \$\['t'\]"),
-    ({"s": {1, 2}}, r"set at \$\['s'\]"),
-])
+@pytest.mark.parametrize(
+    "value, where",
+    [
+        ({"a": [1, float("nan")]}, r"\$\['a'\]\[1\]"),
+        ({"x": {"y": float("inf")}}, r"\$\['x'\]\['y'\]"),
+        ([{1: "a"}], r"key 1 at \$\[0\]"),
+        ({"t": (1, 2)}, r"tuple at \$\['t'\]"),
+        ({"s": {1, 2}}, r"set at \$\['s'\]"),
+    ],
+)
 def test_json_refuses_non_json_with_path(value, where):
     with pytest.raises(TypeError, match=where):
         F.get("json").encode(value)
@@ -191,10 +210,12 @@ def test_missing_optional_library_says_what_to_install(monkeypatch):
 
 
 def test_importing_and_reading_annotations_imports_no_heavy_library():
-    code = ("import sys\nfrom skipwise import formats as F\n"
-            "assert F.for_annotation('pl.DataFrame').name == 'polars'\n"
-            "assert F.for_annotation('dict[str, torch.Tensor]').name == 'torch'\n"
-            "print(sorted(m for m in ('polars', 'pandas', 'pyarrow', 'torch', 'numpy') if m in sys.modules))\n")
+    code = (
+        "import sys\nfrom skipwise import formats as F\n"
+        "assert F.for_annotation('pl.DataFrame').name == 'polars'\n"
+        "assert F.for_annotation('dict[str, torch.Tensor]').name == 'torch'\n"
+        "print(sorted(m for m in ('polars', 'pandas', 'pyarrow', 'torch', 'numpy') if m in sys.modules))\n"
+    )
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "[]"
@@ -203,18 +224,49 @@ def test_importing_and_reading_annotations_imports_no_heavy_library():
 # --- annotations and values ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("annotation, name", [
-    (pl.DataFrame, "polars"), (pl.LazyFrame, "lazy"), (pd.DataFrame, "pandas"), (pa.Table, "arrow"),
-    (bytes, "bytes"), (dict, "json"), (list, "json"), (int, "json"), (float, "json"), (str, "json"), (bool, "json"),
-    (dict[str, int], "json"), (list[dict[str, float]], "json"), (typing.Dict[str, typing.Any], "json"),
-    (typing.Optional[int], "json"), (dict[str, torch.Tensor], "torch"), (torch.Tensor, "torch"),
-    (typing.Mapping[str, dict[str, torch.Tensor]], "torch"),
-    ("pl.DataFrame", "polars"), ("polars.DataFrame", "polars"), ("pd.DataFrame", "pandas"),
-    ("pandas.DataFrame", "pandas"), ("pa.Table", "arrow"), ("pyarrow.Table", "arrow"), ("bytes", "bytes"),
-    ("dict", "json"), ("dict[str, Any]", "json"), ("dict[str, torch.Tensor]", "torch"), ("torch.Tensor", "torch"),
-    ("list", "json"), ("int", "json"), ("float", "json"), ("str", "json"), ("bool", "json"),
-    ("pl.LazyFrame", "lazy"), ("typing.Dict[str, int]", "json"), ("int | None", "json"), ("Optional[str]", "json"),
-])
+@pytest.mark.parametrize(
+    "annotation, name",
+    [
+        (pl.DataFrame, "polars"),
+        (pl.LazyFrame, "lazy"),
+        (pd.DataFrame, "pandas"),
+        (pa.Table, "arrow"),
+        (bytes, "bytes"),
+        (dict, "json"),
+        (list, "json"),
+        (int, "json"),
+        (float, "json"),
+        (str, "json"),
+        (bool, "json"),
+        (dict[str, int], "json"),
+        (list[dict[str, float]], "json"),
+        (typing.Dict[str, typing.Any], "json"),
+        (typing.Optional[int], "json"),
+        (dict[str, torch.Tensor], "torch"),
+        (torch.Tensor, "torch"),
+        (typing.Mapping[str, dict[str, torch.Tensor]], "torch"),
+        ("pl.DataFrame", "polars"),
+        ("polars.DataFrame", "polars"),
+        ("pd.DataFrame", "pandas"),
+        ("pandas.DataFrame", "pandas"),
+        ("pa.Table", "arrow"),
+        ("pyarrow.Table", "arrow"),
+        ("bytes", "bytes"),
+        ("dict", "json"),
+        ("dict[str, Any]", "json"),
+        ("dict[str, torch.Tensor]", "torch"),
+        ("torch.Tensor", "torch"),
+        ("list", "json"),
+        ("int", "json"),
+        ("float", "json"),
+        ("str", "json"),
+        ("bool", "json"),
+        ("pl.LazyFrame", "lazy"),
+        ("typing.Dict[str, int]", "json"),
+        ("int | None", "json"),
+        ("Optional[str]", "json"),
+    ],
+)
 def test_for_annotation(annotation, name):
     fmt = F.for_annotation(annotation)
     assert fmt is not None and fmt.name == name
@@ -225,11 +277,19 @@ def test_for_annotation_absent_is_none(annotation):
     assert F.for_annotation(annotation) is None
 
 
-@pytest.mark.parametrize("annotation, text", [
-    (set, "set"), ("Output", "Output"), (dict[str, pl.DataFrame], "dict[str, polars.DataFrame]"),
-    (typing.Optional[pl.DataFrame], "polars.DataFrame | None"), ("list[pl.DataFrame]", "list[pl.DataFrame]"),
-    ("DataFrame", "ambiguous"), (dict[int, str], "dict[int, str]"), ("pl.DataFrame[", "pl.DataFrame["),
-])
+@pytest.mark.parametrize(
+    "annotation, text",
+    [
+        (set, "set"),
+        ("Output", "Output"),
+        (dict[str, pl.DataFrame], "dict[str, polars.DataFrame]"),
+        (typing.Optional[pl.DataFrame], "polars.DataFrame | None"),
+        ("list[pl.DataFrame]", "list[pl.DataFrame]"),
+        ("DataFrame", "ambiguous"),
+        (dict[int, str], "dict[int, str]"),
+        ("pl.DataFrame[", "pl.DataFrame["),
+    ],
+)
 def test_unsupported_annotation_names_the_type(annotation, text):
     with pytest.raises(TypeError, match=r"unsupported type") as e:
         F.for_annotation(annotation)
@@ -244,12 +304,27 @@ def test_describe():
     assert F.describe("pl.DataFrame") == "pl.DataFrame"
 
 
-@pytest.mark.parametrize("value, name", [
-    (pl.DataFrame({"a": [1]}), "polars"), (pl.LazyFrame({"a": [1]}), "lazy"), (pd.DataFrame({"a": [1]}), "pandas"),
-    (pa.table({"a": [1]}), "arrow"), (b"x", "bytes"), (bytearray(b"x"), "bytes"), (torch.ones(1), "torch"),
-    ({"w": torch.ones(1), "sub": {"b": torch.zeros(1)}}, "torch"), ({"a": 1}, "json"), ([1, 2], "json"),
-    ("s", "json"), (3, "json"), (2.5, "json"), (True, "json"), (None, "json"), ({}, "json"),
-])
+@pytest.mark.parametrize(
+    "value, name",
+    [
+        (pl.DataFrame({"a": [1]}), "polars"),
+        (pl.LazyFrame({"a": [1]}), "lazy"),
+        (pd.DataFrame({"a": [1]}), "pandas"),
+        (pa.table({"a": [1]}), "arrow"),
+        (b"x", "bytes"),
+        (bytearray(b"x"), "bytes"),
+        (torch.ones(1), "torch"),
+        ({"w": torch.ones(1), "sub": {"b": torch.zeros(1)}}, "torch"),
+        ({"a": 1}, "json"),
+        ([1, 2], "json"),
+        ("s", "json"),
+        (3, "json"),
+        (2.5, "json"),
+        (True, "json"),
+        (None, "json"),
+        ({}, "json"),
+    ],
+)
 def test_for_value(value, name):
     assert F.for_value(value).name == name
 
@@ -265,7 +340,9 @@ def test_for_value_unsupported(value):
 
 def test_convert_between_frames():
     df = pl.DataFrame({"a": [1, 2], "s": ["x", "y"]})
-    assert F.convert(df, None) is df and F.convert(df, inspect.Parameter.empty) is df and F.convert(df, typing.Any) is df
+    assert (
+        F.convert(df, None) is df and F.convert(df, inspect.Parameter.empty) is df and F.convert(df, typing.Any) is df
+    )
     assert isinstance(F.convert(df, pl.LazyFrame), pl.LazyFrame)
     as_pd = F.convert(df, "pd.DataFrame")
     assert isinstance(as_pd, pd.DataFrame) and as_pd["a"].tolist() == [1, 2]
@@ -326,12 +403,15 @@ def test_combine_empty_frames():
     assert F.combine({}, list) == []
 
 
-@pytest.mark.parametrize("values, annotation, what", [
-    ({"a": b"1", "b": b"2"}, bytes, "bytes"),
-    ({"a": b"1", "b": b"2"}, None, "bytes"),
-    ({"a": 1, "b": 2}, int, "int"),
-    ({"a": torch.ones(1), "b": torch.ones(1)}, torch.Tensor, "torch.Tensor"),
-])
+@pytest.mark.parametrize(
+    "values, annotation, what",
+    [
+        ({"a": b"1", "b": b"2"}, bytes, "bytes"),
+        ({"a": b"1", "b": b"2"}, None, "bytes"),
+        ({"a": 1, "b": 2}, int, "int"),
+        ({"a": torch.ones(1), "b": torch.ones(1)}, torch.Tensor, "torch.Tensor"),
+    ],
+)
 def test_combine_refuses_many_partitions_of_unmergeable_values(values, annotation, what):
     with pytest.raises(TypeError, match=rf"2 upstream partitions .* dict\[str, {what.replace('.', '[.]')}\]"):
         F.combine(values, annotation)

@@ -14,10 +14,16 @@ def t(h: int, m: int = 0) -> dt.datetime:
     return dt.datetime(2013, 1, 1, h, m)
 
 
-LEFT = pl.DataFrame({"id": [1, 2, 3, 4, 5], "site": ["a", "b", "a", "a", "c"],
-                     "at": [t(12), t(12), t(9), t(12, 30), t(12)]})
-RIGHT = pl.DataFrame({"site": ["a", "a", "a", "b", "b"], "seen": [t(8), t(11), t(12, 15), t(11, 59), t(13)],
-                      "value": [1.0, 2.0, 3.0, 4.0, 5.0]})
+LEFT = pl.DataFrame(
+    {"id": [1, 2, 3, 4, 5], "site": ["a", "b", "a", "a", "c"], "at": [t(12), t(12), t(9), t(12, 30), t(12)]}
+)
+RIGHT = pl.DataFrame(
+    {
+        "site": ["a", "a", "a", "b", "b"],
+        "seen": [t(8), t(11), t(12, 15), t(11, 59), t(13)],
+        "value": [1.0, 2.0, 3.0, 4.0, 5.0],
+    }
+)
 
 
 def test_the_latest_known_row_per_group_and_never_one_from_the_future():
@@ -30,7 +36,9 @@ def test_the_latest_known_row_per_group_and_never_one_from_the_future():
 
 
 def test_lead_zero_takes_a_row_at_the_same_instant_and_inputs_in_any_order():
-    right = pl.concat([RIGHT, pl.DataFrame({"site": ["c"], "seen": [t(12)], "value": [9.0]})]).sample(fraction=1.0, shuffle=True, seed=3)
+    right = pl.concat([RIGHT, pl.DataFrame({"site": ["c"], "seen": [t(12)], "value": [9.0]})]).sample(
+        fraction=1.0, shuffle=True, seed=3
+    )
     out = sw.as_of_join(LEFT.reverse(), right, left_on="at", right_on="seen", by=["site"], right_on_as="seen_at")
     assert out["id"].to_list() == [5, 4, 3, 2, 1]
     assert dict(zip(out["id"], out["value"])) == {1: 2.0, 2: 4.0, 3: 1.0, 4: 3.0, 5: 9.0}

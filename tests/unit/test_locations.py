@@ -39,18 +39,25 @@ def test_environment_region_wins_over_config(tmp_path):
     assert load_config(cfg).locations["far"].egress_class(load_config(cfg).region) == "cross_region"
 
 
-@pytest.mark.parametrize("body, key, words", [
-    ('[locations.far]\nurl = "s3://far"\nsecret_access_key = "x"\n', "locations.far.secret_access_key", "environment"),
-    ('[locations.far]\nurl = "s3://AKIA:hunter2@far"\n', "locations.far.url", "credentials"),
-    ('[locations.far]\nregion = "eu-west-1"\n', "locations.far.url", "add url"),
-    ('[locations.far]\nurl = "s3://far"\nkind = "tape"\n', "locations.far.kind", "object_store"),
-    ('[locations.far]\nurl = "s3://far"\nregion = 3\n', "locations.far.region", "region ="),
-    ('[cache]\nmax_bytes = -1\n', "cache.max_bytes", "non-negative"),
-    ('[budgets]\nper_run_egress_bytes = "lots"\n', "budgets.per_run_egress_bytes", "number"),
-    ('[store]\nurl = "s3://key:secret@features"\n', "store.url", "credentials"),
-    ('[store]\nurl = "s3://features"\nendpoint = "http://x"\n', "store.endpoint", "store"),
-    ('[store]\nurl = 5\n', "store.url", "string"),
-])
+@pytest.mark.parametrize(
+    "body, key, words",
+    [
+        (
+            '[locations.far]\nurl = "s3://far"\nsecret_access_key = "x"\n',
+            "locations.far.secret_access_key",
+            "environment",
+        ),
+        ('[locations.far]\nurl = "s3://AKIA:hunter2@far"\n', "locations.far.url", "credentials"),
+        ('[locations.far]\nregion = "eu-west-1"\n', "locations.far.url", "add url"),
+        ('[locations.far]\nurl = "s3://far"\nkind = "tape"\n', "locations.far.kind", "object_store"),
+        ('[locations.far]\nurl = "s3://far"\nregion = 3\n', "locations.far.region", "region ="),
+        ("[cache]\nmax_bytes = -1\n", "cache.max_bytes", "non-negative"),
+        ('[budgets]\nper_run_egress_bytes = "lots"\n', "budgets.per_run_egress_bytes", "number"),
+        ('[store]\nurl = "s3://key:secret@features"\n', "store.url", "credentials"),
+        ('[store]\nurl = "s3://features"\nendpoint = "http://x"\n', "store.endpoint", "store"),
+        ("[store]\nurl = 5\n", "store.url", "string"),
+    ],
+)
 def test_bad_location_config_names_the_file_and_key(tmp_path, body, key, words):
     cfg = tmp_path / "skipwise.toml"
     cfg.write_text(body)
@@ -84,7 +91,9 @@ def test_egress_budget_names_the_budget_and_the_override():
     with pytest.raises(BudgetExceeded):
         over.raise_if_over()
     assert check_egress(5000, 1.0, b, True).ok and check_egress(5000, 1.0, b, True).breaches == (
-        "per_run_egress_bytes", "per_run_egress_usd")
+        "per_run_egress_bytes",
+        "per_run_egress_usd",
+    )
 
 
 def test_dvc_remotes_from_config_and_config_local(tmp_path):
@@ -98,14 +107,26 @@ def test_dvc_remotes_from_config_and_config_local(tmp_path):
     )
     (dvc / "config.local").write_text("['remote \"far\"']\n    endpointurl = http://127.0.0.1:9000\n")
     far = dvc_remote(tmp_path)
-    assert (far.name, far.url, far.region, far.endpointurl) == ("far", "s3://bucket/store", "eu-west-1", "http://127.0.0.1:9000")
-    assert far.object_url("abcdef0123456789abcdef0123456789") == "s3://bucket/store/files/md5/ab/cdef0123456789abcdef0123456789"
+    assert (far.name, far.url, far.region, far.endpointurl) == (
+        "far",
+        "s3://bucket/store",
+        "eu-west-1",
+        "http://127.0.0.1:9000",
+    )
+    assert (
+        far.object_url("abcdef0123456789abcdef0123456789")
+        == "s3://bucket/store/files/md5/ab/cdef0123456789abcdef0123456789"
+    )
     assert far.object_url("abcdef0123456789abcdef0123456789.dir").endswith("/ab/cdef0123456789abcdef0123456789.dir")
     assert dvc_remote(tmp_path, "near").url == str((tmp_path / "near-store").resolve())  # relative to .dvc/, as in DVC
     assert [p.as_posix() for p in dvc_cache_dirs(tmp_path)] == [(dvc / "cache").as_posix(), "/tmp/elsewhere"]
     with pytest.raises(ConfigError) as err:
         dvc_remote(tmp_path, "nope")
-    assert ".dvc/config" in err.value.render() and "far, near" in err.value.render() and "dvc remote add" in err.value.render()
+    assert (
+        ".dvc/config" in err.value.render()
+        and "far, near" in err.value.render()
+        and "dvc remote add" in err.value.render()
+    )
     (dvc / "config").write_text("")
     (dvc / "config.local").unlink()
     with pytest.raises(ConfigError, match="core.remote"):
@@ -121,7 +142,11 @@ def test_the_feature_store_is_local_unless_an_object_store_url_is_given(tmp_path
     assert store_location(config, {}) is None
     assert store_location(config, {"SKIPWISE_STORE": "data/elsewhere"}) is None  # a path: local disk
     where = store_location(config, {"SKIPWISE_STORE": "s3://features/flights/"})
-    assert (where.url, where.region, where.egress_class(config.region)) == ("s3://features/flights", "us-east-1", "same_region")
+    assert (where.url, where.region, where.egress_class(config.region)) == (
+        "s3://features/flights",
+        "us-east-1",
+        "same_region",
+    )
     far = store_location(config, {"SKIPWISE_STORE": "s3://other", "SKIPWISE_STORE_REGION": "eu-west-1"})
     assert far.egress_class(config.region) == "cross_region"
     assert store_location(config, {"SKIPWISE_STORE": "s3://unknown"}).egress_class(config.region) == "internet"

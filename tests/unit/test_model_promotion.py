@@ -5,9 +5,21 @@ from skipwise.retraining import TrainingChange
 
 
 def version(name: str, auc) -> ModelVersion:
-    return ModelVersion(version=name, fingerprint=name * 4, created_at="", artifact=f"{name}.bin", artifact_sha256="",
-                        artifact_size=0, metric="auc", metric_value=auc, metrics={}, hyperparameters={}, code_version="",
-                        training_version={}, torch_version="2.13.0")
+    return ModelVersion(
+        version=name,
+        fingerprint=name * 4,
+        created_at="",
+        artifact=f"{name}.bin",
+        artifact_sha256="",
+        artifact_size=0,
+        metric="auc",
+        metric_value=auc,
+        metrics={},
+        hyperparameters={},
+        code_version="",
+        training_version={},
+        torch_version="2.13.0",
+    )
 
 
 def test_promotion_needs_the_metric_within_the_tolerance():
@@ -23,14 +35,26 @@ def test_promotion_needs_the_metric_within_the_tolerance():
 
 
 def change(**kw) -> TrainingChange:
-    base = dict(model="m", baseline="v1", total_keys=365, new_keys=(), changed_keys=("2013-03-01", "2013-03-02", "2013-03-03"),
-                removed_keys=(), changed_rows=4, total_rows=1000, state="s")
+    base = dict(
+        model="m",
+        baseline="v1",
+        total_keys=365,
+        new_keys=(),
+        changed_keys=("2013-03-01", "2013-03-02", "2013-03-03"),
+        removed_keys=(),
+        changed_rows=4,
+        total_rows=1000,
+        state="s",
+    )
     return TrainingChange(**{**base, **kw})
 
 
 def test_change_summary_reads_as_a_reason():
     c = change()
-    assert not c.material(0.02) and c.describe(0.02) == "3 of 365 partitions changed, 0.4 % of rows, below 2 % since version v1"
+    assert (
+        not c.material(0.02)
+        and c.describe(0.02) == "3 of 365 partitions changed, 0.4 % of rows, below 2 % since version v1"
+    )
     assert change(changed_rows=30).material(0.02)
     assert change(new_keys=("2014-01-01",), changed_rows=0).material(0.5)
     assert change(baseline=None).material(1.0) and change(baseline=None).any
@@ -54,8 +78,14 @@ def test_registry_names_bytes_by_the_promoted_version_and_refuses_a_damaged_file
     sha = hashlib.sha256(b"weights").hexdigest()
     a = dataclasses.replace(version("a", 0.7), artifact_sha256=sha, created_at="2026-01-01T00:00:00")
     b = dataclasses.replace(version("b", 0.6), artifact_sha256=sha, created_at="2026-01-02T00:00:00")
-    data = {"format": REGISTRY_FORMAT, "asset": "m", "promoted": "a", "latest": "b", "events": [],
-            "versions": {"a": dataclasses.asdict(a), "b": dataclasses.asdict(b)}}
+    data = {
+        "format": REGISTRY_FORMAT,
+        "asset": "m",
+        "promoted": "a",
+        "latest": "b",
+        "events": [],
+        "versions": {"a": dataclasses.asdict(a), "b": dataclasses.asdict(b)},
+    }
     reg.save(data)
     assert reg.version_of(b"weights").version == "a"  # same bytes: the promoted one names them
     reg.save({**data, "promoted": None})

@@ -36,7 +36,10 @@ def test_an_object_source_names_one_object_per_partition_under_one_prefix():
     assert _source().object_url("a|b") == "s3://b/events/a~7cb.parquet"
     # A DVC source is shown by its file, as before.
     dvc = Source("raw", "data/raw/x", DAYS)
-    assert dvc.shown("2024-01-01") == "data/raw/x/2024-01-01.parquet" and "dvc add data/raw/x" in dvc.missing("2024-01-01")[1]
+    assert (
+        dvc.shown("2024-01-01") == "data/raw/x/2024-01-01.parquet"
+        and "dvc add data/raw/x" in dvc.missing("2024-01-01")[1]
+    )
 
 
 def test_split_url_takes_only_s3_urls_with_a_bucket():
@@ -92,16 +95,21 @@ def test_an_object_entry_without_its_recorded_sha256_is_fetched_again(tmp_path):
     path = cache.path_of(key)
     path.with_name(path.name + ".json").unlink()  # the record that vouches for the bytes is gone
     path.write_bytes(b"other bytes!")
-    got = cache.get(key, lambda: b"listed bytes", origin="s3://b/day.parquet", egress_class="cross_region", refetch_usd=0)
+    got = cache.get(
+        key, lambda: b"listed bytes", origin="s3://b/day.parquet", egress_class="cross_region", refetch_usd=0
+    )
     assert got.fetched and got.data == b"listed bytes" and any("no recorded sha256" in w for w in cache.warnings)
 
 
-@pytest.mark.parametrize("url, kwargs, message", [
-    ("s3://key:secret@bucket/{partition_key}.parquet", {}, "carries credentials"),
-    ("gs://bucket/{partition_key}.parquet", {}, "not an s3:// URL"),
-    ("s3://bucket/events.parquet", {}, "does not contain {partition_key}"),
-    ("s3://bucket/{partition_key}.parquet", {"region": "eu-west-1", "location": "far"}, "both given"),
-])
+@pytest.mark.parametrize(
+    "url, kwargs, message",
+    [
+        ("s3://key:secret@bucket/{partition_key}.parquet", {}, "carries credentials"),
+        ("gs://bucket/{partition_key}.parquet", {}, "not an s3:// URL"),
+        ("s3://bucket/events.parquet", {}, "does not contain {partition_key}"),
+        ("s3://bucket/{partition_key}.parquet", {"region": "eu-west-1", "location": "far"}, "both given"),
+    ],
+)
 def test_object_source_declaration_mistakes(url, kwargs, message):
     import dagster as dg
 
@@ -123,15 +131,22 @@ def test_the_declaration_resolves_into_object_sources_and_survives_the_graph_sna
     from skipwise.snapshot import graph_from_json, graph_to_json
 
     daily = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-01-03")
-    events = sw.object_source("events", "s3://bucket/e/{partition_key}.parquet", partitions_def=daily, location="far",
-                              versioned=True)
+    events = sw.object_source(
+        "events", "s3://bucket/e/{partition_key}.parquet", partitions_def=daily, location="far", versioned=True
+    )
     lookup = sw.object_source("lookup", "s3://bucket/lookup.parquet", region="eu-west-1")
     with pytest.raises(ConfigError, match="has a placeholder"):
         sw.object_source("lookup", "s3://bucket/{partition_key}.parquet")
     graph, _, _ = graph_of(dg.Definitions(assets=[events, lookup], resources={"skipwise": sw.IOManager()}))
     by_name = {s.name: s for s in graph.sources}
     e, lk = by_name["events"], by_name["lookup"]
-    assert (e.url, e.location, e.region, e.versioned, e.path) == ("s3://bucket/e/{partition_key}.parquet", "far", "", True, "")
+    assert (e.url, e.location, e.region, e.versioned, e.path) == (
+        "s3://bucket/e/{partition_key}.parquet",
+        "far",
+        "",
+        True,
+        "",
+    )
     assert e.partitions.key_list == ("2024-01-01", "2024-01-02")
     assert (lk.url, lk.region, lk.versioned, lk.partitions) == ("s3://bucket/lookup.parquet", "eu-west-1", False, None)
     assert lk.object_url("all") == lk.prefix == "s3://bucket/lookup.parquet"

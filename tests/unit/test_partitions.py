@@ -3,13 +3,27 @@ from datetime import date
 import pytest
 
 from skipwise.core.errors import PartitionKeyError
-from skipwise.core.partitions import (AllOf, DailyPartitions, Identity, KeySet, Offsets, Table, Window, folder_key, key_folder,
-                                      upstream_keys, validate_key)
+from skipwise.core.partitions import (
+    AllOf,
+    DailyPartitions,
+    Identity,
+    KeySet,
+    Offsets,
+    Table,
+    Window,
+    folder_key,
+    key_folder,
+    upstream_keys,
+    validate_key,
+)
 
 DAILY = DailyPartitions(date(2013, 1, 1), date(2014, 1, 1))
 
 
-@pytest.mark.parametrize("key", ["", "../x", "..", "/etc/passwd", "a/b", "2013-01-01/../../x", "a\\b", "x" * 600, None, "a\x00b", "a\nb", "a...b"])
+@pytest.mark.parametrize(
+    "key",
+    ["", "../x", "..", "/etc/passwd", "a/b", "2013-01-01/../../x", "a\\b", "x" * 600, None, "a\x00b", "a\nb", "a...b"],
+)
 def test_hostile_keys_are_refused_with_a_clear_error(key):
     with pytest.raises(PartitionKeyError) as e:
         validate_key(key)
@@ -41,7 +55,9 @@ def test_identity_all_and_unpartitioned_upstream():
     assert upstream_keys(Identity(), "2013-03-14", None) == ["all"]
 
 
-@pytest.mark.parametrize("key", ["2025-01-01-00:00", "2025-01-01|north", "New York", ".hidden", "a~b", "é", "x" * 200, "all"])
+@pytest.mark.parametrize(
+    "key", ["2025-01-01-00:00", "2025-01-01|north", "New York", ".hidden", "a~b", "é", "x" * 200, "all"]
+)
 def test_dagster_keys_are_accepted_and_map_to_safe_folders(key):
     folder = key_folder(validate_key(key))
     assert "/" not in folder and "\\" not in folder and not folder.startswith(".") and len(folder) <= 120
@@ -66,5 +82,8 @@ def test_keysets_index_ranges_and_offsets():
     assert upstream_keys(Offsets(-2, 0), "2025-01-01-00:00", hours) == ["2025-01-01-00:00"]  # clipped at the start
     assert upstream_keys(Offsets(0, 1), "2025-01-01-23:00", hours) == ["2025-01-01-23:00"]  # and at the end
     table = Table((("2025-W01", ("2025-01-01", "2025-01-02")),))
-    assert upstream_keys(table, "2025-W01", KeySet(("2025-01-01", "2025-01-02"), "daily")) == ["2025-01-01", "2025-01-02"]
+    assert upstream_keys(table, "2025-W01", KeySet(("2025-01-01", "2025-01-02"), "daily")) == [
+        "2025-01-01",
+        "2025-01-02",
+    ]
     assert upstream_keys(table, "2025-W02", KeySet(("2025-01-01",), "daily")) == []

@@ -13,19 +13,32 @@ def current(code="c1", params="p1", inputs=INPUTS):
 
 
 def manifest_for(cur: Current) -> Manifest:
-    return Manifest("a", "2013-01-02", cur.fingerprint, cur.code_version, cur.params_digest, cur.inputs, "x.parquet", "h", 10)
+    return Manifest(
+        "a", "2013-01-02", cur.fingerprint, cur.code_version, cur.params_digest, cur.inputs, "x.parquet", "h", 10
+    )
 
 
 def test_fingerprint_golden_value():
     # Pinned: an accidental change of the fingerprint scheme must be a red test, not a silent cache bust.
-    assert fingerprint("c1", "p1", INPUTS, "2013-01-02") == "3d0ee7e5a531600b03de370009ac63d79893112c2c76f84833c697f45358923d"
+    assert (
+        fingerprint("c1", "p1", INPUTS, "2013-01-02")
+        == "3d0ee7e5a531600b03de370009ac63d79893112c2c76f84833c697f45358923d"
+    )
     observed = {"file:assets/q.sql": "ab" * 16, "env:FEATURE_MODE": "cd" * 16}
-    assert fingerprint("c1", "p1", INPUTS, "2013-01-02", observed=observed) == \
-        "a98f01435921ef9c5064edc83549bd09c9db09ca3920ab6017707c02cf919b98"
+    assert (
+        fingerprint("c1", "p1", INPUTS, "2013-01-02", observed=observed)
+        == "a98f01435921ef9c5064edc83549bd09c9db09ca3920ab6017707c02cf919b98"
+    )
     # Scheme 2 (before observed reads counted) is still computed as it was, to check old manifests.
-    assert fingerprint("c1", "p1", INPUTS, "2013-01-02", scheme=2) == "67276a1283ecfe0fc1d79420c8a47db911355469f1f3be2010d9c14acccea538"
+    assert (
+        fingerprint("c1", "p1", INPUTS, "2013-01-02", scheme=2)
+        == "67276a1283ecfe0fc1d79420c8a47db911355469f1f3be2010d9c14acccea538"
+    )
     # Scheme 1 (before the partition key counted) is still computed as it was, to check old manifests.
-    assert fingerprint("c1", "p1", INPUTS, "2013-01-02", scheme=1) == "8225d9790d6fbaa6e84e232ca2e50348086644943aac53d32495dbe9b0c72502"
+    assert (
+        fingerprint("c1", "p1", INPUTS, "2013-01-02", scheme=1)
+        == "8225d9790d6fbaa6e84e232ca2e50348086644943aac53d32495dbe9b0c72502"
+    )
 
 
 def test_fingerprint_counts_the_partition_key():
@@ -95,8 +108,17 @@ def test_a_kept_version_whose_output_depends_on_outside_state_is_never_restored(
     from skipwise.core.plan import NOT_RESTORABLE, RESTORE, RUN, Decision, restorable
 
     fp = fingerprint("code", "params", {"up": {"k": "v"}}, "all")
-    kept = Manifest(asset="model", partition="all", fingerprint=fp, code_version="code", params_digest="params",
-                    inputs={"up": {"k": "v"}}, output=f"{fp}.bin", output_hash="h", output_size=1)
+    kept = Manifest(
+        asset="model",
+        partition="all",
+        fingerprint=fp,
+        code_version="code",
+        params_digest="params",
+        inputs={"up": {"k": "v"}},
+        output=f"{fp}.bin",
+        output_hash="h",
+        output_size=1,
+    )
     run = Decision("model", "all", RUN, "params changed", fp)
     assert restorable(run, kept, "ok").action == RESTORE
     assert restorable(run, kept, "changed").action == RUN  # its output no longer has the recorded hash
@@ -113,15 +135,27 @@ def test_a_changed_observed_read_is_the_reason():
     now = {"file:assets/q.sql": "c" * 32, "env:FEATURE_MODE": "b" * 32, "env:NEW": "d" * 32}
     assert changes(was, now) == ["environment variable NEW declared", "file assets/q.sql changed"]
     cur = Current("c", "p", INPUTS, fingerprint("c", "p", INPUTS, "2013-01-02", observed=now), now)
-    old = Manifest("a", "2013-01-02", fingerprint("c", "p", INPUTS, "2013-01-02", observed=was), "c", "p", INPUTS,
-                   "x.parquet", "h", 10, observed=was)
+    old = Manifest(
+        "a",
+        "2013-01-02",
+        fingerprint("c", "p", INPUTS, "2013-01-02", observed=was),
+        "c",
+        "p",
+        INPUTS,
+        "x.parquet",
+        "h",
+        10,
+        observed=was,
+    )
     d = decide("a", "2013-01-02", cur, old, "ok")
     assert d.action == "run" and "file assets/q.sql changed" in d.reason
 
 
 def test_observed_reads_are_part_of_a_manifests_consistency():
     was = {"env:FEATURE_MODE": "b" * 32}
-    m = Manifest("a", "k", fingerprint("c", "p", {}, "k", observed=was), "c", "p", {}, "x.parquet", "h", 10, observed=was)
+    m = Manifest(
+        "a", "k", fingerprint("c", "p", {}, "k", observed=was), "c", "p", {}, "x.parquet", "h", 10, observed=was
+    )
     assert m.consistent()
     assert not dataclasses.replace(m, observed={"env:FEATURE_MODE": "e" * 32}).consistent()
     assert Manifest.from_json(m.to_json()) == m

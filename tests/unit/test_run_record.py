@@ -50,8 +50,13 @@ def test_run_records_are_deltas_that_add_up_to_the_process_cpu():
     assert first.overhead_start_cpu_seconds > 0 and second.overhead_start_cpu_seconds == 0  # once
     assert second.overhead_other_cpu_seconds >= 0.015
     for c in (first, second):
-        phases = (c.overhead_start_cpu_seconds + c.overhead_plan_cpu_seconds + c.overhead_load_cpu_seconds
-                  + c.overhead_ledger_cpu_seconds + c.overhead_other_cpu_seconds)
+        phases = (
+            c.overhead_start_cpu_seconds
+            + c.overhead_plan_cpu_seconds
+            + c.overhead_load_cpu_seconds
+            + c.overhead_ledger_cpu_seconds
+            + c.overhead_other_cpu_seconds
+        )
         assert phases == pytest.approx(c.cpu_seconds, abs=1e-6)
         assert c.wall_seconds == pytest.approx(c.process_wall_seconds - c.partition_wall_seconds)
     assert first.process_wall_seconds >= first.process_cpu_seconds * 0.5  # wall since the process started
@@ -81,8 +86,9 @@ def test_memory_held_by_the_process_less_what_partitions_were_charged():
     assert c.rss_byte_seconds == pytest.approx(max(c.peak_rss_bytes * c.process_wall_seconds - 2.0 * 10 * 2**20, 0))
     prices = load_prices({}, "t")
     # Pricing charges the memory held when it is given, not peak x wall.
-    held = prices.price(CostVector(wall_seconds=3600.0, peak_rss_bytes=8 * GIB, rss_byte_seconds=GIB * 3600.0),
-                        "aws-m7i")
+    held = prices.price(
+        CostVector(wall_seconds=3600.0, peak_rss_bytes=8 * GIB, rss_byte_seconds=GIB * 3600.0), "aws-m7i"
+    )
     assert held.usd_compute == pytest.approx(0.0039375)
 
 
@@ -123,9 +129,24 @@ x = sum(range(3_000_000))
 
 
 def _run_record(ts, run, cpu, usd, **extra) -> LedgerRecord:
-    return LedgerRecord(ts, run, "A", None, "run", "process overhead", "", {"team": "t"},
-                        CostVector(cpu_seconds=cpu, usd=usd, process_cpu_seconds=cpu + 1.0,
-                                   partition_cpu_seconds=1.0, overhead_start_cpu_seconds=cpu, **extra))
+    return LedgerRecord(
+        ts,
+        run,
+        "A",
+        None,
+        "run",
+        "process overhead",
+        "",
+        {"team": "t"},
+        CostVector(
+            cpu_seconds=cpu,
+            usd=usd,
+            process_cpu_seconds=cpu + 1.0,
+            partition_cpu_seconds=1.0,
+            overhead_start_cpu_seconds=cpu,
+            **extra,
+        ),
+    )
 
 
 def test_run_records_in_the_ledger_next_to_old_files(tmp_path):
@@ -133,9 +154,24 @@ def test_run_records_in_the_ledger_next_to_old_files(tmp_path):
     day = tmp_path / "2026-03-01"
     day.mkdir()
     # A file written before run records existed: no new columns at all.
-    old = {"ts": "2026-03-01T09:00:00Z", "run_id": "old", "asset": "A", "partition": "p1", "cache": "miss",
-           "reason": "missing", "fingerprint": "f", "model": None, "experiment": None, "team": None, "tags": {},
-           "wall_seconds": 1.0, "cpu_seconds": 0.5, "peak_rss_bytes": 200_000_000, "usd": 0.25, "method": "cpu: process+children times"}
+    old = {
+        "ts": "2026-03-01T09:00:00Z",
+        "run_id": "old",
+        "asset": "A",
+        "partition": "p1",
+        "cache": "miss",
+        "reason": "missing",
+        "fingerprint": "f",
+        "model": None,
+        "experiment": None,
+        "team": None,
+        "tags": {},
+        "wall_seconds": 1.0,
+        "cpu_seconds": 0.5,
+        "peak_rss_bytes": 200_000_000,
+        "usd": 0.25,
+        "method": "cpu: process+children times",
+    }
     (day / "old-1.jsonl").write_text(json.dumps(old) + "\n")
     rec = _run_record("2026-03-01T10:00:00Z", "new", 2.0, 0.5, rss_byte_seconds=1e9, process_peak_rss_bytes=3 * 10**8)
     ledger.append([rec])
@@ -211,8 +247,12 @@ def test_cli_says_the_overhead_and_the_baseline(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "(overhead)" in out and "$1.5100 spent ($0.5100 of it process overhead)" in out
     assert "$4.0000 avoided by 4 cache hit(s)" in out
-    assert "overhead: 1836.00 CPU-s" in out and "start (interpreter, imports, Dagster) before the engine 1836.00 s" in out
-    assert "avoided (daily): each hit's avoided cost counted once per asset, partition and fingerprint per UTC day" in out
+    assert (
+        "overhead: 1836.00 CPU-s" in out and "start (interpreter, imports, Dagster) before the engine 1836.00 s" in out
+    )
+    assert (
+        "avoided (daily): each hit's avoided cost counted once per asset, partition and fingerprint per UTC day" in out
+    )
     assert "--avoided raw counts every request" in out
     assert _cli("--ledger", str(ledger_dir), "--avoided", "raw") == 0
     out = capsys.readouterr().out

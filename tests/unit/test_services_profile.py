@@ -24,19 +24,33 @@ def test_the_embedded_default_needs_no_setting(monkeypatch):
 
 
 def test_settings_from_the_environment_and_the_instance_yaml(monkeypatch):
-    for k in ("SKIPWISE_PG_URL", "SKIPWISE_CELERY_BROKER", "SKIPWISE_CELERY_BACKEND", "SKIPWISE_CELERY_QUEUE",
-              "SKIPWISE_CHUNK_PARTITIONS"):
+    for k in (
+        "SKIPWISE_PG_URL",
+        "SKIPWISE_CELERY_BROKER",
+        "SKIPWISE_CELERY_BACKEND",
+        "SKIPWISE_CELERY_QUEUE",
+        "SKIPWISE_CHUNK_PARTITIONS",
+    ):
         monkeypatch.delenv(k, raising=False)
     s = services.Settings.from_env()
     assert (s.broker, s.backend, s.queue, s.chunk_partitions) == (
-        "pyamqp://guest:guest@127.0.0.1:5672//", "redis://127.0.0.1:6379/0", "dagster", 32)
+        "pyamqp://guest:guest@127.0.0.1:5672//",
+        "redis://127.0.0.1:6379/0",
+        "dagster",
+        32,
+    )
     monkeypatch.setenv("SKIPWISE_PG_URL", "postgresql://dagster:s%40cret@db.internal:6432/runs")
     monkeypatch.setenv("SKIPWISE_CELERY_QUEUE", "eu")
     s = services.Settings.from_env()
     config = yaml.safe_load(services.dagster_yaml(s))
     assert config["storage"]["postgres"]["postgres_db"] == {
-        "hostname": "db.internal", "port": 6432, "db_name": "runs", "username": "dagster", "password": "s@cret",
-        "scheme": "postgresql+psycopg2"}  # psycopg2 named: with SQLAlchemy 2.1 Dagster would look for psycopg 3
+        "hostname": "db.internal",
+        "port": 6432,
+        "db_name": "runs",
+        "username": "dagster",
+        "password": "s@cret",
+        "scheme": "postgresql+psycopg2",
+    }  # psycopg2 named: with SQLAlchemy 2.1 Dagster would look for psycopg 3
     assert s.executor_config()["config_source"] == {"task_default_queue": "eu"}
     monkeypatch.setenv("SKIPWISE_PG_URL", "mysql://x@h/db")
     with pytest.raises(ConfigError, match="not a PostgreSQL URL"):
@@ -63,7 +77,9 @@ def test_an_unreachable_service_is_named_with_its_address():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # bound, never listening: connections are refused
         with pytest.raises(ServiceUnreachable) as err:
-            check_services(f"postgresql://postgres@127.0.0.1:{port}/postgres", "redis://127.0.0.1:1/0", "redis://127.0.0.1:1/0")
+            check_services(
+                f"postgresql://postgres@127.0.0.1:{port}/postgres", "redis://127.0.0.1:1/0", "redis://127.0.0.1:1/0"
+            )
     assert str(err.value).startswith(f"PostgreSQL is not reachable at 127.0.0.1:{port}")
     assert "\n" not in str(err.value)
 

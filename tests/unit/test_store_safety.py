@@ -19,8 +19,17 @@ from skipwise.store.statcache import StatCache
 
 
 def _record(i: int, run: str = "r1") -> LedgerRecord:
-    return LedgerRecord(ts="2026-03-01T10:00:00.000000Z", run_id=run, asset="a", partition=f"k{i}", cache="miss",
-                        reason="missing", fingerprint=f"fp{i}", tags={}, cost=CostVector(cpu_seconds=0.5, usd=0.25))
+    return LedgerRecord(
+        ts="2026-03-01T10:00:00.000000Z",
+        run_id=run,
+        asset="a",
+        partition=f"k{i}",
+        cache="miss",
+        reason="missing",
+        fingerprint=f"fp{i}",
+        tags={},
+        cost=CostVector(cpu_seconds=0.5, usd=0.25),
+    )
 
 
 def test_a_same_size_edit_with_the_mtime_restored_is_hashed_again(tmp_path):
@@ -123,8 +132,17 @@ def test_a_manifest_that_is_a_symlink_is_not_followed(tmp_path):
     store = _store(tmp_path)
     d = tmp_path / "data" / "features" / "f" / "k1"
     d.mkdir(parents=True)
-    m = Manifest(asset="f", partition="k1", fingerprint="fp", code_version="c", params_digest="p", inputs={},
-                 output="fp.bin", output_hash="h", output_size=1)
+    m = Manifest(
+        asset="f",
+        partition="k1",
+        fingerprint="fp",
+        code_version="c",
+        params_digest="p",
+        inputs={},
+        output="fp.bin",
+        output_hash="h",
+        output_size=1,
+    )
     (tmp_path / "elsewhere.json").write_text(m.to_json())
     (d / "manifest.json").symlink_to(tmp_path / "elsewhere.json")
     with pytest.raises(ValueError, match="never a link"):

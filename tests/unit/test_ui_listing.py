@@ -15,8 +15,9 @@ NOW = datetime(2026, 12, 1, 6, 15, tzinfo=timezone.utc)
 
 
 def _keys(pdef, ascending: bool, limit: int = 120) -> list[str]:
-    ctx = PartitionLoadingContext(temporal_context=TemporalContext(effective_dt=NOW, last_event_id=None),
-                                  dynamic_partitions_store=None)
+    ctx = PartitionLoadingContext(
+        temporal_context=TemporalContext(effective_dt=NOW, last_event_id=None), dynamic_partitions_store=None
+    )
     return list(pdef.get_paginated_partition_keys(ctx, limit, ascending).results)
 
 
@@ -24,8 +25,11 @@ def test_newest_partitions_of_a_past_partitioning_are_its_last_ones(monkeypatch)
     from dagster._core.definitions.partitions.definition.time_window import TimeWindowPartitionsDefinition
 
     # Dagster's own method comes back after the test (the fix is meant for the webserver's process).
-    monkeypatch.setattr(TimeWindowPartitionsDefinition, "get_paginated_partition_keys",
-                        TimeWindowPartitionsDefinition.get_paginated_partition_keys)
+    monkeypatch.setattr(
+        TimeWindowPartitionsDefinition,
+        "get_paginated_partition_keys",
+        TimeWindowPartitionsDefinition.get_paginated_partition_keys,
+    )
     past = dg.DailyPartitionsDefinition(start_date="2013-01-01", end_date="2014-01-01")
     open_ended = dg.DailyPartitionsDefinition(start_date="2026-01-01")
     before = {"asc": _keys(past, True), "open": _keys(open_ended, False)}

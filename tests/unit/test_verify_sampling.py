@@ -16,19 +16,39 @@ from skipwise.store.suspects import REASON, Suspect, Suspects
 from skipwise.verifying import Report, Sample, Verdict, Verified, draw, sample_size, share
 
 
-def manifest(partition: str = "2024-01-01", output_hash: str = "aa", created_at: str = "2026-01-01T00:00:00Z") -> Manifest:
-    return Manifest(asset="a", partition=partition, fingerprint="fp", code_version="c", params_digest="p", inputs={},
-                    output="fp.parquet", output_hash=output_hash, output_size=1, created_at=created_at)
+def manifest(
+    partition: str = "2024-01-01", output_hash: str = "aa", created_at: str = "2026-01-01T00:00:00Z"
+) -> Manifest:
+    return Manifest(
+        asset="a",
+        partition=partition,
+        fingerprint="fp",
+        code_version="c",
+        params_digest="p",
+        inputs={},
+        output="fp.parquet",
+        output_hash=output_hash,
+        output_size=1,
+        created_at=created_at,
+    )
 
 
 def decision(action: str, partition: str = "2024-01-01") -> Decision:
     return Decision("a", partition, action, "up to date", "fp")
 
 
-@pytest.mark.parametrize("population, fraction, count, size", [
-    (365, 0.05, None, 18), (365, 1.0, None, 365), (10, 0.01, None, 1), (0, 0.05, None, 0),
-    (365, None, 20, 20), (5, None, 20, 5), (365, 0.05, 3, 3),
-])
+@pytest.mark.parametrize(
+    "population, fraction, count, size",
+    [
+        (365, 0.05, None, 18),
+        (365, 1.0, None, 365),
+        (10, 0.01, None, 1),
+        (0, 0.05, None, 0),
+        (365, None, 20, 20),
+        (5, None, 20, 5),
+        (365, 0.05, 3, 3),
+    ],
+)
 def test_sample_size(population, fraction, count, size):
     assert sample_size(population, fraction, count) == size
 
@@ -43,7 +63,13 @@ def test_the_same_seed_draws_the_same_partitions_in_their_order():
 
 
 def test_share_reads_as_a_percentage():
-    assert (share(18, 365), share(1, 365), share(0, 365), share(3, 3), share(0, 0)) == ("5%", "0.27%", "0%", "100%", "0%")
+    assert (share(18, 365), share(1, 365), share(0, 365), share(3, 3), share(0, 0)) == (
+        "5%",
+        "0.27%",
+        "0%",
+        "100%",
+        "0%",
+    )
 
 
 def test_a_suspect_turns_a_skip_or_a_restore_of_its_commit_into_a_run(tmp_path):
@@ -55,7 +81,9 @@ def test_a_suspect_turns_a_skip_or_a_restore_of_its_commit_into_a_run(tmp_path):
     assert (ran.action, ran.reason, ran.fingerprint) == (RUN, REASON, "fp")
     assert suspects.vet(decision(RESTORE), m).action == RUN
     assert suspects.vet(decision(RUN), m) == decision(RUN)
-    assert suspects.vet(decision(SKIP), manifest(created_at="2026-02-01T00:00:00Z")) == decision(SKIP)  # committed again
+    assert suspects.vet(decision(SKIP), manifest(created_at="2026-02-01T00:00:00Z")) == decision(
+        SKIP
+    )  # committed again
     assert suspects.vet(decision(SKIP, "2024-01-02"), manifest("2024-01-02")) == decision(SKIP, "2024-01-02")
     assert [p.name for p in suspects.path.parent.iterdir()] == ["suspects.json"]  # no temporary file left
 
@@ -98,10 +126,14 @@ def test_the_report_says_what_was_found_and_what_it_cost():
     )
     report = Report(sample, results, seconds=4.21)
     assert not report.ok and [r.verdict for r in report.problems] == [Verdict.MISMATCH, Verdict.NONDETERMINISTIC]
-    assert report.summary() == ("verified 3 of 365 up-to-date partitions (0.82%): 1 match, 1 mismatch, 1 nondeterministic, "
-                                "1 skipped; recomputed in 4.2 s for $0.00000300 (seed 9)")
-    assert report.failure() == ("skipwise verify: 1 partition(s) differ from a fresh computation (now marked stale); "
-                                "1 asset(s) are nondeterministic")
+    assert report.summary() == (
+        "verified 3 of 365 up-to-date partitions (0.82%): 1 match, 1 mismatch, 1 nondeterministic, "
+        "1 skipped; recomputed in 4.2 s for $0.00000300 (seed 9)"
+    )
+    assert report.failure() == (
+        "skipwise verify: 1 partition(s) differ from a fresh computation (now marked stale); "
+        "1 asset(s) are nondeterministic"
+    )
     assert results[1].line().startswith("MISMATCH  a[2024-01-02]: committed aa, a fresh computation gives bb (twice): ")
     assert report.skipped_lines() == ["skipped  d: declared nondeterministic (1 sampled partition(s) not compared)"]
     assert report.to_json()["counts"]["mismatch"] == 1
@@ -109,8 +141,16 @@ def test_the_report_says_what_was_found_and_what_it_cost():
 
 def test_verify_records_are_a_row_of_their_own_in_cost_and_status():
     def row(cache: str, usd: float) -> dict:
-        return LedgerRecord(ts="2026-01-01T00:00:00Z", run_id="r", asset="a", partition="k", cache=cache,
-                            reason="", fingerprint="fp", cost=CostVector(usd=usd)).to_json_dict()
+        return LedgerRecord(
+            ts="2026-01-01T00:00:00Z",
+            run_id="r",
+            asset="a",
+            partition="k",
+            cache=cache,
+            reason="",
+            fingerprint="fp",
+            cost=CostVector(usd=usd),
+        ).to_json_dict()
 
     rows = [row("miss", 1.0), row("hit", 0.0), row("verify", 0.25)]
     table = {r["asset"]: r for r in cost_table(rows, "asset")}

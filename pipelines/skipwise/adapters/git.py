@@ -60,9 +60,20 @@ def head_commit(root: Path) -> str | None:
 def ref_commits(root: Path) -> dict[str, str]:
     """commit -> the first branch or tag name that points at it (`git for-each-ref`); {} outside git."""
     try:
-        out = subprocess.run(["git", "for-each-ref", "--format=%(objectname) %(*objectname) %(refname:short)",
-                              "refs/heads", "refs/tags"], cwd=root, capture_output=True, text=True, timeout=30,
-                             env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
+        out = subprocess.run(
+            [
+                "git",
+                "for-each-ref",
+                "--format=%(objectname) %(*objectname) %(refname:short)",
+                "refs/heads",
+                "refs/tags",
+            ],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+        )
     except (OSError, subprocess.TimeoutExpired):
         return {}
     found: dict[str, str] = {}

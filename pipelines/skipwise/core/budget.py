@@ -39,9 +39,10 @@ def format_usd(value: float | int | None) -> str:
         return f"{sign}${r:.2e}"
     return f"{sign}${r:.{2 - math.floor(math.log10(r))}f}"
 
+
 OVERRIDE_HINT = (
-    f'rerun with the run tag {BUDGET_OVERRIDE_TAG}=true '
-    f"(CLI: --tags '{{\"{BUDGET_OVERRIDE_TAG}\": \"true\"}}'), "
+    f"rerun with the run tag {BUDGET_OVERRIDE_TAG}=true "
+    f'(CLI: --tags \'{{"{BUDGET_OVERRIDE_TAG}": "true"}}\'), '
     "or raise the limit in skipwise.toml [budgets]"
 )
 
@@ -180,12 +181,16 @@ def check_budgets(
     breaches: list[tuple[str, str]] = []
     if budgets.per_run_usd is not None and spent_run + total > budgets.per_run_usd:
         if spent_run:
-            text = (f"{format_usd(spent_run)} already spent by this run + projected {format_usd(total)}"
-                    f" = {format_usd(spent_run + total)} is over budgets.per_run_usd"
-                    f" = {format_usd(budgets.per_run_usd)}")
+            text = (
+                f"{format_usd(spent_run)} already spent by this run + projected {format_usd(total)}"
+                f" = {format_usd(spent_run + total)} is over budgets.per_run_usd"
+                f" = {format_usd(budgets.per_run_usd)}"
+            )
         else:
-            text = (f"projected {format_usd(total)} for this run is over budgets.per_run_usd"
-                    f" = {format_usd(budgets.per_run_usd)}")
+            text = (
+                f"projected {format_usd(total)} for this run is over budgets.per_run_usd"
+                f" = {format_usd(budgets.per_run_usd)}"
+            )
         breaches.append(("per_run_usd", text))
     if budgets.per_day_usd is not None and spent_today_usd + total > budgets.per_day_usd:
         breaches.append(
@@ -226,8 +231,7 @@ def check_budgets(
         )
     return BudgetDecision(
         False,
-        f"over budget, nothing was computed:\n{reasons}\n{summary}\n"
-        f"to run anyway: {OVERRIDE_HINT}",
+        f"over budget, nothing was computed:\n{reasons}\n{summary}\nto run anyway: {OVERRIDE_HINT}",
         names,
     )
 
@@ -247,18 +251,35 @@ def check_egress(
     """
     breaches: list[tuple[str, str]] = []
     if budgets.per_run_egress_bytes is not None and bytes_off_host > budgets.per_run_egress_bytes:
-        breaches.append(("per_run_egress_bytes", f"{bytes_off_host:,} bytes to move off this host is over "
-                         f"budgets.per_run_egress_bytes = {int(budgets.per_run_egress_bytes):,}"))
+        breaches.append(
+            (
+                "per_run_egress_bytes",
+                f"{bytes_off_host:,} bytes to move off this host is over "
+                f"budgets.per_run_egress_bytes = {int(budgets.per_run_egress_bytes):,}",
+            )
+        )
     if budgets.per_run_egress_usd is not None and usd > budgets.per_run_egress_usd:
-        breaches.append(("per_run_egress_usd", f"{format_usd(usd)} of egress is over "
-                         f"budgets.per_run_egress_usd = {format_usd(budgets.per_run_egress_usd)}"))
+        breaches.append(
+            (
+                "per_run_egress_usd",
+                f"{format_usd(usd)} of egress is over "
+                f"budgets.per_run_egress_usd = {format_usd(budgets.per_run_egress_usd)}",
+            )
+        )
     names = tuple(n for n, _ in breaches)
     source = f" ({what})" if what else ""
     if not breaches:
         return BudgetDecision(True, f"egress within budget: {bytes_off_host:,} bytes, {format_usd(usd)}{source}")
     reasons = "\n".join(f"- {text}" for _, text in breaches)
     if override:
-        return BudgetDecision(True, f"over the egress budget, allowed by run tag {BUDGET_OVERRIDE_TAG}=true:\n"
-                              f"{reasons}{source}", names, overridden=True)
-    return BudgetDecision(False, f"over the egress budget, nothing was read or computed:\n{reasons}{source}\n"
-                          f"to run anyway: {OVERRIDE_HINT}", names)
+        return BudgetDecision(
+            True,
+            f"over the egress budget, allowed by run tag {BUDGET_OVERRIDE_TAG}=true:\n{reasons}{source}",
+            names,
+            overridden=True,
+        )
+    return BudgetDecision(
+        False,
+        f"over the egress budget, nothing was read or computed:\n{reasons}{source}\nto run anyway: {OVERRIDE_HINT}",
+        names,
+    )

@@ -34,10 +34,23 @@ BUILTIN_NAMES = frozenset(dir(builtins))
 #: What looks code up by a computed name: reached code using one of these counts more (see
 #: CodeIndex._dynamic). Matched on where a name really points, so aliases are seen too.
 DYNAMIC_TARGETS = frozenset(
-    {"builtins.globals", "builtins.locals", "builtins.vars", "builtins.eval", "builtins.exec",
-     "builtins.getattr", "builtins.__import__", "importlib.import_module", "importlib.__import__",
-     "importlib.util.spec_from_file_location", "importlib.util.module_from_spec", "runpy.run_module",
-     "runpy.run_path", "sys.modules", "inspect.getmembers"}
+    {
+        "builtins.globals",
+        "builtins.locals",
+        "builtins.vars",
+        "builtins.eval",
+        "builtins.exec",
+        "builtins.getattr",
+        "builtins.__import__",
+        "importlib.import_module",
+        "importlib.__import__",
+        "importlib.util.spec_from_file_location",
+        "importlib.util.module_from_spec",
+        "runpy.run_module",
+        "runpy.run_path",
+        "sys.modules",
+        "inspect.getmembers",
+    }
 )
 
 #: Last attribute of calls among those whose arguments matter (`getattr(m, "f")` is precise,
@@ -47,39 +60,106 @@ DYNAMIC_CALL_NAMES = frozenset(
 )
 
 #: Decorators that only declare the function (skipwise's and Dagster's): defining it runs no code its body depends on.
-DECLARING = frozenset({"skipwise.asset", "skipwise.adapters.dagster.asset", "skipwise.adapters.dagster.authoring.asset",
-                       "dagster.asset", "dagster.observable_source_asset", "dagster.sensor", "dagster.schedule", "dagster.asset_check"})
+DECLARING = frozenset(
+    {
+        "skipwise.asset",
+        "skipwise.adapters.dagster.asset",
+        "skipwise.adapters.dagster.authoring.asset",
+        "dagster.asset",
+        "dagster.observable_source_asset",
+        "dagster.sensor",
+        "dagster.schedule",
+        "dagster.asset_check",
+    }
+)
 #: Base classes of config models (pydantic): their metaclass declares fields, it computes nothing.
 DECLARING_BASES = frozenset({"dagster.Config", "dagster.ConfigurableResource", "pydantic.BaseModel"})
 #: Calls that only declare (Dagster's definitions objects, skipwise's sources and IO manager): a
 #: top-level statement binding their result is left out of the module's top-level code (it runs
 #: nothing a body depends on); a body that uses the name still reaches the statement.
-DECLARING_CALLS = frozenset({
-    "skipwise.dvc_source", "skipwise.object_source", "skipwise.IOManager", "skipwise.stale_partitions_sensor",
-    "dagster.Definitions", "dagster.AssetIn", "dagster.AssetKey", "dagster.AssetDep", "dagster.AssetSelection",
-    "dagster.define_asset_job", "dagster.ScheduleDefinition", "dagster.BackfillPolicy",
-    *(f"dagster.{k}PartitionsDefinition" for k in ("Daily", "Hourly", "Weekly", "Monthly", "TimeWindow", "Static", "Multi", "Dynamic")),
-    *(f"dagster.{k}PartitionMapping" for k in ("TimeWindow", "Identity", "All", "Static", "MultiToSingleDimension", "Last", "Specific")),
-})
+DECLARING_CALLS = frozenset(
+    {
+        "skipwise.dvc_source",
+        "skipwise.object_source",
+        "skipwise.IOManager",
+        "skipwise.stale_partitions_sensor",
+        "dagster.Definitions",
+        "dagster.AssetIn",
+        "dagster.AssetKey",
+        "dagster.AssetDep",
+        "dagster.AssetSelection",
+        "dagster.define_asset_job",
+        "dagster.ScheduleDefinition",
+        "dagster.BackfillPolicy",
+        *(
+            f"dagster.{k}PartitionsDefinition"
+            for k in ("Daily", "Hourly", "Weekly", "Monthly", "TimeWindow", "Static", "Multi", "Dynamic")
+        ),
+        *(
+            f"dagster.{k}PartitionMapping"
+            for k in ("TimeWindow", "Identity", "All", "Static", "MultiToSingleDimension", "Last", "Specific")
+        ),
+    }
+)
 #: Keyword arguments of declaring calls (DECLARING, DECLARING_CALLS) that cannot change what the
 #: declared function computes: the partition key and the resolved upstream keys are in each
 #: partition's fingerprint, declared files and env are checked on their own, the rest is metadata.
 #: They are left out of the code's text and not followed (a body using the same names reaches them).
-NON_COUNTING_ARGS = frozenset({
-    "partitions_def", "ins", "deps", "group_name", "tags", "kinds", "description", "owners", "metadata",
-    "automation_condition", "backfill_policy", "required_resource_keys", "io_manager_key", "cost_unit",
-    "key_prefix", "name", "retry_policy", "pool", "op_tags", "compute_kind", "files", "env", "nondeterministic",
-})
+NON_COUNTING_ARGS = frozenset(
+    {
+        "partitions_def",
+        "ins",
+        "deps",
+        "group_name",
+        "tags",
+        "kinds",
+        "description",
+        "owners",
+        "metadata",
+        "automation_condition",
+        "backfill_policy",
+        "required_resource_keys",
+        "io_manager_key",
+        "cost_unit",
+        "key_prefix",
+        "name",
+        "retry_policy",
+        "pool",
+        "op_tags",
+        "compute_kind",
+        "files",
+        "env",
+        "nondeterministic",
+    }
+)
 
 #: Decorators known to register nothing anywhere: a def decorated only with these stays plain.
 PURE_DECORATORS = frozenset(
-    {"builtins.property", "builtins.staticmethod", "builtins.classmethod", "dataclasses.dataclass",
-     "functools.wraps", "functools.lru_cache", "functools.cache", "functools.cached_property",
-     "functools.total_ordering", "functools.singledispatch", "functools.singledispatchmethod",
-     "abc.abstractmethod", "typing.overload", "typing.final", "typing.runtime_checkable",
-     "typing.no_type_check", "typing_extensions.overload", "typing_extensions.final",
-     "typing_extensions.override", "typing_extensions.runtime_checkable", "contextlib.contextmanager",
-     "contextlib.asynccontextmanager", "enum.unique"}
+    {
+        "builtins.property",
+        "builtins.staticmethod",
+        "builtins.classmethod",
+        "dataclasses.dataclass",
+        "functools.wraps",
+        "functools.lru_cache",
+        "functools.cache",
+        "functools.cached_property",
+        "functools.total_ordering",
+        "functools.singledispatch",
+        "functools.singledispatchmethod",
+        "abc.abstractmethod",
+        "typing.overload",
+        "typing.final",
+        "typing.runtime_checkable",
+        "typing.no_type_check",
+        "typing_extensions.overload",
+        "typing_extensions.final",
+        "typing_extensions.override",
+        "typing_extensions.runtime_checkable",
+        "contextlib.contextmanager",
+        "contextlib.asynccontextmanager",
+        "enum.unique",
+    }
 )
 
 #: (module, attributes): where an imported name or attribute chain points. `("pkg.mod", ())` is the
@@ -231,8 +311,25 @@ def normalize(node: ast.AST) -> str:
 # Fields that never hold nodes we look at (names, flags, expression contexts): skipping them makes
 # the walks below several times faster than ast.walk.
 _LEAF_FIELDS = frozenset(
-    {"ctx", "id", "attr", "arg", "name", "names", "module", "level", "kind", "type_comment", "asname",
-     "is_async", "conversion", "simple", "rest", "kwd_attrs", "tag"}
+    {
+        "ctx",
+        "id",
+        "attr",
+        "arg",
+        "name",
+        "names",
+        "module",
+        "level",
+        "kind",
+        "type_comment",
+        "asname",
+        "is_async",
+        "conversion",
+        "simple",
+        "rest",
+        "kwd_attrs",
+        "tag",
+    }
 )
 _CHILD_FIELDS: dict[type, tuple[str, ...]] = {ast.Constant: ()}
 
@@ -391,7 +488,9 @@ def _function_scope(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, p
     """The scope of a def or lambda: its parameters and the names its body binds, less those it
     declares `global` (module names) or `nonlocal` (found again in an enclosing function)."""
     args = node.args
-    params = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg) if a is not None}
+    params = {
+        a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg) if a is not None
+    }
     body = [node.body] if isinstance(node, ast.Lambda) else node.body
     bound, declared, imported = _bindings(body)
     return _Scope((params | bound) - declared, imported - declared, parent)
@@ -502,7 +601,9 @@ def _string_annotations(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambd
     return [e for a in every if a is not None for e in _string_annotation(a)] + _string_annotation(node)
 
 
-def _scan_call(node: ast.Call, scope: _Scope | None, out: Scan, skip: set[int], keyed: dict[int, tuple[str, ...]]) -> None:
+def _scan_call(
+    node: ast.Call, scope: _Scope | None, out: Scan, skip: set[int], keyed: dict[int, tuple[str, ...]]
+) -> None:
     func = node.func
     if isinstance(func, ast.Attribute) and func.attr == "get" and _is_modules(func.value):
         skip.add(id(func))  # sys.modules.get(k): recorded as `sys.modules` subscripted by k
@@ -601,8 +702,12 @@ def python_files(folder: str | Path) -> list[str]:
 
 def _skipped_dir(parent: str, name: str, excluded: frozenset[str] = frozenset()) -> bool:
     path = os.path.join(parent, name)
-    return (name.startswith(".") or name in _SKIP_DIRS or path in excluded
-            or os.path.exists(os.path.join(path, "pyvenv.cfg")))  # a virtual environment
+    return (
+        name.startswith(".")
+        or name in _SKIP_DIRS
+        or path in excluded
+        or os.path.exists(os.path.join(path, "pyvenv.cfg"))
+    )  # a virtual environment
 
 
 # -- files beside code ------------------------------------------------------------------------------
@@ -610,8 +715,9 @@ def _skipped_dir(parent: str, name: str, excluded: frozenset[str] = frozenset())
 #: Files beside code that never change what it computes: the project's own management files (params
 #: count per asset on their own), documentation, logs, lock and editor files, Python sources (they
 #: count as code when reached).
-_NOT_RESOURCES = frozenset({"dvc.yaml", "dvc.lock", "params.yaml", "skipwise.toml", "pyproject.toml",
-                            "workspace.yaml", "setup.cfg"})
+_NOT_RESOURCES = frozenset(
+    {"dvc.yaml", "dvc.lock", "params.yaml", "skipwise.toml", "pyproject.toml", "workspace.yaml", "setup.cfg"}
+)
 _NOT_RESOURCE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyi", ".md", ".rst", ".dvc", ".log", ".pid", ".lock", ".tmp", ".swp")
 
 
@@ -797,7 +903,7 @@ def environment() -> str:
 
 
 def fast_distribution(top: str) -> str | None:
-    """"dist==version" when import name `top` is itself an installed distribution's name, else None."""
+    """ "dist==version" when import name `top` is itself an installed distribution's name, else None."""
     found = installed().get(_norm(top))
     return f"{found[0]}=={found[1]}" if found else None
 

@@ -80,7 +80,10 @@ class CodeIndex:
     """
 
     def __init__(
-        self, root: Path, cache: Path | None = None, read_source: Callable[[Path], bytes] | None = None,
+        self,
+        root: Path,
+        cache: Path | None = None,
+        read_source: Callable[[Path], bytes] | None = None,
     ) -> None:
         self.root = Path(root)
         self.cache = cache
@@ -148,8 +151,9 @@ class CodeIndex:
         parts.update((f"file:{rel}", sha) for rel, sha in resources)
         items = tuple(sorted(parts.items()))
         files = tuple(sorted((m.rel, m.sha256) for m in mods))
-        return CodeVersion(digest=digest(items), parts=items, notes=tuple(sorted(trace.notes)), files=files,
-                           resources=resources)
+        return CodeVersion(
+            digest=digest(items), parts=items, notes=tuple(sorted(trace.notes)), files=files, resources=resources
+        )
 
     def _expand(self, req: Request, trace: _Trace) -> tuple[str, str, list[Request]]:
         """(part key, part value, further requests) of one request."""
@@ -170,7 +174,9 @@ class CodeIndex:
             return f"{module}:{_WHOLE}", "whole", [(module, _TOP), *((module, n) for n in mod.names())]
         return self._expand_name(mod, name, trace)
 
-    def _expand_module(self, mod: cc.ModuleInfo, trace: _Trace, effects_only: bool = False) -> tuple[str, str, list[Request]]:
+    def _expand_module(
+        self, mod: cc.ModuleInfo, trace: _Trace, effects_only: bool = False
+    ) -> tuple[str, str, list[Request]]:
         """A reached module: its top-level code counts, and importing it imports its parents.
 
         With `effects_only` (the module is imported, none of its names is used), statements that
@@ -185,8 +191,11 @@ class CodeIndex:
             value = f"binary:{mod.sha256}"
             trace.notes.add(f"{mod.rel}: a compiled module — the bytes of its file count")
         else:
-            stmts = [st for st in mod.toplevel
-                     if not self._declares_only(mod, st) and not (effects_only and self._binds_only(mod, st))]
+            stmts = [
+                st
+                for st in mod.toplevel
+                if not self._declares_only(mod, st) and not (effects_only and self._binds_only(mod, st))
+            ]
             value = digest([self._text(st) for st in stmts])
             reqs += self._code(mod, stmts, trace)
         if mod.impure:
@@ -227,7 +236,11 @@ class CodeIndex:
             targets = [stmt.target]
         else:
             return False
-        names = all(isinstance(n, ast.Name) for t in targets for n in ([t] if not isinstance(t, (ast.Tuple, ast.List)) else t.elts))
+        names = all(
+            isinstance(n, ast.Name)
+            for t in targets
+            for n in ([t] if not isinstance(t, (ast.Tuple, ast.List)) else t.elts)
+        )
         return names and (stmt.value is None or self._inert(mod, stmt.value))
 
     def _expand_name(self, mod: cc.ModuleInfo, name: str, trace: _Trace) -> tuple[str, str, list[Request]]:
@@ -674,9 +687,16 @@ class CodeIndex:
                 stack.extend(cc.definition_headers(node))  # bodies run later, with their own names
                 continue
             stack.extend(cc.children(node))
-            if isinstance(node, ast.Call) and node.keywords and self._targets_in(mod, cc.chain_of(node.func), declaring):
-                node.keywords = [k for k in node.keywords
-                                 if k.arg not in cc.NON_COUNTING_ARGS or not self._library_only(mod, k.value)]
+            if (
+                isinstance(node, ast.Call)
+                and node.keywords
+                and self._targets_in(mod, cc.chain_of(node.func), declaring)
+            ):
+                node.keywords = [
+                    k
+                    for k in node.keywords
+                    if k.arg not in cc.NON_COUNTING_ARGS or not self._library_only(mod, k.value)
+                ]
 
     def _read(self, rel: str) -> bytes:
         """The bytes of a project file; without `read_source`, also what validates a cache entry."""
@@ -789,7 +809,9 @@ class CodeIndex:
         if any(self._package_sources(top) != listing for top, listing in check["walks"].items()):
             return False
         # a file added beside reached code (or removed) counts
-        return all(self._list_resources(folder, recursive) == listing for folder, recursive, listing in check["folders"])
+        return all(
+            self._list_resources(folder, recursive) == listing for folder, recursive, listing in check["folders"]
+        )
 
     def _file_unchanged(self, rel: str, expected: list[int] | str) -> bool:
         if rel not in self._unchanged:
@@ -815,8 +837,14 @@ class CodeIndex:
             "dists": dict(self._dists),
         }
         entries = _read_cache(self.cache)  # other processes may have added entries meanwhile
-        entries[ref] = {"digest": cv.digest, "parts": cv.parts, "notes": cv.notes, "files": cv.files,
-                        "resources": cv.resources, "check": check}
+        entries[ref] = {
+            "digest": cv.digest,
+            "parts": cv.parts,
+            "notes": cv.notes,
+            "files": cv.files,
+            "resources": cv.resources,
+            "check": check,
+        }
         _write_cache(self.cache, entries)
         self._entries = entries
 

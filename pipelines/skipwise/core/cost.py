@@ -33,9 +33,7 @@ METADATA_PREFIX = "cost/"
 
 def _check_egress_class(egress_class: str) -> None:
     if egress_class not in EGRESS_CLASSES:
-        raise ValueError(
-            f"unknown egress class {egress_class!r}; use one of {', '.join(EGRESS_CLASSES)}"
-        )
+        raise ValueError(f"unknown egress class {egress_class!r}; use one of {', '.join(EGRESS_CLASSES)}")
 
 
 @dataclass(frozen=True)
@@ -65,16 +63,12 @@ class IOSnapshot:
     def __sub__(self, other: IOSnapshot) -> IOSnapshot:
         if not isinstance(other, IOSnapshot):
             return NotImplemented
-        return IOSnapshot(
-            **{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)}
-        )
+        return IOSnapshot(**{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)})
 
     def __add__(self, other: IOSnapshot) -> IOSnapshot:
         if not isinstance(other, IOSnapshot):
             return NotImplemented
-        return IOSnapshot(
-            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
-        )
+        return IOSnapshot(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
 
 class IOCounter:
@@ -156,13 +150,26 @@ _MAX_FIELDS = frozenset({"peak_rss_bytes", "process_peak_rss_bytes", "gpu_peak_m
 
 # Kinds of cost some work cannot incur (GPU on a CPU run, fees of a local disk): a zero there
 # says "not this kind of work", and is left out of Dagster metadata (see `CostVector.to_metadata`).
-_ZERO_MEANS_NOT_INCURRED = frozenset({
-    "gpu_seconds", "gpu_peak_memory_bytes", "egress_bytes", "egress_same_region_bytes",
-    "egress_cross_region_bytes", "egress_internet_bytes", "list_requests", "usd_egress",
-    "usd_requests", "usd_storage", "overhead_start_cpu_seconds", "overhead_plan_cpu_seconds",
-    "overhead_load_cpu_seconds", "overhead_ledger_cpu_seconds", "overhead_reads_cpu_seconds",
-    "overhead_other_cpu_seconds",
-})
+_ZERO_MEANS_NOT_INCURRED = frozenset(
+    {
+        "gpu_seconds",
+        "gpu_peak_memory_bytes",
+        "egress_bytes",
+        "egress_same_region_bytes",
+        "egress_cross_region_bytes",
+        "egress_internet_bytes",
+        "list_requests",
+        "usd_egress",
+        "usd_requests",
+        "usd_storage",
+        "overhead_start_cpu_seconds",
+        "overhead_plan_cpu_seconds",
+        "overhead_load_cpu_seconds",
+        "overhead_ledger_cpu_seconds",
+        "overhead_reads_cpu_seconds",
+        "overhead_other_cpu_seconds",
+    }
+)
 
 # Breakdowns kept in the ledger only: on the asset page each would be one more chart of a total shown already.
 _LEDGER_ONLY = frozenset({"get_requests", "put_requests", "list_requests"})
@@ -243,11 +250,7 @@ class CostVector:
     @classmethod
     def from_io(cls, delta: IOSnapshot, method: str = "") -> CostVector:
         """The I/O part of a cost vector from the difference of two `IOCounter` snapshots."""
-        off_host = (
-            delta.egress_same_region_bytes
-            + delta.egress_cross_region_bytes
-            + delta.egress_internet_bytes
-        )
+        off_host = delta.egress_same_region_bytes + delta.egress_cross_region_bytes + delta.egress_internet_bytes
         return cls(
             bytes_read=delta.bytes_read,
             bytes_written=delta.bytes_written,
@@ -284,7 +287,11 @@ class CostVector:
         out: dict[str, float | int | str] = {}
         measured = self.measured()
         for n, v in measured.items():
-            if (v == 0 and n in _ZERO_MEANS_NOT_INCURRED) or n in _LEDGER_ONLY or (n == "egress_same_host_bytes" and self._all_local()):
+            if (
+                (v == 0 and n in _ZERO_MEANS_NOT_INCURRED)
+                or n in _LEDGER_ONLY
+                or (n == "egress_same_host_bytes" and self._all_local())
+            ):
                 continue
             out[METADATA_PREFIX + n] = significant(v, 6) if isinstance(v, float) else v
         text = self.summary()
@@ -304,23 +311,34 @@ class CostVector:
         MiB peak, read 2.1 MiB, wrote 120.0 KiB in 14 requests``. Unmeasured figures are left out."""
         from skipwise.core.budget import format_usd
 
-        parts = [f"{label} {format_usd(v)}" for label, v in (
-            ("compute", self.usd_compute), ("egress", self.usd_egress),
-            ("requests", self.usd_requests), ("storage", self.usd_storage)) if v]
+        parts = [
+            f"{label} {format_usd(v)}"
+            for label, v in (
+                ("compute", self.usd_compute),
+                ("egress", self.usd_egress),
+                ("requests", self.usd_requests),
+                ("storage", self.usd_storage),
+            )
+            if v
+        ]
         head = ""
         if self.usd is not None:
             head = format_usd(self.usd) + (f" ({', '.join(parts)})" if parts else "")
         if self.usd_avoided is not None:
             head = (head + ", " if head else "") + f"{format_usd(self.usd_avoided)} avoided"
-        figures = [f"{format_seconds(v)} {label}" for label, v in (
-            ("wall", self.wall_seconds), ("CPU", self.cpu_seconds), ("GPU", self.gpu_seconds or None)) if v is not None]
+        figures = [
+            f"{format_seconds(v)} {label}"
+            for label, v in (("wall", self.wall_seconds), ("CPU", self.cpu_seconds), ("GPU", self.gpu_seconds or None))
+            if v is not None
+        ]
         if self.peak_rss_bytes is not None:
             figures.append(f"{format_bytes(self.peak_rss_bytes)} peak")
         if self.bytes_read is not None:
             figures.append(f"read {format_bytes(self.bytes_read)}")
         if self.bytes_written is not None:
-            figures.append(f"wrote {format_bytes(self.bytes_written)}"
-                           + (f" in {self.requests} requests" if self.requests else ""))
+            figures.append(
+                f"wrote {format_bytes(self.bytes_written)}" + (f" in {self.requests} requests" if self.requests else "")
+            )
         if self.egress_bytes:
             figures.append(f"{format_bytes(self.egress_bytes)} off the host")
         return ": ".join(p for p in (head, ", ".join(figures)) if p)
@@ -334,7 +352,7 @@ class CostVector:
         flat = {}
         for key, value in metadata.items():
             if isinstance(key, str) and key.startswith(METADATA_PREFIX):
-                flat[key[len(METADATA_PREFIX):]] = getattr(value, "value", value)
+                flat[key[len(METADATA_PREFIX) :]] = getattr(value, "value", value)
         return cls.from_record(flat)
 
     def to_record(self) -> dict[str, float | int | str | None]:

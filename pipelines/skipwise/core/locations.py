@@ -112,25 +112,41 @@ def parse_locations(table: Any, fail: Callable[[tuple[str, ...], str, str], Exce
     `fail(keypath, message, hint)` builds the error to raise (it names the file and the key).
     """
     if not isinstance(table, dict):
-        raise fail(("locations",), "expected a table of [locations.<name>]", 'write [locations.remote] url = "s3://bucket"')
+        raise fail(
+            ("locations",), "expected a table of [locations.<name>]", 'write [locations.remote] url = "s3://bucket"'
+        )
     out: dict[str, Location] = {}
     for name, t in table.items():
         path = ("locations", str(name))
         if not isinstance(t, dict):
-            raise fail(path, "expected a table with url and region", f'write [locations.{name}] url = "s3://bucket" region = "us-east-1"')
+            raise fail(
+                path,
+                "expected a table with url and region",
+                f'write [locations.{name}] url = "s3://bucket" region = "us-east-1"',
+            )
         for key in t:
             if key not in _LOCATION_KEYS:
                 secret = any(w in key.lower() for w in ("key", "secret", "token", "password", "credential"))
-                hint = ("credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or the "
-                        "provider chain, never from skipwise.toml: remove it" if secret
-                        else f"allowed keys here: {', '.join(_LOCATION_KEYS)}")
+                hint = (
+                    "credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or the "
+                    "provider chain, never from skipwise.toml: remove it"
+                    if secret
+                    else f"allowed keys here: {', '.join(_LOCATION_KEYS)}"
+                )
                 raise fail(path + (key,), "unknown key", hint)
         url = t.get("url")
         if not isinstance(url, str) or not url:
-            raise fail(path + ("url",), "missing or not a string", f'add url = "s3://bucket/prefix" (or a local path) under [locations.{name}]')
+            raise fail(
+                path + ("url",),
+                "missing or not a string",
+                f'add url = "s3://bucket/prefix" (or a local path) under [locations.{name}]',
+            )
         if credentials_in(url):
-            raise fail(path + ("url",), "the URL carries credentials",
-                       "remove the user:password@ part; credentials come from the environment or the provider chain")
+            raise fail(
+                path + ("url",),
+                "the URL carries credentials",
+                "remove the user:password@ part; credentials come from the environment or the provider chain",
+            )
         region = t.get("region", "")
         if not isinstance(region, str):
             raise fail(path + ("region",), "expected a string", 'write e.g. region = "eu-west-1"')

@@ -20,17 +20,33 @@ SCHEME_VERSION = 3
 InputVersions = Mapping[str, Mapping[str, str]]  # dep name -> upstream key -> version
 
 
-def fingerprint(code_version: str, params_digest: str, inputs: InputVersions, partition: str,
-                scheme: int = SCHEME_VERSION, observed: Mapping[str, str] | None = None) -> str:
+def fingerprint(
+    code_version: str,
+    params_digest: str,
+    inputs: InputVersions,
+    partition: str,
+    scheme: int = SCHEME_VERSION,
+    observed: Mapping[str, str] | None = None,
+) -> str:
     """H(scheme, code version, params, sorted input versions, partition key, observed reads): equal
     iff the work would be the same. The key counts because a body may read it (a static region, a
     day); `observed` maps each file or variable the code read to a keyed digest of what it read."""
     if scheme < 2:
         return digest({"scheme": scheme, "code": code_version, "params": params_digest, "inputs": inputs})
     if scheme < 3:
-        return digest({"scheme": scheme, "code": code_version, "params": params_digest, "inputs": inputs, "partition": partition})
-    return digest({"scheme": scheme, "code": code_version, "params": params_digest, "inputs": inputs, "partition": partition,
-                   "observed": dict(observed or {})})
+        return digest(
+            {"scheme": scheme, "code": code_version, "params": params_digest, "inputs": inputs, "partition": partition}
+        )
+    return digest(
+        {
+            "scheme": scheme,
+            "code": code_version,
+            "params": params_digest,
+            "inputs": inputs,
+            "partition": partition,
+            "observed": dict(observed or {}),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -60,8 +76,10 @@ class Manifest:
 
     def consistent(self) -> bool:
         """True when the fingerprint matches the recorded provenance (guards against hand edits)."""
-        return fingerprint(self.code_version, self.params_digest, self.inputs, self.partition, self.scheme,
-                           self.observed) == self.fingerprint
+        return (
+            fingerprint(self.code_version, self.params_digest, self.inputs, self.partition, self.scheme, self.observed)
+            == self.fingerprint
+        )
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -85,7 +103,9 @@ class Manifest:
         for attr in ("asset", "partition", "fingerprint", "code_version", "params_digest", "output", "output_hash"):
             if not isinstance(getattr(m, attr), str):
                 raise ValueError(f"manifest field {attr} is not a string")
-        if not isinstance(m.observed, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in m.observed.items()):
+        if not isinstance(m.observed, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in m.observed.items()
+        ):
             raise ValueError("manifest field observed is not a mapping of dependency -> digest")
         if not isinstance(m.output_size, int) or not isinstance(m.inputs, dict) or not isinstance(m.output_etag, str):
             raise ValueError("manifest output_size/inputs malformed")

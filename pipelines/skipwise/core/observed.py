@@ -41,7 +41,7 @@ def listing_bytes(names: list[str]) -> bytes:
 
 
 def describe(dep_name: str) -> str:
-    """"file assets/x.json", "environment variable FEATURE_MODE", ..."""
+    """ "file assets/x.json", "environment variable FEATURE_MODE", ..."""
     kind, name = split(dep_name)
     return f"{_WHAT.get(kind, kind)} {name}"
 

@@ -35,15 +35,16 @@ def parse_range(spec: str, option: str = "--partition") -> tuple[str, str]:
     """`first...last` (or one key) -> (first, last); UsageError when it or either half is empty."""
     example = f"e.g. {option} 2013-03-14 or {option} 2013-03-01...2013-03-14"
     if not isinstance(spec, str) or not spec.strip():
-        raise UsageError(f"{option} is empty", hint=f"give a partition key or a range first...last, {example}; "
-                         f"leave {option} out for every partition")
+        raise UsageError(
+            f"{option} is empty",
+            hint=f"give a partition key or a range first...last, {example}; leave {option} out for every partition",
+        )
     first, sep, last = spec.partition(RANGE_SEP)
     if not sep:
         return spec, spec
     if not first or not last:
         side = "start" if not first else "end"
-        raise UsageError(f"{option} {show_key(spec)}: the range has no {side}",
-                         hint=f"write both ends, {example}")
+        raise UsageError(f"{option} {show_key(spec)}: the range has no {side}", hint=f"write both ends, {example}")
     return first, last
 
 
@@ -150,7 +151,7 @@ def folder_key(folder: str) -> str | None:
     while i < len(folder):
         if folder[i] == "~":
             try:
-                data.append(int(folder[i + 1:i + 3], 16))
+                data.append(int(folder[i + 1 : i + 3], 16))
             except ValueError:
                 return None
             i += 3
@@ -195,7 +196,9 @@ class DailyPartitions:
         """Keys from `first` to `last`, both inclusive."""
         a, b = self.parse(first), self.parse(last)
         if b < a:
-            raise PartitionKeyError(f"partition range {first}{RANGE_SEP}{last} is empty", hint="put the earlier day first")
+            raise PartitionKeyError(
+                f"partition range {first}{RANGE_SEP}{last} is empty", hint="put the earlier day first"
+            )
         return [(a + timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
 
 
@@ -241,8 +244,10 @@ class KeySet:
         """Keys from `first` to `last`, both inclusive, in the partitioning's order."""
         a, b = self.index(first), self.index(last)
         if b < a:
-            raise PartitionKeyError(f"partition range {first}{RANGE_SEP}{last} is empty", hint="put the earlier key first")
-        return list(self.key_list[a:b + 1])
+            raise PartitionKeyError(
+                f"partition range {first}{RANGE_SEP}{last} is empty", hint="put the earlier key first"
+            )
+        return list(self.key_list[a : b + 1])
 
 
 Partitions = Union[DailyPartitions, KeySet, None]
@@ -311,7 +316,7 @@ def upstream_keys(mapping: Mapping, key: str, upstream: Partitions) -> list[str]
     if isinstance(mapping, Offsets):
         assert isinstance(upstream, KeySet)
         i, n = upstream.index(key), len(upstream.key_list)
-        return list(upstream.key_list[max(0, i + mapping.start):max(0, min(n, i + mapping.end + 1))])
+        return list(upstream.key_list[max(0, i + mapping.start) : max(0, min(n, i + mapping.end + 1))])
     day = date.fromisoformat(key)
     first = max(upstream.start, day - timedelta(days=mapping.lookback))
     return [(first + timedelta(days=i)).isoformat() for i in range((day - first).days + 1)]

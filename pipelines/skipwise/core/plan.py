@@ -14,7 +14,7 @@ CHANGES = (RUN, RESTORE)
 #: What each fingerprint scheme changed, for the one-time recompute an upgrade causes.
 SCHEME_CHANGES = {
     3: "files and environment variables the code reads now count, Dagster and skipwise versions no longer do "
-       "(recomputed once after upgrading)",
+    "(recomputed once after upgrading)",
 }
 #: Manifest metadata of an output that depends on state its fingerprint does not cover: never restored.
 NOT_RESTORABLE = "skipwise/not_restorable"
@@ -65,7 +65,10 @@ def decide(asset: str, partition: str, current: Current, manifest: Manifest | No
     if manifest is None:
         return make(RUN, "missing")
     if manifest.scheme != SCHEME_VERSION:
-        return make(RUN, f"fingerprint scheme changed ({manifest.scheme} -> {SCHEME_VERSION}): {SCHEME_CHANGES.get(SCHEME_VERSION, 'new scheme')}")
+        return make(
+            RUN,
+            f"fingerprint scheme changed ({manifest.scheme} -> {SCHEME_VERSION}): {SCHEME_CHANGES.get(SCHEME_VERSION, 'new scheme')}",
+        )
     if not manifest.consistent():
         return make(RUN, "manifest does not match its own provenance (edited by hand?)")
     if manifest.fingerprint == current.fingerprint:
@@ -103,12 +106,24 @@ def restorable(decision: Decision, kept: Manifest | None, kept_state: str) -> De
     """`decision` turned into RESTORE when it would RUN and `kept` (the partition's kept version
     with the decision's fingerprint) is whole: consistent with its provenance, the same
     partition and fingerprint, its output present with the recorded hash (`kept_state` "ok")."""
-    if (decision.action != RUN or not decision.fingerprint or kept is None or kept_state != "ok"
-            or kept.fingerprint != decision.fingerprint or kept.partition != decision.partition
-            or kept.asset != decision.asset or kept.scheme != SCHEME_VERSION or not kept.consistent()
-            or (kept.metadata or {}).get(NOT_RESTORABLE)):
+    if (
+        decision.action != RUN
+        or not decision.fingerprint
+        or kept is None
+        or kept_state != "ok"
+        or kept.fingerprint != decision.fingerprint
+        or kept.partition != decision.partition
+        or kept.asset != decision.asset
+        or kept.scheme != SCHEME_VERSION
+        or not kept.consistent()
+        or (kept.metadata or {}).get(NOT_RESTORABLE)
+    ):
         return decision
     when = f" on {kept.created_at[:10]}" if kept.created_at else ""
-    return Decision(decision.asset, decision.partition, RESTORE,
-                    f"{decision.reason}; a kept version computed{when} has this fingerprint (restore, no compute)",
-                    decision.fingerprint)
+    return Decision(
+        decision.asset,
+        decision.partition,
+        RESTORE,
+        f"{decision.reason}; a kept version computed{when} has this fingerprint (restore, no compute)",
+        decision.fingerprint,
+    )

@@ -134,8 +134,7 @@ class Prices:
             known = ", ".join(sorted(self.profiles))
             raise ConfigError(
                 f"unknown compute profile {profile!r}; known profiles: {known}",
-                hint=f"set [compute] profile to one of {known}, "
-                f"or define [pricing.compute.{profile}] in skipwise.toml",
+                hint=f"set [compute] profile to one of {known}, or define [pricing.compute.{profile}] in skipwise.toml",
                 location=self.source,
             )
         p = self.profiles[profile]
@@ -172,10 +171,7 @@ class Prices:
             _mul(_mul(held, 1 / GIB), r.usd_per_gb_ram_hour / 3600),
             _mul(cost.gpu_seconds, r.usd_per_gpu_hour / 3600),
         )
-        by_class = [
-            _mul(getattr(cost, f"egress_{c}_bytes"), self.egress_usd_per_gb[c] / GIB)
-            for c in EGRESS_CLASSES
-        ]
+        by_class = [_mul(getattr(cost, f"egress_{c}_bytes"), self.egress_usd_per_gb[c] / GIB) for c in EGRESS_CLASSES]
         egress = _sum_present(*by_class)
         if egress is None:
             egress = _mul(cost.egress_bytes, self.egress_usd_per_gb["internet"] / GIB)
@@ -186,9 +182,7 @@ class Prices:
         )
         if requests is None:
             requests = _mul(cost.requests, self.put_usd_per_1000 / 1000)
-        storage = _mul(
-            cost.bytes_written, self.storage_usd_per_gb_month * storage_months / GIB
-        )
+        storage = _mul(cost.bytes_written, self.storage_usd_per_gb_month * storage_months / GIB)
         kind = "spot" if spot else "on-demand"
         priced = f"priced: {profile} {kind} ({self.label or self.source})"
         return cost.replace(
@@ -231,36 +225,42 @@ class _Checker:
 
     def table(self, value: Any, keypath: tuple[str, ...], allowed: tuple[str, ...] | None) -> dict:
         if not isinstance(value, dict):
-            raise self.fail(keypath, f"expected a table, got {_kind(value)}",
-                            f"write it as [{'.'.join(keypath)}]")
+            raise self.fail(keypath, f"expected a table, got {_kind(value)}", f"write it as [{'.'.join(keypath)}]")
         if allowed is not None:
             for key in value:
                 if key not in allowed:
                     close = difflib.get_close_matches(key, allowed, n=1)
                     guess = f"did you mean {close[0]!r}? " if close else ""
-                    raise self.fail(keypath + (key,), "unknown key",
-                                    f"{guess}allowed keys here: {', '.join(allowed)}")
+                    raise self.fail(keypath + (key,), "unknown key", f"{guess}allowed keys here: {', '.join(allowed)}")
         return value
 
     def number(self, value: Any, keypath: tuple[str, ...], *, minimum: float = 0.0) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(keypath, f"expected a number, got {_kind(value)} {value!r}",
-                            f"write e.g. {'.'.join(keypath[-1:])} = 0.05")
+            raise self.fail(
+                keypath,
+                f"expected a number, got {_kind(value)} {value!r}",
+                f"write e.g. {'.'.join(keypath[-1:])} = 0.05",
+            )
         if not math.isfinite(value) or value < minimum:
-            raise self.fail(keypath, f"expected a finite number >= {minimum:g}, got {value!r}",
-                            "use a non-negative price or limit")
+            raise self.fail(
+                keypath, f"expected a finite number >= {minimum:g}, got {value!r}", "use a non-negative price or limit"
+            )
         return float(value)
 
     def string(self, value: Any, keypath: tuple[str, ...]) -> str:
         if not isinstance(value, str) or not value:
-            raise self.fail(keypath, f"expected a non-empty string, got {_kind(value)}",
-                            f'write e.g. {keypath[-1]} = "aws-m7i"')
+            raise self.fail(
+                keypath, f"expected a non-empty string, got {_kind(value)}", f'write e.g. {keypath[-1]} = "aws-m7i"'
+            )
         return value
 
     def boolean(self, value: Any, keypath: tuple[str, ...]) -> bool:
         if not isinstance(value, bool):
-            raise self.fail(keypath, f"expected true or false, got {_kind(value)} {value!r}",
-                            f"write {keypath[-1]} = true or {keypath[-1]} = false")
+            raise self.fail(
+                keypath,
+                f"expected true or false, got {_kind(value)} {value!r}",
+                f"write {keypath[-1]} = true or {keypath[-1]} = false",
+            )
         return value
 
 
@@ -303,8 +303,7 @@ def _rates(check: _Checker, table: Any, keypath: tuple[str, ...]) -> ComputeRate
     t = check.table(table, keypath, _RATE_KEYS)
     for key in _RATE_KEYS:
         if key not in t:
-            raise check.fail(keypath + (key,), "missing",
-                             f"add {key} = <dollars> under [{'.'.join(keypath)}]")
+            raise check.fail(keypath + (key,), "missing", f"add {key} = <dollars> under [{'.'.join(keypath)}]")
     return ComputeRates(*(check.number(t[k], keypath + (k,)) for k in _RATE_KEYS))
 
 
@@ -326,20 +325,17 @@ def _load_prices(data: Mapping[str, Any], check: _Checker) -> Prices:
 
     egress_path = ("pricing", "egress_usd_per_gb")
     egress = dict(defaults["egress_usd_per_gb"])
-    for key, value in check.table(pricing.get("egress_usd_per_gb", {}), egress_path,
-                                  EGRESS_CLASSES).items():
+    for key, value in check.table(pricing.get("egress_usd_per_gb", {}), egress_path, EGRESS_CLASSES).items():
         egress[key] = check.number(value, egress_path + (key,))
 
     req_path = ("pricing", "requests_usd_per_1000")
     requests = dict(defaults["requests_usd_per_1000"])
-    for key, value in check.table(pricing.get("requests_usd_per_1000", {}), req_path,
-                                  _REQUEST_KEYS).items():
+    for key, value in check.table(pricing.get("requests_usd_per_1000", {}), req_path, _REQUEST_KEYS).items():
         requests[key] = check.number(value, req_path + (key,))
 
     storage_path = ("pricing", "storage")
     storage = dict(defaults["storage"])
-    for key, value in check.table(pricing.get("storage", {}), storage_path,
-                                  ("usd_per_gb_month",)).items():
+    for key, value in check.table(pricing.get("storage", {}), storage_path, ("usd_per_gb_month",)).items():
         storage[key] = check.number(value, storage_path + (key,))
 
     return Prices(
@@ -399,9 +395,18 @@ class SkipwiseConfig:
 
 def _budgets(check: _Checker, data: Any) -> tuple[Budgets, float]:
     path = ("budgets",)
-    t = check.table(data, path,
-                    ("per_run_usd", "per_day_usd", "assets", "default_partition_usd_estimate",
-                     "per_run_egress_bytes", "per_run_egress_usd"))
+    t = check.table(
+        data,
+        path,
+        (
+            "per_run_usd",
+            "per_day_usd",
+            "assets",
+            "default_partition_usd_estimate",
+            "per_run_egress_bytes",
+            "per_run_egress_usd",
+        ),
+    )
 
     def opt(key: str, default: float | None) -> float | None:
         return check.number(t[key], path + (key,)) if key in t else default
@@ -414,9 +419,13 @@ def _budgets(check: _Checker, data: Any) -> tuple[Budgets, float]:
     }
     estimate = opt("default_partition_usd_estimate", DEFAULT_PARTITION_USD_ESTIMATE)
     assert estimate is not None
-    return Budgets(per_run_usd=per_run, per_day_usd=per_day, assets=assets,
-                   per_run_egress_bytes=opt("per_run_egress_bytes", None),
-                   per_run_egress_usd=opt("per_run_egress_usd", None)), estimate
+    return Budgets(
+        per_run_usd=per_run,
+        per_day_usd=per_day,
+        assets=assets,
+        per_run_egress_bytes=opt("per_run_egress_bytes", None),
+        per_run_egress_usd=opt("per_run_egress_usd", None),
+    ), estimate
 
 
 def _config_from(data: dict[str, Any], check: _Checker) -> SkipwiseConfig:
@@ -426,8 +435,7 @@ def _config_from(data: dict[str, Any], check: _Checker) -> SkipwiseConfig:
             continue
         close = difflib.get_close_matches(key, _TOP_KEYS, n=1, cutoff=0.75)
         if close:
-            raise check.fail((key,), f"unknown table, did you mean [{close[0]}]?",
-                             f"rename [{key}] to [{close[0]}]")
+            raise check.fail((key,), f"unknown table, did you mean [{close[0]}]?", f"rename [{key}] to [{close[0]}]")
         extra[key] = data[key]
 
     prices = _load_prices(data.get("pricing", {}), check)
@@ -438,25 +446,51 @@ def _config_from(data: dict[str, Any], check: _Checker) -> SkipwiseConfig:
     spot = check.boolean(compute.get("spot", False), ("compute", "spot"))
     if profile not in prices.profiles:
         known = ", ".join(sorted(prices.profiles))
-        raise check.fail(("compute", "profile"), f"unknown compute profile {profile!r}",
-                         f"use one of {known}, or define [pricing.compute.{profile}]")
+        raise check.fail(
+            ("compute", "profile"),
+            f"unknown compute profile {profile!r}",
+            f"use one of {known}, or define [pricing.compute.{profile}]",
+        )
     if spot and prices.profiles[profile].spot is None:
-        raise check.fail(("compute", "spot"), f"profile {profile!r} has no spot prices",
-                         f"add [pricing.compute.{profile}.spot] or set spot = false")
+        raise check.fail(
+            ("compute", "spot"),
+            f"profile {profile!r} has no spot prices",
+            f"add [pricing.compute.{profile}.spot] or set spot = false",
+        )
 
     budgets, estimate = _budgets(check, data.get("budgets", {}))
     locations = parse_locations(data.get("locations", {}), check.fail)
     cache = check.table(data.get("cache", {}), ("cache",), ("dir", "max_bytes"))
     cache_dir = check.string(cache["dir"], ("cache", "dir")) if "dir" in cache else DEFAULT_CACHE_DIR
-    max_bytes = int(check.number(cache["max_bytes"], ("cache", "max_bytes"))) if "max_bytes" in cache else DEFAULT_CACHE_MAX_BYTES
+    max_bytes = (
+        int(check.number(cache["max_bytes"], ("cache", "max_bytes")))
+        if "max_bytes" in cache
+        else DEFAULT_CACHE_MAX_BYTES
+    )
     store = check.table(data.get("store", {}), ("store",), ("url", "region"))
     store_url = check.string(store["url"], ("store", "url")) if "url" in store else ""
     if credentials_in(store_url):
-        raise check.fail(("store", "url"), "the URL carries credentials",
-                         "remove the user:password@ part; credentials come from the environment or the provider chain")
+        raise check.fail(
+            ("store", "url"),
+            "the URL carries credentials",
+            "remove the user:password@ part; credentials come from the environment or the provider chain",
+        )
     store_region = check.string(store["region"], ("store", "region")) if "region" in store else ""
-    return SkipwiseConfig(prices, profile, spot, budgets, estimate, check.source, extra,
-                          locations, compute_region(region), cache_dir, max_bytes, store_url, store_region)
+    return SkipwiseConfig(
+        prices,
+        profile,
+        spot,
+        budgets,
+        estimate,
+        check.source,
+        extra,
+        locations,
+        compute_region(region),
+        cache_dir,
+        max_bytes,
+        store_url,
+        store_region,
+    )
 
 
 def _label(path: Path, root: str | Path | None) -> str:
@@ -484,14 +518,17 @@ def load_config(path: str | Path = "skipwise.toml", root: str | Path | None = No
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read: {exc}", hint="check the file's permissions and encoding",
-                          location=str(path)) from exc
+        raise ConfigError(
+            f"cannot read: {exc}", hint="check the file's permissions and encoding", location=str(path)
+        ) from exc
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"at line (\d+)", str(exc))
         where = f"{path}:{match.group(1)}" if match else str(path)
-        raise ConfigError(f"malformed TOML: {exc}",
-                          hint="fix the syntax (https://toml.io); quote keys with dashes or dots",
-                          location=where) from exc
+        raise ConfigError(
+            f"malformed TOML: {exc}",
+            hint="fix the syntax (https://toml.io); quote keys with dashes or dots",
+            location=where,
+        ) from exc
     return _config_from(data, _Checker(str(path), text, label=label))

@@ -43,7 +43,15 @@ def judge(policy: Policy, size_bytes: int, recompute_usd: float | None, idle_day
     p = 0.5 ** (max(idle_days, 0.0) / policy.half_life_days) if policy.half_life_days > 0 else 0.0
     value, price = p * recompute_usd, store * policy.months
     if value >= price:
-        return Verdict(True, f"reuse value ${value:.3g} (p={p:.2f} x ${recompute_usd:.3g}) >= "
-                             f"${price:.3g} to store it {policy.months:g} month(s)", store)
-    return Verdict(False, f"reuse value ${value:.3g} (p={p:.2f} after {idle_days:.0f} idle days x ${recompute_usd:.3g}) "
-                          f"< ${price:.3g} to store it {policy.months:g} month(s)", store)
+        return Verdict(
+            True,
+            f"reuse value ${value:.3g} (p={p:.2f} x ${recompute_usd:.3g}) >= "
+            f"${price:.3g} to store it {policy.months:g} month(s)",
+            store,
+        )
+    return Verdict(
+        False,
+        f"reuse value ${value:.3g} (p={p:.2f} after {idle_days:.0f} idle days x ${recompute_usd:.3g}) "
+        f"< ${price:.3g} to store it {policy.months:g} month(s)",
+        store,
+    )

@@ -81,9 +81,14 @@ class Source:
     def missing(self, key: str) -> tuple[str, str]:
         """(what is missing, the fix) when partition `key` has no data."""
         if self.url:
-            return (f"no object at {self.object_url(key)}",
-                    f"upload it (e.g. `aws s3 cp <file> {self.object_url(key)}`), or pick a partition that has data")
-        return (f"no file: {self.shown(key)}", f"add the file and run `dvc add {self.path}`, or pick a partition that has data")
+            return (
+                f"no object at {self.object_url(key)}",
+                f"upload it (e.g. `aws s3 cp <file> {self.object_url(key)}`), or pick a partition that has data",
+            )
+        return (
+            f"no file: {self.shown(key)}",
+            f"add the file and run `dvc add {self.path}`, or pick a partition that has data",
+        )
 
 
 @dataclass(frozen=True)
@@ -135,22 +140,33 @@ class Asset:
         if self.params is None:
             return
         if not isinstance(self.params, TMapping):
-            raise ConfigError(f"asset {self.name}: params must be a mapping of name -> default value",
-                              hint="e.g. params={'epochs': 6}")
+            raise ConfigError(
+                f"asset {self.name}: params must be a mapping of name -> default value",
+                hint="e.g. params={'epochs': 6}",
+            )
         for key, default in self.params.items():
             where = f"asset {self.name}: params[{key!r}]"
             if not isinstance(key, str) or not key:
                 raise ConfigError(f"{where}: a param name must be a non-empty string", hint="rename it")
             if _expected_type(default) is _UNSUPPORTED:
-                raise ConfigError(f"{where}: default {_show(default)} has unsupported type {type(default).__name__}",
-                                  hint="use a bool, int, float, str, list, mapping or None default")
+                raise ConfigError(
+                    f"{where}: default {_show(default)} has unsupported type {type(default).__name__}",
+                    hint="use a bool, int, float, str, list, mapping or None default",
+                )
             inner, bad = _bad_value(default)
             if bad:
                 raise ConfigError(f"{where}{inner}: default {bad}", hint="use a finite, JSON-like default")
 
 
 _UNSUPPORTED = object()
-_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}
+_TYPE_NAMES = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "a mapping",
+}
 
 
 def _expected_type(default: Any) -> Any:
@@ -240,7 +256,9 @@ def _coerce(value: Any, default: Any) -> tuple[bool, Any]:
     return isinstance(value, TMapping), value
 
 
-def check_params(graph: "Graph", params: TMapping[str, Any], location: str = "params.yaml") -> dict[str, dict[str, Any]]:
+def check_params(
+    graph: "Graph", params: TMapping[str, Any], location: str = "params.yaml"
+) -> dict[str, dict[str, Any]]:
     """Validate params.yaml (`params`: section per asset) against `graph`; return each asset's
     effective params: its declared defaults merged with its section (values converted to the
     declared types), or the section as it is for an asset without a declaration.
@@ -250,42 +268,66 @@ def check_params(graph: "Graph", params: TMapping[str, Any], location: str = "pa
     for a declared asset, an unknown key (with the closest known one) or a value of the wrong type.
     """
     if not isinstance(params, TMapping):
-        raise ConfigError(f"expected a mapping of asset name -> params, got {_kind(params)}",
-                          location=location, hint="write one section per asset, e.g. `my_asset: {threshold: 15}`")
+        raise ConfigError(
+            f"expected a mapping of asset name -> params, got {_kind(params)}",
+            location=location,
+            hint="write one section per asset, e.g. `my_asset: {threshold: 15}`",
+        )
     assets = {a.name: a for a in graph.assets}
     known = ", ".join(sorted(assets))
     out: dict[str, dict[str, Any]] = {}
     for name, section in params.items():
         if name not in assets:
-            what = ("is a source, which takes no params" if any(s.name == name for s in graph.sources)
-                    else f"names no asset{_did_you_mean(name, assets)}")
-            raise ConfigError(f"{_show(name) if not isinstance(name, str) else name}: {what}",
-                              location=location, hint=f"sections of {location} are asset names: {known}")
+            what = (
+                "is a source, which takes no params"
+                if any(s.name == name for s in graph.sources)
+                else f"names no asset{_did_you_mean(name, assets)}"
+            )
+            raise ConfigError(
+                f"{_show(name) if not isinstance(name, str) else name}: {what}",
+                location=location,
+                hint=f"sections of {location} are asset names: {known}",
+            )
         if section is None:
             section = {}
         if not isinstance(section, TMapping):
-            raise ConfigError(f"{name}: expected a mapping of param -> value, got {_kind(section)} {_show(section)}",
-                              location=location, hint=f"indent {name}'s params under `{name}:`, e.g. `{name}: {{key: value}}`")
+            raise ConfigError(
+                f"{name}: expected a mapping of param -> value, got {_kind(section)} {_show(section)}",
+                location=location,
+                hint=f"indent {name}'s params under `{name}:`, e.g. `{name}: {{key: value}}`",
+            )
         declared = assets[name].params
         merged: dict[str, Any] = dict(declared) if declared is not None else {}
         for key, value in section.items():
             path = f"{name}.{key}"
             if not isinstance(key, str):
-                raise ConfigError(f"{name}.{_show(key)}: a param name must be a string", location=location,
-                                  hint="quote the name or rename it")
+                raise ConfigError(
+                    f"{name}.{_show(key)}: a param name must be a string",
+                    location=location,
+                    hint="quote the name or rename it",
+                )
             inner, bad = _bad_value(value)
             if bad:
-                raise ConfigError(f"{path}{inner}: {bad}", location=location,
-                                  hint=f"write a finite number or a plain value, e.g. {key}: {_example(declared, key)}")
+                raise ConfigError(
+                    f"{path}{inner}: {bad}",
+                    location=location,
+                    hint=f"write a finite number or a plain value, e.g. {key}: {_example(declared, key)}",
+                )
             if declared is not None:
                 if key not in declared:
-                    raise ConfigError(f"{path}: unknown param of {name}{_did_you_mean(key, declared)}",
-                                      location=location, hint=f"known params of {name}: {', '.join(sorted(declared))}")
+                    raise ConfigError(
+                        f"{path}: unknown param of {name}{_did_you_mean(key, declared)}",
+                        location=location,
+                        hint=f"known params of {name}: {', '.join(sorted(declared))}",
+                    )
                 ok, value = _coerce(value, declared[key])
                 if not ok:
                     expected = _TYPE_NAMES[_expected_type(declared[key])]
-                    raise ConfigError(f"{path}: expected {expected}, got {_kind(value)} {_show(value)}",
-                                      location=location, hint=f"write e.g. {key}: {_example(declared, key)} (the default)")
+                    raise ConfigError(
+                        f"{path}: expected {expected}, got {_kind(value)} {_show(value)}",
+                        location=location,
+                        hint=f"write e.g. {key}: {_example(declared, key)} (the default)",
+                    )
             merged[key] = value
         out[name] = merged
     for name, a in assets.items():

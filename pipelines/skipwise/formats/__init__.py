@@ -50,7 +50,14 @@ FORMATS: dict[str, Format] = {
 }
 
 _FRAMES = ("polars", "lazy", "pandas", "arrow")
-_DIRECT = {"polars": "polars", "lazy": "lazy", "pandas": "pandas", "arrow": "arrow", "bytes": "bytes", "tensor": "torch"}
+_DIRECT = {
+    "polars": "polars",
+    "lazy": "lazy",
+    "pandas": "pandas",
+    "arrow": "arrow",
+    "bytes": "bytes",
+    "tensor": "torch",
+}
 
 
 def get(name: str) -> Format:
@@ -145,8 +152,11 @@ def _target(annotation: Any) -> Node:
 
 
 def _fail(value: Any, annotation: Any) -> TypeError:
-    what = "without annotation (it takes its first partition's type)" if is_absent(annotation) else (
-        f"annotated {describe(annotation)}")
+    what = (
+        "without annotation (it takes its first partition's type)"
+        if is_absent(annotation)
+        else (f"annotated {describe(annotation)}")
+    )
     return TypeError(f"cannot give a {describe(type(value))} to an input {what}")
 
 
@@ -194,8 +204,9 @@ def convert(value: Any, annotation: Any) -> Any:
         return bytes(value)
     if want.kind == "dict" and len(want.args) == 2 and isinstance(value, Mapping) and not _jsonish(want):
         return {k: convert(v, want.args[1].source) for k, v in value.items()}
-    if want.kind in ("str", "scalar", "list", "dict", "tensor") and (have in (*_FRAMES, "bytes") or (
-            have == "tensor" and want.kind != "tensor")):
+    if want.kind in ("str", "scalar", "list", "dict", "tensor") and (
+        have in (*_FRAMES, "bytes") or (have == "tensor" and want.kind != "tensor")
+    ):
         raise _fail(value, annotation)
     return value
 
@@ -222,8 +233,10 @@ def combine(values: dict[str, Any], annotation: Any) -> Any:
     kind = want.kind
     if kind == "any":
         if not values:
-            raise TypeError("no upstream partitions to combine, and no annotation saying what an empty input is; "
-                            "annotate it as a frame type, list or dict[str, <type>]")
+            raise TypeError(
+                "no upstream partitions to combine, and no annotation saying what an empty input is; "
+                "annotate it as a frame type, list or dict[str, <type>]"
+            )
         kind = kind_of_type(type(next(iter(values.values())))) or "unknown"
     if kind in _FRAMES:
         if not values:
@@ -236,11 +249,15 @@ def combine(values: dict[str, Any], annotation: Any) -> Any:
     if len(values) == 1:
         return convert(next(iter(values.values())), annotation)
     if not values:
-        raise TypeError(f"no upstream partitions to combine into one {describe(annotation)}; annotate the input "
-                        f"as a frame type, list or dict[str, {describe(annotation)}] to accept an empty selection")
+        raise TypeError(
+            f"no upstream partitions to combine into one {describe(annotation)}; annotate the input "
+            f"as a frame type, list or dict[str, {describe(annotation)}] to accept an empty selection"
+        )
     what = describe(annotation) if want.kind != "any" else describe(type(next(iter(values.values()))))
-    raise TypeError(f"{len(values)} upstream partitions cannot be combined into one {what}; annotate the input "
-                    f"as dict[str, {what}] to get one value per upstream partition")
+    raise TypeError(
+        f"{len(values)} upstream partitions cannot be combined into one {what}; annotate the input "
+        f"as dict[str, {what}] to get one value per upstream partition"
+    )
 
 
 def _concat(frames: list[Any], kind: str) -> Any:

@@ -33,15 +33,37 @@ _ALIASES = {"pl": "polars", "pd": "pandas", "pa": "pyarrow"}
 # Bare names that mean one thing whichever library they were imported from.
 _BARE = {"LazyFrame": "lazy", "Tensor": "tensor", "Parameter": "tensor"}
 _BUILTINS = {
-    bytes: "bytes", bytearray: "bytes", memoryview: "bytes",
-    int: "scalar", float: "scalar", str: "str", bool: "scalar", type(None): "none",
-    dict: "dict", list: "list",
+    bytes: "bytes",
+    bytearray: "bytes",
+    memoryview: "bytes",
+    int: "scalar",
+    float: "scalar",
+    str: "str",
+    bool: "scalar",
+    type(None): "none",
+    dict: "dict",
+    list: "list",
 }
 _NAMES = {
-    "bytes": "bytes", "bytearray": "bytes", "memoryview": "bytes",
-    "int": "scalar", "float": "scalar", "str": "str", "bool": "scalar", "None": "none", "NoneType": "none",
-    "dict": "dict", "Dict": "dict", "Mapping": "dict", "MutableMapping": "dict",
-    "list": "list", "List": "list", "Any": "any", "Optional": "optional", "Union": "union", "Annotated": "annotated",
+    "bytes": "bytes",
+    "bytearray": "bytes",
+    "memoryview": "bytes",
+    "int": "scalar",
+    "float": "scalar",
+    "str": "str",
+    "bool": "scalar",
+    "None": "none",
+    "NoneType": "none",
+    "dict": "dict",
+    "Dict": "dict",
+    "Mapping": "dict",
+    "MutableMapping": "dict",
+    "list": "list",
+    "List": "list",
+    "Any": "any",
+    "Optional": "optional",
+    "Union": "union",
+    "Annotated": "annotated",
 }
 _MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
 _UNIONS = (typing.Union, types.UnionType)
@@ -56,7 +78,6 @@ class Node:
     # What this node was parsed from (a type, or the text of a string annotation), to describe it in messages
     # and to hand an inner annotation such as the X of dict[str, X] on to convert.
     source: Any = field(default=None, compare=False, repr=False)
-
 
 
 def is_absent(annotation: Any) -> bool:
@@ -187,4 +208,3 @@ def describe(annotation: Any) -> str:
             return f"{root}.{annotation.__qualname__}"
         return f"{module}.{annotation.__qualname__}"
     return repr(annotation)
-

@@ -37,8 +37,16 @@ def _arrow_parquet(table: Any) -> bytes:
     # Every setting that shapes the bytes is spelled out so a changed pyarrow default cannot change them silently.
     # The file carries no timestamp; created_by names the pyarrow version, which is fixed by the environment.
     pq.write_table(
-        table, buf, compression="zstd", write_statistics=False, version="2.6", data_page_version="1.0",
-        use_dictionary=True, store_schema=True, write_page_index=False, write_page_checksum=False,
+        table,
+        buf,
+        compression="zstd",
+        write_statistics=False,
+        version="2.6",
+        data_page_version="1.0",
+        use_dictionary=True,
+        store_schema=True,
+        write_page_index=False,
+        write_page_checksum=False,
     )
     return buf.getvalue()
 
@@ -156,8 +164,9 @@ def _torch_canonical(torch: Any, value: Any, path: str) -> Any:
             raise TypeError(f"torch state dict keys must be str, got {describe(type(bad[0]))} key {bad[0]!r} at {path}")
         # Insertion order is pickled, so equal dicts built in another order would otherwise differ.
         return {k: _torch_canonical(torch, value[k], f"{path}[{k!r}]") for k in sorted(value)}
-    raise TypeError(f"format 'torch' expects a torch.Tensor or a dict of str -> torch.Tensor, "
-                    f"got {describe(type(value))} at {path}")
+    raise TypeError(
+        f"format 'torch' expects a torch.Tensor or a dict of str -> torch.Tensor, got {describe(type(value))} at {path}"
+    )
 
 
 def encode_torch(value: Any) -> bytes:

@@ -44,12 +44,16 @@ def _etag(value: str) -> str:
 class BucketPrefix:
     """Objects under ``s3://bucket/prefix`` (`url`), paths given relative to the prefix."""
 
-    def __init__(self, url: str, io: IOCounter, egress_class: str, charges_requests: bool = True, region: str = "") -> None:
+    def __init__(
+        self, url: str, io: IOCounter, egress_class: str, charges_requests: bool = True, region: str = ""
+    ) -> None:
         from skipwise.store.objectstore import split_url
 
         if not url.startswith(("s3://", "s3a://")):
-            raise ConfigError(f"feature store {url!r}: only s3:// URLs (any S3-compatible endpoint) or a local path",
-                              hint='write [store] url = "s3://bucket/prefix" (endpoint from $AWS_ENDPOINT_URL)')
+            raise ConfigError(
+                f"feature store {url!r}: only s3:// URLs (any S3-compatible endpoint) or a local path",
+                hint='write [store] url = "s3://bucket/prefix" (endpoint from $AWS_ENDPOINT_URL)',
+            )
         self.bucket, prefix = split_url(url.rstrip("/"))
         self.url = url.rstrip("/")
         self.prefix = prefix.strip("/")
@@ -90,11 +94,15 @@ class BucketPrefix:
                 raise Conflict(f"{self.url_of(kwargs.get('Key', ''))}: {code or status}") from None
             if code in ("NoSuchKey", "404", "NotFound") or status == 404:
                 raise FileNotFoundError(self.url_of(kwargs.get("Key", ""))) from None
-            raise InputError(f"{self.url_of(kwargs.get('Key', ''))}: {method} failed: {code}: {err.get('Message', exc)}",
-                             hint="check $AWS_ENDPOINT_URL, the bucket and the credentials in the environment") from None
+            raise InputError(
+                f"{self.url_of(kwargs.get('Key', ''))}: {method} failed: {code}: {err.get('Message', exc)}",
+                hint="check $AWS_ENDPOINT_URL, the bucket and the credentials in the environment",
+            ) from None
         except (BotoCoreError, OSError, ValueError) as exc:  # no endpoint, no credentials, a bad URL
-            raise InputError(f"{self.url}: cannot reach the object store ({type(exc).__name__}: {exc})",
-                             hint="check $AWS_ENDPOINT_URL, the network and the credentials in the environment") from None
+            raise InputError(
+                f"{self.url}: cannot reach the object store ({type(exc).__name__}: {exc})",
+                hint="check $AWS_ENDPOINT_URL, the network and the credentials in the environment",
+            ) from None
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -171,7 +179,7 @@ class BucketPrefix:
                 kwargs["ContinuationToken"] = token
             page = self._call("list_objects_v2", **kwargs)
             self.io.add_list(1 if self.requests else 0)
-            names += [p["Prefix"][len(base):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+            names += [p["Prefix"][len(base) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
             token = page.get("NextContinuationToken", "")
             if not page.get("IsTruncated") or not token:
                 return names

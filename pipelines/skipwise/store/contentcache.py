@@ -100,8 +100,16 @@ class ContentCache:
         meta = self._meta(self.path_of(key))
         return None if meta is None else int(meta.get("size", 0))
 
-    def get(self, key: str, fetch: Callable[[], bytes], *, origin: str, egress_class: str,
-            refetch_usd: float, expect_sha256: str = "") -> Read:
+    def get(
+        self,
+        key: str,
+        fetch: Callable[[], bytes],
+        *,
+        origin: str,
+        egress_class: str,
+        refetch_usd: float,
+        expect_sha256: str = "",
+    ) -> Read:
         """The verified bytes of `key`: from the cache, or `fetch()`-ed (once across processes),
         checked, written atomically and recorded.
 
@@ -126,8 +134,15 @@ class ContentCache:
                     "remote object and run `dvc push` again (or `dvc add` the file again and push)",
                 )
             atomic_write(path, data)
-            meta = {"key": key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "origin": origin,
-                    "egress_class": egress_class, "refetch_usd": refetch_usd, "fetched_at": time.time()}
+            meta = {
+                "key": key,
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "origin": origin,
+                "egress_class": egress_class,
+                "refetch_usd": refetch_usd,
+                "fetched_at": time.time(),
+            }
             atomic_write(_meta_path(path), json.dumps(meta, sort_keys=True).encode())
         # Listing every entry after each fetch would make a first run quadratic: keep a running
         # total (from one listing) and look again only when it says the limit may be passed.
@@ -219,9 +234,18 @@ class ContentCache:
                 used = meta_path.stat().st_mtime
             except OSError:
                 continue
-            out.append(Entry(str(meta.get("key", "")), path, int(meta.get("size", 0)), str(meta.get("sha256", "")),
-                             str(meta.get("origin", "")), str(meta.get("egress_class", "")),
-                             float(meta.get("refetch_usd", 0.0)), used))
+            out.append(
+                Entry(
+                    str(meta.get("key", "")),
+                    path,
+                    int(meta.get("size", 0)),
+                    str(meta.get("sha256", "")),
+                    str(meta.get("origin", "")),
+                    str(meta.get("egress_class", "")),
+                    float(meta.get("refetch_usd", 0.0)),
+                    used,
+                )
+            )
         return out
 
     def orphans(self) -> list[Path]:

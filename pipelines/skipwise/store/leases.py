@@ -46,8 +46,9 @@ def lease_term() -> float:
     except ValueError:
         term = -1.0
     if term < 1:
-        raise ConfigError(f"SKIPWISE_LEASE_SECONDS={raw!r} is not a number of seconds >= 1",
-                          hint="set it to e.g. 60, or unset it")
+        raise ConfigError(
+            f"SKIPWISE_LEASE_SECONDS={raw!r} is not a number of seconds >= 1", hint="set it to e.g. 60, or unset it"
+        )
     return term
 
 
@@ -86,8 +87,11 @@ class _Held:
                 self.etag = self.store.put(self.rel, _body(self.owner, self.term), if_match=self.etag)
             except Conflict:
                 self.lost = True
-                log.warning("lost the lease %s (held past its term by a pause?): another writer may compute this "
-                            "partition too; the later commit wins, both are complete", self.store.url_of(self.rel))
+                log.warning(
+                    "lost the lease %s (held past its term by a pause?): another writer may compute this "
+                    "partition too; the later commit wins, both are complete",
+                    self.store.url_of(self.rel),
+                )
                 return
             except Exception as exc:  # noqa: BLE001 - a failed renewal is retried next period
                 log.warning("could not renew the lease %s: %s", self.store.url_of(self.rel), exc)

@@ -57,8 +57,16 @@ _RECORD_COLUMNS = {
     "tags": "JSON",
 }
 _INT_COST = {
-    "peak_rss_bytes", "process_peak_rss_bytes", "partitions_computed", "gpu_peak_memory_bytes",
-    "bytes_read", "bytes_written", "requests", "get_requests", "put_requests", "list_requests",
+    "peak_rss_bytes",
+    "process_peak_rss_bytes",
+    "partitions_computed",
+    "gpu_peak_memory_bytes",
+    "bytes_read",
+    "bytes_written",
+    "requests",
+    "get_requests",
+    "put_requests",
+    "list_requests",
 }
 
 
@@ -141,17 +149,13 @@ class Ledger:
             out.extend(sorted(folder.glob("*.jsonl")))
         return out
 
-    def query(
-        self, sql: str, params: list[Any] | None = None, *, since: str | None = None
-    ) -> list[dict[str, Any]]:
+    def query(self, sql: str, params: list[Any] | None = None, *, since: str | None = None) -> list[dict[str, Any]]:
         """Run DuckDB `sql` over a view named ``ledger`` (one row per record, the columns of
         `COLUMNS`) and return the rows as dicts. An empty ledger is an empty view."""
         try:
             import duckdb
         except ImportError as exc:  # pragma: no cover - duckdb is a core dependency
-            raise SkipwiseError(
-                "the cost ledger needs duckdb", hint="pip install duckdb"
-            ) from exc
+            raise SkipwiseError("the cost ledger needs duckdb", hint="pip install duckdb") from exc
         rows = [row for p in self.files(since) for row in self._rows_of(p)]
         return _run_query(duckdb, rows, sql, params)
 
@@ -240,10 +244,14 @@ class Ledger:
     def history_usd_per_partition(self, asset: str, last: int = 20) -> list[float]:
         """The dollars of the `last` computed partitions of `asset` with a known cost, oldest
         first: the history `project_run_cost` projects from."""
+
         def pick(rows: list[dict[str, Any]]) -> list[tuple[str, float]]:
-            found = [(r["ts"] or "", float(r["usd"])) for r in rows
-                     if r["asset"] == asset and r["cache"] == "miss" and r["usd"] is not None]
-            return sorted(found, key=lambda t: t[0])[-int(last):] if last > 0 else []
+            found = [
+                (r["ts"] or "", float(r["usd"]))
+                for r in rows
+                if r["asset"] == asset and r["cache"] == "miss" and r["usd"] is not None
+            ]
+            return sorted(found, key=lambda t: t[0])[-int(last) :] if last > 0 else []
 
         # The recent days first (every materialize asks this): older folders only when they are needed.
         found = pick(self.rows(since=recent_days(7)))
@@ -253,8 +261,9 @@ class Ledger:
 
     def spent_usd(self, day: str) -> float:
         """Dollars recorded on UTC `day` (``YYYY-MM-DD``), for the per-day budget."""
-        return sum(float(r["usd"]) for r in self.rows(since=day)
-                   if r["usd"] is not None and (r["ts"] or "")[:10] == day)
+        return sum(
+            float(r["usd"]) for r in self.rows(since=day) if r["usd"] is not None and (r["ts"] or "")[:10] == day
+        )
 
     def spent_by_asset(self, run_id: str, since: str | None = None) -> dict[str, float]:
         """Dollars `run_id` recorded so far, by asset (run records under their step's asset)."""
@@ -293,7 +302,7 @@ class Journal:
         payload = lines_of(records)
         view = memoryview(payload)
         while view:  # a regular file takes it in one write; loop only for the pathological case
-            view = view[os.write(self._fd, view):]
+            view = view[os.write(self._fd, view) :]
 
     def close(self) -> None:
         if self._fd is not None:
@@ -312,8 +321,9 @@ class Journal:
 
 def lines_of(records: Iterable[LedgerRecord]) -> bytes:
     """Records as the JSON lines of a ledger file."""
-    return "".join(json.dumps(r.to_json_dict(), separators=(",", ":"), allow_nan=False) + "\n"
-                   for r in records).encode("utf-8")
+    return "".join(json.dumps(r.to_json_dict(), separators=(",", ":"), allow_nan=False) + "\n" for r in records).encode(
+        "utf-8"
+    )
 
 
 def file_name(run_id: str) -> str:

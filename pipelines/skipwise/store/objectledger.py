@@ -50,7 +50,7 @@ class ObjectLedger(Ledger):
         etag = self.objects.put(rel, data)
         self.cache.put(self.objects.url_of(rel), etag, data)
         if self._listed is not None:
-            self._listed[rel[len(FOLDER) + 1:]] = Entry(len(data), etag)
+            self._listed[rel[len(FOLDER) + 1 :]] = Entry(len(data), etag)
         return self.objects.url_of(rel)
 
     def journal(self, run_id: str) -> "ObjectJournal":  # type: ignore[override]
@@ -61,7 +61,7 @@ class ObjectLedger(Ledger):
 
     def _list(self) -> dict[str, Entry]:
         if self._listed is None or time.monotonic() - self._listed_at > LISTING_SECONDS:
-            self._listed = {rel[len(FOLDER) + 1:]: e for rel, e in self.objects.list(FOLDER).items()}
+            self._listed = {rel[len(FOLDER) + 1 :]: e for rel, e in self.objects.list(FOLDER).items()}
             self._listed_at = time.monotonic()
         return self._listed
 
@@ -115,7 +115,7 @@ class ObjectJournal:
             etag = self.ledger.objects.put(rel, data)
             self.ledger.cache.put(self.ledger.objects.url_of(rel), etag, data)
             if self.ledger._listed is not None:
-                self.ledger._listed[rel[len(FOLDER) + 1:]] = Entry(len(data), etag)
+                self.ledger._listed[rel[len(FOLDER) + 1 :]] = Entry(len(data), etag)
 
     def close(self) -> None:
         """Nothing to close: every write is already durable."""

@@ -97,7 +97,7 @@ class ObjectPartitionStore:
         base = f"{validate_name(layer, 'layer')}/{validate_name(asset, 'asset name')}"
         folders: dict[str, Folder] = {}
         for rel, entry in self.objects.list(base).items():
-            folder, _, name = rel[len(base) + 1:].partition("/")
+            folder, _, name = rel[len(base) + 1 :].partition("/")
             if name:
                 folders.setdefault(folder, {})[name] = entry
         self._listings[(layer, asset)] = (time.monotonic(), folders)
@@ -108,7 +108,7 @@ class ObjectPartitionStore:
 
     def _relist(self, layer: str, asset: str, key: str) -> Folder:
         folder = self._folder(layer, asset, key)
-        entries = {rel[len(folder) + 1:]: e for rel, e in self.objects.list(folder).items()}
+        entries = {rel[len(folder) + 1 :]: e for rel, e in self.objects.list(folder).items()}
         listing = self._listings.get((layer, asset))
         if listing is not None:
             listing[1][key_folder(key)] = entries
@@ -155,15 +155,20 @@ class ObjectPartitionStore:
         return m
 
     def output_state(self, layer: str, asset: str, key: str, manifest: Manifest) -> str:
-        """"ok" when the output object is there with the size and ETag the manifest recorded, and
+        """ "ok" when the output object is there with the size and ETag the manifest recorded, and
         its name carries the sha256 the manifest records (a hand-edited hash shows without a read)."""
         name = Path(manifest.output).name
         entry = self._entries(layer, asset, key).get(name)
         if entry is None:
             return "missing"
         parts = name.split(".")
-        if (len(parts) < 3 or parts[1] != manifest.output_hash or entry.size != manifest.output_size
-                or not manifest.output_etag or entry.etag != manifest.output_etag):
+        if (
+            len(parts) < 3
+            or parts[1] != manifest.output_hash
+            or entry.size != manifest.output_size
+            or not manifest.output_etag
+            or entry.etag != manifest.output_etag
+        ):
             return "changed"
         return "ok"
 
@@ -179,14 +184,18 @@ class ObjectPartitionStore:
         except (FileNotFoundError, Conflict):
             data = None
         if data is None or len(data) != manifest.output_size or sha256_bytes(data) != manifest.output_hash:
-            raise InputError(f"{self.url(layer, asset, key, name)} is missing or no longer the output its manifest committed",
-                             hint=f"run again: {asset}[{key}] is then computed afresh")
+            raise InputError(
+                f"{self.url(layer, asset, key, name)} is missing or no longer the output its manifest committed",
+                hint=f"run again: {asset}[{key}] is then computed afresh",
+            )
         return data
 
     def local_copy(self, layer: str, asset: str, key: str, manifest: Manifest) -> Path:
         """A local file with the partition's output, for readers that want a path (`sw.scan`): fetched
         once per host by ETag, checked against the manifest's sha256 before every use."""
-        path = self.cache.path(self.output_path(layer, asset, key, manifest), manifest.output_etag or manifest.output_hash)
+        path = self.cache.path(
+            self.output_path(layer, asset, key, manifest), manifest.output_etag or manifest.output_hash
+        )
         try:
             if path.stat().st_size == manifest.output_size and sha256_file(path) == manifest.output_hash:
                 return path
@@ -201,7 +210,9 @@ class ObjectPartitionStore:
     def read_file(self, path: Path) -> bytes:
         return self.local.read_file(path)
 
-    def write_output(self, layer: str, asset: str, key: str, fingerprint: str, ext: str, data: bytes) -> tuple[str, str, int]:
+    def write_output(
+        self, layer: str, asset: str, key: str, fingerprint: str, ext: str, data: bytes
+    ) -> tuple[str, str, int]:
         """PUT an output named by its fingerprint and its bytes' sha256; returns (name, sha256, size).
         Two writers can only write one name with the same bytes, and the name binds the manifest's
         hash to the object: the listing then shows an edited hash, size or ETag without a read."""

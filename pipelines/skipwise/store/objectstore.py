@@ -61,11 +61,13 @@ def split_url(url: str) -> tuple[str, str]:
     """(bucket, key) of an ``s3://bucket/key`` URL; ConfigError for anything else."""
     for scheme in SCHEMES:
         if url.startswith(scheme):
-            bucket, _, key = url[len(scheme):].partition("/")
+            bucket, _, key = url[len(scheme) :].partition("/")
             if bucket:
                 return bucket, key
-    raise ConfigError(f"{url!r} is not an s3:// URL with a bucket",
-                      hint="write s3://bucket/prefix/{partition_key}.parquet (S3 or an S3-compatible endpoint)")
+    raise ConfigError(
+        f"{url!r} is not an s3:// URL with a bucket",
+        hint="write s3://bucket/prefix/{partition_key}.parquet (S3 or an S3-compatible endpoint)",
+    )
 
 
 def _plain_etag(etag: str) -> str:
@@ -107,16 +109,25 @@ class ObjectStore:
                         continue
                     vid = str(o.get("VersionId") or "")
                     found[f"{scheme}://{bucket}/{o['Key']}"] = ObjectInfo(
-                        f"{scheme}://{bucket}/{o['Key']}", _plain_etag(o["ETag"]), int(o["Size"]), "" if vid == "null" else vid)
+                        f"{scheme}://{bucket}/{o['Key']}",
+                        _plain_etag(o["ETag"]),
+                        int(o["Size"]),
+                        "" if vid == "null" else vid,
+                    )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            hint = (f"create the bucket or fix the URL {prefix_url}" if code == "NoSuchBucket" else
-                    "check the credentials in the environment (AWS_ACCESS_KEY_ID, ...) and that they may list "
-                    + ("object versions (s3:ListBucketVersions)" if versions else "the bucket (s3:ListBucket)"))
+            hint = (
+                f"create the bucket or fix the URL {prefix_url}"
+                if code == "NoSuchBucket"
+                else "check the credentials in the environment (AWS_ACCESS_KEY_ID, ...) and that they may list "
+                + ("object versions (s3:ListBucketVersions)" if versions else "the bucket (s3:ListBucket)")
+            )
             raise InputError(f"cannot list {prefix_url}: {code or exc}", hint=hint) from None
         except BotoCoreError as exc:
-            raise InputError(f"cannot list {prefix_url}: {type(exc).__name__}: {exc}",
-                             hint="check the endpoint ($AWS_ENDPOINT_URL), the network and the credentials") from None
+            raise InputError(
+                f"cannot list {prefix_url}: {type(exc).__name__}: {exc}",
+                hint="check the endpoint ($AWS_ENDPOINT_URL), the network and the credentials",
+            ) from None
         return Listing(found, size)
 
     def get(self, url: str, etag: str, version_id: str = "") -> Got:
@@ -134,15 +145,29 @@ class ObjectStore:
         except ClientError as exc:
             err = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if status == 412 or err.get("Code") in ("PreconditionFailed", "NoSuchKey", "NoSuchVersion") or status == 404:
-                what = "deleted" if status == 404 or err.get("Code") in ("NoSuchKey", "NoSuchVersion") else "overwritten"
-                raise ObjectChanged(f"{url} changed while reading: it was {what} after it was listed with ETag {etag}"
-                                    " (nothing was computed from it)", hint="run again: the next plan sees its new version") from None
-            raise InputError(f"cannot read {url}: {err.get('Code') or exc}",
-                             hint="check the credentials in the environment and that they may read the object (s3:GetObject"
-                             + (", s3:GetObjectVersion" if version_id else "") + ")") from None
+            if (
+                status == 412
+                or err.get("Code") in ("PreconditionFailed", "NoSuchKey", "NoSuchVersion")
+                or status == 404
+            ):
+                what = (
+                    "deleted" if status == 404 or err.get("Code") in ("NoSuchKey", "NoSuchVersion") else "overwritten"
+                )
+                raise ObjectChanged(
+                    f"{url} changed while reading: it was {what} after it was listed with ETag {etag}"
+                    " (nothing was computed from it)",
+                    hint="run again: the next plan sees its new version",
+                ) from None
+            raise InputError(
+                f"cannot read {url}: {err.get('Code') or exc}",
+                hint="check the credentials in the environment and that they may read the object (s3:GetObject"
+                + (", s3:GetObjectVersion" if version_id else "")
+                + ")",
+            ) from None
         except BotoCoreError as exc:
-            raise InputError(f"cannot read {url}: {type(exc).__name__}: {exc}",
-                             hint="check the endpoint ($AWS_ENDPOINT_URL), the network and the credentials") from None
+            raise InputError(
+                f"cannot read {url}: {type(exc).__name__}: {exc}",
+                hint="check the endpoint ($AWS_ENDPOINT_URL), the network and the credentials",
+            ) from None
         encrypted = r.get("ServerSideEncryption") in ("aws:kms", "aws:kms:dsse") or bool(r.get("SSECustomerAlgorithm"))
         return Got(data, _plain_etag(r.get("ETag", "")), encrypted)

@@ -35,7 +35,9 @@ class PartitionStore:
 
     remote = False  # local disk (`ObjectPartitionStore` is the object-store one)
 
-    def __init__(self, data_root: Path, statcache: StatCache, io: IOCounter | None = None, read_roots: tuple[Path, ...] = ()) -> None:
+    def __init__(
+        self, data_root: Path, statcache: StatCache, io: IOCounter | None = None, read_roots: tuple[Path, ...] = ()
+    ) -> None:
         self.data_root = Path(data_root)
         self.real_root = os.path.realpath(self.data_root)
         # Input files may also live here (the project, DVC's cache when files are links into it).
@@ -177,8 +179,14 @@ class PartitionStore:
             layers = sorted(os.listdir(self.data_root))
         except FileNotFoundError:
             return ""
-        return next((layer for layer in layers if not layer.startswith(".")
-                     and os.path.isdir(os.path.join(self.data_root, layer, asset))), "")
+        return next(
+            (
+                layer
+                for layer in layers
+                if not layer.startswith(".") and os.path.isdir(os.path.join(self.data_root, layer, asset))
+            ),
+            "",
+        )
 
     def output_path(self, layer: str, asset: str, key: str, manifest: Manifest) -> Path:
         """Where the manifest's output lives."""
@@ -190,7 +198,7 @@ class PartitionStore:
         return ensure_inside(self.output_path(layer, asset, key, manifest), self.real_root)
 
     def output_state(self, layer: str, asset: str, key: str, manifest: Manifest) -> str:
-        """"ok" when the output is there with the recorded hash, else "missing" or "changed".
+        """ "ok" when the output is there with the recorded hash, else "missing" or "changed".
 
         Cheap first: a stat against the stat cache; the bytes are re-hashed only if the file moved.
         """
@@ -226,7 +234,9 @@ class PartitionStore:
         self.io.add_read(len(data), requests=0)
         return data
 
-    def write_output(self, layer: str, asset: str, key: str, fingerprint: str, ext: str, data: bytes) -> tuple[str, str, int]:
+    def write_output(
+        self, layer: str, asset: str, key: str, fingerprint: str, ext: str, data: bytes
+    ) -> tuple[str, str, int]:
         """Write an output atomically under its fingerprint; returns (file name, sha256, size)."""
         name = f"{fingerprint}.{ext}"
         path = self.partition_dir(layer, asset, key) / name
@@ -282,8 +292,10 @@ class PartitionStore:
         try:
             fd = os.open(d / ".lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
-            raise InputError(f"{d / '.lock'}: cannot open the partition lock ({exc.strerror})",
-                             hint="remove that file (a lock is never a symlink)") from None
+            raise InputError(
+                f"{d / '.lock'}: cannot open the partition lock ({exc.strerror})",
+                hint="remove that file (a lock is never a symlink)",
+            ) from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)

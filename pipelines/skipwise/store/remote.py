@@ -45,8 +45,10 @@ class RemoteReader:
             try:
                 self._fs[memo] = fsspec.filesystem(protocol, **kwargs)
             except ImportError as exc:
-                raise ConfigError(f"cannot open {protocol}:// locations: {exc}",
-                                  hint=f"install the fsspec backend for {protocol} (s3:// needs s3fs)") from None
+                raise ConfigError(
+                    f"cannot open {protocol}:// locations: {exc}",
+                    hint=f"install the fsspec backend for {protocol} (s3:// needs s3fs)",
+                ) from None
         return self._fs[memo]
 
     def read(self, location: Location, url: str, endpoint: str = "", io: IOCounter | None = None) -> bytes:
@@ -58,11 +60,16 @@ class RemoteReader:
         try:
             data = fs.cat_file(url, **kwargs)
         except FileNotFoundError:
-            raise InputError(f"{url} is not in {location.name}",
-                             hint="push it there (`dvc push` for a DVC remote), or check the remote's URL") from None
+            raise InputError(
+                f"{url} is not in {location.name}",
+                hint="push it there (`dvc push` for a DVC remote), or check the remote's URL",
+            ) from None
         except Exception as exc:  # noqa: BLE001 - botocore's errors (credentials, endpoint) are not all OSErrors
-            raise InputError(f"cannot read {url} from {location.name}: {type(exc).__name__}: {exc}",
-                             hint="check the endpoint, the network and the credentials in the environment") from None
-        (io or self.io).add_read(len(data), location.egress_class(self.compute_region),
-                         requests=1 if location.charges_requests else 0)
+            raise InputError(
+                f"cannot read {url} from {location.name}: {type(exc).__name__}: {exc}",
+                hint="check the endpoint, the network and the credentials in the environment",
+            ) from None
+        (io or self.io).add_read(
+            len(data), location.egress_class(self.compute_region), requests=1 if location.charges_requests else 0
+        )
         return data

@@ -40,7 +40,7 @@ class StatCache:
         full = os.path.abspath(path)
         prefix = self.base + os.sep
         if full.startswith(prefix):  # the usual case, without relpath's cost (planning is hot)
-            return (full[len(prefix):], algo)
+            return (full[len(prefix) :], algo)
         rel = os.path.relpath(full, self.base)
         return (full if rel.startswith("..") else rel, algo)
 
@@ -50,7 +50,9 @@ class StatCache:
             if self.db_path.exists():
                 try:
                     con = self._connection()
-                    for p, a, ino, mt, ct, sz, d in con.execute(f"SELECT path, algo, ino, mtime, ctime, size, digest FROM {_TABLE}"):
+                    for p, a, ino, mt, ct, sz, d in con.execute(
+                        f"SELECT path, algo, ino, mtime, ctime, size, digest FROM {_TABLE}"
+                    ):
                         self._rows[(p, a)] = ((ino, mt, ct, sz), d)
                 except sqlite3.DatabaseError:
                     self._rows = {}  # a damaged cache is just a cold cache

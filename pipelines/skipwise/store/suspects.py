@@ -38,14 +38,25 @@ class Suspect:
 
     @classmethod
     def of(cls, manifest: Manifest, fresh_hash: str = "", found_at: str = "") -> Suspect:
-        return cls(manifest.asset, manifest.partition, manifest.fingerprint, manifest.output_hash,
-                   manifest.created_at, fresh_hash, found_at)
+        return cls(
+            manifest.asset,
+            manifest.partition,
+            manifest.fingerprint,
+            manifest.output_hash,
+            manifest.created_at,
+            fresh_hash,
+            found_at,
+        )
 
     def covers(self, manifest: Manifest | None) -> bool:
         """Whether `manifest` is the very commit that was found to differ (not a later one)."""
-        return manifest is not None and (manifest.asset, manifest.partition, manifest.fingerprint,
-                                         manifest.output_hash, manifest.created_at) == (
-            self.asset, self.partition, self.fingerprint, self.output_hash, self.created_at)
+        return manifest is not None and (
+            manifest.asset,
+            manifest.partition,
+            manifest.fingerprint,
+            manifest.output_hash,
+            manifest.created_at,
+        ) == (self.asset, self.partition, self.fingerprint, self.output_hash, self.created_at)
 
 
 class Suspects:
@@ -96,7 +107,9 @@ class Suspects:
         except (OSError, ValueError, TypeError, KeyError) as exc:
             # Unreadable: nothing can be vetted, so say so rather than trust it quietly.
             if self._warn is not None:
-                self._warn(f"{self.path}: cannot read the partitions `skipwise verify` found stale ({exc}); "
-                           "delete the file and run `skipwise verify` again")
+                self._warn(
+                    f"{self.path}: cannot read the partitions `skipwise verify` found stale ({exc}); "
+                    "delete the file and run `skipwise verify` again"
+                )
             return {}
         return {(s.asset, s.partition): s for s in found}

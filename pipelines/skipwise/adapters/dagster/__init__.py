@@ -13,5 +13,14 @@ from skipwise.adapters.dagster.retraining import new_raw_data, retrain_on_featur
 from skipwise.adapters.dagster.sensors import stale_partitions_sensor  # noqa: E402
 from skipwise.adapters.dagster.verification import verify_schedule  # noqa: E402
 
-__all__ = ["asset", "dvc_source", "object_source", "IOManager", "stale_partitions_sensor", "new_raw_data", "retrain_on_feature_change",
-           "weekly_retrain", "verify_schedule"]
+__all__ = [
+    "asset",
+    "dvc_source",
+    "object_source",
+    "IOManager",
+    "stale_partitions_sensor",
+    "new_raw_data",
+    "retrain_on_feature_change",
+    "weekly_retrain",
+    "verify_schedule",
+]

@@ -71,13 +71,29 @@ def _mapping_of(spec: Any) -> Any:
     return getattr(spec, "partition_mapping", None)
 
 
-def asset(fn: Callable | None = None, *, name: str | None = None, key_prefix: str | list[str] | None = None,
-          partitions_def: Any = None, ins: Mapping[str, dg.AssetIn] | None = None, deps: Any = None,
-          group_name: str | None = None, tags: Mapping[str, str] | None = None, kinds: set[str] | None = None,
-          description: str | None = None, owners: list[str] | None = None, metadata: Mapping[str, Any] | None = None,
-          required_resource_keys: set[str] | None = None, automation_condition: Any = None,
-          io_manager_key: str = "skipwise", cost_unit: str = "", files: Sequence[str] = (), env: Sequence[str] = (),
-          nondeterministic: bool = False, **dagster_kwargs: Any) -> Any:
+def asset(
+    fn: Callable | None = None,
+    *,
+    name: str | None = None,
+    key_prefix: str | list[str] | None = None,
+    partitions_def: Any = None,
+    ins: Mapping[str, dg.AssetIn] | None = None,
+    deps: Any = None,
+    group_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    kinds: set[str] | None = None,
+    description: str | None = None,
+    owners: list[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    required_resource_keys: set[str] | None = None,
+    automation_condition: Any = None,
+    io_manager_key: str = "skipwise",
+    cost_unit: str = "",
+    files: Sequence[str] = (),
+    env: Sequence[str] = (),
+    nondeterministic: bool = False,
+    **dagster_kwargs: Any,
+) -> Any:
     """Declare a skipwise asset the way `@dg.asset` declares one (same arguments); returns a
     `dg.AssetsDefinition`. A partition is recomputed only when its inputs, its code or its
     config changed; the rest is skipped without reading data.
@@ -98,24 +114,50 @@ def asset(fn: Callable | None = None, *, name: str | None = None, key_prefix: st
     `skipwise verify` then does not compare its outputs.
     """
     if fn is None:
-        return lambda f: asset(f, name=name, key_prefix=key_prefix, partitions_def=partitions_def, ins=ins, deps=deps,
-                               group_name=group_name, tags=tags, kinds=kinds, description=description, owners=owners,
-                               metadata=metadata, required_resource_keys=required_resource_keys,
-                               automation_condition=automation_condition, io_manager_key=io_manager_key,
-                               cost_unit=cost_unit, files=files, env=env, nondeterministic=nondeterministic,
-                               **dagster_kwargs)
+        return lambda f: asset(
+            f,
+            name=name,
+            key_prefix=key_prefix,
+            partitions_def=partitions_def,
+            ins=ins,
+            deps=deps,
+            group_name=group_name,
+            tags=tags,
+            kinds=kinds,
+            description=description,
+            owners=owners,
+            metadata=metadata,
+            required_resource_keys=required_resource_keys,
+            automation_condition=automation_condition,
+            io_manager_key=io_manager_key,
+            cost_unit=cost_unit,
+            files=files,
+            env=env,
+            nondeterministic=nondeterministic,
+            **dagster_kwargs,
+        )
     if not inspect.isfunction(fn):
         what = "a class" if inspect.isclass(fn) else type(fn).__name__
-        raise ConfigError(f"@sw.asset decorates a function, got {what}",
-                          hint="put @sw.asset(...) directly above `def my_asset(context, ...)`")
+        raise ConfigError(
+            f"@sw.asset decorates a function, got {what}",
+            hint="put @sw.asset(...) directly above `def my_asset(context, ...)`",
+        )
     if fn.__name__ == "<lambda>":
-        raise ConfigError("@sw.asset decorates a function defined with `def`, got a lambda",
-                          hint="write `@sw.asset(...)` above `def my_asset(...)`: skipwise versions it by its source")
+        raise ConfigError(
+            "@sw.asset decorates a function defined with `def`, got a lambda",
+            hint="write `@sw.asset(...)` above `def my_asset(...)`: skipwise versions it by its source",
+        )
     asset_name = name or fn.__name__
     where = f"asset {asset_name} ({fn.__module__}.{fn.__qualname__})"
-    if "<locals>" in fn.__qualname__ or fn.__module__ == "__main__" and not getattr(sys.modules["__main__"], "__file__", None):
-        raise ConfigError(f"{where}: define @sw.asset functions at the top level of a module",
-                          hint="skipwise versions a function by its module's source; move it out of the enclosing function")
+    if (
+        "<locals>" in fn.__qualname__
+        or fn.__module__ == "__main__"
+        and not getattr(sys.modules["__main__"], "__file__", None)
+    ):
+        raise ConfigError(
+            f"{where}: define @sw.asset functions at the top level of a module",
+            hint="skipwise versions a function by its module's source; move it out of the enclosing function",
+        )
     for bad in ("io_manager_def", "code_version", "output_required", "dagster_type"):
         if bad in dagster_kwargs:
             raise ConfigError(f"{where}: {bad}= is set by skipwise", hint=f"remove {bad}=")
@@ -136,26 +178,35 @@ def asset(fn: Callable | None = None, *, name: str | None = None, key_prefix: st
     for i, p in enumerate(params):
         ann = hints.get(p.name, p.annotation if p.annotation is not inspect.Parameter.empty else None)
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            raise ConfigError(f"{where}: *{p.name} / **{p.name} parameters are not supported",
-                              hint="name each input as a parameter (or in ins=)")
+            raise ConfigError(
+                f"{where}: *{p.name} / **{p.name} parameters are not supported",
+                hint="name each input as a parameter (or in ins=)",
+            )
         if i == 0 and _is_context(p.name, ann):
             context_param = p.name
         elif _is_config_class(ann):
             if config_param is not None:
-                raise ConfigError(f"{where}: two config parameters ({config_param}, {p.name})",
-                                  hint="put every config field in one dg.Config class")
+                raise ConfigError(
+                    f"{where}: two config parameters ({config_param}, {p.name})",
+                    hint="put every config field in one dg.Config class",
+                )
             config_param, config_class = p.name, ann
         elif _is_resource_class(ann):
             resource_params.append(p.name)
         else:
             spec = ins.get(p.name)
-            key = (spec.key if spec is not None and spec.key is not None else
-                   dg.AssetKey([*(_prefix(spec.key_prefix) if spec is not None else []), p.name]))
+            key = (
+                spec.key
+                if spec is not None and spec.key is not None
+                else dg.AssetKey([*(_prefix(spec.key_prefix) if spec is not None else []), p.name])
+            )
             if ann is not None:
                 try:
                     _check_input_annotation(ann)
                 except TypeError as exc:
-                    raise ConfigError(f"{where}: input {p.name}: {exc}", hint=f"annotate {p.name} with one of: {formats.SUPPORTED}") from None
+                    raise ConfigError(
+                        f"{where}: input {p.name}: {exc}", hint=f"annotate {p.name} with one of: {formats.SUPPORTED}"
+                    ) from None
             inputs.append(Input(p.name, "__".join(key.path), ann))
             input_keys[p.name] = key
             mappings[p.name] = _mapping_of(spec)
@@ -166,7 +217,8 @@ def asset(fn: Callable | None = None, *, name: str | None = None, key_prefix: st
             f"{where}: ins={{'{unknown[0]}': ...}} names no parameter of {fn.__name__}"
             + (f"; did you mean {close[0]!r}?" if close else ""),
             hint=f"add a parameter `{unknown[0]}` to {fn.__name__}, or rename the ins= entry (parameters: "
-                 f"{', '.join(p.name for p in params) or 'none'})")
+            f"{', '.join(p.name for p in params) or 'none'})",
+        )
     ret = hints.get("return", sig.return_annotation if sig.return_annotation is not inspect.Signature.empty else None)
     fmt = ""
     inner = _output_inner(ret)
@@ -174,8 +226,10 @@ def asset(fn: Callable | None = None, *, name: str | None = None, key_prefix: st
         try:
             f = formats.for_annotation(inner)
         except TypeError as exc:
-            raise ConfigError(f"{where}: return annotation {formats.describe(ret)} is not a format skipwise can store: {exc}",
-                              hint=f"return one of: {formats.SUPPORTED} (or drop the annotation to decide from the value)") from None
+            raise ConfigError(
+                f"{where}: return annotation {formats.describe(ret)} is not a format skipwise can store: {exc}",
+                hint=f"return one of: {formats.SUPPORTED} (or drop the annotation to decide from the value)",
+            ) from None
         fmt = f.name if f is not None else ""
     resource_keys = set(required_resource_keys or ()) | set(resource_params)
 
@@ -195,7 +249,9 @@ def asset(fn: Callable | None = None, *, name: str | None = None, key_prefix: st
     if cost_unit:
         md["skipwise/cost_unit"] = cost_unit
     if isinstance(files, str) or isinstance(env, str):
-        raise ConfigError(f"{where}: files= and env= take lists", hint='write files=["config/lookup.csv"], env=["FEATURE_MODE"]')
+        raise ConfigError(
+            f"{where}: files= and env= take lists", hint='write files=["config/lookup.csv"], env=["FEATURE_MODE"]'
+        )
     if files:
         md["skipwise/files"] = json.dumps(sorted({str(f) for f in files}))
     if env:
@@ -213,12 +269,16 @@ def asset(fn: Callable | None = None, *, name: str | None = None, key_prefix: st
         yield from run_asset(context, run_root(root), body, partitions_def)
 
     if config_class is not None:
+
         def _materialize(context, config):  # noqa: ANN001, ANN202 - config is annotated below
             yield from run(context)
+
         _materialize.__annotations__["config"] = config_class
     else:
+
         def _materialize(context):  # noqa: ANN001, ANN202
             yield from run(context)
+
     _materialize.__name__ = fn.__name__
     _materialize.__doc__ = fn.__doc__
 
@@ -227,7 +287,9 @@ def asset(fn: Callable | None = None, *, name: str | None = None, key_prefix: st
         key_prefix=key_prefix,
         deps=dep_list,
         partitions_def=partitions_def,
-        backfill_policy=dagster_kwargs.pop("backfill_policy", dg.BackfillPolicy.single_run() if partitions_def else None),
+        backfill_policy=dagster_kwargs.pop(
+            "backfill_policy", dg.BackfillPolicy.single_run() if partitions_def else None
+        ),
         group_name=group_name,
         tags=dict(tags or {}),
         kinds=auto_kinds or None,
@@ -298,8 +360,16 @@ def _code_index(root: Path) -> Any:
     return _INDEXES[key]
 
 
-def dvc_source(name: str, path: str, partitions_def: Any = None, filename: str = "{partition_key}.parquet",
-               description: str = "", group_name: str = "raw", remote: str | bool = False, **kwargs: Any) -> dg.AssetsDefinition:
+def dvc_source(
+    name: str,
+    path: str,
+    partitions_def: Any = None,
+    filename: str = "{partition_key}.parquet",
+    description: str = "",
+    group_name: str = "raw",
+    remote: str | bool = False,
+    **kwargs: Any,
+) -> dg.AssetsDefinition:
     """A raw input tracked by DVC: one file per partition under `path` (relative to the project
     root, e.g. data/raw/sales, with `dvc add data/raw/sales`), named by `filename`. Its version per
     partition is the file's DVC md5 (checked against the workspace); observing it records them.
@@ -311,19 +381,27 @@ def dvc_source(name: str, path: str, partitions_def: Any = None, filename: str =
     caller = sys._getframe(1).f_globals.get("__file__")
     root = _root_of(caller)
     if Path(path).is_absolute() or ".." in Path(path).parts:
-        raise ConfigError(f"dvc_source {name}: path {path!r} must be relative to the project root, inside it",
-                          hint="e.g. sw.dvc_source('raw_sales', 'data/raw/sales', ...)")
+        raise ConfigError(
+            f"dvc_source {name}: path {path!r} must be relative to the project root, inside it",
+            hint="e.g. sw.dvc_source('raw_sales', 'data/raw/sales', ...)",
+        )
     if "{partition_key}" not in filename and "{key}" not in filename and partitions_def is not None:
-        raise ConfigError(f"dvc_source {name}: filename {filename!r} does not contain {{partition_key}}",
-                          hint="e.g. filename='{partition_key}.parquet'")
+        raise ConfigError(
+            f"dvc_source {name}: filename {filename!r} does not contain {{partition_key}}",
+            hint="e.g. filename='{partition_key}.parquet'",
+        )
 
     @dg.observable_source_asset(
         name=name,
         partitions_def=partitions_def,
         description=description or f"Raw files under {path}, versioned by DVC.",
         group_name=group_name,
-        metadata={KIND: SOURCE, "skipwise/path": path, "skipwise/filename": filename,
-                  **({"skipwise/remote": "" if remote is True else str(remote)} if remote else {})},
+        metadata={
+            KIND: SOURCE,
+            "skipwise/path": path,
+            "skipwise/filename": filename,
+            **({"skipwise/remote": "" if remote is True else str(remote)} if remote else {}),
+        },
         io_manager_key="skipwise",
         **kwargs,
     )
@@ -333,8 +411,17 @@ def dvc_source(name: str, path: str, partitions_def: Any = None, filename: str =
     return _observe
 
 
-def object_source(name: str, url: str, partitions_def: Any = None, region: str = "", location: str = "",
-                  versioned: bool = False, description: str = "", group_name: str = "raw", **kwargs: Any) -> dg.AssetsDefinition:
+def object_source(
+    name: str,
+    url: str,
+    partitions_def: Any = None,
+    region: str = "",
+    location: str = "",
+    versioned: bool = False,
+    description: str = "",
+    group_name: str = "raw",
+    **kwargs: Any,
+) -> dg.AssetsDefinition:
     """A raw input on an object store: one object per partition under a prefix, e.g.
     ``s3://bucket/events/{partition_key}.parquet`` (S3 or an S3-compatible endpoint through
     ``$AWS_ENDPOINT_URL``; credentials from the environment or the provider chain).
@@ -353,20 +440,28 @@ def object_source(name: str, url: str, partitions_def: Any = None, region: str =
 
     where = f"object_source {name}"
     if credentials_in(url):
-        raise ConfigError(f"{where}: the URL carries credentials",
-                          hint="remove the user:password@ part; credentials come from the environment or the provider chain")
+        raise ConfigError(
+            f"{where}: the URL carries credentials",
+            hint="remove the user:password@ part; credentials come from the environment or the provider chain",
+        )
     try:
         split_url(url)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from None
     if partitions_def is not None and "{partition_key}" not in url and "{key}" not in url:
-        raise ConfigError(f"{where}: url {url!r} does not contain {{partition_key}}",
-                          hint="one object per partition, e.g. s3://bucket/events/{partition_key}.parquet")
+        raise ConfigError(
+            f"{where}: url {url!r} does not contain {{partition_key}}",
+            hint="one object per partition, e.g. s3://bucket/events/{partition_key}.parquet",
+        )
     if partitions_def is None and "{" in url:
-        raise ConfigError(f"{where}: url {url!r} has a placeholder but the source has no partitions_def",
-                          hint="pass partitions_def=..., or name the one object without {partition_key}")
+        raise ConfigError(
+            f"{where}: url {url!r} has a placeholder but the source has no partitions_def",
+            hint="pass partitions_def=..., or name the one object without {partition_key}",
+        )
     if region and location:
-        raise ConfigError(f"{where}: region= and location= both given", hint="a [locations] entry has its own region: pass one")
+        raise ConfigError(
+            f"{where}: region= and location= both given", hint="a [locations] entry has its own region: pass one"
+        )
     caller = sys._getframe(1).f_globals.get("__file__")
     root = _root_of(caller)
 
@@ -375,8 +470,14 @@ def object_source(name: str, url: str, partitions_def: Any = None, region: str =
         partitions_def=partitions_def,
         description=description or f"Objects under {url.split('{', 1)[0]}, versioned by their ETags.",
         group_name=group_name,
-        metadata={KIND: SOURCE, "skipwise/path": "", "skipwise/url": url, "skipwise/region": region,
-                  "skipwise/location": location, "skipwise/versioned": bool(versioned)},
+        metadata={
+            KIND: SOURCE,
+            "skipwise/path": "",
+            "skipwise/url": url,
+            "skipwise/region": region,
+            "skipwise/location": location,
+            "skipwise/versioned": bool(versioned),
+        },
         io_manager_key="skipwise",
         **kwargs,
     )

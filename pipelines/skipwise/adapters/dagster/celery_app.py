@@ -19,19 +19,23 @@ from kombu import Exchange, Queue  # noqa: E402
 
 _settings = Settings.from_env()
 
-app = make_app({
-    "broker": _settings.broker,
-    "backend": _settings.backend,
-    "include": [],
-    "config_source": dict_wrapper({
-        **DEFAULT_CONFIG,
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        # One step at a time per process: a step already loops over its partitions.
-        "worker_prefetch_multiplier": 1,
-        "broker_connection_retry_on_startup": True,
-    }),
-})
+app = make_app(
+    {
+        "broker": _settings.broker,
+        "backend": _settings.backend,
+        "include": [],
+        "config_source": dict_wrapper(
+            {
+                **DEFAULT_CONFIG,
+                "task_acks_late": True,
+                "task_reject_on_worker_lost": True,
+                # One step at a time per process: a step already loops over its partitions.
+                "worker_prefetch_multiplier": 1,
+                "broker_connection_retry_on_startup": True,
+            }
+        ),
+    }
+)
 
 if _settings.queue != DEFAULT_QUEUE:
     # Another queue (one deployment or test session apart from the others on the same broker): a

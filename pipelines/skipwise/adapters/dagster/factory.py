@@ -105,7 +105,9 @@ def run_metadata(run: Any) -> dict[str, Any]:
         "run/overhead_usd": c.usd,
         "run/peak_rss_bytes": c.process_peak_rss_bytes,
     }
-    out: dict[str, Any] = {k: (significant(v, 6) if isinstance(v, float) else v) for k, v in md.items() if v is not None}
+    out: dict[str, Any] = {
+        k: (significant(v, 6) if isinstance(v, float) else v) for k, v in md.items() if v is not None
+    }
     tail = run_summary(run)
     if tail:
         out["run/summary"] = dg.MetadataValue.text(tail.removeprefix("; this process: "))
@@ -132,7 +134,8 @@ def step_summary(outcomes: list[Outcome]) -> dict[str, Any]:
         "skipwise/step/usd_avoided": significant(avoided, 6),
         "skipwise/step/summary": dg.MetadataValue.text(
             f"{len(computed)} computed for {format_usd(spent)}{back}, {len(hits)} skipped{span}: "
-            f"{format_usd(avoided)} avoided"),
+            f"{format_usd(avoided)} avoided"
+        ),
     }
 
 
@@ -142,8 +145,10 @@ def run_summary(run: Any) -> str:
         return ""
     c = run.cost
     usd = f" ({format_usd(c.usd)})" if c.usd is not None else ""
-    return (f"; this process: {c.process_cpu_seconds:.2f} s CPU, {c.partition_cpu_seconds or 0:.2f} s in partitions, "
-            f"{c.cpu_seconds or 0:.2f} s overhead{usd}, of which {c.overhead_start_cpu_seconds or 0:.2f} s before the engine started")
+    return (
+        f"; this process: {c.process_cpu_seconds:.2f} s CPU, {c.partition_cpu_seconds or 0:.2f} s in partitions, "
+        f"{c.cpu_seconds or 0:.2f} s overhead{usd}, of which {c.overhead_start_cpu_seconds or 0:.2f} s before the engine started"
+    )
 
 
 def _raw_op_config(context: Any) -> dict[str, Any]:
@@ -187,8 +192,9 @@ def run_asset(context: Any, root: Path, body: Any, partitions_def: Any) -> Itera
     yield from run_partitions(context, project, spec, keys, call)
 
 
-
-def run_partitions(context: Any, project: Project, asset: Asset, keys: list[str] | None, call: Any = None) -> Iterator[Any]:
+def run_partitions(
+    context: Any, project: Project, asset: Asset, keys: list[str] | None, call: Any = None
+) -> Iterator[Any]:
     """Run the engine and turn partitions into Dagster events.
 
     A run over one partition (or an unpartitioned asset) ends with a `MaterializeResult`, hit or
@@ -228,9 +234,12 @@ def run_partitions(context: Any, project: Project, asset: Asset, keys: list[str]
         yield dg.Output(None)
         for outcome in outcomes:
             if outcome.manifest is not None:
-                yield dg.AssetMaterialization(asset_key=context.asset_key, partition=outcome.decision.partition,
-                                              metadata=outcome_metadata(outcome),
-                                              tags={DATA_VERSION_TAG: outcome.manifest.output_hash})
+                yield dg.AssetMaterialization(
+                    asset_key=context.asset_key,
+                    partition=outcome.decision.partition,
+                    metadata=outcome_metadata(outcome),
+                    tags={DATA_VERSION_TAG: outcome.manifest.output_hash},
+                )
     if single and outcomes:
         outcome = outcomes[-1]
         m = outcome.manifest

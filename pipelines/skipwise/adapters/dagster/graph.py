@@ -41,7 +41,11 @@ def keyset(pdef: Any, instance: Any = None) -> KeySet | None:
     """The key list of a Dagster partitions definition (None: unpartitioned)."""
     if pdef is None:
         return None
-    keys = pdef.get_partition_keys(dynamic_partitions_store=instance) if instance is not None else pdef.get_partition_keys()
+    keys = (
+        pdef.get_partition_keys(dynamic_partitions_store=instance)
+        if instance is not None
+        else pdef.get_partition_keys()
+    )
     return KeySet(tuple(str(k) for k in keys), _kind_of(pdef))
 
 
@@ -64,7 +68,9 @@ def _open_ended(pdef: Any) -> bool:
     return isinstance(pdef, dg.TimeWindowPartitionsDefinition) and pdef.end is None
 
 
-def mapping_of(mapping: Any, down: Any, up: Any, down_keys: KeySet | None, up_keys: KeySet | None, instance: Any) -> Any:
+def mapping_of(
+    mapping: Any, down: Any, up: Any, down_keys: KeySet | None, up_keys: KeySet | None, instance: Any
+) -> Any:
     """The core mapping equivalent to Dagster's `mapping` from `down` to `up` partitions."""
     if up is None:
         return Identity()  # every partition reads the single upstream partition
@@ -79,13 +85,18 @@ def mapping_of(mapping: Any, down: Any, up: Any, down_keys: KeySet | None, up_ke
     order = {k: i for i, k in enumerate(up_keys.key_list)} if up_keys is not None else {}
     for k in down_keys.key_list:
         result = mapping.get_upstream_mapped_partitions_result_for_partitions(
-            down.subset_with_partition_keys([k]), down, up, dynamic_partitions_store=instance)
-        keys = sorted((str(x) for x in result.partitions_subset.get_partition_keys()), key=lambda x: order.get(x, len(order)))
+            down.subset_with_partition_keys([k]), down, up, dynamic_partitions_store=instance
+        )
+        keys = sorted(
+            (str(x) for x in result.partitions_subset.get_partition_keys()), key=lambda x: order.get(x, len(order))
+        )
         rows.append((k, tuple(keys)))
     return Table(tuple(rows))
 
 
-def graph_of(defs: dg.Definitions, instance: Any = None, instance_factory: Any = None) -> tuple[Graph, float | None, bool]:
+def graph_of(
+    defs: dg.Definitions, instance: Any = None, instance_factory: Any = None
+) -> tuple[Graph, float | None, bool]:
     """(the plain graph of `defs`, until when its keys hold (None: always), whether it may be cached).
 
     Assets declared with `@sw.asset`, `sw.dvc_source` and `sw.object_source` become skipwise assets and sources; every
@@ -118,12 +129,20 @@ def graph_of(defs: dg.Definitions, instance: Any = None, instance_factory: Any =
         md = node.metadata
         kind = meta(md, KIND)
         if kind == SOURCE:
-            sources.append(Source(asset_name(key), meta(md, "skipwise/path"), keys_for(node.partitions_def),
-                                  filename=meta(md, "skipwise/filename", "{partition_key}.parquet"),
-                                  description=node.description or "", remote=_remote(md),
-                                  url=meta(md, "skipwise/url", "") or "", region=meta(md, "skipwise/region", "") or "",
-                                  location=meta(md, "skipwise/location", "") or "",
-                                  versioned=bool(meta(md, "skipwise/versioned", False))))
+            sources.append(
+                Source(
+                    asset_name(key),
+                    meta(md, "skipwise/path"),
+                    keys_for(node.partitions_def),
+                    filename=meta(md, "skipwise/filename", "{partition_key}.parquet"),
+                    description=node.description or "",
+                    remote=_remote(md),
+                    url=meta(md, "skipwise/url", "") or "",
+                    region=meta(md, "skipwise/region", "") or "",
+                    location=meta(md, "skipwise/location", "") or "",
+                    versioned=bool(meta(md, "skipwise/versioned", False)),
+                )
+            )
         elif kind == ASSET:
             deps = []
             data_deps = set(meta(md, "skipwise/inputs", "").split(",")) - {""}
@@ -131,49 +150,74 @@ def graph_of(defs: dg.Definitions, instance: Any = None, instance_factory: Any =
             for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string()):
                 up_node = ag.get(parent)
                 if not up_node.is_materializable and not up_node.is_observable and parent not in declared:
-                    known = [asset_name(k) for k in nodes if k != parent and (ag.get(k).is_materializable or ag.get(k).is_observable)]
+                    known = [
+                        asset_name(k)
+                        for k in nodes
+                        if k != parent and (ag.get(k).is_materializable or ag.get(k).is_observable)
+                    ]
                     close = difflib.get_close_matches(asset_name(parent), known, n=1)
                     what = "reads" if asset_name(parent) in data_deps else "depends on"
                     raise ConfigError(
                         f"asset {asset_name(key)} {what} {asset_name(parent)!r}, which no asset in the definitions produces"
                         + (f"; did you mean {close[0]!r}?" if close else ""),
-                        hint=(f"rename the parameter (or its ins= key) to {close[0]}" if close else
-                              f"add the asset that produces {asset_name(parent)} to dg.Definitions(assets=[...])"))
+                        hint=(
+                            f"rename the parameter (or its ins= key) to {close[0]}"
+                            if close
+                            else f"add the asset that produces {asset_name(parent)} to dg.Definitions(assets=[...])"
+                        ),
+                    )
                 up_keys = keys_for(up_node.partitions_def)
                 dagster_mapping = ag.get_partition_mapping(key, parent)
                 try:
-                    mapping = mapping_of(dagster_mapping, node.partitions_def, up_node.partitions_def, down_keys, up_keys, instance)
+                    mapping = mapping_of(
+                        dagster_mapping, node.partitions_def, up_node.partitions_def, down_keys, up_keys, instance
+                    )
                 except Exception as exc:  # noqa: BLE001 - Dagster's own error, reported against the asset
-                    raise ConfigError(f"asset {asset_name(key)}: its partition mapping onto {asset_name(parent)} "
-                                      f"({type(dagster_mapping).__name__}) does not fit: {exc}",
-                                      hint=_mapping_hint(parent)) from None
+                    raise ConfigError(
+                        f"asset {asset_name(key)}: its partition mapping onto {asset_name(parent)} "
+                        f"({type(dagster_mapping).__name__}) does not fit: {exc}",
+                        hint=_mapping_hint(parent),
+                    ) from None
                 if isinstance(mapping, Table) and mapping.rows and not any(keys for _, keys in mapping.rows):
                     raise ConfigError(
                         f"asset {asset_name(key)}: {type(dagster_mapping).__name__} maps none of its "
                         f"{_kind_of(node.partitions_def)} partitions onto {asset_name(parent)}'s "
                         f"{_kind_of(up_node.partitions_def)} partitions, so it would read nothing",
-                        hint=_mapping_hint(parent))
+                        hint=_mapping_hint(parent),
+                    )
                 deps.append(Dep(asset_name(parent), mapping, data=asset_name(parent) in data_deps))
                 if meta(up_node.metadata, KIND) not in (SOURCE, ASSET):
                     stored = _io_manager_key(up_node, parent) == "skipwise"
-                    plain[asset_name(parent)] = Plain(asset_name(parent), up_keys, up_node.group_name or "default", stored)
-            assets.append(Asset(
-                asset_name(key), meta(md, "skipwise/fn"), down_keys, deps=tuple(deps),
-                layer=node.group_name or "default", fmt=meta(md, "skipwise/format", "") or "",
-                description=node.description or "", tags=dict(node.tags or {}),
-                cost_unit=meta(md, "skipwise/cost_unit", "") or "",
-                params=_params(meta(md, "skipwise/params")),
-                files=tuple(_params(meta(md, "skipwise/files")) or ()), env=tuple(_params(meta(md, "skipwise/env")) or ()),
-                nondeterministic=bool(meta(md, "skipwise/nondeterministic", False)),
-            ))
+                    plain[asset_name(parent)] = Plain(
+                        asset_name(parent), up_keys, up_node.group_name or "default", stored
+                    )
+            assets.append(
+                Asset(
+                    asset_name(key),
+                    meta(md, "skipwise/fn"),
+                    down_keys,
+                    deps=tuple(deps),
+                    layer=node.group_name or "default",
+                    fmt=meta(md, "skipwise/format", "") or "",
+                    description=node.description or "",
+                    tags=dict(node.tags or {}),
+                    cost_unit=meta(md, "skipwise/cost_unit", "") or "",
+                    params=_params(meta(md, "skipwise/params")),
+                    files=tuple(_params(meta(md, "skipwise/files")) or ()),
+                    env=tuple(_params(meta(md, "skipwise/env")) or ()),
+                    nondeterministic=bool(meta(md, "skipwise/nondeterministic", False)),
+                )
+            )
     valid_until = time.time() + 60 if open_ended else None
     return Graph(tuple(sources), tuple(assets), tuple(plain.values())), valid_until, cacheable
 
 
 def _mapping_hint(parent: dg.AssetKey) -> str:
     name = parent.path[-1]
-    return (f"give the input a mapping that fits, e.g. ins={{'{name}': dg.AssetIn(partition_mapping=dg.AllPartitionMapping())}} "
-            "to read every partition, or a TimeWindowPartitionMapping / StaticPartitionMapping")
+    return (
+        f"give the input a mapping that fits, e.g. ins={{'{name}': dg.AssetIn(partition_mapping=dg.AllPartitionMapping())}} "
+        "to read every partition, or a TimeWindowPartitionMapping / StaticPartitionMapping"
+    )
 
 
 def _params(text: Any) -> dict | None:
@@ -204,8 +248,10 @@ def definitions_in(module_name: str) -> dg.Definitions:
     if not isinstance(found, dg.Definitions):
         candidates = [v for v in vars(module).values() if isinstance(v, dg.Definitions)]
         if len(candidates) != 1:
-            raise ConfigError(f"{module_name} has {'no' if not candidates else 'several'} dg.Definitions and no `defs`",
-                              hint=f"name the project's definitions `defs` in {module_name}")
+            raise ConfigError(
+                f"{module_name} has {'no' if not candidates else 'several'} dg.Definitions and no `defs`",
+                hint=f"name the project's definitions `defs` in {module_name}",
+            )
         found = candidates[0]
     return found
 

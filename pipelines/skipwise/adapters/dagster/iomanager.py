@@ -48,8 +48,11 @@ class IOManager(dg.ConfigurableIOManager):
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [UNPARTITIONED]
         if len(keys) > 1:
             if not isinstance(obj, dict) or set(obj) != set(keys):
-                raise InputError(f"{name}: a run over {len(keys)} partitions must return a dict of partition key -> value "
-                                 "to be stored by sw.IOManager", hint="return {key: value for key in context.partition_keys}")
+                raise InputError(
+                    f"{name}: a run over {len(keys)} partitions must return a dict of partition key -> value "
+                    "to be stored by sw.IOManager",
+                    hint="return {key: value for key in context.partition_keys}",
+                )
             values = obj
         else:
             values = {keys[0]: obj}
@@ -61,10 +64,25 @@ class IOManager(dg.ConfigurableIOManager):
             sha = hashlib.sha256(data).hexdigest()
             with project.store.lock(layer, name, key):
                 out, sha, size = project.store.write_output(layer, name, key, sha, fmt.ext, data)
-                project.store.commit(layer, name, Manifest(
-                    asset=name, partition=key, fingerprint=f"stored:{sha}", code_version="", params_digest="", inputs={},
-                    output=out, output_hash=sha, output_size=size, run_id=context.run_id or "", created_at=utc_now_iso(),
-                    reason="stored by sw.IOManager", metadata={"skipwise/format": fmt.name}))
+                project.store.commit(
+                    layer,
+                    name,
+                    Manifest(
+                        asset=name,
+                        partition=key,
+                        fingerprint=f"stored:{sha}",
+                        code_version="",
+                        params_digest="",
+                        inputs={},
+                        output=out,
+                        output_hash=sha,
+                        output_size=size,
+                        run_id=context.run_id or "",
+                        created_at=utc_now_iso(),
+                        reason="stored by sw.IOManager",
+                        metadata={"skipwise/format": fmt.name},
+                    ),
+                )
         context.add_output_metadata({"skipwise/stored_partitions": len(values)})
 
     def load_input(self, context: dg.InputContext) -> Any:
@@ -80,9 +98,15 @@ class IOManager(dg.ConfigurableIOManager):
             from skipwise.core.spec import Source
             from skipwise.objectsource import ObjectSources
 
-            source = Source(name, "", None, url=meta(upstream_md, "skipwise/url"), region=meta(upstream_md, "skipwise/region", ""),
-                            location=meta(upstream_md, "skipwise/location", ""),
-                            versioned=bool(meta(upstream_md, "skipwise/versioned", False)))
+            source = Source(
+                name,
+                "",
+                None,
+                url=meta(upstream_md, "skipwise/url"),
+                region=meta(upstream_md, "skipwise/region", ""),
+                location=meta(upstream_md, "skipwise/location", ""),
+                versioned=bool(meta(upstream_md, "skipwise/versioned", False)),
+            )
             objects = ObjectSources(project.locality)  # a listing of its own: this project outlives many runs
             for key in keys:  # each object as listed now, read by a conditional GET
                 values[key] = formats.get("polars").decode(objects.read(source, key, objects.version(source, key)))
@@ -90,17 +114,25 @@ class IOManager(dg.ConfigurableIOManager):
         if meta(upstream_md, KIND) == SOURCE:  # a DVC-tracked raw input: its files, as they are
             from skipwise.core.spec import Source
 
-            source = Source(name, meta(upstream_md, "skipwise/path"), None,
-                            filename=meta(upstream_md, "skipwise/filename", "{partition_key}.parquet"))
+            source = Source(
+                name,
+                meta(upstream_md, "skipwise/path"),
+                None,
+                filename=meta(upstream_md, "skipwise/filename", "{partition_key}.parquet"),
+            )
             for key in keys:
-                values[key] = formats.get("polars").decode(project.store.read_file(project.root / source.path / source.file_for(key)))
+                values[key] = formats.get("polars").decode(
+                    project.store.read_file(project.root / source.path / source.file_for(key))
+                )
             return bodies.combine(values, _annotation(context))
         layer = project.store.layer_of(name)
         for key in keys:
             m = project.store.read_manifest(layer, name, key) if layer else None
             if m is None:
-                raise InputError(f"{name}[{key}] is not materialized (no manifest under data/*/{name}/)",
-                                 hint=f"materialize {name} for that partition first")
+                raise InputError(
+                    f"{name}[{key}] is not materialized (no manifest under data/*/{name}/)",
+                    hint=f"materialize {name} for that partition first",
+                )
             data = project.store.read_output(layer, name, key, m)
             fmt = formats.get(str(m.metadata.get("skipwise/format") or "bytes"))
             values[key] = fmt.decode(data)

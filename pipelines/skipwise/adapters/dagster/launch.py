@@ -51,8 +51,10 @@ def worker_count(stale: int, requested: int | None = None) -> int:
             if not env.isdigit() or int(env) < 1:
                 from skipwise.core.errors import ConfigError
 
-                raise ConfigError(f"SKIPWISE_WORKERS={env!r} is not a number of processes",
-                                  hint="set it to 1 or more (1: everything in one process), or unset it")
+                raise ConfigError(
+                    f"SKIPWISE_WORKERS={env!r} is not a number of processes",
+                    hint="set it to 1 or more (1: everything in one process), or unset it",
+                )
             requested = int(env)
     if requested is not None:
         return max(1, min(requested, stale))
@@ -75,8 +77,14 @@ def chunks(keys: Sequence[str], n: int) -> list[list[str]]:
     return out
 
 
-def launch(defs_assets: list, resources: dict, names: list[str], span: tuple[str, str] | None,
-           instance: Any, tags: dict[str, str]) -> Launched:
+def launch(
+    defs_assets: list,
+    resources: dict,
+    names: list[str],
+    span: tuple[str, str] | None,
+    instance: Any,
+    tags: dict[str, str],
+) -> Launched:
     """One Dagster run of the assets `names` over the partition span (first, last) (None: unpartitioned)."""
     import dagster as dg
 
@@ -117,7 +125,11 @@ def failure_of(result) -> tuple[str, str, str]:
         step = event.step_key or ""
         data = getattr(event, "step_failure_data", None) or getattr(event, "event_specific_data", None)
         err = getattr(data, "error", None)
-        while err is not None and getattr(err, "cause", None) is not None and "DagsterExecutionStepExecutionError" in (err.cls_name or ""):
+        while (
+            err is not None
+            and getattr(err, "cause", None) is not None
+            and "DagsterExecutionStepExecutionError" in (err.cls_name or "")
+        ):
             err = err.cause  # Dagster wraps the user's error; the cause is what was raised
         return (step, *_first_line(err))
     return "", "", ""
@@ -149,13 +161,23 @@ class Workers:
 
     def __init__(self, project: Any, names: list[str], spans: list[tuple[str, str]], tags: dict[str, str]) -> None:
         self.names, self.spans = list(names), [tuple(s) for s in spans]
-        job = {"root": str(project.root), "definitions": project.definitions, "names": self.names, "tags": tags,
-               "sys_path": [p for p in sys.path if p]}
+        job = {
+            "root": str(project.root),
+            "definitions": project.definitions,
+            "names": self.names,
+            "tags": tags,
+            "sys_path": [p for p in sys.path if p],
+        }
         self.procs: list[subprocess.Popen] = []
         try:
             for span in self.spans[1:]:
-                p = subprocess.Popen([sys.executable, "-m", "skipwise.adapters.dagster.worker"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+                p = subprocess.Popen(
+                    [sys.executable, "-m", "skipwise.adapters.dagster.worker"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    env=os.environ.copy(),
+                )
                 self.procs.append(p)
                 p.stdin.write(json.dumps({**job, "span": list(span)}))
                 p.stdin.close()
@@ -178,8 +200,16 @@ class Workers:
         self.procs = []
 
 
-def launch_split(project: Any, defs_assets: list, resources: dict, names: list[str], spans: list[tuple[str, str]],
-                 instance: Any, tags: dict[str, str], workers: Workers | None = None) -> list[Launched]:
+def launch_split(
+    project: Any,
+    defs_assets: list,
+    resources: dict,
+    names: list[str],
+    spans: list[tuple[str, str]],
+    instance: Any,
+    tags: dict[str, str],
+    workers: Workers | None = None,
+) -> list[Launched]:
     """Run `names` over each span at once: the first span here, the others in worker processes
     (`workers`, when they were started earlier for exactly these spans). Returns one `Launched`
     per span, in order (a worker that died says so in its `error`)."""
@@ -202,6 +232,14 @@ def _collect(p: subprocess.Popen, span: tuple[str, str], pm: Any) -> Launched:
     pm.exclude_children(usage.ru_utime + usage.ru_stime)
     for line in reversed(text.splitlines()):
         if line.startswith(RESULT_PREFIX):
-            return Launched(**json.loads(line[len(RESULT_PREFIX):]))
-    return Launched("", False, {}, {}, "", f"the worker for {span[0]}...{span[1]} exited with code {p.returncode} "
-                    "before reporting (see the Dagster log above)", "")
+            return Launched(**json.loads(line[len(RESULT_PREFIX) :]))
+    return Launched(
+        "",
+        False,
+        {},
+        {},
+        "",
+        f"the worker for {span[0]}...{span[1]} exited with code {p.returncode} "
+        "before reporting (see the Dagster log above)",
+        "",
+    )

@@ -38,8 +38,11 @@ def _retrain_keys(model: str, training: list[str] | None) -> list[dg.AssetKey]:
 
 
 def retrain_on_feature_change(
-    model: str, training: list[str] | None = None, root: str | Path | None = None,
-    minimum_interval_seconds: int = 60, name: str | None = None,
+    model: str,
+    training: list[str] | None = None,
+    root: str | Path | None = None,
+    minimum_interval_seconds: int = 60,
+    name: str | None = None,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
 ) -> dg.SensorDefinition:
     """A sensor that retrains `model` (and rebuilds its training set, `training`: the unpartitioned
@@ -51,16 +54,22 @@ def retrain_on_feature_change(
 
     root = definitions_root(root)
 
-    @dg.sensor(name=name or f"retrain_{model}_on_feature_change", minimum_interval_seconds=minimum_interval_seconds,
-               asset_selection=dg.AssetSelection.assets(*_retrain_keys(model, training)), default_status=default_status,
-               description=f"Retrains {model} when its training data changed materially (new partitions, or rows above a threshold).")
+    @dg.sensor(
+        name=name or f"retrain_{model}_on_feature_change",
+        minimum_interval_seconds=minimum_interval_seconds,
+        asset_selection=dg.AssetSelection.assets(*_retrain_keys(model, training)),
+        default_status=default_status,
+        description=f"Retrains {model} when its training data changed materially (new partitions, or rows above a threshold).",
+    )
     def _sensor(context: dg.SensorEvaluationContext):
         return retrain_evaluation(_project(root), model, context.cursor, time.time(), training)
 
     return _sensor
 
 
-def retrain_evaluation(project, model: str, cursor: str | None, now: float, training: list[str] | None = None) -> dg.SensorResult:
+def retrain_evaluation(
+    project, model: str, cursor: str | None, now: float, training: list[str] | None = None
+) -> dg.SensorResult:
     """One tick of the retraining sensor: a run request, or a skip reason, and the next cursor."""
     from skipwise.retraining import training_change
 
@@ -73,20 +82,30 @@ def retrain_evaluation(project, model: str, cursor: str | None, now: float, trai
     if not change.material(threshold):
         return dg.SensorResult(skip_reason=f"not retraining {model}: {why}", cursor=cursor)
     if state.get("state") == change.state:
-        return dg.SensorResult(skip_reason=f"retraining of {model} for this training data was already requested ({why})", cursor=cursor)
+        return dg.SensorResult(
+            skip_reason=f"retraining of {model} for this training data was already requested ({why})", cursor=cursor
+        )
     since = now - float(state.get("requested_at", now))
     if "requested_at" in state and since < cooldown:
-        return dg.SensorResult(skip_reason=f"not retraining {model} yet: cooldown, the last retraining was requested "
-                                           f"{since / 60:.1f} min ago (< {cooldown / 60:g} min); {why}", cursor=cursor)
-    request = dg.RunRequest(run_key=f"retrain-{model}-{change.state[:16]}",
-                            asset_selection=_retrain_keys(model, training),
-                            tags={"skipwise/trigger": "retrain-on-feature-change", "skipwise/retrain_reason": why[:200]})
+        return dg.SensorResult(
+            skip_reason=f"not retraining {model} yet: cooldown, the last retraining was requested "
+            f"{since / 60:.1f} min ago (< {cooldown / 60:g} min); {why}",
+            cursor=cursor,
+        )
+    request = dg.RunRequest(
+        run_key=f"retrain-{model}-{change.state[:16]}",
+        asset_selection=_retrain_keys(model, training),
+        tags={"skipwise/trigger": "retrain-on-feature-change", "skipwise/retrain_reason": why[:200]},
+    )
     return dg.SensorResult(run_requests=[request], cursor=json.dumps({"state": change.state, "requested_at": now}))
 
 
 def weekly_retrain(
-    model: str, training: list[str] | None = None, root: str | Path | None = None,
-    cron_schedule: str = "0 6 * * 1", name: str | None = None,
+    model: str,
+    training: list[str] | None = None,
+    root: str | Path | None = None,
+    cron_schedule: str = "0 6 * * 1",
+    name: str | None = None,
     default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
 ) -> dg.ScheduleDefinition:
     """A weekly schedule (Mondays 06:00 by default) that retrains `model` only if its training data
@@ -95,8 +114,13 @@ def weekly_retrain(
 
     root = definitions_root(root)
 
-    @dg.schedule(cron_schedule=cron_schedule, name=name or f"weekly_retrain_{model}", target=dg.AssetSelection.assets(*_retrain_keys(model, training)),
-                 default_status=default_status, description=f"Retrains {model} weekly, only if its training data changed.")
+    @dg.schedule(
+        cron_schedule=cron_schedule,
+        name=name or f"weekly_retrain_{model}",
+        target=dg.AssetSelection.assets(*_retrain_keys(model, training)),
+        default_status=default_status,
+        description=f"Retrains {model} weekly, only if its training data changed.",
+    )
     def _schedule(context: dg.ScheduleEvaluationContext):
         return schedule_evaluation(_project(root), model, training)
 
@@ -109,13 +133,17 @@ def schedule_evaluation(project, model: str, training: list[str] | None = None) 
     change = training_change(project, model)
     if not change.any:
         return dg.SkipReason(f"not retraining {model}: nothing changed since version {change.baseline}")
-    return dg.RunRequest(run_key=f"weekly-{model}-{change.state[:16]}",
-                         asset_selection=_retrain_keys(model, training),
-                         tags={"skipwise/trigger": "weekly-retrain", "skipwise/retrain_reason": change.describe()[:200]})
+    return dg.RunRequest(
+        run_key=f"weekly-{model}-{change.state[:16]}",
+        asset_selection=_retrain_keys(model, training),
+        tags={"skipwise/trigger": "weekly-retrain", "skipwise/retrain_reason": change.describe()[:200]},
+    )
 
 
 def new_raw_data(
-    root: str | Path | None = None, minimum_interval_seconds: int = 30, name: str = "skipwise_new_raw_data",
+    root: str | Path | None = None,
+    minimum_interval_seconds: int = 30,
+    name: str = "skipwise_new_raw_data",
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
 ) -> dg.SensorDefinition:
     """A sensor that, when DVC records new or changed raw partitions (a `dvc add` of new days),
@@ -127,9 +155,13 @@ def new_raw_data(
 
     root = definitions_root(root)
 
-    @dg.sensor(name=name, minimum_interval_seconds=minimum_interval_seconds, asset_selection=dg.AssetSelection.all(),
-               default_status=default_status,
-               description="Requests the partitions that read raw DVC partitions added or changed since the last tick.")
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=minimum_interval_seconds,
+        asset_selection=dg.AssetSelection.all(),
+        default_status=default_status,
+        description="Requests the partitions that read raw DVC partitions added or changed since the last tick.",
+    )
     def _sensor(context: dg.SensorEvaluationContext):
         return raw_data_evaluation(_project(root), context.cursor)
 
@@ -141,6 +173,7 @@ def raw_versions(project) -> dict[str, dict[str, str]]:
     read), or for an object-store source its object's ETag version."""
     from skipwise.adapters.dvc.manifest import read_tracked_dir
     from skipwise.core.partitions import keys_of
+
     out: dict[str, dict[str, str]] = {}
     for node in project.graph.sources:
         if node.url:  # an object-store prefix: its ETags, from one listing of it
@@ -160,15 +193,21 @@ def raw_data_evaluation(project, cursor: str | None) -> dg.SensorResult:
     next_cursor = json.dumps({"raw": now}, sort_keys=True, separators=(",", ":"))
     if before is None:
         n = sum(len(v) for v in now.values())
-        return dg.SensorResult(skip_reason=f"first tick: recorded the DVC versions of {n} raw partitions", cursor=next_cursor)
+        return dg.SensorResult(
+            skip_reason=f"first tick: recorded the DVC versions of {n} raw partitions", cursor=next_cursor
+        )
     changed = {s: {k: v for k, v in sorted(keys.items()) if before.get(s, {}).get(k) != v} for s, keys in now.items()}
     requests = downstream_requests(project, {s: ks for s, ks in changed.items() if ks}, now)
     if not requests:
-        return dg.SensorResult(skip_reason="no raw partition added or changed in DVC since the last tick", cursor=next_cursor)
+        return dg.SensorResult(
+            skip_reason="no raw partition added or changed in DVC since the last tick", cursor=next_cursor
+        )
     return dg.SensorResult(run_requests=requests, cursor=next_cursor)
 
 
-def downstream_keys(project, changed: dict[str, dict[str, str]], present: dict[str, dict[str, str]]) -> dict[str, list[str]]:
+def downstream_keys(
+    project, changed: dict[str, dict[str, str]], present: dict[str, dict[str, str]]
+) -> dict[str, list[str]]:
     """asset -> its partitions that read one of the `changed` raw partitions directly, in order;
     a partition whose own raw file DVC does not have (`present`: source -> key -> md5) is left
     out (a look-back window reaching past the last day of data has nothing to compute yet)."""
@@ -184,13 +223,19 @@ def downstream_keys(project, changed: dict[str, dict[str, str]], present: dict[s
             if not hit:
                 continue
             up = project.graph.node(dep.name)
-            keys = [k for k in keys_of(asset.partitions) if hit & set(upstream_keys(dep.mapping, k, up.partitions) or ())
-                    and all(k in present[s] for s in sources)]
+            keys = [
+                k
+                for k in keys_of(asset.partitions)
+                if hit & set(upstream_keys(dep.mapping, k, up.partitions) or ())
+                and all(k in present[s] for s in sources)
+            ]
             out[asset.name] = project.in_order(asset, set(out.get(asset.name, [])) | set(keys))
     return {k: v for k, v in out.items() if v}
 
 
-def downstream_requests(project, changed: dict[str, dict[str, str]], present: dict[str, dict[str, str]]) -> list[dg.RunRequest]:
+def downstream_requests(
+    project, changed: dict[str, dict[str, str]], present: dict[str, dict[str, str]]
+) -> list[dg.RunRequest]:
     """One run request per asset and contiguous span of the partitions that read `changed` (raw
     partition -> its new md5: the run key names the versions, so a second change of the same day
     is a new request, never deduplicated away)."""
@@ -201,9 +246,14 @@ def downstream_requests(project, changed: dict[str, dict[str, str]], present: di
             tags = {"skipwise/trigger": "new-raw-data"}
             if len(span) > 1:
                 tags.update({RANGE_START: span[0], RANGE_END: span[-1]})
-            requests.append(dg.RunRequest(
-                run_key=f"raw-{name}-{digest([span, changed])[:16]}",
-                asset_selection=[_key(name)], partition_key=span[0] if len(span) == 1 else None, tags=tags))
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"raw-{name}-{digest([span, changed])[:16]}",
+                    asset_selection=[_key(name)],
+                    partition_key=span[0] if len(span) == 1 else None,
+                    tags=tags,
+                )
+            )
     return requests
 
 

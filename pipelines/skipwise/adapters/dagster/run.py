@@ -29,7 +29,6 @@ from skipwise.adapters.dagster import services
 from skipwise.adapters.dagster.launch import Workers, chunks, launch, launch_split, worker_count
 
 
-
 @dataclass
 class Summary:
     """What a materialization did, per asset: partitions requested and computed."""
@@ -54,8 +53,10 @@ class Summary:
             return ""
         done, total = sum(self.computed.values()), sum(self.requested.values())
         what = f"step {self.failed_step}" if self.failed_step else "the Dagster run"
-        line = (f"{what} failed after {done} of {total} partitions were computed: "
-                f"{self.error or 'see the Dagster log above'}")
+        line = (
+            f"{what} failed after {done} of {total} partitions were computed: "
+            f"{self.error or 'see the Dagster log above'}"
+        )
         return line + (f"\n  {self.fix}" if self.fix else "")
 
     def render(self, seconds: float) -> str:
@@ -64,12 +65,22 @@ class Summary:
         lines = ["skipwise materialize:"]
         for name, n in self.requested.items():
             c, r = self.computed.get(name, 0), self.restored.get(name, 0)
-            lines.append(f"  {name:20} {c:4} computed, {n - c - r:4} skipped" + (f", {r} restored from kept versions" if r else ""))
+            lines.append(
+                f"  {name:20} {c:4} computed, {n - c - r:4} skipped"
+                + (f", {r} restored from kept versions" if r else "")
+            )
         total, done, back = sum(self.requested.values()), sum(self.computed.values()), sum(self.restored.values())
-        lines.append(f"  {done} of {total} partitions computed" + (f", {back} restored" if back else "")
-                     + f" ({total - done - back} up to date) in {seconds:.1f} s" + ("; nothing to do" if done + back == 0 else ""))
+        lines.append(
+            f"  {done} of {total} partitions computed"
+            + (f", {back} restored" if back else "")
+            + f" ({total - done - back} up to date) in {seconds:.1f} s"
+            + ("; nothing to do" if done + back == 0 else "")
+        )
         for asset, metrics in self.metrics.items():
-            lines.append(f"  {asset}: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+            lines.append(
+                f"  {asset}: "
+                + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+            )
         return "\n".join(lines)
 
     def _render_failure(self, seconds: float) -> str:
@@ -103,7 +114,9 @@ def check_plan_budget(project: Project, names: set[str], partition: str | None, 
     """
     decisions = project.plan(sorted(names), partition=partition)
     project.check_budgets(Counter(d.asset for d in decisions if d.action == RUN), tags)
-    project.locality.check_egress([(d.asset, d.partition) for d in decisions if d.action == RUN], tags)  # before any read
+    project.locality.check_egress(
+        [(d.asset, d.partition) for d in decisions if d.action == RUN], tags
+    )  # before any read
     return decisions
 
 
@@ -131,8 +144,9 @@ def instance_for_root(root: Path) -> dg.DagsterInstance:
 PLANNED_EVENTS_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 
 
-def materialize_project(project: Project, selection: list[str] | None, partition: str | None, tags: dict,
-                        workers: int | None = None) -> Summary:
+def materialize_project(
+    project: Project, selection: list[str] | None, partition: str | None, tags: dict, workers: int | None = None
+) -> Summary:
     """Run the selected assets (all by default) through Dagster, upstream first, on `project`'s
     data: its root is the runs' $SKIPWISE_ROOT, whatever folder the definitions were imported from.
     A level with many stale partitions runs in `workers` processes at once (default: see
@@ -154,8 +168,9 @@ def materialize_project(project: Project, selection: list[str] | None, partition
                 os.environ[k] = v
 
 
-def _materialize_project(project: Project, selection: list[str] | None, partition: str | None, tags: dict,
-                         workers: int | None) -> Summary:
+def _materialize_project(
+    project: Project, selection: list[str] | None, partition: str | None, tags: dict, workers: int | None
+) -> Summary:
     """Run the selected assets (all by default) through Dagster, upstream first.
 
     Each level is planned first (no data read) and a Dagster run is launched only over the span of
@@ -175,7 +190,11 @@ def _materialize_project(project: Project, selection: list[str] | None, partitio
     # Plain Dagster assets the selection reads that were never stored (unpartitioned ones): run
     # them first, as Dagster would in one run of everything (Dagster itself never skips them).
     needed = {d.name for a in graph.assets if a.name in names for d in a.deps}
-    missing = [p for p in graph.plain if p.name in needed and p.stored and p.partitions is None and not project.materialized_keys(p)]
+    missing = [
+        p
+        for p in graph.plain
+        if p.name in needed and p.stored and p.partitions is None and not project.materialized_keys(p)
+    ]
     groups = run_groups(graph, names)
     early: dict[int, Workers] = {}
     try:
@@ -184,13 +203,18 @@ def _materialize_project(project: Project, selection: list[str] | None, partitio
             # imports overlap this process's loading of the definitions.
             for i, group in enumerate(groups):
                 keys = keys_in_range(group[0].partitions, partition)
-                stale, parts = _level_parts(project, group, [d for d in planned if d.asset in {a.name for a in group}],
-                                            keys, workers)
+                stale, parts = _level_parts(
+                    project, group, [d for d in planned if d.asset in {a.name for a in group}], keys, workers
+                )
                 if stale:
                     if len(parts) > 1:
                         instance_for(project)  # $DAGSTER_HOME, which the workers inherit
-                        early[i] = Workers(project, [a.name for a in group], [(c[0], c[-1]) for c in parts],
-                                           {str(k): str(v) for k, v in tags.items()})
+                        early[i] = Workers(
+                            project,
+                            [a.name for a in group],
+                            [(c[0], c[-1]) for c in parts],
+                            {str(k): str(v) for k, v in tags.items()},
+                        )
                     break
         return _run_levels(project, graph, names, partition, tags, workers, planned, missing, groups, early)
     finally:
@@ -198,8 +222,9 @@ def _materialize_project(project: Project, selection: list[str] | None, partitio
             w.kill()
 
 
-def _level_parts(project: Project, group: list[Asset], decisions: list, keys: list[str] | None,
-                 workers: int | None) -> tuple[list[str], list[list[str]]]:
+def _level_parts(
+    project: Project, group: list[Asset], decisions: list, keys: list[str] | None, workers: int | None
+) -> tuple[list[str], list[list[str]]]:
     """A level's stale keys in order, and the contiguous chunks they run in (one per process; under
     the services profile, one per Dagster run on the Celery workers)."""
     stale = project.in_order(group[0], {d.partition for d in decisions if d.action != SKIP})
@@ -210,8 +235,18 @@ def _level_parts(project: Project, group: list[Asset], decisions: list, keys: li
     return stale, chunks(stale, worker_count(len(stale) * len(group), workers))
 
 
-def _run_levels(project: Project, graph: Any, names: set[str], partition: str | None, tags: dict, workers: int | None,
-                planned: list, missing: list, groups: list[list[Asset]], early: dict[int, Workers]) -> Summary:
+def _run_levels(
+    project: Project,
+    graph: Any,
+    names: set[str],
+    partition: str | None,
+    tags: dict,
+    workers: int | None,
+    planned: list,
+    missing: list,
+    groups: list[list[Asset]],
+    early: dict[int, Workers],
+) -> Summary:
     """The runs of `_materialize_project`, level by level (`early`: worker processes already
     started for a level, by its index)."""
     pm = process_meter()
@@ -231,8 +266,11 @@ def _run_levels(project: Project, graph: Any, names: set[str], partition: str | 
     if missing:
         instance = instance_for(project)
         plain_tags = {str(k): str(v) for k, v in tags.items()}
-        result = (services.launch(project, [p.name for p in missing], None, instance, plain_tags) if on_services
-                  else launch(defs_assets, resources, [p.name for p in missing], None, instance, plain_tags))
+        result = (
+            services.launch(project, [p.name for p in missing], None, instance, plain_tags)
+            if on_services
+            else launch(defs_assets, resources, [p.name for p in missing], None, instance, plain_tags)
+        )
         summary.run_ids.append(result.run_id)
         if not result.ok:
             summary.ok = False
@@ -250,7 +288,9 @@ def _run_levels(project: Project, graph: Any, names: set[str], partition: str | 
             fresh, decisions = project, [d for d in planned if d.asset in in_group]
         else:
             with pm.phase("plan"):
-                fresh = Project(project.root, graph, definitions=project.definitions)  # sees what the previous level committed
+                fresh = Project(
+                    project.root, graph, definitions=project.definitions
+                )  # sees what the previous level committed
                 decisions = fresh.plan([a.name for a in group], keys)
             for w in fresh.warnings:
                 project.warn(w)
@@ -277,8 +317,16 @@ def _run_levels(project: Project, graph: Any, names: set[str], partition: str | 
         elif keys is None:
             results = [launch(defs_assets, resources, names_in_group, None, instance, run_tags)]
         elif len(parts) > 1:
-            results = launch_split(fresh, defs_assets, resources, names_in_group, [(c[0], c[-1]) for c in parts],
-                                   instance, run_tags, workers=early.pop(i, None))
+            results = launch_split(
+                fresh,
+                defs_assets,
+                resources,
+                names_in_group,
+                [(c[0], c[-1]) for c in parts],
+                instance,
+                run_tags,
+                workers=early.pop(i, None),
+            )
         else:
             results = [launch(defs_assets, resources, names_in_group, (stale[0], stale[-1]), instance, run_tags)]
         for r in results:
@@ -294,7 +342,7 @@ def _run_levels(project: Project, graph: Any, names: set[str], partition: str | 
         if failed is not None:
             summary.ok = False
             summary.failed_step, summary.error, summary.fix = failed.failed_step, failed.error, failed.fix
-            summary.not_run = [a.name for g in groups[i + 1:] for a in g]
+            summary.not_run = [a.name for g in groups[i + 1 :] for a in g]
             break
     summary.metrics = write_metrics(project)
     if last_id:

@@ -22,8 +22,11 @@ from skipwise.locality import REGION_TAG
 
 
 def stale_partitions_sensor(
-    root: str | Path | None = None, minimum_interval_seconds: int = 60, name: str = "skipwise_stale_partitions",
-    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED, exclude: list[str] | tuple[str, ...] = (),
+    root: str | Path | None = None,
+    minimum_interval_seconds: int = 60,
+    name: str = "skipwise_stale_partitions",
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
+    exclude: list[str] | tuple[str, ...] = (),
 ) -> dg.SensorDefinition:
     """A sensor over every skipwise asset that requests runs for stale or missing partitions
     (raw DVC data, code, params or config changed). `root`: the project (default: found from the
@@ -42,7 +45,9 @@ def stale_partitions_sensor(
     def _sensor(context):
         from skipwise.loading import run_root
 
-        return stale_run_requests(load_project(run_root(root)), excluded) or dg.SkipReason("every partition is up to date")
+        return stale_run_requests(load_project(run_root(root)), excluded) or dg.SkipReason(
+            "every partition is up to date"
+        )
 
     return _sensor
 
@@ -81,7 +86,9 @@ def stale_run_requests(project, exclude: frozenset[str] = frozenset()) -> list[d
             # One single-run backfill over the span: partitions inside it that are up to date are skipped cheaply.
             tags.update({RANGE_START: keys[0], RANGE_END: keys[-1]})
         run_key = digest(sorted((d.asset, d.partition, d.fingerprint, d.reason) for a in group for d in stale[a.name]))
-        return [dg.RunRequest(run_key=run_key, asset_selection=[dg.AssetKey(a.name.split("__")) for a in group], tags=tags)]
+        return [
+            dg.RunRequest(run_key=run_key, asset_selection=[dg.AssetKey(a.name.split("__")) for a in group], tags=tags)
+        ]
     return []
 
 

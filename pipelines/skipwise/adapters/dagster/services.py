@@ -57,8 +57,11 @@ JOB_MODULE = "skipwise.adapters.dagster.services"
 # and Dagster warns on every import that they trail this 1.13.28 (pyproject.toml says why they are
 # used anyway). Only that exact pair is hushed: any other mismatch still shows.
 for _library in ("dagster-celery", "dagster-postgres"):
-    warnings.filterwarnings("ignore", message=rf"Found version mismatch between `dagster-shared` \(1\.13\.28\) "
-                                              rf"expected library version \(0\.29\.28\) and `{_library}` \(0\.29\.27\)")
+    warnings.filterwarnings(
+        "ignore",
+        message=rf"Found version mismatch between `dagster-shared` \(1\.13\.28\) "
+        rf"expected library version \(0\.29\.28\) and `{_library}` \(0\.29\.27\)",
+    )
 # dagster-celery registers its step task anew on the app of every run it submits steps for (the
 # same callable each time); Celery 5.7 warns once per app that the name is taken. Nothing is lost.
 warnings.filterwarnings("ignore", message=r"Task name 'execute_plan' is already registered to a different callable")
@@ -68,8 +71,10 @@ def profile() -> str:
     """The deployment profile of this process: $SKIPWISE_PROFILE, default "embedded"."""
     value = os.environ.get(PROFILE_ENV, "").strip().lower() or EMBEDDED
     if value not in PROFILES:
-        raise ConfigError(f"{PROFILE_ENV}={value!r} is not a profile",
-                          hint=f"set it to one of {', '.join(PROFILES)} (or unset it for the embedded default)")
+        raise ConfigError(
+            f"{PROFILE_ENV}={value!r} is not a profile",
+            hint=f"set it to one of {', '.join(PROFILES)} (or unset it for the embedded default)",
+        )
     return value
 
 
@@ -92,25 +97,35 @@ class Settings:
     def from_env(cls) -> Settings:
         raw = os.environ.get("SKIPWISE_CHUNK_PARTITIONS", "").strip()
         if raw and (not raw.isdigit() or int(raw) < 1):
-            raise ConfigError(f"SKIPWISE_CHUNK_PARTITIONS={raw!r} is not a number of partitions",
-                              hint="set it to 1 or more, or unset it for the default "
-                                   f"({DEFAULT_CHUNK_PARTITIONS})")
-        return cls(pg_url=os.environ.get("SKIPWISE_PG_URL", "").strip() or DEFAULT_PG_URL,
-                   broker=os.environ.get("SKIPWISE_CELERY_BROKER", "").strip() or DEFAULT_BROKER,
-                   backend=os.environ.get("SKIPWISE_CELERY_BACKEND", "").strip() or DEFAULT_BACKEND,
-                   queue=os.environ.get("SKIPWISE_CELERY_QUEUE", "").strip() or DEFAULT_QUEUE,
-                   chunk_partitions=int(raw) if raw else DEFAULT_CHUNK_PARTITIONS)
+            raise ConfigError(
+                f"SKIPWISE_CHUNK_PARTITIONS={raw!r} is not a number of partitions",
+                hint=f"set it to 1 or more, or unset it for the default ({DEFAULT_CHUNK_PARTITIONS})",
+            )
+        return cls(
+            pg_url=os.environ.get("SKIPWISE_PG_URL", "").strip() or DEFAULT_PG_URL,
+            broker=os.environ.get("SKIPWISE_CELERY_BROKER", "").strip() or DEFAULT_BROKER,
+            backend=os.environ.get("SKIPWISE_CELERY_BACKEND", "").strip() or DEFAULT_BACKEND,
+            queue=os.environ.get("SKIPWISE_CELERY_QUEUE", "").strip() or DEFAULT_QUEUE,
+            chunk_partitions=int(raw) if raw else DEFAULT_CHUNK_PARTITIONS,
+        )
 
     def postgres_db(self) -> dict[str, Any]:
         """`storage.postgres.postgres_db` of dagster.yaml for `pg_url`. The scheme is given
         explicitly: with SQLAlchemy 2.1 Dagster otherwise looks for psycopg 3 (dagster#33958)."""
         u = urlsplit(self.pg_url)
         if u.scheme.split("+")[0] not in ("postgresql", "postgres") or not u.hostname or not u.path.strip("/"):
-            raise ConfigError(f"SKIPWISE_PG_URL={self.pg_url!r} is not a PostgreSQL URL with a database",
-                              hint="e.g. postgresql://postgres@127.0.0.1:5432/skipwise")
-        db: dict[str, Any] = {"hostname": u.hostname, "port": u.port or 5432, "db_name": unquote(u.path.strip("/")),
-                              "username": unquote(u.username or "postgres"), "password": unquote(u.password or ""),
-                              "scheme": "postgresql+psycopg2"}
+            raise ConfigError(
+                f"SKIPWISE_PG_URL={self.pg_url!r} is not a PostgreSQL URL with a database",
+                hint="e.g. postgresql://postgres@127.0.0.1:5432/skipwise",
+            )
+        db: dict[str, Any] = {
+            "hostname": u.hostname,
+            "port": u.port or 5432,
+            "db_name": unquote(u.path.strip("/")),
+            "username": unquote(u.username or "postgres"),
+            "password": unquote(u.password or ""),
+            "scheme": "postgresql+psycopg2",
+        }
         return db
 
     def executor_config(self) -> dict[str, Any]:
@@ -122,8 +137,7 @@ def dagster_yaml(settings: Settings) -> str:
     """The instance configuration of the profile (run, event log and schedule storage on PostgreSQL)."""
     import yaml
 
-    config = {"telemetry": {"enabled": False},
-              "storage": {"postgres": {"postgres_db": settings.postgres_db()}}}
+    config = {"telemetry": {"enabled": False}, "storage": {"postgres": {"postgres_db": settings.postgres_db()}}}
     return yaml.safe_dump(config, sort_keys=True)
 
 
@@ -154,9 +168,11 @@ def instance_for_root(root: Path, settings: Settings | None = None) -> Any:
         try:
             instance = dg.DagsterInstance.from_config(str(home))
         except Exception as exc:  # noqa: BLE001 - any driver error: say which database and how to fix it
-            raise ConfigError(f"cannot open the Dagster instance on PostgreSQL at {_safe(settings.pg_url)} "
-                              f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})",
-                              hint="start PostgreSQL there, create the database, or set SKIPWISE_PG_URL") from None
+            raise ConfigError(
+                f"cannot open the Dagster instance on PostgreSQL at {_safe(settings.pg_url)} "
+                f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})",
+                hint="start PostgreSQL there, create the database, or set SKIPWISE_PG_URL",
+            ) from None
         # Dagster re-applies the yaml's python_logs handlers with logging.config.dictConfig for every
         # run, which closes every handler of the process and takes logging's locks in an order that
         # deadlocks runs started at once from threads (each chunk's run is one). This dagster.yaml
@@ -183,7 +199,7 @@ def address(url: str) -> tuple[str, int]:
 
 
 def unreachable(url: str, timeout: float = 3.0) -> str:
-    """"" when a TCP connection to `url`'s host and port opens within `timeout`, else why not."""
+    """ "" when a TCP connection to `url`'s host and port opens within `timeout`, else why not."""
     import socket
 
     try:
@@ -202,15 +218,19 @@ def require_celery(settings: Settings) -> None:
     key = (settings.broker, settings.backend)
     if key in _checked:
         return
-    for what, env, url in (("broker", "SKIPWISE_CELERY_BROKER", settings.broker),
-                           ("result backend", "SKIPWISE_CELERY_BACKEND", settings.backend)):
+    for what, env, url in (
+        ("broker", "SKIPWISE_CELERY_BROKER", settings.broker),
+        ("result backend", "SKIPWISE_CELERY_BACKEND", settings.backend),
+    ):
         if url.startswith("rpc://"):
             continue  # results come back through the broker
         why = unreachable(url)
         if why:
             host, port = address(url)
-            raise ConfigError(f"the Celery {what} is not reachable at {host}:{port} ({why})",
-                              hint=f"start it there, or set {env} to where it runs")
+            raise ConfigError(
+                f"the Celery {what} is not reachable at {host}:{port} ({why})",
+                hint=f"start it there, or set {env} to where it runs",
+            )
     _checked.add(key)
 
 
@@ -261,13 +281,22 @@ def reconstructable(definitions: str, names: Sequence[str], root: Path) -> Any:
     (with `root` on its path, where the definitions module lives)."""
     import dagster as dg
 
-    return dg.build_reconstructable_job(JOB_MODULE, "celery_job",
-                                        reconstructable_args=(definitions, tuple(sorted(names)), str(root)),
-                                        reconstructor_working_directory=str(root))
+    return dg.build_reconstructable_job(
+        JOB_MODULE,
+        "celery_job",
+        reconstructable_args=(definitions, tuple(sorted(names)), str(root)),
+        reconstructor_working_directory=str(root),
+    )
 
 
-def launch(project: Any, names: list[str], span: tuple[str, str] | None, instance: Any, tags: dict[str, str],
-           settings: Settings | None = None) -> Any:
+def launch(
+    project: Any,
+    names: list[str],
+    span: tuple[str, str] | None,
+    instance: Any,
+    tags: dict[str, str],
+    settings: Settings | None = None,
+) -> Any:
     """One Dagster run of `names` over `span` on the profile's instance, its steps on Celery workers;
     returns once the run has ended, as `skipwise.adapters.dagster.launch.Launched`."""
     import dagster as dg
@@ -281,10 +310,17 @@ def launch(project: Any, names: list[str], span: tuple[str, str] | None, instanc
     run_tags = dict(tags)
     if span is not None:
         run_tags.update({RANGE_START: span[0], RANGE_END: span[1]})
-    run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}},
-                  "execution": {"config": settings.executor_config()}}
-    with dg.execute_job(reconstructable(definitions, names, project.root), instance=instance, run_config=run_config,
-                        tags=run_tags, raise_on_error=False) as result:
+    run_config = {
+        "loggers": {"console": {"config": {"log_level": "INFO"}}},
+        "execution": {"config": settings.executor_config()},
+    }
+    with dg.execute_job(
+        reconstructable(definitions, names, project.root),
+        instance=instance,
+        run_config=run_config,
+        tags=run_tags,
+        raise_on_error=False,
+    ) as result:
         out = launched(result, list(names))
         if not out.ok and not out.error:
             out = replace(out, error=_run_failure(instance, result.run_id))
@@ -307,8 +343,9 @@ def _run_failure(instance: Any, run_id: str) -> str:
     return f"Dagster run {run_id} failed (see its events in the Dagster UI)"
 
 
-def launch_split(project: Any, names: list[str], spans: list[tuple[str, str] | None], instance: Any,
-                 tags: dict[str, str]) -> list[Any]:
+def launch_split(
+    project: Any, names: list[str], spans: list[tuple[str, str] | None], instance: Any, tags: dict[str, str]
+) -> list[Any]:
     """One Dagster run per span, all at once (a thread each waits for its run's steps on the
     workers); one `Launched` per span, in order."""
     from concurrent.futures import ThreadPoolExecutor

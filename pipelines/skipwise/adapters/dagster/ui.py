@@ -31,7 +31,9 @@ def fix_partition_listing() -> None:
     if getattr(original, _FIXED, False):
         return
 
-    def get_paginated_partition_keys(self: Any, context: Any, limit: int, ascending: bool, cursor: str | None = None) -> Any:
+    def get_paginated_partition_keys(
+        self: Any, context: Any, limit: int, ascending: bool, cursor: str | None = None
+    ) -> Any:
         end = self.end
         if not ascending and cursor is None and end is not None and context.effective_dt > end:
             context = context.updated(effective_dt=end, dynamic_partitions_store=None)

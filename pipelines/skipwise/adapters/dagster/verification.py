@@ -12,8 +12,11 @@ from skipwise.verifying import Report, choose, verify
 
 
 def verify_schedule(
-    cron_schedule: str = "0 4 * * *", fraction: float = 0.05, select: list[str] | None = None,
-    root: str | Path | None = None, name: str = "skipwise_verify",
+    cron_schedule: str = "0 4 * * *",
+    fraction: float = 0.05,
+    select: list[str] | None = None,
+    root: str | Path | None = None,
+    name: str = "skipwise_verify",
     default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
 ) -> dg.ScheduleDefinition:
     """A schedule (daily at 04:00 by default) of a job that recomputes `fraction` of the up-to-date
@@ -24,9 +27,14 @@ def verify_schedule(
 
     root = definitions_root(root)
     job = verify_job(root, fraction, select, name)
-    return dg.ScheduleDefinition(name=f"{name}_schedule", job=job, cron_schedule=cron_schedule, default_status=default_status,
-                                 description=f"Recomputes {fraction:.0%} of the up-to-date partitions and compares them "
-                                             "with the committed outputs.")
+    return dg.ScheduleDefinition(
+        name=f"{name}_schedule",
+        job=job,
+        cron_schedule=cron_schedule,
+        default_status=default_status,
+        description=f"Recomputes {fraction:.0%} of the up-to-date partitions and compares them "
+        "with the committed outputs.",
+    )
 
 
 def verify_job(root: Path, fraction: float, select: list[str] | None, name: str) -> dg.JobDefinition:
@@ -36,11 +44,16 @@ def verify_job(root: Path, fraction: float, select: list[str] | None, name: str)
     def verify_cached(context: dg.OpExecutionContext) -> None:
         report = run_verification(root, fraction, select, context.run_id, context.log)
         if not report.ok:
-            raise dg.Failure(description=report.failure(),
-                             metadata={"problems": "\n".join(r.line() for r in report.problems), "summary": report.summary()})
+            raise dg.Failure(
+                description=report.failure(),
+                metadata={"problems": "\n".join(r.line() for r in report.problems), "summary": report.summary()},
+            )
 
-    @dg.job(name=name, description="Verifies a sample of the cached partitions (skipwise verify).",
-            tags={"skipwise/trigger": "verify"})
+    @dg.job(
+        name=name,
+        description="Verifies a sample of the cached partitions (skipwise verify).",
+        tags={"skipwise/trigger": "verify"},
+    )
     def _job() -> None:
         verify_cached()
 
@@ -50,8 +63,12 @@ def verify_job(root: Path, fraction: float, select: list[str] | None, name: str)
 def run_verification(root: Path, fraction: float, select: list[str] | None, run_id: str, log: Any) -> Report:
     """Verify in this process (the project loaded as the sensors load it), logging each problem."""
     project = load_project(run_root(root))
-    report = verify(project, choose(project, select, fraction=fraction), run_id=run_id,
-                    on_result=lambda r: log.error(r.line()) if r.verdict.is_problem else None)
+    report = verify(
+        project,
+        choose(project, select, fraction=fraction),
+        run_id=run_id,
+        on_result=lambda r: log.error(r.line()) if r.verdict.is_problem else None,
+    )
     for line in report.skipped_lines():
         log.info(line)
     log.info(report.summary())

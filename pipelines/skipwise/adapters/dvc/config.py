@@ -69,13 +69,19 @@ def dvc_remote(root: Path, name: str | None = None) -> DvcRemote:
     sections = _sections(root)
     wanted = name or sections.get("core", {}).get("remote", "")
     if not wanted:
-        raise ConfigError("no default DVC remote (core.remote) is set", location=".dvc/config",
-                          hint="run `dvc remote add -d <name> s3://bucket/path`, or pass remote=\"<name>\" to sw.dvc_source")
+        raise ConfigError(
+            "no default DVC remote (core.remote) is set",
+            location=".dvc/config",
+            hint='run `dvc remote add -d <name> s3://bucket/path`, or pass remote="<name>" to sw.dvc_source',
+        )
     section = sections.get(f'remote "{wanted}"')
     if section is None or not section.get("url"):
-        known = sorted(s[len('remote "'):-1] for s in sections if s.startswith('remote "'))
-        raise ConfigError(f"no DVC remote named {wanted!r} (known: {', '.join(known) or 'none'})", location=".dvc/config",
-                          hint=f"run `dvc remote add {wanted} s3://bucket/path`, or name one of the known remotes")
+        known = sorted(s[len('remote "') : -1] for s in sections if s.startswith('remote "'))
+        raise ConfigError(
+            f"no DVC remote named {wanted!r} (known: {', '.join(known) or 'none'})",
+            location=".dvc/config",
+            hint=f"run `dvc remote add {wanted} s3://bucket/path`, or name one of the known remotes",
+        )
     url = section["url"]
     if not os.path.isabs(url) and "://" not in url:  # a local remote relative to .dvc/, as in DVC
         url = str((Path(root) / ".dvc" / url).resolve())

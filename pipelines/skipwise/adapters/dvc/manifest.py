@@ -109,7 +109,8 @@ def read_tracked_dir(root: Path, rel_path: str, fetch_manifest: Callable[[str], 
     if not dir_hash.endswith(".dir"):
         raise InputError(
             f"records {rel_path} with the file hash {dir_hash}, but {rel_path} is a directory of partition files",
-            location=source, hint=f"run `dvc add {rel_path}` (the directory) again",
+            location=source,
+            hint=f"run `dvc add {rel_path}` (the directory) again",
         )
     manifest = _cache_path(root, dir_hash)
     if manifest is None and fetch_manifest is None:
@@ -117,17 +118,26 @@ def read_tracked_dir(root: Path, rel_path: str, fetch_manifest: Callable[[str], 
     shown = _shown(root, manifest) if manifest is not None else f"the DVC remote's {dir_hash}"
     fix = f"run `dvc fetch` to restore it (or `dvc add {rel_path}` again)"
     try:
-        text = manifest.read_text(encoding="utf-8") if manifest is not None else fetch_manifest(dir_hash).decode("utf-8")  # type: ignore[misc]
+        text = (
+            manifest.read_text(encoding="utf-8") if manifest is not None else fetch_manifest(dir_hash).decode("utf-8")
+        )  # type: ignore[misc]
         entries = json.loads(text)
     except (OSError, ValueError) as exc:
-        raise InputError(f"DVC's .dir manifest {dir_hash} (from {source}) is unreadable: {exc}", location=shown, hint=fix) from None
+        raise InputError(
+            f"DVC's .dir manifest {dir_hash} (from {source}) is unreadable: {exc}", location=shown, hint=fix
+        ) from None
     if not isinstance(entries, list):
-        raise InputError(f"DVC's .dir manifest {dir_hash} (from {source}) is not a list of files", location=shown, hint=fix)
+        raise InputError(
+            f"DVC's .dir manifest {dir_hash} (from {source}) is not a list of files", location=shown, hint=fix
+        )
     files: dict[str, str] = {}
     for e in entries:
         if not (isinstance(e, dict) and isinstance(e.get("relpath"), str) and isinstance(e.get("md5"), str)):
-            raise InputError(f"DVC's .dir manifest {dir_hash} (from {source}) has an entry without relpath/md5: "
-                             f"{str(e)[:60]}", location=shown, hint=fix)
+            raise InputError(
+                f"DVC's .dir manifest {dir_hash} (from {source}) has an entry without relpath/md5: {str(e)[:60]}",
+                location=shown,
+                hint=fix,
+            )
         files[e["relpath"]] = e["md5"]
     return TrackedDir(rel_path, files, source, **sizes)
 
@@ -148,7 +158,9 @@ def _outs(data: Any, name: str, where: str, hint: str) -> list[dict]:
         raise InputError(f"{where}`outs` is {_kind(outs)}, not a list", location=name, hint=hint)
     for i, out in enumerate(outs):
         if not isinstance(out, dict):
-            raise InputError(f"{where}outs[{i}] is {_kind(out)}, not a mapping with path and md5", location=name, hint=hint)
+            raise InputError(
+                f"{where}outs[{i}] is {_kind(out)}, not a mapping with path and md5", location=name, hint=hint
+            )
     return outs
 
 
@@ -157,14 +169,24 @@ def _md5_of(out: dict, i: int, name: str, where: str, hint: str) -> str:
     if md5 is None:
         raise InputError(f"{where}outs[{i}] ({out.get('path')}) has no md5", location=name, hint=hint)
     if not isinstance(md5, str) or not _MD5.match(md5):
-        raise InputError(f"{where}outs[{i}] ({out.get('path')}) md5 is {_kind(md5)} {repr(md5)[:40]}, "
-                         "not an md5 hash", location=name, hint=hint)
+        raise InputError(
+            f"{where}outs[{i}] ({out.get('path')}) md5 is {_kind(md5)} {repr(md5)[:40]}, not an md5 hash",
+            location=name,
+            hint=hint,
+        )
     return md5
 
 
 def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-            float: "a number", type(None): "empty"}.get(type(value), type(value).__name__)
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "empty",
+    }.get(type(value), type(value).__name__)
 
 
 def _sizes(out: dict) -> dict[str, int]:
@@ -179,7 +201,9 @@ def _dir_hash(root: Path, rel_path: str) -> tuple[str | None, str, dict[str, int
         hint = f"restore it from git (`git checkout -- {name}`) or run `dvc add {rel_path}` again"
         data = read_yaml(dvc_file, name, InputError, hint)
         if not isinstance(data, dict):
-            raise InputError(f"expected a mapping with `outs` (what `dvc add` writes), got {_kind(data)}", location=name, hint=hint)
+            raise InputError(
+                f"expected a mapping with `outs` (what `dvc add` writes), got {_kind(data)}", location=name, hint=hint
+            )
         target = (root / rel_path).resolve()
         for i, out in enumerate(_outs(data, name, "", hint)):
             path = out.get("path")
@@ -195,14 +219,18 @@ def _dir_hash(root: Path, rel_path: str) -> tuple[str | None, str, dict[str, int
         if data is None:
             return None, "", {}
         if not isinstance(data, dict):
-            raise InputError(f"expected a mapping with `stages` (what DVC writes), got {_kind(data)}", location="dvc.lock", hint=hint)
+            raise InputError(
+                f"expected a mapping with `stages` (what DVC writes), got {_kind(data)}", location="dvc.lock", hint=hint
+            )
         stages = data.get("stages") or {}
         if not isinstance(stages, dict):
             raise InputError(f"`stages` is {_kind(stages)}, not a mapping", location="dvc.lock", hint=hint)
         for stage_name, stage in stages.items():
             where = f"stages.{stage_name}."
             if not isinstance(stage, dict):
-                raise InputError(f"stages.{stage_name} is {_kind(stage)}, not a mapping", location="dvc.lock", hint=hint)
+                raise InputError(
+                    f"stages.{stage_name} is {_kind(stage)}, not a mapping", location="dvc.lock", hint=hint
+                )
             for i, out in enumerate(_outs(stage, "dvc.lock", where, hint)):
                 if isinstance(out.get("path"), str) and Path(out["path"]) == Path(rel_path):
                     return _md5_of(out, i, "dvc.lock", where, hint), "dvc.lock", _sizes(out)
@@ -227,7 +255,9 @@ class FileVersion:
     warning: str = ""
 
 
-def file_version(root: Path, tracked: TrackedDir, relpath: str, statcache: StatCache, remote: bool = False) -> FileVersion:
+def file_version(
+    root: Path, tracked: TrackedDir, relpath: str, statcache: StatCache, remote: bool = False
+) -> FileVersion:
     """Version of one file of a tracked dir: DVC's md5, unless the workspace content differs.
 
     With `remote` (the source's bytes are on a DVC remote), a file missing from the workspace is
@@ -250,7 +280,9 @@ def file_version(root: Path, tracked: TrackedDir, relpath: str, statcache: StatC
     if recorded is None:
         if tracked.missing_manifest:  # DVC has a record we cannot read: one warning for the directory
             return FileVersion(f"md5:{actual}", tracked.missing_warning)
-        return FileVersion(f"md5:{actual}", f"{path.relative_to(root)} is not committed to DVC: run `dvc add {tracked.path}`")
+        return FileVersion(
+            f"md5:{actual}", f"{path.relative_to(root)} is not committed to DVC: run `dvc add {tracked.path}`"
+        )
     if actual != recorded:
         return FileVersion(
             f"md5:{actual}",
