@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import functools
 import importlib.util
 import json
@@ -798,11 +799,9 @@ def _spec_path(top: str) -> tuple[str, str] | None:
 def _site_folders() -> tuple[str, ...]:
     """The folders installers write distributions to (and the standard library's)."""
     paths = {sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    try:
+    with contextlib.suppress(AttributeError):  # an embedded interpreter's trimmed site module has neither
         paths.update(site.getsitepackages())
         paths.add(site.getusersitepackages())
-    except AttributeError:  # an embedded interpreter's trimmed site module
-        pass
     return tuple(sorted({os.path.realpath(p) + os.sep for p in paths if p}))
 
 

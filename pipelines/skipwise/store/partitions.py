@@ -11,6 +11,7 @@ the old, intact output) or the new one: never a partial partition.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from contextlib import contextmanager
@@ -51,19 +52,16 @@ class PartitionStore:
         in data/.skipwise/digest.key (readable by its owner only), and kept with the data."""
         path = self.data_root / ".skipwise" / "digest.key"
         ensure_inside(path.parent, self.real_root, str(path.parent))
-        try:
+        with contextlib.suppress(FileNotFoundError):
             return path.read_bytes()
-        except FileNotFoundError:
-            pass
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".digest.key.{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(os.urandom(32).hex().encode())
         try:
-            os.link(tmp, path)  # the first process to make one wins; the others read it
-        except FileExistsError:
-            pass
+            with contextlib.suppress(FileExistsError):  # the first process to make one wins; the others read it
+                os.link(tmp, path)
         finally:
             os.unlink(tmp)
         return path.read_bytes()
