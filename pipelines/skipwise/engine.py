@@ -43,6 +43,7 @@ from skipwise.store.partitions import PartitionStore
 from skipwise.store.paths import ensure_inside
 from skipwise.store.statcache import StatCache
 from skipwise.store.suspects import Suspects
+from skipwise.core import metakeys as mk
 
 log = logging.getLogger("skipwise")
 
@@ -865,7 +866,7 @@ class Project:
             metadata = {
                 **({"dagster/row_count": rows} if rows is not None else {}),
                 **metadata,
-                "skipwise/format": fmt.name,
+                mk.FORMAT: fmt.name,
             }
             if now.outside:
                 metadata[NOT_RESTORABLE] = "depends on " + "; ".join(now.outside)
@@ -1016,9 +1017,7 @@ class Project:
                     )
                 raise InputError(f"{up.name}[{key}] changed while {asset.name} was reading it", hint="run again")
             data = self.store.read_output(up.layer, up.name, key, m)
-            fmt = formats.get(
-                str(m.metadata.get("skipwise/format") or _FORMAT_OF_EXT.get(Path(m.output).suffix, "bytes"))
-            )
+            fmt = formats.get(str(m.metadata.get(mk.FORMAT) or _FORMAT_OF_EXT.get(Path(m.output).suffix, "bytes")))
         try:
             return fmt.decode(data)
         except Exception as exc:  # the libraries raise several types for a damaged file

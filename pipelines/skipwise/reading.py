@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from skipwise.core.errors import InputError
+from skipwise.core import metakeys as mk
 
 
 def _project(root: str | Path | None) -> Any:
@@ -91,7 +92,7 @@ def read(asset: str, partition: str | None = None, *, root: str | Path | None = 
     data = project.store.read_output(spec.layer, spec.name, key, m)
     if sha256_bytes(data) != m.output_hash:  # replaced between the check and the read: never hand it out
         raise InputError(f"{asset}[{key}] changed while it was being read", hint="read it again")
-    return formats.get(str(m.metadata.get("skipwise/format") or "polars")).decode(data)
+    return formats.get(str(m.metadata.get(mk.FORMAT) or "polars")).decode(data)
 
 
 def _parquet_files(asset: str, partitions: str | None, root: str | Path | None) -> list[str]:

@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Mapping
 
 from skipwise.core.manifest import SCHEME_VERSION, Manifest
 from skipwise.core.observed import changes
+from skipwise.core.metakeys import NOT_RESTORABLE
 
-RUN, SKIP, BLOCKED, RESTORE = "run", "skip", "blocked", "restore"
+
+class Action(StrEnum):
+    """What planning decided for a partition (equal to its string: "run" == Action.RUN)."""
+
+    RUN = "run"
+    SKIP = "skip"
+    BLOCKED = "blocked"
+    #: its current fingerprint was computed before and that version is kept: made current again
+    RESTORE = "restore"
+
+
+class OutputState(StrEnum):
+    """What a store found of a committed partition's output."""
+
+    OK = "ok"  # there, with the recorded hash
+    MISSING = "missing"
+    CHANGED = "changed"  # there, with other bytes (or, on an object store, another size or ETag)
+
+
+RUN, SKIP, BLOCKED, RESTORE = Action.RUN, Action.SKIP, Action.BLOCKED, Action.RESTORE
 #: Actions that change what the partition holds (and so what its dependents read).
 CHANGES = (RUN, RESTORE)
 #: What each fingerprint scheme changed, for the one-time recompute an upgrade causes.
@@ -16,8 +37,6 @@ SCHEME_CHANGES = {
     3: "files and environment variables the code reads now count, Dagster and skipwise versions no longer do "
     "(recomputed once after upgrading)",
 }
-#: Manifest metadata of an output that depends on state its fingerprint does not cover: never restored.
-NOT_RESTORABLE = "skipwise/not_restorable"
 
 
 @dataclass(frozen=True)
@@ -39,7 +58,7 @@ class Decision:
 
     asset: str
     partition: str
-    action: str
+    action: Action
     reason: str
     fingerprint: str
 
@@ -72,7 +91,7 @@ def decide(asset: str, partition: str, current: Current, manifest: Manifest | No
     if not manifest.consistent():
         return make(RUN, "manifest does not match its own provenance (edited by hand?)")
     if manifest.fingerprint == current.fingerprint:
-        if output_state == "ok":
+        if output_state == OutputState.OK:
             return make(SKIP, "up to date")
         return make(RUN, f"output file {output_state}")
     return make(RUN, "; ".join(explain(asset, current, manifest)) or "fingerprint changed")
@@ -110,7 +129,7 @@ def restorable(decision: Decision, kept: Manifest | None, kept_state: str) -> De
         decision.action != RUN
         or not decision.fingerprint
         or kept is None
-        or kept_state != "ok"
+        or kept_state != OutputState.OK
         or kept.fingerprint != decision.fingerprint
         or kept.partition != decision.partition
         or kept.asset != decision.asset

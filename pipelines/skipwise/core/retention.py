@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from skipwise.core.metakeys import GIT_COMMIT  # noqa: F401 - where retention's callers find it
+
 GIB = 2**30
-#: Manifest metadata: the git commit checked out when the partition was computed.
-GIT_COMMIT = "skipwise/git_commit"
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from typing import Iterator
 from skipwise.core.errors import InputError
 from skipwise.core.hashing import sha256_bytes, sha256_file
 from skipwise.core.manifest import Manifest
+from skipwise.core.plan import OutputState
 from skipwise.core.partitions import folder_key, key_folder, validate_name
 from skipwise.store.etagcache import EtagCache
 from skipwise.store.files import atomic_write
@@ -160,7 +161,7 @@ class ObjectPartitionStore:
         name = Path(manifest.output).name
         entry = self._entries(layer, asset, key).get(name)
         if entry is None:
-            return "missing"
+            return OutputState.MISSING
         parts = name.split(".")
         if (
             len(parts) < 3
@@ -169,8 +170,8 @@ class ObjectPartitionStore:
             or not manifest.output_etag
             or entry.etag != manifest.output_etag
         ):
-            return "changed"
-        return "ok"
+            return OutputState.CHANGED
+        return OutputState.OK
 
     def output_path(self, layer: str, asset: str, key: str, manifest: Manifest) -> str:
         """The URL of the manifest's output."""

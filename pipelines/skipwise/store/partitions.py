@@ -22,6 +22,7 @@ from skipwise.core.cost import IOCounter
 from skipwise.core.errors import InputError
 from skipwise.core.hashing import sha256_bytes
 from skipwise.core.manifest import Manifest
+from skipwise.core.plan import OutputState
 from skipwise.core.partitions import folder_key, key_folder, validate_name
 from skipwise.store.files import atomic_write
 from skipwise.store.paths import ensure_inside, is_inside
@@ -202,13 +203,15 @@ class PartitionStore:
         """
         path = os.path.join(self._readable_dir(layer, asset, key), os.path.basename(manifest.output))
         if os.path.islink(path) and not is_inside(path, (self.real_root,)):
-            return "changed"
+            return OutputState.CHANGED
         try:
             if os.stat(path).st_size != manifest.output_size:
-                return "changed"
-            return "ok" if self.statcache.digest(path, "sha256") == manifest.output_hash else "changed"
+                return OutputState.CHANGED
+            return (
+                OutputState.OK if self.statcache.digest(path, "sha256") == manifest.output_hash else OutputState.CHANGED
+            )
         except FileNotFoundError:
-            return "missing"
+            return OutputState.MISSING
 
     def read_output(self, layer: str, asset: str, key: str, manifest: Manifest) -> bytes:
         """The output bytes of a committed partition (metered)."""

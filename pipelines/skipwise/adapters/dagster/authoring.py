@@ -24,6 +24,7 @@ from skipwise.bodies import REGISTRY, Body, Input, is_dict_of
 from skipwise.core.errors import ConfigError
 from skipwise.adapters.dagster.graph import ASSET, KIND, SOURCE
 from skipwise.loading import run_root
+from skipwise.core import metakeys as mk
 
 _CONTEXT_NAMES = ("context", "ctx")
 
@@ -242,25 +243,25 @@ def asset(
     md = {
         **dict(metadata or {}),
         KIND: ASSET,
-        "skipwise/fn": ref,
-        "skipwise/format": fmt,
-        "skipwise/inputs": ",".join(i.upstream for i in inputs),
+        mk.FN: ref,
+        mk.FORMAT: fmt,
+        mk.INPUTS: ",".join(i.upstream for i in inputs),
     }
     if cost_unit:
-        md["skipwise/cost_unit"] = cost_unit
+        md[mk.COST_UNIT] = cost_unit
     if isinstance(files, str) or isinstance(env, str):
         raise ConfigError(
             f"{where}: files= and env= take lists", hint='write files=["config/lookup.csv"], env=["FEATURE_MODE"]'
         )
     if files:
-        md["skipwise/files"] = json.dumps(sorted({str(f) for f in files}))
+        md[mk.FILES] = json.dumps(sorted({str(f) for f in files}))
     if env:
-        md["skipwise/env"] = json.dumps(sorted({str(e) for e in env}))
+        md[mk.ENV] = json.dumps(sorted({str(e) for e in env}))
     if nondeterministic:
-        md["skipwise/nondeterministic"] = True
+        md[mk.NONDETERMINISTIC] = True
     declared = _declared_params(config_class)
     if declared is not None:
-        md["skipwise/params"] = json.dumps(declared, sort_keys=True)
+        md[mk.PARAMS] = json.dumps(declared, sort_keys=True)
     auto_kinds = set(kinds or ()) or ({fmt} if fmt in ("polars", "pandas", "torch") else set())
 
     def run(context: dg.AssetExecutionContext) -> Iterator[Any]:

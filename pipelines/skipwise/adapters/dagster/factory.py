@@ -23,6 +23,7 @@ from skipwise.core.budget import format_usd
 from skipwise.core.spec import Asset
 from skipwise.core.units import significant
 from skipwise.engine import Outcome, Project
+from skipwise.core import metakeys as mk
 
 BACKFILL_TAG = "dagster/backfill"
 FINGERPRINT_SHOWN = 16
@@ -75,11 +76,11 @@ def outcome_metadata(outcome: Outcome) -> dict[str, Any]:
     and cost (numbers stay numbers, plotted by Dagster; long strings are text values, shown whole)."""
     m = outcome.manifest
     md: dict[str, Any] = {
-        "skipwise/cache": outcome.cache,
-        "skipwise/reason": outcome.decision.reason,
+        mk.CACHE: outcome.cache,
+        mk.REASON: outcome.decision.reason,
         # A prefix, as git shows a commit: the whole one (in the manifest, and the output's file
         # name) is too wide for the asset page's metadata table, which then clips every value.
-        "skipwise/fingerprint": outcome.decision.fingerprint[:FINGERPRINT_SHOWN],
+        mk.FINGERPRINT: outcome.decision.fingerprint[:FINGERPRINT_SHOWN],
         "skipwise/output_bytes": m.output_size if m else None,
     }
     if outcome.cost is not None:

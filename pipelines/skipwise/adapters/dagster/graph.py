@@ -17,6 +17,7 @@ import dagster as dg
 from skipwise.core.errors import ConfigError
 from skipwise.core.partitions import AllOf, Identity, KeySet, Offsets, Table
 from skipwise.core.spec import Asset, Dep, Graph, Plain, Source
+from skipwise.core import metakeys as mk
 
 KIND, SOURCE, ASSET = "skipwise/kind", "source", "asset"
 
@@ -145,7 +146,7 @@ def graph_of(
             )
         elif kind == ASSET:
             deps = []
-            data_deps = set(meta(md, "skipwise/inputs", "").split(",")) - {""}
+            data_deps = set(meta(md, mk.INPUTS, "").split(",")) - {""}
             down_keys = keys_for(node.partitions_def)
             for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string()):
                 up_node = ag.get(parent)
@@ -194,18 +195,18 @@ def graph_of(
             assets.append(
                 Asset(
                     asset_name(key),
-                    meta(md, "skipwise/fn"),
+                    meta(md, mk.FN),
                     down_keys,
                     deps=tuple(deps),
                     layer=node.group_name or "default",
-                    fmt=meta(md, "skipwise/format", "") or "",
+                    fmt=meta(md, mk.FORMAT, "") or "",
                     description=node.description or "",
                     tags=dict(node.tags or {}),
-                    cost_unit=meta(md, "skipwise/cost_unit", "") or "",
-                    params=_params(meta(md, "skipwise/params")),
-                    files=tuple(_params(meta(md, "skipwise/files")) or ()),
-                    env=tuple(_params(meta(md, "skipwise/env")) or ()),
-                    nondeterministic=bool(meta(md, "skipwise/nondeterministic", False)),
+                    cost_unit=meta(md, mk.COST_UNIT, "") or "",
+                    params=_params(meta(md, mk.PARAMS)),
+                    files=tuple(_params(meta(md, mk.FILES)) or ()),
+                    env=tuple(_params(meta(md, mk.ENV)) or ()),
+                    nondeterministic=bool(meta(md, mk.NONDETERMINISTIC, False)),
                 )
             )
     valid_until = time.time() + 60 if open_ended else None

@@ -18,6 +18,7 @@ import dagster as dg
 
 from skipwise.adapters.dagster.graph import ASSET, KIND, SOURCE, asset_name, meta
 from skipwise.core.errors import InputError
+from skipwise.core import metakeys as mk
 
 
 class IOManager(dg.ConfigurableIOManager):
@@ -80,7 +81,7 @@ class IOManager(dg.ConfigurableIOManager):
                         run_id=context.run_id or "",
                         created_at=utc_now_iso(),
                         reason="stored by sw.IOManager",
-                        metadata={"skipwise/format": fmt.name},
+                        metadata={mk.FORMAT: fmt.name},
                     ),
                 )
         context.add_output_metadata({"skipwise/stored_partitions": len(values)})
@@ -134,7 +135,7 @@ class IOManager(dg.ConfigurableIOManager):
                     hint=f"materialize {name} for that partition first",
                 )
             data = project.store.read_output(layer, name, key, m)
-            fmt = formats.get(str(m.metadata.get("skipwise/format") or "bytes"))
+            fmt = formats.get(str(m.metadata.get(mk.FORMAT) or "bytes"))
             values[key] = fmt.decode(data)
         return bodies.combine(values, _annotation(context))
 

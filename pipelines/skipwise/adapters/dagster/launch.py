@@ -15,6 +15,7 @@ the split only pays for large levels: by default two or more processes (one per 
 """
 
 from __future__ import annotations
+from skipwise.core import metakeys as mk
 
 import json
 import os
@@ -151,7 +152,7 @@ def _first_line(err) -> tuple[str, str]:
 
 
 def _cache_of(event) -> str:
-    value = event.step_materialization_data.materialization.metadata.get("skipwise/cache")
+    value = event.step_materialization_data.materialization.metadata.get(mk.CACHE)
     return getattr(value, "value", value)
 
 
