@@ -258,7 +258,7 @@ class Project:
 
     def observed_now(self, deps: Any) -> dict[str, str]:
         """The keyed digest of each dependency ("file:...", "dir:...", "env:...") as it is now."""
-        memo = self.__dict__.setdefault("_observed_memo", {}) if self._manifests is not None else {}
+        memo = self._observed_memo if self._manifests is not None else {}
         out = {}
         for name in deps:
             if name not in memo:
@@ -564,6 +564,7 @@ class Project:
         pending: set[tuple[str, str]] = set()
         out: list[Decision] = []
         self._manifests = {}
+        self._observed_memo: dict[str, str] = {}  # each dependency checked once per plan, afresh in the next
         try:
             for asset in self.graph.order():
                 if asset.name not in names:

@@ -209,3 +209,15 @@ def test_status_explain_lists_what_the_committed_partitions_read(root):
     assert (
         "file:tables/lookup.csv (read by 2 partitions)" in seen and "env:OBS_RUN_SCALE (read by 2 partitions)" in seen
     )
+
+
+def test_a_long_lived_project_sees_a_change_between_two_plans(root, monkeypatch):
+    build(root, OBS_RUN_SCALE="2")
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setenv("OBS_RUN_SCALE", "2")
+    from skipwise.loading import load_project
+
+    project = load_project(root)  # one process, like a sensor's or the UI's code server
+    assert {d.action for d in project.plan(["scores"])} == {"skip"}
+    (root / "tables" / "lookup.csv").write_text("v\n7\n")
+    assert {d.reason for d in project.plan(["scores"])} == {"file tables/lookup.csv changed"}
