@@ -5,7 +5,7 @@
 1. Compute overhead per partition: the demo's flight_features body (`build_flight_features` over a
    7-day window of the real raw files) timed in a process that never imports skipwise (no audit hook,
    plain `os.environ`) against a process with skipwise imported, each body inside
-   `observing.recording()` plus the conversion of what it read into keyed digests (`Project.observed_of`),
+   `observing.recording()` plus the conversion of what it read into keyed digests (`Observations.of`),
    and, in that same process, each body run bare just before (the hook installed, nothing recording).
    Same days, same order, alternating processes; medians and minimums of the per-partition times.
 2. Planning cost: `Project.plan()` in process over the demo's committed partitions, with the
@@ -55,7 +55,7 @@ for day in days:
         start = time.perf_counter()
         with observing.recording() as seen:
             build_flight_features(frame, d, 7, 15.0)
-        project.observed_of(asset, seen)
+        project.observations.of(asset, seen, [project.root / rel for rel, _ in project.code_of(asset).files])
         out.append([bare, time.perf_counter() - start])
     else:
         out.append([bare, bare])

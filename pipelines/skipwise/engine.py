@@ -20,8 +20,6 @@ from skipwise.core.cost import BUDGET_OVERRIDE_TAG, CostVector, IOCounter, Ledge
 from skipwise.core.errors import ConfigError, InputError
 from skipwise.core.hashing import digest
 from skipwise.core.manifest import Manifest, fingerprint
-from skipwise.core.observed import DIR, ENV, FILE, keyed_digest, listing_bytes, split
-from skipwise.core.observed import dep as dep_id
 from skipwise.core.partitions import UNPARTITIONED, keys_of, upstream_keys, validate_key
 from skipwise.core.retention import GIT_COMMIT
 from skipwise.core.plan import (
@@ -41,6 +39,7 @@ from skipwise.core.pricing import load_config
 from skipwise.store.ledger import recent_days
 from skipwise.store.partitions import PartitionStore
 from skipwise.store.paths import ensure_inside
+from skipwise.observations import Observations
 from skipwise.store.statcache import StatCache
 from skipwise.store.suspects import Suspects
 from skipwise.core import metakeys as mk
@@ -138,6 +137,8 @@ class Project:
         self.store, self.ledger = open_store(
             self.config, local, self.data_root / ".skipwise" / "objects", warn=self.warn
         )
+        # What the code reads (files, folders, variables), as keyed digests: re-checked when planning.
+        self.observations = Observations(self.root, self.statcache, self.store.digest_key, self._managed_dirs)
         self._tracked: dict[str, TrackedDir] = {}
         self._raw_versions: dict[tuple[str, str], str] = {}
         self._code_versions: dict[str, CodeVersion] = {}
@@ -227,119 +228,9 @@ class Project:
         self._ran[memo] = ran
         return ran
 
-    # -- what the code reads ------------------------------------------------------------------------
-
-    @property
-    def digest_key(self) -> bytes:
-        """The key of observed digests: $SKIPWISE_DIGEST_KEY, else the store's own (every host
-        writing to the same store shares it, so two workers agree about every partition)."""
-        if not hasattr(self, "_digest_key"):
-            env = os.environ.get("SKIPWISE_DIGEST_KEY")
-            self._digest_key = env.encode() if env else self.store.digest_key()
-        return self._digest_key
-
-    def _declared(self, asset: Asset) -> list[str]:
-        """The dependencies `asset` declares (files=, env=), a glob as its matches and its folder."""
-        import glob
-
-        out = [dep_id(ENV, name) for name in asset.env]
-        for pattern in asset.files:
-            if not any(c in pattern for c in "*?["):
-                out.append(dep_id(FILE, pattern))
-                continue
-            base = pattern[: min(pattern.find(c) for c in "*?[" if c in pattern)].rpartition("/")[0]
-            out.append(dep_id(DIR, base or "."))
-            matches = glob.glob(str(self.root / pattern), recursive=True)
-            out += [dep_id(FILE, os.path.relpath(m, self.root)) for m in sorted(matches) if os.path.isfile(m)]
-        return out
-
-    def _dep_path(self, name: str) -> str:
-        return name if os.path.isabs(name) else os.path.join(self.root, name)
-
-    def observed_now(self, deps: Any) -> dict[str, str]:
-        """The keyed digest of each dependency ("file:...", "dir:...", "env:...") as it is now."""
-        memo = self._observed_memo if self._manifests is not None else {}
-        out = {}
-        for name in deps:
-            if name not in memo:
-                kind, what = split(name)
-                if kind == ENV:
-                    value = os.environ.get(what)
-                    data = None if value is None else value.encode("utf-8", "surrogateescape")
-                elif kind == DIR:
-                    try:
-                        data = listing_bytes(os.listdir(self._dep_path(what)))
-                    except OSError:
-                        data = None
-                else:
-                    try:
-                        data = self.statcache.digest(Path(self._dep_path(what))).encode()
-                    except OSError:
-                        data = None
-                memo[name] = keyed_digest(self.digest_key, name, data)
-            out[name] = memo[name]
-        return out
-
-    def observed_of(self, asset: Asset, reads: Any) -> dict[str, str]:
-        """The keyed digests of what a computation of `asset` read: its body's reads (`reads`),
-        what the project modules its code reaches read when imported, and what it declares."""
-        from skipwise import observing
-
-        every = observing.Reads()
-        every.merge(reads)
-        for rel, _ in self.code_of(asset).files:
-            imported = observing.imported_reads(str(self.root / rel))
-            if imported is not None:
-                every.merge(imported)
-        out = self.observed_now(self._declared(asset))
-        for path, stamp in every.files.items():
-            name = self._dep_name(FILE, path)
-            if name is None:
-                continue
-            try:
-                sha = self.statcache.digest(Path(path)).encode() if stamp is not None else None
-            except OSError:
-                sha = None
-            if observing.file_stamp(path) != stamp:  # changed since it was read: what was read is unknown
-                sha = b"changed while running " + os.urandom(16)
-            out[name] = keyed_digest(self.digest_key, name, sha)
-        for path, names in every.dirs.items():
-            name = self._dep_name(DIR, path)
-            if name is not None:
-                out[name] = keyed_digest(self.digest_key, name, None if names is None else listing_bytes(list(names)))
-        for var, value in every.env.items():
-            name = dep_id(ENV, var)
-            out[name] = keyed_digest(
-                self.digest_key, name, None if value is None else value.encode("utf-8", "surrogateescape")
-            )
-        return dict(sorted(out.items()))
-
-    def _dep_name(self, kind: str, path: str) -> str | None:
-        """ "file:<path relative to the root>" (absolute outside it) for a path the code read, or None
-        for what skipwise manages itself (data/: outputs, the ledger, DVC sources; DVC's cache; the
-        root's hidden folders: .git, .dvc, .dagster, virtual environments)."""
-        real = os.path.realpath(path)
-        for managed in self._managed():
-            if real == managed or real.startswith(managed + os.sep):
-                return None
-        root = str(self.root)
-        if real.startswith(root + os.sep):
-            rel = real[len(root) + 1 :]
-            if rel.startswith("."):
-                return None
-            return dep_id(kind, rel)
-        return None if real == root else dep_id(kind, real)
-
-    def _managed(self) -> list[str]:
-        if not hasattr(self, "_managed_dirs"):
-            found = [
-                self.data_root,
-                *dvc_cache_dirs(self.root),
-                *(self.root / s.path for s in self.graph.sources if s.path),
-            ]
-            home = os.environ.get("DAGSTER_HOME")
-            self._managed_dirs = [os.path.realpath(p) for p in (*found, *([home] if home else []))]
-        return self._managed_dirs
+    def _managed_dirs(self) -> list[Path]:
+        """The folders skipwise manages: data/, DVC's caches, the sources' folders (never observed)."""
+        return [self.data_root, *dvc_cache_dirs(self.root), *(self.root / s.path for s in self.graph.sources if s.path)]
 
     def params_digest(self, asset: Asset) -> str:
         if asset.name not in self._params_digests:
@@ -456,8 +347,8 @@ class Project:
             inputs[dep.name] = versions
         code = self.code_version(asset)
         params = self.params_digest(asset)
-        deps = [*self._declared(asset), *(manifest.observed if manifest is not None else ())]
-        observed = self.observed_now(deps)
+        deps = [*self.observations.declared(asset), *(manifest.observed if manifest is not None else ())]
+        observed = self.observations.now(deps)
         complete = all(v is not None for vs in inputs.values() for v in vs.values())
         fp = fingerprint(code, params, inputs, key, observed=observed) if complete else ""
         return Current(code, params, inputs, fp, observed)
@@ -564,7 +455,7 @@ class Project:
         pending: set[tuple[str, str]] = set()
         out: list[Decision] = []
         self._manifests = {}
-        self._observed_memo: dict[str, str] = {}  # each dependency checked once per plan, afresh in the next
+        self.observations.memo = {}  # each dependency is checked once per plan, afresh in the next
         try:
             for asset in self.graph.order():
                 if asset.name not in names:
@@ -577,6 +468,7 @@ class Project:
                     out.append(d)
         finally:
             self._manifests = None
+            self.observations.memo = None
         return out
 
     # -- execution ------------------------------------------------------------------------------
@@ -851,7 +743,7 @@ class Project:
                 value = fn(key, inputs, params)  # library helpers the body calls see what it runs from (`now`)
             with measure(None) as check, process_meter().phase("plan"):
                 ran = self.code_that_ran(asset, cur.code_version)  # after the call: lazy imports have happened
-                observed = self.observed_of(asset, seen)
+                observed = self.observations.of(asset, seen, [self.root / rel for rel, _ in self.code_of(asset).files])
             m.charge(Share(-check[0].cpu_seconds, -check[0].wall_seconds, IOSnapshot()))  # overhead, not the body's
             fp = fingerprint(ran, cur.params_digest, cur.inputs, key, observed=observed)
             if ran != cur.code_version:
