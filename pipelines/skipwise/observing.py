@@ -166,17 +166,15 @@ def _hook(event: str, args: tuple) -> None:
             _note_dir("." if path is None else path)
 
 
-def _busy() -> contextlib.AbstractContextManager:
-    @contextlib.contextmanager
-    def guard() -> Iterator[None]:
-        before = getattr(_GUARD, "busy", False)
-        _GUARD.busy = True
-        try:
-            yield
-        finally:
-            _GUARD.busy = before
-
-    return guard()
+@contextlib.contextmanager
+def _busy() -> Iterator[None]:
+    """Observation's own reads (a listing, a glob) are not the project's: the hook ignores them."""
+    before = getattr(_GUARD, "busy", False)
+    _GUARD.busy = True
+    try:
+        yield
+    finally:
+        _GUARD.busy = before
 
 
 def _candidate(path: Any) -> str | None:
@@ -453,10 +451,10 @@ def _note_path(path: Any, quiet: bool = False) -> None:
     if "://" in text:
         return
     with _busy():
-        if _GLOB_CHARS.search(text):
+        wildcard = _GLOB_CHARS.search(text)
+        if wildcard:
             matches = _glob.glob(text, recursive=True)
-            folder = text[: _GLOB_CHARS.search(text).start()].rpartition(os.sep)[0] or "."
-            folders = [folder]
+            folders = [text[: wildcard.start()].rpartition(os.sep)[0] or "."]
             files = [m for m in matches if os.path.isfile(m)]
         elif os.path.isdir(text):
             folders, files = [], []
