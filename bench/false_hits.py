@@ -22,7 +22,7 @@ code, params and raw data would produce) is the worst bug skipwise can have. Thi
 2. Then, for each of N seeded random steps: one random edit (see KINDS), then one fresh process in
    the project (its own code: cwd and `PYTHONPATH=<project>`; no Dagster run) that runs an
    incremental build of flight_features, weather_features and training_set over the 12 days through
-   `skipwise.engine.load_project(".")` and `Project.materialize`, and then the oracle
+   `skipwise.engine.project.load_project(".")` and `Project.materialize`, and then the oracle
    (`bench/false_hits_worker.py`): every partition recomputed straight from the raw files,
    params.yaml and the `@sw.asset` functions with their `dg.Config` classes, windows read off the
    Dagster definitions' partition mappings, with no engine state, serialized by the library's writer.

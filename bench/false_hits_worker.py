@@ -8,7 +8,7 @@ holds no library of its own).
 
 1. Build: an incremental build of flight_features, weather_features and training_set over the days
    FIRST..LAST with the engine, the way a process outside Dagster runs it
-   (`skipwise.engine.load_project(".")`, which resolves the graph of the copy's
+   (`skipwise.engine.project.load_project(".")`, which resolves the graph of the copy's
    `assets.definitions` through its snapshot, then `Project.materialize`), recording every
    partition's action (run/skip) and reason.
 2. Oracle: every expected partition is recomputed directly from the raw files in the workspace (not
@@ -54,7 +54,7 @@ def days_between(first: str, last: str) -> list[str]:
 
 
 def build(step: str, days: list[str], out: dict) -> None:
-    from skipwise.engine import load_project
+    from skipwise.engine.loading import load_project
 
     t = time.perf_counter()
     project = None
@@ -93,8 +93,8 @@ def oracle(days: list[str], out: dict) -> None:
 
     import assets.definitions as g
     from skipwise import formats
-    from skipwise.bodies import REGISTRY
-    from skipwise.bodies import PartitionContext
+    from skipwise.engine.bodies import REGISTRY
+    from skipwise.engine.bodies import PartitionContext
     from skipwise.core.partitions import UNPARTITIONED
 
     t = time.perf_counter()
@@ -208,10 +208,10 @@ def main(argv: list[str]) -> int:
     mode = argv[5] if len(argv) > 5 else "all"
     days = days_between(first, last)
     out: dict = {"outcomes": [], "build_error": None, "oracle_error": None, "t_import": 0.0}
-    import skipwise.engine  # noqa: F401 - timed apart from the build
+    import skipwise.engine.project  # noqa: F401 - timed apart from the build
 
     out["t_import"] = time.perf_counter() - T0
-    out["library_from"] = skipwise.engine.__file__  # the installed library (the copy holds none)
+    out["library_from"] = skipwise.engine.project.__file__  # the installed library (the copy holds none)
     build(step, days, out)
     if mode != "build":
         oracle(days, out)

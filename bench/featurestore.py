@@ -49,7 +49,7 @@ def make_project(root: Path, days: int) -> str:
 def ledger_totals(root: Path, env: dict) -> tuple[float, int]:
     """(dollars, GET + PUT + LIST requests) of every record in the project's ledger, read as
     `skipwise cost` reads it (the bucket's ledger with the bucket's environment)."""
-    from skipwise.featurestore import open_ledger
+    from skipwise.store.backends import open_ledger
 
     saved = dict(os.environ)
     os.environ.update(env)

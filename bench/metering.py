@@ -15,7 +15,7 @@ def meter_overhead(root: Path, repeats: int = 20) -> tuple[Cell, Cell]:
 
     from assets.features.flights import build_flight_features
     from skipwise.core.cost import IOCounter
-    from skipwise.metering import Meter
+    from skipwise.engine.metering import Meter
 
     day = date(2013, 3, 14)
     files = [root / "data/raw/flights" / f"2013-03-{d:02d}.parquet" for d in range(7, 15)]
@@ -43,7 +43,7 @@ def meter_fixed_cost(batches: int = 7, per_batch: int = 500) -> Cell:
     reset, the I/O snapshot), from batches of empty metered blocks: a fixed cost measured over
     enough repetitions to mean something, unlike a difference of two noisy timings."""
     from skipwise.core.cost import IOCounter
-    from skipwise.metering import Meter
+    from skipwise.engine.metering import Meter
 
     io, cell = IOCounter(), Cell()
     for _ in range(batches):

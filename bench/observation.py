@@ -37,8 +37,8 @@ observe = sys.argv[1] == "observed"
 days = json.loads(sys.argv[2])
 if observe:
     import skipwise
-    from skipwise import observing
-    from skipwise.engine import load_project
+    from skipwise.project import observing
+    from skipwise.engine.loading import load_project
     project = load_project(".")
     asset = project.graph.asset("flight_features")
 import polars as pl
@@ -79,7 +79,7 @@ def body_times(mode: str, days: list[str]) -> list[float]:
 def plan_times(repeats: int) -> tuple[list[float], list[float], int]:
     from dataclasses import replace
 
-    from skipwise.engine import load_project
+    from skipwise.engine.loading import load_project
 
     with_obs, without, deps = [], [], 0
     for _ in range(repeats):

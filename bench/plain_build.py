@@ -73,7 +73,7 @@ def dagster_partitions(defs: Any, name: str) -> Any:
 
 def load_body(asset: Asset) -> Any:
     """The asset's registered function (`@sw.asset` registered it when its module was imported)."""
-    from skipwise.bodies import body_of
+    from skipwise.engine.bodies import body_of
 
     return body_of(asset.fn)
 
@@ -105,7 +105,7 @@ def build_partition(
     root: Path, graph: Graph, asset: Asset, key: str, reader: RawReader, body: Any, params: Mapping
 ) -> Any:
     """One partition of `asset` from its raw inputs (sources only: the bench graphs' feature layer)."""
-    from skipwise.bodies import PartitionContext
+    from skipwise.engine.bodies import PartitionContext
 
     inputs: dict[str, dict[str, pl.DataFrame]] = {}
     for dep in asset.deps:

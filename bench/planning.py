@@ -87,7 +87,7 @@ def _timed_command(cmd: list[str], ws: Workspace, what: str) -> tuple[float, str
 
 
 def _snapshot_stamp(ws: Workspace) -> int | None:
-    from skipwise.snapshot import path_of
+    from skipwise.project.snapshot import path_of
 
     try:
         return path_of(ws.root).stat().st_mtime_ns
@@ -250,7 +250,7 @@ def synthetic_plan(base: Path, n: int, repeats: int) -> SynthResult:
     """Time `Project.plan()` (fresh Project, warm caches) over n up-to-date partitions of the daily
     asset (one raw file each) and of the hourly asset (24 raw files each), one asset per plan."""
     from skipwise.core.plan import SKIP
-    from skipwise.engine import Project, load_project
+    from skipwise.engine.project import Project, load_project
 
     t0 = time.perf_counter()
     root = write_synthetic_project(base, n)

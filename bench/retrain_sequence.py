@@ -49,7 +49,7 @@ def materialize(step: str, *args: str, env: dict) -> None:
 
 
 def project():
-    from skipwise.loading import load_project
+    from skipwise.engine.loading import load_project
 
     return load_project(ROOT)
 

@@ -166,8 +166,8 @@ def revert_scenario(ws, edited: Path) -> dict[str, object]:
     from bench import systems as S
     from bench.workspace import project_graph, purge_modules
     from skipwise.core.retention import Policy
-    from skipwise.engine import load_project
-    from skipwise.retention import collect
+    from skipwise.engine.loading import load_project
+    from skipwise.store.gc import collect
 
     text = edited.read_text()
     reverted = "".join(

@@ -115,7 +115,7 @@ def ledger_since(ws: Workspace, before: set[Path]) -> Recorded:
 def skipwise_dagster(ws: Workspace) -> Measured:
     """skipwise's `materialize_project` over the whole range (what `skipwise materialize` runs)."""
     from skipwise.adapters.dagster.run import materialize_project
-    from skipwise.engine import load_project
+    from skipwise.engine.loading import load_project
 
     _prepare(ws)
     before = ledger_files(ws)
@@ -180,7 +180,7 @@ def engine_noop(ws: Workspace) -> EngineNoop:
     """Plan, then run `Project.materialize` in-process, counting what was read: all should be skipped."""
     _prepare(ws)
     from skipwise.core.plan import SKIP
-    from skipwise.engine import load_project
+    from skipwise.engine.loading import load_project
 
     project = load_project(ws.root, ws.defs)
     keys = project.graph.asset(ws.selection[0]).partitions.key_range(ws.first, ws.last)

@@ -110,7 +110,7 @@ def freeze_library(base: Path) -> Path:
         REPO / "pipelines" / "skipwise", lib / "skipwise", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
     )
     env = {**os.environ, "PYTHONPATH": str(lib)}
-    check = "import skipwise, skipwise.cli, skipwise.engine, skipwise.adapters.dagster; print(skipwise.__file__)"
+    check = "import skipwise, skipwise.cli.main, skipwise.engine.project, skipwise.adapters.dagster; print(skipwise.__file__)"
     p = subprocess.run([sys.executable, "-c", check], cwd=base, env=env, capture_output=True, text=True)
     if p.returncode != 0 or not p.stdout.strip().startswith(str(lib)):
         raise RuntimeError(
@@ -286,7 +286,7 @@ def _skipwise_stage_cmd(ws: Workspace) -> str:
     # `skipwise materialize` with this interpreter (the venv's skipwise, as the in-process runs use);
     # the definitions come from the project's pyproject.toml, as for any user.
     return (
-        f"{sys.executable} -m skipwise.cli --root . materialize "
+        f"{sys.executable} -m skipwise.cli.main --root . materialize "
         f"--select {','.join(ws.selection)} --partition {ws.partition_range}"
     )
 
@@ -342,7 +342,7 @@ def _is_docstring(stmt: ast.stmt) -> bool:
 def project_graph(ws: Workspace):
     """skipwise's resolved graph of the workspace: from its snapshot while the definitions are
     unchanged, else by importing them afresh (the modules may be stale in sys.modules)."""
-    from skipwise.engine import resolve_graph
+    from skipwise.engine.loading import resolve_graph
 
     if str(ws.root) not in sys.path:
         sys.path.insert(0, str(ws.root))

@@ -73,7 +73,7 @@ def project_dir(tmp_path, raw_days) -> Path:
 @pytest.fixture
 def project(project_dir):
     """A loaded engine Project over `project_dir` (its own copy of the code)."""
-    from skipwise.engine import Project
+    from skipwise.engine.project import Project
 
     graph = _graph_from(project_dir)
     return Project(project_dir, graph, definitions="assets.definitions")
@@ -81,6 +81,6 @@ def project(project_dir):
 
 def _graph_from(root: Path):
     # The copy's definitions are the same code as the repo's: resolve the repo's (already importable).
-    from skipwise.engine import resolve_graph
+    from skipwise.engine.loading import resolve_graph
 
     return resolve_graph(REPO, "assets.definitions")[0]

@@ -17,12 +17,12 @@ first use), for model assets `train_or_restore` and `model_registry`, `read`, `s
 public API; everything else may change.
 """
 
-from skipwise import loaded as _loaded
-from skipwise import observing as _observing
+from skipwise.project import recorder as _recorder
+from skipwise.project import observing as _observing
 
 # First thing: from here on, the bytes each project module runs from are recorded, so a partition
 # is never committed under the version of a file that changed after its module was imported.
-_loaded.install(__file__)
+_recorder.install(__file__)
 # And what project code reads (files, environment variables) is observed while bodies run and modules import.
 _observing.install()
 
@@ -50,15 +50,15 @@ def __getattr__(name: str):  # noqa: ANN202 - lazy: `import skipwise` (the CLI's
 
         return getattr(_dagster, name)
     if name in _MODELS:
-        from skipwise import models as _models
+        from skipwise.models import registry as _models
 
         return getattr(_models, name)
     if name in _READING:
-        from skipwise import reading
+        from skipwise.tables import reading
 
         return getattr(reading, name)
     if name == "as_of_join":
-        from skipwise.joins import as_of_join
+        from skipwise.tables.joins import as_of_join
 
         return as_of_join
     raise AttributeError(f"module 'skipwise' has no attribute {name!r}")

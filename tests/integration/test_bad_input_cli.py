@@ -22,7 +22,7 @@ OVERRIDE = {"skipwise/budget_override": "true"}
 
 def cli(root: Path, *args: str):
     env = {"PYTHONPATH": str(root), "DAGSTER_HOME": str(root / ".dagster")}
-    return run([sys.executable, "-m", "skipwise.cli", *args], cwd=root, env=env, check=False)
+    return run([sys.executable, "-m", "skipwise.cli.main", *args], cwd=root, env=env, check=False)
 
 
 def error_line(p, rc: int | None = None) -> str:
@@ -191,7 +191,7 @@ def test_bad_params_stop_materialize_before_dagster_starts(proj):
 
 
 def test_bodies_see_the_declared_defaults_and_fingerprints_ignore_explicit_defaults(project):
-    from skipwise.engine import Project
+    from skipwise.engine.project import Project
 
     params = project.root / "params.yaml"
     full = Project(project.root, project.graph)
@@ -243,7 +243,7 @@ def drop_last_column(root: Path, kind: str, day: str) -> str:
 
 def test_schema_drift_blames_the_odd_file_not_the_partitions_own_day(project):
     from skipwise.core.errors import InputError
-    from skipwise.engine import Project
+    from skipwise.engine.project import Project
 
     root = project.root
     dropped = drop_last_column(root, "flights", "2013-01-08")
@@ -261,7 +261,7 @@ def test_schema_drift_blames_the_odd_file_not_the_partitions_own_day(project):
 
 def test_schema_drift_in_a_two_file_window_names_both_files(project):
     from skipwise.core.errors import InputError
-    from skipwise.engine import Project
+    from skipwise.engine.project import Project
 
     dropped = drop_last_column(project.root, "weather", "2013-01-02")
     with pytest.raises(InputError) as e:
@@ -273,7 +273,7 @@ def test_schema_drift_in_a_two_file_window_names_both_files(project):
 
 def test_schema_drift_uses_what_the_run_already_read(project):
     from skipwise.core.errors import InputError
-    from skipwise.engine import Project
+    from skipwise.engine.project import Project
 
     drop_last_column(project.root, "weather", "2013-01-04")
     p = Project(project.root, project.graph)
@@ -373,7 +373,7 @@ def test_the_whole_run_check_respects_the_override_tag(project):
     from skipwise.core.errors import BudgetExceeded
 
     (project.root / "skipwise.toml").write_text("[budgets]\nper_run_usd = 0.000001\n")
-    from skipwise.engine import Project
+    from skipwise.engine.project import Project
 
     p = Project(project.root, project.graph)
     with pytest.raises(BudgetExceeded):
@@ -383,7 +383,7 @@ def test_the_whole_run_check_respects_the_override_tag(project):
 
 def test_a_step_adds_what_its_run_already_spent(project):
     from skipwise.core.errors import BudgetExceeded
-    from skipwise.engine import Project
+    from skipwise.engine.project import Project
 
     root = project.root
     write_ledger(root, [("weather_features", "2013-01-01", 0.0002)])  # history: $0.0002 a partition

@@ -71,13 +71,13 @@ def materialize(name: str) -> list[str]:
 
 def plan(root: Path) -> dict[str, str]:
     """asset -> "skip" or why it would run, for the partition north."""
-    from skipwise.loading import load_project
+    from skipwise.engine.loading import load_project
 
     return {d.asset: "skip" if d.action == SKIP else d.reason for d in load_project(root).plan(partition="north")}
 
 
 def test_an_edit_of_code_outside_the_root_recomputes_its_users_only(project):
-    from skipwise.loading import load_project
+    from skipwise.engine.loading import load_project
 
     root, helper, name = project
     assert materialize(name) == ["plain:miss", "scaled:miss"]

@@ -9,7 +9,7 @@ import pytest
 
 from skipwise.adapters.dagster.run import materialize_project
 from skipwise.core.errors import BudgetExceeded
-from skipwise.engine import Project
+from skipwise.engine.project import Project
 from tests.conftest import BIN, run
 
 DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]

@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from skipwise.adapters.dagster.run import materialize_project
-from skipwise.engine import Project
+from skipwise.engine.project import Project
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 def cli(root: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess:
     env = {"PYTHONPATH": str(root)}
-    return run([sys.executable, "-m", "skipwise.cli", *args], cwd=root, env=env, check=check)
+    return run([sys.executable, "-m", "skipwise.cli.main", *args], cwd=root, env=env, check=check)
 
 
 def plan(root: Path, select: str) -> dict:
@@ -49,7 +49,7 @@ def test_a_copied_project_never_trusts_the_originals_code_versions(project_dir, 
 
 
 PER_STEP = (  # like Dagster: each asset's step loads the project afresh, the modules stay imported
-    "from skipwise.engine import load_project\n"
+    "from skipwise.engine.loading import load_project\n"
     "for a in ['flight_features', 'weather_features']:\n"
     "    for o in load_project('.').materialize(a, {days!r}, run_id='r'):\n"
     "        print(a, o.decision.partition, o.decision.action, flush=True)\n"

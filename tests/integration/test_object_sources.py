@@ -258,7 +258,7 @@ def test_an_overwritten_object_reruns_exactly_its_partitions_and_moves_exactly_i
 
 def test_an_object_overwritten_between_plan_and_read_is_never_computed_under_its_old_version(checkout, s3, monkeypatch):
     from skipwise.core.errors import InputError
-    from skipwise.loading import load_project
+    from skipwise.engine.loading import load_project
 
     monkeypatch.setenv("SKIPWISE_ROOT", str(checkout.root))
     day = DAYS[1]
@@ -290,7 +290,7 @@ def test_an_object_overwritten_between_plan_and_read_is_never_computed_under_its
 
 
 def test_a_versioned_bucket_reads_the_version_the_listing_saw(checkout, s3, monkeypatch):
-    from skipwise.loading import load_project
+    from skipwise.engine.loading import load_project
 
     monkeypatch.setenv("SKIPWISE_ROOT", str(checkout.root))
     day = DAYS[0]
@@ -390,7 +390,7 @@ def test_a_plain_dagster_asset_reads_an_object_source_through_the_io_manager(che
 
 def test_the_new_raw_data_sensor_sees_object_versions(checkout, s3, monkeypatch):
     from skipwise.adapters.dagster.retraining import raw_versions
-    from skipwise.loading import load_project
+    from skipwise.engine.loading import load_project
 
     monkeypatch.setenv("SKIPWISE_ROOT", str(checkout.root))
     versions = raw_versions(load_project(checkout.root))["events"]
@@ -401,8 +401,8 @@ def test_the_new_raw_data_sensor_sees_object_versions(checkout, s3, monkeypatch)
 FILL = """
 import sys, time
 from pathlib import Path
-from skipwise.loading import load_project
-from skipwise.store.contentcache import ContentCache
+from skipwise.engine.loading import load_project
+from skipwise.sources.contentcache import ContentCache
 root, cache, go, days = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4:]
 project = load_project(root)
 project.locality._cache = ContentCache(cache, 10**9, project.io)  # an empty cache of the test's own

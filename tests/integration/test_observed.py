@@ -67,7 +67,7 @@ def scale() -> int:
 """
 
 BUILD = (
-    "from skipwise.engine import load_project\n"
+    "from skipwise.engine.loading import load_project\n"
     "p = load_project('.')\n"
     "for a in ['scores', 'declared']:\n"
     "    for o in p.materialize(a, None, run_id='r'):\n"
@@ -198,7 +198,7 @@ def test_the_digest_key_is_shared_by_every_process_of_the_store(root):
 def test_status_explain_lists_what_the_committed_partitions_read(root):
     build(root, OBS_RUN_SCALE="2")
     p = subprocess.run(
-        [sys.executable, "-m", "skipwise.cli", "status", "--explain", "--json", "--select", "scores"],
+        [sys.executable, "-m", "skipwise.cli.main", "status", "--explain", "--json", "--select", "scores"],
         cwd=root,
         env={**_env(OBS_RUN_SCALE="2"), "PYTHONPATH": str(root)},
         capture_output=True,
@@ -215,7 +215,7 @@ def test_a_long_lived_project_sees_a_change_between_two_plans(root, monkeypatch)
     build(root, OBS_RUN_SCALE="2")
     monkeypatch.syspath_prepend(str(root))
     monkeypatch.setenv("OBS_RUN_SCALE", "2")
-    from skipwise.loading import load_project
+    from skipwise.engine.loading import load_project
 
     project = load_project(root)  # one process, like a sensor's or the UI's code server
     assert {d.action for d in project.plan(["scores"])} == {"skip"}

@@ -11,7 +11,7 @@ import pytest
 
 import skipwise as sw
 from skipwise.core.errors import InputError
-from skipwise.engine import Project
+from skipwise.engine.project import Project
 
 pytestmark = pytest.mark.integration
 

@@ -316,8 +316,8 @@ import sys, time
 from pathlib import Path
 from skipwise.core.cost import IOCounter
 from skipwise.core.locations import Location
-from skipwise.store.contentcache import ContentCache, md5_key
-from skipwise.store.remote import RemoteReader
+from skipwise.sources.contentcache import ContentCache, md5_key
+from skipwise.sources.remote import RemoteReader
 root, endpoint, go, md5s = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), sys.argv[4:]
 cache, reader = ContentCache(root, 10**9), RemoteReader(IOCounter(), "us-east-1")
 loc = Location("far", "s3://skipwise-euw1", "eu-west-1")
@@ -354,7 +354,7 @@ def test_two_processes_filling_the_cache_at_once_fetch_each_object_once(producer
     assert all(p.returncode == 0 for p in procs)
     assert sum(outs) == len(md5s)  # each object fetched by exactly one of them
     assert sorted(r.path for r in s3.requests(since=mark, method="GET")) == sorted(md5_path(m) for m in md5s)
-    from skipwise.store.contentcache import ContentCache
+    from skipwise.sources.contentcache import ContentCache
 
     cache = ContentCache(tmp_path / "cache", 10**9)
     assert {e.key for e in cache.entries()} == {f"md5:{m}" for m in md5s} and cache.orphans() == []
@@ -362,8 +362,8 @@ def test_two_processes_filling_the_cache_at_once_fetch_each_object_once(producer
 
 def test_sensor_runs_carry_the_region_holding_the_stale_inputs(consumer, producer, s3, monkeypatch):
     from skipwise.adapters.dagster.sensors import stale_run_requests
-    from skipwise.loading import load_project
-    from skipwise.locality import REGION_TAG
+    from skipwise.engine.loading import load_project
+    from skipwise.sources.locality import REGION_TAG
 
     write_day(producer.root, DAYS[1], salt=11)
     producer.dvc("add", "-q", "data/raw/events")
@@ -382,7 +382,7 @@ def test_sensor_runs_carry_the_region_holding_the_stale_inputs(consumer, produce
 def test_the_engine_checks_the_egress_budget_in_each_step_too(consumer, producer, s3, monkeypatch):
     # What a Dagster step (`dagster asset materialize`, the UI) runs: the engine's own check.
     from skipwise.core.errors import BudgetExceeded
-    from skipwise.loading import load_project
+    from skipwise.engine.loading import load_project
 
     md5 = day_md5s(producer)[DAYS[0]]
     shutil.rmtree(consumer.root / "data" / ".skipwise" / "inputs" / "md5" / md5[:2])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from skipwise.core.plan import RESTORE, RUN
-from skipwise.engine import Project
+from skipwise.engine.project import Project
 from skipwise.store.ledger import Ledger
 
 pytestmark = pytest.mark.integration
@@ -136,7 +136,7 @@ def test_gc_removes_only_versions_worth_less_than_their_storage_and_never_a_held
     import sys
     from datetime import datetime, timedelta, timezone
 
-    from skipwise.retention import collect
+    from skipwise.store.gc import collect
     from tests.conftest import BIN, run
 
     root = project.root
@@ -236,7 +236,7 @@ def test_switching_git_branches_restores_what_each_branch_computed(project):
     # Long unused, each branch's versions stay: the commit a branch points at computed them.
     from datetime import datetime, timedelta, timezone
 
-    from skipwise.retention import collect
+    from skipwise.store.gc import collect
 
     items = collect(fresh(project), dry_run=True, now=datetime.now(timezone.utc) + timedelta(days=365))
     assert items and all(i.keep and i.reason.startswith("computed at main") for i in items), items[:2]

@@ -15,8 +15,8 @@ import yaml
 
 from skipwise.adapters.dagster.retraining import raw_data_evaluation, retrain_evaluation, schedule_evaluation
 from skipwise.core.plan import RUN, SKIP
-from skipwise.engine import Project
-from skipwise.models import registry_for
+from skipwise.engine.project import Project
+from skipwise.models.registry import registry_for
 from tests.conftest import DVC, run
 
 DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]
@@ -46,7 +46,7 @@ def _train(p: Project):
 
 
 def _models(root) -> dict:
-    from skipwise.cli import main
+    from skipwise.cli.main import main
 
     out = io.StringIO()
     with redirect_stdout(out):
@@ -95,7 +95,7 @@ def test_versions_promotion_restore_and_predictions(trained):
     assert model["promoted"] == v1 and {v["version"] for v in model["versions"]} == {v1, v2}
     assert "kept, not promoted" in next(v for v in model["versions"] if v["version"] == v2)["promotion"]
     assert _fresh(project).decide(project.graph.asset("delay_predictions"), "2013-01-11").action == SKIP
-    from skipwise.cli import main
+    from skipwise.cli.main import main
 
     out = io.StringIO()
     with redirect_stdout(out):

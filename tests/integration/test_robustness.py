@@ -28,7 +28,7 @@ ASSETS = ["flight_features", "weather_features", "training_set"]
 
 def engine_cmd(assets: list[str], days: list[str]) -> list[str]:
     code = (
-        "import sys; from skipwise.engine import load_project\n"
+        "import sys; from skipwise.engine.loading import load_project\n"
         "p = load_project('.')\n"
         f"for a in {assets!r}:\n"
         f"    keys = {days!r} if p.graph.asset(a).partitions else None\n"

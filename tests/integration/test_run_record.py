@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from skipwise.report import cost_table, totals
+from skipwise.reporting.tables import cost_table, totals
 from skipwise.store.ledger import Ledger
 from tests.conftest import BIN, run
 
@@ -24,7 +24,7 @@ DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]
 # run record for what the process used since the previous one; then the process's own getrusage.
 BUILD = """
 import json, resource, sys
-from skipwise.engine import load_project
+from skipwise.engine.loading import load_project
 days = json.loads(sys.argv[1])
 for asset in ("weather_features", "flight_features"):
     for o in load_project(".").materialize(asset, days, run_id="build-1"):
@@ -168,7 +168,7 @@ def test_a_single_partition_dagster_event_carries_the_step_process_figures(proje
 
 
 def _fresh(project):
-    from skipwise.engine import Project
+    from skipwise.engine.project import Project
 
     return Project(project.root, project.graph, definitions=project.definitions)
 

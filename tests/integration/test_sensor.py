@@ -7,7 +7,7 @@ import polars as pl
 
 from skipwise.adapters.dagster.launch import RANGE_END, RANGE_START
 from skipwise.adapters.dagster.sensors import stale_run_requests
-from skipwise.engine import Project
+from skipwise.engine.project import Project
 from tests.conftest import DVC, run
 
 DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]

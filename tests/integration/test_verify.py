@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from skipwise.cli import main
+from skipwise.cli.main import main
 from skipwise.store.suspects import REASON
 from tests.conftest import DVC, definitions_module, run
 
@@ -102,7 +102,7 @@ def set_factor(root: Path, value: int) -> None:
 
 def build(root: Path, *names: str) -> dict[str, list[str]]:
     """Materialize `names` in this process; the partitions computed, per asset."""
-    from skipwise.loading import load_project
+    from skipwise.engine.loading import load_project
 
     project = load_project(root)
     return {n: [o.decision.partition for o in project.materialize(n) if o.computed] for n in names}
@@ -206,7 +206,7 @@ def test_the_ledger_holds_what_verifying_cost_and_cost_and_status_read_it(root, 
     build(root, "doubled")
     code, report = verify_json(capsys, "--select", "doubled", "--sample", "4", "--seed", "5")
     assert code == 0
-    from skipwise.loading import load_project
+    from skipwise.engine.loading import load_project
 
     rows = [r for r in load_project(root).ledger.rows() if r["run_id"] == report["run_id"]]
     verified = sorted(r["partition"] for r in rows if r["cache"] == "verify")

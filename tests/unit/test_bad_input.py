@@ -115,7 +115,7 @@ def test_a_bad_declaration_is_caught_when_the_graph_is_written():
 
 def test_the_demo_declares_what_its_bodies_use():
     from assets.models.delay import DEFAULT_PARAMS
-    from skipwise.engine import resolve_graph
+    from skipwise.engine.loading import resolve_graph
 
     DEMO = resolve_graph(Path(__file__).resolve().parents[2], "assets.definitions")[0]
 
@@ -123,14 +123,14 @@ def test_the_demo_declares_what_its_bodies_use():
     assert declared["delay_model"] == DEFAULT_PARAMS
     assert all(p is not None for p in declared.values())
     # The repository's params.yaml passes and is what the defaults are.
-    from skipwise.engine import load_params
+    from skipwise.engine.project import load_params
 
     repo = Path(__file__).resolve().parents[2]
     assert check_params(DEMO, load_params(repo)) == {a.name: dict(a.params) for a in DEMO.assets}
 
 
 def test_yaml_dates_and_yaml_1_2_floats(tmp_path):
-    from skipwise.engine import load_params
+    from skipwise.engine.project import load_params
 
     (tmp_path / "params.yaml").write_text(
         "a:\n  day: 2013-11-01\n  at: 2013-11-01 10:30:00\n  wd: 1e-05\n  q: '2013-11-01'\n"
@@ -141,7 +141,7 @@ def test_yaml_dates_and_yaml_1_2_floats(tmp_path):
 
 
 def test_params_yaml_syntax_error_is_one_line_with_its_line(tmp_path):
-    from skipwise.engine import load_params
+    from skipwise.engine.project import load_params
 
     (tmp_path / "params.yaml").write_text("a:\n  x: 1\nb: [1\n")
     with pytest.raises(ConfigError) as e:

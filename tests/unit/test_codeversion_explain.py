@@ -5,7 +5,7 @@ import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
-from skipwise import cli
+from skipwise.cli import main as cli
 from skipwise.core.codeversion import CodeIndex
 
 

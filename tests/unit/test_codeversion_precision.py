@@ -231,7 +231,7 @@ import dagster as dg
 import dagster_dbt
 
 import skipwise as sw
-from skipwise.joins import as_of_join
+from skipwise.tables.joins import as_of_join
 
 
 @sw.asset(partitions_def=dg.StaticPartitionsDefinition(["a"]))
@@ -273,10 +273,10 @@ def test_skipwise_parts_count_by_their_scheme_numbers(tmp_path, monkeypatch):
     write(tmp_path, {"pk/bodies.py": LIBRARY_USER})
     parts = dict(version(tmp_path).parts)
     assert parts["skipwise:as_of_join"] == "scheme:as_of_join/1"
-    assert parts["skipwise.joins:as_of_join"] == "scheme:as_of_join/1"
+    assert parts["skipwise.tables.joins:as_of_join"] == "scheme:as_of_join/1"
     assert parts["skipwise:IOManager"] == schemes.ORCHESTRATION
     assert parts["dagster_dbt:noop"] == schemes.ORCHESTRATION
-    assert parts["skipwise.joins:__module__"] == "scheme:as_of_join/1"  # imported: the module runs
+    assert parts["skipwise.tables.joins:__module__"] == "scheme:as_of_join/1"  # imported: the module runs
     write(tmp_path, {"pk/registry.py": REGISTRY_USER})
     refs = ("pk.bodies:f", "pk.registry:g")
     before = [version(tmp_path, ref).digest for ref in refs]
@@ -286,11 +286,11 @@ def test_skipwise_parts_count_by_their_scheme_numbers(tmp_path, monkeypatch):
 
 
 def test_schemes_are_found_by_the_longest_dotted_prefix():
-    assert schemes.value_of("skipwise.joins.as_of_join") == "scheme:as_of_join/1"
-    assert schemes.value_of("skipwise.models.ModelRegistry.version_of") == "scheme:model_registry/1"
-    assert schemes.value_of("skipwise.reading") == "scheme:read/1,scheme:relation/1,scheme:scan/1"
+    assert schemes.value_of("skipwise.tables.joins.as_of_join") == "scheme:as_of_join/1"
+    assert schemes.value_of("skipwise.models.registry.ModelRegistry.version_of") == "scheme:model_registry/1"
+    assert schemes.value_of("skipwise.tables.reading") == "scheme:read/1,scheme:relation/1,scheme:scan/1"
     assert schemes.value_of("skipwise.asset") == schemes.ORCHESTRATION
-    assert schemes.value_of("skipwise.engine.Project") == schemes.ORCHESTRATION
+    assert schemes.value_of("skipwise.engine.project.Project") == schemes.ORCHESTRATION
     assert schemes.is_orchestration("dagster_webserver") and not schemes.is_orchestration("dagsterish")
 
 

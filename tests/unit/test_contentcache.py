@@ -8,7 +8,7 @@ import json
 import pytest
 
 from skipwise.core.errors import InputError
-from skipwise.store.contentcache import ContentCache, etag_key, md5_key
+from skipwise.sources.contentcache import ContentCache, etag_key, md5_key
 
 
 def _md5(data: bytes) -> str:

@@ -25,7 +25,7 @@ def test_planning_path_imports_no_dagster_polars_or_torch(tmp_path):
 
     shutil.copytree(REPO / "tests" / "example_project", tmp_path / "shop", ignore=shutil.ignore_patterns("__pycache__"))
     code = (
-        "import sys; from skipwise.engine import load_project\n"
+        "import sys; from skipwise.engine.loading import load_project\n"
         "p = load_project('.')\n"
         "print(len(p.graph.assets), ','.join(sorted(n for n in ('dagster','torch','polars','duckdb','pandas') if n in sys.modules)))\n"
     )

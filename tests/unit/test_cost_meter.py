@@ -13,7 +13,7 @@ import time
 import pytest
 
 from skipwise.core.cost import CostVector, IOCounter
-from skipwise.metering import Meter, _read_status_kib
+from skipwise.engine.metering import Meter, _read_status_kib
 
 MB = 10**6
 
@@ -178,7 +178,7 @@ def test_metering_overhead_is_under_two_percent_of_200ms_of_work():
 
 
 def test_falls_back_to_sampling_when_the_peak_cannot_be_reset(monkeypatch):
-    import skipwise.metering as metering
+    import skipwise.engine.metering as metering
 
     before = _rss_bytes()
     monkeypatch.setattr(metering, "_reset_hwm", lambda: False)

@@ -10,8 +10,8 @@ import re
 import pytest
 
 from skipwise.core.cost import CostVector, LedgerRecord
-from skipwise.cost_cli import add_cost_parser
-from skipwise.report import cost_table, format_table, render_html
+from skipwise.cli.cost import add_cost_parser
+from skipwise.reporting.tables import cost_table, format_table, render_html
 from skipwise.store.ledger import Ledger
 
 
@@ -116,7 +116,7 @@ def _cli(*argv):
     parser = argparse.ArgumentParser(prog="skipwise")
     add_cost_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["cost", *argv])
-    from skipwise.console import run_command
+    from skipwise.cli.console import run_command
 
     return run_command(args.func, args)
 
@@ -146,7 +146,7 @@ def test_cli(tmp_path, capsys):
 
 
 def test_spend_by_data_day_and_by_run_day_with_overhead_apart():
-    from skipwise.report import nice_ticks, spend_by_day
+    from skipwise.reporting.tables import nice_ticks, spend_by_day
 
     rows = [
         _row("2026-12-01T10:00:00Z", "r1", "f", "2013-01-02", "miss", usd=0.00002),

@@ -134,7 +134,7 @@ def test_dvc_remotes_from_config_and_config_local(tmp_path):
 
 
 def test_the_feature_store_is_local_unless_an_object_store_url_is_given(tmp_path):
-    from skipwise.featurestore import store_location
+    from skipwise.store.backends import store_location
 
     cfg = tmp_path / "skipwise.toml"
     cfg.write_text('[compute]\nregion = "us-east-1"\n\n[locations.hot]\nurl = "s3://features"\nregion = "us-east-1"\n')

@@ -1,7 +1,7 @@
 """Promotion decisions and the retraining sensor's change summary: pure values."""
 
-from skipwise.models import ModelVersion, decide_promotion
-from skipwise.retraining import TrainingChange
+from skipwise.models.registry import ModelVersion, decide_promotion
+from skipwise.models.retraining import TrainingChange
 
 
 def version(name: str, auc) -> ModelVersion:
@@ -71,7 +71,7 @@ def test_registry_names_bytes_by_the_promoted_version_and_refuses_a_damaged_file
     import pytest
 
     from skipwise.core.errors import InputError
-    from skipwise.models import REGISTRY_FORMAT, ModelRegistry
+    from skipwise.models.registry import REGISTRY_FORMAT, ModelRegistry
 
     reg = ModelRegistry(tmp_path / "m.versions", "m")
     assert reg.latest() is None and reg.promoted() is None and reg.version_of(b"x") is None

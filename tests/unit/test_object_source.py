@@ -13,8 +13,8 @@ from skipwise.core.errors import ConfigError
 from skipwise.core.locations import Location
 from skipwise.core.partitions import KeySet
 from skipwise.core.spec import Source
-from skipwise.objectsource import ObjectSources, problem_with, version_of
-from skipwise.store.contentcache import ContentCache, etag_key
+from skipwise.sources.objects import ObjectSources, problem_with, version_of
+from skipwise.sources.contentcache import ContentCache, etag_key
 from skipwise.store.objectstore import Got, ObjectInfo, split_url
 
 DAYS = KeySet(("2024-01-01", "2024-01-02"), "daily")
@@ -128,7 +128,7 @@ def test_the_declaration_resolves_into_object_sources_and_survives_the_graph_sna
 
     import skipwise as sw
     from skipwise.adapters.dagster.graph import graph_of
-    from skipwise.snapshot import graph_from_json, graph_to_json
+    from skipwise.project.snapshot import graph_from_json, graph_to_json
 
     daily = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-01-03")
     events = sw.object_source(

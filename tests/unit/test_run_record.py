@@ -15,9 +15,9 @@ import pytest
 
 from skipwise.core.cost import CostVector, LedgerRecord
 from skipwise.core.pricing import load_prices
-from skipwise.cost_cli import add_cost_parser
-from skipwise.metering import Meter, ProcessMeter, cpu_seconds, process_meter
-from skipwise.report import OVERHEAD, cost_table, count_avoided, overhead_summary, totals
+from skipwise.cli.cost import add_cost_parser
+from skipwise.engine.metering import Meter, ProcessMeter, cpu_seconds, process_meter
+from skipwise.reporting.tables import OVERHEAD, cost_table, count_avoided, overhead_summary, totals
 from skipwise.store.ledger import Ledger
 
 GIB = 2**30
@@ -114,7 +114,7 @@ def test_at_exit_records_the_last_stretch_and_freezes_the_gc(tmp_path):
     out = tmp_path / "exit.json"
     code = f"""
 import atexit, gc, json
-from skipwise.metering import process_meter
+from skipwise.engine.metering import process_meter
 pm = process_meter()
 atexit.register(lambda: open({str(out)!r}, "a").write(json.dumps({{"frozen": gc.get_freeze_count()}}) + "\\n"))
 pm.take()

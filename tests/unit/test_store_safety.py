@@ -162,7 +162,7 @@ def test_raw_inputs_are_read_only_inside_the_read_roots(tmp_path):
 @pytest.mark.parametrize("own", ["ledger", ".skipwise"])
 def test_the_ledger_and_caches_are_never_written_through_a_link_out_of_the_data_root(tmp_path, own):
     from skipwise.core.spec import Graph
-    from skipwise.engine import Project
+    from skipwise.engine.project import Project
 
     GRAPH = Graph((), ())
 

@@ -11,9 +11,9 @@ import pytest
 from skipwise.core.cost import CostVector, LedgerRecord
 from skipwise.core.manifest import Manifest
 from skipwise.core.plan import RESTORE, RUN, SKIP, Decision
-from skipwise.report import VERIFY, cost_table, status_table
+from skipwise.reporting.tables import VERIFY, cost_table, status_table
 from skipwise.store.suspects import REASON, Suspect, Suspects
-from skipwise.verifying import Report, Sample, Verdict, Verified, draw, sample_size, share
+from skipwise.engine.verifying import Report, Sample, Verdict, Verified, draw, sample_size, share
 
 
 def manifest(

@@ -1,6 +1,6 @@
 """What one partition's work cost: I/O counters, the cost vector, and the ledger record.
 
-Everything here is a plain value. Measuring is done by `skipwise.metering.Meter`, pricing by
+Everything here is a plain value. Measuring is done by `skipwise.engine.metering.Meter`, pricing by
 `skipwise.core.pricing.Prices`, storing by `skipwise.store.ledger.Ledger`.
 
 A figure that could not be measured is ``None`` and is left out of metadata: an unknown cost is

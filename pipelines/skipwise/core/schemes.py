@@ -14,34 +14,34 @@ from __future__ import annotations
 
 #: skipwise's byte-affecting parts and their scheme numbers.
 SCHEMES: dict[str, int] = {
-    "as_of_join": 1,  # skipwise/joins.py
-    "train_or_restore": 1,  # skipwise/models.py: training, restoring and promotion
-    "model_registry": 1,  # skipwise/models.py: which version a model's bytes are
-    "read": 1,  # skipwise/reading.py
+    "as_of_join": 1,  # skipwise/tables/joins.py
+    "train_or_restore": 1,  # skipwise/models/registry.py: training, restoring and promotion
+    "model_registry": 1,  # skipwise/models/registry.py: which version a model's bytes are
+    "read": 1,  # skipwise/tables/reading.py
     "scan": 1,
     "relation": 1,
 }
 
 #: Dotted paths (public names and private module paths) -> the parts they are. A reference is
-#: looked up by its longest matching prefix: `skipwise.joins.as_of_join` is `skipwise.joins`.
+#: looked up by its longest matching prefix: `skipwise.tables.joins.as_of_join` is `skipwise.tables.joins`.
 PATHS: dict[str, tuple[str, ...]] = {
     "skipwise.as_of_join": ("as_of_join",),
-    "skipwise.joins": ("as_of_join",),
+    "skipwise.tables.joins": ("as_of_join",),
     "skipwise.train_or_restore": ("train_or_restore",),
     "skipwise.model_registry": ("model_registry",),
-    "skipwise.models": ("model_registry", "train_or_restore"),
-    "skipwise.models.train_or_restore": ("train_or_restore",),
-    "skipwise.models.decide_promotion": ("train_or_restore",),
-    "skipwise.models.model_registry": ("model_registry",),
-    "skipwise.models.ModelRegistry": ("model_registry",),
-    "skipwise.models.registry_for": ("model_registry",),
+    "skipwise.models.registry": ("model_registry", "train_or_restore"),
+    "skipwise.models.registry.train_or_restore": ("train_or_restore",),
+    "skipwise.models.registry.decide_promotion": ("train_or_restore",),
+    "skipwise.models.registry.model_registry": ("model_registry",),
+    "skipwise.models.registry.ModelRegistry": ("model_registry",),
+    "skipwise.models.registry.registry_for": ("model_registry",),
     "skipwise.read": ("read",),
     "skipwise.scan": ("scan",),
     "skipwise.relation": ("relation",),
-    "skipwise.reading": ("read", "relation", "scan"),
-    "skipwise.reading.read": ("read",),
-    "skipwise.reading.scan": ("scan",),
-    "skipwise.reading.relation": ("relation",),
+    "skipwise.tables.reading": ("read", "relation", "scan"),
+    "skipwise.tables.reading.read": ("read",),
+    "skipwise.tables.reading.scan": ("scan",),
+    "skipwise.tables.reading.relation": ("relation",),
 }
 
 #: The value of a reference into orchestration code: the same for every version of it.

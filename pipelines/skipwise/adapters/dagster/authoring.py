@@ -20,17 +20,17 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import dagster as dg
 
 from skipwise import formats
-from skipwise.bodies import REGISTRY, Body, Input, is_dict_of
+from skipwise.engine.bodies import REGISTRY, Body, Input, is_dict_of
 from skipwise.core.errors import ConfigError
 from skipwise.adapters.dagster.graph import ASSET, KIND, SOURCE
-from skipwise.loading import run_root
+from skipwise.engine.loading import run_root
 from skipwise.core import metakeys as mk
 
 _CONTEXT_NAMES = ("context", "ctx")
 
 
 def _root_of(module_file: str | None) -> Path:
-    from skipwise.loading import find_root
+    from skipwise.engine.loading import find_root
 
     return find_root(Path(module_file).resolve().parent) if module_file else find_root()
 
@@ -265,7 +265,7 @@ def asset(
     auto_kinds = set(kinds or ()) or ({fmt} if fmt in ("polars", "pandas", "torch") else set())
 
     def run(context: dg.AssetExecutionContext) -> Iterator[Any]:
-        from skipwise.adapters.dagster.factory import run_asset
+        from skipwise.adapters.dagster.step import run_asset
 
         yield from run_asset(context, run_root(root), body, partitions_def)
 
@@ -351,7 +351,7 @@ _INDEXES: dict[tuple[Path, int], Any] = {}
 def _code_index(root: Path) -> Any:
     """One code index per project while no module is imported anew: the decorators of one
     definitions module share its parses and its cache file instead of reading them per asset."""
-    from skipwise import loaded
+    from skipwise.project import recorder as loaded
     from skipwise.core.codeversion import CodeIndex
 
     key = (root, loaded.generation())
@@ -490,7 +490,7 @@ def object_source(
 
 def _observed_versions(root: Path, name: str, partitions_def: Any) -> Any:
     """What observing source `name` records: its version per partition (those that have data)."""
-    from skipwise.loading import load_project
+    from skipwise.engine.loading import load_project
 
     project = load_project(run_root(root))
     source = next(s for s in project.graph.sources if s.name == name)

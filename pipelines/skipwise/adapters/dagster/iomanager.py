@@ -28,7 +28,7 @@ class IOManager(dg.ConfigurableIOManager):
     root: str = ""
 
     def _project(self) -> Any:
-        from skipwise.loading import find_root
+        from skipwise.engine.loading import find_root
 
         return _store_project(Path(self.root).resolve() if self.root else find_root())
 
@@ -87,7 +87,8 @@ class IOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"skipwise/stored_partitions": len(values)})
 
     def load_input(self, context: dg.InputContext) -> Any:
-        from skipwise import bodies, formats
+        from skipwise import formats
+        from skipwise.engine import bodies
         from skipwise.core.partitions import UNPARTITIONED
 
         project = self._project()
@@ -97,7 +98,7 @@ class IOManager(dg.ConfigurableIOManager):
         upstream_md = _upstream_metadata(context)
         if meta(upstream_md, KIND) == SOURCE and meta(upstream_md, "skipwise/url"):  # an object-store prefix
             from skipwise.core.spec import Source
-            from skipwise.objectsource import ObjectSources
+            from skipwise.sources.objects import ObjectSources
 
             source = Source(
                 name,
@@ -159,7 +160,7 @@ def _store_project(root: Path) -> Any:
     """A Project over `root` used only for its store (one per root and process: each input and
     output would otherwise open the stat cache and read the config again)."""
     from skipwise.core.spec import Graph
-    from skipwise.engine import Project
+    from skipwise.engine.project import Project
 
     return Project(root, Graph((), ()), params={})
 

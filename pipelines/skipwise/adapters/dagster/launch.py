@@ -188,7 +188,7 @@ class Workers:
 
     def collect(self) -> list[Launched]:
         """Each worker's result, in span order, once it has exited."""
-        from skipwise.metering import process_meter
+        from skipwise.engine.metering import process_meter
 
         out = [_collect(p, span, process_meter()) for span, p in zip(self.spans[1:], self.procs)]
         self.procs = []

@@ -14,7 +14,7 @@ import dagster as dg
 
 from skipwise.adapters.dagster.launch import RANGE_END, RANGE_START
 from skipwise.core.hashing import digest
-from skipwise.loading import load_project
+from skipwise.engine.loading import load_project
 
 #: params.yaml keys of the model's section read by the retraining sensor (with their defaults).
 THRESHOLD_PARAM, COOLDOWN_PARAM = "retrain_min_changed_fraction", "retrain_cooldown_minutes"
@@ -26,7 +26,7 @@ def _key(name: str) -> dg.AssetKey:
 
 
 def _project(root: Path):
-    from skipwise.loading import run_root
+    from skipwise.engine.loading import run_root
 
     return load_project(run_root(root))
 
@@ -71,7 +71,7 @@ def retrain_evaluation(
     project, model: str, cursor: str | None, now: float, training: list[str] | None = None
 ) -> dg.SensorResult:
     """One tick of the retraining sensor: a run request, or a skip reason, and the next cursor."""
-    from skipwise.retraining import training_change
+    from skipwise.models.retraining import training_change
 
     params = project.params_of(project.graph.asset(model))
     threshold = float(params.get(THRESHOLD_PARAM, DEFAULT_THRESHOLD))
@@ -128,7 +128,7 @@ def weekly_retrain(
 
 
 def schedule_evaluation(project, model: str, training: list[str] | None = None) -> dg.RunRequest | dg.SkipReason:
-    from skipwise.retraining import training_change
+    from skipwise.models.retraining import training_change
 
     change = training_change(project, model)
     if not change.any:

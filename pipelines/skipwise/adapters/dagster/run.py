@@ -19,12 +19,12 @@ from typing import Any
 
 import dagster as dg
 
-from skipwise import progress
+from skipwise.engine import progress
 from skipwise.core.partitions import keys_in_range, parse_range
 from skipwise.core.spec import Asset
 from skipwise.core.plan import RUN, SKIP
-from skipwise.engine import Project
-from skipwise.metering import process_meter
+from skipwise.engine.project import Project
+from skipwise.engine.metering import process_meter
 from skipwise.adapters.dagster import services
 from skipwise.adapters.dagster.launch import Workers, chunks, launch, launch_split, worker_count
 
@@ -255,7 +255,7 @@ def _run_levels(
     from skipwise.adapters.dagster.graph import definitions_in
 
     with pm.phase("load"):
-        from skipwise.loading import definitions_of
+        from skipwise.engine.loading import definitions_of
 
         defs = definitions_in(project.definitions or definitions_of(project.root))
         defs_assets = list(defs.assets or ())

@@ -17,8 +17,8 @@ from skipwise.adapters.dagster.launch import RANGE_END, RANGE_START
 from skipwise.adapters.dagster.run import run_groups
 from skipwise.core.hashing import digest
 from skipwise.core.plan import CHANGES
-from skipwise.loading import load_project
-from skipwise.locality import REGION_TAG
+from skipwise.engine.loading import load_project
+from skipwise.sources.locality import REGION_TAG
 
 
 def stale_partitions_sensor(
@@ -43,7 +43,7 @@ def stale_partitions_sensor(
         description="Requests runs for the partitions skipwise finds stale (raw DVC data, code, params or config changed).",
     )
     def _sensor(context):
-        from skipwise.loading import run_root
+        from skipwise.engine.loading import run_root
 
         return stale_run_requests(load_project(run_root(root)), excluded) or dg.SkipReason(
             "every partition is up to date"
@@ -57,7 +57,7 @@ def definitions_root(root: str | Path | None, depth: int = 2) -> Path:
     frames up), or the one found from the working folder / $SKIPWISE_ROOT."""
     import sys
 
-    from skipwise.loading import find_root
+    from skipwise.engine.loading import find_root
 
     if root is None:
         caller = sys._getframe(depth).f_globals.get("__file__")

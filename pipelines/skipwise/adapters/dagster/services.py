@@ -302,7 +302,7 @@ def launch(
     import dagster as dg
 
     from skipwise.adapters.dagster.launch import RANGE_END, RANGE_START, launched
-    from skipwise.loading import definitions_of
+    from skipwise.engine.loading import definitions_of
 
     settings = settings or Settings.from_env()
     require_celery(settings)

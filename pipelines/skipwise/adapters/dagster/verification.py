@@ -7,8 +7,8 @@ from typing import Any
 
 import dagster as dg
 
-from skipwise.loading import load_project, run_root
-from skipwise.verifying import Report, choose, verify
+from skipwise.engine.loading import load_project, run_root
+from skipwise.engine.verifying import Report, choose, verify
 
 
 def verify_schedule(

@@ -20,8 +20,8 @@ def main() -> int:
     from skipwise.adapters.dagster.iomanager import IOManager
     from skipwise.adapters.dagster.launch import RESULT_PREFIX, launch
     from skipwise.adapters.dagster.run import instance_for_root
-    from skipwise.loading import load_project
-    from skipwise.metering import process_meter
+    from skipwise.engine.loading import load_project
+    from skipwise.engine.metering import process_meter
 
     root = Path(job["root"])
     project = load_project(root, job["definitions"])

@@ -1,4 +1,4 @@
-"""What a project's partitions read, as keyed digests: turning what `skipwise.observing` saw while a
+"""What a project's partitions read, as keyed digests: turning what `skipwise.project.observing` saw while a
 body ran (and while its modules were imported) into the manifest's `observed` mapping, and checking
 those dependencies again as they are now when planning.
 
@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from skipwise import observing
+from skipwise.project import observing
 from skipwise.core.observed import DIR, ENV, FILE, keyed_digest, listing_bytes, split
 from skipwise.core.observed import dep as dep_id
 from skipwise.core.spec import Asset

@@ -222,12 +222,12 @@ def registry_for(project: Any, asset_name: str) -> ModelRegistry:
 def model_registry(asset_name: str, root: str | Path | None = None) -> ModelRegistry:
     """The version registry of the model asset `asset_name`: inside a body, of the project being
     computed; elsewhere of the project at `root` (default: found as the CLI finds it)."""
-    from skipwise import computing
+    from skipwise.engine import computing
 
     now = computing.current()
     if now is not None and root is None:
         return registry_for(now.project, asset_name)
-    from skipwise.loading import find_root
+    from skipwise.engine.loading import find_root
 
     base = (Path(root) if root else find_root()) / "data"
     found = sorted(base.glob(f"*/{asset_name}.versions"))
@@ -308,7 +308,7 @@ def train_or_restore(
     itself, do not make a new version). Return `result.artifact` (the promoted model) with
     `result.metadata()`.
     """
-    from skipwise import computing
+    from skipwise.engine import computing
 
     now = computing.current()
     if now is None:
@@ -388,7 +388,7 @@ def _train(project, asset, registry, train, fp, code, metric, hyperparameters, d
     import importlib
     import sys
 
-    from skipwise.metering import Meter
+    from skipwise.engine.metering import Meter
 
     if "torch" not in sys.modules:  # imported before the meter starts, so its GPU probe sees CUDA
         with contextlib.suppress(ImportError):

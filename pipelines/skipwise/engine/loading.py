@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from skipwise.core.errors import ConfigError
 from skipwise.core.spec import Graph
-from skipwise.engine import Project
+from skipwise.engine.project import Project
 
 _LIBRARY_DIGESTS: dict[str, str] = {}
 
@@ -124,7 +124,7 @@ def resolve_graph(root: Path, definitions: str, refresh: bool = False) -> tuple[
     """The project's graph: from the snapshot while it is valid (unless `refresh`), else by
     importing the definitions (and then saving a new snapshot). Returns (graph, "" or why the
     snapshot was rebuilt)."""
-    from skipwise import snapshot
+    from skipwise.project import snapshot
 
     graph, why = snapshot.load(root, definitions, _library_stamp(root)) if not refresh else (None, "refresh asked")
     if graph is not None:
@@ -149,7 +149,7 @@ def resolve_graph(root: Path, definitions: str, refresh: bool = False) -> tuple[
 
 def _imported_as_on_disk(root: Path, files: Mapping[str, Any]) -> bool:
     """Whether every watched module file holds the bytes its module was imported from."""
-    from skipwise import loaded
+    from skipwise.project import recorder as loaded
     from skipwise.core.hashing import sha256_bytes
 
     start = None

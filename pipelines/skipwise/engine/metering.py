@@ -287,7 +287,7 @@ class Meter:
 
     def charge(self, share: Share) -> None:
         """Add to this block's figures the work `share`, measured outside it: a partition's input
-        reads, done before its block starts (see `skipwise.engine.Project._load_input`)."""
+        reads, done before its block starts (see `skipwise.engine.project.Project._load_input`)."""
         s = self._shift
         self._shift = Share(s.cpu_seconds + share.cpu_seconds, s.wall_seconds + share.wall_seconds, s.io + share.io)
 
@@ -358,7 +358,7 @@ PHASES: tuple[str, ...] = ("plan", "load", "ledger", "reads")
 
 def _process_start() -> tuple[float, str]:
     """(when this process started, seconds since the epoch; how that was found)."""
-    from skipwise import loaded
+    from skipwise.project import recorder as loaded
 
     start = loaded.process_start()
     if start is not None:

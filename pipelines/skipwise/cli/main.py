@@ -2,7 +2,7 @@
 
 `plan` and `status` read manifests and DVC's files only: no data, no Dagster instance, no Dagster import.
 What every subcommand shares (exit codes, `Error:` lines, --json, the project root) is in
-`skipwise.console`.
+`skipwise.cli.console`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from skipwise import console
-from skipwise.console import EXIT_CHECK, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_json_flag, print_json
+from skipwise.cli import console
+from skipwise.cli.console import EXIT_CHECK, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_json_flag, print_json
 from skipwise.core.budget import format_usd
 from skipwise.core.cost import utc_now_iso
 from skipwise.core.units import significant
@@ -125,18 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mat.set_defaults(func=cmd_materialize)
 
-    from skipwise.cost_cli import add_cost_parser
-    from skipwise.gc_cli import add_gc_parser
+    from skipwise.cli.cost import add_cost_parser
+    from skipwise.cli.gc import add_gc_parser
 
     add_cost_parser(sub)
     add_gc_parser(sub)
-    from skipwise.models_cli import add_models_parser
+    from skipwise.cli.models import add_models_parser
 
     add_models_parser(sub)
-    from skipwise.cache_cli import add_cache_parser
+    from skipwise.cli.cache import add_cache_parser
 
     add_cache_parser(sub)
-    from skipwise.verify_cli import add_verify_parser
+    from skipwise.cli.verify import add_verify_parser
 
     add_verify_parser(sub)
 
@@ -180,7 +180,7 @@ def cmd_ui(args) -> int:
 
 
 def _project(args):
-    from skipwise.loading import load_project
+    from skipwise.engine.loading import load_project
 
     return load_project(console.project_root(args.root), args.defs)
 
@@ -295,7 +295,7 @@ def cmd_status(args) -> int:
     if args.explain:
         assets = [a for a in project.graph.order() if not selected or a.name in selected]
         explained = explain_code(project, assets, observed={a.name: _observed_by(project, a) for a in assets})
-    from skipwise.report import status_table
+    from skipwise.reporting.tables import status_table
 
     table = status_table(rows, project.ledger.rows())
     not_current = [r for r in rows if r["state"] != "up to date"]
@@ -315,7 +315,7 @@ def cmd_status(args) -> int:
 
 
 def _print_status(args, table: list[dict], rows: list[dict], not_current: list[dict], explained: dict | None) -> None:
-    from skipwise.report import format_table
+    from skipwise.reporting.tables import format_table
 
     todo = rows if args.all else not_current
     limit = len(todo) if args.all else args.limit

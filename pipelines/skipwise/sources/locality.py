@@ -6,7 +6,7 @@ and its bytes come from, in order: the workspace file when it is there with the 
 content-addressed input cache; the DVC remote, by md5 (``<remote>/files/md5/ab/cdef...``), one GET
 for exactly that partition. A ``.dir`` manifest missing from DVC's local cache is fetched the
 same way, by its own md5. A source declared with ``sw.object_source`` is an object-store prefix
-(`skipwise.objectsource`): versions from one listing, each object read by a conditional GET.
+(`skipwise.sources.objects`): versions from one listing, each object read by a conditional GET.
 
 Every byte read is counted in the project's `IOCounter` under its distance class (the remote's
 location against compute's region), so it lands in the partition's cost vector, the ledger and
@@ -31,10 +31,10 @@ from skipwise.core.spec import Asset, Source
 
 if TYPE_CHECKING:
     from skipwise.adapters.dvc.config import DvcRemote
-    from skipwise.engine import Project
-    from skipwise.objectsource import ObjectSources
-    from skipwise.store.contentcache import ContentCache
-    from skipwise.store.remote import RemoteReader
+    from skipwise.engine.project import Project
+    from skipwise.sources.objects import ObjectSources
+    from skipwise.sources.contentcache import ContentCache
+    from skipwise.sources.remote import RemoteReader
 
 REGION_TAG = "skipwise/region"
 
@@ -144,7 +144,7 @@ class Locality:
     def cache(self) -> ContentCache:
         """The project's input cache (``[cache] dir`` and ``max_bytes`` in skipwise.toml)."""
         if self._cache is None:
-            from skipwise.store.contentcache import ContentCache
+            from skipwise.sources.contentcache import ContentCache
 
             self._cache = ContentCache(
                 cache_root(self.project.root, self.config.cache_dir), self.config.cache_max_bytes, self.project.io
@@ -155,7 +155,7 @@ class Locality:
     def objects(self) -> ObjectSources:
         """The project's object-store sources: locations, listings, reads."""
         if self._objects is None:
-            from skipwise.objectsource import ObjectSources
+            from skipwise.sources.objects import ObjectSources
 
             self._objects = ObjectSources(self)
         return self._objects
@@ -167,7 +167,7 @@ class Locality:
     @property
     def reader(self) -> RemoteReader:
         if self._reader is None:
-            from skipwise.store.remote import RemoteReader
+            from skipwise.sources.remote import RemoteReader
 
             self._reader = RemoteReader(self.project.io, self.region)
         return self._reader
@@ -197,7 +197,7 @@ class Locality:
     def fetch_object(self, source: Source, md5: str, io: IOCounter | None = None) -> bytes:
         """The verified bytes of the DVC object `md5` of `source`'s remote, through the input cache
         (what a fetch moves is counted in `io`, default the project's counter)."""
-        from skipwise.store.contentcache import md5_key
+        from skipwise.sources.contentcache import md5_key
 
         remote, loc = self.remote_of(source)
         url = remote.object_url(md5)
@@ -236,7 +236,7 @@ class Locality:
         """Where the source inputs of the partitions `runs` ((asset, key) pairs) are and what reading
         them would move, per class and priced. Reads no data and makes no request (one stat per file;
         an object-store source's sizes come from the listing planning made)."""
-        from skipwise.store.contentcache import etag_key, md5_key
+        from skipwise.sources.contentcache import etag_key, md5_key
 
         seen: set[tuple[str, str]] = set()
         by_class: Counter[str] = Counter()

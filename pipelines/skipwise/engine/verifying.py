@@ -32,7 +32,7 @@ from skipwise.store.suspects import Suspect
 
 if TYPE_CHECKING:  # the engine is imported when verifying starts, not by `skipwise --help`
     from skipwise.core.manifest import Manifest
-    from skipwise.engine import Project
+    from skipwise.engine.project import Project
 
 T = TypeVar("T")
 
@@ -260,9 +260,9 @@ def recompute(project: Project, asset: Asset, key: str, current: Current, fn: Ca
     """(sha256 of the output bytes, priced cost) of one fresh computation of partition `key`, done
     as `Project._compute` does it (inputs by the versions decided on, the body inside `computing`,
     a `dg.Output` or `sw.Result` unwrapped, the asset's format), with nothing written."""
-    from skipwise.computing import computing
-    from skipwise.engine import _is_output, _serialize
-    from skipwise.metering import Meter
+    from skipwise.engine.computing import computing
+    from skipwise.engine.project import _is_output, _serialize
+    from skipwise.engine.metering import Meter
 
     params = project.params_of(asset)
     reads: list[Any] = []  # inputs are read before the meter starts and charged to it, as `_compute` does
@@ -339,8 +339,8 @@ def verify(
     Each partition's record goes to the ledger as it is verified (a killed verification keeps
     what it did), and the process's run record closes it. `on_result` sees each result as it comes.
     """
-    from skipwise.engine import _default_call
-    from skipwise.metering import process_meter
+    from skipwise.engine.project import _default_call
+    from skipwise.engine.metering import process_meter
 
     run_id = run_id or f"verify-{uuid.uuid4().hex[:12]}"
     tags = {"skipwise/trigger": "verify", **(tags or {})}

@@ -18,11 +18,11 @@ from typing import Any, Iterator
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from skipwise import progress
+from skipwise.engine import progress
 from skipwise.core.budget import format_usd
 from skipwise.core.spec import Asset
 from skipwise.core.units import significant
-from skipwise.engine import Outcome, Project
+from skipwise.engine.project import Outcome, Project
 from skipwise.core import metakeys as mk
 
 BACKFILL_TAG = "dagster/backfill"
@@ -173,7 +173,7 @@ def _downstream_in_run(context: Any) -> bool:
 
 def run_asset(context: Any, root: Path, body: Any, partitions_def: Any) -> Iterator[Any]:
     """The body of every `@sw.asset`: run the engine over the run's partitions of the asset."""
-    from skipwise.loading import load_project
+    from skipwise.engine.loading import load_project
 
     project = load_project(root)
     name = "__".join(context.asset_key.path)

@@ -45,7 +45,7 @@ class _RecordingLoader(importlib.machinery.SourceFileLoader):
         return self.source_to_code(data, path)
 
     def exec_module(self, module) -> None:  # noqa: ANN001 - importlib's signature
-        from skipwise import observing  # what the module's top-level code reads counts for what reaches it
+        from skipwise.project import observing  # what the module's top-level code reads counts for what reaches it
 
         with observing.importing(self.get_filename(module.__name__), module):
             super().exec_module(module)

@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import math
 
-from skipwise import console
-from skipwise.cli import print_warnings
-from skipwise.console import EXIT_CHECK, EXIT_OK, add_json_flag, print_json
+from skipwise.cli import console
+from skipwise.cli.main import print_warnings
+from skipwise.cli.console import EXIT_CHECK, EXIT_OK, add_json_flag, print_json
 from skipwise.core.errors import UsageError
 from skipwise.core.partitions import parse_range
-from skipwise.verifying import Sample, Verified, choose, share, verify
+from skipwise.engine.verifying import Sample, Verified, choose, share, verify
 
 DEFAULT_FRACTION = 0.05
 
@@ -78,7 +78,7 @@ def check_args(args: argparse.Namespace) -> float | None:
 
 def run_verify(args: argparse.Namespace) -> int:
     """Run ``skipwise verify``; returns the exit status."""
-    from skipwise.loading import load_project  # the engine: not needed for --help or a usage error
+    from skipwise.engine.loading import load_project  # the engine: not needed for --help or a usage error
 
     fraction = check_args(args)
     project = load_project(console.project_root(args.root), args.defs)

@@ -33,7 +33,7 @@ from skipwise.core.locations import Location, location_for
 from skipwise.core.spec import Source
 
 if TYPE_CHECKING:
-    from skipwise.locality import Locality
+    from skipwise.sources.locality import Locality
     from skipwise.store.objectstore import Got, ObjectInfo, ObjectStore
 
 VERSION_PREFIX = "etag:"
@@ -130,7 +130,7 @@ class ObjectSources:
     def read(self, source: Source, key: str, version: str | None, io: IOCounter | None = None) -> bytes:
         """The bytes of partition `key` at `version`, through the input cache: exactly that
         object (a conditional GET), or ObjectChanged when it is no longer there."""
-        from skipwise.store.contentcache import etag_key
+        from skipwise.sources.contentcache import etag_key
 
         url = source.object_url(key)
         if version == "absent":

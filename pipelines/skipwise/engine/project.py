@@ -39,7 +39,7 @@ from skipwise.core.pricing import load_config
 from skipwise.store.ledger import recent_days
 from skipwise.store.partitions import PartitionStore
 from skipwise.store.paths import ensure_inside
-from skipwise.observations import Observations
+from skipwise.engine.observations import Observations
 from skipwise.store.statcache import StatCache
 from skipwise.store.suspects import Suspects
 from skipwise.core import metakeys as mk
@@ -128,7 +128,7 @@ class Project:
         local = PartitionStore(
             self.data_root, self.statcache, self.io, read_roots=(self.root, *dvc_cache_dirs(self.root))
         )
-        from skipwise.featurestore import open_store
+        from skipwise.store.backends import open_store
 
         self.code = CodeIndex(self.root, cache=self.data_root / ".skipwise" / "code.json")
         self.config = load_config(self.root / "skipwise.toml")
@@ -162,9 +162,9 @@ class Project:
 
     @property
     def locality(self) -> Any:
-        """Where inputs are and reading them from DVC remotes (`skipwise.locality.Locality`)."""
+        """Where inputs are and reading them from DVC remotes (`skipwise.sources.locality.Locality`)."""
         if self._locality is None:
-            from skipwise.locality import Locality
+            from skipwise.sources.locality import Locality
 
             self._locality = Locality(self)
         return self._locality
@@ -184,11 +184,11 @@ class Project:
         """The code version of what this process executed for `asset`, given the `planned` one.
 
         Modules imported since skipwise was are versioned by the exact bytes they were compiled
-        from (`skipwise.loaded`); a file that changed after its module was imported therefore
+        from (`skipwise.project.recorder`); a file that changed after its module was imported therefore
         yields the version of the old code, never the new one. A module imported before skipwise
         could record it is trusted only if its file has not changed since this process started.
         """
-        from skipwise import loaded
+        from skipwise.project import recorder as loaded
 
         cv = self.code_of(asset)
         memo = (asset.name, planned, loaded.generation())
@@ -494,7 +494,7 @@ class Project:
         key -> decoded value); the Dagster adapter passes one that hands the body Dagster's
         context. Without it, the registered body is called with a plain `PartitionContext`.
         """
-        from skipwise.metering import process_meter
+        from skipwise.engine.metering import process_meter
 
         pm = process_meter()  # this process's account: its run record closes every call
         asset = self.graph.asset(asset_name)
@@ -607,7 +607,7 @@ class Project:
         """Append one immutable ledger file with a record per outcome, and this process's run record
         (what it used since its previous one: planning these outcomes, and whatever came before)."""
         if outcomes:
-            from skipwise.metering import process_meter
+            from skipwise.engine.metering import process_meter
 
             with process_meter().phase("ledger"):
                 computed = [o for o in outcomes if o.computed]
@@ -620,7 +620,7 @@ class Project:
     def record_run(self, run_id: str, tags: Mapping[str, str], asset: str = "") -> LedgerRecord:
         """Append this process's run record alone: what it used since its previous one (an
         orchestrator calls it when it is done, so the work after its last step is counted too)."""
-        from skipwise.metering import process_meter
+        from skipwise.engine.metering import process_meter
 
         with process_meter().phase("ledger"):
             self._last_run = self._run_record(asset, run_id, tags)
@@ -635,7 +635,7 @@ class Project:
         For processes that exist to run skipwise (a Dagster step worker): anything a longer-lived
         process did after its last step would be recorded as its overhead.
         """
-        from skipwise.metering import process_meter
+        from skipwise.engine.metering import process_meter
 
         def write() -> None:
             if self.ledger.exists() and process_meter().cpu_since_take() >= 0.001:
@@ -650,7 +650,7 @@ class Project:
     def _run_record(self, asset: str, run_id: str, tags: Mapping[str, str]) -> LedgerRecord:
         """This process's run record since its previous one (`ProcessMeter.take`), priced like a
         partition: CPU, wall and memory outside its metered partitions."""
-        from skipwise.metering import process_meter
+        from skipwise.engine.metering import process_meter
 
         return LedgerRecord(
             ts=utc_now_iso(),
@@ -720,10 +720,10 @@ class Project:
         return Outcome(decision, kept, cost, dict(kept.metadata))
 
     def _compute(self, asset: Asset, key: str, decision: Decision, cur: Current, fn: Callable, run_id: str) -> Outcome:
-        from skipwise import observing
-        from skipwise.computing import computing
+        from skipwise.project import observing
+        from skipwise.engine.computing import computing
         from skipwise.core.cost import IOSnapshot
-        from skipwise.metering import Meter, Share, measure, process_meter
+        from skipwise.engine.metering import Meter, Share, measure, process_meter
 
         self.store.sweep_temp(asset.layer, asset.name, key)  # leftovers of a killed run, if any
         params = self.params_of(asset)  # read once per run: not the first partition's cost
@@ -810,7 +810,7 @@ class Project:
         daily source of a monthly or unpartitioned asset) is charged to the partition that reads
         it first: its only reader in the usual shapes.
         """
-        from skipwise.metering import measure, process_meter
+        from skipwise.engine.metering import measure, process_meter
 
         up = self.graph.node(dep_name)
         values: list[Any] = []
@@ -936,7 +936,7 @@ class Project:
     def count_partition_work(self, cost: CostVector | None) -> None:
         """Count `cost`, a partition's work recorded outside `materialize` (`skipwise verify`'s
         recomputations), as partition work: the next run record leaves it out of the overhead."""
-        from skipwise.metering import process_meter
+        from skipwise.engine.metering import process_meter
 
         process_meter().add_partition(cost)
         self._io_in_partitions += _io_of(cost)
@@ -997,7 +997,7 @@ def _default_call(
 ) -> Callable[[str, Mapping[str, Mapping[str, Any]], Mapping[str, Any]], Any]:
     """Call the registered body of `asset` outside Dagster, with a plain `PartitionContext`
     (importing the project's definitions first if the graph came from the snapshot)."""
-    from skipwise.bodies import REGISTRY, PartitionContext, body_of
+    from skipwise.engine.bodies import REGISTRY, PartitionContext, body_of
 
     if asset.fn not in REGISTRY:
         for module in (definitions, asset.fn.partition(":")[0]):
@@ -1011,13 +1011,4 @@ def _jsonable(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {str(k): (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in metadata.items()}
 
 
-_MOVED = {"definitions_of", "find_root", "load_project", "resolve_graph"}
 
-
-def __getattr__(name: str) -> Any:
-    """Where a project is and how its graph is found live in skipwise.loading; the names resolve here too."""
-    if name in _MOVED:
-        from skipwise import loading
-
-        return getattr(loading, name)
-    raise AttributeError(f"module 'skipwise.engine' has no attribute {name!r}")

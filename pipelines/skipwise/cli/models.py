@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from skipwise.console import add_json_flag, print_json
+from skipwise.cli.console import add_json_flag, print_json
 from skipwise.core.budget import format_usd
 
 
@@ -17,8 +17,8 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_models(args) -> int:
-    from skipwise.loading import load_project
-    from skipwise.models import list_models
+    from skipwise.engine.loading import load_project
+    from skipwise.models.registry import list_models
 
     project = load_project(Path(args.root) if args.root else None, args.defs)
     wanted = {s.strip() for s in args.select.split(",")} if args.select else None

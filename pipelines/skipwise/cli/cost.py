@@ -16,9 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from skipwise.console import add_json_flag, print_json, project_root
+from skipwise.cli.console import add_json_flag, print_json, project_root
 from skipwise.core.budget import format_usd
-from skipwise.report import (
+from skipwise.reporting.tables import (
     AVOIDED_BASELINES,
     GROUPINGS,
     cost_table,
@@ -67,11 +67,11 @@ def add_cost_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
 def run_cost(args: argparse.Namespace) -> int:
     """Run ``skipwise cost``; returns the exit status. Errors propagate to
-    `skipwise.console.run_command` (one ``Error:`` line, the exit code of their kind)."""
+    `skipwise.cli.console.run_command` (one ``Error:`` line, the exit code of their kind)."""
     if args.ledger:
         ledger = Ledger(Path(args.ledger))
     else:  # the project's: data/ledger, or the object store's ($SKIPWISE_STORE, [store] url)
-        from skipwise.featurestore import open_ledger
+        from skipwise.store.backends import open_ledger
 
         ledger = open_ledger(project_root(getattr(args, "root", None)))
     where = getattr(ledger, "url", ledger.root)

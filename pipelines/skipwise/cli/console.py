@@ -126,7 +126,7 @@ def print_json(value: Any) -> None:
 def project_root(given: str | None) -> Path:
     """The project root a command works on: --root, else $SKIPWISE_ROOT, else the nearest folder
     upward from the current one that marks a project (so a command works from any subfolder)."""
-    from skipwise.loading import find_root
+    from skipwise.engine.loading import find_root
 
     if given:
         root = Path(given).resolve()

@@ -67,7 +67,7 @@ def _span(keys: tuple[str, ...]) -> str:
 
 def training_change(project: Any, model: str) -> TrainingChange:
     """Compare what `model`'s training data is now with what its latest version was trained on."""
-    from skipwise.models import registry_for, training_parts
+    from skipwise.models.registry import registry_for, training_parts
 
     asset = project.graph.asset(model)
     latest = registry_for(project, model).latest()

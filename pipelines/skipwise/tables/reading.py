@@ -22,7 +22,7 @@ from skipwise.core import metakeys as mk
 
 
 def _project(root: str | Path | None) -> Any:
-    from skipwise.loading import find_root, load_project
+    from skipwise.engine.loading import find_root, load_project
 
     return load_project(Path(root) if root is not None else find_root())
 

@@ -3,7 +3,7 @@
 A code version sees Python source; what the code reads while it runs (a JSON config, a CSV lookup,
 a `.sql` query, `os.environ["FEATURE_MODE"]`) is observed instead, while a partition's body runs
 (`recording()`) and while each project module's top-level code runs on import (`importing()`,
-called by `skipwise.loaded`'s loader), and kept in the partition's manifest (`skipwise.core.observed`).
+called by `skipwise.project.recorder`'s loader), and kept in the partition's manifest (`skipwise.core.observed`).
 
 How each read is seen:
 - Python's own I/O (`open`, `Path.read_text`, `os.open`, pandas' C parser, `os.listdir`/`scandir`,

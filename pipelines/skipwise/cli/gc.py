@@ -1,11 +1,11 @@
-"""`skipwise gc [--dry-run]`: what kept versions cost to store, and which ones go (see `skipwise.retention`)."""
+"""`skipwise gc [--dry-run]`: what kept versions cost to store, and which ones go (see `skipwise.store.gc`)."""
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
 
-from skipwise.console import add_json_flag, print_json
+from skipwise.cli.console import add_json_flag, print_json
 
 
 def add_gc_parser(sub) -> None:
@@ -27,11 +27,11 @@ def add_gc_parser(sub) -> None:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from skipwise.cli import _project
+    from skipwise.cli.main import _project
     from skipwise.core.errors import UsageError
     from skipwise.core.retention import Policy
     from skipwise.core.budget import format_usd
-    from skipwise.retention import collect
+    from skipwise.store.gc import collect
 
     if args.half_life_days < 0 or args.months < 0:
         raise UsageError(
