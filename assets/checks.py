@@ -54,7 +54,7 @@ def delay_model_auc_above_floor(delay_model: bytes) -> dg.AssetCheckResult:
 
 
 def _root() -> Path:
-    from skipwise.engine.loading import find_root, run_root
+    from skipwise.project.root import find_root, run_root
 
     return run_root(find_root(ROOT))
 

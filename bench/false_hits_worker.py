@@ -90,12 +90,11 @@ def oracle(days: list[str], out: dict) -> None:
     import dagster as dg
     import polars as pl
     import yaml
+    from skipwise import formats
+    from skipwise.core.partitions import UNPARTITIONED
+    from skipwise.engine.bodies import REGISTRY, PartitionContext
 
     import assets.definitions as g
-    from skipwise import formats
-    from skipwise.engine.bodies import REGISTRY
-    from skipwise.engine.bodies import PartitionContext
-    from skipwise.core.partitions import UNPARTITIONED
 
     t = time.perf_counter()
     try:

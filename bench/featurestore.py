@@ -22,9 +22,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from bench.false_hits import proc_stat
 from bench.report import steal_percent
 from bench.s3server import FAKE_CREDENTIALS, S3Server
-from bench.false_hits import proc_stat
 from bench.workspace import demo_copy, run
 
 REPO = Path(__file__).resolve().parent.parent

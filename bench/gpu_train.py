@@ -111,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
 
-    from assets.models.delay import DEFAULT_PARAMS, TRAINING_PARAMS, train_delay_model
     from skipwise.engine.metering import Meter
+
+    from assets.models.delay import DEFAULT_PARAMS, TRAINING_PARAMS, train_delay_model
 
     frame = None if args.synthetic else demo_training_set()
     source = "demo training set" if frame is not None else f"synthetic, {args.rows} rows"

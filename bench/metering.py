@@ -12,10 +12,10 @@ from bench.report import Cell
 def meter_overhead(root: Path, repeats: int = 20) -> tuple[Cell, Cell]:
     """Seconds of flight_features for one real day (its 8 raw files read), bare and inside a Meter."""
     import polars as pl
-
-    from assets.features.flights import build_flight_features
     from skipwise.core.cost import IOCounter
     from skipwise.engine.metering import Meter
+
+    from assets.features.flights import build_flight_features
 
     day = date(2013, 3, 14)
     files = [root / "data/raw/flights" / f"2013-03-{d:02d}.parquet" for d in range(7, 15)]

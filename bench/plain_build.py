@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import polars as pl
-
 from skipwise.core.partitions import Offsets, Window, keys_of, upstream_keys
 from skipwise.core.spec import Asset, Graph, Source
 

@@ -144,9 +144,10 @@ class DatasetResult:
 
 def expected_changed(ws) -> int:
     """Partitions of the selected assets that read the changed raw file (in the benchmarked range)."""
+    from skipwise.core.partitions import upstream_keys
+
     from bench.plain_build import keys_in
     from bench.workspace import project_graph
-    from skipwise.core.partitions import upstream_keys
 
     graph = project_graph(ws)
     raw_dir, name = str(Path(ws.change_file).parent), Path(ws.change_file).stem
@@ -163,11 +164,12 @@ def revert_scenario(ws, edited: Path) -> dict[str, object]:
     """Change code, run (done by the caller), revert, run: with kept versions the revert restores;
     then the edit again with the kept versions removed first: it recomputes. Storage before and
     after `gc` (the default policy, then one that keeps nothing not current)."""
-    from bench import systems as S
-    from bench.workspace import project_graph, purge_modules
     from skipwise.core.retention import Policy
     from skipwise.engine.loading import load_project
     from skipwise.store.gc import collect
+
+    from bench import systems as S
+    from bench.workspace import project_graph, purge_modules
 
     text = edited.read_text()
     reverted = "".join(

@@ -342,7 +342,7 @@ def _is_docstring(stmt: ast.stmt) -> bool:
 def project_graph(ws: Workspace):
     """skipwise's resolved graph of the workspace: from its snapshot while the definitions are
     unchanged, else by importing them afresh (the modules may be stale in sys.modules)."""
-    from skipwise.engine.loading import resolve_graph
+    from skipwise.project.resolving import resolve_graph
 
     if str(ws.root) not in sys.path:
         sys.path.insert(0, str(ws.root))

@@ -81,6 +81,6 @@ def project(project_dir):
 
 def _graph_from(root: Path):
     # The copy's definitions are the same code as the repo's: resolve the repo's (already importable).
-    from skipwise.engine.loading import resolve_graph
+    from skipwise.project.resolving import resolve_graph
 
     return resolve_graph(REPO, "assets.definitions")[0]

@@ -17,8 +17,8 @@ first use), for model assets `train_or_restore` and `model_registry`, `read`, `s
 public API; everything else may change.
 """
 
-from skipwise.project import recorder as _recorder
 from skipwise.project import observing as _observing
+from skipwise.project import recorder as _recorder
 
 # First thing: from here on, the bytes each project module runs from are recorded, so a partition
 # is never committed under the version of a file that changed after its module was imported.
@@ -26,7 +26,7 @@ _recorder.install(__file__)
 # And what project code reads (files, environment variables) is observed while bodies run and modules import.
 _observing.install()
 
-__version__ = "0.2.0"
+from skipwise.core.version import __version__  # noqa: E402,F401 - `skipwise.__version__`
 
 _PUBLIC = {
     "asset",
@@ -44,15 +44,17 @@ _READING = {"read", "scan", "relation"}
 __all__ = sorted(_PUBLIC | _MODELS | _READING | {"as_of_join"})
 
 
-def __getattr__(name: str):  # noqa: ANN202 - lazy: `import skipwise` (the CLI's fast path) never imports Dagster
+def __getattr__(name: str):  # noqa: ANN202
+    # The public namespace resolves lazily: `import skipwise` (the CLI's fast path) imports neither Dagster
+    # nor the engine, and each name costs its own imports on first use.
     if name in _PUBLIC:
         from skipwise.adapters import dagster as _dagster
 
         return getattr(_dagster, name)
     if name in _MODELS:
-        from skipwise.models import registry as _models
+        from skipwise.models import registry
 
-        return getattr(_models, name)
+        return getattr(registry, name)
     if name in _READING:
         from skipwise.tables import reading
 

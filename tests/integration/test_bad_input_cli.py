@@ -11,8 +11,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from skipwise.core.cost import CostVector, LedgerRecord
+
 from tests.conftest import run
 
 pytestmark = pytest.mark.integration

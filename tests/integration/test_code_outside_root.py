@@ -11,8 +11,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-
 from skipwise.core.plan import SKIP
+
 from tests.conftest import definitions_module
 
 pytestmark = pytest.mark.integration

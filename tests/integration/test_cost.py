@@ -6,10 +6,10 @@ import json
 
 import dagster as dg
 import pytest
-
 from skipwise.adapters.dagster.run import materialize_project
 from skipwise.core.errors import BudgetExceeded
 from skipwise.engine.project import Project
+
 from tests.conftest import BIN, run
 
 DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]
@@ -121,6 +121,7 @@ def test_backfill_runs_record_hits_so_dagster_does_not_count_them_failed(project
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     list(project.materialize("flight_features", DAYS[:3]))
     import skipwise as sw
+
     from assets.definitions import defs
 
     monkeypatch.setenv("SKIPWISE_ROOT", str(project.root))  # the repo's definitions over this copy's data

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dagster as dg
 import pytest
-
 from skipwise.adapters.dagster.run import materialize_project
 from skipwise.engine.project import Project
 

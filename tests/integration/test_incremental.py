@@ -7,10 +7,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from skipwise.core.errors import InputError, PartitionKeyError
 from skipwise.core.plan import RESTORE, RUN, SKIP
 from skipwise.engine.project import Project
+
 from tests.conftest import DVC, run
 
 DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]

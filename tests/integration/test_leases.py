@@ -10,11 +10,11 @@ import sys
 import time
 
 import pytest
+from skipwise.core.cost import IOCounter
+from skipwise.store.bucket import BucketPrefix, Conflict
+from skipwise.store.leases import lease
 
 from bench.s3server import FAKE_CREDENTIALS, S3Server
-from skipwise.core.cost import IOCounter
-from skipwise.store.leases import lease
-from skipwise.store.bucket import BucketPrefix, Conflict
 
 pytestmark = pytest.mark.integration
 

@@ -367,7 +367,6 @@ def test_a_plain_dagster_asset_reads_an_object_source_through_the_io_manager(che
     import importlib
 
     import dagster as dg
-
     import skipwise as sw
 
     monkeypatch.syspath_prepend(str(checkout.root))

@@ -133,7 +133,6 @@ def test_a_build_on_the_object_store_equals_the_local_one_and_a_second_reads_no_
 
     # sw.read and sw.scan read the bucket's current versions; scan fetches each once per host.
     import polars as pl
-
     import skipwise as sw
 
     for k, v in env.items():

@@ -8,7 +8,6 @@ import threading
 
 import polars as pl
 import pytest
-
 import skipwise as sw
 from skipwise.core.errors import InputError
 from skipwise.engine.project import Project

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from skipwise.core.plan import RESTORE, RUN
 from skipwise.engine.project import Project
 from skipwise.store.ledger import Ledger
@@ -137,6 +136,7 @@ def test_gc_removes_only_versions_worth_less_than_their_storage_and_never_a_held
     from datetime import datetime, timedelta, timezone
 
     from skipwise.store.gc import collect
+
     from tests.conftest import BIN, run
 
     root = project.root

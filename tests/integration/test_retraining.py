@@ -12,11 +12,11 @@ import dagster as dg
 import polars as pl
 import pytest
 import yaml
-
 from skipwise.adapters.dagster.retraining import raw_data_evaluation, retrain_evaluation, schedule_evaluation
 from skipwise.core.plan import RUN, SKIP
 from skipwise.engine.project import Project
 from skipwise.models.registry import registry_for
+
 from tests.conftest import DVC, run
 
 DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]
@@ -220,6 +220,7 @@ def test_retraining_sensor_threshold_cooldown_and_new_days(project_dir, project)
 
 def test_dagster_sensors_schedule_and_asset_checks_on_the_demo_definitions(trained, monkeypatch):
     import skipwise as sw
+
     from assets.definitions import defs
 
     root, project, first = trained

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from skipwise.reporting.tables import cost_table, totals
 from skipwise.store.ledger import Ledger
+
 from tests.conftest import BIN, run
 
 pytestmark = pytest.mark.integration
@@ -146,8 +146,8 @@ def test_avoided_counts_a_hit_once_a_day_unless_asked_for_every_request(project)
 
 def test_a_single_partition_dagster_event_carries_the_step_process_figures(project, tmp_path, monkeypatch):
     import dagster as dg
-
     import skipwise as sw
+
     from assets.definitions import defs
 
     monkeypatch.setenv("SKIPWISE_ROOT", str(project.root))  # the repo's definitions over this copy's data

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 import polars as pl
-
 from skipwise.adapters.dagster.launch import RANGE_END, RANGE_START
 from skipwise.adapters.dagster.sensors import stale_run_requests
 from skipwise.engine.project import Project
+
 from tests.conftest import DVC, run
 
 DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]
@@ -35,6 +35,7 @@ def test_sensor_requests_stale_levels_and_sees_changes_landing_mid_run(project):
 
 def test_sensor_definition_evaluates_against_a_real_instance(project_dir, monkeypatch):
     import skipwise as sw
+
     from assets.definitions import defs as demo
 
     monkeypatch.setenv("SKIPWISE_ROOT", str(project_dir))

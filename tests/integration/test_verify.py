@@ -13,9 +13,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from skipwise.cli.main import main
 from skipwise.store.suspects import REASON
+
 from tests.conftest import DVC, definitions_module, run
 
 pytestmark = pytest.mark.integration

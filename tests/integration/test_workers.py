@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from skipwise.store.ledger import Ledger
+
 from tests.conftest import BIN, FIRST_DAYS, run
 
 pytestmark = pytest.mark.integration

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from skipwise.adapters.dagster.services import DEFAULT_BACKEND, DEFAULT_BROKER
 
 from bench.s3server import FAKE_CREDENTIALS, S3Server
 from bench.services import (
@@ -25,7 +26,6 @@ from bench.services import (
     delete_queue,
     scratch_database,
 )
-from skipwise.adapters.dagster.services import DEFAULT_BACKEND, DEFAULT_BROKER
 from tests.conftest import BIN
 
 BUCKET = "skipwise-services"

@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from skipwise.core.errors import ConfigError
 
 HEADER = """\

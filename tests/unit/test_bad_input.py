@@ -6,20 +6,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from datetime import date
 from pathlib import Path
 
 import pytest
-
 from skipwise.adapters.dvc.manifest import file_version, read_tracked_dir
-from skipwise.core.budget import Budgets, check_budgets, format_usd, project_run_cost
+from skipwise.core.budget import Budgets, check_budgets, project_run_cost
+from skipwise.core.cost import CostVector
 from skipwise.core.errors import ConfigError, InputError, PartitionKeyError, UsageError
 from skipwise.core.partitions import DailyPartitions, parse_range, validate_key
 from skipwise.core.pricing import load_config
-from skipwise.core.cost import CostVector
 from skipwise.core.spec import Asset, Graph, Source, check_params
+from skipwise.core.units import format_usd
 from skipwise.store.statcache import StatCache
-
-from datetime import date
 
 DAYS = DailyPartitions(date(2013, 1, 1), date(2013, 2, 1))
 GRAPH = Graph(
@@ -114,8 +113,9 @@ def test_a_bad_declaration_is_caught_when_the_graph_is_written():
 
 
 def test_the_demo_declares_what_its_bodies_use():
+    from skipwise.project.resolving import resolve_graph
+
     from assets.models.delay import DEFAULT_PARAMS
-    from skipwise.engine.loading import resolve_graph
 
     DEMO = resolve_graph(Path(__file__).resolve().parents[2], "assets.definitions")[0]
 

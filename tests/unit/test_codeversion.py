@@ -4,7 +4,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from skipwise.core.codeversion import CodeIndex
 from skipwise.core.errors import ConfigError
 

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from skipwise.core import codeclosure as cc
 from skipwise.core import codeversion
 from skipwise.core.codeversion import CodeIndex

@@ -8,7 +8,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from skipwise.core import codeclosure as cc
 from skipwise.core import schemes
 from skipwise.core.codeversion import CodeIndex

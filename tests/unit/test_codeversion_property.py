@@ -8,7 +8,6 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from skipwise.core.codeversion import CodeIndex
 
 # name -> (extra files, top-level code of pk/bodies.py, expression `target` evaluates).

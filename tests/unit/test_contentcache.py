@@ -6,7 +6,6 @@ import hashlib
 import json
 
 import pytest
-
 from skipwise.core.errors import InputError
 from skipwise.sources.contentcache import ContentCache, etag_key, md5_key
 

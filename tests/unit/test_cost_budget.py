@@ -4,7 +4,6 @@ what, which budget, and how to override."""
 from __future__ import annotations
 
 import pytest
-
 from skipwise.core.budget import Budgets, check_budgets, project_run_cost
 from skipwise.core.errors import BudgetExceeded
 

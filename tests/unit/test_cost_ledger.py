@@ -9,7 +9,6 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
-
 from skipwise.core.cost import CostVector, LedgerRecord
 from skipwise.store.ledger import Ledger
 

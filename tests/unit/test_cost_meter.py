@@ -11,7 +11,6 @@ import sys
 import time
 
 import pytest
-
 from skipwise.core.cost import CostVector, IOCounter
 from skipwise.engine.metering import Meter, _read_status_kib
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from skipwise.core.cost import CostVector
 from skipwise.core.errors import ConfigError
 from skipwise.core.pricing import DEFAULT_PRICES, load_config, load_prices

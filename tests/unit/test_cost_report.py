@@ -8,9 +8,8 @@ import json
 import re
 
 import pytest
-
-from skipwise.core.cost import CostVector, LedgerRecord
 from skipwise.cli.cost import add_cost_parser
+from skipwise.core.cost import CostVector, LedgerRecord
 from skipwise.reporting.tables import cost_table, format_table, render_html
 from skipwise.store.ledger import Ledger
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-
-from skipwise.project import snapshot
 from skipwise.adapters.dagster.graph import graph_of
 from skipwise.core.partitions import AllOf, Identity, Offsets, Table
+from skipwise.project import snapshot
+
 from tests.conftest import definitions_module
 
 MODULE = """
@@ -108,7 +108,7 @@ def test_no_snapshot_is_saved_from_modules_edited_after_their_import(tmp_path):
         "import importlib, pathlib\n"
         "import shopdefs\n"
         "p = pathlib.Path('shopdefs.py'); p.write_text(p.read_text().replace('start_offset=-23', 'start_offset=-5'))\n"
-        "from skipwise.engine.loading import resolve_graph\n"
+        "from skipwise.project.resolving import resolve_graph\n"
         "g, _ = resolve_graph(pathlib.Path('.'), 'shopdefs')\n"
         "print(g.asset('rolling').deps[0].mapping)\n"
     )
@@ -126,7 +126,7 @@ def test_no_snapshot_is_saved_from_modules_edited_after_their_import(tmp_path):
         [
             sys.executable,
             "-c",
-            "import pathlib; from skipwise.engine.loading import resolve_graph; "
+            "import pathlib; from skipwise.project.resolving import resolve_graph; "
             "print(resolve_graph(pathlib.Path('.'), 'shopdefs')[0].asset('rolling').deps[0].mapping)",
         ],
         cwd=tmp_path,

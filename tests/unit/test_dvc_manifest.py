@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from skipwise.adapters.dvc.manifest import file_version, read_tracked_dir
 from skipwise.core.errors import InputError
 from skipwise.store.statcache import StatCache

@@ -16,7 +16,6 @@ import polars as pl
 import pyarrow as pa
 import pytest
 import torch
-
 from skipwise import formats as F
 
 REPO = Path(__file__).resolve().parents[2]

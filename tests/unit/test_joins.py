@@ -6,7 +6,6 @@ import datetime as dt
 
 import polars as pl
 import pytest
-
 import skipwise as sw
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from skipwise.adapters.dagster import launch
 from skipwise.core.errors import ConfigError
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from skipwise.core.cost import CostVector
 from skipwise.core.errors import BudgetExceeded, ConfigError
 from skipwise.core.locations import Location, compute_region, egress_class, kind_of, location_for

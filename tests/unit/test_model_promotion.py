@@ -69,7 +69,6 @@ def test_registry_names_bytes_by_the_promoted_version_and_refuses_a_damaged_file
     import json
 
     import pytest
-
     from skipwise.core.errors import InputError
     from skipwise.models.registry import REGISTRY_FORMAT, ModelRegistry
 

@@ -8,13 +8,12 @@ import hashlib
 from types import SimpleNamespace
 
 import pytest
-
 from skipwise.core.errors import ConfigError
 from skipwise.core.locations import Location
 from skipwise.core.partitions import KeySet
 from skipwise.core.spec import Source
-from skipwise.sources.objects import ObjectSources, problem_with, version_of
 from skipwise.sources.contentcache import ContentCache, etag_key
+from skipwise.sources.objects import ObjectSources, problem_with, version_of
 from skipwise.store.objectstore import Got, ObjectInfo, split_url
 
 DAYS = KeySet(("2024-01-01", "2024-01-02"), "daily")
@@ -112,7 +111,6 @@ def test_an_object_entry_without_its_recorded_sha256_is_fetched_again(tmp_path):
 )
 def test_object_source_declaration_mistakes(url, kwargs, message):
     import dagster as dg
-
     import skipwise as sw
 
     daily = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-01-03")
@@ -125,7 +123,6 @@ def test_object_source_declaration_mistakes(url, kwargs, message):
 
 def test_the_declaration_resolves_into_object_sources_and_survives_the_graph_snapshot():
     import dagster as dg
-
     import skipwise as sw
     from skipwise.adapters.dagster.graph import graph_of
     from skipwise.project.snapshot import graph_from_json, graph_to_json

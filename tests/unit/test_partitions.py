@@ -1,7 +1,6 @@
 from datetime import date
 
 import pytest
-
 from skipwise.core.errors import PartitionKeyError
 from skipwise.core.partitions import (
     AllOf,

@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-
+from skipwise.cli.cost import add_cost_parser
 from skipwise.core.cost import CostVector, LedgerRecord
 from skipwise.core.pricing import load_prices
-from skipwise.cli.cost import add_cost_parser
 from skipwise.engine.metering import Meter, ProcessMeter, cpu_seconds, process_meter
 from skipwise.reporting.tables import OVERHEAD, cost_table, count_avoided, overhead_summary, totals
 from skipwise.store.ledger import Ledger

@@ -7,10 +7,10 @@ import socket
 
 import pytest
 import yaml
-
-from bench.services import ServiceUnreachable, check_services
 from skipwise.adapters.dagster import services
 from skipwise.core.errors import ConfigError
+
+from bench.services import ServiceUnreachable, check_services
 
 
 def test_the_embedded_default_needs_no_setting(monkeypatch):

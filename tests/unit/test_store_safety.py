@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from skipwise.core.cost import CostVector, LedgerRecord
 from skipwise.core.errors import InputError
 from skipwise.core.manifest import Manifest

@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 import dagster as dg
 from dagster._core.definitions.partitions.context import PartitionLoadingContext
 from dagster._core.definitions.temporal_context import TemporalContext
-
 from skipwise.adapters.dagster.ui import fix_partition_listing
 
 NOW = datetime(2026, 12, 1, 6, 15, tzinfo=timezone.utc)

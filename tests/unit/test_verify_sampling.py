@@ -7,13 +7,12 @@ import json
 import os
 
 import pytest
-
 from skipwise.core.cost import CostVector, LedgerRecord
 from skipwise.core.manifest import Manifest
 from skipwise.core.plan import RESTORE, RUN, SKIP, Decision
+from skipwise.engine.verifying import Report, Sample, Verdict, Verified, draw, sample_size, share
 from skipwise.reporting.tables import VERIFY, cost_table, status_table
 from skipwise.store.suspects import REASON, Suspect, Suspects
-from skipwise.engine.verifying import Report, Sample, Verdict, Verified, draw, sample_size, share
 
 
 def manifest(

@@ -13,7 +13,11 @@ from collections import Counter
 from pathlib import Path
 
 from skipwise.cli.console import add_json_flag, print_json
-from skipwise.core.budget import format_usd
+from skipwise.core.pricing import load_config
+from skipwise.core.units import format_usd
+from skipwise.project.root import find_root
+from skipwise.sources.contentcache import ContentCache
+from skipwise.sources.locality import cache_root
 
 
 def add_cache_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,15 +35,11 @@ def add_cache_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _root(args) -> Path:
-    from skipwise.engine.loading import find_root
 
     return Path(args.root).resolve() if args.root else find_root()
 
 
 def _cache(args):
-    from skipwise.core.pricing import load_config
-    from skipwise.sources.locality import cache_root
-    from skipwise.sources.contentcache import ContentCache
 
     root = _root(args)
     config = load_config(root / "skipwise.toml")

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from skipwise.core.errors import BudgetExceeded, ConfigError, PartitionKeyError, SkipwiseError, UsageError
+from skipwise.engine.loading import load_project
+from skipwise.project.root import find_root
 
 #: Exit codes of every `skipwise` command.
 EXIT_OK = 0
@@ -126,11 +128,25 @@ def print_json(value: Any) -> None:
 def project_root(given: str | None) -> Path:
     """The project root a command works on: --root, else $SKIPWISE_ROOT, else the nearest folder
     upward from the current one that marks a project (so a command works from any subfolder)."""
-    from skipwise.engine.loading import find_root
-
     if given:
         root = Path(given).resolve()
         if not root.is_dir():
             raise UsageError(f"--root {given} is not a folder", hint="name the project's folder, or leave --root out")
         return root
     return find_root()
+
+
+MAX_WARNINGS = 10  # a command prints at most this many warnings (--json lists them all)
+
+
+def print_warnings(warnings: list[str], limit: int = MAX_WARNINGS) -> None:
+    """Each warning once, at most `limit` of them, then how many more there are."""
+    for w in warnings[:limit]:
+        print(f"warning: {w}", file=sys.stderr)
+    if len(warnings) > limit:
+        print(f"warning: ... {len(warnings) - limit} more (--json lists them all)", file=sys.stderr)
+
+
+def load(args):
+    """The project the command works on, from its --root and --defs."""
+    return load_project(project_root(args.root), args.defs)

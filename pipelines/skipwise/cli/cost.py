@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from skipwise.cli.console import add_json_flag, print_json, project_root
-from skipwise.core.budget import format_usd
+from skipwise.core.units import format_usd
 from skipwise.reporting.tables import (
     AVOIDED_BASELINES,
     GROUPINGS,
@@ -27,6 +27,7 @@ from skipwise.reporting.tables import (
     render_html,
     totals,
 )
+from skipwise.store.backends import open_ledger
 from skipwise.store.ledger import Ledger
 
 DEFAULT_LEDGER = "data/ledger"
@@ -71,8 +72,6 @@ def run_cost(args: argparse.Namespace) -> int:
     if args.ledger:
         ledger = Ledger(Path(args.ledger))
     else:  # the project's: data/ledger, or the object store's ($SKIPWISE_STORE, [store] url)
-        from skipwise.store.backends import open_ledger
-
         ledger = open_ledger(project_root(getattr(args, "root", None)))
     where = getattr(ledger, "url", ledger.root)
     rows = ledger.read(since=args.since)

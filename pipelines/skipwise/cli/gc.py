@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
+from skipwise.cli import console
 from skipwise.cli.console import add_json_flag, print_json
+from skipwise.core.errors import UsageError
+from skipwise.core.retention import Policy
+from skipwise.core.units import format_usd
+from skipwise.store.gc import collect
 
 
 def add_gc_parser(sub) -> None:
@@ -27,17 +32,12 @@ def add_gc_parser(sub) -> None:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from skipwise.cli.main import _project
-    from skipwise.core.errors import UsageError
-    from skipwise.core.retention import Policy
-    from skipwise.core.budget import format_usd
-    from skipwise.store.gc import collect
 
     if args.half_life_days < 0 or args.months < 0:
         raise UsageError(
             "--half-life-days and --months must not be negative", hint="e.g. --half-life-days 7 --months 1"
         )
-    project = _project(args)
+    project = console.load(args)
     policy = Policy(project.config.prices.storage_usd_per_gb_month, args.half_life_days, args.months)
     items = collect(project, policy, dry_run=args.dry_run)
     gone = [i for i in items if not i.keep]

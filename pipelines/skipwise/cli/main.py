@@ -18,16 +18,18 @@ from collections import Counter
 from pathlib import Path
 
 from skipwise.cli import console
+from skipwise.cli.cache import add_cache_parser
 from skipwise.cli.console import EXIT_CHECK, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_json_flag, print_json
-from skipwise.core.budget import format_usd
+from skipwise.cli.cost import add_cost_parser
+from skipwise.cli.gc import add_gc_parser
+from skipwise.cli.models import add_models_parser
+from skipwise.cli.verify import add_verify_parser
 from skipwise.core.cost import utc_now_iso
-from skipwise.core.units import significant
 from skipwise.core.errors import UsageError
 from skipwise.core.partitions import parse_range
 from skipwise.core.plan import BLOCKED, RESTORE, RUN, SKIP, Decision
-
-#: Warnings printed by a command; the rest are counted (all of them are in --json).
-MAX_WARNINGS = 10
+from skipwise.core.units import format_usd, significant
+from skipwise.reporting.tables import format_table, status_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,14 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     if not logger.handlers:
         logger.addHandler(logging.NullHandler())
     return console.run_command(args.func, args)
-
-
-def print_warnings(warnings: list[str], limit: int = MAX_WARNINGS) -> None:
-    """Each warning once, at most `limit` of them, then how many more there are."""
-    for w in warnings[:limit]:
-        print(f"warning: {w}", file=sys.stderr)
-    if len(warnings) > limit:
-        print(f"warning: ... {len(warnings) - limit} more (--json lists them all)", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,18 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mat.set_defaults(func=cmd_materialize)
 
-    from skipwise.cli.cost import add_cost_parser
-    from skipwise.cli.gc import add_gc_parser
-
     add_cost_parser(sub)
     add_gc_parser(sub)
-    from skipwise.cli.models import add_models_parser
 
     add_models_parser(sub)
-    from skipwise.cli.cache import add_cache_parser
 
     add_cache_parser(sub)
-    from skipwise.cli.verify import add_verify_parser
 
     add_verify_parser(sub)
 
@@ -179,12 +167,6 @@ def cmd_ui(args) -> int:
     return run_ui(workspace, args.host, args.port, not args.no_daemon, [])
 
 
-def _project(args):
-    from skipwise.engine.loading import load_project
-
-    return load_project(console.project_root(args.root), args.defs)
-
-
 def _select(spec: str | None) -> list[str] | None:
     return [s.strip() for s in spec.split(",") if s.strip()] if spec else None
 
@@ -204,7 +186,7 @@ def cmd_plan(args) -> int:
         raise UsageError(f"--max-usd {args.max_usd} is not a non-negative number of dollars", hint="e.g. --max-usd 5")
     if args.partition is not None:
         parse_range(args.partition)  # a malformed --partition is a usage error before anything loads
-    project = _project(args)
+    project = console.load(args)
     decisions = project.plan(_select(args.select), partition=args.partition)
     todo = [d for d in decisions if d.action != SKIP]
     projected = _projected_usd(project, todo) if (args.cost or args.max_usd is not None) else None
@@ -235,7 +217,7 @@ def cmd_plan(args) -> int:
         )
         if moved is not None:
             print(_movement_line(moved))
-        print_warnings(project.warnings)
+        console.print_warnings(project.warnings)
     if args.max_usd is not None and projected is not None and projected > args.max_usd:
         print(
             f"Error: the plan is projected to cost {format_usd(projected)}, above --max-usd {format_usd(args.max_usd)}",
@@ -287,7 +269,7 @@ def _state(d: Decision) -> str:
 def cmd_status(args) -> int:
     if args.partition is not None:
         parse_range(args.partition)
-    project = _project(args)
+    project = console.load(args)
     selected = _select(args.select)
     decisions = project.plan(selected, partition=args.partition)
     rows = [{**decision_row(d), "state": _state(d)} for d in decisions]
@@ -295,7 +277,6 @@ def cmd_status(args) -> int:
     if args.explain:
         assets = [a for a in project.graph.order() if not selected or a.name in selected]
         explained = explain_code(project, assets, observed={a.name: _observed_by(project, a) for a in assets})
-    from skipwise.reporting.tables import status_table
 
     table = status_table(rows, project.ledger.rows())
     not_current = [r for r in rows if r["state"] != "up to date"]
@@ -306,7 +287,7 @@ def cmd_status(args) -> int:
         print_json(out)
     else:
         _print_status(args, table, rows, not_current, explained)
-        print_warnings(project.warnings)
+        console.print_warnings(project.warnings)
     if args.check and not_current:
         if not args.json:
             print(f"Error: {len(not_current)} partition(s) not up to date (status --check)", file=sys.stderr)
@@ -315,7 +296,6 @@ def cmd_status(args) -> int:
 
 
 def _print_status(args, table: list[dict], rows: list[dict], not_current: list[dict], explained: dict | None) -> None:
-    from skipwise.reporting.tables import format_table
 
     todo = rows if args.all else not_current
     limit = len(todo) if args.all else args.limit
@@ -447,7 +427,7 @@ def cmd_materialize(args) -> int:
         raise UsageError(
             f"--workers must be 1 or more, got {args.workers}", hint="--workers 1 runs everything in this process"
         )
-    project = _project(args)  # params, config and graph are checked here, before Dagster loads
+    project = console.load(args)  # params, config and graph are checked here, before Dagster loads
     from skipwise.adapters.dagster.run import materialize_project
 
     if os.environ.get("DVC_EXP_NAME") and "skipwise/experiment" not in tags:
@@ -457,7 +437,7 @@ def cmd_materialize(args) -> int:
     try:
         summary = materialize_project(project, _select(args.select), args.partition, tags, workers=args.workers)
     finally:
-        print_warnings(project.warnings)
+        console.print_warnings(project.warnings)
     seconds = time.perf_counter() - t0
     spent = stage_cost(project.ledger.rows(since=started[:10]), started)
     if args.metrics:

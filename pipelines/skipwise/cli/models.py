@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 
 from skipwise.cli.console import add_json_flag, print_json
-from skipwise.core.budget import format_usd
+from skipwise.core.units import format_usd
+from skipwise.engine.loading import load_project
+from skipwise.models.registry import list_models
 
 
 def add_models_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,8 +19,6 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_models(args) -> int:
-    from skipwise.engine.loading import load_project
-    from skipwise.models.registry import list_models
 
     project = load_project(Path(args.root) if args.root else None, args.defs)
     wanted = {s.strip() for s in args.select.split(",")} if args.select else None

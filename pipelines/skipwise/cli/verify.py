@@ -15,10 +15,10 @@ import argparse
 import math
 
 from skipwise.cli import console
-from skipwise.cli.main import print_warnings
 from skipwise.cli.console import EXIT_CHECK, EXIT_OK, add_json_flag, print_json
 from skipwise.core.errors import UsageError
 from skipwise.core.partitions import parse_range
+from skipwise.engine.loading import load_project
 from skipwise.engine.verifying import Sample, Verified, choose, share, verify
 
 DEFAULT_FRACTION = 0.05
@@ -78,8 +78,6 @@ def check_args(args: argparse.Namespace) -> float | None:
 
 def run_verify(args: argparse.Namespace) -> int:
     """Run ``skipwise verify``; returns the exit status."""
-    from skipwise.engine.loading import load_project  # the engine: not needed for --help or a usage error
-
     fraction = check_args(args)
     project = load_project(console.project_root(args.root), args.defs)
     select = [s.strip() for s in args.select.split(",") if s.strip()] if args.select else None
@@ -94,7 +92,7 @@ def run_verify(args: argparse.Namespace) -> int:
         for line in report.skipped_lines():
             print(line)
         print(report.summary())
-        print_warnings(project.warnings)
+        console.print_warnings(project.warnings)
     if not report.ok:
         if not args.json:
             console.error(report.failure())

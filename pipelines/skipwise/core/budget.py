@@ -16,28 +16,9 @@ from typing import Mapping
 
 from skipwise.core.cost import BUDGET_OVERRIDE_TAG
 from skipwise.core.errors import BudgetExceeded
+from skipwise.core.units import format_usd
 
 HISTORY_WINDOW = 20
-
-
-def format_usd(value: float | int | None) -> str:
-    """Dollars as skipwise prints them everywhere: 4 decimals from one cent up ($20.0000,
-    $0.0123), 3 significant digits below that ($0.00100, $0.0000100), so a small amount never
-    reads as $0.0000. None is "-" (unknown, never zero)."""
-    if value is None:
-        return "-"
-    v = float(value)
-    if not math.isfinite(v):
-        return f"${v}"
-    sign, a = ("-" if v < 0 else ""), abs(v)
-    if a == 0:
-        return "$0.0000"
-    r = float(f"{a:.3g}")  # 3 significant digits (0.0009999 -> 0.001)
-    if r >= 0.01:
-        return f"{sign}${a:.4f}"
-    if r < 1e-9:
-        return f"{sign}${r:.2e}"
-    return f"{sign}${r:.{2 - math.floor(math.log10(r))}f}"
 
 
 OVERRIDE_HINT = (

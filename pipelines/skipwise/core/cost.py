@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from skipwise.core.units import format_bytes, format_seconds, significant
+from skipwise.core.units import format_bytes, format_seconds, format_usd, significant
 
 # Distance classes for bytes moved between compute and storage, nearest first.
 EGRESS_CLASSES: tuple[str, ...] = ("same_host", "same_region", "cross_region", "internet")
@@ -309,8 +309,6 @@ class CostVector:
         """One line: dollars (and avoided), then seconds, memory and bytes with their units, e.g.
         ``$0.00000580 (compute $0.000000101, requests $0.00000570): 0.212 s wall, 0.18 s CPU, 36.0
         MiB peak, read 2.1 MiB, wrote 120.0 KiB in 14 requests``. Unmeasured figures are left out."""
-        from skipwise.core.budget import format_usd
-
         parts = [
             f"{label} {format_usd(v)}"
             for label, v in (

@@ -7,8 +7,8 @@ from enum import StrEnum
 from typing import Mapping
 
 from skipwise.core.manifest import SCHEME_VERSION, Manifest
-from skipwise.core.observed import changes
 from skipwise.core.metakeys import NOT_RESTORABLE
+from skipwise.core.observed import changes
 
 
 class Action(StrEnum):

@@ -13,10 +13,11 @@ import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import PurePosixPath
-from typing import Any, Mapping as TMapping
+from typing import Any
+from typing import Mapping as TMapping
 
 from skipwise.core.errors import ConfigError
-from skipwise.core.partitions import Identity, Mapping, Partitions
+from skipwise.core.partitions import Identity, Mapping, Partitions, key_folder
 
 
 @dataclass(frozen=True)
@@ -57,15 +58,11 @@ class Source:
 
     def file_for(self, key: str) -> str:
         """The file of partition `key`, relative to the tracked directory (the key as its folder-safe name)."""
-        from skipwise.core.partitions import key_folder
-
         safe = key_folder(key)
         return self.filename.format(key=safe, partition_key=safe)
 
     def object_url(self, key: str) -> str:
         """The object of partition `key` of an object-store source (the key as its folder-safe name)."""
-        from skipwise.core.partitions import key_folder
-
         safe = key_folder(key)
         return self.url.format(key=safe, partition_key=safe)
 

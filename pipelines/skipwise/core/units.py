@@ -1,5 +1,5 @@
 """Figures as a person reads them: seconds, bytes and plain numbers rounded to significant digits,
-with their unit. Dollars are `skipwise.core.budget.format_usd`."""
+with their unit. Dollars are `format_usd`."""
 
 from __future__ import annotations
 
@@ -35,3 +35,23 @@ def format_bytes(n: float | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def format_usd(value: float | int | None) -> str:
+    """Dollars as skipwise prints them everywhere: 4 decimals from one cent up ($20.0000,
+    $0.0123), 3 significant digits below that ($0.00100, $0.0000100), so a small amount never
+    reads as $0.0000. None is "-" (unknown, never zero)."""
+    if value is None:
+        return "-"
+    v = float(value)
+    if not math.isfinite(v):
+        return f"${v}"
+    sign, a = ("-" if v < 0 else ""), abs(v)
+    if a == 0:
+        return "$0.0000"
+    r = float(f"{a:.3g}")  # 3 significant digits (0.0009999 -> 0.001)
+    if r >= 0.01:
+        return f"{sign}${a:.4f}"
+    if r < 1e-9:
+        return f"{sign}${r:.2e}"
+    return f"{sign}${r:.{2 - math.floor(math.log10(r))}f}"

@@ -47,6 +47,7 @@ from types import TracebackType
 from typing import Any, Callable, Iterator
 
 from skipwise.core.cost import CostVector, IOCounter, IOSnapshot
+from skipwise.project import recorder as loaded
 
 try:
     import resource
@@ -358,12 +359,10 @@ PHASES: tuple[str, ...] = ("plan", "load", "ledger", "reads")
 
 def _process_start() -> tuple[float, str]:
     """(when this process started, seconds since the epoch; how that was found)."""
-    from skipwise.project import recorder as loaded
-
     start = loaded.process_start()
     if start is not None:
         return start, "since it started (/proc/self/stat)"
-    init = os.path.join(os.path.dirname(os.path.abspath(loaded.__file__)), "__init__.py")
+    init = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(loaded.__file__))), "__init__.py")
     src = loaded.source_of(init)
     return (src.at if src is not None else time.time()), "wall since skipwise was imported (process start unknown)"
 

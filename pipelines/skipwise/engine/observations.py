@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from skipwise.project import observing
 from skipwise.core.observed import DIR, ENV, FILE, keyed_digest, listing_bytes, split
 from skipwise.core.observed import dep as dep_id
 from skipwise.core.spec import Asset
+from skipwise.project import observing
 from skipwise.store.statcache import StatCache
 
 

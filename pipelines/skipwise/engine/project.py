@@ -13,15 +13,34 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from skipwise.adapters.dvc.manifest import TrackedDir, file_version, read_tracked_dir
+from skipwise import formats
 from skipwise.adapters.dvc.config import dvc_cache_dirs
+from skipwise.adapters.dvc.manifest import TrackedDir, file_version, read_tracked_dir, read_yaml
+from skipwise.adapters.git import head_commit
+from skipwise.core import metakeys as mk
+from skipwise.core.budget import check_budgets, project_run_cost
 from skipwise.core.codeversion import CodeIndex, CodeVersion
-from skipwise.core.cost import BUDGET_OVERRIDE_TAG, CostVector, IOCounter, LedgerRecord, utc_now_iso
-from skipwise.core.errors import ConfigError, InputError
+from skipwise.core.cost import (
+    BUDGET_OVERRIDE_TAG,
+    EGRESS_CLASSES,
+    CostVector,
+    IOCounter,
+    IOSnapshot,
+    LedgerRecord,
+    utc_now_iso,
+)
+from skipwise.core.errors import ConfigError, InputError, PartitionKeyError
 from skipwise.core.hashing import digest
 from skipwise.core.manifest import Manifest, fingerprint
-from skipwise.core.partitions import UNPARTITIONED, keys_of, upstream_keys, validate_key
-from skipwise.core.retention import GIT_COMMIT
+from skipwise.core.partitions import (
+    UNPARTITIONED,
+    key_folder,
+    keys_in_range,
+    keys_of,
+    parse_range,
+    upstream_keys,
+    validate_key,
+)
 from skipwise.core.plan import (
     BLOCKED,
     CHANGES,
@@ -34,15 +53,22 @@ from skipwise.core.plan import (
     decide,
     restorable,
 )
-from skipwise.core.spec import Asset, Graph, Plain, Result, Source
 from skipwise.core.pricing import load_config
+from skipwise.core.retention import GIT_COMMIT
+from skipwise.core.spec import Asset, Graph, Plain, Result, Source, check_params, plain_params
+from skipwise.engine.bodies import REGISTRY, PartitionContext, body_of
+from skipwise.engine.computing import computing
+from skipwise.engine.metering import Meter, Share, measure, process_meter
+from skipwise.engine.observations import Observations
+from skipwise.project import observing
+from skipwise.project import recorder as loaded
+from skipwise.sources.locality import Locality
+from skipwise.store.backends import open_store
 from skipwise.store.ledger import recent_days
 from skipwise.store.partitions import PartitionStore
 from skipwise.store.paths import ensure_inside
-from skipwise.engine.observations import Observations
 from skipwise.store.statcache import StatCache
 from skipwise.store.suspects import Suspects
-from skipwise.core import metakeys as mk
 
 log = logging.getLogger("skipwise")
 
@@ -78,9 +104,6 @@ def load_params(root: Path) -> dict[str, Any]:
     dates and datetimes turned into ISO strings, so ``2013-11-01`` and ``"2013-11-01"`` are the
     same param. Checked against the graph's declarations by `check_params` (see `params_of`).
     """
-    from skipwise.adapters.dvc.manifest import read_yaml
-    from skipwise.core.spec import plain_params
-
     path = Path(root) / "params.yaml"
     if not path.exists():
         return {}
@@ -128,7 +151,6 @@ class Project:
         local = PartitionStore(
             self.data_root, self.statcache, self.io, read_roots=(self.root, *dvc_cache_dirs(self.root))
         )
-        from skipwise.store.backends import open_store
 
         self.code = CodeIndex(self.root, cache=self.data_root / ".skipwise" / "code.json")
         self.config = load_config(self.root / "skipwise.toml")
@@ -155,8 +177,6 @@ class Project:
         """The commit checked out at the root when this Project was made (None outside git): kept
         in each computed partition's metadata, so `skipwise gc` keeps what a branch or tag computed."""
         if not hasattr(self, "_git_commit"):
-            from skipwise.adapters.git import head_commit
-
             self._git_commit = head_commit(self.root)
         return self._git_commit
 
@@ -164,8 +184,6 @@ class Project:
     def locality(self) -> Any:
         """Where inputs are and reading them from DVC remotes (`skipwise.sources.locality.Locality`)."""
         if self._locality is None:
-            from skipwise.sources.locality import Locality
-
             self._locality = Locality(self)
         return self._locality
 
@@ -188,8 +206,6 @@ class Project:
         yields the version of the old code, never the new one. A module imported before skipwise
         could record it is trusted only if its file has not changed since this process started.
         """
-        from skipwise.project import recorder as loaded
-
         cv = self.code_of(asset)
         memo = (asset.name, planned, loaded.generation())
         if memo in self._ran:
@@ -242,7 +258,6 @@ class Project:
         override params.yaml's and count in the fingerprint like them. Checked like params.yaml."""
         if not config:
             return
-        from skipwise.core.spec import check_params, plain_params
 
         base = self.params_of(asset)
         merged = check_params(
@@ -260,8 +275,6 @@ class Project:
         when the project loads): ConfigError naming the key if anything is wrong.
         """
         if self._effective_params is None:
-            from skipwise.core.spec import check_params, plain_params
-
             self._effective_params = check_params(self.graph, plain_params(self.params), location="params.yaml")
         return dict(self._effective_params.get(asset.name, {}))
 
@@ -431,9 +444,6 @@ class Project:
         A partition downstream of one that will run is planned to run too ("may cut off early"):
         whether its input really changes is known only once the upstream has run.
         """
-        from skipwise.core.errors import PartitionKeyError
-        from skipwise.core.partitions import keys_in_range, parse_range
-
         names = set(selection) if selection else {a.name for a in self.graph.assets}
         for n in names:
             self.graph.asset(n)
@@ -494,8 +504,6 @@ class Project:
         key -> decoded value); the Dagster adapter passes one that hands the body Dagster's
         context. Without it, the registered body is called with a plain `PartitionContext`.
         """
-        from skipwise.engine.metering import process_meter
-
         pm = process_meter()  # this process's account: its run record closes every call
         asset = self.graph.asset(asset_name)
         tags = {**asset.tags, **(tags or {})}
@@ -566,8 +574,6 @@ class Project:
 
     def projection(self, to_run: Mapping[str, int]) -> Any:
         """What running `to_run` (asset -> partitions) is projected to cost, from each asset's history."""
-        from skipwise.core.budget import project_run_cost
-
         return project_run_cost(
             {a: self.ledger.history_usd_per_partition(a) for a, n in to_run.items() if n},
             {a: n for a, n in to_run.items() if n},
@@ -586,7 +592,6 @@ class Project:
             b.per_run_usd is None and b.per_day_usd is None and not set(to_run) & set(b.assets)
         ):
             return
-        from skipwise.core.budget import check_budgets
 
         spent = self.ledger.spent_usd(utc_now_iso()[:10])
         by_asset: dict[str, float] = {}
@@ -607,8 +612,6 @@ class Project:
         """Append one immutable ledger file with a record per outcome, and this process's run record
         (what it used since its previous one: planning these outcomes, and whatever came before)."""
         if outcomes:
-            from skipwise.engine.metering import process_meter
-
             with process_meter().phase("ledger"):
                 computed = [o for o in outcomes if o.computed]
                 records = self._records(outcomes, run_id, tags)
@@ -620,8 +623,6 @@ class Project:
     def record_run(self, run_id: str, tags: Mapping[str, str], asset: str = "") -> LedgerRecord:
         """Append this process's run record alone: what it used since its previous one (an
         orchestrator calls it when it is done, so the work after its last step is counted too)."""
-        from skipwise.engine.metering import process_meter
-
         with process_meter().phase("ledger"):
             self._last_run = self._run_record(asset, run_id, tags)
             self.ledger.append([self._last_run])
@@ -635,7 +636,6 @@ class Project:
         For processes that exist to run skipwise (a Dagster step worker): anything a longer-lived
         process did after its last step would be recorded as its overhead.
         """
-        from skipwise.engine.metering import process_meter
 
         def write() -> None:
             if self.ledger.exists() and process_meter().cpu_since_take() >= 0.001:
@@ -650,8 +650,6 @@ class Project:
     def _run_record(self, asset: str, run_id: str, tags: Mapping[str, str]) -> LedgerRecord:
         """This process's run record since its previous one (`ProcessMeter.take`), priced like a
         partition: CPU, wall and memory outside its metered partitions."""
-        from skipwise.engine.metering import process_meter
-
         return LedgerRecord(
             ts=utc_now_iso(),
             run_id=run_id,
@@ -720,10 +718,6 @@ class Project:
         return Outcome(decision, kept, cost, dict(kept.metadata))
 
     def _compute(self, asset: Asset, key: str, decision: Decision, cur: Current, fn: Callable, run_id: str) -> Outcome:
-        from skipwise.project import observing
-        from skipwise.engine.computing import computing
-        from skipwise.core.cost import IOSnapshot
-        from skipwise.engine.metering import Meter, Share, measure, process_meter
 
         self.store.sweep_temp(asset.layer, asset.name, key)  # leftovers of a killed run, if any
         params = self.params_of(asset)  # read once per run: not the first partition's cost
@@ -810,8 +804,6 @@ class Project:
         daily source of a monthly or unpartitioned asset) is charged to the partition that reads
         it first: its only reader in the usual shapes.
         """
-        from skipwise.engine.metering import measure, process_meter
-
         up = self.graph.node(dep_name)
         values: list[Any] = []
         own_key = next(reversed(versions)) if versions else None  # windows end on the partition's own key
@@ -895,8 +887,6 @@ class Project:
 
     def _read_input(self, asset: Asset, up: Asset | Source | Plain, key: str, version: str | None) -> Any:
         """Read (and decode) one input partition; versions are content hashes, so the result is cacheable."""
-        from skipwise import formats
-
         if isinstance(up, Source):
             data = self.locality.read_source(up, key, version)  # the workspace, the input cache or the DVC remote
             fmt = formats.get("polars")
@@ -929,15 +919,12 @@ class Project:
     def _describe(self, up: Asset | Source, key: str) -> str:
         if isinstance(up, Source):
             return up.shown(key)
-        from skipwise.core.partitions import key_folder
 
         return f"{up.name}[{key}] ({Path('data', up.layer, up.name, key_folder(key))})"
 
     def count_partition_work(self, cost: CostVector | None) -> None:
         """Count `cost`, a partition's work recorded outside `materialize` (`skipwise verify`'s
         recomputations), as partition work: the next run record leaves it out of the overhead."""
-        from skipwise.engine.metering import process_meter
-
         process_meter().add_partition(cost)
         self._io_in_partitions += _io_of(cost)
 
@@ -948,8 +935,6 @@ def _plus(cost: CostVector, extra: CostVector | None) -> CostVector:
 
 def _io_of(cost: CostVector | None) -> Any:
     """The store I/O a partition's cost vector recorded, as an IOSnapshot."""
-    from skipwise.core.cost import EGRESS_CLASSES, IOSnapshot
-
     if cost is None:
         return IOSnapshot()
     return IOSnapshot(
@@ -967,8 +952,6 @@ _FORMAT_OF_EXT = {".parquet": "polars", ".json": "json", ".bin": "bytes", ".pt":
 
 def _serialize(asset: Asset, value: Any) -> tuple[Any, bytes]:
     """(format, bytes) of a body's return value: the declared format, else the value's own."""
-    from skipwise import formats
-
     fmt = formats.get(asset.fmt) if asset.fmt else formats.for_value(value)
     try:
         return fmt, fmt.encode(value)
@@ -997,8 +980,6 @@ def _default_call(
 ) -> Callable[[str, Mapping[str, Mapping[str, Any]], Mapping[str, Any]], Any]:
     """Call the registered body of `asset` outside Dagster, with a plain `PartitionContext`
     (importing the project's definitions first if the graph came from the snapshot)."""
-    from skipwise.engine.bodies import REGISTRY, PartitionContext, body_of
-
     if asset.fn not in REGISTRY:
         for module in (definitions, asset.fn.partition(":")[0]):
             if module:
@@ -1009,6 +990,3 @@ def _default_call(
 
 def _jsonable(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {str(k): (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in metadata.items()}
-
-
-

@@ -22,12 +22,15 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence, TypeVar
 
-from skipwise.core.budget import format_usd
 from skipwise.core.cost import CostVector, LedgerRecord, utc_now_iso
 from skipwise.core.errors import ConfigError
 from skipwise.core.hashing import sha256_bytes
 from skipwise.core.plan import NOT_RESTORABLE, SKIP, Current
 from skipwise.core.spec import Asset, Result
+from skipwise.core.units import format_usd
+from skipwise.engine.computing import computing
+from skipwise.engine.metering import Meter, process_meter
+from skipwise.engine.project import _default_call, _is_output, _serialize
 from skipwise.store.suspects import Suspect
 
 if TYPE_CHECKING:  # the engine is imported when verifying starts, not by `skipwise --help`
@@ -260,10 +263,6 @@ def recompute(project: Project, asset: Asset, key: str, current: Current, fn: Ca
     """(sha256 of the output bytes, priced cost) of one fresh computation of partition `key`, done
     as `Project._compute` does it (inputs by the versions decided on, the body inside `computing`,
     a `dg.Output` or `sw.Result` unwrapped, the asset's format), with nothing written."""
-    from skipwise.engine.computing import computing
-    from skipwise.engine.project import _is_output, _serialize
-    from skipwise.engine.metering import Meter
-
     params = project.params_of(asset)
     reads: list[Any] = []  # inputs are read before the meter starts and charged to it, as `_compute` does
     inputs = {
@@ -339,9 +338,6 @@ def verify(
     Each partition's record goes to the ledger as it is verified (a killed verification keeps
     what it did), and the process's run record closes it. `on_result` sees each result as it comes.
     """
-    from skipwise.engine.project import _default_call
-    from skipwise.engine.metering import process_meter
-
     run_id = run_id or f"verify-{uuid.uuid4().hex[:12]}"
     tags = {"skipwise/trigger": "verify", **(tags or {})}
     bodies: dict[str, Callable] = {}

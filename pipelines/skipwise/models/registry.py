@@ -28,7 +28,13 @@ from typing import Any, Callable, Iterator, Mapping
 from skipwise.core.cost import utc_now_iso
 from skipwise.core.errors import InputError
 from skipwise.core.hashing import digest
+from skipwise.core.partitions import UNPARTITIONED
+from skipwise.core.spec import Asset
+from skipwise.engine import computing
+from skipwise.engine.metering import Meter
+from skipwise.project.root import find_root
 from skipwise.store.files import atomic_write
+from skipwise.store.paths import ensure_inside
 
 REGISTRY_FORMAT = 1
 #: Bump when what a model fingerprint covers changes: every model then trains once more.
@@ -211,8 +217,6 @@ class ModelRegistry:
 
 def registry_for(project: Any, asset_name: str) -> ModelRegistry:
     """The registry of `asset_name` in a loaded project (data/<layer>/<asset>.versions)."""
-    from skipwise.store.paths import ensure_inside
-
     asset = project.graph.asset(asset_name)
     folder = project.data_root / asset.layer / f"{asset.name}.versions"
     ensure_inside(folder, os.path.realpath(project.data_root), f"the versions of {asset.name}")
@@ -222,12 +226,9 @@ def registry_for(project: Any, asset_name: str) -> ModelRegistry:
 def model_registry(asset_name: str, root: str | Path | None = None) -> ModelRegistry:
     """The version registry of the model asset `asset_name`: inside a body, of the project being
     computed; elsewhere of the project at `root` (default: found as the CLI finds it)."""
-    from skipwise.engine import computing
-
     now = computing.current()
     if now is not None and root is None:
         return registry_for(now.project, asset_name)
-    from skipwise.engine.loading import find_root
 
     base = (Path(root) if root else find_root()) / "data"
     found = sorted(base.glob(f"*/{asset_name}.versions"))
@@ -254,9 +255,6 @@ def training_parts(
     through to its own inputs: with `inputs` (the versions the model was trained from) from the
     manifest that produced them, else (what the training set would be built from now) from the
     current state. Rows are each partition's recorded `dagster/row_count` (None when unknown)."""
-    from skipwise.core.partitions import UNPARTITIONED
-    from skipwise.core.spec import Asset
-
     graph = project.graph
     parts: dict[str, dict[str, list]] = {}
 
@@ -308,8 +306,6 @@ def train_or_restore(
     itself, do not make a new version). Return `result.artifact` (the promoted model) with
     `result.metadata()`.
     """
-    from skipwise.engine import computing
-
     now = computing.current()
     if now is None:
         raise RuntimeError("train_or_restore is called from an @sw.asset body while skipwise computes it")
@@ -387,8 +383,6 @@ def train_or_restore(
 def _train(project, asset, registry, train, fp, code, metric, hyperparameters, device, now, key_of):
     import importlib
     import sys
-
-    from skipwise.engine.metering import Meter
 
     if "torch" not in sys.modules:  # imported before the meter starts, so its GPU probe sees CUDA
         with contextlib.suppress(ImportError):

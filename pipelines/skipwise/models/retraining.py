@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from skipwise.core.hashing import digest
+from skipwise.models.registry import registry_for, training_parts
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,6 @@ def _span(keys: tuple[str, ...]) -> str:
 
 def training_change(project: Any, model: str) -> TrainingChange:
     """Compare what `model`'s training data is now with what its latest version was trained on."""
-    from skipwise.models.registry import registry_for, training_parts
-
     asset = project.graph.asset(model)
     latest = registry_for(project, model).latest()
     now = training_parts(project, asset)

@@ -69,13 +69,17 @@ _SKIP_SUFFIXES = (".py", ".pyc", ".pyo", ".pyi", ".so", ".pyd", ".pth")
 _METADATA = re.compile(r"\.(egg|dist)-info(/|$)")
 
 
+#: the skipwise package's folder (this module is in its project/ folder)
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def _excluded_prefixes() -> tuple[str, ...]:
     paths = {
         sys.prefix,
         sys.base_prefix,
         sys.exec_prefix,
         sys.base_exec_prefix,
-        os.path.dirname(os.path.abspath(__file__)),
+        _PACKAGE,
     }  # skipwise's own files
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
         try:
@@ -90,7 +94,7 @@ def _excluded_prefixes() -> tuple[str, ...]:
 
 
 _EXCLUDED: tuple[str, ...] = ()
-_SELF = os.path.dirname(os.path.abspath(__file__)) + os.sep  # skipwise's own files
+_SELF = _PACKAGE + os.sep  # skipwise's own files
 _OBSERVING = os.path.abspath(__file__).removesuffix("c")  # this module: its wrappers call on the project's behalf
 _STDLIB: tuple[str, ...] = ()
 

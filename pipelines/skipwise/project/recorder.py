@@ -23,6 +23,8 @@ import sysconfig
 import time
 from dataclasses import dataclass
 
+from skipwise.project import observing
+
 
 @dataclass(frozen=True)
 class LoadedSource:
@@ -45,7 +47,6 @@ class _RecordingLoader(importlib.machinery.SourceFileLoader):
         return self.source_to_code(data, path)
 
     def exec_module(self, module) -> None:  # noqa: ANN001 - importlib's signature
-        from skipwise.project import observing  # what the module's top-level code reads counts for what reaches it
 
         with observing.importing(self.get_filename(module.__name__), module):
             super().exec_module(module)

@@ -25,8 +25,7 @@ from collections import defaultdict
 from datetime import date
 from typing import Any, Callable, Iterable
 
-from skipwise.core.budget import format_usd
-from skipwise.core.units import format_bytes, significant
+from skipwise.core.units import format_bytes, format_usd, significant
 
 GROUPINGS: tuple[str, ...] = ("asset", "partition", "run", "model", "experiment", "team", "day")
 

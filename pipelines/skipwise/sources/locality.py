@@ -22,18 +22,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
+from skipwise.adapters.dvc.config import dvc_remote
+from skipwise.core.budget import check_egress
 from skipwise.core.cost import BUDGET_OVERRIDE_TAG, EGRESS_CLASSES, CostVector, IOCounter
 from skipwise.core.errors import ConfigError
 from skipwise.core.locations import Location, location_for
 from skipwise.core.partitions import keys_of, upstream_keys
 from skipwise.core.pricing import GIB
 from skipwise.core.spec import Asset, Source
+from skipwise.sources.contentcache import ContentCache, etag_key, md5_key
+from skipwise.sources.objects import ObjectSources
+from skipwise.sources.remote import RemoteReader
 
 if TYPE_CHECKING:
     from skipwise.adapters.dvc.config import DvcRemote
     from skipwise.engine.project import Project
-    from skipwise.sources.objects import ObjectSources
     from skipwise.sources.contentcache import ContentCache
+    from skipwise.sources.objects import ObjectSources
     from skipwise.sources.remote import RemoteReader
 
 REGION_TAG = "skipwise/region"
@@ -131,8 +136,6 @@ class Locality:
         """The DVC remote of `source` and its location (declared in skipwise.toml, or from DVC's
         own ``region`` setting for the remote)."""
         if source.remote not in self._remotes:
-            from skipwise.adapters.dvc.config import dvc_remote
-
             remote = dvc_remote(self.project.root, source.remote or None)
             loc = location_for(remote.url, self.config.locations) or Location(
                 f"dvc remote {remote.name}", remote.url, remote.region
@@ -144,8 +147,6 @@ class Locality:
     def cache(self) -> ContentCache:
         """The project's input cache (``[cache] dir`` and ``max_bytes`` in skipwise.toml)."""
         if self._cache is None:
-            from skipwise.sources.contentcache import ContentCache
-
             self._cache = ContentCache(
                 cache_root(self.project.root, self.config.cache_dir), self.config.cache_max_bytes, self.project.io
             )
@@ -155,8 +156,6 @@ class Locality:
     def objects(self) -> ObjectSources:
         """The project's object-store sources: locations, listings, reads."""
         if self._objects is None:
-            from skipwise.sources.objects import ObjectSources
-
             self._objects = ObjectSources(self)
         return self._objects
 
@@ -167,8 +166,6 @@ class Locality:
     @property
     def reader(self) -> RemoteReader:
         if self._reader is None:
-            from skipwise.sources.remote import RemoteReader
-
             self._reader = RemoteReader(self.project.io, self.region)
         return self._reader
 
@@ -197,8 +194,6 @@ class Locality:
     def fetch_object(self, source: Source, md5: str, io: IOCounter | None = None) -> bytes:
         """The verified bytes of the DVC object `md5` of `source`'s remote, through the input cache
         (what a fetch moves is counted in `io`, default the project's counter)."""
-        from skipwise.sources.contentcache import md5_key
-
         remote, loc = self.remote_of(source)
         url = remote.object_url(md5)
         size = self.cache.size_of(md5_key(md5)) or 0
@@ -236,8 +231,6 @@ class Locality:
         """Where the source inputs of the partitions `runs` ((asset, key) pairs) are and what reading
         them would move, per class and priced. Reads no data and makes no request (one stat per file;
         an object-store source's sizes come from the listing planning made)."""
-        from skipwise.sources.contentcache import etag_key, md5_key
-
         seen: set[tuple[str, str]] = set()
         by_class: Counter[str] = Counter()
         by_region: Counter[str] = Counter()
@@ -335,7 +328,6 @@ class Locality:
         b = self.config.budgets
         if not runs or (b.per_run_egress_bytes is None and b.per_run_egress_usd is None):
             return None
-        from skipwise.core.budget import check_egress
 
         moved = self.inputs_of(runs)
         what = f"{moved.to_fetch} object(s) to fetch from {', '.join(moved.where) or 'nowhere'}" + (

@@ -31,6 +31,8 @@ from skipwise.core.cost import IOCounter
 from skipwise.core.errors import ConfigError, InputError
 from skipwise.core.locations import Location, location_for
 from skipwise.core.spec import Source
+from skipwise.sources.contentcache import etag_key
+from skipwise.store.objectstore import ObjectStore
 
 if TYPE_CHECKING:
     from skipwise.sources.locality import Locality
@@ -96,7 +98,6 @@ class ObjectSources:
         return self._locations[source.name]
 
     def _store(self, loc: Location) -> ObjectStore:
-        from skipwise.store.objectstore import ObjectStore
 
         if loc.region not in self._stores:  # one client per region: it signs for its region
             self._stores[loc.region] = ObjectStore(loc.region)
@@ -130,8 +131,6 @@ class ObjectSources:
     def read(self, source: Source, key: str, version: str | None, io: IOCounter | None = None) -> bytes:
         """The bytes of partition `key` at `version`, through the input cache: exactly that
         object (a conditional GET), or ObjectChanged when it is no longer there."""
-        from skipwise.sources.contentcache import etag_key
-
         url = source.object_url(key)
         if version == "absent":
             what, fix = source.missing(key)

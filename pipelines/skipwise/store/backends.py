@@ -18,8 +18,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from skipwise.core.cost import IOCounter
 from skipwise.core.errors import ConfigError
 from skipwise.core.locations import OBJECT_STORE, Location, credentials_in, kind_of, location_for
+from skipwise.core.pricing import load_config
+from skipwise.store.bucket import BucketPrefix
+from skipwise.store.ledger import Ledger
+from skipwise.store.objectledger import ObjectLedger
+from skipwise.store.objectpartitions import ObjectPartitionStore
 
 if TYPE_CHECKING:
     from skipwise.core.pricing import SkipwiseConfig
@@ -47,15 +53,10 @@ def store_location(config: "SkipwiseConfig", environ: Any = None) -> Location | 
 
 def open_ledger(root: Path, warn: Callable[[str], None] | None = None) -> Any:
     """The project's cost ledger (local or on the object store), without loading its graph."""
-    from skipwise.core.cost import IOCounter
-    from skipwise.core.pricing import load_config
-
     data = Path(root) / "data"
     config = load_config(Path(root) / "skipwise.toml")
     where = store_location(config)
     if where is None:
-        from skipwise.store.ledger import Ledger
-
         return Ledger(data / "ledger", warn=warn)
     return _object_ledger(_bucket(where, config, IOCounter()), data / ".skipwise" / "objects", warn)
 
@@ -66,22 +67,17 @@ def open_store(
     """(partition store, ledger) for the project: the local ones, or those on the object store."""
     where = store_location(config)
     if where is None:
-        from skipwise.store.ledger import Ledger
-
         return local, Ledger(local.data_root / "ledger", warn=warn)
-    from skipwise.store.objectpartitions import ObjectPartitionStore
 
     objects = _bucket(where, config, local.io)
     return ObjectPartitionStore(objects, local, cache_dir / "manifests"), _object_ledger(objects, cache_dir, warn)
 
 
 def _bucket(where: Location, config: "SkipwiseConfig", io: Any) -> Any:
-    from skipwise.store.bucket import BucketPrefix
 
     return BucketPrefix(where.url, io, where.egress_class(config.region), where.charges_requests, where.region)
 
 
 def _object_ledger(objects: Any, cache_dir: Path, warn: Callable[[str], None] | None) -> Any:
-    from skipwise.store.objectledger import ObjectLedger
 
     return ObjectLedger(objects, Path(cache_dir) / "ledger", warn=warn)

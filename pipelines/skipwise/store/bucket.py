@@ -23,6 +23,7 @@ from typing import Any
 
 from skipwise.core.cost import IOCounter
 from skipwise.core.errors import ConfigError, InputError
+from skipwise.store.objectstore import ObjectStore, split_url
 
 
 class Conflict(Exception):
@@ -47,7 +48,6 @@ class BucketPrefix:
     def __init__(
         self, url: str, io: IOCounter, egress_class: str, charges_requests: bool = True, region: str = ""
     ) -> None:
-        from skipwise.store.objectstore import split_url
 
         if not url.startswith(("s3://", "s3a://")):
             raise ConfigError(
@@ -67,8 +67,6 @@ class BucketPrefix:
     def client(self) -> Any:
         """botocore's S3 client (made on first use: only projects with an object store need it)."""
         if self._client is None:
-            from skipwise.store.objectstore import ObjectStore
-
             self._client = ObjectStore(self.region).client
         return self._client
 

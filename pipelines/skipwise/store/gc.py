@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from skipwise.adapters.git import ref_commits
 from skipwise.core.manifest import Manifest
 from skipwise.core.retention import GIT_COMMIT, Policy, judge
 from skipwise.store.partitions import MANIFEST, VERSIONS
@@ -58,7 +59,6 @@ def collect(
     policy = policy or Policy(project.config.prices.storage_usd_per_gb_month)
     now = now or datetime.now(timezone.utc)
     used = _last_used(project)
-    from skipwise.adapters.git import ref_commits
 
     refs = ref_commits(project.root)
     items: list[Item] = []

@@ -31,9 +31,9 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from skipwise.store.files import atomic_write
 from skipwise.core.cost import CostVector, LedgerRecord
 from skipwise.core.errors import SkipwiseError, UsageError
+from skipwise.store.files import atomic_write
 
 log = logging.getLogger("skipwise")
 

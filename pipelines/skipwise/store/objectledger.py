@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from skipwise.core.cost import LedgerRecord
+from skipwise.store.bucket import BucketPrefix, Entry
 from skipwise.store.etagcache import EtagCache
 from skipwise.store.ledger import _DAY, Ledger, _check_since, day_of, file_name, lines_of
-from skipwise.store.bucket import BucketPrefix, Entry
 
 FOLDER = "ledger"
 #: How long a listing of the ledger answers questions (budgets, history) before it is made again:

@@ -37,12 +37,12 @@ from typing import Iterator
 from skipwise.core.errors import InputError
 from skipwise.core.hashing import sha256_bytes, sha256_file
 from skipwise.core.manifest import Manifest
-from skipwise.core.plan import OutputState
 from skipwise.core.partitions import folder_key, key_folder, validate_name
+from skipwise.core.plan import OutputState
+from skipwise.store.bucket import BucketPrefix, Conflict, Entry
 from skipwise.store.etagcache import EtagCache
 from skipwise.store.files import atomic_write
 from skipwise.store.leases import lease
-from skipwise.store.bucket import BucketPrefix, Conflict, Entry
 from skipwise.store.partitions import MANIFEST, VERSIONS, PartitionStore
 
 LEASE = ".lease"

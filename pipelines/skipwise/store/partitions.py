@@ -22,8 +22,8 @@ from skipwise.core.cost import IOCounter
 from skipwise.core.errors import InputError
 from skipwise.core.hashing import sha256_bytes
 from skipwise.core.manifest import Manifest
-from skipwise.core.plan import OutputState
 from skipwise.core.partitions import folder_key, key_folder, validate_name
+from skipwise.core.plan import OutputState
 from skipwise.store.files import atomic_write
 from skipwise.store.paths import ensure_inside, is_inside
 from skipwise.store.statcache import StatCache

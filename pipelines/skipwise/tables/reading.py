@@ -17,12 +17,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from skipwise.core.errors import InputError
+from skipwise import formats
 from skipwise.core import metakeys as mk
+from skipwise.core.errors import InputError
+from skipwise.core.hashing import sha256_bytes
+from skipwise.core.partitions import UNPARTITIONED, keys_in_range, validate_key
+from skipwise.engine.loading import load_project
+from skipwise.project.root import find_root
 
 
 def _project(root: str | Path | None) -> Any:
-    from skipwise.engine.loading import find_root, load_project
 
     return load_project(Path(root) if root is not None else find_root())
 
@@ -60,7 +64,6 @@ def _committed(project: Any, asset: Any, keys: list[str], skip_missing: bool = F
 
 
 def _keys(project: Any, asset: Any, partitions: str | None) -> list[str]:
-    from skipwise.core.partitions import UNPARTITIONED, keys_in_range
 
     if asset.partitions is None:
         if partitions is not None:
@@ -73,10 +76,6 @@ def read(asset: str, partition: str | None = None, *, root: str | Path | None = 
     """One committed partition of `asset` as its format decodes it (a polars DataFrame for
     tables), its bytes checked against the manifest's hash first. `partition` may be omitted for
     an unpartitioned asset. `root`: the project (default: found from the current folder)."""
-    from skipwise import formats
-    from skipwise.core.hashing import sha256_bytes
-    from skipwise.core.partitions import UNPARTITIONED, validate_key
-
     project = _project(root)
     spec = _asset(project, asset)
     if spec.partitions is None:

@@ -20,17 +20,22 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import dagster as dg
 
 from skipwise import formats
-from skipwise.engine.bodies import REGISTRY, Body, Input, is_dict_of
-from skipwise.core.errors import ConfigError
 from skipwise.adapters.dagster.graph import ASSET, KIND, SOURCE
-from skipwise.engine.loading import run_root
+from skipwise.adapters.dagster.step import run_asset
 from skipwise.core import metakeys as mk
+from skipwise.core.codeversion import CodeIndex
+from skipwise.core.errors import ConfigError
+from skipwise.core.locations import credentials_in
+from skipwise.engine.bodies import REGISTRY, Body, Input, is_dict_of
+from skipwise.engine.loading import load_project
+from skipwise.project import recorder as loaded
+from skipwise.project.root import find_root, run_root
+from skipwise.store.objectstore import split_url
 
 _CONTEXT_NAMES = ("context", "ctx")
 
 
 def _root_of(module_file: str | None) -> Path:
-    from skipwise.engine.loading import find_root
 
     return find_root(Path(module_file).resolve().parent) if module_file else find_root()
 
@@ -265,7 +270,6 @@ def asset(
     auto_kinds = set(kinds or ()) or ({fmt} if fmt in ("polars", "pandas", "torch") else set())
 
     def run(context: dg.AssetExecutionContext) -> Iterator[Any]:
-        from skipwise.adapters.dagster.step import run_asset
 
         yield from run_asset(context, run_root(root), body, partitions_def)
 
@@ -351,9 +355,6 @@ _INDEXES: dict[tuple[Path, int], Any] = {}
 def _code_index(root: Path) -> Any:
     """One code index per project while no module is imported anew: the decorators of one
     definitions module share its parses and its cache file instead of reading them per asset."""
-    from skipwise.project import recorder as loaded
-    from skipwise.core.codeversion import CodeIndex
-
     key = (root, loaded.generation())
     if key not in _INDEXES:
         _INDEXES.clear()
@@ -436,9 +437,6 @@ def object_source(
     skipwise.toml that holds the URL; with neither, the declared location holding the URL, else an
     unknown region (bytes counted as ``internet``). `versioned=True` (a bucket with versioning on)
     lists object versions and reads each object by the version id the listing saw."""
-    from skipwise.core.locations import credentials_in
-    from skipwise.store.objectstore import split_url
-
     where = f"object_source {name}"
     if credentials_in(url):
         raise ConfigError(
@@ -490,8 +488,6 @@ def object_source(
 
 def _observed_versions(root: Path, name: str, partitions_def: Any) -> Any:
     """What observing source `name` records: its version per partition (those that have data)."""
-    from skipwise.engine.loading import load_project
-
     project = load_project(run_root(root))
     source = next(s for s in project.graph.sources if s.name == name)
     if partitions_def is None:

@@ -8,16 +8,18 @@ reads: an `Offsets` window or `Identity` between equal partitionings, `AllOf`, a
 from __future__ import annotations
 
 import difflib
-import importlib
 import time
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from skipwise.adapters.dagster.instance import instance_for_root
+from skipwise.core import metakeys as mk
 from skipwise.core.errors import ConfigError
 from skipwise.core.partitions import AllOf, Identity, KeySet, Offsets, Table
 from skipwise.core.spec import Asset, Dep, Graph, Plain, Source
-from skipwise.core import metakeys as mk
+from skipwise.project.resolving import import_definitions
 
 KIND, SOURCE, ASSET = "skipwise/kind", "source", "asset"
 
@@ -238,13 +240,7 @@ def _io_manager_key(node: Any, key: dg.AssetKey) -> str:
 
 def definitions_in(module_name: str) -> dg.Definitions:
     """The `dg.Definitions` of module `module_name` (its `defs`, or its only Definitions)."""
-    hint = 'set [tool.skipwise] definitions = "package.module" in pyproject.toml (a module holding `defs = dg.Definitions(...)`)'
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise ConfigError(f"definitions module {module_name!r} not found ({exc})", hint=hint) from None
-        raise
+    module = import_definitions(module_name)
     found = getattr(module, "defs", None)
     if not isinstance(found, dg.Definitions):
         candidates = [v for v in vars(module).values() if isinstance(v, dg.Definitions)]
@@ -261,3 +257,12 @@ def _remote(md: Any) -> str | None:
     """A source's DVC remote from its metadata: absent, none; "" DVC's default remote; else its name."""
     value = meta(md, "skipwise/remote", None)
     return None if value is None else str(value)
+
+
+def resolve(module_name: str, root: Path) -> tuple[Graph, float | None, bool]:
+    """The project's graph from its definitions module (registered with `skipwise.project.resolving`)."""
+
+    def instance() -> Any:  # dynamic partitions list their keys from the Dagster instance
+        return instance_for_root(root)
+
+    return graph_of(definitions_in(module_name), instance_factory=instance)

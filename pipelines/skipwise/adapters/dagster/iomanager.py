@@ -16,9 +16,18 @@ from typing import Any
 
 import dagster as dg
 
+from skipwise import formats
 from skipwise.adapters.dagster.graph import ASSET, KIND, SOURCE, asset_name, meta
-from skipwise.core.errors import InputError
 from skipwise.core import metakeys as mk
+from skipwise.core.cost import utc_now_iso
+from skipwise.core.errors import InputError
+from skipwise.core.manifest import Manifest
+from skipwise.core.partitions import UNPARTITIONED
+from skipwise.core.spec import Graph, Source
+from skipwise.engine import bodies
+from skipwise.engine.project import Project
+from skipwise.project.root import find_root
+from skipwise.sources.objects import ObjectSources
 
 
 class IOManager(dg.ConfigurableIOManager):
@@ -28,7 +37,6 @@ class IOManager(dg.ConfigurableIOManager):
     root: str = ""
 
     def _project(self) -> Any:
-        from skipwise.engine.loading import find_root
 
         return _store_project(Path(self.root).resolve() if self.root else find_root())
 
@@ -38,10 +46,6 @@ class IOManager(dg.ConfigurableIOManager):
             return  # the engine stored it (or it is raw data DVC tracks)
         if obj is None:
             return
-        from skipwise import formats
-        from skipwise.core.cost import utc_now_iso
-        from skipwise.core.manifest import Manifest
-        from skipwise.core.partitions import UNPARTITIONED
 
         project = self._project()
         name = asset_name(context.asset_key)
@@ -87,9 +91,6 @@ class IOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"skipwise/stored_partitions": len(values)})
 
     def load_input(self, context: dg.InputContext) -> Any:
-        from skipwise import formats
-        from skipwise.engine import bodies
-        from skipwise.core.partitions import UNPARTITIONED
 
         project = self._project()
         name = asset_name(context.asset_key)
@@ -97,9 +98,6 @@ class IOManager(dg.ConfigurableIOManager):
         values: dict[str, Any] = {}
         upstream_md = _upstream_metadata(context)
         if meta(upstream_md, KIND) == SOURCE and meta(upstream_md, "skipwise/url"):  # an object-store prefix
-            from skipwise.core.spec import Source
-            from skipwise.sources.objects import ObjectSources
-
             source = Source(
                 name,
                 "",
@@ -114,8 +112,6 @@ class IOManager(dg.ConfigurableIOManager):
                 values[key] = formats.get("polars").decode(objects.read(source, key, objects.version(source, key)))
             return bodies.combine(values, _annotation(context))
         if meta(upstream_md, KIND) == SOURCE:  # a DVC-tracked raw input: its files, as they are
-            from skipwise.core.spec import Source
-
             source = Source(
                 name,
                 meta(upstream_md, "skipwise/path"),
@@ -159,9 +155,6 @@ def _upstream_metadata(context: Any) -> Any:
 def _store_project(root: Path) -> Any:
     """A Project over `root` used only for its store (one per root and process: each input and
     output would otherwise open the stat cache and read the config again)."""
-    from skipwise.core.spec import Graph
-    from skipwise.engine.project import Project
-
     return Project(root, Graph((), ()), params={})
 
 

@@ -15,7 +15,6 @@ the split only pays for large levels: by default two or more processes (one per 
 """
 
 from __future__ import annotations
-from skipwise.core import metakeys as mk
 
 import json
 import os
@@ -23,6 +22,10 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Sequence
+
+from skipwise.core import metakeys as mk
+from skipwise.core.errors import ConfigError
+from skipwise.engine.metering import process_meter
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 MAX_WORKERS = 4
@@ -50,8 +53,6 @@ def worker_count(stale: int, requested: int | None = None) -> int:
         env = os.environ.get("SKIPWISE_WORKERS", "").strip()
         if env:
             if not env.isdigit() or int(env) < 1:
-                from skipwise.core.errors import ConfigError
-
                 raise ConfigError(
                     f"SKIPWISE_WORKERS={env!r} is not a number of processes",
                     hint="set it to 1 or more (1: everything in one process), or unset it",
@@ -188,8 +189,6 @@ class Workers:
 
     def collect(self) -> list[Launched]:
         """Each worker's result, in span order, once it has exited."""
-        from skipwise.engine.metering import process_meter
-
         out = [_collect(p, span, process_meter()) for span, p in zip(self.spans[1:], self.procs)]
         self.procs = []
         return out

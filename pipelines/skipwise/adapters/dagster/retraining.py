@@ -13,8 +13,13 @@ from pathlib import Path
 import dagster as dg
 
 from skipwise.adapters.dagster.launch import RANGE_END, RANGE_START
+from skipwise.adapters.dagster.sensors import definitions_root
+from skipwise.adapters.dvc.manifest import read_tracked_dir
 from skipwise.core.hashing import digest
+from skipwise.core.partitions import keys_of, upstream_keys
 from skipwise.engine.loading import load_project
+from skipwise.models.retraining import training_change
+from skipwise.project.root import run_root
 
 #: params.yaml keys of the model's section read by the retraining sensor (with their defaults).
 THRESHOLD_PARAM, COOLDOWN_PARAM = "retrain_min_changed_fraction", "retrain_cooldown_minutes"
@@ -26,7 +31,6 @@ def _key(name: str) -> dg.AssetKey:
 
 
 def _project(root: Path):
-    from skipwise.engine.loading import run_root
 
     return load_project(run_root(root))
 
@@ -50,8 +54,6 @@ def retrain_on_feature_change(
     new partitions, or more than `retrain_min_changed_fraction` of the rows (params.yaml, the
     model's section; default 2 %). After a request it waits `retrain_cooldown_minutes` (default
     60) before the next one, so a burst of changes retrains once. Its skip reason says why not."""
-    from skipwise.adapters.dagster.sensors import definitions_root
-
     root = definitions_root(root)
 
     @dg.sensor(
@@ -71,8 +73,6 @@ def retrain_evaluation(
     project, model: str, cursor: str | None, now: float, training: list[str] | None = None
 ) -> dg.SensorResult:
     """One tick of the retraining sensor: a run request, or a skip reason, and the next cursor."""
-    from skipwise.models.retraining import training_change
-
     params = project.params_of(project.graph.asset(model))
     threshold = float(params.get(THRESHOLD_PARAM, DEFAULT_THRESHOLD))
     cooldown = float(params.get(COOLDOWN_PARAM, DEFAULT_COOLDOWN_MINUTES)) * 60.0
@@ -110,8 +110,6 @@ def weekly_retrain(
 ) -> dg.ScheduleDefinition:
     """A weekly schedule (Mondays 06:00 by default) that retrains `model` only if its training data
     changed at all since the latest version; otherwise it skips, saying so."""
-    from skipwise.adapters.dagster.sensors import definitions_root
-
     root = definitions_root(root)
 
     @dg.schedule(
@@ -128,7 +126,6 @@ def weekly_retrain(
 
 
 def schedule_evaluation(project, model: str, training: list[str] | None = None) -> dg.RunRequest | dg.SkipReason:
-    from skipwise.models.retraining import training_change
 
     change = training_change(project, model)
     if not change.any:
@@ -151,8 +148,6 @@ def new_raw_data(
     windows included); retraining is then the retraining sensor's decision. Its cursor holds the
     DVC md5 of every raw partition; its first tick records them (what changed before it started is
     the stale-partitions sensor's)."""
-    from skipwise.adapters.dagster.sensors import definitions_root
-
     root = definitions_root(root)
 
     @dg.sensor(
@@ -171,9 +166,6 @@ def new_raw_data(
 def raw_versions(project) -> dict[str, dict[str, str]]:
     """source -> partition key -> the md5 DVC recorded for its file (DVC's records only, no data
     read), or for an object-store source its object's ETag version."""
-    from skipwise.adapters.dvc.manifest import read_tracked_dir
-    from skipwise.core.partitions import keys_of
-
     out: dict[str, dict[str, str]] = {}
     for node in project.graph.sources:
         if node.url:  # an object-store prefix: its ETags, from one listing of it
@@ -211,8 +203,6 @@ def downstream_keys(
     """asset -> its partitions that read one of the `changed` raw partitions directly, in order;
     a partition whose own raw file DVC does not have (`present`: source -> key -> md5) is left
     out (a look-back window reaching past the last day of data has nothing to compute yet)."""
-    from skipwise.core.partitions import keys_of, upstream_keys
-
     out: dict[str, list[str]] = {}
     for asset in project.graph.order():
         if asset.partitions is None:

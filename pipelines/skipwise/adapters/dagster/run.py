@@ -14,19 +14,22 @@ import os
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from skipwise.engine import progress
-from skipwise.core.partitions import keys_in_range, parse_range
-from skipwise.core.spec import Asset
-from skipwise.core.plan import RUN, SKIP
-from skipwise.engine.project import Project
-from skipwise.engine.metering import process_meter
 from skipwise.adapters.dagster import services
+from skipwise.adapters.dagster.graph import definitions_in
+from skipwise.adapters.dagster.instance import instance_for_root
+from skipwise.adapters.dagster.iomanager import IOManager
 from skipwise.adapters.dagster.launch import Workers, chunks, launch, launch_split, worker_count
+from skipwise.core.partitions import keys_in_range, parse_range
+from skipwise.core.plan import RUN, SKIP
+from skipwise.core.spec import Asset
+from skipwise.engine import progress
+from skipwise.engine.metering import process_meter
+from skipwise.engine.project import Project
+from skipwise.project.root import definitions_of
 
 
 @dataclass
@@ -120,28 +123,15 @@ def check_plan_budget(project: Project, names: set[str], partition: str | None, 
     return decisions
 
 
-def instance_for(project: Project) -> dg.DagsterInstance:
-    """The Dagster instance of $DAGSTER_HOME, defaulting to <root>/.dagster (created if needed)."""
-    return instance_for_root(project.root)
-
-
-def instance_for_root(root: Path) -> dg.DagsterInstance:
-    """The Dagster instance of $DAGSTER_HOME, defaulting to <root>/.dagster (created if needed);
-    under the services profile, the one on PostgreSQL (`skipwise.adapters.dagster.services`)."""
-    if services.active():
-        return services.instance_for_root(root)
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(root) / ".dagster")))
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
-    return dg.DagsterInstance.get()
-
-
 #: Dagster's own setting: a run over a partition range records one "planned" event per asset (with
 #: the range) instead of one per partition (about 9 ms each on SQLite). Dagster's trade-off: if the
 #: run fails, its partitions are not marked failed; skipwise's plan still shows them as to run.
 PLANNED_EVENTS_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+
+
+def instance_for(project: Project) -> dg.DagsterInstance:
+    """The Dagster instance of $DAGSTER_HOME, defaulting to <root>/.dagster (created if needed)."""
+    return instance_for_root(project.root)
 
 
 def materialize_project(
@@ -252,11 +242,8 @@ def _run_levels(
     pm = process_meter()
     on_services = services.active()
     progress.start(sum(d.action == RUN for d in planned), "materialize")  # drawn on a terminal only
-    from skipwise.adapters.dagster.graph import definitions_in
 
     with pm.phase("load"):
-        from skipwise.engine.loading import definitions_of
-
         defs = definitions_in(project.definitions or definitions_of(project.root))
         defs_assets = list(defs.assets or ())
         resources = dict(defs.resources or {})
@@ -356,7 +343,6 @@ def _run_levels(
 
 
 def _io_manager(project: Project):
-    from skipwise.adapters.dagster.iomanager import IOManager
 
     return IOManager(root=str(project.root))
 

@@ -18,6 +18,7 @@ from skipwise.adapters.dagster.run import run_groups
 from skipwise.core.hashing import digest
 from skipwise.core.plan import CHANGES
 from skipwise.engine.loading import load_project
+from skipwise.project.root import find_root, run_root
 from skipwise.sources.locality import REGION_TAG
 
 
@@ -43,7 +44,6 @@ def stale_partitions_sensor(
         description="Requests runs for the partitions skipwise finds stale (raw DVC data, code, params or config changed).",
     )
     def _sensor(context):
-        from skipwise.engine.loading import run_root
 
         return stale_run_requests(load_project(run_root(root)), excluded) or dg.SkipReason(
             "every partition is up to date"
@@ -56,8 +56,6 @@ def definitions_root(root: str | Path | None, depth: int = 2) -> Path:
     """`root`, or the project holding the module that called the sensor's factory (`depth`
     frames up), or the one found from the working folder / $SKIPWISE_ROOT."""
     import sys
-
-    from skipwise.engine.loading import find_root
 
     if root is None:
         caller = sys._getframe(depth).f_globals.get("__file__")

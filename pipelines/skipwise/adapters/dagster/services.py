@@ -31,26 +31,30 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
+from skipwise.adapters.dagster.graph import definitions_in
+from skipwise.adapters.dagster.instance import (  # noqa: F401 - the profile's settings, used by celery_app and tests
+    DEFAULT_BACKEND,
+    DEFAULT_BROKER,
+    DEFAULT_CHUNK_PARTITIONS,
+    DEFAULT_QUEUE,
+    MAX_CHUNKS,
+    Settings,
+    _safe,
+    active,
+    dagster_yaml,
+    profile,
+)
+from skipwise.adapters.dagster.iomanager import IOManager
+from skipwise.adapters.dagster.launch import RANGE_END, RANGE_START, launched, worker_count
 from skipwise.core.errors import ConfigError
+from skipwise.project.root import definitions_of
 
-PROFILE_ENV = "SKIPWISE_PROFILE"
-EMBEDDED, SERVICES = "embedded", "services"
-PROFILES = (EMBEDDED, SERVICES)
-DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/skipwise"
-DEFAULT_BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
-DEFAULT_BACKEND = "redis://127.0.0.1:6379/0"
-DEFAULT_QUEUE = "dagster"
-#: stale partitions per chunk (one Dagster run each) when --workers does not say how many chunks
-DEFAULT_CHUNK_PARTITIONS = 32
-#: chunks of one level launched at once (each is a thread here waiting on its steps)
-MAX_CHUNKS = 32
 JOB_MODULE = "skipwise.adapters.dagster.services"
 
 # dagster-celery and dagster-postgres 0.29.27 are the newest published; they pin dagster 1.13.27
@@ -65,129 +69,6 @@ for _library in ("dagster-celery", "dagster-postgres"):
 # dagster-celery registers its step task anew on the app of every run it submits steps for (the
 # same callable each time); Celery 5.7 warns once per app that the name is taken. Nothing is lost.
 warnings.filterwarnings("ignore", message=r"Task name 'execute_plan' is already registered to a different callable")
-
-
-def profile() -> str:
-    """The deployment profile of this process: $SKIPWISE_PROFILE, default "embedded"."""
-    value = os.environ.get(PROFILE_ENV, "").strip().lower() or EMBEDDED
-    if value not in PROFILES:
-        raise ConfigError(
-            f"{PROFILE_ENV}={value!r} is not a profile",
-            hint=f"set it to one of {', '.join(PROFILES)} (or unset it for the embedded default)",
-        )
-    return value
-
-
-def active() -> bool:
-    """Whether runs go to PostgreSQL and Celery (`SKIPWISE_PROFILE=services`)."""
-    return profile() == SERVICES
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Where the services are, from the environment (defaults: this machine's own services)."""
-
-    pg_url: str
-    broker: str
-    backend: str
-    queue: str
-    chunk_partitions: int
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        raw = os.environ.get("SKIPWISE_CHUNK_PARTITIONS", "").strip()
-        if raw and (not raw.isdigit() or int(raw) < 1):
-            raise ConfigError(
-                f"SKIPWISE_CHUNK_PARTITIONS={raw!r} is not a number of partitions",
-                hint=f"set it to 1 or more, or unset it for the default ({DEFAULT_CHUNK_PARTITIONS})",
-            )
-        return cls(
-            pg_url=os.environ.get("SKIPWISE_PG_URL", "").strip() or DEFAULT_PG_URL,
-            broker=os.environ.get("SKIPWISE_CELERY_BROKER", "").strip() or DEFAULT_BROKER,
-            backend=os.environ.get("SKIPWISE_CELERY_BACKEND", "").strip() or DEFAULT_BACKEND,
-            queue=os.environ.get("SKIPWISE_CELERY_QUEUE", "").strip() or DEFAULT_QUEUE,
-            chunk_partitions=int(raw) if raw else DEFAULT_CHUNK_PARTITIONS,
-        )
-
-    def postgres_db(self) -> dict[str, Any]:
-        """`storage.postgres.postgres_db` of dagster.yaml for `pg_url`. The scheme is given
-        explicitly: with SQLAlchemy 2.1 Dagster otherwise looks for psycopg 3 (dagster#33958)."""
-        u = urlsplit(self.pg_url)
-        if u.scheme.split("+")[0] not in ("postgresql", "postgres") or not u.hostname or not u.path.strip("/"):
-            raise ConfigError(
-                f"SKIPWISE_PG_URL={self.pg_url!r} is not a PostgreSQL URL with a database",
-                hint="e.g. postgresql://postgres@127.0.0.1:5432/skipwise",
-            )
-        db: dict[str, Any] = {
-            "hostname": u.hostname,
-            "port": u.port or 5432,
-            "db_name": unquote(u.path.strip("/")),
-            "username": unquote(u.username or "postgres"),
-            "password": unquote(u.password or ""),
-            "scheme": "postgresql+psycopg2",
-        }
-        return db
-
-    def executor_config(self) -> dict[str, Any]:
-        """The run config of `celery_executor`: this process's broker, backend and queue."""
-        return {"broker": self.broker, "backend": self.backend, "config_source": {"task_default_queue": self.queue}}
-
-
-def dagster_yaml(settings: Settings) -> str:
-    """The instance configuration of the profile (run, event log and schedule storage on PostgreSQL)."""
-    import yaml
-
-    config = {"telemetry": {"enabled": False}, "storage": {"postgres": {"postgres_db": settings.postgres_db()}}}
-    return yaml.safe_dump(config, sort_keys=True)
-
-
-_instances: dict[tuple[str, str], Any] = {}
-_instances_lock = threading.Lock()
-
-
-def instance_for_root(root: Path, settings: Settings | None = None) -> Any:
-    """The profile's Dagster instance (one per home and database in a process): its dagster.yaml
-    under <home>/services, rewritten when the settings changed."""
-    import dagster as dg
-
-    settings = settings or Settings.from_env()
-    home = Path(os.environ.get("DAGSTER_HOME") or Path(root) / ".dagster") / "services"
-    key = (str(home), settings.pg_url)
-    with _instances_lock:
-        if key in _instances:
-            return _instances[key]
-        home.mkdir(parents=True, exist_ok=True)
-        text = dagster_yaml(settings)
-        config = home / "dagster.yaml"
-        if not config.exists() or config.read_text() != text:
-            from skipwise.store.files import atomic_write
-
-            atomic_write(config, text.encode())
-            if settings.postgres_db()["password"]:
-                config.chmod(0o600)  # it holds the database's password
-        try:
-            instance = dg.DagsterInstance.from_config(str(home))
-        except Exception as exc:  # noqa: BLE001 - any driver error: say which database and how to fix it
-            raise ConfigError(
-                f"cannot open the Dagster instance on PostgreSQL at {_safe(settings.pg_url)} "
-                f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})",
-                hint="start PostgreSQL there, create the database, or set SKIPWISE_PG_URL",
-            ) from None
-        # Dagster re-applies the yaml's python_logs handlers with logging.config.dictConfig for every
-        # run, which closes every handler of the process and takes logging's locks in an order that
-        # deadlocks runs started at once from threads (each chunk's run is one). This dagster.yaml
-        # defines no such handlers, so there are none to return.
-        instance.get_yaml_python_handlers = lambda: []
-        _instances[key] = instance
-        return instance
-
-
-def _safe(url: str) -> str:
-    """`url` without its password (for messages)."""
-    u = urlsplit(url)
-    if u.password:
-        return url.replace(f":{u.password}@", ":***@", 1)
-    return url
 
 
 def address(url: str) -> tuple[str, int]:
@@ -238,8 +119,6 @@ def chunk_count(stale: int, requested: int | None, settings: Settings | None = N
     """How many chunks (Dagster runs) a level with `stale` stale partitions is cut into under the
     profile: `requested` (--workers, $SKIPWISE_WORKERS) when given, else one per
     `chunk_partitions`; at most `MAX_CHUNKS`, at least 1."""
-    from skipwise.adapters.dagster.launch import worker_count
-
     if requested is None and os.environ.get("SKIPWISE_WORKERS", "").strip():
         requested = worker_count(stale)  # validates it, and caps it at `stale`
     if requested is None:
@@ -264,9 +143,6 @@ def celery_job(definitions: str, names: Sequence[str], root: str) -> Any:
 def _celery_job(definitions: str, names: tuple[str, ...], root: str) -> Any:
     import dagster as dg
     from dagster_celery import celery_executor
-
-    from skipwise.adapters.dagster.graph import definitions_in
-    from skipwise.adapters.dagster.iomanager import IOManager
 
     defs = definitions_in(definitions)
     resources = dict(defs.resources or {})
@@ -300,9 +176,6 @@ def launch(
     """One Dagster run of `names` over `span` on the profile's instance, its steps on Celery workers;
     returns once the run has ended, as `skipwise.adapters.dagster.launch.Launched`."""
     import dagster as dg
-
-    from skipwise.adapters.dagster.launch import RANGE_END, RANGE_START, launched
-    from skipwise.engine.loading import definitions_of
 
     settings = settings or Settings.from_env()
     require_celery(settings)

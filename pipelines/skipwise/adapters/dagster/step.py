@@ -18,12 +18,12 @@ from typing import Any, Iterator
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from skipwise.engine import progress
-from skipwise.core.budget import format_usd
-from skipwise.core.spec import Asset
-from skipwise.core.units import significant
-from skipwise.engine.project import Outcome, Project
 from skipwise.core import metakeys as mk
+from skipwise.core.spec import Asset
+from skipwise.core.units import format_usd, significant
+from skipwise.engine import progress
+from skipwise.engine.loading import load_project
+from skipwise.engine.project import Outcome, Project
 
 BACKFILL_TAG = "dagster/backfill"
 FINGERPRINT_SHOWN = 16
@@ -173,8 +173,6 @@ def _downstream_in_run(context: Any) -> bool:
 
 def run_asset(context: Any, root: Path, body: Any, partitions_def: Any) -> Iterator[Any]:
     """The body of every `@sw.asset`: run the engine over the run's partitions of the asset."""
-    from skipwise.engine.loading import load_project
-
     project = load_project(root)
     name = "__".join(context.asset_key.path)
     keys = list(context.partition_keys) if partitions_def is not None else None

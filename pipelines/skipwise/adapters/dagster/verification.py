@@ -7,8 +7,10 @@ from typing import Any
 
 import dagster as dg
 
-from skipwise.engine.loading import load_project, run_root
+from skipwise.adapters.dagster.sensors import definitions_root
+from skipwise.engine.loading import load_project
 from skipwise.engine.verifying import Report, choose, verify
+from skipwise.project.root import run_root
 
 
 def verify_schedule(
@@ -23,8 +25,6 @@ def verify_schedule(
     partitions of `select` (default: every asset) and compares them with what is committed, as
     `skipwise verify` does. A mismatch marks the partition stale and fails the run, so the failure
     shows where runs are watched; what verifying cost is in the cost ledger."""
-    from skipwise.adapters.dagster.sensors import definitions_root
-
     root = definitions_root(root)
     job = verify_job(root, fraction, select, name)
     return dg.ScheduleDefinition(

@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import sys
 
+from skipwise.engine.loading import load_project
+from skipwise.engine.metering import process_meter
+
 
 def main() -> int:
     """A worker: read one job (JSON on stdin), run it, print its result as the last stdout line."""
@@ -17,11 +20,9 @@ def main() -> int:
     from pathlib import Path
 
     from skipwise.adapters.dagster.graph import definitions_in
+    from skipwise.adapters.dagster.instance import instance_for_root
     from skipwise.adapters.dagster.iomanager import IOManager
     from skipwise.adapters.dagster.launch import RESULT_PREFIX, launch
-    from skipwise.adapters.dagster.run import instance_for_root
-    from skipwise.engine.loading import load_project
-    from skipwise.engine.metering import process_meter
 
     root = Path(job["root"])
     project = load_project(root, job["definitions"])
