@@ -35,12 +35,10 @@ def add_cache_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _root(args) -> Path:
-
     return Path(args.root).resolve() if args.root else find_root()
 
 
 def _cache(args):
-
     root = _root(args)
     config = load_config(root / "skipwise.toml")
     return ContentCache(cache_root(root, config.cache_dir), config.cache_max_bytes)

@@ -32,7 +32,6 @@ def add_gc_parser(sub) -> None:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-
     if args.half_life_days < 0 or args.months < 0:
         raise UsageError(
             "--half-life-days and --months must not be negative", hint="e.g. --half-life-days 7 --months 1"

@@ -296,7 +296,6 @@ def cmd_status(args) -> int:
 
 
 def _print_status(args, table: list[dict], rows: list[dict], not_current: list[dict], explained: dict | None) -> None:
-
     todo = rows if args.all else not_current
     limit = len(todo) if args.all else args.limit
     for r in todo[:limit]:

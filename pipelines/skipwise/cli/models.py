@@ -19,7 +19,6 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_models(args) -> int:
-
     project = load_project(Path(args.root) if args.root else None, args.defs)
     wanted = {s.strip() for s in args.select.split(",")} if args.select else None
     models = [m for m in list_models(project) if wanted is None or m["asset"] in wanted]

@@ -98,7 +98,6 @@ class ObjectSources:
         return self._locations[source.name]
 
     def _store(self, loc: Location) -> ObjectStore:
-
         if loc.region not in self._stores:  # one client per region: it signs for its region
             self._stores[loc.region] = ObjectStore(loc.region)
         return self._stores[loc.region]

@@ -74,10 +74,8 @@ def open_store(
 
 
 def _bucket(where: Location, config: "SkipwiseConfig", io: Any) -> Any:
-
     return BucketPrefix(where.url, io, where.egress_class(config.region), where.charges_requests, where.region)
 
 
 def _object_ledger(objects: Any, cache_dir: Path, warn: Callable[[str], None] | None) -> Any:
-
     return ObjectLedger(objects, Path(cache_dir) / "ledger", warn=warn)

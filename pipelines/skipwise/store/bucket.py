@@ -48,7 +48,6 @@ class BucketPrefix:
     def __init__(
         self, url: str, io: IOCounter, egress_class: str, charges_requests: bool = True, region: str = ""
     ) -> None:
-
         if not url.startswith(("s3://", "s3a://")):
             raise ConfigError(
                 f"feature store {url!r}: only s3:// URLs (any S3-compatible endpoint) or a local path",

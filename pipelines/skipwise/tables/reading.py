@@ -27,7 +27,6 @@ from skipwise.project.root import find_root
 
 
 def _project(root: str | Path | None) -> Any:
-
     return load_project(Path(root) if root is not None else find_root())
 
 
@@ -64,7 +63,6 @@ def _committed(project: Any, asset: Any, keys: list[str], skip_missing: bool = F
 
 
 def _keys(project: Any, asset: Any, partitions: str | None) -> list[str]:
-
     if asset.partitions is None:
         if partitions is not None:
             raise InputError(f"{asset.name} is not partitioned", hint="leave out partition/partitions")

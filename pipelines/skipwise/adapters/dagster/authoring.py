@@ -36,7 +36,6 @@ _CONTEXT_NAMES = ("context", "ctx")
 
 
 def _root_of(module_file: str | None) -> Path:
-
     return find_root(Path(module_file).resolve().parent) if module_file else find_root()
 
 

@@ -37,7 +37,6 @@ class IOManager(dg.ConfigurableIOManager):
     root: str = ""
 
     def _project(self) -> Any:
-
         return _store_project(Path(self.root).resolve() if self.root else find_root())
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
@@ -91,7 +90,6 @@ class IOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"skipwise/stored_partitions": len(values)})
 
     def load_input(self, context: dg.InputContext) -> Any:
-
         project = self._project()
         name = asset_name(context.asset_key)
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [UNPARTITIONED]

@@ -31,7 +31,6 @@ def _key(name: str) -> dg.AssetKey:
 
 
 def _project(root: Path):
-
     return load_project(run_root(root))
 
 
@@ -126,7 +125,6 @@ def weekly_retrain(
 
 
 def schedule_evaluation(project, model: str, training: list[str] | None = None) -> dg.RunRequest | dg.SkipReason:
-
     change = training_change(project, model)
     if not change.any:
         return dg.SkipReason(f"not retraining {model}: nothing changed since version {change.baseline}")

@@ -343,7 +343,6 @@ def _run_levels(
 
 
 def _io_manager(project: Project):
-
     return IOManager(root=str(project.root))
 
 

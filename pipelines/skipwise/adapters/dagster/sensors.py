@@ -44,7 +44,6 @@ def stale_partitions_sensor(
         description="Requests runs for the partitions skipwise finds stale (raw DVC data, code, params or config changed).",
     )
     def _sensor(context):
-
         return stale_run_requests(load_project(run_root(root)), excluded) or dg.SkipReason(
             "every partition is up to date"
         )
