@@ -8,7 +8,7 @@ DVC_ENV := .tools/dvc
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install data demo demo-remote test test-services lint ui bench clean
+.PHONY: install data demo demo-remote test test-services lint typecheck ui bench clean
 # Dagster's Celery and PostgreSQL libraries (see pyproject's `services` extra): 0.29.27, the newest
 # published, installed without their dagster==1.13.27 pin (tests/services check them on this dagster).
 DAGSTER_SERVICES := dagster-celery==0.29.27 dagster-postgres==0.29.27
@@ -47,10 +47,16 @@ demo-remote: data $(DAGSTER_HOME)/dagster.yaml
 test: install
 	$(BIN)/python -m pytest -q
 
-# ruff: lint (pyflakes and syntax) and formatting, as configured in pyproject.toml.
+# ruff: lint (pyflakes and syntax) and formatting, as configured in pyproject.toml; then mypy (typecheck).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# mypy, strict, on the packages pyproject's [tool.mypy] lists (the pure core and the formats, which need
+# no third-party stubs): annotations that no longer match the code fail CI like a lint error.
+typecheck: install
+	$(BIN)/mypy
 
 # The services profile against this machine's PostgreSQL (5432), RabbitMQ (5672) and Redis (6379):
 # a fresh database per session, Celery workers and an S3 server (moto_server) started by the tests.

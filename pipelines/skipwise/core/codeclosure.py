@@ -24,6 +24,7 @@ import os
 import site
 import sys
 import sysconfig
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.machinery import EXTENSION_SUFFIXES, PathFinder
 from pathlib import Path
@@ -235,7 +236,7 @@ class ModuleInfo:
         """Every name module-level code binds."""
         return sorted({*self.plain, *self.binders, *self.imports})
 
-    def settle(self, is_plain) -> None:
+    def settle(self, is_plain: Callable[[ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef], bool]) -> None:
         """Sort top-level statements: plain defs (is_plain(node) true) apart, everything else in order.
 
         A def or class statement itself runs code when its decorators, defaults or class body call
@@ -278,9 +279,9 @@ def parse_module(name: str, rel: str, sha256: str, source: bytes, is_package: bo
                 mod.imports.setdefault(local, []).append(target)
     if b"global" in source:  # a function declaring `global X` rebinds X when it runs
         for stmt in tree.body:
-            for node in walk([stmt]):
-                if isinstance(node, ast.Global):
-                    for gname in node.names:
+            for inner in walk([stmt]):
+                if isinstance(inner, ast.Global):
+                    for gname in inner.names:
                         mod.binders.setdefault(gname, []).append(stmt)
     return mod
 
@@ -350,7 +351,7 @@ def children(node: ast.AST) -> list[ast.AST]:
     return out
 
 
-def walk(nodes):
+def walk(nodes: Iterable[ast.AST]) -> Iterator[ast.AST]:
     """Every node under `nodes`, parents before their children."""
     stack = list(nodes)
     while stack:
@@ -380,12 +381,12 @@ def _module_level_facts(stmt: ast.stmt) -> tuple[set[str], list[ast.Import | ast
             if not isinstance(node.ctx, ast.Load) and id(node) not in local:
                 bound.add(node.id)
         elif isinstance(node, (ast.Subscript, ast.Attribute)):
-            if not isinstance(node.ctx, ast.Load) and _root_name(node):
-                bound.add(_root_name(node))
+            if not isinstance(node.ctx, ast.Load) and (root := _root_name(node)):
+                bound.add(root)
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
             func = node.value.func
-            if isinstance(func, ast.Attribute) and _root_name(func.value):
-                bound.add(_root_name(func.value))
+            if isinstance(func, ast.Attribute) and (root := _root_name(func.value)):
+                bound.add(root)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             imports.append(node)
             bound.update(a.asname or a.name.split(".")[0] for a in node.names if a.name != "*")
@@ -398,7 +399,7 @@ def _module_level_facts(stmt: ast.stmt) -> tuple[set[str], list[ast.Import | ast
     return bound, imports
 
 
-def definition_headers(node: ast.AST) -> list[ast.expr]:
+def definition_headers(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda) -> list[ast.expr]:
     """Expressions of a def/class/lambda evaluated where it is defined (not its body)."""
     if isinstance(node, ast.ClassDef):
         return [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]
@@ -422,7 +423,7 @@ def _root_name(node: ast.AST) -> str | None:
 def import_bindings(node: ast.Import | ast.ImportFrom, package: str) -> tuple[list[Import], list[tuple[str, Target]]]:
     """The imports `node` makes (one per module) and the (local name, target) bindings."""
     if isinstance(node, ast.Import):
-        bound = []
+        bound: list[tuple[str, Target]] = []
         for alias in node.names:
             if alias.asname:
                 bound.append((alias.asname, (alias.name, ())))
@@ -441,7 +442,7 @@ def import_bindings(node: ast.Import | ast.ImportFrom, package: str) -> tuple[li
     return [Import(base, names, star, node.lineno)], bound
 
 
-def chain_of(node: ast.AST) -> tuple[str, ...] | None:
+def chain_of(node: ast.AST | None) -> tuple[str, ...] | None:
     """`a.b.c` -> ("a", "b", "c"); None when the chain does not start at a name."""
     attrs = []
     while isinstance(node, ast.Attribute):
@@ -497,7 +498,7 @@ def _function_scope(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, p
     return _Scope((params | bound) - declared, imported - declared, parent)
 
 
-def _bindings(nodes: list[ast.AST]) -> tuple[set[str], set[str], set[str]]:
+def _bindings(nodes: Iterable[ast.AST]) -> tuple[set[str], set[str], set[str]]:
     """(names bound, names declared global or nonlocal, names bound by imports) by the code of one
     scope. Nested defs and classes bind their names here and evaluate their headers here; a
     comprehension's own variables are its own, but a walrus in it binds here."""
@@ -537,7 +538,7 @@ def _bindings(nodes: list[ast.AST]) -> tuple[set[str], set[str], set[str]]:
     return bound, declared, imported
 
 
-def scan(nodes, package: str) -> Scan:
+def scan(nodes: Iterable[ast.AST], package: str) -> Scan:
     """References made by module-level code `nodes` (functions included, with their nested code and
     string annotations). Names are resolved with Python's scoping: a parameter, a local variable or
     a comprehension variable is no reference, even when the module binds the same name. Class
@@ -561,7 +562,7 @@ def scan(nodes, package: str) -> Scan:
             stack.append((first.iter, scope))  # evaluated in the enclosing scope
             local = {n.id for g in node.generators for n in walk([g.target]) if isinstance(n, ast.Name)}
             inner = _Scope(local, set(), scope)
-            parts = [first.target, *first.ifs, *(p for g in rest for p in (g.target, g.iter, *g.ifs))]
+            parts: list[ast.AST] = [first.target, *first.ifs, *(p for g in rest for p in (g.target, g.iter, *g.ifs))]
             parts += [p for p in children(node) if not isinstance(p, ast.comprehension)]
             stack.extend((p, inner) for p in parts)
             continue
@@ -586,8 +587,8 @@ def scan(nodes, package: str) -> Scan:
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             imps, bound = import_bindings(node, package)
             out.imports.extend(imps)
-            for local, target in bound:
-                out.bound.setdefault(local, []).append(target)
+            for bound_name, target in bound:
+                out.bound.setdefault(bound_name, []).append(target)
         elif isinstance(node, ast.AnnAssign):
             stack.extend((a, scope) for a in _string_annotation(node))
     return out
@@ -641,8 +642,10 @@ def _key_kind(node: ast.AST | None) -> tuple[str, ...]:
 
 
 def _string_annotation(node: ast.AST) -> list[ast.AST]:
-    is_def = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-    annotation = node.returns if is_def else getattr(node, "annotation", None)
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        annotation = node.returns
+    else:
+        annotation = getattr(node, "annotation", None)
     text = constant_str(annotation)
     if text is None:
         return []
@@ -842,7 +845,7 @@ def _lists(meta: str, top: str) -> bool:
 _INSTALLED: dict[str, tuple[str, str, str]] | None = None  # normalized name -> (name, version, folder)
 _ENVIRONMENT: str | None = None
 _VERSIONS: dict[str, tuple[str, str]] = {}
-_PROVIDERS: dict[str, list[str]] | None = None
+_PROVIDERS: Mapping[str, list[str]] | None = None
 
 
 def _norm(name: str) -> str:
@@ -898,6 +901,7 @@ def _metadata_file_version(folder: str) -> str:
 def environment() -> str:
     """A digest of the Python version and the installed distributions (names and versions)."""
     installed()
+    assert _ENVIRONMENT is not None  # set with _INSTALLED
     return _ENVIRONMENT
 
 
@@ -926,7 +930,7 @@ def distribution_versions(top: str) -> tuple[str, str]:
     return _VERSIONS[top]
 
 
-def _providers() -> dict[str, list[str]]:
+def _providers() -> Mapping[str, list[str]]:
     global _PROVIDERS
     if _PROVIDERS is None:
         from importlib import metadata

@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 from skipwise.core import codeclosure as cc
 from skipwise.core import schemes
@@ -90,16 +90,16 @@ class CodeIndex:
         self._read_source = read_source
         self._tops: dict[str, tuple[str, ...] | None] = {}  # top-level name -> where its code is followed
         self._found: dict[str, tuple[str, str] | None] = {}  # module name -> (kind, rel path) or None
-        self._listings: dict[str, list] = {}  # key -> [folder of reached code, recursive, its resource files]
+        self._listings: dict[str, list[Any]] = {}  # key -> [folder of reached code, recursive, its resource files]
         self._resource_shas: dict[str, str] = {}
         self._mods: dict[str, cc.ModuleInfo | None] = {}
         self._checks: dict[str, list[int] | str] = {}  # rel path -> stat when read, or sha when racy
         self._walks: dict[str, list[str]] = {}  # package -> its module files (dynamic imports)
-        self._dists: dict[str, list] = {}  # import name -> [recorded version, from the fast path]
+        self._dists: dict[str, list[str | bool]] = {}  # import name -> [recorded version, from the fast path]
         self._texts: dict[int, str] = {}  # id(node) -> normalized source
         self._code_memo: dict[int, tuple[list[Request], list[str]]] = {}
         self._results: dict[str, CodeVersion] = {}
-        self._entries: dict | None = None  # the cache file's entries, read once
+        self._entries: dict[str, Any] | None = None  # the cache file's entries, read once
         self._unchanged: dict[str, bool] = {}
 
     def version(self, ref: str) -> CodeVersion:
@@ -214,6 +214,7 @@ class CodeIndex:
     def _declares_only(self, mod: cc.ModuleInfo, stmt: ast.AST) -> bool:
         """`X = dg.Definitions(...)` and the like: a declaring library call (`cc.DECLARING_CALLS`)
         whose arguments call no project code, bound to plain names or not bound at all."""
+        value: ast.expr | None
         if isinstance(stmt, ast.Assign):
             targets, value = stmt.targets, stmt.value
         elif isinstance(stmt, ast.AnnAssign):
@@ -269,7 +270,7 @@ class CodeIndex:
 
     # -- references -----------------------------------------------------------------------------
 
-    def _code(self, mod: cc.ModuleInfo, stmts: list[ast.AST], trace: _Trace) -> list[Request]:
+    def _code(self, mod: cc.ModuleInfo, stmts: Sequence[ast.AST], trace: _Trace) -> list[Request]:
         """Requests made by statements of `mod` (memoized per statement)."""
         reqs: list[Request] = []
         for stmt in stmts:
@@ -281,7 +282,7 @@ class CodeIndex:
         return reqs
 
     def _scan_requests(
-        self, mod: cc.ModuleInfo, nodes: list[ast.AST], literal: bool = False
+        self, mod: cc.ModuleInfo, nodes: Sequence[ast.AST], literal: bool = False
     ) -> tuple[list[Request], list[str]]:
         """Requests made by code of `mod`; for code in a string (`literal`), names it imports may
         end up in a namespace dict, so they are followed even though no reference is seen."""
@@ -321,7 +322,16 @@ class CodeIndex:
                 out.append(("builtins", (name,)))
         return out
 
-    def _reference(self, mod, scan, chain, line, call, reqs: list[Request], notes: list[str]) -> None:
+    def _reference(
+        self,
+        mod: cc.ModuleInfo,
+        scan: cc.Scan,
+        chain: tuple[str, ...],
+        line: int,
+        call: cc.Call | None,
+        reqs: list[Request],
+        notes: list[str],
+    ) -> None:
         for module, attrs in self._origins(mod, scan, chain[0]):
             target = (module, attrs + chain[1:])
             dynamic = self._dynamic_target(target) if module != mod.name else None
@@ -344,6 +354,7 @@ class CodeIndex:
                 break
             reqs.append((module, attr))
             mod = self._module(module)
+            assert mod is not None  # checked above, or as the package's submodule
             if not (mod.is_package and self._module(f"{module}.{attr}") is not None):
                 break
             module = f"{module}.{attr}"
@@ -388,7 +399,17 @@ class CodeIndex:
                     out.add(m)
         return sorted(out)
 
-    def _dynamic(self, mod, scan, target, chain, call, line, reqs: list[Request], notes: list[str]) -> None:
+    def _dynamic(
+        self,
+        mod: cc.ModuleInfo,
+        scan: cc.Scan,
+        target: str,
+        chain: tuple[str, ...],
+        call: cc.Call | None,
+        line: int,
+        reqs: list[Request],
+        notes: list[str],
+    ) -> None:
         """Requests for a dynamic lookup: whole modules, or every module of the package."""
         where, top, short = f"{mod.rel}:{line}", mod.name.split(".")[0], target.removeprefix("builtins.")
         args = call.args if call else []
@@ -401,17 +422,19 @@ class CodeIndex:
             reqs.extend((m, _WHOLE) for m in modules)
             notes.append(f"{where}: {what} — the whole module {', '.join(modules)} counts")
 
-        if target == "builtins.getattr" and cc.constant_str(arg(1)) is not None:
+        if target == "builtins.getattr" and (attr := cc.constant_str(arg(1))) is not None:
             obj = cc.chain_of(arg(0))  # getattr(x, "name") is x.name
             if obj is not None:
-                self._reference(mod, scan, (*obj, cc.constant_str(arg(1))), line, None, reqs, notes)
+                self._reference(mod, scan, (*obj, attr), line, None, reqs, notes)
         elif target in ("builtins.getattr", "builtins.vars", "inspect.getmembers"):
             modules = self._modules_of(mod, scan, arg(0, "object"))
             whole(modules or [mod.name], f"{short}() of a computed name" if short == "getattr" else f"{short}()")
         elif target in ("builtins.globals", "builtins.locals"):
             whole([mod.name], f"{short}()")
-        elif target in ("builtins.eval", "builtins.exec") and self._literal_code(arg(0, "source")) is not None:
-            more, more_notes = self._scan_requests(mod, self._literal_code(arg(0, "source")), literal=True)
+        elif (
+            target in ("builtins.eval", "builtins.exec") and (code := self._literal_code(arg(0, "source"))) is not None
+        ):
+            more, more_notes = self._scan_requests(mod, code, literal=True)
             reqs += more
             notes += more_notes
         elif target in ("builtins.eval", "builtins.exec"):
@@ -448,17 +471,18 @@ class CodeIndex:
             return None
 
     @staticmethod
-    def _imported_names(mod: cc.ModuleInfo, target: str, arg) -> list[str]:
+    def _imported_names(mod: cc.ModuleInfo, target: str, arg: Callable[[int, str], ast.expr | None]) -> list[str]:
         """Modules a dynamic import with constant arguments imports; [] when they are computed."""
         name = cc.constant_str(arg(0, "name"))
         if name is None:
             return []
         if name.startswith("."):
-            package = arg(1, "package")
-            if isinstance(package, ast.Name):  # import_module(".x", __package__)
-                package = {"__package__": mod.package, "__name__": mod.name}.get(package.id)
+            package_arg = arg(1, "package")
+            package: str | None
+            if isinstance(package_arg, ast.Name):  # import_module(".x", __package__)
+                package = {"__package__": mod.package, "__name__": mod.name}.get(package_arg.id)
             else:
-                package = cc.constant_str(package)
+                package = cc.constant_str(package_arg)
             if target != "importlib.import_module" or not package:
                 return []
             level = len(name) - len(name.lstrip("."))
@@ -466,8 +490,8 @@ class CodeIndex:
             name = f"{base}.{name[level:]}" if name[level:] else base
         out = [name]
         if target == "builtins.__import__":
-            fromlist, level = arg(3, "fromlist"), arg(4, "level")
-            if level is not None and not (isinstance(level, ast.Constant) and level.value == 0):
+            fromlist, level_arg = arg(3, "fromlist"), arg(4, "level")
+            if level_arg is not None and not (isinstance(level_arg, ast.Constant) and level_arg.value == 0):
                 return []
             if fromlist is not None:
                 items = fromlist.elts if isinstance(fromlist, (ast.List, ast.Tuple)) else None
@@ -500,7 +524,9 @@ class CodeIndex:
 
     # -- plain definitions ------------------------------------------------------------------------
 
-    def _is_plain(self, mod: cc.ModuleInfo, node: ast.AST, in_class: bool = False) -> bool:
+    def _is_plain(
+        self, mod: cc.ModuleInfo, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, in_class: bool = False
+    ) -> bool:
         """Whether defining `node` runs only standard-library code (decorators, bases, class body)."""
         evaluated: list[ast.AST] = []
         declared: list[ast.AST] = []
@@ -514,7 +540,7 @@ class CodeIndex:
                     declared += [*dec.args, *(k.value for k in dec.keywords)]
                 continue
             accessor = in_class and chain and len(chain) == 2 and chain[1] in ("setter", "getter", "deleter")
-            if not (accessor and chain[0] not in mod.defined and chain[0] not in mod.imports):
+            if not (accessor and chain is not None and chain[0] not in mod.defined and chain[0] not in mod.imports):
                 targets = self._known_targets(mod, chain)
                 if targets is None or not all(t in cc.PURE_DECORATORS for t in targets):
                     return False
@@ -630,10 +656,10 @@ class CodeIndex:
         if in_root is None and (top in sys.stdlib_module_names or schemes.is_orchestration(top)):
             return None
         found = cc.locate(top)
-        source = found is not None and found[0] == "source"
-        if in_root is not None and not (source and found[1] != "namespace" and self._outside(found[2])):
+        source = found if found is not None and found[0] == "source" else None
+        if in_root is not None and not (source and source[1] != "namespace" and self._outside(source[2])):
             return ("root",)  # a namespace folder of the project, unless a regular package elsewhere wins
-        return ("found", found[1], found[2]) if source else None
+        return ("found", source[1], source[2]) if source else None
 
     def _outside(self, path: str) -> bool:
         rel = os.path.relpath(path, self.root)
@@ -756,7 +782,8 @@ class CodeIndex:
         key = f"{int(recursive)}:{folder}"
         if key not in self._listings:
             self._listings[key] = [folder, recursive, self._list_resources(folder, recursive)]
-        return self._listings[key][2]
+        files: list[str] = self._listings[key][2]
+        return files
 
     def _list_resources(self, folder: str, recursive: bool) -> list[str]:
         data_root = os.path.join(self.root, "data")  # partitions and caches are data, not code
@@ -776,9 +803,12 @@ class CodeIndex:
     # -- the cache file ---------------------------------------------------------------------------
 
     def _cached(self, ref: str) -> CodeVersion | None:
+        assert self.cache is not None  # version() reads and stores entries only with a cache file
         if self._entries is None:
             self._entries = _read_cache(self.cache)
         entry = self._entries.get(ref)
+        if entry is None:
+            return None
         try:
             if not self._still_valid(entry["check"]):
                 return None
@@ -792,7 +822,7 @@ class CodeIndex:
         except (KeyError, TypeError, ValueError):
             return None
 
-    def _still_valid(self, check: dict) -> bool:
+    def _still_valid(self, check: dict[str, Any]) -> bool:
         if check["env"] != cc.environment():
             return False
         for top, (value, fast) in check["dists"].items():
@@ -826,6 +856,7 @@ class CodeIndex:
         return self._unchanged[rel]
 
     def _store(self, ref: str, cv: CodeVersion) -> None:
+        assert self.cache is not None  # see _cached
         check = {
             "env": cc.environment(),
             # every lookup this index made (a superset of this version's): a new file that would
@@ -858,17 +889,18 @@ def _stat_key(st: os.stat_result) -> list[int]:
     return list(file_stamp(st))  # a list: what the JSON cache holds
 
 
-def _read_cache(path: Path) -> dict:
+def _read_cache(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
-        if isinstance(data, dict) and data.get("scheme") == _CACHE_SCHEME and isinstance(data.get("entries"), dict):
-            return data["entries"]
+        entries = data.get("entries") if isinstance(data, dict) and data.get("scheme") == _CACHE_SCHEME else None
+        if isinstance(entries, dict):
+            return entries
     except (OSError, ValueError):
         pass
     return {}
 
 
-def _write_cache(path: Path, entries: dict) -> None:
+def _write_cache(path: Path, entries: dict[str, Any]) -> None:
     # Derived data: a lost or torn write only costs a recomputation (a torn file reads as empty).
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -209,7 +209,7 @@ class KeySet:
 
     key_list: tuple[str, ...]
     kind: str = "static"
-    _index: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
+    _index: dict[str, int] = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     def __post_init__(self) -> None:
         self._index.update({k: i for i, k in enumerate(self.key_list)})
@@ -285,7 +285,7 @@ class Table:
     by the adapter into plain key lists)."""
 
     rows: tuple[tuple[str, tuple[str, ...]], ...]
-    _lookup: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
+    _lookup: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     def __post_init__(self) -> None:
         self._lookup.update(dict(self.rows))
@@ -317,6 +317,7 @@ def upstream_keys(mapping: Mapping, key: str, upstream: Partitions) -> list[str]
         assert isinstance(upstream, KeySet)
         i, n = upstream.index(key), len(upstream.key_list)
         return list(upstream.key_list[max(0, i + mapping.start) : max(0, min(n, i + mapping.end + 1))])
+    assert isinstance(upstream, DailyPartitions)  # a Window's lookback counts days
     day = date.fromisoformat(key)
     first = max(upstream.start, day - timedelta(days=mapping.lookback))
     return [(first + timedelta(days=i)).isoformat() for i in range((day - first).days + 1)]

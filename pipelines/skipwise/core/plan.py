@@ -74,7 +74,7 @@ def missing_inputs(current: Current) -> list[str]:
 def decide(asset: str, partition: str, current: Current, manifest: Manifest | None, output_state: str) -> Decision:
     """Compare `current` with the committed `manifest`; `output_state` is "ok", "missing" or "changed"."""
 
-    def make(action: str, reason: str) -> Decision:
+    def make(action: Action, reason: str) -> Decision:
         return Decision(asset, partition, action, reason, current.fingerprint)
 
     missing = missing_inputs(current)

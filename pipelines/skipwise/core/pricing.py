@@ -223,7 +223,7 @@ class _Checker:
             where = f"{self.source}:{line}"
         return ConfigError(f"{'.'.join(keypath)}: {message}", hint=hint, location=where)
 
-    def table(self, value: Any, keypath: tuple[str, ...], allowed: tuple[str, ...] | None) -> dict:
+    def table(self, value: Any, keypath: tuple[str, ...], allowed: tuple[str, ...] | None) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise self.fail(keypath, f"expected a table, got {_kind(value)}", f"write it as [{'.'.join(keypath)}]")
         if allowed is not None:

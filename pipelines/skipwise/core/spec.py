@@ -380,9 +380,10 @@ class Graph:
 
     def node(self, name: str) -> Source | Asset | Plain:
         """The source, asset or plain asset called `name`."""
-        nodes = self.__dict__.get("_nodes")
+        nodes: dict[str, Source | Asset | Plain] | None = self.__dict__.get("_nodes")
         if nodes is None:
-            nodes = {n.name: n for n in (*self.sources, *self.plain, *self.assets)}
+            every: tuple[Source | Asset | Plain, ...] = (*self.sources, *self.plain, *self.assets)
+            nodes = {n.name: n for n in every}
             object.__setattr__(self, "_nodes", nodes)
         if name in nodes:
             return nodes[name]
