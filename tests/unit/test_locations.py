@@ -7,7 +7,7 @@ from skipwise.core.cost import CostVector
 from skipwise.core.errors import BudgetExceeded, ConfigError
 from skipwise.core.locations import Location, compute_region, egress_class, kind_of, location_for
 from skipwise.core.pricing import load_config
-from skipwise.store.partitions import PartitionStore
+from skipwise.store.partitions import LocalPartitionStore
 from skipwise.store.statcache import StatCache
 
 
@@ -67,7 +67,7 @@ def test_bad_location_config_names_the_file_and_key(tmp_path, body, key, words):
 
 
 def test_local_disk_reads_and_writes_bill_no_request(tmp_path):
-    store = PartitionStore(tmp_path / "data", StatCache(tmp_path / "stat.db", base=tmp_path))
+    store = LocalPartitionStore(tmp_path / "data", StatCache(tmp_path / "stat.db", base=tmp_path))
     before = store.io.snapshot()
     name, _, _ = store.write_output("features", "a", "k", "f" * 64, "bin", b"x" * 1000)
     (tmp_path / "raw.bin").write_bytes(b"y" * 500)

@@ -13,7 +13,7 @@ from skipwise.core.cost import CostVector, LedgerRecord
 from skipwise.core.errors import InputError
 from skipwise.core.manifest import Manifest
 from skipwise.store.ledger import Ledger
-from skipwise.store.partitions import PartitionStore
+from skipwise.store.partitions import LocalPartitionStore
 from skipwise.store.statcache import StatCache
 
 
@@ -92,8 +92,8 @@ def test_a_journal_starts_a_new_file_when_the_day_changes(tmp_path):
     assert len(ledger.read(since="2026-03-02")) == 1
 
 
-def _store(root: Path) -> PartitionStore:
-    return PartitionStore(root / "data", StatCache(root / "data" / ".skipwise" / "stat.db", base=root))
+def _store(root: Path) -> LocalPartitionStore:
+    return LocalPartitionStore(root / "data", StatCache(root / "data" / ".skipwise" / "stat.db", base=root))
 
 
 def test_the_store_refuses_a_partition_folder_linked_outside_and_touches_nothing_there(tmp_path):
@@ -153,7 +153,7 @@ def test_raw_inputs_are_read_only_inside_the_read_roots(tmp_path):
     root = tmp_path / "proj"
     (root / "data" / "raw").mkdir(parents=True)
     (root / "data" / "raw" / "a.parquet").symlink_to(tmp_path / "secret.txt")
-    store = PartitionStore(root / "data", StatCache(root / "s.db", base=root), read_roots=(root,))
+    store = LocalPartitionStore(root / "data", StatCache(root / "s.db", base=root), read_roots=(root,))
     with pytest.raises(InputError, match="outside the project"):
         store.read_file(root / "data" / "raw" / "a.parquet")
 

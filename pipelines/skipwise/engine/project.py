@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from skipwise import formats
 from skipwise.adapters.dvc.config import dvc_cache_dirs
-from skipwise.adapters.dvc.manifest import TrackedDir, file_version, read_tracked_dir, read_yaml
+from skipwise.adapters.dvc.manifest import read_yaml
 from skipwise.adapters.git import head_commit
 from skipwise.core import metakeys as mk
 from skipwise.core.budget import check_budgets, project_run_cost
@@ -65,7 +65,7 @@ from skipwise.project import recorder as loaded
 from skipwise.sources.locality import Locality
 from skipwise.store.backends import open_store
 from skipwise.store.ledger import recent_days
-from skipwise.store.partitions import PartitionStore
+from skipwise.store.partitions import LocalPartitionStore
 from skipwise.store.paths import ensure_inside
 from skipwise.store.statcache import StatCache
 from skipwise.store.suspects import Suspects
@@ -148,7 +148,7 @@ class Project:
         # Partitions `skipwise verify` found to differ from a fresh computation: planned to run.
         self.suspects = Suspects(self.data_root / ".skipwise" / "suspects.json", warn=self.warn)
         # Raw files may be links into DVC's cache (cache.type symlink/hardlink): reads may go there too.
-        local = PartitionStore(
+        local = LocalPartitionStore(
             self.data_root, self.statcache, self.io, read_roots=(self.root, *dvc_cache_dirs(self.root))
         )
 
@@ -161,7 +161,6 @@ class Project:
         )
         # What the code reads (files, folders, variables), as keyed digests: re-checked when planning.
         self.observations = Observations(self.root, self.statcache, self.store.digest_key, self._managed_dirs)
-        self._tracked: dict[str, TrackedDir] = {}
         self._raw_versions: dict[tuple[str, str], str] = {}
         self._code_versions: dict[str, CodeVersion] = {}
         self._ran: dict[tuple[str, str, int], str] = {}  # (asset, planned version, imports seen) -> version that ran
@@ -280,25 +279,10 @@ class Project:
 
     def raw_version(self, source: Source, key: str) -> str:
         """A raw partition's version: its DVC md5 (checked against the workspace), an object-store
-        source's ETag (from one listing of its prefix), or "absent"."""
+        source's ETag (from one listing of its prefix), or "absent" (`skipwise.sources.base`)."""
         cache_key = (source.name, key)
-        if cache_key not in self._raw_versions and source.url:
-            self._raw_versions[cache_key] = self.locality.object_version(source, key)
         if cache_key not in self._raw_versions:
-            tracked = self._tracked.get(source.name)
-            if tracked is None:
-                self.store.check_readable(self.root / source.path)  # the folder itself, once
-                tracked = self._tracked[source.name] = read_tracked_dir(
-                    self.root, source.path, self.locality.manifest_fetcher(source)
-                )
-            rel = source.file_for(key)
-            path = self.root / source.path / rel
-            if os.path.islink(path):  # a plain file in a checked folder needs no realpath
-                self.store.check_readable(path)  # never hash (or later read) what a link outside points at
-            fv = file_version(self.root, tracked, rel, self.statcache, remote=self.locality.on_remote(source))
-            if fv.warning:
-                self.warn(fv.warning)
-            self._raw_versions[cache_key] = fv.version
+            self._raw_versions[cache_key] = self.locality.sources_of(source).version(source, key)
         return self._raw_versions[cache_key]
 
     def manifest(self, asset: Asset, key: str) -> Manifest | None:

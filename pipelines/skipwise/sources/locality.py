@@ -31,6 +31,8 @@ from skipwise.core.partitions import keys_of, upstream_keys
 from skipwise.core.pricing import GIB
 from skipwise.core.spec import Asset, Source
 from skipwise.sources.contentcache import ContentCache, etag_key, md5_key
+from skipwise.sources.base import SourceReader
+from skipwise.sources.dvc import DvcSources
 from skipwise.sources.objects import ObjectSources
 from skipwise.sources.remote import RemoteReader
 
@@ -106,6 +108,7 @@ class Locality:
         self._cache: ContentCache | None = None
         self._reader: RemoteReader | None = None
         self._objects: ObjectSources | None = None
+        self._dvc: DvcSources | None = None
 
     # -- places ---------------------------------------------------------------------------------
 
@@ -210,20 +213,20 @@ class Locality:
         return got.data
 
     def read_source(self, source: Source, key: str, version: str | None) -> bytes:
-        """The bytes of partition `key` of `source` at `version` ("md5:<hex>"): the workspace file
-        when it has that content, else (for a source on a remote) the cache or the remote. An
-        object-store source's version is ``etag:<etag>``: the cache, or that exact object."""
-        if source.url:
-            return self.objects.read(source, key, version)
-        path = self.project.root / source.path / source.file_for(key)
-        if not version or not version.startswith("md5:") or not self.on_remote(source):
-            return self.project.store.read_file(path)
-        md5 = version[len("md5:") :]
-        if os.path.lexists(path):
-            self.project.store.check_readable(path)
-            if self.project.statcache.digest(path, "md5") == md5:
-                return self.project.store.read_file(path)
-        return self.fetch_object(source, md5)
+        """The bytes of partition `key` of `source` at `version` (see `skipwise.sources.base`)."""
+        return self.sources_of(source).read(source, key, version)
+
+    def sources_of(self, source: Source) -> SourceReader:
+        """The reader of `source`'s kind: an object-store prefix, or a DVC-tracked folder."""
+        return self.objects if source.url else self.dvc
+
+    @property
+    def dvc(self) -> DvcSources:
+        """The project's DVC-tracked sources: versions from their `.dir` manifests, reads."""
+        if self._dvc is None:
+            p = self.project
+            self._dvc = DvcSources(p.root, p.store, p.statcache, self, p.warn)
+        return self._dvc
 
     # -- plans and budgets ----------------------------------------------------------------------
 
@@ -298,7 +301,7 @@ class Locality:
                         continue
                     if loc.url not in where:
                         where.append(loc.url)
-                    tracked = self.project._tracked.get(up.name)
+                    tracked = self.dvc.tracked(up)
                     size = tracked.mean_file_size if tracked is not None else 0
                     estimated = True
                     cls = loc.egress_class(self.region)

@@ -22,6 +22,7 @@ from skipwise.core.cost import IOCounter
 from skipwise.core.errors import ConfigError
 from skipwise.core.locations import OBJECT_STORE, Location, credentials_in, kind_of, location_for
 from skipwise.core.pricing import load_config
+from skipwise.store.base import CostLedger, PartitionStore
 from skipwise.store.bucket import BucketPrefix
 from skipwise.store.ledger import Ledger
 from skipwise.store.objectledger import ObjectLedger
@@ -29,7 +30,7 @@ from skipwise.store.objectpartitions import ObjectPartitionStore
 
 if TYPE_CHECKING:
     from skipwise.core.pricing import SkipwiseConfig
-    from skipwise.store.partitions import PartitionStore
+    from skipwise.store.partitions import LocalPartitionStore
 
 STORE_ENV = "SKIPWISE_STORE"
 STORE_REGION_ENV = "SKIPWISE_STORE_REGION"
@@ -51,7 +52,7 @@ def store_location(config: "SkipwiseConfig", environ: Any = None) -> Location | 
     return Location("store", url.rstrip("/"), region, OBJECT_STORE)
 
 
-def open_ledger(root: Path, warn: Callable[[str], None] | None = None) -> Any:
+def open_ledger(root: Path, warn: Callable[[str], None] | None = None) -> CostLedger:
     """The project's cost ledger (local or on the object store), without loading its graph."""
     data = Path(root) / "data"
     config = load_config(Path(root) / "skipwise.toml")
@@ -62,8 +63,8 @@ def open_ledger(root: Path, warn: Callable[[str], None] | None = None) -> Any:
 
 
 def open_store(
-    config: "SkipwiseConfig", local: "PartitionStore", cache_dir: Any, warn: Callable[[str], None] | None = None
-) -> tuple[Any, Any]:
+    config: "SkipwiseConfig", local: "LocalPartitionStore", cache_dir: Any, warn: Callable[[str], None] | None = None
+) -> tuple[PartitionStore, CostLedger]:
     """(partition store, ledger) for the project: the local ones, or those on the object store."""
     where = store_location(config)
     if where is None:

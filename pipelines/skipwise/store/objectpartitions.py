@@ -1,4 +1,4 @@
-"""Partition storage on an S3-compatible object store: the same contract as `PartitionStore`.
+"""Partition storage on an S3-compatible object store: the same contract as `LocalPartitionStore`.
 
 Layout under the store's prefix, per partition: ``<layer>/<asset>/<key>/``
     ``<fingerprint>.<sha256>.<ext>``  the output, named by what made it and what it holds
@@ -43,7 +43,7 @@ from skipwise.store.bucket import BucketPrefix, Conflict, Entry
 from skipwise.store.etagcache import EtagCache
 from skipwise.store.files import atomic_write
 from skipwise.store.leases import lease
-from skipwise.store.partitions import MANIFEST, VERSIONS, PartitionStore
+from skipwise.store.partitions import MANIFEST, VERSIONS, LocalPartitionStore
 
 LEASE = ".lease"
 LISTING_SECONDS = 30.0
@@ -56,7 +56,7 @@ class ObjectPartitionStore:
 
     remote = True
 
-    def __init__(self, objects: BucketPrefix, local: PartitionStore, cache_dir: Path) -> None:
+    def __init__(self, objects: BucketPrefix, local: LocalPartitionStore, cache_dir: Path) -> None:
         self.objects = objects
         self.local = local
         self.io = local.io
@@ -135,7 +135,7 @@ class ObjectPartitionStore:
             self.cache.put(url, etag, data)
         return data
 
-    # -- the PartitionStore contract -------------------------------------------------------------
+    # -- the PartitionStore contract (skipwise.store.base) -------------------------------------------------------------
 
     def read_manifest(self, layer: str, asset: str, key: str) -> Manifest | None:
         """The committed manifest, or None if there is none. ValueError if it is unreadable."""

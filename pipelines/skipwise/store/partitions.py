@@ -32,7 +32,7 @@ VERSIONS = "versions"  # kept versions of a partition's manifest, by fingerprint
 MANIFEST = "manifest.json"
 
 
-class PartitionStore:
+class LocalPartitionStore:
     """Reads and writes partitions and their manifests under `data_root`, counting bytes moved."""
 
     remote = False  # local disk (`ObjectPartitionStore` is the object-store one)
