@@ -7,7 +7,6 @@ from __future__ import annotations
 import inspect
 
 import pytest
-
 from skipwise.sources import base as sources
 from skipwise.sources.dvc import DvcSources
 from skipwise.sources.objects import ObjectSources

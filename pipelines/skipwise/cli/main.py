@@ -24,6 +24,7 @@ from skipwise.cli.cost import add_cost_parser
 from skipwise.cli.gc import add_gc_parser
 from skipwise.cli.models import add_models_parser
 from skipwise.cli.verify import add_verify_parser
+from skipwise.core import metakeys as mk
 from skipwise.core.cost import utc_now_iso
 from skipwise.core.errors import UsageError
 from skipwise.core.partitions import parse_range
@@ -429,8 +430,8 @@ def cmd_materialize(args) -> int:
     project = console.load(args)  # params, config and graph are checked here, before Dagster loads
     from skipwise.adapters.dagster.run import materialize_project
 
-    if os.environ.get("DVC_EXP_NAME") and "skipwise/experiment" not in tags:
-        tags["skipwise/experiment"] = os.environ["DVC_EXP_NAME"]  # `dvc exp run` names the experiment
+    if os.environ.get("DVC_EXP_NAME") and mk.EXPERIMENT not in tags:
+        tags[mk.EXPERIMENT] = os.environ["DVC_EXP_NAME"]  # `dvc exp run` names the experiment
     t0 = time.perf_counter()
     started = utc_now_iso()
     try:

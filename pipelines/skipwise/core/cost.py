@@ -16,17 +16,18 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from skipwise.core import metakeys as mk
 from skipwise.core.units import format_bytes, format_seconds, format_usd, significant
 
 # Distance classes for bytes moved between compute and storage, nearest first.
 EGRESS_CLASSES: tuple[str, ...] = ("same_host", "same_region", "cross_region", "internet")
 
 # Run tags read for attribution (Dagster run tags, `dagster job launch --tags`).
-MODEL_TAG = "skipwise/model"
-EXPERIMENT_TAG = "skipwise/experiment"
+MODEL_TAG = mk.MODEL
+EXPERIMENT_TAG = mk.EXPERIMENT
 TEAM_TAG = "team"
-TEAM_TAG_ALIASES: tuple[str, ...] = ("team", "skipwise/team")
-BUDGET_OVERRIDE_TAG = "skipwise/budget_override"
+TEAM_TAG_ALIASES: tuple[str, ...] = ("team", mk.TEAM)
+BUDGET_OVERRIDE_TAG = mk.BUDGET_OVERRIDE
 
 METADATA_PREFIX = "cost/"
 

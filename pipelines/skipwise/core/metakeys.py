@@ -22,3 +22,32 @@ FINGERPRINT = "skipwise/fingerprint"
 NOT_RESTORABLE = "skipwise/not_restorable"
 #: the git commit checked out when the partition was computed
 GIT_COMMIT = "skipwise/git_commit"
+OUTPUT_BYTES = "skipwise/output_bytes"
+
+# On a step's materialization (one per asset and run)
+STEP_COMPUTED = "skipwise/step/computed"
+STEP_SKIPPED = "skipwise/step/skipped"
+STEP_RESTORED = "skipwise/step/restored"
+STEP_USD_SPENT = "skipwise/step/usd_spent"
+STEP_USD_AVOIDED = "skipwise/step/usd_avoided"
+STEP_SUMMARY = "skipwise/step/summary"
+STORED_PARTITIONS = "skipwise/stored_partitions"  # what the IO manager wrote for a plain asset
+
+# On a source's definition (`sw.dvc_source`, `sw.object_source`)
+KIND = "skipwise/kind"  # "source" or "asset"
+PATH = "skipwise/path"  # the DVC-tracked folder, relative to the root
+FILENAME = "skipwise/filename"  # a partition's file inside it, e.g. "{partition_key}.parquet"
+REMOTE = "skipwise/remote"  # the DVC remote it reads from ("" the default one)
+URL = "skipwise/url"  # an object-store source's URL template
+LOCATION = "skipwise/location"  # a [locations] entry of skipwise.toml
+VERSIONED = "skipwise/versioned"  # the bucket keeps object versions
+#: a source's region (on its definition), and compute's region (a run tag)
+REGION = "skipwise/region"
+
+# Run tags (cost attribution and why a run was started)
+TRIGGER = "skipwise/trigger"  # stale-partitions, new-raw-data, retrain-on-feature-change, weekly-retrain, verify
+RETRAIN_REASON = "skipwise/retrain_reason"
+MODEL = "skipwise/model"
+EXPERIMENT = "skipwise/experiment"
+TEAM = "skipwise/team"
+BUDGET_OVERRIDE = "skipwise/budget_override"  # "true": this run may go over the budgets

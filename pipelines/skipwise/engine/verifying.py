@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence, TypeVar
 
+from skipwise.core import metakeys as mk
 from skipwise.core.cost import CostVector, LedgerRecord, utc_now_iso
 from skipwise.core.errors import ConfigError
 from skipwise.core.hashing import sha256_bytes
@@ -339,7 +340,7 @@ def verify(
     what it did), and the process's run record closes it. `on_result` sees each result as it comes.
     """
     run_id = run_id or f"verify-{uuid.uuid4().hex[:12]}"
-    tags = {"skipwise/trigger": "verify", **(tags or {})}
+    tags = {mk.TRIGGER: "verify", **(tags or {})}
     bodies: dict[str, Callable] = {}
     nondeterministic: set[str] = set()
     results: list[Verified] = []

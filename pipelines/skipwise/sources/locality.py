@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from skipwise.adapters.dvc.config import dvc_remote
+from skipwise.core import metakeys as mk
 from skipwise.core.budget import check_egress
 from skipwise.core.cost import BUDGET_OVERRIDE_TAG, EGRESS_CLASSES, CostVector, IOCounter
 from skipwise.core.errors import ConfigError
@@ -30,8 +31,8 @@ from skipwise.core.locations import Location, location_for
 from skipwise.core.partitions import keys_of, upstream_keys
 from skipwise.core.pricing import GIB
 from skipwise.core.spec import Asset, Source
-from skipwise.sources.contentcache import ContentCache, etag_key, md5_key
 from skipwise.sources.base import SourceReader
+from skipwise.sources.contentcache import ContentCache, etag_key, md5_key
 from skipwise.sources.dvc import DvcSources
 from skipwise.sources.objects import ObjectSources
 from skipwise.sources.remote import RemoteReader
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from skipwise.sources.objects import ObjectSources
     from skipwise.sources.remote import RemoteReader
 
-REGION_TAG = "skipwise/region"
+REGION_TAG = mk.REGION
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from skipwise.core.partitions import AllOf, Identity, KeySet, Offsets, Table
 from skipwise.core.spec import Asset, Dep, Graph, Plain, Source
 from skipwise.project.resolving import import_definitions
 
-KIND, SOURCE, ASSET = "skipwise/kind", "source", "asset"
+KIND, SOURCE, ASSET = mk.KIND, "source", "asset"
 
 
 def meta(md: Any, key: str, default: Any = None) -> Any:
@@ -135,15 +135,15 @@ def graph_of(
             sources.append(
                 Source(
                     asset_name(key),
-                    meta(md, "skipwise/path"),
+                    meta(md, mk.PATH),
                     keys_for(node.partitions_def),
-                    filename=meta(md, "skipwise/filename", "{partition_key}.parquet"),
+                    filename=meta(md, mk.FILENAME, "{partition_key}.parquet"),
                     description=node.description or "",
                     remote=_remote(md),
-                    url=meta(md, "skipwise/url", "") or "",
-                    region=meta(md, "skipwise/region", "") or "",
-                    location=meta(md, "skipwise/location", "") or "",
-                    versioned=bool(meta(md, "skipwise/versioned", False)),
+                    url=meta(md, mk.URL, "") or "",
+                    region=meta(md, mk.REGION, "") or "",
+                    location=meta(md, mk.LOCATION, "") or "",
+                    versioned=bool(meta(md, mk.VERSIONED, False)),
                 )
             )
         elif kind == ASSET:
@@ -255,7 +255,7 @@ def definitions_in(module_name: str) -> dg.Definitions:
 
 def _remote(md: Any) -> str | None:
     """A source's DVC remote from its metadata: absent, none; "" DVC's default remote; else its name."""
-    value = meta(md, "skipwise/remote", None)
+    value = meta(md, mk.REMOTE, None)
     return None if value is None else str(value)
 
 

@@ -87,7 +87,7 @@ class IOManager(dg.ConfigurableIOManager):
                         metadata={mk.FORMAT: fmt.name},
                     ),
                 )
-        context.add_output_metadata({"skipwise/stored_partitions": len(values)})
+        context.add_output_metadata({mk.STORED_PARTITIONS: len(values)})
 
     def load_input(self, context: dg.InputContext) -> Any:
         project = self._project()
@@ -95,15 +95,15 @@ class IOManager(dg.ConfigurableIOManager):
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [UNPARTITIONED]
         values: dict[str, Any] = {}
         upstream_md = _upstream_metadata(context)
-        if meta(upstream_md, KIND) == SOURCE and meta(upstream_md, "skipwise/url"):  # an object-store prefix
+        if meta(upstream_md, KIND) == SOURCE and meta(upstream_md, mk.URL):  # an object-store prefix
             source = Source(
                 name,
                 "",
                 None,
-                url=meta(upstream_md, "skipwise/url"),
-                region=meta(upstream_md, "skipwise/region", ""),
-                location=meta(upstream_md, "skipwise/location", ""),
-                versioned=bool(meta(upstream_md, "skipwise/versioned", False)),
+                url=meta(upstream_md, mk.URL),
+                region=meta(upstream_md, mk.REGION, ""),
+                location=meta(upstream_md, mk.LOCATION, ""),
+                versioned=bool(meta(upstream_md, mk.VERSIONED, False)),
             )
             objects = ObjectSources(project.locality)  # a listing of its own: this project outlives many runs
             for key in keys:  # each object as listed now, read by a conditional GET
@@ -112,9 +112,9 @@ class IOManager(dg.ConfigurableIOManager):
         if meta(upstream_md, KIND) == SOURCE:  # a DVC-tracked raw input: its files, as they are
             source = Source(
                 name,
-                meta(upstream_md, "skipwise/path"),
+                meta(upstream_md, mk.PATH),
                 None,
-                filename=meta(upstream_md, "skipwise/filename", "{partition_key}.parquet"),
+                filename=meta(upstream_md, mk.FILENAME, "{partition_key}.parquet"),
             )
             for key in keys:
                 values[key] = formats.get("polars").decode(

@@ -15,6 +15,7 @@ import dagster as dg
 from skipwise.adapters.dagster.launch import RANGE_END, RANGE_START
 from skipwise.adapters.dagster.sensors import definitions_root
 from skipwise.adapters.dvc.manifest import read_tracked_dir
+from skipwise.core import metakeys as mk
 from skipwise.core.hashing import digest
 from skipwise.core.partitions import keys_of, upstream_keys
 from skipwise.engine.loading import load_project
@@ -94,7 +95,7 @@ def retrain_evaluation(
     request = dg.RunRequest(
         run_key=f"retrain-{model}-{change.state[:16]}",
         asset_selection=_retrain_keys(model, training),
-        tags={"skipwise/trigger": "retrain-on-feature-change", "skipwise/retrain_reason": why[:200]},
+        tags={mk.TRIGGER: "retrain-on-feature-change", mk.RETRAIN_REASON: why[:200]},
     )
     return dg.SensorResult(run_requests=[request], cursor=json.dumps({"state": change.state, "requested_at": now}))
 
@@ -131,7 +132,7 @@ def schedule_evaluation(project, model: str, training: list[str] | None = None) 
     return dg.RunRequest(
         run_key=f"weekly-{model}-{change.state[:16]}",
         asset_selection=_retrain_keys(model, training),
-        tags={"skipwise/trigger": "weekly-retrain", "skipwise/retrain_reason": change.describe()[:200]},
+        tags={mk.TRIGGER: "weekly-retrain", mk.RETRAIN_REASON: change.describe()[:200]},
     )
 
 
@@ -231,7 +232,7 @@ def downstream_requests(
     for name, keys in downstream_keys(project, changed, present).items():
         asset = project.graph.asset(name)
         for span in _spans(project.partitions_between(asset, keys), set(keys)):
-            tags = {"skipwise/trigger": "new-raw-data"}
+            tags = {mk.TRIGGER: "new-raw-data"}
             if len(span) > 1:
                 tags.update({RANGE_START: span[0], RANGE_END: span[-1]})
             requests.append(

@@ -15,6 +15,7 @@ import dagster as dg
 
 from skipwise.adapters.dagster.launch import RANGE_END, RANGE_START
 from skipwise.adapters.dagster.run import run_groups
+from skipwise.core import metakeys as mk
 from skipwise.core.hashing import digest
 from skipwise.core.plan import CHANGES
 from skipwise.engine.loading import load_project
@@ -75,7 +76,7 @@ def stale_run_requests(project, exclude: frozenset[str] = frozenset()) -> list[d
     # The first group is the most upstream: nothing in it waits on another stale partition.
     for group in run_groups(project.graph, set(stale))[:1]:
         keys = project.in_order(group[0], {d.partition for a in group for d in stale[a.name]})
-        tags = {"skipwise/trigger": "stale-partitions"}
+        tags = {mk.TRIGGER: "stale-partitions"}
         region = _placement(project, [(a.name, d.partition) for a in group for d in stale[a.name]])
         if region:
             tags[REGION_TAG] = region  # a deployment can route the run to workers where its inputs are

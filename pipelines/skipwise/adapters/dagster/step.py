@@ -81,7 +81,7 @@ def outcome_metadata(outcome: Outcome) -> dict[str, Any]:
         # A prefix, as git shows a commit: the whole one (in the manifest, and the output's file
         # name) is too wide for the asset page's metadata table, which then clips every value.
         mk.FINGERPRINT: outcome.decision.fingerprint[:FINGERPRINT_SHOWN],
-        "skipwise/output_bytes": m.output_size if m else None,
+        mk.OUTPUT_BYTES: m.output_size if m else None,
     }
     if outcome.cost is not None:
         md.update(outcome.cost.to_metadata())
@@ -128,12 +128,12 @@ def step_summary(outcomes: list[Outcome]) -> dict[str, Any]:
     span = f" ({keys[0]}...{keys[-1]})" if len(keys) > 1 else (f" ({keys[0]})" if keys else "")
     back = f", {len(restored)} restored from kept versions" if restored else ""
     return {
-        "skipwise/step/computed": len(computed),
-        "skipwise/step/restored": len(restored),
-        "skipwise/step/skipped": len(hits),
-        "skipwise/step/usd_spent": significant(spent, 6),
-        "skipwise/step/usd_avoided": significant(avoided, 6),
-        "skipwise/step/summary": dg.MetadataValue.text(
+        mk.STEP_COMPUTED: len(computed),
+        mk.STEP_RESTORED: len(restored),
+        mk.STEP_SKIPPED: len(hits),
+        mk.STEP_USD_SPENT: significant(spent, 6),
+        mk.STEP_USD_AVOIDED: significant(avoided, 6),
+        mk.STEP_SUMMARY: dg.MetadataValue.text(
             f"{len(computed)} computed for {format_usd(spent)}{back}, {len(hits)} skipped{span}: "
             f"{format_usd(avoided)} avoided"
         ),

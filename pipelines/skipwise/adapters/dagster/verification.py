@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 
 from skipwise.adapters.dagster.sensors import definitions_root
+from skipwise.core import metakeys as mk
 from skipwise.engine.loading import load_project
 from skipwise.engine.verifying import Report, choose, verify
 from skipwise.project.root import run_root
@@ -52,7 +53,7 @@ def verify_job(root: Path, fraction: float, select: list[str] | None, name: str)
     @dg.job(
         name=name,
         description="Verifies a sample of the cached partitions (skipwise verify).",
-        tags={"skipwise/trigger": "verify"},
+        tags={mk.TRIGGER: "verify"},
     )
     def _job() -> None:
         verify_cached()
