@@ -55,7 +55,7 @@ for day in days:
         start = time.perf_counter()
         with observing.recording() as seen:
             build_flight_features(frame, d, 7, 15.0)
-        project.observations.of(asset, seen, [project.root / rel for rel, _ in project.code_of(asset).files])
+        project.observations.of(asset, seen, [project.root / rel for rel, _ in project.code.of(asset).files])
         out.append([bare, time.perf_counter() - start])
     else:
         out.append([bare, bare])

@@ -395,15 +395,15 @@ def test_a_step_adds_what_its_run_already_spent(project):
     (root / "skipwise.toml").write_text("[budgets]\nper_run_usd = 0.0007\n")
     p = Project(root, project.graph)
     weather = project.graph.asset("weather_features")
-    p.check_budget(weather, ["2013-01-02"], {})  # alone: $0.0002 <= $0.0007
-    p.check_budget(weather, ["2013-01-02"], {}, run_id="another-run")
+    p.accounts.check_budgets({weather.name: 1}, {})  # alone: $0.0002 <= $0.0007
+    p.accounts.check_budgets({weather.name: 1}, {}, run_id="another-run")
     with pytest.raises(BudgetExceeded) as e:
-        p.check_budget(weather, ["2013-01-02"], {}, run_id="run-1")
+        p.accounts.check_budgets({weather.name: 1}, {}, run_id="run-1")
     assert "$0.000600 already spent by this run + projected $0.000200 = $0.000800 is over budgets.per_run_usd" in str(
         e.value
     )
     assert "skipwise.toml" in str(e.value) and "skipwise/budget_override=true" in str(e.value)
-    p.check_budget(weather, ["2013-01-02"], OVERRIDE, run_id="run-1")
+    p.accounts.check_budgets({weather.name: 1}, OVERRIDE, run_id="run-1")
 
 
 # -- 10. a failed run's summary ------------------------------------------------------------------------

@@ -83,7 +83,7 @@ def test_an_edit_of_code_outside_the_root_recomputes_its_users_only(project):
     assert materialize(name) == ["plain:miss", "scaled:miss"]
     assert materialize(name) == ["plain:hit", "scaled:hit"]
     p = load_project(root)
-    assert str(helper) in dict(p.code_of(p.graph.asset("scaled")).files)  # its absolute path
+    assert str(helper) in dict(p.code.of(p.graph.asset("scaled")).files)  # its absolute path
     helper.write_text(textwrap.dedent("def scale(x):\n    return x * 3\n"))
     assert plan(root) == {"scaled": "code of scaled changed", "plain": "skip"}
     # shared_helpers was imported before the edit: what runs now is the old code, recorded as such

@@ -7,14 +7,12 @@ from types import SimpleNamespace
 
 from skipwise.cli import main as cli
 from skipwise.core.codeversion import CodeIndex
+from skipwise.engine.versions import CodeVersions
 
 
 class FakeProject:
     def __init__(self, root: Path):
-        self.index = CodeIndex(root)
-
-    def code_of(self, asset):
-        return self.index.version(asset.fn)
+        self.code = CodeVersions(root, CodeIndex(root), warn=print)
 
 
 def explain(tmp_path: Path, body: str, observed=None) -> tuple[dict, str]:

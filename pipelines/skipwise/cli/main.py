@@ -253,7 +253,7 @@ def _movement_line(moved) -> str:
 
 def _projected_usd(project, todo: list[Decision]) -> float:
     """Dollars the plan would cost: each asset's recent median cost per partition times its partitions."""
-    return project.projection(Counter(d.asset for d in todo if d.action == RUN)).total_usd
+    return project.accounts.projection(Counter(d.asset for d in todo if d.action == RUN)).total_usd
 
 
 STATES = ("up to date", "stale", "missing", "blocked")
@@ -365,7 +365,7 @@ def explain_code(project, assets, observed=None) -> dict:
     asset -> {dependency: digest}, when the caller has it) and what the analysis cannot see."""
     out = {}
     for a in assets:
-        cv = project.code_of(a)
+        cv = project.code.of(a)
         versions = sorted({v for _, value in cv.parts for v in value.split(",") if "==" in v})
         schemes = sorted(
             {v.removeprefix("scheme:") for _, value in cv.parts for v in value.split(",") if v.startswith("scheme:")}

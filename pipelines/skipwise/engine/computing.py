@@ -35,7 +35,7 @@ class Computing:
 
     def code_that_ran(self) -> str:
         """The code version of the code imported so far (an edit since the import is seen)."""
-        return self.project.code_that_ran(self.asset, self.current.code_version)
+        return self.project.code.that_ran(self.asset, self.current.code_version)
 
 
 _CURRENT: contextvars.ContextVar[Computing | None] = contextvars.ContextVar("skipwise_computing", default=None)

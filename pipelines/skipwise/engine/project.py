@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -18,15 +18,11 @@ from skipwise.adapters.dvc.config import dvc_cache_dirs
 from skipwise.adapters.dvc.manifest import read_yaml
 from skipwise.adapters.git import head_commit
 from skipwise.core import metakeys as mk
-from skipwise.core.budget import check_budgets, project_run_cost
-from skipwise.core.codeversion import CodeIndex, CodeVersion
+from skipwise.core.codeversion import CodeIndex
 from skipwise.core.cost import (
-    BUDGET_OVERRIDE_TAG,
-    EGRESS_CLASSES,
     CostVector,
     IOCounter,
     IOSnapshot,
-    LedgerRecord,
     utc_now_iso,
 )
 from skipwise.core.errors import ConfigError, InputError, PartitionKeyError
@@ -59,42 +55,19 @@ from skipwise.core.spec import Asset, Graph, Plain, Result, Source, check_params
 from skipwise.engine.bodies import REGISTRY, PartitionContext, body_of
 from skipwise.engine.computing import computing
 from skipwise.engine.metering import Meter, Share, measure, process_meter
+from skipwise.engine.accounting import Accounts
+from skipwise.engine.versions import CodeVersions
 from skipwise.engine.observations import Observations
+from skipwise.engine.outcomes import Outcome
 from skipwise.project import observing
-from skipwise.project import recorder as loaded
 from skipwise.sources.locality import Locality
 from skipwise.store.backends import open_store
-from skipwise.store.ledger import recent_days
 from skipwise.store.partitions import LocalPartitionStore
 from skipwise.store.paths import ensure_inside
 from skipwise.store.statcache import StatCache
 from skipwise.store.suspects import Suspects
 
 log = logging.getLogger("skipwise")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one partition: skipped, or computed with its manifest and cost."""
-
-    decision: Decision
-    manifest: Manifest | None = None
-    cost: CostVector | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def computed(self) -> bool:
-        return self.decision.action == RUN
-
-    @property
-    def restored(self) -> bool:
-        """A kept version made current again: the contents changed, nothing was computed."""
-        return self.decision.action == RESTORE
-
-    @property
-    def cache(self) -> str:
-        """The ledger's and the event's verdict: miss (computed), restore or hit."""
-        return "miss" if self.computed else "restore" if self.restored else "hit"
 
 
 def load_params(root: Path) -> dict[str, Any]:
@@ -135,15 +108,10 @@ class Project:
         self.definitions = definitions  # the module of the project's dg.Definitions (how a process finds the graph)
         self.params = dict(load_params(self.root) if params is None else params)
         self._effective_params: dict[str, dict[str, Any]] | None = None  # checked on first use
-        self._last_run: LedgerRecord | None = None  # the run record written last in this process
         self.data_root = self.root / "data"
         for own in ("ledger", ".skipwise"):  # skipwise writes there: never through a link that leaves data/
             ensure_inside(self.data_root / own, os.path.realpath(self.data_root), f"{Path('data', own)}")
         self.io = IOCounter()
-        # The store's bytes and requests outside any partition (planning's LISTs, commits, leases,
-        # ledger writes) go to the run record: (what the counter moved) - (what partitions recorded).
-        self._io_taken = self.io.snapshot()
-        self._io_in_partitions = self._io_taken
         self.statcache = StatCache(self.data_root / ".skipwise" / "stat.db", base=self.root)
         # Partitions `skipwise verify` found to differ from a fresh computation: planned to run.
         self.suspects = Suspects(self.data_root / ".skipwise" / "suspects.json", warn=self.warn)
@@ -152,18 +120,23 @@ class Project:
             self.data_root, self.statcache, self.io, read_roots=(self.root, *dvc_cache_dirs(self.root))
         )
 
-        self.code = CodeIndex(self.root, cache=self.data_root / ".skipwise" / "code.json")
+        # The code each asset reaches, as it is on disk and as it ran.
+        self.code = CodeVersions(
+            self.root, CodeIndex(self.root, cache=self.data_root / ".skipwise" / "code.json"), self.warn
+        )
         self.config = load_config(self.root / "skipwise.toml")
         self.warnings: list[str] = []
         # data/ on local disk, or an object store ($SKIPWISE_STORE, [store] url): partitions and ledger.
         self.store, self.ledger = open_store(
             self.config, local, self.data_root / ".skipwise" / "objects", warn=self.warn
         )
+        # What processes and partitions cost, recorded in the ledger; budgets.
+        self.accounts = Accounts(
+            self.ledger, self.config, self.io, lambda: self._locality and self._locality.take_outside()
+        )
         # What the code reads (files, folders, variables), as keyed digests: re-checked when planning.
         self.observations = Observations(self.root, self.statcache, self.store.digest_key, self._managed_dirs)
         self._raw_versions: dict[tuple[str, str], str] = {}
-        self._code_versions: dict[str, CodeVersion] = {}
-        self._ran: dict[tuple[str, str, int], str] = {}  # (asset, planned version, imports seen) -> version that ran
         self._params_digests: dict[str, str] = {}
         self._manifests: dict[tuple[str, str], Manifest | None] | None = None  # only while planning
         # Decoded inputs by (name, key, content version): a 7-day window reads each day once, not 8 times.
@@ -187,61 +160,6 @@ class Project:
         return self._locality
 
     # -- versions of things ---------------------------------------------------------------------
-
-    def code_version(self, asset: Asset) -> str:
-        return self.code_of(asset).digest
-
-    def code_of(self, asset: Asset) -> CodeVersion:
-        """The code version of `asset` as its source files are on disk now (what would run)."""
-        if asset.name not in self._code_versions:
-            self._code_versions[asset.name] = self.code.version(asset.fn)
-        return self._code_versions[asset.name]
-
-    def code_that_ran(self, asset: Asset, planned: str) -> str:
-        """The code version of what this process executed for `asset`, given the `planned` one.
-
-        Modules imported since skipwise was are versioned by the exact bytes they were compiled
-        from (`skipwise.project.recorder`); a file that changed after its module was imported therefore
-        yields the version of the old code, never the new one. A module imported before skipwise
-        could record it is trusted only if its file has not changed since this process started.
-        """
-        cv = self.code_of(asset)
-        memo = (asset.name, planned, loaded.generation())
-        if memo in self._ran:
-            return self._ran[memo]
-        changed: list[str] = []
-        start: float | None = None
-        for rel, sha in cv.files:
-            path = self.root / rel
-            src = loaded.source_of(path)
-            if src is not None:
-                if src.sha256 != sha:
-                    changed.append(rel)
-                continue
-            if not loaded.is_imported(path):
-                continue  # never imported, so it did not run
-            start = start or loaded.process_start()
-            try:
-                ctime = os.stat(path).st_ctime
-            except OSError:
-                ctime = None
-            if start is None or ctime is None or ctime >= start - 0.1:  # start is known to ~10 ms
-                raise InputError(
-                    f"{rel} was imported before skipwise and may have changed since, so the code that computed "
-                    f"{asset.name} is unknown: nothing was committed",
-                    hint="import skipwise (or your Dagster code location) before your own modules, then run again",
-                )
-        ran = planned
-        if changed:
-            ran = CodeIndex(self.root, read_source=loaded.read_as_imported).version(asset.fn).digest
-        if ran != planned:
-            self.warn(
-                f"{', '.join(changed) or 'its code'} changed after {asset.name}'s code was imported: the partitions "
-                "computed now ran the old code and are recorded under its version, so they show as stale; "
-                "run again to compute them with the new code"
-            )
-        self._ran[memo] = ran
-        return ran
 
     def _managed_dirs(self) -> list[Path]:
         """The folders skipwise manages: data/, DVC's caches, the sources' folders (never observed)."""
@@ -342,7 +260,7 @@ class Project:
                     m = self.manifest(up, k)
                     versions[k] = f"sha256:{m.output_hash}" if m else None
             inputs[dep.name] = versions
-        code = self.code_version(asset)
+        code = self.code.version(asset)
         params = self.params_digest(asset)
         deps = [*self.observations.declared(asset), *(manifest.observed if manifest is not None else ())]
         observed = self.observations.now(deps)
@@ -494,7 +412,7 @@ class Project:
         with pm.phase("plan"):
             keys = self.keys_for(asset, keys)
             to_run = [k for k in keys if self.decide(asset, k).action == RUN]
-            self.check_budget(asset, to_run, tags, run_id=run_id)
+            self.accounts.check_budgets({asset.name: len(to_run)}, tags, run_id)
             self.locality.check_egress([(asset.name, k) for k in to_run], tags)
         fn = None
         hits: list[Outcome] = []
@@ -521,7 +439,7 @@ class Project:
                         elif decision.action == RESTORE:
                             with pm.phase("ledger"):
                                 outcome = self._restore(asset, key, decision)
-                                journal.write(self._records([*hits, outcome], run_id, tags))
+                                journal.write(self.accounts.records([*hits, outcome], run_id, tags))
                                 hits = []
                                 self.store.commit(asset.layer, asset.name, outcome.manifest, keep=False)
                         elif decision.action == BLOCKED:
@@ -536,148 +454,19 @@ class Project:
                             outcome = self._compute(asset, key, decision, cur, fn, run_id)
                             with pm.phase("ledger"):
                                 # The record goes first: a run killed after the commit keeps its cost.
-                                journal.write(self._records([*hits, outcome], run_id, tags))
-                                pm.add_partition(outcome.cost)
-                                self._io_in_partitions += _io_of(outcome.cost)
+                                journal.write(self.accounts.records([*hits, outcome], run_id, tags))
+                                self.accounts.count_partition_work(outcome.cost)
                                 hits = []
                                 self.store.commit(asset.layer, asset.name, outcome.manifest)
                     yield outcome
             finally:
                 with pm.phase("ledger"):
-                    records = self._records(hits, run_id, tags)
+                    records = self.accounts.records(hits, run_id, tags)
                     try:  # accounting must never cost the hits their records, nor hide an error
-                        self._last_run = self._run_record(asset.name, run_id, tags)
-                        records.append(self._last_run)
+                        records.append(self.accounts.run_record(asset.name, run_id, tags))
                     except Exception as exc:  # noqa: BLE001
                         self.warn(f"no run record for {asset.name}: {type(exc).__name__}: {exc}")
                     journal.write(records)
-
-    def check_budget(self, asset: Asset, to_run: list[str], tags: Mapping[str, str], run_id: str = "") -> None:
-        """Stop before any work if the projected cost of `to_run` (keys of `asset`) breaks a budget."""
-        self.check_budgets({asset.name: len(to_run)}, tags, run_id)
-
-    def projection(self, to_run: Mapping[str, int]) -> Any:
-        """What running `to_run` (asset -> partitions) is projected to cost, from each asset's history."""
-        return project_run_cost(
-            {a: self.ledger.history_usd_per_partition(a) for a, n in to_run.items() if n},
-            {a: n for a, n in to_run.items() if n},
-            self.config.default_partition_usd_estimate,
-        )
-
-    def check_budgets(self, to_run: Mapping[str, int], tags: Mapping[str, str], run_id: str = "") -> None:
-        """Stop before any work if running `to_run` (asset -> partitions) breaks a budget in skipwise.toml.
-
-        With `run_id`, what that run already spent (its ledger records: earlier steps of the same
-        Dagster run) counts towards the per-run and per-asset budgets, so a run of many steps is
-        held to `per_run_usd` as a whole, not step by step.
-        """
-        b = self.config.budgets
-        if not any(to_run.values()) or (
-            b.per_run_usd is None and b.per_day_usd is None and not set(to_run) & set(b.assets)
-        ):
-            return
-
-        spent = self.ledger.spent_usd(utc_now_iso()[:10])
-        by_asset: dict[str, float] = {}
-        if run_id:  # a run's records are in the day folders since it started
-            by_asset = self.ledger.spent_by_asset(str(run_id), since=recent_days(7))
-        override = str(tags.get(BUDGET_OVERRIDE_TAG, "")).lower() == "true"
-        decision = check_budgets(
-            self.projection(to_run),
-            b,
-            spent,
-            override,
-            spent_this_run_usd=sum(by_asset.values()),
-            spent_this_run_by_asset=by_asset,
-        )
-        decision.raise_if_over(self.config.source)
-
-    def record(self, outcomes: list[Outcome], run_id: str, tags: Mapping[str, str]) -> None:
-        """Append one immutable ledger file with a record per outcome, and this process's run record
-        (what it used since its previous one: planning these outcomes, and whatever came before)."""
-        if outcomes:
-            with process_meter().phase("ledger"):
-                computed = [o for o in outcomes if o.computed]
-                records = self._records(outcomes, run_id, tags)
-                for o in computed:
-                    process_meter().add_partition(o.cost)
-                self._last_run = self._run_record("", run_id, tags)
-                self.ledger.append([*records, self._last_run])
-
-    def record_run(self, run_id: str, tags: Mapping[str, str], asset: str = "") -> LedgerRecord:
-        """Append this process's run record alone: what it used since its previous one (an
-        orchestrator calls it when it is done, so the work after its last step is counted too)."""
-        with process_meter().phase("ledger"):
-            self._last_run = self._run_record(asset, run_id, tags)
-            self.ledger.append([self._last_run])
-        return self._last_run
-
-    def finish_at_exit(self, run_id: str, tags: Mapping[str, str], asset: str = "", *, freeze_gc: bool = True) -> None:
-        """When this process exits, write its run record for the stretch since its previous one
-        (what it did after its last step: the orchestrator's bookkeeping), then freeze the GC so the
-        interpreter's teardown does not spend CPU no record can show (`ProcessMeter.at_exit`).
-
-        For processes that exist to run skipwise (a Dagster step worker): anything a longer-lived
-        process did after its last step would be recorded as its overhead.
-        """
-
-        def write() -> None:
-            if self.ledger.exists() and process_meter().cpu_since_take() >= 0.001:
-                self.record_run(run_id, tags, asset)
-
-        process_meter().at_exit(write, freeze_gc=freeze_gc)
-
-    def last_run_record(self) -> LedgerRecord | None:
-        """The run record this project wrote last in this process (None before any)."""
-        return self._last_run
-
-    def _run_record(self, asset: str, run_id: str, tags: Mapping[str, str]) -> LedgerRecord:
-        """This process's run record since its previous one (`ProcessMeter.take`), priced like a
-        partition: CPU, wall and memory outside its metered partitions."""
-        return LedgerRecord(
-            ts=utc_now_iso(),
-            run_id=run_id,
-            asset=asset,
-            partition=None,
-            cache="run",
-            reason="process overhead: CPU, wall and memory outside its metered partitions",
-            fingerprint="",
-            tags={str(k): str(v) for k, v in tags.items() if not str(k).startswith("dagster/")},
-            cost=self.config.price(
-                _plus(
-                    _plus(process_meter().take(), self._take_io_outside()),
-                    self._locality and self._locality.take_outside(),
-                )
-            ),
-        )
-
-    def _take_io_outside(self) -> CostVector | None:
-        """The store's I/O since the previous run record that no partition's record holds (None if none).
-        The write of the record itself is the one request it cannot hold: the next record counts it."""
-        now = self.io.snapshot()
-        outside = now - self._io_taken - self._io_in_partitions
-        self._io_taken, self._io_in_partitions = now, now - now
-        if not (outside.requests or outside.bytes_read or outside.bytes_written):
-            return None
-        return CostVector.from_io(
-            outside, "io outside partitions: planning's listings, commits, leases and ledger writes"
-        )
-
-    def _records(self, outcomes: list[Outcome], run_id: str, tags: Mapping[str, str]) -> list[LedgerRecord]:
-        return [
-            LedgerRecord(
-                ts=utc_now_iso(),
-                run_id=run_id,
-                asset=o.decision.asset,
-                partition=o.decision.partition,
-                cache=o.cache,
-                reason=o.decision.reason,
-                fingerprint=o.decision.fingerprint,
-                tags={str(k): str(v) for k, v in tags.items() if not str(k).startswith("dagster/")},
-                cost=o.cost or CostVector(),
-            )
-            for o in outcomes
-        ]
 
     def hit(self, asset: Asset, key: str, decision: Decision) -> Outcome:
         """The outcome of a skipped partition, with the dollars it avoided."""
@@ -720,8 +509,8 @@ class Project:
             with computing(self, asset, key, cur) as now, observing.recording() as seen:
                 value = fn(key, inputs, params)  # library helpers the body calls see what it runs from (`now`)
             with measure(None) as check, process_meter().phase("plan"):
-                ran = self.code_that_ran(asset, cur.code_version)  # after the call: lazy imports have happened
-                observed = self.observations.of(asset, seen, [self.root / rel for rel, _ in self.code_of(asset).files])
+                ran = self.code.that_ran(asset, cur.code_version)  # after the call: lazy imports have happened
+                observed = self.observations.of(asset, seen, [self.root / rel for rel, _ in self.code.of(asset).files])
             m.charge(Share(-check[0].cpu_seconds, -check[0].wall_seconds, IOSnapshot()))  # overhead, not the body's
             fp = fingerprint(ran, cur.params_digest, cur.inputs, key, observed=observed)
             if ran != cur.code_version:
@@ -905,30 +694,6 @@ class Project:
             return up.shown(key)
 
         return f"{up.name}[{key}] ({Path('data', up.layer, up.name, key_folder(key))})"
-
-    def count_partition_work(self, cost: CostVector | None) -> None:
-        """Count `cost`, a partition's work recorded outside `materialize` (`skipwise verify`'s
-        recomputations), as partition work: the next run record leaves it out of the overhead."""
-        process_meter().add_partition(cost)
-        self._io_in_partitions += _io_of(cost)
-
-
-def _plus(cost: CostVector, extra: CostVector | None) -> CostVector:
-    return cost if extra is None else cost + extra
-
-
-def _io_of(cost: CostVector | None) -> Any:
-    """The store I/O a partition's cost vector recorded, as an IOSnapshot."""
-    if cost is None:
-        return IOSnapshot()
-    return IOSnapshot(
-        bytes_read=cost.bytes_read or 0,
-        bytes_written=cost.bytes_written or 0,
-        get_requests=cost.get_requests or 0,
-        put_requests=cost.put_requests or 0,
-        list_requests=cost.list_requests or 0,
-        **{f"egress_{c}_bytes": getattr(cost, f"egress_{c}_bytes") or 0 for c in EGRESS_CLASSES},
-    )
 
 
 _FORMAT_OF_EXT = {".parquet": "polars", ".json": "json", ".bin": "bytes", ".pt": "torch"}

@@ -361,7 +361,7 @@ def verify(
                     nondeterministic.add(asset.name)
                 if not result.verdict.is_skipped:
                     with process_meter().phase("ledger"):
-                        project.count_partition_work(result.cost)
+                        project.accounts.count_partition_work(result.cost)
                         journal.write([_record(result, pick.fingerprint, run_id, tags)])
                 results.append(result)
                 if on_result is not None:
@@ -369,7 +369,7 @@ def verify(
         seconds = time.perf_counter() - t0
         mark_stale(project, [r for r in results if r.verdict is Verdict.MISMATCH])
     finally:
-        run = project.record_run(run_id, tags)
+        run = project.accounts.record_run(run_id, tags)
     return Report(sample, tuple(results), seconds, run_id, run.cost.usd)
 
 

@@ -116,7 +116,7 @@ def check_plan_budget(project: Project, names: set[str], partition: str | None, 
     Returns the plan's decisions (reused for the levels that run before anything has been committed).
     """
     decisions = project.plan(sorted(names), partition=partition)
-    project.check_budgets(Counter(d.asset for d in decisions if d.action == RUN), tags)
+    project.accounts.check_budgets(Counter(d.asset for d in decisions if d.action == RUN), tags)
     project.locality.check_egress(
         [(d.asset, d.partition) for d in decisions if d.action == RUN], tags
     )  # before any read
@@ -291,7 +291,7 @@ def _run_levels(
         skipped = [d for d in decisions if d.partition not in span]
         if skipped:
             last_id = f"skipwise-{uuid.uuid4()}"
-            fresh.record([fresh.hit(graph.asset(d.asset), d.partition, d) for d in skipped], last_id, run_tags)
+            fresh.accounts.record([fresh.hit(graph.asset(d.asset), d.partition, d) for d in skipped], last_id, run_tags)
         if not stale:
             continue
         instance = instance or instance_for(project)
@@ -335,7 +335,7 @@ def _run_levels(
     if last_id:
         # What this process did after its last record (the Dagster run's end, the metrics): its
         # run records then add up to all it used, bar printing the summary and exiting.
-        project.record_run(last_id, {str(k): str(v) for k, v in tags.items()})
+        project.accounts.record_run(last_id, {str(k): str(v) for k, v in tags.items()})
     # This process exists to run skipwise: let its exit skip the teardown's heap collection (0.3-0.6 s
     # of CPU with Dagster loaded, after any record could measure it).
     pm.at_exit(freeze_gc=True)

@@ -227,8 +227,8 @@ def run_partitions(
     if multiprocessing.parent_process() is not None:
         # A step worker process (Dagster's multiprocess executor) lives for this step: its exit
         # records what it did after the engine (Dagster's step bookkeeping) and skips the GC teardown.
-        project.finish_at_exit(context.run_id, dict(context.run.tags), asset.name)
-    run = project.last_run_record()
+        project.accounts.finish_at_exit(context.run_id, dict(context.run.tags), asset.name)
+    run = project.accounts.last_run
     if give_output:
         yield dg.Output(None)
         for outcome in outcomes:

@@ -31,7 +31,7 @@ def main() -> int:
     resources.setdefault("skipwise", IOManager(root=str(root)))
     span = tuple(job["span"]) if job.get("span") else None
     out = launch(list(defs.assets or ()), resources, job["names"], span, instance_for_root(root), job["tags"])
-    project.record_run(out.run_id, job["tags"])  # the run's end, after its last step's record
+    project.accounts.record_run(out.run_id, job["tags"])  # the run's end, after its last step's record
     sys.stdout.write("\n" + RESULT_PREFIX + json.dumps(out.__dict__) + "\n")
     sys.stdout.flush()
     process_meter().at_exit(freeze_gc=True)
