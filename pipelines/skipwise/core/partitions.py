@@ -192,6 +192,14 @@ class DailyPartitions:
             )
         return day
 
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        try:
+            return self.parse(key).isoformat() == key
+        except PartitionKeyError:
+            return False
+
     def key_range(self, first: str, last: str) -> list[str]:
         """Keys from `first` to `last`, both inclusive."""
         a, b = self.parse(first), self.parse(last)

@@ -34,7 +34,7 @@ class Body:
     """A user function and how to call it for one partition."""
 
     ref: str
-    fn: Callable = field(repr=False)
+    fn: Callable[..., Any] = field(repr=False)
     context_param: str | None = None
     inputs: tuple[Input, ...] = ()
     config_param: str | None = None

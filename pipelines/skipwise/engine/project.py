@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, cast
 
 from skipwise import formats
 from skipwise.adapters.dvc.config import dvc_cache_dirs
@@ -27,7 +27,7 @@ from skipwise.core.cost import (
 )
 from skipwise.core.errors import ConfigError, InputError, PartitionKeyError
 from skipwise.core.hashing import digest
-from skipwise.core.manifest import Manifest, fingerprint
+from skipwise.core.manifest import InputVersions, Manifest, fingerprint
 from skipwise.core.partitions import (
     UNPARTITIONED,
     key_folder,
@@ -37,10 +37,10 @@ from skipwise.core.partitions import (
     upstream_keys,
     validate_key,
 )
+from skipwise.core.metakeys import GIT_COMMIT, NOT_RESTORABLE
 from skipwise.core.plan import (
     BLOCKED,
     CHANGES,
-    NOT_RESTORABLE,
     RESTORE,
     RUN,
     SKIP,
@@ -50,7 +50,6 @@ from skipwise.core.plan import (
     restorable,
 )
 from skipwise.core.pricing import load_config
-from skipwise.core.retention import GIT_COMMIT
 from skipwise.core.spec import Asset, Graph, Plain, Result, Source, check_params, plain_params
 from skipwise.engine.bodies import REGISTRY, PartitionContext, body_of
 from skipwise.engine.computing import computing
@@ -203,7 +202,7 @@ class Project:
             self._raw_versions[cache_key] = self.locality.sources_of(source).version(source, key)
         return self._raw_versions[cache_key]
 
-    def manifest(self, asset: Asset, key: str) -> Manifest | None:
+    def manifest(self, asset: Asset | Plain, key: str) -> Manifest | None:
         """The committed manifest of a partition; an unreadable one counts as absent (and warns).
 
         While planning, each manifest is read once; while materializing, always afresh (another
@@ -225,7 +224,7 @@ class Project:
             self.warnings.append(message)
             log.warning(message)
 
-    def materialized_keys(self, asset: Asset) -> list[str]:
+    def materialized_keys(self, asset: Asset | Plain) -> list[str]:
         """Keys of the partitions of `asset` that have a manifest."""
         return self.in_order(asset, self.store.materialized_keys(asset.layer, asset.name))
 
@@ -265,7 +264,8 @@ class Project:
         deps = [*self.observations.declared(asset), *(manifest.observed if manifest is not None else ())]
         observed = self.observations.now(deps)
         complete = all(v is not None for vs in inputs.values() for v in vs.values())
-        fp = fingerprint(code, params, inputs, key, observed=observed) if complete else ""
+        # complete: every version is known (a str), which is what a fingerprint takes
+        fp = fingerprint(code, params, cast(InputVersions, inputs), key, observed=observed) if complete else ""
         return Current(code, params, inputs, fp, observed)
 
     def _unversioned(self, up: Plain) -> str:
@@ -322,7 +322,7 @@ class Project:
         ordered = self.in_order(asset, keys)
         return asset.partitions.key_range(ordered[0], ordered[-1])
 
-    def in_order(self, asset: Asset, keys: Any) -> list[str]:
+    def in_order(self, asset: Asset | Plain, keys: Any) -> list[str]:
         """`keys` of `asset` in its partitioning's order (time order for time windows); keys the
         partitioning no longer holds (folders left from an older one) go last."""
         keys = sorted(keys)
@@ -359,9 +359,10 @@ class Project:
             if not any(a.partitions is not None for a in held) and any(
                 a.partitions is not None for a in self.graph.assets if a.name in names
             ):
-                example = next(a for a in self.graph.assets if a.name in names and a.partitions is not None)
-                example.partitions.parse(first)
-                example.partitions.parse(last)
+                example = next(a.partitions for a in self.graph.assets if a.name in names and a.partitions is not None)
+                assert example is not None  # chosen for having partitions
+                example.parse(first)
+                example.parse(last)
                 raise PartitionKeyError(f"no selected asset has partitions {first}...{last}", hint="check the range")
             names = {a.name for a in held}
         pending: set[tuple[str, str]] = set()
@@ -490,7 +491,9 @@ class Project:
         cost = CostVector(usd_avoided=usd, method="restore: usd_avoided from the kept version's recorded cost")
         return Outcome(decision, kept, cost, dict(kept.metadata))
 
-    def _compute(self, asset: Asset, key: str, decision: Decision, cur: Current, fn: Callable, run_id: str) -> Outcome:
+    def _compute(
+        self, asset: Asset, key: str, decision: Decision, cur: Current, fn: Callable[..., Any], run_id: str
+    ) -> Outcome:
 
         self.store.sweep_temp(asset.layer, asset.name, key)  # leftovers of a killed run, if any
         params = self.params_of(asset)  # read once per run: not the first partition's cost
@@ -512,7 +515,8 @@ class Project:
                 ran = self.code.that_ran(asset, cur.code_version)  # after the call: lazy imports have happened
                 observed = self.observations.of(asset, seen, [self.root / rel for rel, _ in self.code.of(asset).files])
             m.charge(Share(-check[0].cpu_seconds, -check[0].wall_seconds, IOSnapshot()))  # overhead, not the body's
-            fp = fingerprint(ran, cur.params_digest, cur.inputs, key, observed=observed)
+            inputs_known = cast(InputVersions, cur.inputs)  # a partition runs only when every input version is known
+            fp = fingerprint(ran, cur.params_digest, inputs_known, key, observed=observed)
             if ran != cur.code_version:
                 decision = replace(decision, reason=f"{decision.reason} (ran code imported before it changed)")
             if fp != cur.fingerprint:  # the code that ran, and what it read, name the output
@@ -543,7 +547,7 @@ class Project:
             fingerprint=cur.fingerprint,
             code_version=cur.code_version,
             params_digest=cur.params_digest,
-            inputs=cur.inputs,
+            inputs=inputs_known,
             output=name,
             output_hash=sha,
             output_size=size,
@@ -579,7 +583,7 @@ class Project:
         """
         up = self.graph.node(dep_name)
         values: list[Any] = []
-        own_key = next(reversed(versions)) if versions else None  # windows end on the partition's own key
+        own_key = [*versions][-1] if versions else None  # windows end on the partition's own key
         for k, v in versions.items():
             if isinstance(up, Source) and v == "absent":
                 if k == own_key:
@@ -598,7 +602,9 @@ class Project:
                     process_meter().add_reads(share[0].cpu_seconds)
                 while len(self._decoded) > 64:  # a window's worth of days, a few inputs wide
                     self._decoded.pop(next(iter(self._decoded)))
-            elif has_home and k == key and not entry[2]:  # read earlier for another partition: ours
+            elif (
+                has_home and charge is not None and k == key and not entry[2]
+            ):  # read earlier for another partition: ours
                 charge.append(entry[1])
                 process_meter().add_reads(-entry[1].cpu_seconds)
                 entry[2] = True
@@ -620,7 +626,7 @@ class Project:
             )
             ranked = Counter(seen.values()).most_common()
             if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:  # a tie: the files alone cannot tell
-                firsts: dict[tuple, str] = {}
+                firsts: dict[tuple[str, ...], str] = {}
                 for k, f in values:
                     firsts.setdefault(tuple(f.columns), k)
                 (a, ka), (b, kb) = list(firsts.items())[:2]
@@ -689,7 +695,7 @@ class Project:
                 hint=fix,
             ) from None
 
-    def _describe(self, up: Asset | Source, key: str) -> str:
+    def _describe(self, up: Asset | Source | Plain, key: str) -> str:
         if isinstance(up, Source):
             return up.shown(key)
 

@@ -26,7 +26,8 @@ from skipwise.core import metakeys as mk
 from skipwise.core.cost import CostVector, LedgerRecord, utc_now_iso
 from skipwise.core.errors import ConfigError
 from skipwise.core.hashing import sha256_bytes
-from skipwise.core.plan import NOT_RESTORABLE, SKIP, Current
+from skipwise.core.metakeys import NOT_RESTORABLE
+from skipwise.core.plan import SKIP, Current
 from skipwise.core.spec import Asset, Result
 from skipwise.core.units import format_usd
 from skipwise.engine.computing import computing
@@ -260,7 +261,9 @@ def choose(
 # -- recomputing ---------------------------------------------------------------------------------
 
 
-def recompute(project: Project, asset: Asset, key: str, current: Current, fn: Callable) -> tuple[str, CostVector]:
+def recompute(
+    project: Project, asset: Asset, key: str, current: Current, fn: Callable[..., Any]
+) -> tuple[str, CostVector]:
     """(sha256 of the output bytes, priced cost) of one fresh computation of partition `key`, done
     as `Project._compute` does it (inputs by the versions decided on, the body inside `computing`,
     a `dg.Output` or `sw.Result` unwrapped, the asset's format), with nothing written."""
@@ -289,7 +292,7 @@ def provenance(manifest: Manifest) -> Current:
     return Current(manifest.code_version, manifest.params_digest, manifest.inputs, manifest.fingerprint)
 
 
-def verify_one(project: Project, pick: Pick, fn: Callable) -> Verified | None:
+def verify_one(project: Project, pick: Pick, fn: Callable[..., Any]) -> Verified | None:
     """Verify one up-to-date partition (None: committed again since it was drawn, nothing to compare)."""
     asset, key = pick.asset, pick.key
     m = project.manifest(asset, key)
@@ -341,7 +344,7 @@ def verify(
     """
     run_id = run_id or f"verify-{uuid.uuid4().hex[:12]}"
     tags = {mk.TRIGGER: "verify", **(tags or {})}
-    bodies: dict[str, Callable] = {}
+    bodies: dict[str, Callable[..., Any]] = {}
     nondeterministic: set[str] = set()
     results: list[Verified] = []
     t0 = time.perf_counter()
