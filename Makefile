@@ -15,9 +15,10 @@ DAGSTER_SERVICES := dagster-celery==0.29.27 dagster-postgres==0.29.27
 
 install: $(VENV)/.installed $(DVC_ENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# skipwise with every extra the demo, the tests and the tools use, at the releases in constraints.txt.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,services]'
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,services,s3,torch,ui,demo]'
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps $(DAGSTER_SERVICES)
 	touch $@
 
