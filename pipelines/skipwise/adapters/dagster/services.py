@@ -30,6 +30,7 @@ manifest is the commit point) and is computed again.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import threading
 import warnings
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import unquote, urlsplit
 
-from skipwise.core.errors import ConfigError
+from skipwise.core.errors import ConfigError, require
 
 PROFILE_ENV = "SKIPWISE_PROFILE"
 EMBEDDED, SERVICES = "embedded", "services"
@@ -145,11 +146,26 @@ _instances: dict[tuple[str, str], Any] = {}
 _instances_lock = threading.Lock()
 
 
+def require_libraries(*modules: str) -> None:
+    """MissingDependency naming the `services` extra (and Dagster's libraries for Celery and
+    PostgreSQL, which the extra leaves out: see pyproject.toml) unless each of `modules` is
+    installed (found, not imported: Dagster's libraries warn on import, see above)."""
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            require(
+                module,
+                SERVICES,
+                f"the services profile ({PROFILE_ENV}=services)",
+                also="dagster-celery dagster-postgres",
+            )
+
+
 def instance_for_root(root: Path, settings: Settings | None = None) -> Any:
     """The profile's Dagster instance (one per home and database in a process): its dagster.yaml
     under <home>/services, rewritten when the settings changed."""
     import dagster as dg
 
+    require_libraries("psycopg2", "dagster_postgres")
     settings = settings or Settings.from_env()
     home = Path(os.environ.get("DAGSTER_HOME") or Path(root) / ".dagster") / "services"
     key = (str(home), settings.pg_url)
@@ -215,6 +231,7 @@ _checked: set[tuple[str, str]] = set()
 def require_celery(settings: Settings) -> None:
     """Fail in one line, before any run is launched, when the broker or the result backend does not
     answer (Celery would otherwise retry, then fail each run with a long traceback)."""
+    require_libraries("celery", "dagster_celery")
     key = (settings.broker, settings.backend)
     if key in _checked:
         return
