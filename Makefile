@@ -8,16 +8,17 @@ DVC_ENV := .tools/dvc
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install data demo demo-remote test test-services lint typecheck ui bench clean
+.PHONY: install data demo demo-remote test test-wheel test-services lint typecheck ui bench clean
 # Dagster's Celery and PostgreSQL libraries (see pyproject's `services` extra): 0.29.27, the newest
 # published, installed without their dagster==1.13.27 pin (tests/services check them on this dagster).
 DAGSTER_SERVICES := dagster-celery==0.29.27 dagster-postgres==0.29.27
 
 install: $(VENV)/.installed $(DVC_ENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# skipwise with every extra the demo, the tests and the tools use, at the releases in constraints.txt.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,services]'
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,services,s3,torch,ui,demo]'
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps $(DAGSTER_SERVICES)
 	touch $@
 
@@ -46,6 +47,11 @@ demo-remote: data $(DAGSTER_HOME)/dagster.yaml
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The built wheel as a user installs it: a fresh environment outside the repository with skipwise's
+# core dependencies only (no extra, no torch), running the example project's own test from a copy.
+test-wheel: install
+	PY=$(PY) BUILD_PY=$(BIN)/python tests/wheel/check.sh
 
 # ruff: lint (pyflakes and syntax) and formatting, as configured in pyproject.toml; then mypy (typecheck).
 lint: install

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 
 class SkipwiseError(Exception):
     """Base of every error skipwise raises on purpose."""
@@ -38,3 +41,20 @@ class UsageError(SkipwiseError):
     """A command-line argument is malformed (an empty --partition, say); the CLI exits 2, like argparse."""
 
     exit_code = 2
+
+
+class MissingDependency(SkipwiseError, ImportError):
+    """An optional package is not installed: what needs it, and which of skipwise's extras installs it."""
+
+
+def require(module: str, extra: str, needed_for: str, *, also: str = "") -> Any:
+    """Import the optional `module`, or raise MissingDependency naming `extra`, the extra of
+    skipwise that installs it (`also`: what else to install beside it)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        top = module.partition(".")[0]
+        raise MissingDependency(
+            f"{needed_for} needs {top}, which is not installed ({type(exc).__name__}: {exc})",
+            hint=f"pip install 'skipwise[{extra}]'" + (f" {also}" if also else ""),
+        ) from exc

@@ -13,15 +13,23 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from skipwise.core.errors import require
+
 from ._annotations import describe, kind_of_type
+
+#: formats' libraries that an extra of skipwise installs (polars and pyarrow are its dependencies)
+_EXTRA_OF = {"torch": "torch"}
 
 
 def need(module: str, package: str | None = None) -> Any:
     """Import an optional library, or raise ImportError saying what to pip install."""
+    top = module.partition(".")[0]
+    if top in _EXTRA_OF:
+        return require(module, _EXTRA_OF[top], f"the {top} format")
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        pkg = package or module.partition(".")[0]
+        pkg = package or top
         raise ImportError(f"{module} is needed for this format but is not installed: pip install {pkg}") from exc
 
 

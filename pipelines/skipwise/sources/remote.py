@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from skipwise.core.cost import IOCounter
-from skipwise.core.errors import ConfigError, InputError
+from skipwise.core.errors import ConfigError, InputError, require
 from skipwise.core.locations import Location
 
 
@@ -26,7 +26,7 @@ class RemoteReader:
 
     def filesystem(self, url: str, endpoint: str = "", region: str = "") -> Any:
         """The fsspec filesystem for `url` (imported here: only runs that read remote data need it)."""
-        import fsspec
+        fsspec = require("fsspec", "s3", f"reading {url.split('://', 1)[0]}:// locations")
         from fsspec.core import split_protocol
 
         protocol = split_protocol(url)[0] or "file"
@@ -47,7 +47,9 @@ class RemoteReader:
             except ImportError as exc:
                 raise ConfigError(
                     f"cannot open {protocol}:// locations: {exc}",
-                    hint=f"install the fsspec backend for {protocol} (s3:// needs s3fs)",
+                    hint="pip install 'skipwise[s3]'"
+                    if protocol in ("s3", "s3a")
+                    else f"install the fsspec backend for {protocol}://",
                 ) from None
         return self._fs[memo]
 

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from skipwise.core.errors import ConfigError, InputError
+from skipwise.core.errors import ConfigError, InputError, require
 
 SCHEMES = ("s3://", "s3a://")
 
@@ -79,10 +79,10 @@ class ObjectStore:
     sent, retries included: a caller takes the difference around a call, even one that raised."""
 
     def __init__(self, region: str = "", endpoint: str = "") -> None:
-        import botocore.session
+        session_module = require("botocore.session", "s3", "an object store (s3://)")
 
         self.endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL", "")
-        session = botocore.session.get_session()
+        session = session_module.get_session()
         self.client = session.create_client("s3", endpoint_url=self.endpoint or None, region_name=region or None)
         self.sent = 0
         self.client.meta.events.register("before-send.s3", self._count)

@@ -4,6 +4,7 @@ come from the environment (`Settings`; the Celery side lives in `skipwise.adapte
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from skipwise.core.errors import ConfigError
+from skipwise.core.errors import ConfigError, require
 from skipwise.store.files import atomic_write
 
 PROFILE_ENV = "SKIPWISE_PROFILE"
@@ -105,11 +106,26 @@ _instances: dict[tuple[str, str], Any] = {}
 _instances_lock = threading.Lock()
 
 
+def require_libraries(*modules: str) -> None:
+    """MissingDependency naming the `services` extra (and Dagster's libraries for Celery and
+    PostgreSQL, which the extra leaves out: see pyproject.toml) unless each of `modules` is
+    installed (found, not imported: Dagster's libraries warn on import)."""
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            require(
+                module,
+                SERVICES,
+                f"the services profile ({PROFILE_ENV}=services)",
+                also="dagster-celery dagster-postgres",
+            )
+
+
 def services_instance(root: Path, settings: Settings | None = None) -> Any:
     """The profile's Dagster instance (one per home and database in a process): its dagster.yaml
     under <home>/services, rewritten when the settings changed."""
     import dagster as dg
 
+    require_libraries("psycopg2", "dagster_postgres")
     settings = settings or Settings.from_env()
     home = Path(os.environ.get("DAGSTER_HOME") or Path(root) / ".dagster") / "services"
     key = (str(home), settings.pg_url)

@@ -49,6 +49,7 @@ from skipwise.adapters.dagster.instance import (  # noqa: F401 - the profile's s
     active,
     dagster_yaml,
     profile,
+    require_libraries,
 )
 from skipwise.adapters.dagster.iomanager import IOManager
 from skipwise.adapters.dagster.launch import RANGE_END, RANGE_START, launched, worker_count
@@ -96,6 +97,7 @@ _checked: set[tuple[str, str]] = set()
 def require_celery(settings: Settings) -> None:
     """Fail in one line, before any run is launched, when the broker or the result backend does not
     answer (Celery would otherwise retry, then fail each run with a long traceback)."""
+    require_libraries("celery", "dagster_celery")
     key = (settings.broker, settings.backend)
     if key in _checked:
         return

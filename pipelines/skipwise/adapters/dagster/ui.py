@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from skipwise.core.errors import require
+
 _FIXED = "_skipwise_counts_from_end"
 
 
@@ -47,7 +49,7 @@ def fix_partition_listing() -> None:
 def serve(argv: list[str]) -> int:
     """Run dagster-webserver here with `argv` (its own options), the listing fixed."""
     fix_partition_listing()
-    from dagster_webserver.cli import main as webserver
+    webserver = require("dagster_webserver.cli", "ui", "`skipwise ui` (Dagster's webserver)").main
 
     sys.argv = ["dagster-webserver", *argv]
     try:
