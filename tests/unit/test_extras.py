@@ -89,7 +89,7 @@ def test_a_missing_object_store_client_names_the_s3_extra(monkeypatch):
 
 def test_a_missing_s3fs_names_the_s3_extra(monkeypatch):
     from skipwise.core.cost import IOCounter
-    from skipwise.store.remote import RemoteReader
+    from skipwise.sources.remote import RemoteReader
 
     monkeypatch.setitem(sys.modules, "s3fs", None)
     with pytest.raises(SkipwiseError, match=r"pip install 'skipwise\[s3\]'"):
