@@ -7,6 +7,7 @@ params.yaml (the delay_model section), so `dvc exp run -S delay_model.auc_floor=
 from __future__ import annotations
 
 import datetime
+import os
 import warnings
 from pathlib import Path
 
@@ -54,9 +55,8 @@ def delay_model_auc_above_floor(delay_model: bytes) -> dg.AssetCheckResult:
 
 
 def _root() -> Path:
-    from skipwise.project.root import find_root, run_root
-
-    return run_root(find_root(ROOT))
+    """The project the run works on: $SKIPWISE_ROOT when set (`skipwise materialize` sets it), else this repository."""
+    return Path(os.environ.get("SKIPWISE_ROOT") or ROOT).resolve()
 
 
 def delay_predictions_are_probabilities(delay_predictions: pl.DataFrame) -> dg.AssetCheckResult:
