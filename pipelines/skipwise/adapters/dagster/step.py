@@ -210,7 +210,9 @@ def run_partitions(
     in_backfill = BACKFILL_TAG in context.run.tags
     give_output = not single and _downstream_in_run(context)
     outcomes: list[Outcome] = []
-    for outcome in project.materialize(asset.name, keys, run_id=context.run_id, tags=dict(context.run.tags), call=call):
+    for outcome in project.materialize(
+        asset.name, keys, run_id=context.run.run_id, tags=dict(context.run.tags), call=call
+    ):
         outcomes.append(outcome)
         if outcome.computed:
             progress.advance(1, asset.name)
@@ -227,7 +229,7 @@ def run_partitions(
     if multiprocessing.parent_process() is not None:
         # A step worker process (Dagster's multiprocess executor) lives for this step: its exit
         # records what it did after the engine (Dagster's step bookkeeping) and skips the GC teardown.
-        project.finish_at_exit(context.run_id, dict(context.run.tags), asset.name)
+        project.finish_at_exit(context.run.run_id, dict(context.run.tags), asset.name)
     run = project.last_run_record()
     if give_output:
         yield dg.Output(None)
