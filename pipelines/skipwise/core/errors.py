@@ -38,3 +38,7 @@ class UsageError(SkipwiseError):
     """A command-line argument is malformed (an empty --partition, say); the CLI exits 2, like argparse."""
 
     exit_code = 2
+
+
+class RunFailed(SkipwiseError):
+    """A materialization failed: a step raised, or the run could not start."""
