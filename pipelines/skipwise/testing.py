@@ -6,7 +6,7 @@
     def test_daily_sales(tmp_path):
         result = sw.testing.materialize(definitions.defs, "daily_sales", root=tmp_path)
         assert result.computed == {"daily_sales": ["2024-01-01", "2024-01-02", "2024-01-03"]}
-        assert result.read("daily_sales", "2024-01-01").height == 2
+        assert result.read("daily_sales", "2024-01-01").height == 3
         assert sw.testing.materialize(definitions.defs, root=tmp_path).computed == {}
 
 `materialize` and its `MaterializeResult` live in `skipwise.adapters.dagster.testing` (they need Dagster).
