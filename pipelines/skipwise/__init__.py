@@ -13,7 +13,8 @@
 `asset`, `dvc_source`, `object_source`, `IOManager`, the sensors `stale_partitions_sensor`, `new_raw_data` and
 `retrain_on_feature_change`, the schedules `weekly_retrain` and `verify_schedule` (they import Dagster on
 first use), for model assets `train_or_restore` and `model_registry`, `read`, `scan` and `relation`
-(committed partitions, from outside a pipeline) and `as_of_join` (a point-in-time join) are the
+(committed partitions, from outside a pipeline), `as_of_join` (a point-in-time join) and `testing`
+(`sw.testing.materialize`: a selection in process against a temporary root, for tests) are the
 public API; everything else may change.
 """
 
@@ -59,6 +60,10 @@ def __getattr__(name: str):  # noqa: ANN202
         from skipwise.tables import reading
 
         return getattr(reading, name)
+    if name == "testing":
+        import importlib
+
+        return importlib.import_module("skipwise.testing")
     if name == "as_of_join":
         from skipwise.tables.joins import as_of_join
 

@@ -28,7 +28,7 @@ LAYERS = [
     ("engine",),
     ("models", "reporting", "tables"),
     ("adapters.dagster",),
-    ("cli",),
+    ("cli", "testing"),  # the command, and `skipwise.testing` for users' tests: neither imports the other
     ("skipwise",),  # the package root: the public namespace
 ]
 RANK = {layer: n for n, group in enumerate(LAYERS) for layer in group}

@@ -1,4 +1,4 @@
-"""The `skipwise` command: plan, status, materialize, verify, cost, models. A thin layer over the library.
+"""The `skipwise` command: init, plan, status, materialize, verify, cost, models. A thin layer over the library.
 
 `plan` and `status` read manifests and DVC's files only: no data, no Dagster instance, no Dagster import.
 What every subcommand shares (exit codes, `Error:` lines, --json, the project root) is in
@@ -22,6 +22,7 @@ from skipwise.cli.cache import add_cache_parser
 from skipwise.cli.console import EXIT_CHECK, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_json_flag, print_json
 from skipwise.cli.cost import add_cost_parser
 from skipwise.cli.gc import add_gc_parser
+from skipwise.cli.init import add_init_parser
 from skipwise.cli.models import add_models_parser
 from skipwise.cli.verify import add_verify_parser
 from skipwise.core import metakeys as mk
@@ -68,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         "[tool.skipwise] definitions in pyproject.toml, or skipwise.toml)",
     )
     sub = p.add_subparsers(dest="command")
+
+    add_init_parser(sub)
 
     plan = sub.add_parser("plan", help="which partitions would run and why (reads no data)")
     plan.add_argument("--select", default=None, help="comma-separated assets (default: all)")

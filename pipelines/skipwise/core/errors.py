@@ -58,3 +58,7 @@ def require(module: str, extra: str, needed_for: str, *, also: str = "") -> Any:
             f"{needed_for} needs {top}, which is not installed ({type(exc).__name__}: {exc})",
             hint=f"pip install 'skipwise[{extra}]'" + (f" {also}" if also else ""),
         ) from exc
+
+
+class RunFailed(SkipwiseError):
+    """A materialization failed: a step raised, or the run could not start."""

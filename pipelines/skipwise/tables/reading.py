@@ -74,7 +74,11 @@ def read(asset: str, partition: str | None = None, *, root: str | Path | None = 
     """One committed partition of `asset` as its format decodes it (a polars DataFrame for
     tables), its bytes checked against the manifest's hash first. `partition` may be omitted for
     an unpartitioned asset. `root`: the project (default: found from the current folder)."""
-    project = _project(root)
+    return read_from(_project(root), asset, partition)
+
+
+def read_from(project: Any, asset: str, partition: str | None = None) -> Any:
+    """`read` on a project already loaded (`skipwise.engine.loading.load_project`)."""
     spec = _asset(project, asset)
     if spec.partitions is None:
         if partition is not None:

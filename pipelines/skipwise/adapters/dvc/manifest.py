@@ -247,6 +247,23 @@ def _cache_path(root: Path, dir_hash: str) -> Path | None:
     return None
 
 
+def record_files(root: Path, rel_path: str) -> list[tuple[Path, str]]:
+    """DVC's own files that record the directory `rel_path` through its `.dvc` file, as (file,
+    where it goes relative to a project root): the `.dvc` file and, when the cache has it, the
+    `.dir` manifest. Copied beside a copy of the directory, they make the copy read as DVC-tracked
+    without DVC (a directory recorded by dvc.lock, or by no one, has none: [])."""
+    root = Path(root)
+    dvc_file = root / f"{rel_path}.dvc"
+    if not dvc_file.exists():
+        return []
+    dir_hash, name, _ = _dir_hash(root, rel_path)
+    manifest = _cache_path(root, dir_hash) if dir_hash and dir_hash.endswith(".dir") else None
+    if manifest is None:
+        return []  # a record whose manifest is missing would only turn into a warning in the copy
+    h = dir_hash[: -len(".dir")]
+    return [(dvc_file, name), (manifest, f".dvc/cache/files/md5/{h[:2]}/{h[2:]}.dir")]
+
+
 @dataclass(frozen=True)
 class FileVersion:
     """The version of one raw file: "md5:<hex>", or "absent" when neither DVC nor the disk has it."""
