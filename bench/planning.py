@@ -250,7 +250,8 @@ def synthetic_plan(base: Path, n: int, repeats: int) -> SynthResult:
     """Time `Project.plan()` (fresh Project, warm caches) over n up-to-date partitions of the daily
     asset (one raw file each) and of the hourly asset (24 raw files each), one asset per plan."""
     from skipwise.core.plan import SKIP
-    from skipwise.engine.project import Project, load_project
+    from skipwise.engine.loading import load_project
+    from skipwise.engine.project import Project
 
     t0 = time.perf_counter()
     root = write_synthetic_project(base, n)
