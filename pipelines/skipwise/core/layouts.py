@@ -193,7 +193,9 @@ class Template:
 
     def match(self, path: str, dims: Sequence[Dim] | None) -> str | None:
         """The partition key whose path `path` is, or None (no match, or the template does not
-        say the whole key: a daily key from ``{year}/{month}`` alone)."""
+        say the whole key: a daily key from ``{year}/{month}`` alone). Fields next to each other
+        with nothing but a dash between them may split a path in several ways: the first split is
+        taken, and None answered when it does not render back to `path`."""
         groups: list[str] = []
         rx = []
         for p in self.parts:
@@ -255,7 +257,7 @@ _PARTS = {"Y": "year", "m": "month", "d": "day", "H": "hour", "M": "minute", "S"
 
 def _field_regex(f: Field, dim: Dim | None) -> str:
     if dim is None or f.name in KEY_FIELDS:
-        return ".+?"
+        return "[^/]+?"  # a key (and so each of its dimensions) never holds a separator
     spec = f.spec or (TIME_FIELDS.get(f.name, "") if f.name != dim.name else dim.fmt)
     out, i = [], 0
     while i < len(spec):

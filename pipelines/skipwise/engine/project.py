@@ -405,8 +405,10 @@ class Project:
         return None
 
     def _missing(self, up: Source, key: str) -> tuple[str, str]:
-        tracked = "" if up.url else self.locality.dvc.add_hint(up)
-        return up.missing(key, tracked)
+        if up.url:
+            what, fix = up.missing(key)
+            return f"{up.name}[{key}] has {what}", fix
+        return up.missing(key, self.locality.dvc.add_hint(up))
 
     def keys_for(self, asset: Asset, keys: list[str] | None) -> list[str]:
         """The requested keys (validated), or all keys of the asset."""
@@ -819,7 +821,7 @@ class Project:
             if isinstance(up, Source) and v == "absent":
                 if k == own_key:
                     what, fix = self._missing(up, k)
-                    raise InputError(f"{up.name}[{k}] has {what}", hint=fix)
+                    raise InputError(f"{asset.name}[{key}] cannot run: {what}", hint=fix)
                 continue  # a look-back day before the data starts
             entry = self._decoded.get((up.name, k, v))
             has_home = charge is not None and asset.partitions is not None and k in asset.partitions
