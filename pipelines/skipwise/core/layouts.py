@@ -16,6 +16,7 @@ Pure: the partitioning comes in as `Dim`s (`skipwise.core.partitions.dims_of`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -175,7 +176,7 @@ class Template:
                 # a dimension named as a field gives its own key unless a spec formats it
                 spec = f.spec if f.spec or f.name == dim.name else TIME_FIELDS[f.name]
                 text = subs[dim.name]
-                out.append(datetime.strptime(text, dim.fmt).strftime(spec) if spec else text)
+                out.append(_parsed(text, dim.fmt).strftime(spec) if spec else text)
             else:
                 out.append(subs[f.name])
         return out
@@ -235,6 +236,12 @@ class Template:
             else:
                 return None
         return MULTI_SEP.join(subs[d.name] for d in sorted(dims, key=lambda d: d.name))
+
+
+@functools.lru_cache(maxsize=65536)
+def _parsed(text: str, fmt: str) -> datetime:
+    """A time-window key parsed with its partitioning's format (once: a template names several parts of it)."""
+    return datetime.strptime(text, fmt)
 
 
 def _split(key: str, dims: Sequence[Dim] | None) -> dict[str, str]:
