@@ -31,8 +31,11 @@ def test_an_object_source_names_one_object_per_partition_under_one_prefix():
     assert s.shown("2024-01-02") == "s3://b/events/2024-01-02.parquet"
     what, fix = s.missing("2024-01-02")
     assert what == "no object at s3://b/events/2024-01-02.parquet" and "s3://b/events/2024-01-02.parquet" in fix
-    # An odd key is escaped as for folders, so a key can never reach another object's name.
-    assert _source().object_url("a|b") == "s3://b/events/a~7cb.parquet"
+    # The key is written as Dagster spells it (a key never holds a separator or '..'); the name
+    # earlier versions escaped it to is still looked up, so existing buckets keep their objects.
+    assert _source().object_url("a|b") == "s3://b/events/a|b.parquet"
+    assert _source().legacy_url("a|b") == "s3://b/events/a~7cb.parquet"
+    assert _source().legacy_url("2024-01-02") == ""
     # A DVC source is shown by its file, as before.
     dvc = Source("raw", "data/raw/x", DAYS)
     assert (

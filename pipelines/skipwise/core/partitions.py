@@ -165,6 +165,16 @@ def folder_key(folder: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class Dim:
+    """One dimension of a partitioning, as a source's path template sees it: its name ("" for a
+    single partitioning; a multi-partitioning's dimension name) and, for a time window, the format
+    its keys are written in (``%Y-%m-%d-%H:%M`` for hourly; "" for static or dynamic keys)."""
+
+    name: str
+    fmt: str = ""
+
+
+@dataclass(frozen=True)
 class DailyPartitions:
     """Daily partitions from `start` (inclusive) to `end` (exclusive), keyed by ISO date."""
 
@@ -217,6 +227,8 @@ class KeySet:
 
     key_list: tuple[str, ...]
     kind: str = "static"
+    #: the dimensions of its keys (empty: one dimension of plain keys), for source path templates
+    dims: tuple[Dim, ...] = ()
     _index: dict[str, int] = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -303,6 +315,15 @@ class Table:
 
 
 Mapping = Union[Identity, Window, AllOf, Offsets, Table]
+
+
+def dims_of(partitions: Partitions) -> tuple[Dim, ...] | None:
+    """The dimensions of a partition set's keys (None: unpartitioned)."""
+    if partitions is None:
+        return None
+    if isinstance(partitions, DailyPartitions):
+        return (Dim("", "%Y-%m-%d"),)
+    return partitions.dims or (Dim(""),)
 
 
 def keys_of(partitions: Partitions) -> list[str]:

@@ -17,7 +17,8 @@ from typing import Any
 from typing import Mapping as TMapping
 
 from skipwise.core.errors import ConfigError
-from skipwise.core.partitions import Identity, Mapping, Partitions, key_folder
+from skipwise.core.layouts import KEY_FIELDS, Template
+from skipwise.core.partitions import Dim, Identity, Mapping, Partitions, dims_of, key_folder
 
 
 @dataclass(frozen=True)
@@ -32,17 +33,28 @@ class Dep:
 
 @dataclass(frozen=True)
 class Source:
-    """A raw input: one file per partition, either DVC-tracked under `path` (relative to the
-    project root) or, when `url` is set, one object per partition under an object-store prefix.
+    """A raw input: DVC-tracked files under `path` (relative to the project root) or, when `url`
+    is set, objects under an object-store prefix.
+
+    Where a partition's data is, in one of these forms:
+
+    - `layout` None (the form every earlier version wrote): the file `filename` inside the folder
+      `path`, the key escaped as skipwise's own folders escape it (``{partition_key}.parquet``);
+    - `layout` a path template relative to `path` (`skipwise.core.layouts`): the key's fields
+      rendered literally, glob characters matching several files per partition; "" means `path`
+      itself is the one file (an unpartitioned source);
+    - `paths`, key -> files relative to `path`: what a function given as the path returned for
+      each key when the definitions resolved.
 
     `remote` says where a DVC source's bytes are when the workspace lacks them: None, only the
     workspace; "" DVC's default remote (``core.remote``); otherwise the name of a DVC remote. Each
     partition is then read from the remote by its md5 (DVC's remote is content addressed).
 
-    `url` (e.g. ``s3://bucket/events/{partition_key}.parquet``) makes it an object-store source:
-    its versions come from one listing of the prefix (each object's ETag), `region` or `location`
-    (a ``[locations]`` name) say where it is, and `versioned` reads each object by the version id
-    the listing saw (a bucket with versioning on) instead of only by its ETag.
+    `url` (e.g. ``s3://bucket/events/{date:%Y/%m/%d}/{hour:%H}.parquet``) makes it an object-store
+    source, the same template forms applying: its versions come from one listing of the prefix up
+    to the first placeholder (each object's ETag), `region` or `location` (a ``[locations]`` name)
+    say where it is, and `versioned` reads each object by the version id the listing saw (a bucket
+    with versioning on) instead of only by its ETag.
     """
 
     name: str
@@ -55,37 +67,99 @@ class Source:
     region: str = ""
     location: str = ""
     versioned: bool = False
+    layout: str | None = None
+    paths: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def template(self) -> Template | None:
+        """The parsed path template of the `layout` form or of an object URL (None: the legacy form
+        or a function's paths)."""
+        cached: Template | bool | None = self.__dict__.get("_template")
+        if cached is None:
+            text = self.url or self.layout
+            cached = Template.of(text, f"source {self.name}") if text is not None and not self.paths else False
+            object.__setattr__(self, "_template", cached)
+        return cached if isinstance(cached, Template) else None
+
+    @property
+    def many(self) -> bool:
+        """Whether a partition may be several files (a glob, or a function's list of paths)."""
+        return bool(self.paths) or (self.template is not None and self.template.is_glob)
+
+    @property
+    def dims(self) -> tuple[Dim, ...] | None:
+        return dims_of(self.partitions)
 
     def file_for(self, key: str) -> str:
-        """The file of partition `key`, relative to the tracked directory (the key as its folder-safe name)."""
+        """The file of partition `key`, relative to `path` (in the legacy form, the key as its
+        folder-safe name); for a glob, the pattern its files match."""
+        if self.paths:
+            return _only(self._listed(key))
+        if self.template is not None and not self.url:
+            return self.template.render(key, self.dims)
         safe = key_folder(key)
         return self.filename.format(key=safe, partition_key=safe)
 
+    def files_for(self, key: str) -> tuple[str, ...]:
+        """The files a function's paths give partition `key` (relative to `path`)."""
+        return self._listed(key)
+
+    def _listed(self, key: str) -> tuple[str, ...]:
+        table: dict[str, tuple[str, ...]] | None = self.__dict__.get("_paths")
+        if table is None:
+            table = dict(self.paths)
+            object.__setattr__(self, "_paths", table)
+        return table.get(key, ())
+
     def object_url(self, key: str) -> str:
-        """The object of partition `key` of an object-store source (the key as its folder-safe name)."""
+        """The object of partition `key` of an object-store source (for a glob, the pattern)."""
+        template = self.template
+        return template.render(key, self.dims) if template is not None else self.url
+
+    def legacy_url(self, key: str) -> str:
+        """Where earlier versions looked for partition `key`'s object: the key folder-escaped
+        ("" when that is the same URL, or the URL has other fields)."""
+        template = self.template
+        if template is None or any(f.name not in KEY_FIELDS for f in template.fields):
+            return ""
         safe = key_folder(key)
+        if safe == key:
+            return ""
         return self.url.format(key=safe, partition_key=safe)
 
     @property
     def prefix(self) -> str:
-        """What one listing covers: the URL up to its first placeholder (the whole URL without one)."""
-        return self.url.split("{", 1)[0]
+        """What one listing covers: the URL up to its first placeholder or glob character (the
+        whole URL without one)."""
+        template = self.template
+        return template.prefix if template is not None else self.url.split("{", 1)[0]
 
     def shown(self, key: str) -> str:
-        """Where partition `key` is, as a user finds it: the file's path, or the object's URL."""
-        return self.object_url(key) if self.url else str(PurePosixPath(self.path, self.file_for(key)))
-
-    def missing(self, key: str) -> tuple[str, str]:
-        """(what is missing, the fix) when partition `key` has no data."""
+        """Where partition `key` is, as a user finds it: the file's path (or pattern), or the object's URL."""
         if self.url:
+            return self.object_url(key)
+        if self.paths:
+            files = self._listed(key)
+            shown = ", ".join(str(PurePosixPath(self.path, f)) for f in files[:3])
+            return (shown + (f" (and {len(files) - 3} more)" if len(files) > 3 else "")) or f"{self.name}[{key}]"
+        return str(PurePosixPath(self.path, self.file_for(key))) if self.file_for(key) else self.path
+
+    def missing(self, key: str, tracked: str = "") -> tuple[str, str]:
+        """(what is missing, the fix) when partition `key` has no data; `tracked` is the folder
+        (or file) DVC tracks it in, when known."""
+        if self.url:
+            what = f"no object matches {self.object_url(key)}" if self.many else f"no object at {self.object_url(key)}"
             return (
-                f"no object at {self.object_url(key)}",
-                f"upload it (e.g. `aws s3 cp <file> {self.object_url(key)}`), or pick a partition that has data",
+                what,
+                f"upload it (e.g. `aws s3 cp <file> {self.object_url(key)}`), or narrow the partition range",
             )
-        return (
-            f"no file: {self.shown(key)}",
-            f"add the file and run `dvc add {self.path}`, or pick a partition that has data",
-        )
+        glob = self.many and not self.paths
+        what = f"{self.shown(key)} matches no file" if glob else f"{self.shown(key)} does not exist"
+        return what, f"add it and `dvc add {tracked or self.path}`, or narrow the partition range"
+
+
+def _only(files: tuple[str, ...]) -> str:
+    return files[0] if len(files) == 1 else ""
 
 
 @dataclass(frozen=True)

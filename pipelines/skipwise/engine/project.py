@@ -287,6 +287,9 @@ class Project:
         validate_key(key)
         m = self.manifest(asset, key)
         cur = self.current(asset, key, pending, m)
+        raw = self.absent_raw(asset, cur)
+        if raw is not None:
+            return Decision(asset.name, key, BLOCKED, f"{raw[0]}: {raw[1]}", cur.fingerprint), cur
         if pending and any(v is None and (d, k) in pending for d, vs in cur.inputs.items() for k, v in vs.items()):
             first = next(
                 f"{d}[{k}]"
@@ -304,6 +307,26 @@ class Project:
                 decision = restorable(decision, kept, self.store.output_state(asset.layer, asset.name, key, kept))
         # An output `skipwise verify` could not reproduce is neither kept (SKIP) nor brought back (RESTORE).
         return self.suspects.vet(decision, kept if decision.action == RESTORE else m), cur
+
+    def absent_raw(self, asset: Asset, cur: Current) -> tuple[str, str] | None:
+        """(what is missing, the fix) when a raw file `asset` reads for this partition does not
+        exist: the partition's own key of a source it reads (a look-back key before the data
+        starts is only left out, as reading leaves it out). None when nothing is missing."""
+        for dep in asset.deps:
+            up = self.graph.node(dep.name)
+            versions = cur.inputs.get(dep.name) or {}
+            if not dep.data or not isinstance(up, Source) or not versions:
+                continue
+            own = [*versions][-1]  # windows end on the partition's own key
+            if versions[own] == "absent":
+                return self._missing(up, own)
+        return None
+
+    def _missing(self, up: Source, key: str) -> tuple[str, str]:
+        if up.url:
+            what, fix = up.missing(key)
+            return f"{up.name}[{key}] has {what}", fix
+        return up.missing(key, self.locality.dvc.add_hint(up))
 
     def keys_for(self, asset: Asset, keys: list[str] | None) -> list[str]:
         """The requested keys (validated), or all keys of the asset."""
@@ -444,6 +467,9 @@ class Project:
                                 hits = []
                                 self.store.commit(asset.layer, asset.name, outcome.manifest, keep=False)
                         elif decision.action == BLOCKED:
+                            raw = self.absent_raw(asset, cur)
+                            if raw is not None:
+                                raise InputError(f"{asset.name}[{key}] cannot run: {raw[0]}", hint=raw[1])
                             raise InputError(
                                 f"{asset.name}[{key}] cannot run: {decision.reason}",
                                 hint="materialize its upstream assets first (or select them in the same run)",
@@ -587,8 +613,8 @@ class Project:
         for k, v in versions.items():
             if isinstance(up, Source) and v == "absent":
                 if k == own_key:
-                    what, fix = up.missing(k)
-                    raise InputError(f"{up.name}[{k}] has {what}", hint=fix)
+                    what, fix = self._missing(up, k)
+                    raise InputError(f"{asset.name}[{key}] cannot run: {what}", hint=fix)
                 continue  # a look-back day before the data starts
             entry = self._decoded.get((up.name, k, v))
             has_home = charge is not None and asset.partitions is not None and k in asset.partitions
@@ -666,6 +692,8 @@ class Project:
 
     def _read_input(self, asset: Asset, up: Asset | Source | Plain, key: str, version: str | None) -> Any:
         """Read (and decode) one input partition; versions are content hashes, so the result is cacheable."""
+        if isinstance(up, Source) and up.many:
+            return self._read_files(up, key, version)
         if isinstance(up, Source):
             data = self.locality.read_source(up, key, version)  # the workspace, the input cache or the DVC remote
             fmt = formats.get("polars")
@@ -694,6 +722,23 @@ class Project:
                 f"{self._describe(up, key)} is not readable {fmt.ext if fmt.ext in ('parquet', 'json') else fmt.name} ({type(exc).__name__}: {exc})",
                 hint=fix,
             ) from None
+
+    def _read_files(self, up: Source, key: str, version: str | None) -> Any:
+        """A partition of several raw files as one polars frame: each decoded, then concatenated
+        in path order (the input's annotation converts it as it converts any raw partition)."""
+        fmt = formats.get("polars")
+        frames = []
+        for i, data in enumerate(self.locality.read_source_files(up, key, version)):
+            try:
+                frames.append(fmt.decode(data))
+            except Exception as exc:  # the libraries raise several types for a damaged file
+                raise InputError(
+                    f"file {i + 1} of {up.shown(key)} is not readable parquet ({type(exc).__name__}: {exc})",
+                    hint=f"upload readable files to {up.shown(key)}"
+                    if up.url
+                    else f"restore them with `dvc checkout {up.path}`",
+                ) from None
+        return formats.combine({str(i): f for i, f in enumerate(frames)}, None)  # frames: concatenated
 
     def _describe(self, up: Asset | Source | Plain, key: str) -> str:
         if isinstance(up, Source):

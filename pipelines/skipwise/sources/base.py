@@ -23,3 +23,8 @@ class SourceReader(Protocol):
         """The bytes of partition `key` at `version`, verified; an error naming the file when they
         are no longer there."""
         ...
+
+    def read_files(self, source: Source, key: str, version: str | None) -> list[bytes]:
+        """The bytes of each file of partition `key` at `version`, in path order (a partition of
+        several files: `Source.many`); an error saying to run again when they changed since."""
+        ...

@@ -1,21 +1,32 @@
 """Sources in DVC-tracked folders: a raw partition's version is its DVC md5 (from the folder's
 `.dir` manifest, checked against the workspace through the stat cache), and its bytes come from the
-workspace when they match, else from the input cache or the DVC remote (`skipwise.sources.locality`)."""
+workspace when they match, else from the input cache or the DVC remote (`skipwise.sources.locality`).
+
+A partition's files are where the source's form says (`skipwise.core.spec.Source`): the legacy
+``filename`` inside the tracked folder, a path template (one file, or a glob's several), or a
+function's list. A partition of several files has one version: a hash of each file's md5 by path
+(`skipwise.core.layouts.combined_version`)."""
 
 from __future__ import annotations
 
 import os
+import posixpath
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from skipwise.adapters.dvc.manifest import TrackedDir, file_version, read_tracked_dir
+from skipwise.adapters.dvc.manifest import TrackedDir, file_version, read_tracked_dir, tracked_target
+from skipwise.core.errors import InputError
+from skipwise.core.layouts import combined_version, static_dir
 from skipwise.core.spec import Source
 from skipwise.store.statcache import StatCache
 
 if TYPE_CHECKING:
     from skipwise.sources.locality import Locality
     from skipwise.store.base import PartitionStore
+
+#: the version of a partition made of several files
+MANY_PREFIX = "md5s:"
 
 
 class DvcSources:
@@ -35,32 +46,143 @@ class DvcSources:
         self.locality = locality
         self.warn = warn
         self._tracked: dict[str, TrackedDir] = {}
+        self._folders: dict[str, dict[str, set[str]]] = {}
 
     def tracked(self, source: Source) -> TrackedDir | None:
         """The source's `.dir` manifest when it has been read (planning reads it once)."""
         return self._tracked.get(source.name)
 
-    def version(self, source: Source, key: str) -> str:
-        """``md5:<hex>`` of the partition's file as DVC recorded it (checked against the workspace), or "absent"."""
+    def _tracked_of(self, source: Source) -> TrackedDir:
         tracked = self._tracked.get(source.name)
         if tracked is None:
-            self.store.check_readable(self.root / source.path)  # the folder itself, once
-            tracked = self._tracked[source.name] = read_tracked_dir(
-                self.root, source.path, self.locality.manifest_fetcher(source)
-            )
-        rel = source.file_for(key)
-        path = self.root / source.path / rel
-        if os.path.islink(path):  # a plain file in a checked folder needs no realpath
-            self.store.check_readable(path)  # never hash (or later read) what a link outside points at
-        fv = file_version(self.root, tracked, rel, self.statcache, remote=self.locality.on_remote(source))
-        if fv.warning:
-            self.warn(fv.warning)
-        return fv.version
+            if source.layout is None and not source.paths:  # the legacy form: `path` is the tracked folder
+                self.store.check_readable(self.root / source.path)  # the folder itself, once
+                tracked = read_tracked_dir(self.root, source.path, self.locality.manifest_fetcher(source))
+            else:
+                target = tracked_target(self.root, source.path) or source.path
+                if os.path.lexists(self.root / target):
+                    self.store.check_readable(self.root / target)
+                tracked = read_tracked_dir(self.root, target, self.locality.manifest_fetcher(source), file=True)
+            self._tracked[source.name] = tracked
+        return tracked
+
+    def add_hint(self, source: Source) -> str:
+        """What `dvc add` takes to version the source's files: the folder (or file) DVC tracks."""
+        tracked = self._tracked_of(source)
+        return tracked.path if tracked.source != "not tracked by DVC" else source.path
+
+    def version(self, source: Source, key: str) -> str:
+        """``md5:<hex>`` of the partition's file as DVC recorded it (checked against the workspace),
+        ``md5s:<sha256>`` of a partition of several files, or "absent"."""
+        parts = self.parts(source, key)
+        if not parts:
+            return "absent"
+        if not source.many:
+            return parts[0][1]
+        return combined_version(parts, MANY_PREFIX)
+
+    def parts(self, source: Source, key: str) -> list[tuple[str, str]]:
+        """(path relative to the root, ``md5:<hex>``) of each file of partition `key`, by path."""
+        tracked = self._tracked_of(source)
+        remote = self.locality.on_remote(source)
+        out = []
+        for rel in self._candidates(source, key, tracked):
+            path = self.root / source.path / rel if rel else self.root / source.path
+            if os.path.islink(path):  # a plain file in a checked folder needs no realpath
+                self.store.check_readable(path)  # never hash (or later read) what a link outside points at
+            fv = file_version(self.root, tracked, self._in_tracked(source, tracked, rel), self.statcache, remote=remote)
+            if fv.warning:
+                self.warn(fv.warning)
+            if fv.version != "absent":
+                out.append((str(Path(source.path, rel)) if rel else source.path, fv.version))
+            elif source.paths:  # a function's list is what the partition is: all of it, or it is missing
+                return []
+        return sorted(out)
+
+    def _in_tracked(self, source: Source, tracked: TrackedDir, rel: str) -> str:
+        """`rel` (relative to the source's path) relative to the tracked folder."""
+        if tracked.path == source.path:
+            return rel
+        return (
+            posixpath.join(posixpath.relpath(source.path, tracked.path), rel)
+            if rel
+            else posixpath.relpath(source.path, tracked.path)
+        )
+
+    def _candidates(self, source: Source, key: str, tracked: TrackedDir) -> list[str]:
+        """The files of partition `key`, relative to the source's path (before asking whether
+        they exist): one for a plain template, a function's list, or a glob's matches among what
+        DVC recorded and what the workspace holds."""
+        if source.paths:
+            return list(source.files_for(key))
+        if not source.many:
+            return [source.file_for(key)]
+        template = source.template
+        assert template is not None
+        rendered = template.render(key, source.dims)
+        pattern = template.pattern(key, source.dims)
+        folder = static_dir(rendered)
+        if "**" in rendered:
+            names = {f for fs in self._folders_of(source, tracked).values() for f in fs}
+            names |= self._walk(source, folder)
+        else:
+            names = set(self._folders_of(source, tracked).get(folder, ()))
+            names |= self._listdir(source, folder)
+        return sorted(n for n in names if pattern.fullmatch(n))
+
+    def _folders_of(self, source: Source, tracked: TrackedDir) -> dict[str, set[str]]:
+        """What DVC recorded under the source's path, by folder (relative to the source's path)."""
+        folders = self._folders.get(source.name)
+        if folders is None:
+            folders = {}
+            inner = "" if tracked.path == source.path else posixpath.relpath(source.path, tracked.path) + "/"
+            for rel in tracked.files:
+                if inner and not rel.startswith(inner):
+                    continue
+                rel = rel[len(inner) :]
+                folders.setdefault(posixpath.dirname(rel), set()).add(rel)
+            self._folders[source.name] = folders
+        return folders
+
+    def _listdir(self, source: Source, folder: str) -> set[str]:
+        base = self.root / source.path / folder
+        try:
+            with os.scandir(base) as it:
+                return {posixpath.join(folder, e.name) if folder else e.name for e in it if not e.is_dir()}
+        except (FileNotFoundError, NotADirectoryError):
+            return set()
+
+    def _walk(self, source: Source, folder: str) -> set[str]:
+        base = self.root / source.path
+        out = set()
+        for dirpath, _, files in os.walk(base / folder):
+            rel = os.path.relpath(dirpath, base)
+            out |= {f if rel == "." else posixpath.join(Path(rel).as_posix(), f) for f in files}
+        return out
 
     def read(self, source: Source, key: str, version: str | None) -> bytes:
         """The workspace file when it has that content, else (for a source on a remote) the input
         cache or the remote."""
-        path = self.root / source.path / source.file_for(key)
+        if source.layout is None and not source.paths:
+            return self._read_file(source, self.root / source.path / source.file_for(key), version)
+        files = self.read_files(source, key, version)
+        if len(files) != 1:
+            raise InputError(f"{source.name}[{key}] has {len(files)} files, not one", hint="read it with read_files")
+        return files[0]
+
+    def read_files(self, source: Source, key: str, version: str | None) -> list[bytes]:
+        """The bytes of each file of partition `key` at `version`, in path order; an error saying
+        to run again when the files changed since `version` was planned."""
+        parts = self.parts(source, key)
+        now = "absent" if not parts else combined_version(parts, MANY_PREFIX) if source.many else parts[0][1]
+        if version and now != version:
+            raise InputError(
+                f"{source.name}[{key}] changed since it was planned ({source.shown(key)})",
+                hint="run again: the plan takes the files as they are now",
+            )
+        return [self._read_file(source, self.root / rel, v) for rel, v in parts]
+
+    def _read_file(self, source: Source, path: Path, version: str | None) -> bytes:
         if not version or not version.startswith("md5:") or not self.locality.on_remote(source):
             return self.store.read_file(path)
         md5 = version[len("md5:") :]

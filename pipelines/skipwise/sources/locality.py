@@ -217,6 +217,11 @@ class Locality:
         """The bytes of partition `key` of `source` at `version` (see `skipwise.sources.base`)."""
         return self.sources_of(source).read(source, key, version)
 
+    def read_source_files(self, source: Source, key: str, version: str | None) -> list[bytes]:
+        """The bytes of each file (or object) of partition `key` at `version`, in path order: a
+        source whose partitions are several files (`Source.many`)."""
+        return self.sources_of(source).read_files(source, key, version)
+
     def sources_of(self, source: Source) -> SourceReader:
         """The reader of `source`'s kind: an object-store prefix, or a DVC-tracked folder."""
         return self.objects if source.url else self.dvc
@@ -259,10 +264,25 @@ class Locality:
                     if version == "absent":
                         continue
                     objects += 1
+                    if up.url and up.many:  # each object's size is in the listing
+                        loc = self.objects.location_of(up)
+                        for url, info in self.objects.parts(up, k):
+                            by_region[loc.region or "unknown"] += info.size
+                            if self.cache.has(etag_key(url, info.etag)):
+                                cached += 1
+                                continue
+                            if loc.url not in where:
+                                where.append(loc.url)
+                            cls = loc.egress_class(self.region)
+                            to_fetch += 1
+                            requests += 1
+                            by_class[cls] += info.size
+                            usd += info.size / GIB * prices.egress_usd_per_gb[cls] + prices.get_usd_per_1000 / 1000
+                        continue
                     if up.url:  # the listing knows each object's size: nothing is estimated
                         loc = self.objects.location_of(up)
                         info = self.objects.info(up, k)
-                        url, etag = up.object_url(k), version[len("etag:") :]
+                        url, etag = info.url if info is not None else up.object_url(k), version[len("etag:") :]
                         by_region[loc.region or "unknown"] += info.size if info is not None else 0
                         if self.cache.has(etag_key(url, etag)):
                             cached += 1
@@ -277,42 +297,47 @@ class Locality:
                         by_class[cls] += size
                         usd += size / GIB * prices.egress_usd_per_gb[cls] + prices.get_usd_per_1000 / 1000
                         continue
-                    path = self.project.root / up.path / up.file_for(k)
-                    md5 = version[len("md5:") :]
-                    size: int | None = None
-                    try:
-                        st = os.stat(path)
-                    except OSError:
-                        st = None
-                    remote = self.on_remote(up)
-                    if st is not None and (not remote or self.project.statcache.digest(path, "md5") == md5):
-                        local += 1
-                        by_class["same_host"] += st.st_size
-                        by_region[here] += st.st_size
-                        continue
-                    if not remote:
-                        continue
-                    loc = self.remote_of(up)[1]
-                    if self.cache.has(md5_key(md5)):
-                        cached += 1
-                        size = self.cache.size_of(md5_key(md5)) or 0
-                        by_class["same_host"] += size
-                        # Placement asks where the data lives, not where one host happens to cache it.
+                    files = (
+                        [(self.project.root / up.path / up.file_for(k), version)]
+                        if up.layout is None and not up.paths
+                        else [(self.project.root / rel, v) for rel, v in self.dvc.parts(up, k)]
+                    )
+                    for path, file_version in files:
+                        md5 = file_version[len("md5:") :]
+                        size: int | None = None
+                        try:
+                            st = os.stat(path)
+                        except OSError:
+                            st = None
+                        remote = self.on_remote(up)
+                        if st is not None and (not remote or self.project.statcache.digest(path, "md5") == md5):
+                            local += 1
+                            by_class["same_host"] += st.st_size
+                            by_region[here] += st.st_size
+                            continue
+                        if not remote:
+                            continue
+                        loc = self.remote_of(up)[1]
+                        if self.cache.has(md5_key(md5)):
+                            cached += 1
+                            size = self.cache.size_of(md5_key(md5)) or 0
+                            by_class["same_host"] += size
+                            # Placement asks where the data lives, not where one host happens to cache it.
+                            by_region[loc.region or "unknown"] += size
+                            continue
+                        if loc.url not in where:
+                            where.append(loc.url)
+                        tracked = self.dvc.tracked(up)
+                        size = tracked.mean_file_size if tracked is not None else 0
+                        estimated = True
+                        cls = loc.egress_class(self.region)
+                        to_fetch += 1
+                        by_class[cls] += size
                         by_region[loc.region or "unknown"] += size
-                        continue
-                    if loc.url not in where:
-                        where.append(loc.url)
-                    tracked = self.dvc.tracked(up)
-                    size = tracked.mean_file_size if tracked is not None else 0
-                    estimated = True
-                    cls = loc.egress_class(self.region)
-                    to_fetch += 1
-                    by_class[cls] += size
-                    by_region[loc.region or "unknown"] += size
-                    usd += size / GIB * prices.egress_usd_per_gb[cls]
-                    if loc.charges_requests:
-                        requests += 1
-                        usd += prices.get_usd_per_1000 / 1000
+                        usd += size / GIB * prices.egress_usd_per_gb[cls]
+                        if loc.charges_requests:
+                            requests += 1
+                            usd += prices.get_usd_per_1000 / 1000
         return Movement(
             {c: by_class[c] for c in EGRESS_CLASSES if by_class[c]},
             usd,

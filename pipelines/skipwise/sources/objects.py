@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from skipwise.core.cost import IOCounter
 from skipwise.core.errors import ConfigError, InputError
+from skipwise.core.layouts import combined_version, static_dir
 from skipwise.core.locations import Location, location_for
 from skipwise.core.spec import Source
 from skipwise.sources.contentcache import etag_key
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from skipwise.store.objectstore import Got, ObjectInfo, ObjectStore
 
 VERSION_PREFIX = "etag:"
+#: the version of a partition made of several objects
+MANY_PREFIX = "etags:"
 _MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")  # a single-part upload's ETag; a multipart one ends in -<parts>
 
 
@@ -68,6 +71,7 @@ class ObjectSources:
         self._listings: dict[str, dict[str, ObjectInfo]] = {}
         self._locations: dict[str, Location] = {}
         self._stores: dict[str, ObjectStore] = {}
+        self._folders: dict[str, dict[str, list[str]]] = {}
 
     def location_of(self, source: Source) -> Location:
         """Where `source` is: its ``[locations]`` entry (`location=`), its `region=`, the declared
@@ -120,17 +124,62 @@ class ObjectSources:
         return self._listings[source.name]
 
     def info(self, source: Source, key: str) -> ObjectInfo | None:
-        """The listed object of partition `key` (None when the prefix has none)."""
-        return self.listing(source).get(source.object_url(key))
+        """The listed object of partition `key` (None when the prefix has none): at its URL, or
+        where earlier versions looked for it (the key escaped as skipwise's folders escape it)."""
+        listing = self.listing(source)
+        found = listing.get(source.object_url(key))
+        if found is None and source.legacy_url(key):
+            found = listing.get(source.legacy_url(key))
+        return found
+
+    def parts(self, source: Source, key: str) -> list[tuple[str, ObjectInfo]]:
+        """(URL, listed object) of each object of partition `key`, by URL: the one object, or
+        those a glob matches (looked for in the folder the key's pattern names)."""
+        if not source.many:
+            info = self.info(source, key)
+            return [(info.url, info)] if info is not None else []
+        template = source.template
+        assert template is not None
+        rendered = template.render(key, source.dims)
+        pattern = template.pattern(key, source.dims)
+        listing = self.listing(source)
+        if "**" in rendered:
+            urls: list[str] = list(listing)
+        else:
+            folders = self._folders.get(source.name)
+            if folders is None:
+                folders = self._folders[source.name] = {}
+                for url in listing:
+                    folders.setdefault(url.rsplit("/", 1)[0], []).append(url)
+            urls = folders.get(static_dir(rendered), [])
+        return sorted((u, listing[u]) for u in urls if pattern.fullmatch(u))
 
     def version(self, source: Source, key: str) -> str:
-        """Partition `key`'s version, ``etag:<etag>``, or "absent"."""
+        """Partition `key`'s version, ``etag:<etag>``, ``etags:<sha256>`` of several objects, or "absent"."""
+        if source.many:
+            parts = self.parts(source, key)
+            return combined_version([(u, version_of(i)) for u, i in parts], MANY_PREFIX) if parts else "absent"
         return version_of(self.info(source, key))
+
+    def read_files(self, source: Source, key: str, version: str | None, io: IOCounter | None = None) -> list[bytes]:
+        """The bytes of each object of partition `key` at `version`, by URL (see `read`)."""
+        if not source.many:
+            return [self.read(source, key, version, io)]
+        parts = self.parts(source, key)
+        now = combined_version([(u, version_of(i)) for u, i in parts], MANY_PREFIX) if parts else "absent"
+        if version == "absent" or not parts:
+            what, fix = source.missing(key)
+            raise InputError(f"{source.name}[{key}] has {what}", hint=fix)
+        if version != now:
+            raise InputError(
+                f"{source.name}[{key}] changed since it was planned ({source.object_url(key)})",
+                hint="run again: the plan lists the prefix for its versions",
+            )
+        return [self._read_object(source, url, info.etag, info, io) for url, info in parts]
 
     def read(self, source: Source, key: str, version: str | None, io: IOCounter | None = None) -> bytes:
         """The bytes of partition `key` at `version`, through the input cache: exactly that
         object (a conditional GET), or ObjectChanged when it is no longer there."""
-        url = source.object_url(key)
         if version == "absent":
             what, fix = source.missing(key)
             raise InputError(f"{source.name}[{key}] has {what}", hint=fix)
@@ -141,6 +190,12 @@ class ObjectSources:
             )
         etag = version[len(VERSION_PREFIX) :]
         listed = self.info(source, key)
+        url = listed.url if listed is not None else source.object_url(key)
+        return self._read_object(source, url, etag, listed, io)
+
+    def _read_object(
+        self, source: Source, url: str, etag: str, listed: ObjectInfo | None, io: IOCounter | None
+    ) -> bytes:
         # The listing that gave `version` was this process's: it knows the size and version id.
         if listed is not None and listed.etag != etag:
             listed = None

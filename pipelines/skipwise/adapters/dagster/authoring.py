@@ -20,11 +20,12 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import dagster as dg
 
 from skipwise import formats
-from skipwise.adapters.dagster.graph import ASSET, KIND, SOURCE
+from skipwise.adapters.dagster.graph import ASSET, KIND, SOURCE, dims_for, register_path_function
 from skipwise.adapters.dagster.step import run_asset
 from skipwise.core import metakeys as mk
 from skipwise.core.codeversion import CodeIndex
 from skipwise.core.errors import ConfigError
+from skipwise.core.layouts import Template, static_dir
 from skipwise.core.locations import credentials_in
 from skipwise.engine.bodies import REGISTRY, Body, Input, is_dict_of
 from skipwise.engine.loading import load_project
@@ -363,17 +364,28 @@ def _code_index(root: Path) -> Any:
 
 def dvc_source(
     name: str,
-    path: str,
+    path: str | Callable[[str], str | Sequence[str]],
     partitions_def: Any = None,
-    filename: str = "{partition_key}.parquet",
+    filename: str | None = None,
     description: str = "",
     group_name: str = "raw",
     remote: str | bool = False,
     **kwargs: Any,
 ) -> dg.AssetsDefinition:
-    """A raw input tracked by DVC: one file per partition under `path` (relative to the project
-    root, e.g. data/raw/sales, with `dvc add data/raw/sales`), named by `filename`. Its version per
-    partition is the file's DVC md5 (checked against the workspace); observing it records them.
+    """A raw input tracked by DVC, versioned per partition by its files' DVC md5s (checked
+    against the workspace); observing it records them. `path` is relative to the project root:
+
+    - a folder (``data/raw/sales``): one file per partition inside it, named by `filename`
+      (default ``{partition_key}.parquet``, the key folder-escaped as in earlier versions);
+    - a path template with the partition's fields (``data/raw/events/{date:%Y/%m/%d}/{hour:%H}.parquet``,
+      ``data/raw/clicks/dt={date:%Y-%m-%d}/*.parquet``): the key rendered literally, a time window
+      by strftime specs, a multi-partition's dimensions by name; glob characters match several
+      files per partition, read concatenated (see `skipwise.core.layouts`);
+    - a file (``data/raw/lookup.parquet``) for an unpartitioned source;
+    - a function `key -> path or paths` (relative to the root): called for every key when the
+      definitions resolve (so it must depend on the key alone); its answers are kept with the graph.
+
+    DVC may track the folder, a folder above it, or the file (`dvc add data/raw/events`).
 
     `remote`: where the bytes are when the workspace does not have them. ``True`` is DVC's
     default remote (``core.remote``), a string names a DVC remote (``dvc remote add NAME URL``).
@@ -381,28 +393,23 @@ def dvc_source(
     skipwise's local content-addressed cache; a workspace file that matches is used first."""
     caller = sys._getframe(1).f_globals.get("__file__")
     root = _root_of(caller)
-    if Path(path).is_absolute() or ".." in Path(path).parts:
-        raise ConfigError(
-            f"dvc_source {name}: path {path!r} must be relative to the project root, inside it",
-            hint="e.g. sw.dvc_source('raw_sales', 'data/raw/sales', ...)",
-        )
-    if "{partition_key}" not in filename and "{key}" not in filename and partitions_def is not None:
-        raise ConfigError(
-            f"dvc_source {name}: filename {filename!r} does not contain {{partition_key}}",
-            hint="e.g. filename='{partition_key}.parquet'",
-        )
+    where = f"dvc_source {name}"
+    metadata = {KIND: SOURCE, **({mk.REMOTE: "" if remote is True else str(remote)} if remote else {})}
+    if callable(path):
+        if filename is not None:
+            raise ConfigError(f"{where}: filename= goes with a folder path, not a function", hint="remove filename=")
+        metadata.update({mk.PATH: "", mk.PATH_FN: register_path_function(path)})
+        shown = f"the paths {getattr(path, '__qualname__', 'a function')} gives"
+    else:
+        metadata.update(_dvc_layout(where, root, path, partitions_def, filename))
+        shown = path
 
     @dg.observable_source_asset(
         name=name,
         partitions_def=partitions_def,
-        description=description or f"Raw files under {path}, versioned by DVC.",
+        description=description or f"Raw files at {shown}, versioned by DVC.",
         group_name=group_name,
-        metadata={
-            KIND: SOURCE,
-            mk.PATH: path,
-            mk.FILENAME: filename,
-            **({mk.REMOTE: "" if remote is True else str(remote)} if remote else {}),
-        },
+        metadata=metadata,
         io_manager_key="skipwise",
         **kwargs,
     )
@@ -410,6 +417,42 @@ def dvc_source(
         return _observed_versions(root, name, partitions_def)
 
     return _observe
+
+
+def _dvc_layout(where: str, root: Path, path: str, partitions_def: Any, filename: str | None) -> dict[str, str]:
+    """The metadata saying where a DVC source's partitions are (see `dvc_source`); ConfigError
+    naming the fix for a path outside the root or a template the partitioning cannot fill."""
+    if not isinstance(path, str) or not path or Path(path).is_absolute() or ".." in Path(path).parts:
+        raise ConfigError(
+            f"{where}: path {path!r} must be relative to the project root, inside it",
+            hint="e.g. sw.dvc_source('raw_sales', 'data/raw/sales', ...)",
+        )
+    dims = dims_for(partitions_def)
+    if any(c in path for c in "{*?["):
+        if filename is not None:
+            raise ConfigError(
+                f"{where}: path {path!r} is a template and filename= is given too",
+                hint="put the file's name in the template and remove filename=",
+            )
+        folder = static_dir(path)
+        layout = path[len(folder) + 1 :] if folder else path
+        Template.of(layout, where).check(dims, where)
+        return {mk.PATH: folder, mk.LAYOUT: layout}
+    full = root / path
+    if full.is_file() or (not full.is_dir() and Path(path).suffix and filename is None):
+        if partitions_def is not None:
+            raise ConfigError(
+                f"{where}: path {path!r} is one file, but the source is partitioned",
+                hint=f"name each partition's file with its fields, e.g. '{Path(path).with_suffix('')}/{{partition_key}}{Path(path).suffix}'",
+            )
+        return {mk.PATH: path, mk.LAYOUT: ""}
+    filename = filename or "{partition_key}.parquet"
+    if "{partition_key}" not in filename and "{key}" not in filename and partitions_def is not None:
+        raise ConfigError(
+            f"{where}: filename {filename!r} does not contain {{partition_key}}",
+            hint="e.g. filename='{partition_key}.parquet'",
+        )
+    return {mk.PATH: path, mk.FILENAME: filename}
 
 
 def object_source(
@@ -446,16 +489,18 @@ def object_source(
         split_url(url)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from None
-    if partitions_def is not None and "{partition_key}" not in url and "{key}" not in url:
+    template = Template.of(url, where)
+    if partitions_def is not None and not template.fields:
         raise ConfigError(
-            f"{where}: url {url!r} does not contain {{partition_key}}",
+            f"{where}: url {url!r} does not contain {{partition_key}} (or another field of the partition)",
             hint="one object per partition, e.g. s3://bucket/events/{partition_key}.parquet",
         )
-    if partitions_def is None and "{" in url:
+    if partitions_def is None and template.fields:
         raise ConfigError(
             f"{where}: url {url!r} has a placeholder but the source has no partitions_def",
             hint="pass partitions_def=..., or name the one object without {partition_key}",
         )
+    template.check(dims_for(partitions_def), where)
     if region and location:
         raise ConfigError(
             f"{where}: region= and location= both given", hint="a [locations] entry has its own region: pass one"

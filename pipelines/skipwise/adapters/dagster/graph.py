@@ -8,16 +8,17 @@ reads: an `Offsets` window or `Identity` between equal partitionings, `AllOf`, a
 from __future__ import annotations
 
 import difflib
+import posixpath
 import time
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable
 
 import dagster as dg
 
 from skipwise.adapters.dagster.instance import instance_for_root
 from skipwise.core import metakeys as mk
 from skipwise.core.errors import ConfigError
-from skipwise.core.partitions import AllOf, Identity, KeySet, Offsets, Table
+from skipwise.core.partitions import UNPARTITIONED, AllOf, Dim, Identity, KeySet, Offsets, Table
 from skipwise.core.spec import Asset, Dep, Graph, Plain, Source
 from skipwise.project.resolving import import_definitions
 
@@ -49,7 +50,67 @@ def keyset(pdef: Any, instance: Any = None) -> KeySet | None:
         if instance is not None
         else pdef.get_partition_keys()
     )
-    return KeySet(tuple(str(k) for k in keys), _kind_of(pdef))
+    return KeySet(tuple(str(k) for k in keys), _kind_of(pdef), dims_of_def(pdef))
+
+
+def dims_of_def(pdef: Any) -> tuple[Dim, ...]:
+    """The dimensions of a Dagster partitions definition's keys, with each time window's format
+    (a source's path template parses keys with it); () for plain keys of one dimension."""
+    if isinstance(pdef, dg.MultiPartitionsDefinition):
+        return tuple(Dim(d.name, _fmt(d.partitions_def)) for d in pdef.partitions_defs)
+    fmt = _fmt(pdef)
+    return (Dim("", fmt),) if fmt else ()
+
+
+def dims_for(pdef: Any) -> tuple[Dim, ...] | None:
+    """What a source's path template may use over `pdef` (None: unpartitioned, no fields)."""
+    return None if pdef is None else dims_of_def(pdef) or (Dim(""),)
+
+
+#: functions given as a source's path, by the token its metadata carries (this process's imports)
+PATH_FUNCTIONS: dict[str, Callable[[str], Any]] = {}
+
+
+def register_path_function(fn: Callable[[str], Any]) -> str:
+    """The token naming `fn` in a source's metadata; the graph's resolution calls it per key."""
+    token = f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}#{id(fn)}"
+    PATH_FUNCTIONS[token] = fn
+    return token
+
+
+def _function_paths(name: str, token: str, keys: KeySet | None) -> tuple[str, tuple[tuple[str, tuple[str, ...]], ...]]:
+    """(the folder holding every file, key -> files relative to it) from the function of source
+    `name`, called once per key; ConfigError naming the key when it fails or answers a path
+    outside the project root."""
+    fn = PATH_FUNCTIONS.get(token)
+    where = f"dvc_source {name}"
+    if fn is None:
+        raise ConfigError(f"{where}: its path function {token.split('#')[0]} is not loaded", hint="import its module")
+    rows: list[tuple[str, tuple[str, ...]]] = []
+    for key in keys.key_list if keys is not None else (UNPARTITIONED,):
+        try:
+            got = fn(key)
+        except Exception as exc:  # noqa: BLE001 - the user's function, reported against the key
+            raise ConfigError(
+                f"{where}: its path function failed for partition {key!r}: {type(exc).__name__}: {exc}",
+                hint="make it answer a path (or a list of paths) relative to the project root for every key",
+            ) from None
+        paths = (got,) if isinstance(got, str) else tuple(got or ())
+        for p in paths:
+            if not isinstance(p, str) or not p or PurePosixPath(p).is_absolute() or ".." in PurePosixPath(p).parts:
+                raise ConfigError(
+                    f"{where}: its path function gave {p!r} for partition {key!r}",
+                    hint="answer paths relative to the project root, inside it",
+                )
+        rows.append((key, tuple(PurePosixPath(p).as_posix() for p in paths)))
+    every = [p for _, ps in rows for p in ps]
+    folder = posixpath.commonpath([posixpath.dirname(p) for p in every]) if every else ""
+    cut = len(folder) + 1 if folder else 0
+    return folder, tuple((k, tuple(p[cut:] for p in ps)) for k, ps in rows)
+
+
+def _fmt(pdef: Any) -> str:
+    return pdef.fmt if isinstance(pdef, dg.TimeWindowPartitionsDefinition) else ""
 
 
 def _is_dynamic(pdef: Any) -> bool:
@@ -132,12 +193,17 @@ def graph_of(
         md = node.metadata
         kind = meta(md, KIND)
         if kind == SOURCE:
+            path, paths = meta(md, mk.PATH), ()
+            if meta(md, mk.PATH_FN):
+                path, paths = _function_paths(asset_name(key), meta(md, mk.PATH_FN), keys_for(node.partitions_def))
             sources.append(
                 Source(
                     asset_name(key),
-                    meta(md, mk.PATH),
+                    path,
                     keys_for(node.partitions_def),
                     filename=meta(md, mk.FILENAME, "{partition_key}.parquet"),
+                    layout=meta(md, mk.LAYOUT, None),
+                    paths=paths,
                     description=node.description or "",
                     remote=_remote(md),
                     url=meta(md, mk.URL, "") or "",

@@ -95,11 +95,25 @@ class IOManager(dg.ConfigurableIOManager):
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [UNPARTITIONED]
         values: dict[str, Any] = {}
         upstream_md = _upstream_metadata(context)
+        known = next((s for s in project.graph.sources if s.name == name), None)
+        if meta(upstream_md, KIND) == SOURCE and known is not None and (known.layout is not None or known.paths):
+            for key in keys:  # a path template or a function's paths: its files as they are now
+                version = project.raw_version(known, key)
+                if version == "absent":
+                    what, fix = known.missing(key)
+                    raise InputError(f"{name}[{key}] has {what}", hint=fix)
+                parts = project.locality.read_source_files(known, key, version) if known.many else None
+                if parts is not None:
+                    frames = {str(i): formats.get("polars").decode(d) for i, d in enumerate(parts)}
+                    values[key] = bodies.combine(frames, None)
+                else:
+                    values[key] = formats.get("polars").decode(project.locality.read_source(known, key, version))
+            return bodies.combine(values, _annotation(context))
         if meta(upstream_md, KIND) == SOURCE and meta(upstream_md, mk.URL):  # an object-store prefix
             source = Source(
                 name,
                 "",
-                None,
+                known.partitions if known is not None else None,
                 url=meta(upstream_md, mk.URL),
                 region=meta(upstream_md, mk.REGION, ""),
                 location=meta(upstream_md, mk.LOCATION, ""),

@@ -167,7 +167,9 @@ def raw_versions(project) -> dict[str, dict[str, str]]:
     read), or for an object-store source its object's ETag version."""
     out: dict[str, dict[str, str]] = {}
     for node in project.graph.sources:
-        if node.url:  # an object-store prefix: its ETags, from one listing of it
+        if (
+            node.url or node.layout is not None or node.paths
+        ):  # an object-store prefix, a template: as planning sees them
             versions = {k: project.raw_version(node, k) for k in keys_of(node.partitions)}
             out[node.name] = {k: v for k, v in versions.items() if v != "absent"}
             continue

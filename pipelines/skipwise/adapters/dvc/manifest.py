@@ -96,16 +96,58 @@ class TrackedDir:
         )
 
 
-def read_tracked_dir(root: Path, rel_path: str, fetch_manifest: Callable[[str], bytes] | None = None) -> TrackedDir:
+def tracked_target(root: Path, rel_path: str) -> str | None:
+    """What DVC tracks that holds `rel_path`: `rel_path` itself or the nearest folder above it with
+    a `.dvc` file or a dvc.lock output (None: nothing DVC tracks holds it)."""
+    root = Path(root)
+    outs: set[str] | None = None
+    path = Path(rel_path)
+    for cand in (path, *path.parents):
+        if str(cand) in ("", "."):
+            break
+        if (root / f"{cand}.dvc").exists():
+            return cand.as_posix()
+        if outs is None:
+            outs = _lock_outs(root)
+        if cand.as_posix() in outs:
+            return cand.as_posix()
+    return None
+
+
+def _lock_outs(root: Path) -> set[str]:
+    """The output paths dvc.lock records (empty when there is none, or it is not what DVC writes:
+    reading the source then reports it)."""
+    lock = root / "dvc.lock"
+    if not lock.exists():
+        return set()
+    try:
+        data = read_yaml(lock, "dvc.lock")
+    except InputError:
+        return set()
+    stages = data.get("stages") if isinstance(data, dict) else None
+    out: set[str] = set()
+    for stage in (stages or {}).values() if isinstance(stages, dict) else ():
+        for o in (stage.get("outs") or []) if isinstance(stage, dict) else ():
+            if isinstance(o, dict) and isinstance(o.get("path"), str):
+                out.add(Path(o["path"]).as_posix())
+    return out
+
+
+def read_tracked_dir(
+    root: Path, rel_path: str, fetch_manifest: Callable[[str], bytes] | None = None, file: bool = False
+) -> TrackedDir:
     """DVC's per-file record of `rel_path`, from `<rel_path>.dvc` or dvc.lock, and the .dir manifest.
 
     `fetch_manifest(dir_hash)`, when given, returns the `.dir` manifest's bytes from elsewhere (a
-    DVC remote, verified by its md5) when DVC's local cache does not have it.
+    DVC remote, verified by its md5) when DVC's local cache does not have it. With `file`, a
+    tracked single file is accepted too: its record is the one entry "" (the path itself).
     """
     root = Path(root)
     dir_hash, source, sizes = _dir_hash(root, rel_path)
     if dir_hash is None:
         return TrackedDir(rel_path, {}, "not tracked by DVC")
+    if file and not dir_hash.endswith(".dir"):
+        return TrackedDir(rel_path, {"": dir_hash}, source, **sizes)
     if not dir_hash.endswith(".dir"):
         raise InputError(
             f"records {rel_path} with the file hash {dir_hash}, but {rel_path} is a directory of partition files",
@@ -280,7 +322,8 @@ def file_version(
     With `remote` (the source's bytes are on a DVC remote), a file missing from the workspace is
     versioned by DVC's record alone: no request is made, the remote is read only if it runs.
     """
-    path = os.path.join(root, tracked.path, relpath)
+    shown = os.path.join(tracked.path, relpath) if relpath else tracked.path
+    path = os.path.join(root, shown)
     recorded = tracked.files.get(relpath)
     try:
         actual = statcache.digest(path, "md5")
@@ -290,7 +333,7 @@ def file_version(
         if remote:
             return FileVersion(f"md5:{recorded}")
         raise InputError(
-            f"{os.path.join(tracked.path, relpath)} is recorded by DVC ({tracked.source}) but missing from the workspace",
+            f"{shown} is recorded by DVC ({tracked.source}) but missing from the workspace",
             hint=f"run `dvc checkout {tracked.path}` (or `dvc pull {tracked.path}` if the cache is empty)",
         ) from None
     path = Path(path)
