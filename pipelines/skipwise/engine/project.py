@@ -57,6 +57,7 @@ from skipwise.engine.metering import Meter, Share, measure, process_meter
 from skipwise.engine.accounting import Accounts
 from skipwise.engine.versions import CodeVersions
 from skipwise.engine.observations import Observations
+from skipwise.engine.settled import Settled
 from skipwise.engine.outcomes import Outcome
 from skipwise.project import observing
 from skipwise.sources.locality import Locality
@@ -133,6 +134,8 @@ class Project:
         self.accounts = Accounts(
             self.ledger, self.config, self.io, lambda: self._locality and self._locality.take_outside()
         )
+        # Assets a full plan found up to date, and what that depended on (`skipwise.engine.settled`).
+        self.settled = Settled(self)
         # What the code reads (files, folders, variables), as keyed digests: re-checked when planning.
         self.observations = Observations(self.root, self.statcache, self.store.digest_key, self._managed_dirs)
         self._raw_versions: dict[tuple[str, str], str] = {}
@@ -397,11 +400,25 @@ class Project:
                 if asset.name not in names:
                     continue
                 wanted = keys_in_range(asset.partitions, partition) if partition is not None else keys
-                for key in self.keys_for(asset, wanted if asset.partitions is not None else None):
+                asset_keys = self.keys_for(asset, wanted if asset.partitions is not None else None)
+                # Every key of an asset none of whose inputs runs first: its last full plan may still hold.
+                whole = partition is None and keys is None
+                inputs = {d.name for d in asset.deps}
+                if whole and not any(n in inputs for n, _ in pending):
+                    settled = self.settled.check(asset, asset_keys)
+                    if settled is not None:
+                        out.extend(settled)
+                        continue
+                warned = len(self.warnings)
+                decided = []
+                for key in asset_keys:
                     d = self.decide(asset, key, pending)
                     if d.action in CHANGES:
                         pending.add((asset.name, key))
-                    out.append(d)
+                    decided.append(d)
+                out.extend(decided)
+                if whole and len(self.warnings) == warned:
+                    self.settled.remember(asset, asset_keys, decided)
         finally:
             self._manifests = None
             self.observations.memo = None
