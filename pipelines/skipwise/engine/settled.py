@@ -7,7 +7,7 @@ fingerprints, a token of everything else a decision depends on (the asset's and 
 declarations, the code version, the params, the library's scheme, what the partitions observably
 read, as they are now) and the paths of every file a decision read: the asset's manifests and
 outputs, its derived inputs' manifests, its raw inputs' folders (every file in them, recursively,
-with DVC's `.dvc` record), the suspects file. `Settled.check` answers SKIP for every key only when
+with DVC's record of them: the `.dvc` file of what it tracks, `dvc.lock`), the suspects file. `Settled.check` answers SKIP for every key only when
 the token is the same and every one of those files has the same inode, mode, size, modification
 and change time (the change time cannot be set back from user space): any difference, a missing
 file, a new file in a raw folder, an object-store source or store, an unversioned plain input,
@@ -25,6 +25,7 @@ from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from skipwise.adapters.dvc.manifest import tracked_target
 from skipwise.core.hashing import digest
 from skipwise.core.manifest import SCHEME_VERSION
 from skipwise.core.partitions import key_folder
@@ -176,8 +177,10 @@ class Settled:
             if not isinstance(up, Source):
                 continue
             folder = self.root / up.path
+            tracked = tracked_target(self.root, up.path)  # the folder, or one above it DVC tracks
+            records = [self.root / f"{tracked}.dvc", self.root / "dvc.lock"] if tracked else []
             h = hashlib.sha256()
-            for name in (f"{folder}.dvc", str(folder)):
+            for name in (*map(str, records), str(folder)):
                 try:
                     st = os.lstat(name)
                     h.update(f"{name}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n".encode())
