@@ -1,10 +1,12 @@
 """A small project driven through Dagster's own command, `dagster asset materialize`, as a team
-runs it in its own repository: run config overrides a param (and counts in the fingerprint)."""
+runs it in its own repository: run config overrides a param (and counts in the fingerprint), and
+a skipwise error is one short Dagster failure with its `Error:` and `fix:` lines."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import polars as pl
@@ -36,6 +38,8 @@ defs = dg.Definitions(assets=[raw_events, hourly_stats], resources={"skipwise": 
 """
 DAY = "2024-01-02"  # its raw rows sum to 5
 FACTOR_3 = json.dumps({"ops": {"hourly_stats": {"config": {"factor": 3}}}})
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")  # a Dagster log line starts with its time
+MAX_FAILURE_LINES = 25
 
 
 @pytest.fixture
@@ -72,6 +76,20 @@ def partition(root: Path) -> tuple[dict, dict]:
     return manifest, json.loads((folder / manifest["output"]).read_text())
 
 
+def failure_blocks(log: str) -> list[list[str]]:
+    """The text Dagster prints under each STEP_FAILURE and RUN_FAILURE line, up to its next log line."""
+    blocks: list[list[str]] = []
+    inside = False
+    for line in log.splitlines():
+        if LOG_LINE.match(line) or line.startswith("Error: Materialization failed"):
+            inside = " - STEP_FAILURE - " in line or " - RUN_FAILURE - " in line
+            if inside:
+                blocks.append([])
+        elif inside:
+            blocks[-1].append(line)
+    return blocks
+
+
 def test_run_config_overrides_a_param_and_counts_in_the_fingerprint(events):
     _, log = dagster(events, "--partition", DAY)
     first, out = partition(events)
@@ -93,3 +111,26 @@ def test_run_config_overrides_a_param_and_counts_in_the_fingerprint(events):
     assert "hourly_stats: 0 partition(s) computed, 1 restored from kept versions" in log
     back, out = partition(events)
     assert out == {"total": 5} and back["fingerprint"] == first["fingerprint"]
+
+
+def test_a_skipwise_error_is_one_short_dagster_failure_with_its_fix(events):
+    (events / "data" / "raw" / "events" / f"{DAY}.parquet").write_bytes(b"not parquet")
+    p, log = dagster(events, "--partition", DAY, check=False)
+    assert p.returncode != 0
+    assert f"Error: data/raw/events/{DAY}.parquet is not readable parquet" in log, log
+    assert "\n  fix: restore it with `dvc checkout data/raw/events`" in log
+    blocks = failure_blocks(log)
+    assert len(blocks) == 2, log  # the step's failure and the run's, which repeats it
+    for block in blocks:
+        assert len(block) <= MAX_FAILURE_LINES, "\n".join(block)
+        text = "\n".join(block)
+        assert "Failure: Error: " in text and "fix: " in text
+    # Neither skipwise's own frames nor the error chained as a cause: that is what SKIPWISE_DEBUG is for.
+    assert "Traceback" not in log and "caused by" not in log
+    assert "skipwise/engine/" not in log and "skipwise/store/" not in log
+
+    p, log = dagster(events, "--partition", DAY, env={"SKIPWISE_DEBUG": "1"}, check=False)
+    assert p.returncode != 0
+    assert f"Error: data/raw/events/{DAY}.parquet is not readable parquet" in log
+    assert "The above exception was caused by the following exception" in log
+    assert "skipwise/engine/project.py" in log  # the whole traceback, down to where it was raised

@@ -19,6 +19,7 @@ import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from skipwise.core import metakeys as mk
+from skipwise.core.errors import InputError, SkipwiseError
 from skipwise.core.spec import Asset
 from skipwise.core.units import format_usd, significant
 from skipwise.engine import progress
@@ -169,6 +170,18 @@ def _downstream_in_run(context: Any) -> bool:
         return bool(set(children) & set(layer.selected_asset_keys))
     except Exception:  # noqa: BLE001 - when unsure, give the output (it only costs an event per partition)
         return True
+
+
+def step_failure(exc: SkipwiseError) -> dg.Failure:
+    """A skipwise error as the step's one failure: its description is the `Error:` line and the
+    `fix:` line the `skipwise` command prints for it (Dagster's log and UI show it as the failure's
+    message); its metadata says the error's kind, message and fix apart. Configuration, keys and
+    budgets do not fix themselves, so a retry policy does not retry them; an input may (a remote
+    read that failed for a while)."""
+    md = {mk.ERROR: type(exc).__name__, mk.ERROR_MESSAGE: dg.MetadataValue.text(exc.render().split("\n  fix:")[0])}
+    if exc.hint:
+        md[mk.ERROR_FIX] = dg.MetadataValue.text(exc.hint)
+    return dg.Failure(description=f"Error: {exc.render()}", metadata=md, allow_retries=isinstance(exc, InputError))
 
 
 def run_asset(context: Any, root: Path, body: Any, partitions_def: Any) -> Iterator[Any]:
