@@ -128,6 +128,7 @@ def test_a_skipwise_error_is_one_short_dagster_failure_with_its_fix(events):
     # Neither skipwise's own frames nor the error chained as a cause: that is what SKIPWISE_DEBUG is for.
     assert "Traceback" not in log and "caused by" not in log
     assert "skipwise/engine/" not in log and "skipwise/store/" not in log
+    assert not (events / "data" / "default" / "hourly_stats" / DAY).exists()  # nothing left behind
 
     p, log = dagster(events, "--partition", DAY, env={"SKIPWISE_DEBUG": "1"}, check=False)
     assert p.returncode != 0
