@@ -256,3 +256,41 @@ def test_a_waiter_on_a_lock_removed_with_its_folder_takes_the_new_one(tmp_path):
     t.join(10)
     assert order == ["first", "waiter"]
     assert not lock.parent.exists()  # the waiter, too, let go of an empty partition
+
+
+def test_a_stored_values_kept_version_has_no_colon_in_its_name_and_old_names_still_read(tmp_path):
+    from skipwise.store.partitions import version_names
+
+    sha_new, sha_old = "a" * 64, "b" * 64
+    assert version_names(sha_new) == [f"versions/{sha_new}.json"]
+    assert version_names(f"stored:{sha_new}") == [f"versions/stored-{sha_new}.json", f"versions/stored:{sha_new}.json"]
+    assert version_names("../x") == [] and version_names("stored:../x") == [] and version_names("") == []
+
+    store = _empty_store(tmp_path)
+    with store.lock("reports", "plain", "k"):
+        out, sha, size = store.write_output("reports", "plain", "k", sha_new, "json", b"{}")
+        new = Manifest("plain", "k", f"stored:{sha_new}", "", "", {}, out, sha, size)
+        store.commit("reports", "plain", new)
+    folder = store.data_root / "reports" / "plain" / "k"
+    assert not [p for p in folder.rglob("*") if ":" in p.name]
+    assert (folder / "versions" / f"stored-{sha_new}.json").is_file()
+    assert store.read_version("reports", "plain", "k", f"stored:{sha_new}") == new
+
+    # A store written before: the kept version named `stored:<sha256>.json` is found by its fingerprint.
+    old = Manifest("plain", "k", f"stored:{sha_old}", "", "", {}, f"{sha_old}.json", sha_old, 2)
+    (folder / "versions" / f"stored:{sha_old}.json").write_text(old.to_json())
+    assert store.read_version("reports", "plain", "k", f"stored:{sha_old}") == old
+    assert store.files_of("reports", "plain")["k"].keys() >= {f"versions/stored:{sha_old}.json"}
+
+
+def test_a_kept_version_written_before_restores_a_partition(tmp_path):
+    store = _empty_store(tmp_path)
+    fp = "c" * 64
+    with store.lock("features", "a", "k"):
+        out, sha, size = store.write_output("features", "a", "k", fp, "json", b"[1]")
+        kept = Manifest("a", "k", fp, "code", "params", {}, out, sha, size)
+        store.commit("features", "a", kept)
+        other = Manifest("a", "k", "d" * 64, "code2", "params", {}, out, sha, size)
+        store.commit("features", "a", other)
+    assert store.read_manifest("features", "a", "k") == other
+    assert store.read_version("features", "a", "k", fp) == kept  # what a RESTORE commits again

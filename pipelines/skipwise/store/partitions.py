@@ -30,6 +30,21 @@ from skipwise.store.statcache import StatCache
 
 VERSIONS = "versions"  # kept versions of a partition's manifest, by fingerprint
 MANIFEST = "manifest.json"
+_HEX = frozenset("0123456789abcdef")
+
+
+def version_names(fingerprint: str) -> list[str]:
+    """The names under ``versions/`` of the kept version with `fingerprint`, the one written
+    first, or none for a fingerprint that names no file. A fingerprint is hex, or a value the IO
+    manager stored, ``stored:<sha256>``: its kept version is ``stored-<sha256>.json`` (a colon
+    is no file name on Windows, and needs quoting in shells); stores written before then hold
+    ``stored:<sha256>.json``, read too."""
+    kind, _, digest = fingerprint.rpartition(":")
+    if not digest or not set(digest) <= _HEX or kind not in ("", "stored"):
+        return []
+    if not kind:
+        return [f"{VERSIONS}/{digest}.json"]
+    return [f"{VERSIONS}/{kind}-{digest}.json", f"{VERSIONS}/{fingerprint}.json"]
 
 
 class LocalPartitionStore:
@@ -265,24 +280,28 @@ class LocalPartitionStore:
         recompute)."""
         d = self.partition_dir(layer, asset, manifest.partition)
         data = manifest.to_json().encode()
-        if keep:
-            atomic_write(d / VERSIONS / f"{manifest.fingerprint}.json", data, sync_dir=False, sync=False)
+        names = version_names(manifest.fingerprint)
+        if keep and names:
+            atomic_write(d / names[0], data, sync_dir=False, sync=False)
             self.io.add_write(len(data), requests=0)
         atomic_write(d / MANIFEST, data)
         self.io.add_write(len(data), requests=0)
 
     def read_version(self, layer: str, asset: str, key: str, fingerprint: str) -> Manifest | None:
         """The kept version of a partition with `fingerprint`, or None (absent, damaged, a link)."""
-        if not fingerprint or not all(c in "0123456789abcdef" for c in fingerprint):
-            return None
-        path = os.path.join(self._readable_dir(layer, asset, key), VERSIONS, f"{fingerprint}.json")
-        try:
-            if os.path.islink(path):
+        folder = self._readable_dir(layer, asset, key) if version_names(fingerprint) else ""
+        for name in version_names(fingerprint):
+            path = os.path.join(folder, name)
+            try:
+                if os.path.islink(path):
+                    return None
+                with open(path, "rb") as f:
+                    return Manifest.from_json(f.read().decode("utf-8"))
+            except FileNotFoundError:
+                continue  # an older store's name, if any
+            except (OSError, ValueError, TypeError):
                 return None
-            with open(path, "rb") as f:
-                return Manifest.from_json(f.read().decode("utf-8"))
-        except (OSError, ValueError, TypeError):
-            return None
+        return None
 
     @contextmanager
     def lock(self, layer: str, asset: str, key: str, wait: bool = True) -> Iterator[bool]:
