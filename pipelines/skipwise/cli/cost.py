@@ -21,6 +21,7 @@ from skipwise.core.units import format_usd
 from skipwise.reporting.tables import (
     AVOIDED_BASELINES,
     GROUPINGS,
+    avoided_total,
     cost_table,
     format_table,
     overhead_line,
@@ -95,7 +96,7 @@ def run_cost(args: argparse.Namespace) -> int:
         )
         print(
             f"\ntotal: {format_usd(total['usd'] or 0)} spent{overhead}, "
-            f"{format_usd(total['usd_avoided'] or 0)} avoided by "
+            f"{format_usd(avoided_total(total))} avoided by "
             f"{total['skipped'] or 0} cache hit(s)"
         )
         line = overhead_line(rows)
