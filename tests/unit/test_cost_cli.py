@@ -1,5 +1,5 @@
-"""`skipwise cost` on a ledger by hand: dollars avoided read "$0" when nothing was avoided and "-"
-when what was avoided is unknown."""
+"""`skipwise cost` on a ledger by hand: damaged files are said as `skipwise status` says them,
+and dollars avoided read "$0" when nothing was avoided and "-" when what was avoided is unknown."""
 
 from __future__ import annotations
 
@@ -27,6 +27,22 @@ def _cost(ledger: Path, capsys) -> tuple[str, str]:
     assert main(["cost", "--ledger", str(ledger)]) == 0
     out = capsys.readouterr()
     return out.out, out.err
+
+
+def test_cost_warns_once_per_damaged_ledger_file_naming_it_and_the_fix(tmp_path, capsys):
+    ledger = Ledger(tmp_path / "ledger")
+    torn = ledger.append([_record("k1", "miss", usd=0.5), _record("k2", "miss", usd=0.25)])
+    torn.write_bytes(torn.read_bytes()[:-20])  # the last line cut short
+    garbage = torn.parent / "garbage.jsonl"
+    garbage.write_bytes(b'\xff\xfe not json\n{"ts": 1\n')
+    ledger.append([_record("k3", "miss", usd=1.0)])
+    out, err = _cost(ledger.root, capsys)
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2, err
+    assert any(str(torn) in w and "skipped 1 damaged line" in w for w in warnings)
+    assert any(str(garbage) in w and "skipped 2 damaged line" in w for w in warnings)
+    assert all("delete it to silence this" in w for w in warnings)
+    assert "total: $1.5000 spent" in out  # the readable records still count
 
 
 def test_avoided_dollars_are_zero_unknown_or_small_but_never_0_0000(tmp_path, capsys):
