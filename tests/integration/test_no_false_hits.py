@@ -113,6 +113,7 @@ def test_a_damaged_ledger_file_is_skipped_with_a_warning_and_never_blocks_work(p
     assert "Traceback" not in p.stderr
     c = cli(project_dir, "cost", "--by", "asset")
     assert c.returncode == 0 and "weather_features" in c.stdout, c.stderr
+    assert f"{files[0]}: skipped 1 damaged line" in c.stderr and "garbage.jsonl: skipped 2 damaged line" in c.stderr
     assert len(build(project_dir, ["weather_features"], DAYS)) == len(DAYS) - 3  # materializing still works
     assert files[0].read_bytes() == text[: len(text) // 2 + 7]  # damaged files are left as they were
 

@@ -17,7 +17,7 @@ from skipwise.core.errors import ConfigError, InputError, PartitionKeyError, Usa
 from skipwise.core.partitions import DailyPartitions, parse_range, validate_key
 from skipwise.core.pricing import load_config
 from skipwise.core.spec import Asset, Graph, Source, check_params
-from skipwise.core.units import format_usd
+from skipwise.core.units import format_usd, total_usd
 from skipwise.store.statcache import StatCache
 
 DAYS = DailyPartitions(date(2013, 1, 1), date(2013, 2, 1))
@@ -193,7 +193,8 @@ def test_long_keys_are_cut_in_messages():
 @pytest.mark.parametrize(
     "value, text",
     [
-        (0, "$0.0000"),
+        (0, "$0"),
+        (0.0, "$0"),
         (0.00001, "$0.0000100"),
         (0.0000123456, "$0.0000123"),
         (0.001, "$0.00100"),
@@ -346,3 +347,13 @@ def test_cost_method_names_the_config_relative_to_the_project(tmp_path):
     (tmp_path / "skipwise.toml").write_text("[compute]\nprofile = 3\n")
     with pytest.raises(ConfigError, match=str(tmp_path)):
         load_config(tmp_path / "skipwise.toml")
+
+
+@pytest.mark.parametrize(
+    "amounts, total",
+    [([], 0.0), ([None], None), ([None, None], None), ([None, 0.25], 0.25), ([0.0, 0.0], 0.0), ([1e-7, 2e-7], 3e-7)],
+)
+def test_a_total_of_dollars_is_zero_with_nothing_to_count_and_unknown_when_none_is_known(amounts, total):
+    got = total_usd(amounts)
+    assert got == pytest.approx(total) if total is not None else got is None
+    assert format_usd(got) == ("-" if total is None else format_usd(total))

@@ -185,3 +185,112 @@ def test_budget_history_reads_only_recent_day_folders_when_they_suffice(tmp_path
     assert ledger.history_usd_per_partition("a") == [1.0] * 20
     assert old not in ledger._parsed  # the old day folder was never opened
     assert len(ledger.history_usd_per_partition("a", last=40)) == 40  # not enough recent ones: all days
+
+
+def _empty_store(tmp_path: Path) -> LocalPartitionStore:
+    root = tmp_path / "data"
+    root.mkdir()
+    return LocalPartitionStore(root, StatCache(tmp_path / "stat.db", base=tmp_path))
+
+
+def test_a_lock_let_go_of_an_empty_new_partition_leaves_no_folder(tmp_path):
+    store = _empty_store(tmp_path)
+    with pytest.raises(RuntimeError), store.lock("features", "a", "2024-01-01"):
+        assert (store.data_root / "features" / "a" / "2024-01-01" / ".lock").is_file()
+        raise RuntimeError("the compute failed")
+    assert list(store.data_root.iterdir()) == []  # nor the asset's or the layer's folder
+    with store.lock("features", "a", "2024-01-01"):  # and the next one locks as before
+        pass
+
+
+def test_a_lock_never_removes_a_committed_partition_or_a_folder_it_did_not_make(tmp_path):
+    store = _empty_store(tmp_path)
+    with store.lock("features", "a", "k1"):
+        out, sha, size = store.write_output("features", "a", "k1", "f" * 64, "json", b"{}")
+        m = Manifest("a", "k1", "f" * 64, "c", "p", {}, out, sha, size)
+        store.commit("features", "a", m)
+    with pytest.raises(RuntimeError), store.lock("features", "a", "k1"):
+        raise RuntimeError("a later compute failed")
+    assert store.read_manifest("features", "a", "k1") == m
+    with pytest.raises(RuntimeError), store.lock("features", "a", "k2"):
+        store.write_output("features", "a", "k2", "e" * 64, "json", b"{}")
+        raise RuntimeError("failed before its commit")
+    assert (store.data_root / "features" / "a" / "k2" / f"{'e' * 64}.json").is_file()  # for gc to weigh
+    empty = store.data_root / "features" / "a" / "k3"
+    empty.mkdir()
+    with store.lock("features", "a", "k3"):
+        pass
+    assert empty.is_dir()  # there before: not this lock's to remove
+
+
+def test_a_waiter_on_a_lock_removed_with_its_folder_takes_the_new_one(tmp_path):
+    import fcntl
+    import threading
+
+    store = _empty_store(tmp_path)
+    lock = store.data_root / "features" / "a" / "k" / ".lock"
+    order: list[str] = []
+    first_in, waiter_started = threading.Event(), threading.Event()
+
+    def waiter() -> None:
+        waiter_started.set()
+        with store.lock("features", "a", "k"):
+            order.append("waiter")
+            assert lock.is_file()  # a live lock file, not the removed one
+            fd = os.open(lock, os.O_WRONLY)
+            try:  # the flock at the path is held: a third process would wait
+                with pytest.raises(BlockingIOError):
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            finally:
+                os.close(fd)
+
+    t = threading.Thread(target=waiter)
+    with store.lock("features", "a", "k"):
+        first_in.set()
+        t.start()
+        waiter_started.wait()
+        import time
+
+        time.sleep(0.2)  # the waiter is blocked on this lock's file
+        order.append("first")
+    t.join(10)
+    assert order == ["first", "waiter"]
+    assert not lock.parent.exists()  # the waiter, too, let go of an empty partition
+
+
+def test_a_stored_values_kept_version_has_no_colon_in_its_name_and_old_names_still_read(tmp_path):
+    from skipwise.store.partitions import version_names
+
+    sha_new, sha_old = "a" * 64, "b" * 64
+    assert version_names(sha_new) == [f"versions/{sha_new}.json"]
+    assert version_names(f"stored:{sha_new}") == [f"versions/stored-{sha_new}.json", f"versions/stored:{sha_new}.json"]
+    assert version_names("../x") == [] and version_names("stored:../x") == [] and version_names("") == []
+
+    store = _empty_store(tmp_path)
+    with store.lock("reports", "plain", "k"):
+        out, sha, size = store.write_output("reports", "plain", "k", sha_new, "json", b"{}")
+        new = Manifest("plain", "k", f"stored:{sha_new}", "", "", {}, out, sha, size)
+        store.commit("reports", "plain", new)
+    folder = store.data_root / "reports" / "plain" / "k"
+    assert not [p for p in folder.rglob("*") if ":" in p.name]
+    assert (folder / "versions" / f"stored-{sha_new}.json").is_file()
+    assert store.read_version("reports", "plain", "k", f"stored:{sha_new}") == new
+
+    # A store written before: the kept version named `stored:<sha256>.json` is found by its fingerprint.
+    old = Manifest("plain", "k", f"stored:{sha_old}", "", "", {}, f"{sha_old}.json", sha_old, 2)
+    (folder / "versions" / f"stored:{sha_old}.json").write_text(old.to_json())
+    assert store.read_version("reports", "plain", "k", f"stored:{sha_old}") == old
+    assert store.files_of("reports", "plain")["k"].keys() >= {f"versions/stored:{sha_old}.json"}
+
+
+def test_a_kept_version_written_before_restores_a_partition(tmp_path):
+    store = _empty_store(tmp_path)
+    fp = "c" * 64
+    with store.lock("features", "a", "k"):
+        out, sha, size = store.write_output("features", "a", "k", fp, "json", b"[1]")
+        kept = Manifest("a", "k", fp, "code", "params", {}, out, sha, size)
+        store.commit("features", "a", kept)
+        other = Manifest("a", "k", "d" * 64, "code2", "params", {}, out, sha, size)
+        store.commit("features", "a", other)
+    assert store.read_manifest("features", "a", "k") == other
+    assert store.read_version("features", "a", "k", fp) == kept  # what a RESTORE commits again

@@ -17,7 +17,15 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from skipwise.core.errors import BudgetExceeded, ConfigError, PartitionKeyError, SkipwiseError, UsageError
+from skipwise.core.errors import (
+    DEBUG_ENV,
+    BudgetExceeded,
+    ConfigError,
+    PartitionKeyError,
+    SkipwiseError,
+    UsageError,
+    debugging,
+)
 from skipwise.engine.loading import load_project
 from skipwise.project.root import find_root
 
@@ -41,8 +49,6 @@ environment:
   SKIPWISE_DEBUG  set to 1 to print the traceback of an error
 """
 
-DEBUG_ENV = "SKIPWISE_DEBUG"
-
 
 def exit_code_of(exc: SkipwiseError) -> int:
     """The exit code an error calls for: 2 for usage and configuration (a partition key that is
@@ -52,11 +58,6 @@ def exit_code_of(exc: SkipwiseError) -> int:
     if isinstance(exc, BudgetExceeded):
         return EXIT_CHECK
     return int(getattr(exc, "exit_code", EXIT_FAILURE))
-
-
-def debugging() -> bool:
-    """Whether $SKIPWISE_DEBUG asks for tracebacks."""
-    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def error(message: str) -> None:

@@ -16,11 +16,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from skipwise.cli.console import add_json_flag, print_json, project_root
+from skipwise.cli.console import add_json_flag, print_json, print_warnings, project_root
 from skipwise.core.units import format_usd
 from skipwise.reporting.tables import (
     AVOIDED_BASELINES,
     GROUPINGS,
+    avoided_total,
     cost_table,
     format_table,
     overhead_line,
@@ -69,12 +70,15 @@ def add_cost_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 def run_cost(args: argparse.Namespace) -> int:
     """Run ``skipwise cost``; returns the exit status. Errors propagate to
     `skipwise.cli.console.run_command` (one ``Error:`` line, the exit code of their kind)."""
+    # Damaged ledger files are said once each, below, as `skipwise status` says them.
+    quiet = lambda message: None  # noqa: E731
     if args.ledger:
-        ledger = Ledger(Path(args.ledger))
+        ledger = Ledger(Path(args.ledger), warn=quiet)
     else:  # the project's: data/ledger, or the object store's ($SKIPWISE_STORE, [store] url)
-        ledger = open_ledger(project_root(getattr(args, "root", None)))
+        ledger = open_ledger(project_root(getattr(args, "root", None)), warn=quiet)
     where = getattr(ledger, "url", ledger.root)
     rows = ledger.read(since=args.since)
+    print_warnings(ledger.warnings)
     avoided = getattr(args, "avoided", "daily")
     table = cost_table(rows, args.by, avoided)
     baseline = f"avoided ({avoided}): {AVOIDED_BASELINES[avoided]}"
@@ -95,7 +99,7 @@ def run_cost(args: argparse.Namespace) -> int:
         )
         print(
             f"\ntotal: {format_usd(total['usd'] or 0)} spent{overhead}, "
-            f"{format_usd(total['usd_avoided'] or 0)} avoided by "
+            f"{format_usd(avoided_total(total))} avoided by "
             f"{total['skipped'] or 0} cache hit(s)"
         )
         line = overhead_line(rows)

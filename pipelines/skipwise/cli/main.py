@@ -30,7 +30,7 @@ from skipwise.core.cost import utc_now_iso
 from skipwise.core.errors import UsageError
 from skipwise.core.partitions import parse_range
 from skipwise.core.plan import BLOCKED, RESTORE, RUN, SKIP, Decision
-from skipwise.core.units import format_usd, significant
+from skipwise.core.units import format_usd, significant, total_usd
 from skipwise.reporting.tables import format_table, status_table
 
 
@@ -442,7 +442,12 @@ def cmd_materialize(args) -> int:
     finally:
         console.print_warnings(project.warnings)
     seconds = time.perf_counter() - t0
-    spent = stage_cost(project.ledger.rows(since=started[:10]), started)
+    rows = project.ledger.rows(since=started[:10])
+    spent = stage_cost(rows, started)
+    # What the hits avoided, as printed: unknown ("-") when none of them had a measured cost.
+    avoided = total_usd(
+        r.get("usd_avoided") for r in rows if r.get("cache") == "hit" and (r.get("ts") or "") >= started
+    )
     if args.metrics:
         write_stage_metrics(Path(args.metrics), spent, summary.metrics, _select(args.select))
     if args.json:
@@ -462,7 +467,7 @@ def cmd_materialize(args) -> int:
     else:
         print(summary.render(seconds))
         print(
-            f"  spent {format_usd(spent['usd'])}, avoided {format_usd(spent['usd_avoided'])} "
+            f"  spent {format_usd(spent['usd'])}, avoided {format_usd(avoided)} "
             f"({spent['skipped']} partition(s) skipped)"
         )
     if not summary.ok:

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+#: set to 1 to see the traceback of an error (the `skipwise` command's and a Dagster step's)
+DEBUG_ENV = "SKIPWISE_DEBUG"
+
+
+def debugging() -> bool:
+    """Whether $SKIPWISE_DEBUG asks for tracebacks."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
 class SkipwiseError(Exception):

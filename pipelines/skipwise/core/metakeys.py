@@ -33,6 +33,11 @@ STEP_USD_AVOIDED = "skipwise/step/usd_avoided"
 STEP_SUMMARY = "skipwise/step/summary"
 STORED_PARTITIONS = "skipwise/stored_partitions"  # what the IO manager wrote for a plain asset
 
+# On a step's failure (a skipwise error, as Dagster's `Failure`)
+ERROR = "skipwise/error"  # the error's kind: ConfigError, InputError, BudgetExceeded, ...
+ERROR_MESSAGE = "skipwise/error_message"  # what is wrong, where (without the fix)
+ERROR_FIX = "skipwise/fix"  # what to do
+
 # On a source's definition (`sw.dvc_source`, `sw.object_source`)
 KIND = "skipwise/kind"  # "source" or "asset"
 PATH = "skipwise/path"  # the DVC-tracked folder, relative to the root

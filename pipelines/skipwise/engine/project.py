@@ -179,8 +179,10 @@ class Project:
             return
 
         base = self.params_of(asset)
+        # Checked against the asset's own declaration, alone: its deps are not in this one-asset
+        # graph, and a graph checks that every dep it names is declared.
         merged = check_params(
-            Graph((), (replace(asset, params=base if asset.params is not None else None),)),
+            Graph((), (replace(asset, deps=()),)),
             {asset.name: {**base, **plain_params(dict(config))}},
             location=f"run config of {asset.name}",
         )

@@ -184,6 +184,12 @@ def totals(table: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def avoided_total(total: dict[str, Any]) -> float | None:
+    """The dollars a `totals` row says the hits avoided: $0 without a hit, unknown (None) when
+    there were hits and none had a measured cost to avoid."""
+    return total.get("usd_avoided") if total.get("skipped") else 0.0
+
+
 STATUS_STATES: tuple[str, ...] = ("up to date", "stale", "missing", "blocked")
 
 
@@ -356,10 +362,6 @@ def nice_ticks(top: float, count: int = 4) -> list[float]:
     return [significant(k * step, 6) for k in range(n + 1)]
 
 
-def _tick_usd(v: float) -> str:
-    return "$0" if v == 0 else format_usd(v)
-
-
 #: The series of the spend-over-time charts: partition work, and the processes' overhead (run records).
 SERIES = (("partitions", "#4a7ebb", "work"), ("overhead", "#d08c3c", "overhead"))
 
@@ -411,7 +413,7 @@ def _columns_chart(items: list[tuple[str, dict[str, float]]], label: Callable[[f
         parts.append(
             f'<g class="tick"><line x1="{left - 4}" y1="{y:.1f}" x2="{width - 8}" y2="{y:.1f}" '
             f'stroke="#e2e2e2"/><text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">'
-            f"{html.escape(_tick_usd(t))}</text></g>"
+            f"{html.escape(format_usd(t))}</text></g>"
         )
     parts.append(f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{base}" stroke="#777"/>')
     parts.append(f'<line x1="{left}" y1="{base}" x2="{width - 8}" y2="{base}" stroke="#777"/>')
@@ -486,7 +488,7 @@ def render_html(
     overhead = f" ({format_usd(total['overhead_usd'])} of it overhead)" if total.get("overhead_usd") else ""
     summary = (
         f"{len(rows)} records; {format_usd(total['usd'] or 0)} spent{overhead}; "
-        f"{format_usd(total['usd_avoided'] or 0)} avoided by cache hits "
+        f"{format_usd(avoided_total(total))} avoided by cache hits "
         f"({AVOIDED_BASELINES[avoided]}); "
         f"hit rate {_cell('hit_rate', total['hit_rate'])}"
     )

@@ -43,7 +43,7 @@ from skipwise.store.bucket import BucketPrefix, Conflict, Entry
 from skipwise.store.etagcache import EtagCache
 from skipwise.store.files import atomic_write
 from skipwise.store.leases import lease
-from skipwise.store.partitions import MANIFEST, VERSIONS, LocalPartitionStore
+from skipwise.store.partitions import MANIFEST, LocalPartitionStore, version_names
 
 LEASE = ".lease"
 LISTING_SECONDS = 30.0
@@ -236,7 +236,8 @@ class ObjectPartitionStore:
         key = manifest.partition
         folder = self._folder(layer, asset, key)
         data = manifest.to_json().encode()
-        names = ([f"{VERSIONS}/{manifest.fingerprint}.json"] if keep else []) + [MANIFEST]
+        names = version_names(manifest.fingerprint)[:1] if keep else []
+        names.append(MANIFEST)
         for name in names:
             tag = self.objects.put(f"{folder}/{name}", data)
             self.cache.put(self.url(layer, asset, key, name), tag, data)
@@ -244,11 +245,9 @@ class ObjectPartitionStore:
 
     def read_version(self, layer: str, asset: str, key: str, fingerprint: str) -> Manifest | None:
         """The kept version of a partition with `fingerprint`, or None (absent or damaged)."""
-        if not fingerprint or not all(c in "0123456789abcdef" for c in fingerprint):
-            return None
-        name = f"{VERSIONS}/{fingerprint}.json"
-        entry = self._entries(layer, asset, key).get(name)
-        data = self._read_small(layer, asset, key, name, entry) if entry is not None else None
+        entries = self._entries(layer, asset, key) if version_names(fingerprint) else {}
+        name = next((n for n in version_names(fingerprint) if n in entries), "")
+        data = self._read_small(layer, asset, key, name, entries[name]) if name else None
         try:
             return Manifest.from_json(data.decode("utf-8")) if data is not None else None
         except (ValueError, TypeError, UnicodeDecodeError):

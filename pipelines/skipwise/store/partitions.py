@@ -30,6 +30,21 @@ from skipwise.store.statcache import StatCache
 
 VERSIONS = "versions"  # kept versions of a partition's manifest, by fingerprint
 MANIFEST = "manifest.json"
+_HEX = frozenset("0123456789abcdef")
+
+
+def version_names(fingerprint: str) -> list[str]:
+    """The names under ``versions/`` of the kept version with `fingerprint`, the one written
+    first, or none for a fingerprint that names no file. A fingerprint is hex, or a value the IO
+    manager stored, ``stored:<sha256>``: its kept version is ``stored-<sha256>.json`` (a colon
+    is no file name on Windows, and needs quoting in shells); stores written before then hold
+    ``stored:<sha256>.json``, read too."""
+    kind, _, digest = fingerprint.rpartition(":")
+    if not digest or not set(digest) <= _HEX or kind not in ("", "stored"):
+        return []
+    if not kind:
+        return [f"{VERSIONS}/{digest}.json"]
+    return [f"{VERSIONS}/{kind}-{digest}.json", f"{VERSIONS}/{fingerprint}.json"]
 
 
 class LocalPartitionStore:
@@ -265,47 +280,104 @@ class LocalPartitionStore:
         recompute)."""
         d = self.partition_dir(layer, asset, manifest.partition)
         data = manifest.to_json().encode()
-        if keep:
-            atomic_write(d / VERSIONS / f"{manifest.fingerprint}.json", data, sync_dir=False, sync=False)
+        names = version_names(manifest.fingerprint)
+        if keep and names:
+            atomic_write(d / names[0], data, sync_dir=False, sync=False)
             self.io.add_write(len(data), requests=0)
         atomic_write(d / MANIFEST, data)
         self.io.add_write(len(data), requests=0)
 
     def read_version(self, layer: str, asset: str, key: str, fingerprint: str) -> Manifest | None:
         """The kept version of a partition with `fingerprint`, or None (absent, damaged, a link)."""
-        if not fingerprint or not all(c in "0123456789abcdef" for c in fingerprint):
-            return None
-        path = os.path.join(self._readable_dir(layer, asset, key), VERSIONS, f"{fingerprint}.json")
-        try:
-            if os.path.islink(path):
+        folder = self._readable_dir(layer, asset, key) if version_names(fingerprint) else ""
+        for name in version_names(fingerprint):
+            path = os.path.join(folder, name)
+            try:
+                if os.path.islink(path):
+                    return None
+                with open(path, "rb") as f:
+                    return Manifest.from_json(f.read().decode("utf-8"))
+            except FileNotFoundError:
+                continue  # an older store's name, if any
+            except (OSError, ValueError, TypeError):
                 return None
-            with open(path, "rb") as f:
-                return Manifest.from_json(f.read().decode("utf-8"))
-        except (OSError, ValueError, TypeError):
-            return None
+        return None
 
     @contextmanager
     def lock(self, layer: str, asset: str, key: str, wait: bool = True) -> Iterator[bool]:
         """Hold an exclusive lock on one partition (other processes on this host wait). With
-        `wait=False`, yields False at once instead of waiting when another process holds it."""
+        `wait=False`, yields False at once instead of waiting when another process holds it.
+
+        A partition that has nothing but its lock when the lock is let go (a first compute that
+        failed) loses its folder again, and so do the asset's and layer's folders the lock made: a
+        failed run leaves no empty folder behind. A folder holding anything else (a manifest, an
+        output, a kept version) stays. Whoever waited on a lock file removed meanwhile takes the
+        lock again, on the new one (see `_take`)."""
         d = self.partition_dir(layer, asset, key)
-        d.mkdir(parents=True, exist_ok=True)
+        fd, made = self._take(d, wait)
+        if fd is None:
+            yield False
+            return
         try:
-            fd = os.open(d / ".lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
-        except OSError as exc:
-            raise InputError(
-                f"{d / '.lock'}: cannot open the partition lock ({exc.strerror})",
-                hint="remove that file (a lock is never a symlink)",
-            ) from None
-        try:
+            yield True
+        finally:
+            try:
+                if made:
+                    self._remove_if_only_locked(d, made)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+    def _missing_folders(self, d: Path) -> list[Path]:
+        """The folders from `d` up to (not including) the data root that do not exist yet."""
+        missing = []
+        for folder in (d, *d.parents):
+            if folder == self.data_root or folder.exists():
+                break
+            missing.append(folder)
+        return missing
+
+    def _take(self, d: Path, wait: bool) -> tuple[int | None, list[Path]]:
+        """An open descriptor holding the flock of `d`'s lock file, or None (`wait=False`, held),
+        and the folders that had to be made for the lock file that was got.
+
+        The file locked must still be the one at that path once the lock is got: a holder before
+        us may have removed it with its empty folder (`_remove_if_only_locked`), and a lock on the
+        removed file would exclude no one. Then try again, on the new file."""
+        lock = d / ".lock"
+        while True:
+            made = self._missing_folders(d)
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+            except FileNotFoundError:
+                continue  # a parent folder was removed by a holder letting go of an empty partition
+            except OSError as exc:
+                raise InputError(
+                    f"{lock}: cannot open the partition lock ({exc.strerror})",
+                    hint="remove that file (a lock is never a symlink)",
+                ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                yield False
-                return
+                os.close(fd)
+                return None, []
             try:
-                yield True
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
+                if os.stat(lock, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                    return fd, made
+            except FileNotFoundError:
+                pass
+            fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    def _remove_if_only_locked(self, d: Path, made: list[Path]) -> None:
+        """Remove partition folder `d` if its lock is all it holds, then the folders in `made`
+        (`d`'s parents this lock created) that are left empty; called holding the lock."""
+        try:
+            if {e.name for e in os.scandir(d)} != {".lock"}:
+                return
+            os.unlink(d / ".lock")
+            for folder in made:
+                os.rmdir(folder)  # stops at the first one something else was put in meanwhile
+        except OSError:
+            pass  # left as it is: an empty folder is untidy, never wrong

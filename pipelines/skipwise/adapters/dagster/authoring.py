@@ -21,10 +21,10 @@ import dagster as dg
 
 from skipwise import formats
 from skipwise.adapters.dagster.graph import ASSET, KIND, SOURCE, dims_for, register_path_function
-from skipwise.adapters.dagster.step import run_asset
+from skipwise.adapters.dagster.step import run_asset, step_failure
 from skipwise.core import metakeys as mk
 from skipwise.core.codeversion import CodeIndex
-from skipwise.core.errors import ConfigError
+from skipwise.core.errors import ConfigError, SkipwiseError, debugging
 from skipwise.core.layouts import Template, static_dir
 from skipwise.core.locations import credentials_in
 from skipwise.engine.bodies import REGISTRY, Body, Input, is_dict_of
@@ -270,8 +270,12 @@ def asset(
     auto_kinds = set(kinds or ()) or ({fmt} if fmt in ("polars", "pandas", "torch") else set())
 
     def run(context: dg.AssetExecutionContext) -> Iterator[Any]:
-
-        yield from run_asset(context, run_root(root), body, partitions_def)
+        try:
+            yield from run_asset(context, run_root(root), body, partitions_def)
+        except SkipwiseError as exc:
+            # Raised here, near the top of the step, and without the error as its cause, the
+            # failure's trace holds no skipwise frame; SKIPWISE_DEBUG=1 chains the whole traceback.
+            raise step_failure(exc) from (exc if debugging() else None)
 
     if config_class is not None:
 

@@ -126,6 +126,9 @@ def failure_of(result) -> tuple[str, str, str]:
     for event in events:
         step = event.step_key or ""
         data = getattr(event, "step_failure_data", None) or getattr(event, "event_specific_data", None)
+        described = _skipwise_failure(getattr(data, "user_failure_data", None))
+        if described is not None:
+            return (step, *described)
         err = getattr(data, "error", None)
         while (
             err is not None
@@ -135,6 +138,22 @@ def failure_of(result) -> tuple[str, str, str]:
             err = err.cause  # Dagster wraps the user's error; the cause is what was raised
         return (step, *_first_line(err))
     return "", "", ""
+
+
+def _skipwise_failure(user_failure) -> tuple[str, str] | None:
+    """(kind: message, `fix: ...` or "") of a step's failure that is a skipwise error
+    (`step_failure`), from its metadata; None for any other failure."""
+    md = getattr(user_failure, "metadata", None) or {}
+    if mk.ERROR not in md:
+        return None
+
+    def text(key: str) -> str:
+        value = md.get(key)
+        return str(getattr(value, "value", value) or "")
+
+    fix = text(mk.ERROR_FIX)
+    message = (text(mk.ERROR_MESSAGE).splitlines() or [""])[0]
+    return f"{text(mk.ERROR)}: {message}", (f"fix: {fix}" if fix else "")
 
 
 def _first_line(err) -> tuple[str, str]:

@@ -19,8 +19,9 @@ import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from skipwise.core import metakeys as mk
+from skipwise.core.errors import InputError, SkipwiseError
 from skipwise.core.spec import Asset
-from skipwise.core.units import format_usd, significant
+from skipwise.core.units import format_usd, significant, total_usd
 from skipwise.engine import progress
 from skipwise.engine.loading import load_project
 from skipwise.engine.project import Outcome, Project
@@ -122,22 +123,23 @@ def step_summary(outcomes: list[Outcome]) -> dict[str, Any]:
     computed = [o for o in outcomes if o.computed]
     restored = [o for o in outcomes if o.restored]
     hits = [o for o in outcomes if not o.computed and not o.restored]
-    spent = sum((o.cost.usd or 0.0) for o in computed if o.cost is not None)
-    avoided = sum((o.cost.usd_avoided or 0.0) for o in (*hits, *restored) if o.cost is not None)
+    spent = total_usd(o.cost.usd if o.cost is not None else None for o in computed)
+    avoided = total_usd(o.cost.usd_avoided if o.cost is not None else None for o in (*hits, *restored))
     keys = [o.decision.partition for o in hits if o.decision.partition is not None]
     span = f" ({keys[0]}...{keys[-1]})" if len(keys) > 1 else (f" ({keys[0]})" if keys else "")
     back = f", {len(restored)} restored from kept versions" if restored else ""
-    return {
+    md = {
         mk.STEP_COMPUTED: len(computed),
         mk.STEP_RESTORED: len(restored),
         mk.STEP_SKIPPED: len(hits),
-        mk.STEP_USD_SPENT: significant(spent, 6),
-        mk.STEP_USD_AVOIDED: significant(avoided, 6),
+        mk.STEP_USD_SPENT: significant(spent, 6) if spent is not None else None,
+        mk.STEP_USD_AVOIDED: significant(avoided, 6) if avoided is not None else None,
         mk.STEP_SUMMARY: dg.MetadataValue.text(
             f"{len(computed)} computed for {format_usd(spent)}{back}, {len(hits)} skipped{span}: "
             f"{format_usd(avoided)} avoided"
         ),
     }
+    return {k: v for k, v in md.items() if v is not None}  # an unknown amount has no figure
 
 
 def run_summary(run: Any) -> str:
@@ -169,6 +171,18 @@ def _downstream_in_run(context: Any) -> bool:
         return bool(set(children) & set(layer.selected_asset_keys))
     except Exception:  # noqa: BLE001 - when unsure, give the output (it only costs an event per partition)
         return True
+
+
+def step_failure(exc: SkipwiseError) -> dg.Failure:
+    """A skipwise error as the step's one failure: its description is the `Error:` line and the
+    `fix:` line the `skipwise` command prints for it (Dagster's log and UI show it as the failure's
+    message); its metadata says the error's kind, message and fix apart. Configuration, keys and
+    budgets do not fix themselves, so a retry policy does not retry them; an input may (a remote
+    read that failed for a while)."""
+    md = {mk.ERROR: type(exc).__name__, mk.ERROR_MESSAGE: dg.MetadataValue.text(exc.render().split("\n  fix:")[0])}
+    if exc.hint:
+        md[mk.ERROR_FIX] = dg.MetadataValue.text(exc.hint)
+    return dg.Failure(description=f"Error: {exc.render()}", metadata=md, allow_retries=isinstance(exc, InputError))
 
 
 def run_asset(context: Any, root: Path, body: Any, partitions_def: Any) -> Iterator[Any]:
