@@ -8,8 +8,8 @@ declarations, the code version, the params, the library's scheme, what the parti
 read, as they are now) and the paths of every file a decision read: the asset's manifests and
 outputs, its derived inputs' manifests, its raw inputs' folders (every file in them, recursively,
 with DVC's record of them: the `.dvc` file of what it tracks, `dvc.lock`), the suspects file. `Settled.check` answers SKIP for every key only when
-the token is the same and every one of those files has the same inode, mode, size, modification
-and change time (the change time cannot be set back from user space): any difference, a missing
+the token is the same and every one of those files has the same inode, size, modification and
+change time (the change time cannot be set back from user space): any difference, a missing
 file, a new file in a raw folder, an object-store source or store, an unversioned plain input,
 sends the asset through the full plan, which writes a new record if it is again up to date.
 
@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from skipwise.engine.project import Project
 
 #: bump when what a record holds, or what its token covers, changes
-FORMAT = 1
+FORMAT = 2
+_MISSING = (-1, -1, -1, -1)
 
 
 class Settled:
@@ -157,17 +158,19 @@ class Settled:
         )
 
     def _stats(self, files: list[str]) -> str:
-        """A digest of each file's (inode, mode, size, mtime, ctime); a missing one counts as such."""
-        out = array("q")
+        """A digest of each file's (inode, size, mtime, ctime); a missing one counts as such."""
+        values: list[int] = []
+        add = values.extend
+        stat = os.lstat
         root = str(self.root) + os.sep
         for rel in files:
             try:
-                st = os.lstat(root + rel)
+                st = stat(root + rel)
             except OSError:
-                out.extend((-1, -1, -1, -1, -1))
+                add(_MISSING)
                 continue
-            out.extend((st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
-        return hashlib.sha256(out.tobytes()).hexdigest()
+            add((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+        return hashlib.sha256(array("q", values).tobytes()).hexdigest()
 
     def _sources(self, asset: Asset) -> dict[str, Any]:
         """For each raw input: a digest of every file under its folder (names and stats) and of its DVC record."""
@@ -192,20 +195,21 @@ class Settled:
 
 
 def _walk(folder: str, h: Any) -> None:
-    """Every entry under `folder`, sorted, with its stats, into `h` (links are not followed)."""
+    """Every entry under `folder`, with its stats, into `h` (links are not followed). Entries come in
+    the order the folder lists them: stable while the folder is unchanged, and a change of the folder
+    changes its own times, so a new order only ever costs a full plan."""
     try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        entries = list(os.scandir(folder))
     except OSError:
         h.update(b"\0unreadable\n")
         return
-    buf = array("q")
-    names = []
+    values: list[int] = []
+    add = values.extend
     for e in entries:
         st = e.stat(follow_symlinks=False)
-        buf.extend((st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
-        names.append(e.name)
-    h.update("\0".join(names).encode("utf-8", "surrogateescape"))
-    h.update(buf.tobytes())
+        add((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    h.update("\0".join(e.name for e in entries).encode("utf-8", "surrogateescape"))
+    h.update(array("q", values).tobytes())
     for e in entries:
         if e.is_dir(follow_symlinks=False):
             h.update(b"\0dir\0")
