@@ -5,6 +5,7 @@ overspends (`skipwise.core.budget`)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Mapping
 
 from skipwise.core.budget import check_budgets, project_run_cost
@@ -22,6 +23,16 @@ from skipwise.engine.metering import process_meter
 from skipwise.engine.outcomes import Outcome
 from skipwise.store.base import CostLedger
 from skipwise.store.ledger import recent_days
+
+
+# The Accounts that wrote this process's latest run record: the run its exit record belongs to.
+_latest: dict[str, Any] = {"pid": None, "accounts": None}
+
+
+def latest_accounts() -> Accounts | None:
+    """The `Accounts` that wrote this process's latest run record (None if none did): its
+    `last_run` names the run and tags this process worked for last, and its ledger is where."""
+    return _latest["accounts"] if _latest["pid"] == os.getpid() else None
 
 
 class Accounts:
@@ -133,6 +144,7 @@ class Accounts:
                 )
             ),
         )
+        _latest.update(pid=os.getpid(), accounts=self)
         return self.last_run
 
     def _take_io_outside(self) -> CostVector | None:

@@ -68,18 +68,32 @@ _process_peak = {"pid": os.getpid(), "kib": 0}
 if resource is not None:
     CPU_METHOD = "cpu: getrusage self+children (us)"
 
-    def cpu_seconds() -> float:
-        """CPU seconds (user + system) this process and its waited-for children used so far."""
-        s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-        return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+    def own_cpu_seconds() -> float:
+        """CPU seconds (user + system) this process used so far, its children left out."""
+        s = resource.getrusage(resource.RUSAGE_SELF)
+        return s.ru_utime + s.ru_stime
+
+    def children_cpu_seconds() -> float:
+        """CPU seconds (user + system) of the children this process waited for, so far."""
+        c = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return c.ru_utime + c.ru_stime
 
 else:  # pragma: no cover - Windows
     CPU_METHOD = "cpu: process_time + children times"
 
-    def cpu_seconds() -> float:
-        """CPU seconds (user + system) this process and its waited-for children used so far."""
+    def own_cpu_seconds() -> float:
+        """CPU seconds (user + system) this process used so far, its children left out."""
+        return time.process_time()
+
+    def children_cpu_seconds() -> float:
+        """CPU seconds (user + system) of the children this process waited for, so far."""
         t = os.times()
-        return time.process_time() + t.children_user + t.children_system
+        return t.children_user + t.children_system
+
+
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) this process and its waited-for children used so far."""
+    return own_cpu_seconds() + children_cpu_seconds()
 
 
 def _read_status_kib(field_name: str) -> int | None:
@@ -302,7 +316,8 @@ class Meter:
         self._io0: IOSnapshot | None = self.io.snapshot() if self.io is not None else None
         self._rss = _RssProbe(self._outermost)
         self._gpu = _GpuProbe(self._outermost)
-        self._cpu0 = cpu_seconds()
+        self._children0 = children_cpu_seconds()
+        self._cpu0 = self._children0 + own_cpu_seconds()
         self._wall0 = time.perf_counter()
         return self
 
@@ -316,7 +331,10 @@ class Meter:
         try:
             self._gpu.synchronize()  # queued kernels belong to this block's wall time
             wall = max(time.perf_counter() - self._wall0 + self._shift.wall_seconds, 0.0)
-            cpu = cpu_seconds() - self._cpu0 + self._shift.cpu_seconds
+            children = children_cpu_seconds()
+            cpu = own_cpu_seconds() + children - self._cpu0 + self._shift.cpu_seconds
+            if self._outermost:
+                process_meter().add_partition_children(children - self._children0)
             own_rss, process_rss = self._rss.stop()
             gpu_seconds, gpu_peak, gpu_method = self._gpu.stop(wall)
             method = "; ".join(
@@ -355,6 +373,7 @@ class Meter:
 # --- the process's own account: run records ---------------------------------------------------
 
 PHASES: tuple[str, ...] = ("plan", "load", "ledger", "reads")
+APART_CPU_METHOD = "cpu: getrusage self (us); children keep their own records, bar those its partitions waited for"
 
 
 def _process_start() -> tuple[float, str]:
@@ -401,6 +420,11 @@ class ProcessMeter:
         self._exit_freeze_gc = False
         self._exit_registered = False
         self._excluded_cpu = 0.0  # children that keep their own account (`exclude_children`)
+        # `keep_children_apart`: from then on only this process's own CPU counts (plus the children
+        # its metered partitions waited for, which the partitions' records hold).
+        self._apart = False
+        self._children_before_apart = 0.0
+        self._partition_children = 0.0
         self._reset_deltas()
 
     def _reset_deltas(self) -> None:
@@ -411,13 +435,38 @@ class ProcessMeter:
         self._phases = {name: 0.0 for name in PHASES}
 
     def _cpu(self) -> float:
+        if self._apart:
+            return own_cpu_seconds() + self._children_before_apart + self._partition_children
         return cpu_seconds() - self._excluded_cpu
 
     def exclude_children(self, cpu: float) -> None:
         """Leave out of this process's account the CPU of a child it waited for that keeps its own
-        (a worker process writing its own run records): getrusage counts it as ours."""
+        (a worker process writing its own run records): getrusage counts it as ours. (Nothing to
+        do once `keep_children_apart` was called: no child counts then.)"""
         with self._lock:
             self._excluded_cpu += cpu
+
+    def keep_children_apart(self) -> None:
+        """From now on, count this process's own CPU only, and of its children only what its
+        metered partitions waited for (their records hold it): for a process whose children keep
+        their own run records (Dagster's step processes, skipwise's workers), which getrusage's
+        children figure would otherwise count twice. The CPU counted so far stays counted."""
+        with self._lock:
+            if not self._apart:
+                self._children_before_apart = children_cpu_seconds() - self._excluded_cpu
+                self._partition_children = 0.0
+                self._apart = True
+
+    @property
+    def children_apart(self) -> bool:
+        """Whether this process counts its own CPU only (see `keep_children_apart`)."""
+        return self._apart
+
+    def add_partition_children(self, cpu: float) -> None:
+        """Count `cpu` seconds of children a metered partition waited for (its record holds them)."""
+        if cpu > 0:
+            with self._lock:
+                self._partition_children += cpu
 
     def wall_seconds(self) -> float:
         """Wall seconds since the process started (see `start_method`)."""
@@ -473,20 +522,23 @@ class ProcessMeter:
         """CPU seconds this process used since the previous `take()` (or its start)."""
         return max(self._cpu() - self._last_cpu, 0.0)
 
-    def at_exit(self, write: Callable[[], None] | None = None, *, freeze_gc: bool = False) -> None:
+    def at_exit(
+        self, write: Callable[[], None] | None = None, *, freeze_gc: bool = False, fallback: bool = False
+    ) -> None:
         """At this process's exit (an ``atexit`` handler, registered once): call `write` (the
-        latest one given; it records the last stretch since the previous run record), then, with
-        `freeze_gc`, ``gc.freeze()``.
+        latest one given, unless it is a `fallback`, given only when no other is; it records the
+        last stretch since the previous run record), then, with `freeze_gc`, ``gc.freeze()``.
 
         Freezing matters: with Dagster loaded, the interpreter's teardown spends 0.3-0.6 s of CPU
         collecting a heap the OS is about to free, after the last moment anything can be measured;
         frozen objects are not traversed, so that CPU is not spent at all. (Objects in reference
         cycles whose finalizers would have run during that collection do not run them; files and
         logging are flushed before, by their own handlers.) Only processes that exist to run
-        skipwise ask for it: `skipwise materialize` and Dagster's step worker processes.
+        skipwise ask for it: `skipwise materialize`, Dagster's step worker processes, and the
+        Dagster processes that coordinate runs of skipwise assets (`skipwise.adapters.dagster.processes`).
         """
         with self._lock:
-            if write is not None:
+            if write is not None and not (fallback and self._exit_write is not None):
                 self._exit_write = write
             self._exit_freeze_gc = self._exit_freeze_gc or freeze_gc
             if not self._exit_registered:
@@ -540,7 +592,7 @@ class ProcessMeter:
                     [
                         f"run: this process {self.start_method if self.records == 0 else 'since its previous run record'}"
                         ", less its metered partitions",
-                        CPU_METHOD,
+                        CPU_METHOD if not self._apart else APART_CPU_METHOD,
                         "rss: process peak (VmHWM kept across partition resets)",
                         "memory held: process peak x wall less the partitions' increment x wall",
                     ]

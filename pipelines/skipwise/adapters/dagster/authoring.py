@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import dagster as dg
 
 from skipwise import formats
+from skipwise.adapters.dagster import processes
 from skipwise.adapters.dagster.graph import ASSET, KIND, SOURCE, dims_for, register_path_function
 from skipwise.adapters.dagster.step import run_asset, step_failure
 from skipwise.core import metakeys as mk
@@ -170,6 +171,7 @@ def asset(
     ref = f"{fn.__module__}:{fn.__qualname__}"
     module_file = getattr(sys.modules.get(fn.__module__), "__file__", None) or inspect.getsourcefile(fn)
     root = _root_of(module_file)
+    processes.arm(root)  # this process's own run record, at its exit (once per process)
 
     sig = inspect.signature(fn)
     hints = _hints(fn)

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
+from skipwise.adapters.dagster import processes
 from skipwise.core import metakeys as mk
 from skipwise.core.errors import InputError, SkipwiseError
 from skipwise.core.spec import Asset
@@ -244,6 +245,8 @@ def run_partitions(
         # A step worker process (Dagster's multiprocess executor) lives for this step: its exit
         # records what it did after the engine (Dagster's step bookkeeping) and skips the GC teardown.
         project.accounts.finish_at_exit(context.run.run_id, dict(context.run.tags), asset.name)
+        # ... and the process that launched it (the run's coordinator) records its own use for this run.
+        processes.report_run(context.run.run_id, dict(context.run.tags), project.root)
     run = project.accounts.last_run
     if give_output:
         yield dg.Output(None)
