@@ -24,7 +24,7 @@ from skipwise.core import spec as S
 from skipwise.store.files import atomic_write
 
 #: Bump when the snapshot's layout or the resolution rules change.
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 
 _TYPES = {
     cls.__name__: cls
