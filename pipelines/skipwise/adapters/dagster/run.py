@@ -24,7 +24,7 @@ from skipwise.adapters.dagster.instance import instance_for_root
 from skipwise.adapters.dagster.iomanager import IOManager
 from skipwise.adapters.dagster.launch import Workers, chunks, launch, launch_split, worker_count
 from skipwise.core.partitions import keys_in_range, parse_range
-from skipwise.core.plan import RUN, SKIP
+from skipwise.core.plan import RUN, SKIP, Decision
 from skipwise.core.spec import Asset, Plain
 from skipwise.engine import progress
 from skipwise.engine.metering import process_meter
@@ -272,6 +272,9 @@ def _run_levels(
             summary.failed_step, summary.error, summary.fix = result.failed_step, result.error, result.fix
             return summary
     last_id = ""  # the run the orchestrator's own work since its last record belongs to
+    # Partitions whose output this invocation changed: plain assets downstream of them run even
+    # where Dagster's staleness cannot see it (an unpartitioned asset over a partitioned one).
+    changed: list[Decision] = []
     for i, group in enumerate(groups):
         run_tags = {str(k): str(v) for k, v in tags.items()}
         keys = keys_in_range(group[0].partitions, partition)
@@ -280,7 +283,9 @@ def _run_levels(
         in_group = {a.name for a in group}
         if isinstance(group[0], Plain):
             instance = instance or instance_for(project)
-            result = _run_plain_level(project, defs, resources, group, keys, partition, instance, run_tags, summary)
+            result = _run_plain_level(
+                project, defs, resources, group, keys, partition, instance, run_tags, summary, changed
+            )
             if result is not None and not result.ok:
                 summary.ok = False
                 summary.failed_step, summary.error, summary.fix = result.failed_step, result.error, result.fix
@@ -301,6 +306,7 @@ def _run_levels(
             for w in fresh.warnings:
                 project.warn(w)
         stale, parts = _level_parts(fresh, group, decisions, keys, workers)
+        before = _outputs(project, group, stale)
         for a in group:
             summary.requested[a.name] = len(keys) if keys is not None else 1
             summary.computed[a.name] = 0
@@ -344,6 +350,11 @@ def _run_levels(
             for name, c in r.restored.items():
                 summary.restored[name] = summary.restored.get(name, 0) + c
         progress.reach(sum(summary.computed.values()))  # partitions computed by worker processes
+        changed += [
+            Decision(n, k, RUN, "its output changed in this run", "")
+            for (n, k), h in _outputs(project, group, stale).items()
+            if h != before.get((n, k))
+        ]
         failed = next((r for r in results if not r.ok), None)
         if failed is not None:
             summary.ok = False
@@ -371,11 +382,12 @@ def _run_plain_level(
     instance: Any,
     tags: dict[str, str],
     summary: Summary,
+    changed: list[Decision],
 ) -> Any:
     """Run a level of plain Dagster assets over the partitions Dagster calls missing or stale (as
     `skipwise plan` says, asked again now that the levels upstream have run); the last run's result
     (None when none ran)."""
-    decisions = plain.plain_decisions(project, defs, [p.name for p in group], partition)
+    decisions = plain.plain_decisions(project, defs, [p.name for p in group], partition, planned=changed)
     for p in group:
         summary.requested[p.name] = len(keys) if keys is not None else 1
         summary.computed[p.name] = 0
@@ -383,12 +395,24 @@ def _run_plain_level(
     if not stale:
         return None
     summary.launched.extend(p.name for p in group)
+    changed += [Decision(p.name, k, RUN, "computed in this run", "") for p in group for k in stale]
     results = plain.launch_plain(project, defs, resources, group, stale, instance, tags)
     for r in results:
         summary.run_ids.append(r.run_id)
         for name, c in r.computed.items():
             summary.computed[name] += c
     return next((r for r in results if not r.ok), results[-1])
+
+
+def _outputs(project: Project, group: list[Asset], keys: list[str]) -> dict[tuple[str, str], str]:
+    """The committed output hash of each of `keys` of the assets of `group` (absent: not committed)."""
+    out = {}
+    for a in group:
+        for k in keys or ():
+            m = project.store.read_manifest(a.layer, a.name, k)
+            if m is not None:
+                out[(a.name, k)] = m.output_hash
+    return out
 
 
 def _io_manager(project: Project):
