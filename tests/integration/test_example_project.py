@@ -36,7 +36,12 @@ EXPECTED_ALL = {
     "ranked_stores": len(DAYS),
     "sales_with_managers": len(DAYS),
     "weekly_sales": len(WEEKS),
+    # plain Dagster assets: planned and run with Dagster's own state
+    "raw_rows": len(DAYS),
+    "store_regions": 1,
+    "top_stores": len(DAYS),
 }
+PLAIN_UP_TO_DATE = "up to date per Dagster (materialized; its code version and its inputs' data versions unchanged)"
 TOTAL = sum(EXPECTED_ALL.values())
 SUMMARY_ROW = re.compile(r"^\s+(\w+)\s+(\d+) computed,\s+(\d+) skipped\s*$", re.M)
 
@@ -206,6 +211,8 @@ def test_a_changed_raw_day_reruns_exactly_its_dependents(shop, first_run):
         "sales_with_managers": {"2024-01-05"},
         # hourly_sales' partitions end on 2024-01-03 (shop.definitions' HOURLY): none reads 2024-01-05.
         "weekly_sales": {w for w in WEEKS if any(in_week(d, w) for d in look_back)},  # the week holding those days
+        "raw_rows": {"2024-01-05"},  # a plain asset reading the raw day
+        "top_stores": look_back,  # a plain asset downstream of sales_3d
     }
     assert expected["weekly_sales"], "no week contains the changed days: the example no longer tests weekly_sales here"
     assert shop.running(plan) == expected
@@ -214,6 +221,8 @@ def test_a_changed_raw_day_reruns_exactly_its_dependents(shop, first_run):
     assert reasons[("sales_3d", "2024-01-07")] == "input raw_sales[2024-01-05] changed"
     assert reasons[("region_summary", "east")] == "input raw_sales[2024-01-05] changed"
     assert "sales_3d[2024-01-06]" in reasons[("ranked_stores", "2024-01-06")]
+    assert reasons[("raw_rows", "2024-01-05")] == "input raw_sales[2024-01-05] changed since it was computed"
+    assert reasons[("top_stores", "2024-01-06")] == "input sales_3d[2024-01-06] runs first"
 
     rows, out = shop.materialize()
     computed = {a: c for a, (c, _) in rows.items()}
@@ -229,7 +238,7 @@ def test_a_changed_raw_day_reruns_exactly_its_dependents(shop, first_run):
 
     again = shop.plan("--all")
     assert again["run"] == 0 and again["blocked"] == 0 and again["skip"] == TOTAL
-    assert {r["reason"] for r in again["partitions"]} == {"up to date"}
+    assert {r["reason"] for r in again["partitions"]} == {"up to date", PLAIN_UP_TO_DATE}
 
 
 def test_a_changed_raw_day_inside_the_hourly_range_reruns_its_24_hours(shop, first_run):
@@ -247,6 +256,8 @@ def test_a_changed_raw_day_inside_the_hourly_range_reruns_its_24_hours(shop, fir
             "region_summary": set(REGIONS),
             "sales_with_managers": {"2024-01-02"},
             "weekly_sales": {w for w in WEEKS if any(in_week(d, w) for d in look_back)},
+            "raw_rows": {"2024-01-02"},
+            "top_stores": look_back,
         }
         assert shop.running(shop.plan()) == {a: keys for a, keys in expected.items() if keys}
     finally:
@@ -268,7 +279,12 @@ def test_a_params_change_reruns_the_asset_and_reverting_it_is_up_to_date(shop, f
         assert set(changed) == set(DAYS)
         assert all("params changed" in reason for reason in changed.values())
         # Only sales_3d's own params changed: the other assets are listed only where they read sales_3d.
-        assert shop.running(plan) == {"sales_3d": set(DAYS), "ranked_stores": set(DAYS), "weekly_sales": set(WEEKS)}
+        assert shop.running(plan) == {
+            "sales_3d": set(DAYS),
+            "ranked_stores": set(DAYS),
+            "weekly_sales": set(WEEKS),
+            "top_stores": set(DAYS),
+        }
     finally:
         params.write_text(original)
     assert shop.plan()["run"] == 0

@@ -242,3 +242,44 @@ def test_an_input_no_asset_produces_is_named_with_the_closest_one(write_module):
     with pytest.raises(ConfigError) as e:
         graph_of(module.defs)
     assert "asset report reads 'salez'" in str(e.value) and "did you mean 'sales'" in str(e.value)
+
+
+def test_a_materialize_result_without_a_value_type_is_refused_at_import(write_module):
+    err = import_error(
+        write_module,
+        """
+        @sw.asset
+        def report() -> dg.MaterializeResult:
+            return dg.MaterializeResult(metadata={"rows": 1})
+        """,
+    )
+    assert "report" in err.message and "dg.MaterializeResult without a value type" in err.message
+    assert "plain @dg.asset" in err.hint and "dg.MaterializeResult[pl.DataFrame]" in err.hint
+
+
+def test_a_materialize_result_of_a_value_type_is_accepted(write_module):
+    name = write_module(
+        """
+        @sw.asset
+        def report() -> dg.MaterializeResult[dict]:
+            return dg.MaterializeResult(value={"rows": 1}, metadata={"rows": 1})
+        """
+    )
+    assert importlib.import_module(name).report.key.path == ["report"]
+
+
+def test_sw_asset_stacked_on_a_multi_asset_says_what_is_supported(write_module):
+    err = import_error(
+        write_module,
+        """
+        @sw.asset
+        @dg.multi_asset(outs={"low": dg.AssetOut(), "high": dg.AssetOut()})
+        def split():
+            yield dg.Output(1, output_name="low")
+            yield dg.Output(2, output_name="high")
+        """,
+    )
+    assert (
+        "cannot wrap a multi-asset (high, low)" in err.message or "cannot wrap a multi-asset (low, high)" in err.message
+    )
+    assert "one @sw.asset per output" in err.hint and "plain @dg.multi_asset" in err.hint

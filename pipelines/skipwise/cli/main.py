@@ -31,6 +31,7 @@ from skipwise.core.errors import UsageError
 from skipwise.core.partitions import parse_range
 from skipwise.core.plan import BLOCKED, RESTORE, RUN, SKIP, Decision
 from skipwise.core.units import format_usd, significant, total_usd
+from skipwise.project.root import definitions_of
 from skipwise.reporting.tables import format_table, status_table
 
 
@@ -185,13 +186,32 @@ def decision_row(d: Decision) -> dict:
     }
 
 
+def plan_all(project, selection: list[str] | None, partition: str | None) -> list[Decision]:
+    """Decisions for the selected assets (default: all of the definitions): skipwise assets from
+    their manifests, then plain Dagster assets from Dagster's own records (the Dagster instance is
+    read only when the selection has plain assets)."""
+    graph = project.graph
+    citizens = [p.name for p in graph.citizens()]
+    plain = [n for n in citizens if selection is None or n in selection]
+    own = None if selection is None else [n for n in selection if n not in citizens]
+    decisions = project.plan(own, partition=partition) if own is None or own else []
+    if plain:
+        # Dagster's instance says whether a plain asset is materialized and stale: imported only here.
+        from skipwise.adapters.dagster.graph import definitions_in
+        from skipwise.adapters.dagster.plain import plain_decisions
+
+        defs = definitions_in(project.definitions or definitions_of(project.root))
+        decisions += plain_decisions(project, defs, plain, partition, planned=decisions)
+    return decisions
+
+
 def cmd_plan(args) -> int:
     if args.max_usd is not None and not (math.isfinite(args.max_usd) and args.max_usd >= 0):
         raise UsageError(f"--max-usd {args.max_usd} is not a non-negative number of dollars", hint="e.g. --max-usd 5")
     if args.partition is not None:
         parse_range(args.partition)  # a malformed --partition is a usage error before anything loads
     project = console.load(args)
-    decisions = project.plan(_select(args.select), partition=args.partition)
+    decisions = plan_all(project, _select(args.select), args.partition)
     todo = [d for d in decisions if d.action != SKIP]
     projected = _projected_usd(project, todo) if (args.cost or args.max_usd is not None) else None
     moved = _inputs_moved(project, todo)
@@ -265,7 +285,7 @@ STATES = ("up to date", "stale", "missing", "blocked")
 def _state(d: Decision) -> str:
     if d.action == SKIP:
         return "up to date"
-    if d.reason == "missing":
+    if d.reason.startswith("missing"):
         return "missing"
     return "blocked" if d.action == BLOCKED else "stale"
 
@@ -275,7 +295,7 @@ def cmd_status(args) -> int:
         parse_range(args.partition)
     project = console.load(args)
     selected = _select(args.select)
-    decisions = project.plan(selected, partition=args.partition)
+    decisions = plan_all(project, selected, args.partition)
     rows = [{**decision_row(d), "state": _state(d)} for d in decisions]
     explained = None
     if args.explain:

@@ -164,14 +164,23 @@ def _only(files: tuple[str, ...]) -> str:
 
 @dataclass(frozen=True)
 class Plain:
-    """A plain Dagster asset the graph's assets depend on. Its version is the content hash of what
+    """A plain Dagster asset of the definitions (upstream or downstream of skipwise assets, or
+    beside them). Dagster computes it and says whether it is stale; skipwise runs it in the
+    graph's order. Its version, for skipwise assets downstream, is the content hash of what
     `sw.IOManager` stored for it (`stored`); any other IO manager gives no version skipwise can
-    check, so its dependents always run."""
+    check, so its dependents always run.
+
+    `deps` names what it depends on (sources, assets, plain assets); `single_run`: its backfill
+    policy runs a partition range in one run (otherwise Dagster runs one partition per run);
+    `external`: a `dg.AssetSpec` nothing in the definitions materializes (never planned or run)."""
 
     name: str
     partitions: Partitions
     layer: str = "default"
     stored: bool = True
+    deps: tuple[str, ...] = ()
+    single_run: bool = False
+    external: bool = False
 
 
 @dataclass(frozen=True)
@@ -473,6 +482,10 @@ class Graph:
             what = "a source" if isinstance(node, Source) else "a plain Dagster asset (skipwise does not run it)"
             raise ConfigError(f"{name!r} is {what}, not a skipwise asset", hint="select an @sw.asset")
         return node
+
+    def citizens(self) -> list[Plain]:
+        """The plain assets that Dagster materializes (planned and run beside skipwise assets)."""
+        return [p for p in self.plain if not p.external]
 
     def order(self) -> list[Asset]:
         """Derived assets in dependency order (upstream first), stable by declaration order."""

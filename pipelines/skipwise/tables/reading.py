@@ -31,11 +31,21 @@ def _project(root: str | Path | None) -> Any:
 
 
 def _asset(project: Any, name: str) -> Any:
+    """The skipwise asset `name`, or the plain Dagster asset `name` that `sw.IOManager` stores."""
+    stored = {p.name: p for p in project.graph.plain if p.stored}
+    if name in stored:
+        return stored[name]
     try:
         return project.graph.asset(name)
     except Exception:  # noqa: BLE001 - KeyError or the graph's own error: say what exists
-        names = ", ".join(a.name for a in project.graph.assets)
-        raise InputError(f"no skipwise asset named {name!r} in {project.root}", hint=f"use one of: {names}") from None
+        names = ", ".join([*(a.name for a in project.graph.assets), *stored])
+        plain = any(p.name == name for p in project.graph.plain)
+        raise InputError(
+            f"{name!r} is a plain Dagster asset not stored by sw.IOManager"
+            if plain
+            else f"no skipwise asset named {name!r} in {project.root}",
+            hint='give it io_manager_key="skipwise" to read it here' if plain else f"use one of: {names}",
+        ) from None
 
 
 def _committed(project: Any, asset: Any, keys: list[str], skip_missing: bool = False) -> list[tuple[str, Any]]:

@@ -22,7 +22,7 @@ import dagster as dg
 from skipwise import formats
 from skipwise.adapters.dagster import processes
 from skipwise.adapters.dagster.graph import ASSET, KIND, SOURCE, dims_for, register_path_function
-from skipwise.adapters.dagster.step import run_asset, step_failure
+from skipwise.adapters.dagster.step import NO_VALUE_HINT, run_asset, step_failure
 from skipwise.core import metakeys as mk
 from skipwise.core.codeversion import CodeIndex
 from skipwise.core.errors import ConfigError, SkipwiseError, debugging
@@ -143,6 +143,14 @@ def asset(
             nondeterministic=nondeterministic,
             **dagster_kwargs,
         )
+    if isinstance(fn, dg.AssetsDefinition) and len(fn.keys) > 1:
+        raise ConfigError(
+            f"@sw.asset cannot wrap a multi-asset ({', '.join(k.to_user_string() for k in fn.keys)}): "
+            "skipwise versions, stores and skips one output per function",
+            hint="write one @sw.asset per output, or keep it a plain @dg.multi_asset: it reads skipwise outputs "
+            'through sw.IOManager, its outputs are stored with io_manager_key="skipwise", and skipwise plans and '
+            "runs it with Dagster's own state",
+        )
     if not inspect.isfunction(fn):
         what = "a class" if inspect.isclass(fn) else type(fn).__name__
         raise ConfigError(
@@ -229,6 +237,11 @@ def asset(
         )
     ret = hints.get("return", sig.return_annotation if sig.return_annotation is not inspect.Signature.empty else None)
     fmt = ""
+    if ret is dg.MaterializeResult or typing.get_origin(ret) is dg.MaterializeResult and not typing.get_args(ret):
+        raise ConfigError(
+            f"{where}: returns dg.MaterializeResult without a value type: skipwise stores what the body returns",
+            hint=NO_VALUE_HINT + " (annotate e.g. -> dg.MaterializeResult[pl.DataFrame], or -> pl.DataFrame)",
+        )
     inner = _output_inner(ret)
     if inner is not None:
         try:

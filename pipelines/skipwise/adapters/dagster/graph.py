@@ -164,7 +164,7 @@ def graph_of(
     """(the plain graph of `defs`, until when its keys hold (None: always), whether it may be cached).
 
     Assets declared with `@sw.asset`, `sw.dvc_source` and `sw.object_source` become skipwise assets and sources; every
-    other asset one of them depends on becomes a `Plain` node. Dynamic partitions list their keys
+    other materializable asset, and every external asset one of them depends on, becomes a `Plain` node. Dynamic partitions list their keys
     from the Dagster instance (`instance`, or made by `instance_factory` when first needed).
     """
     ag = defs.resolve_asset_graph()
@@ -212,7 +212,10 @@ def graph_of(
                     versioned=bool(meta(md, mk.VERSIONED, False)),
                 )
             )
-        elif kind == ASSET:
+        elif kind != ASSET:
+            if node.is_materializable:  # a plain Dagster asset: skipwise plans and runs it through Dagster
+                plain[asset_name(key)] = _plain(node, key, keys_for(node.partitions_def))
+        else:
             deps = []
             data_deps = set(meta(md, mk.INPUTS, "").split(",")) - {""}
             down_keys = keys_for(node.partitions_def)
@@ -256,10 +259,7 @@ def graph_of(
                     )
                 deps.append(Dep(asset_name(parent), mapping, data=asset_name(parent) in data_deps))
                 if meta(up_node.metadata, KIND) not in (SOURCE, ASSET):
-                    stored = _io_manager_key(up_node, parent) == "skipwise"
-                    plain[asset_name(parent)] = Plain(
-                        asset_name(parent), up_keys, up_node.group_name or "default", stored
-                    )
+                    plain[asset_name(parent)] = _plain(up_node, parent, up_keys)
             assets.append(
                 Asset(
                     asset_name(key),
@@ -279,6 +279,20 @@ def graph_of(
             )
     valid_until = time.time() + 60 if open_ended else None
     return Graph(tuple(sources), tuple(assets), tuple(plain.values())), valid_until, cacheable
+
+
+def _plain(node: Any, key: dg.AssetKey, keys: KeySet | None) -> Plain:
+    """A plain Dagster asset as the core sees it: its keys, folder, deps and range rule."""
+    policy = getattr(node, "backfill_policy", None)
+    return Plain(
+        asset_name(key),
+        keys,
+        node.group_name or "default",
+        _io_manager_key(node, key) == "skipwise",
+        deps=tuple(asset_name(k) for k in sorted(node.parent_keys, key=lambda k: k.to_user_string())),
+        single_run=policy is not None and policy.max_partitions_per_run is None,
+        external=not node.is_materializable,
+    )
 
 
 def _mapping_hint(parent: dg.AssetKey) -> str:

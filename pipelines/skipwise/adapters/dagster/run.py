@@ -18,14 +18,14 @@ from typing import Any
 
 import dagster as dg
 
-from skipwise.adapters.dagster import services
+from skipwise.adapters.dagster import plain, services
 from skipwise.adapters.dagster.graph import definitions_in
 from skipwise.adapters.dagster.instance import instance_for_root
 from skipwise.adapters.dagster.iomanager import IOManager
 from skipwise.adapters.dagster.launch import Workers, chunks, launch, launch_split, worker_count
 from skipwise.core.partitions import keys_in_range, parse_range
-from skipwise.core.plan import RUN, SKIP
-from skipwise.core.spec import Asset
+from skipwise.core.plan import RUN, SKIP, Decision
+from skipwise.core.spec import Asset, Plain
 from skipwise.engine import progress
 from skipwise.engine.metering import process_meter
 from skipwise.engine.project import Project
@@ -169,29 +169,37 @@ def _materialize_project(
     run are recorded in the cost ledger as hits, like those the engine skips inside a run.
     """
     graph = project.graph
-    names = set(selection) if selection else {a.name for a in graph.assets}
+    everything = set(selection) if selection else {n.name for n in (*graph.assets, *graph.citizens())}
+    plain_names = {p.name for p in graph.citizens()} & everything
+    names = everything - plain_names
     for n in names:
         graph.asset(n)
     if partition is not None:
         parse_range(partition)  # an empty --partition (or half of one) is an error, never "everything"
     pm = process_meter()
     with pm.phase("plan"):
-        planned = check_plan_budget(project, names, partition, tags)
+        planned = check_plan_budget(project, names, partition, tags) if names else []
     # Plain Dagster assets the selection reads that were never stored (unpartitioned ones): run
     # them first, as Dagster would in one run of everything (Dagster itself never skips them).
     needed = {d.name for a in graph.assets if a.name in names for d in a.deps}
     missing = [
         p
         for p in graph.plain
-        if p.name in needed and p.stored and p.partitions is None and not project.materialized_keys(p)
+        if p.name in needed
+        and p.name not in plain_names
+        and p.stored
+        and p.partitions is None
+        and not project.materialized_keys(p)
     ]
-    groups = run_groups(graph, names)
+    groups = run_groups(graph, everything)
     early: dict[int, Workers] = {}
     try:
         if not missing and not services.active():
             # The first level's worker processes start now, so that their interpreter start and
             # imports overlap this process's loading of the definitions.
             for i, group in enumerate(groups):
+                if isinstance(group[0], Plain):
+                    break  # a level of plain assets runs first: nothing to start early
                 keys = keys_in_range(group[0].partitions, partition)
                 stale, parts = _level_parts(
                     project, group, [d for d in planned if d.asset in {a.name for a in group}], keys, workers
@@ -264,12 +272,28 @@ def _run_levels(
             summary.failed_step, summary.error, summary.fix = result.failed_step, result.error, result.fix
             return summary
     last_id = ""  # the run the orchestrator's own work since its last record belongs to
+    # Partitions whose output this invocation changed: plain assets downstream of them run even
+    # where Dagster's staleness cannot see it (an unpartitioned asset over a partitioned one).
+    changed: list[Decision] = []
     for i, group in enumerate(groups):
         run_tags = {str(k): str(v) for k, v in tags.items()}
         keys = keys_in_range(group[0].partitions, partition)
         if keys == []:
             continue  # this partitioning has no such keys
         in_group = {a.name for a in group}
+        if isinstance(group[0], Plain):
+            instance = instance or instance_for(project)
+            result = _run_plain_level(
+                project, defs, resources, group, keys, partition, instance, run_tags, summary, changed
+            )
+            if result is not None and not result.ok:
+                summary.ok = False
+                summary.failed_step, summary.error, summary.fix = result.failed_step, result.error, result.fix
+                summary.not_run = [a.name for g in groups[i + 1 :] for a in g]
+                break
+            if result is not None and result.run_id:
+                last_id = result.run_id
+            continue
         if instance is None:
             # Nothing has run yet: the plan made up front still holds for this level.
             fresh, decisions = project, [d for d in planned if d.asset in in_group]
@@ -282,6 +306,7 @@ def _run_levels(
             for w in fresh.warnings:
                 project.warn(w)
         stale, parts = _level_parts(fresh, group, decisions, keys, workers)
+        before = _outputs(project, group, stale)
         for a in group:
             summary.requested[a.name] = len(keys) if keys is not None else 1
             summary.computed[a.name] = 0
@@ -325,6 +350,11 @@ def _run_levels(
             for name, c in r.restored.items():
                 summary.restored[name] = summary.restored.get(name, 0) + c
         progress.reach(sum(summary.computed.values()))  # partitions computed by worker processes
+        changed += [
+            Decision(n, k, RUN, "its output changed in this run", "")
+            for (n, k), h in _outputs(project, group, stale).items()
+            if h != before.get((n, k))
+        ]
         failed = next((r for r in results if not r.ok), None)
         if failed is not None:
             summary.ok = False
@@ -342,21 +372,72 @@ def _run_levels(
     return summary
 
 
+def _run_plain_level(
+    project: Project,
+    defs: Any,
+    resources: dict,
+    group: list[Plain],
+    keys: list[str] | None,
+    partition: str | None,
+    instance: Any,
+    tags: dict[str, str],
+    summary: Summary,
+    changed: list[Decision],
+) -> Any:
+    """Run a level of plain Dagster assets over the partitions Dagster calls missing or stale (as
+    `skipwise plan` says, asked again now that the levels upstream have run); the last run's result
+    (None when none ran)."""
+    decisions = plain.plain_decisions(project, defs, [p.name for p in group], partition, planned=changed)
+    for p in group:
+        summary.requested[p.name] = len(keys) if keys is not None else 1
+        summary.computed[p.name] = 0
+    stale = project.in_order(group[0], {d.partition for d in decisions if d.action == RUN})
+    if not stale:
+        return None
+    summary.launched.extend(p.name for p in group)
+    changed += [Decision(p.name, k, RUN, "computed in this run", "") for p in group for k in stale]
+    results = plain.launch_plain(project, defs, resources, group, stale, instance, tags)
+    for r in results:
+        summary.run_ids.append(r.run_id)
+        for name, c in r.computed.items():
+            summary.computed[name] += c
+    return next((r for r in results if not r.ok), results[-1])
+
+
+def _outputs(project: Project, group: list[Asset], keys: list[str]) -> dict[tuple[str, str], str]:
+    """The committed output hash of each of `keys` of the assets of `group` (absent: not committed)."""
+    out = {}
+    for a in group:
+        for k in keys or ():
+            m = project.store.read_manifest(a.layer, a.name, k)
+            if m is not None:
+                out[(a.name, k)] = m.output_hash
+    return out
+
+
 def _io_manager(project: Project):
     return IOManager(root=str(project.root))
 
 
-def run_groups(graph, names: set[str]) -> list[list[Asset]]:
-    """The selected assets grouped by (graph level, partitioning), upstream levels first."""
-    level: dict[str, int] = {s.name: 0 for s in (*graph.sources, *graph.plain)}
-    for a in graph.order():
-        level[a.name] = 1 + max((level[d.name] for d in a.deps), default=0)
-    groups: dict[tuple[int, Any], list[Asset]] = {}
-    for a in graph.order():
-        if a.name in names:
-            groups.setdefault((level[a.name], a.partitions), []).append(a)
-    # Upstream levels first; within a level, one group (one Dagster run) per partitioning.
-    return [groups[k] for k in sorted(groups, key=lambda k: (k[0], k[1] is None))]
+def run_groups(graph, names: set[str]) -> list[list[Any]]:
+    """The selected assets (skipwise and plain) grouped by (graph level, partitioning, kind),
+    upstream levels first. A plain asset that is not selected counts as there already."""
+    deps: dict[str, list[str]] = {a.name: [d.name for d in a.deps] for a in graph.assets}
+    deps.update({p.name: list(p.deps) for p in graph.citizens() if p.name in names})
+    level: dict[str, int] = {}
+
+    def level_of(name: str, seen: tuple[str, ...] = ()) -> int:
+        if name not in level:
+            ups = [d for d in deps.get(name, ()) if d in deps and d not in seen]
+            level[name] = 1 + max((level_of(d, (*seen, name)) for d in ups), default=0) if name in deps else 0
+        return level[name]
+
+    groups: dict[tuple[int, Any, bool], list[Any]] = {}
+    for node in (*graph.citizens(), *graph.order()):
+        if node.name in names:
+            groups.setdefault((level_of(node.name), node.partitions, isinstance(node, Plain)), []).append(node)
+    # Upstream levels first; within a level, one group (one Dagster run) per partitioning and kind.
+    return [groups[k] for k in sorted(groups, key=lambda k: (k[0], k[1] is None, k[2]))]
 
 
 def write_metrics(project: Project) -> dict[str, dict[str, float]]:

@@ -17,10 +17,11 @@ from typing import Any, Iterator
 
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
+from dagster._core.definitions.utils import NoValueSentinel
 
 from skipwise.adapters.dagster import processes
 from skipwise.core import metakeys as mk
-from skipwise.core.errors import InputError, SkipwiseError
+from skipwise.core.errors import ConfigError, InputError, SkipwiseError
 from skipwise.core.spec import Asset
 from skipwise.core.units import format_usd, significant, total_usd
 from skipwise.engine import progress
@@ -201,9 +202,28 @@ def run_asset(context: Any, root: Path, body: Any, partitions_def: Any) -> Itera
 
     def call(key: str, inputs: Any, params: Any) -> Any:
         ctx = OnePartitionContext(context, key, partitions_def) if partitions_def is not None else context
-        return body.call(ctx, inputs, params, resources)
+        return _stored_value(name, key, body.call(ctx, inputs, params, resources))
 
     yield from run_partitions(context, project, spec, keys, call)
+
+
+NO_VALUE_HINT = (
+    "return the data itself (or dg.MaterializeResult(value=data, metadata={...}) / dg.Output(data, metadata={...})); "
+    "an asset that writes its own data is a plain @dg.asset: skipwise stores, versions and skips only what a body returns"
+)
+
+
+def _stored_value(name: str, key: str, value: Any) -> Any:
+    """A body's return value as the engine stores it: a `dg.MaterializeResult` with a value is that
+    value with its metadata (as `dg.Output`); one without a value has nothing to store or cache."""
+    if not isinstance(value, dg.MaterializeResult):
+        return value
+    if value.value is None or value.value is NoValueSentinel:
+        raise ConfigError(
+            f"asset {name}[{key}] returned a dg.MaterializeResult without a value: skipwise has nothing to store",
+            hint=NO_VALUE_HINT,
+        )
+    return dg.Output(value.value, metadata=dict(value.metadata or {}))
 
 
 def run_partitions(
