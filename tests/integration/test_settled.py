@@ -103,3 +103,16 @@ def test_a_damaged_record_is_a_full_plan(synthetic):
 
 def _key(folder: Path) -> str:
     return json.loads((folder / "manifest.json").read_text())["partition"]
+
+
+def test_bytes_changed_in_place_with_size_and_mtime_kept_are_seen(synthetic):
+    plan(synthetic, "days")
+    folder = sorted((synthetic.root / "data" / synthetic.graph.asset("days").layer / "days").iterdir())[2]
+    output = next(f for f in folder.iterdir() if f.name != "manifest.json")
+    st = output.stat()
+    data = output.read_bytes()
+    with open(output, "r+b") as f:  # same inode, same size
+        f.write(bytes([data[0] ^ 1]))
+    os.utime(output, ns=(st.st_atime_ns, st.st_mtime_ns))  # the change time cannot be set back
+    out = plan(synthetic, "days")
+    assert [k for k, (a, _) in out.items() if a != SKIP] == [_key(folder)]
