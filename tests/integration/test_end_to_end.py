@@ -81,4 +81,4 @@ def test_dagster_cli_dvc_repro_and_skipwise_end_to_end(project_dir, tmp_path):
     )
     states = {r["partition"]: r["state"] for r in status["partitions"]}
     assert all(states[f"2013-01-{d:02d}"] == "up to date" for d in range(1, 13))
-    assert states["2013-01-13"] == "missing"
+    assert states["2013-01-13"] == "blocked"  # no raw file for that day: it cannot be computed, and says which file

@@ -207,7 +207,7 @@ def test_first_run_fetches_each_object_once_and_records_its_egress(checkout, s3,
     # The listings belong to no partition: the run records carry them, one LIST each, priced.
     runs = [r for r in rows if r["cache"] == "run"]
     listings = sum(1 for r in reqs if is_listing(r))
-    assert sum(r["list_requests"] for r in runs) == listings >= 1
+    assert sum(r["list_requests"] or 0 for r in runs) == listings >= 1  # a process that moved nothing: no figure
     assert all(r["list_requests"] == 0 for r in misses)
     # Each partition records the object version it was computed from.
     m = checkout.manifest("day_totals", DAYS[0])
