@@ -16,13 +16,12 @@ DAYS = [f"2013-01-{d:02d}" for d in range(1, 13)]
 def test_sensor_requests_stale_levels_and_sees_changes_landing_mid_run(project):
     for a in ("flight_features", "weather_features"):
         list(project.materialize(a, DAYS))
-    # Partitions outside the 12 ingested days are missing too; restrict the graph to our days by planning
-    # through a project whose raw data covers them: requests name the stale span.
+    # The days outside the 12 ingested ones have no raw file: blocked, never requested. The features are
+    # up to date, so what is stale is the level above them.
     reqs = stale_run_requests(Project(project.root, project.graph))
     assert len(reqs) == 1
     first = reqs[0]
-    assert {k.path[0] for k in first.asset_selection} == {"flight_features", "weather_features"}
-    assert first.tags[RANGE_START] == "2013-01-13"  # the 12 built days are not requested
+    assert {k.path[0] for k in first.asset_selection} == {"training_set"}
 
     # A change lands "while that run is in flight": the next tick asks again, with a new run key.
     path = project.root / "data/raw/flights/2013-01-03.parquet"
@@ -30,6 +29,7 @@ def test_sensor_requests_stale_levels_and_sees_changes_landing_mid_run(project):
     run([DVC, "add", "-q", "data/raw/flights"], cwd=project.root)
     again = stale_run_requests(Project(project.root, project.graph))
     assert again[0].run_key != first.run_key
+    assert {k.path[0] for k in again[0].asset_selection} == {"flight_features"}
     assert again[0].tags[RANGE_START] == "2013-01-03"
 
 
@@ -47,7 +47,8 @@ def test_sensor_definition_evaluates_against_a_real_instance(project_dir, monkey
     sensor = defs.get_sensor_def("skipwise_stale_partitions")
     with dg.instance_for_test() as instance:
         result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
-    assert result.run_requests and result.run_requests[0].tags[RANGE_END] == "2013-12-31"
+    # the 12 days with raw files; the rest of the year is blocked until its files exist
+    assert result.run_requests and result.run_requests[0].tags[RANGE_END] == "2013-01-12"
 
 
 def test_demo_assets_carry_skipwise_code_versions():
