@@ -7,7 +7,8 @@ fingerprints, a token of everything else a decision depends on (the asset's and 
 declarations, the code version, the params, the library's scheme, what the partitions observably
 read, as they are now) and the paths of every file a decision read: the asset's manifests and
 outputs, its derived inputs' manifests, its raw inputs' folders (every file in them, recursively,
-with DVC's record of them: the `.dvc` file of what it tracks, `dvc.lock`), the suspects file. `Settled.check` answers SKIP for every key only when
+with DVC's record of them: the `.dvc` file of what it tracks, `dvc.lock`), the suspects file,
+`skipwise.toml` and DVC's config. `Settled.check` answers SKIP for every key only when
 the token is the same and every one of those files has the same inode, size, modification and
 change time (the change time cannot be set back from user space): any difference, a missing
 file, a new file in a raw folder, an object-store source or store, an unversioned plain input,
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from skipwise.engine.project import Project
 
 #: bump when what a record holds, or what its token covers, changes
-FORMAT = 2
+FORMAT = 3
 _MISSING = (-1, -1, -1, -1)
 
 
@@ -104,7 +105,14 @@ class Settled:
                     for k in sorted(store.materialized_keys(up.layer, up.name))
                 ]
                 files.append(os.path.join("data", up.layer, up.name))  # a partition added or removed
-        files += [os.path.join("data", ".skipwise", "suspects.json"), "skipwise.toml"]
+        # verify's suspects, the locations config, DVC's config (which remote a source reads when the
+        # workspace lacks its file)
+        files += [
+            os.path.join("data", ".skipwise", "suspects.json"),
+            "skipwise.toml",
+            os.path.join(".dvc", "config"),
+            os.path.join(".dvc", "config.local"),
+        ]
         observed = sorted(deps)
         reasons = sorted({d.reason for d in decisions})
         record = {
@@ -129,13 +137,14 @@ class Settled:
     # -- what a record depends on ------------------------------------------------------------------
 
     def _applies(self, asset: Asset) -> bool:
-        """Only where every input is versioned from local files: a local store, DVC sources, skipwise
-        assets (an object-store listing or an unversioned plain input must be asked every time)."""
+        """Only where every input is versioned from local files: a local store, DVC sources (a DVC
+        remote too: its versions come from DVC's records, watched here), skipwise assets; an
+        object-store listing or an unversioned plain input must be asked every time."""
         if self.project.store.remote:
             return False
         for dep in asset.deps:
             up = self.project.graph.node(dep.name)
-            if isinstance(up, Plain) or (isinstance(up, Source) and (up.url or up.remote is not None)):
+            if isinstance(up, Plain) or (isinstance(up, Source) and up.url):
                 return False
         return True
 
