@@ -24,7 +24,7 @@ import json
 import os
 from array import array
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from skipwise.adapters.dvc.manifest import tracked_target
 from skipwise.core.hashing import digest
@@ -36,8 +36,6 @@ from skipwise.core.version import __version__
 from skipwise.store.files import atomic_write
 from skipwise.store.partitions import MANIFEST
 
-if TYPE_CHECKING:
-    from skipwise.engine.project import Project
 
 #: bump when what a record holds, or what its token covers, changes
 FORMAT = 3
@@ -47,7 +45,7 @@ _MISSING = (-1, -1, -1, -1)
 class Settled:
     """The up-to-date records of one project's assets (local store and DVC sources only)."""
 
-    def __init__(self, project: Project) -> None:
+    def __init__(self, project: Any) -> None:  # the engine's Project, which builds this (engine/project.py)
         self.project = project
         self.root = project.root
         self.folder = project.data_root / ".skipwise" / "settled"

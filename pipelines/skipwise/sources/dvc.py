@@ -13,7 +13,7 @@ import os
 import posixpath
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from skipwise.adapters.dvc.manifest import TrackedDir, file_version, read_tracked_dir, tracked_target
 from skipwise.core.errors import InputError
@@ -22,7 +22,6 @@ from skipwise.core.spec import Source
 from skipwise.store.statcache import StatCache
 
 if TYPE_CHECKING:
-    from skipwise.sources.locality import Locality
     from skipwise.store.base import PartitionStore
 
 #: the version of a partition made of several files
@@ -37,7 +36,7 @@ class DvcSources:
         root: Path,
         store: PartitionStore,
         statcache: StatCache,
-        locality: Locality,
+        locality: Any,  # sources.locality.Locality, which builds this: remotes, fetches, the input cache
         warn: Callable[[str], None],
     ) -> None:
         self.root = Path(root)

@@ -39,7 +39,6 @@ from skipwise.sources.remote import RemoteReader
 
 if TYPE_CHECKING:
     from skipwise.adapters.dvc.config import DvcRemote
-    from skipwise.engine.project import Project
     from skipwise.sources.contentcache import ContentCache
     from skipwise.sources.objects import ObjectSources
     from skipwise.sources.remote import RemoteReader
@@ -98,7 +97,7 @@ class Movement:
 class Locality:
     """A project's remote inputs: where they are, reading them, and what moving them costs."""
 
-    def __init__(self, project: Project) -> None:
+    def __init__(self, project: Any) -> None:  # the engine's Project (a layer above: it builds this)
         self.project = project
         self.config = project.config
         self._remotes: dict[str | None, tuple[DvcRemote, Location]] = {}

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from skipwise.core.cost import IOCounter
 from skipwise.core.errors import ConfigError, InputError
@@ -36,7 +36,6 @@ from skipwise.sources.contentcache import etag_key
 from skipwise.store.objectstore import ObjectStore
 
 if TYPE_CHECKING:
-    from skipwise.sources.locality import Locality
     from skipwise.store.objectstore import Got, ObjectInfo, ObjectStore
 
 VERSION_PREFIX = "etag:"
@@ -66,7 +65,7 @@ def problem_with(got: Got, etag: str, size: int | None) -> str:
 class ObjectSources:
     """The object-store sources of a project: their locations, one listing each, reading them."""
 
-    def __init__(self, locality: Locality) -> None:
+    def __init__(self, locality: Any) -> None:  # sources.locality.Locality, which builds this
         self.locality = locality
         self._listings: dict[str, dict[str, ObjectInfo]] = {}
         self._locations: dict[str, Location] = {}
