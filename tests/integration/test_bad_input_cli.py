@@ -369,7 +369,7 @@ def test_materialize_checks_per_run_budget_for_the_whole_invocation_before_launc
 
 
 def test_the_whole_run_check_respects_the_override_tag(project):
-    from skipwise.adapters.dagster.run import check_plan_budget
+    from skipwise.engine.materialization import check_plan_budget
     from skipwise.core.errors import BudgetExceeded
 
     (project.root / "skipwise.toml").write_text("[budgets]\nper_run_usd = 0.000001\n")

@@ -1,6 +1,7 @@
 """The `skipwise` command: init, plan, status, materialize, verify, cost, models. A thin layer over the library.
 
-`plan` and `status` read manifests and DVC's files only: no data, no Dagster instance, no Dagster import.
+`plan` and `status` read manifests and DVC's files only: no data, no Dagster instance, no Dagster import;
+neither does a `materialize` that finds nothing to run.
 What every subcommand shares (exit codes, `Error:` lines, --json, the project root) is in
 `skipwise.cli.console`.
 """
@@ -31,6 +32,7 @@ from skipwise.core.errors import UsageError
 from skipwise.core.partitions import parse_range
 from skipwise.core.plan import BLOCKED, RESTORE, RUN, SKIP, Decision
 from skipwise.core.units import format_usd, significant, total_usd
+from skipwise.engine.materialization import plan_materialization, record_up_to_date
 from skipwise.project.root import definitions_of
 from skipwise.reporting.tables import format_table, status_table
 
@@ -451,14 +453,22 @@ def cmd_materialize(args) -> int:
             f"--workers must be 1 or more, got {args.workers}", hint="--workers 1 runs everything in this process"
         )
     project = console.load(args)  # params, config and graph are checked here, before Dagster loads
-    from skipwise.adapters.dagster.run import materialize_project
-
     if os.environ.get("DVC_EXP_NAME") and mk.EXPERIMENT not in tags:
         tags[mk.EXPERIMENT] = os.environ["DVC_EXP_NAME"]  # `dvc exp run` names the experiment
     t0 = time.perf_counter()
     started = utc_now_iso()
     try:
-        summary = materialize_project(project, _select(args.select), args.partition, tags, workers=args.workers)
+        planned = plan_materialization(project, _select(args.select), args.partition, tags)
+        if planned.up_to_date:
+            # Nothing to run: neither Dagster nor the definitions are imported (a `dvc repro` stage
+            # with nothing stale ends in about an interpreter's start).
+            summary = record_up_to_date(project, planned, args.partition, tags)
+        else:
+            from skipwise.adapters.dagster.run import materialize_project
+
+            summary = materialize_project(
+                project, _select(args.select), args.partition, tags, workers=args.workers, planned=planned
+            )
     finally:
         console.print_warnings(project.warnings)
     seconds = time.perf_counter() - t0

@@ -9,11 +9,8 @@ emitted per-partition events instead of an output.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -23,104 +20,20 @@ from skipwise.adapters.dagster.graph import definitions_in
 from skipwise.adapters.dagster.instance import instance_for_root
 from skipwise.adapters.dagster.iomanager import IOManager
 from skipwise.adapters.dagster.launch import Workers, chunks, launch, launch_split, worker_count
-from skipwise.core.partitions import keys_in_range, parse_range
+from skipwise.core.partitions import keys_in_range
 from skipwise.core.plan import RUN, SKIP, Decision
 from skipwise.core.spec import Asset, Plain
 from skipwise.engine import progress
+from skipwise.engine.materialization import (
+    Planned,
+    Summary,
+    plan_materialization,
+    run_groups,
+    write_metrics,
+)
 from skipwise.engine.metering import process_meter
 from skipwise.engine.project import Project
 from skipwise.project.root import definitions_of
-
-
-@dataclass
-class Summary:
-    """What a materialization did, per asset: partitions requested and computed."""
-
-    requested: dict[str, int] = field(default_factory=dict)
-    computed: dict[str, int] = field(default_factory=dict)
-    restored: dict[str, int] = field(default_factory=dict)
-    run_ids: list[str] = field(default_factory=list)
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    ok: bool = True
-    #: on failure: the step (asset) that failed, and the first line of its error
-    failed_step: str = ""
-    error: str = ""
-    fix: str = ""
-    #: assets of the levels launched, and of those a failure kept from running
-    launched: list[str] = field(default_factory=list)
-    not_run: list[str] = field(default_factory=list)
-
-    def failure_line(self) -> str:
-        """What failed, in one line (plus the error's own `fix:` line, if it has one); "" if nothing did."""
-        if self.ok:
-            return ""
-        done, total = sum(self.computed.values()), sum(self.requested.values())
-        what = f"step {self.failed_step}" if self.failed_step else "the Dagster run"
-        line = (
-            f"{what} failed after {done} of {total} partitions were computed: "
-            f"{self.error or 'see the Dagster log above'}"
-        )
-        return line + (f"\n  {self.fix}" if self.fix else "")
-
-    def render(self, seconds: float) -> str:
-        if not self.ok:
-            return self._render_failure(seconds)
-        lines = ["skipwise materialize:"]
-        for name, n in self.requested.items():
-            c, r = self.computed.get(name, 0), self.restored.get(name, 0)
-            lines.append(
-                f"  {name:20} {c:4} computed, {n - c - r:4} skipped"
-                + (f", {r} restored from kept versions" if r else "")
-            )
-        total, done, back = sum(self.requested.values()), sum(self.computed.values()), sum(self.restored.values())
-        lines.append(
-            f"  {done} of {total} partitions computed"
-            + (f", {back} restored" if back else "")
-            + f" ({total - done - back} up to date) in {seconds:.1f} s"
-            + ("; nothing to do" if done + back == 0 else "")
-        )
-        for asset, metrics in self.metrics.items():
-            lines.append(
-                f"  {asset}: "
-                + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
-            )
-        return "\n".join(lines)
-
-    def _render_failure(self, seconds: float) -> str:
-        lines = ["skipwise materialize: FAILED"]
-        for name, n in self.requested.items():
-            c = self.computed.get(name, 0)
-            if name == self.failed_step:
-                state = f"{c:4} computed, then failed"
-            elif name in self.launched:
-                state = f"{c:4} computed"
-            else:
-                state = f"{c:4} computed, none stale"
-            lines.append(f"  {name:20} {state}")
-        for name in self.not_run:
-            lines.append(f"  {name:20}    - not run (an earlier step failed)")
-        total, done = sum(self.requested.values()), sum(self.computed.values())
-        lines.append(f"  {done} of {total} partitions computed before the failure, in {seconds:.1f} s")
-        lines.append(f"  failed: {self.failed_step or 'the Dagster run'}: {self.error or 'see the Dagster log above'}")
-        if self.fix:
-            lines.append(f"  {self.fix}")
-        return "\n".join(lines)
-
-
-def check_plan_budget(project: Project, names: set[str], partition: str | None, tags: dict) -> list:
-    """Stop before launching anything when the whole invocation is projected over a budget.
-
-    Projects every level at once (downstream of a stale partition counts as running, as the plan
-    says) from each asset's cost history: `per_run_usd` holds for the invocation as a whole, not
-    per step. The run tag skipwise/budget_override=true lets it through (the steps report it).
-    Returns the plan's decisions (reused for the levels that run before anything has been committed).
-    """
-    decisions = project.plan(sorted(names), partition=partition)
-    project.accounts.check_budgets(Counter(d.asset for d in decisions if d.action == RUN), tags)
-    project.locality.check_egress(
-        [(d.asset, d.partition) for d in decisions if d.action == RUN], tags
-    )  # before any read
-    return decisions
 
 
 #: Dagster's own setting: a run over a partition range records one "planned" event per asset (with
@@ -135,20 +48,26 @@ def instance_for(project: Project) -> dg.DagsterInstance:
 
 
 def materialize_project(
-    project: Project, selection: list[str] | None, partition: str | None, tags: dict, workers: int | None = None
+    project: Project,
+    selection: list[str] | None,
+    partition: str | None,
+    tags: dict,
+    workers: int | None = None,
+    planned: Planned | None = None,
 ) -> Summary:
     """Run the selected assets (all by default) through Dagster, upstream first, on `project`'s
     data: its root is the runs' $SKIPWISE_ROOT, whatever folder the definitions were imported from.
     A level with many stale partitions runs in `workers` processes at once (default: see
     `skipwise.adapters.dagster.launch`). Unless set already, its runs record one planned event per
-    asset (`PLANNED_EVENTS_ENV`)."""
+    asset (`PLANNED_EVENTS_ENV`). `planned`: the plan of the same selection, range and tags, made
+    just before (`plan_materialization`); made here when absent."""
     env = {"SKIPWISE_ROOT": str(project.root)}
     if PLANNED_EVENTS_ENV not in os.environ:
         env[PLANNED_EVENTS_ENV] = "true"
     before = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        return _materialize_project(project, selection, partition, tags, workers)
+        return _materialize_project(project, selection, partition, tags, workers, planned)
     finally:
         progress.finish()
         for k, v in before.items():
@@ -159,7 +78,12 @@ def materialize_project(
 
 
 def _materialize_project(
-    project: Project, selection: list[str] | None, partition: str | None, tags: dict, workers: int | None
+    project: Project,
+    selection: list[str] | None,
+    partition: str | None,
+    tags: dict,
+    workers: int | None,
+    plan: Planned | None,
 ) -> Summary:
     """Run the selected assets (all by default) through Dagster, upstream first.
 
@@ -169,16 +93,10 @@ def _materialize_project(
     run are recorded in the cost ledger as hits, like those the engine skips inside a run.
     """
     graph = project.graph
-    everything = set(selection) if selection else {n.name for n in (*graph.assets, *graph.citizens())}
-    plain_names = {p.name for p in graph.citizens()} & everything
-    names = everything - plain_names
-    for n in names:
-        graph.asset(n)
-    if partition is not None:
-        parse_range(partition)  # an empty --partition (or half of one) is an error, never "everything"
-    pm = process_meter()
-    with pm.phase("plan"):
-        planned = check_plan_budget(project, names, partition, tags) if names else []
+    plan = plan or plan_materialization(project, selection, partition, tags)
+    names, plain_names = set(plan.names), set(plan.plain)
+    everything = names | plain_names
+    planned = list(plan.decisions)
     # Plain Dagster assets the selection reads that were never stored (unpartitioned ones): run
     # them first, as Dagster would in one run of everything (Dagster itself never skips them).
     needed = {d.name for a in graph.assets if a.name in names for d in a.deps}
@@ -417,43 +335,3 @@ def _outputs(project: Project, group: list[Asset], keys: list[str]) -> dict[tupl
 
 def _io_manager(project: Project):
     return IOManager(root=str(project.root))
-
-
-def run_groups(graph, names: set[str]) -> list[list[Any]]:
-    """The selected assets (skipwise and plain) grouped by (graph level, partitioning, kind),
-    upstream levels first. A plain asset that is not selected counts as there already."""
-    deps: dict[str, list[str]] = {a.name: [d.name for d in a.deps] for a in graph.assets}
-    deps.update({p.name: list(p.deps) for p in graph.citizens() if p.name in names})
-    level: dict[str, int] = {}
-
-    def level_of(name: str, seen: tuple[str, ...] = ()) -> int:
-        if name not in level:
-            ups = [d for d in deps.get(name, ()) if d in deps and d not in seen]
-            level[name] = 1 + max((level_of(d, (*seen, name)) for d in ups), default=0) if name in deps else 0
-        return level[name]
-
-    groups: dict[tuple[int, Any, bool], list[Any]] = {}
-    for node in (*graph.citizens(), *graph.order()):
-        if node.name in names:
-            groups.setdefault((level_of(node.name), node.partitions, isinstance(node, Plain)), []).append(node)
-    # Upstream levels first; within a level, one group (one Dagster run) per partitioning and kind.
-    return [groups[k] for k in sorted(groups, key=lambda k: (k[0], k[1] is None, k[2]))]
-
-
-def write_metrics(project: Project) -> dict[str, dict[str, float]]:
-    """Metrics (metadata `metrics/<name>`) of the unpartitioned assets, by asset, from their
-    manifests; also written to data/reports/metrics.json for `dvc metrics` (flat when one asset has them)."""
-    metrics: dict[str, dict[str, float]] = {}
-    for a in project.graph.assets:
-        if a.partitions is not None:
-            continue
-        m = project.manifest(a, "all")
-        found = {k.split("/", 1)[1]: v for k, v in (m.metadata.items() if m else ()) if k.startswith("metrics/")}
-        if found:
-            metrics[a.name] = found
-    if metrics:
-        out = project.data_root / "reports" / "metrics.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        flat = next(iter(metrics.values())) if len(metrics) == 1 else metrics
-        out.write_text(json.dumps(flat, indent=1, sort_keys=True) + "\n")
-    return metrics
