@@ -19,6 +19,7 @@ The record is derived state: deleting it costs one full plan, never a wrong answ
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -74,10 +75,17 @@ class Settled:
         reasons = record.get("reasons")
         if not isinstance(fingerprints, list) or not isinstance(reasons, list) or len(fingerprints) != len(keys):
             return None
-        return [
-            Decision(asset.name, key, SKIP, reasons[i] if i < len(reasons) else reasons[-1], fp)
-            for i, (key, fp) in enumerate(zip(keys, fingerprints))
-        ]
+        if len(reasons) < len(keys):
+            reasons = reasons + reasons[-1:] * (len(keys) - len(reasons))
+        name = asset.name
+        # Many small objects at once: the collector's passes over them would find nothing to free.
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return [Decision(name, key, SKIP, why, fp) for key, why, fp in zip(keys, reasons, fingerprints)]
+        finally:
+            if paused:
+                gc.enable()
 
     # -- remembering --------------------------------------------------------------------------------
 
@@ -166,18 +174,8 @@ class Settled:
 
     def _stats(self, files: list[str]) -> str:
         """A digest of each file's (inode, size, mtime, ctime); a missing one counts as such."""
-        values: list[int] = []
-        add = values.extend
-        stat = os.lstat
         root = str(self.root) + os.sep
-        for rel in files:
-            try:
-                st = stat(root + rel)
-            except OSError:
-                add(_MISSING)
-                continue
-            add((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
-        return hashlib.sha256(array("q", values).tobytes()).hexdigest()
+        return hashlib.sha256(lstat_all([root + rel for rel in files]).tobytes()).hexdigest()
 
     def _sources(self, asset: Asset) -> dict[str, Any]:
         """For each raw input: a digest of every file under its folder (names and stats) and of its DVC record."""
@@ -210,14 +208,25 @@ def _walk(folder: str, h: Any) -> None:
     except OSError:
         h.update(b"\0unreadable\n")
         return
-    values: list[int] = []
-    add = values.extend
-    for e in entries:
-        st = e.stat(follow_symlinks=False)
-        add((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
     h.update("\0".join(e.name for e in entries).encode("utf-8", "surrogateescape"))
-    h.update(array("q", values).tobytes())
+    h.update(lstat_all([e.path for e in entries]).tobytes())
     for e in entries:
         if e.is_dir(follow_symlinks=False):
             h.update(b"\0dir\0")
             _walk(e.path, h)
+
+
+def lstat_all(paths: list[str]) -> array:
+    """(inode, size, mtime, ctime) of each of `paths` in order, flat; a missing one as `_MISSING`.
+    (From several threads it is no faster: the kernel's path lookups are most of each call.)"""
+    values: list[int] = []
+    add = values.extend
+    stat = os.lstat
+    for path in paths:
+        try:
+            st = stat(path)
+        except OSError:
+            add(_MISSING)
+            continue
+        add((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return array("q", values)
