@@ -216,7 +216,7 @@ def _walk(folder: str, h: Any) -> None:
             _walk(e.path, h)
 
 
-def lstat_all(paths: list[str]) -> array:
+def lstat_all(paths: list[str]) -> "array[int]":
     """(inode, size, mtime, ctime) of each of `paths` in order, flat; a missing one as `_MISSING`.
     (From several threads it is no faster: the kernel's path lookups are most of each call.)"""
     values: list[int] = []
