@@ -236,3 +236,37 @@ def test_the_cache_sees_files_added_removed_and_edited_beside_code(tmp_path, mon
     assert again() not in seen[:-1]
     (root / "pk" / "NOTES.md").write_text("documentation does not count")
     assert again() == seen[-2]
+
+
+def test_the_distribution_map_is_kept_until_a_distribution_changes(tmp_path, monkeypatch):
+    """The import-name -> distributions map is read from its file while every sys.path entry holds
+    the same distribution metadata folders; a distribution installed since is seen at once."""
+    from importlib import metadata
+
+    from skipwise.core import codeclosure as cc
+
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(cc, "_PROVIDERS_FILE", None)
+    monkeypatch.setattr(cc, "_PROVIDERS", None)
+    cc.keep_providers_in(tmp_path / "providers.json")
+    first = dict(cc._providers())
+    assert (tmp_path / "providers.json").exists() and "yaml" in first
+
+    def no_metadata() -> None:
+        raise AssertionError("asked every distribution's metadata again")
+
+    monkeypatch.setattr(metadata, "packages_distributions", no_metadata)
+    monkeypatch.setattr(cc, "_PROVIDERS", None)
+    assert dict(cc._providers()) == first  # from the file
+
+    info = site / "shiny_tool-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: shiny-tool\nVersion: 1.0\n")
+    (info / "top_level.txt").write_text("shiny\n")
+    monkeypatch.undo()  # the real metadata again (and sys.path as it was: the folder is added back)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(cc, "_PROVIDERS_FILE", str(tmp_path / "providers.json"))
+    monkeypatch.setattr(cc, "_PROVIDERS", None)
+    assert cc._providers().get("shiny") == ["shiny-tool"]
