@@ -179,6 +179,8 @@ def test_imports_inside_functions_only_spare_a_light_module_a_heavy_one():
     for module, (_, inner) in IMPORTS.items():
         if module == "skipwise":
             continue  # the public namespace resolves each name on first use: `import skipwise` stays cheap
+        if module == "skipwise.cli.entry":
+            continue  # the console script asks a running server first: the command's imports come after
         for line, t in inner:
             if not t.startswith("skipwise."):
                 continue

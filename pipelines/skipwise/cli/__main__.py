@@ -1,5 +1,5 @@
 """`python -m skipwise.cli`: the `skipwise` command."""
 
-from skipwise.cli.main import main
+from skipwise.cli.entry import main
 
 raise SystemExit(main())

@@ -24,15 +24,18 @@ from skipwise.cli.console import EXIT_CHECK, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, 
 from skipwise.cli.cost import add_cost_parser
 from skipwise.cli.gc import add_gc_parser
 from skipwise.cli.init import add_init_parser
+from skipwise.cli.server import serve
 from skipwise.cli.models import add_models_parser
 from skipwise.cli.verify import add_verify_parser
 from skipwise.core import metakeys as mk
 from skipwise.core.cost import utc_now_iso
-from skipwise.core.errors import UsageError
+from skipwise.core.errors import SkipwiseError, UsageError
 from skipwise.core.partitions import parse_range
 from skipwise.core.plan import BLOCKED, RESTORE, RUN, SKIP, Decision
+from skipwise.core.spec import Graph
 from skipwise.core.units import format_usd, significant, total_usd
 from skipwise.engine.materialization import plan_materialization, record_up_to_date
+from skipwise.engine.project import Project
 from skipwise.project.root import definitions_of
 from skipwise.reporting.tables import format_table, status_table
 
@@ -154,7 +157,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-daemon", action="store_true", help="run the webserver alone (no sensors, schedules or backfills)"
     )
     ui.set_defaults(func=cmd_ui)
+
+    serve = sub.add_parser(
+        "serve",
+        help="keep the libraries imported, so that each `skipwise` command (each `dvc repro` stage) starts at once",
+        description="Imports Dagster, its storage, polars and skipwise once; while it runs, every `skipwise` "
+        "command of this environment is run in a fresh fork of it (its own arguments, folder, environment and "
+        "terminal), never with a project's code imported beforehand. It exits when idle, when a library file "
+        "changes, or on Ctrl-C. SKIPWISE_SERVER=off makes a command run in its own process anyway.",
+    )
+    serve.add_argument(
+        "--idle-minutes", type=float, default=30.0, help="exit after this long without a command (default: 30)"
+    )
+    serve.set_defaults(func=cmd_serve)
     return p
+
+
+def cmd_serve(args) -> int:
+    try:
+        root = console.project_root(args.root)
+    except SkipwiseError:
+        root = None  # serving any project; its own start is then recorded nowhere
+
+    def record_start() -> None:
+        """The server's start (its imports) as one run record in the ledger of the project it
+        was started in: work the machine did for the commands it will serve."""
+        if root is not None:
+            project = Project(root, Graph(sources=(), assets=()))
+            project.accounts.record_run(f"skipwise-serve-{os.getpid()}", {"skipwise/process": "serve"})
+
+    return serve(args.idle_minutes, main, record_start)
 
 
 def cmd_ui(args) -> int:
