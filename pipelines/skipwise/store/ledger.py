@@ -137,17 +137,29 @@ class Ledger:
     # --- reading ------------------------------------------------------------------------------
 
     def files(self, since: str | None = None) -> list[Path]:
-        """The ledger files, oldest day first; with `since`, only the days that can hold
-        records at or after it."""
+        """The ledger files (paths; in an object store, keys under ``ledger/``), oldest day first;
+        with `since`, only the days that can hold records at or after it."""
         since = _check_since(since)
+        return [self._file(day, name) for day in self._days(since) for name in self._names(day)]
+
+    def _days(self, since: str | None = None) -> list[str]:
+        """The day folders, oldest first; with `since`, those that can hold records at or after it."""
         if not self.root.is_dir():
             return []
-        out = []
-        for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and _DAY.match(p.name)):
-            if since is not None and folder.name < since[:10]:
-                continue
-            out.extend(sorted(folder.glob("*.jsonl")))
-        return out
+        days = sorted(p.name for p in self.root.iterdir() if _DAY.match(p.name) and p.is_dir())
+        return [d for d in days if since is None or d >= since[:10]]
+
+    def _names(self, day: str) -> list[str]:
+        """The names of the ledger files in folder `day`, sorted. Names before paths: a question
+        that needs a few files of a long history builds only their paths (a Path costs µs)."""
+        try:
+            with os.scandir(self.root / day) as entries:
+                return sorted(e.name for e in entries if e.name.endswith(".jsonl"))
+        except OSError:  # the folder went away since it was listed
+            return []
+
+    def _file(self, day: str, name: str) -> Path:
+        return self.root / day / name
 
     def query(self, sql: str, params: list[Any] | None = None, *, since: str | None = None) -> list[dict[str, Any]]:
         """Run DuckDB `sql` over a view named ``ledger`` (one row per record, the columns of
