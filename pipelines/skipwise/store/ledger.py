@@ -10,7 +10,8 @@ Layout: ``<root>/<YYYY-MM-DD>/<run_id>-<uuid4hex>.jsonl``, one JSON object per l
   journal closes), so a run killed at any moment keeps the records of everything it committed. Only the run that created a journal file writes to it.
 Any number of writers (processes, hosts sharing a file system) can record at once. The day folder
 is the UTC day of the records in the file (a journal starts a new file when the day changes), so
-a reader asking for records since a day can skip older folders.
+a reader asking for records since a day can skip older folders; an asset's history reads fewer
+still (the newest files by mtime: `skipwise.store.ledgerscope`).
 
 Reading never stops on a damaged file (truncated, torn, not JSON, not UTF-8): its whole lines are
 kept, the rest is skipped with one warning naming the file, and nothing is ever rewritten.
@@ -22,6 +23,7 @@ kept, the rest is skipped with one warning naming the file, and nothing is ever 
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import os
@@ -34,6 +36,7 @@ from typing import Any, Callable, Iterable
 from skipwise.core.cost import CostVector, LedgerRecord
 from skipwise.core.errors import SkipwiseError, UsageError
 from skipwise.store.files import atomic_write
+from skipwise.store.ledgerscope import newest_first
 
 log = logging.getLogger("skipwise")
 
@@ -161,6 +164,9 @@ class Ledger:
     def _file(self, day: str, name: str) -> Path:
         return self.root / day / name
 
+    def _day_files(self, day: str) -> list[Path]:
+        return [self._file(day, name) for name in self._names(day)]
+
     def query(self, sql: str, params: list[Any] | None = None, *, since: str | None = None) -> list[dict[str, Any]]:
         """Run DuckDB `sql` over a view named ``ledger`` (one row per record, the columns of
         `COLUMNS`) and return the rows as dicts. An empty ledger is an empty view."""
@@ -242,6 +248,13 @@ class Ledger:
         hold records at or after `since`, in file order; filter on ``ts`` yourself."""
         return [row for p in self.files(since) for row in self._rows_of(p)]
 
+    def _modified_ns(self, path: Path) -> int | None:
+        """When `path` was last written (None when it cannot be told: it is then read)."""
+        try:
+            return path.stat().st_mtime_ns
+        except OSError:
+            return None
+
     def last_cost_by_fingerprint(self, asset: str) -> dict[str, float]:
         """For each fingerprint of `asset`, the dollars of its latest computation (miss) with a
         known cost: what a later cache hit on that fingerprint avoided."""
@@ -254,22 +267,29 @@ class Ledger:
         return {fp: usd for fp, (_, usd) in latest.items()}
 
     def history_usd_per_partition(self, asset: str, last: int = 20) -> list[float]:
-        """The dollars of the `last` computed partitions of `asset` with a known cost, oldest
-        first: the history `project_run_cost` projects from."""
+        """The dollars of the `last` computed partitions of `asset` with a known cost (the latest
+        by ``ts``), oldest first: the history `project_run_cost` projects from.
 
-        def pick(rows: list[dict[str, Any]]) -> list[tuple[str, float]]:
-            found = [
-                (r["ts"] or "", float(r["usd"]))
-                for r in rows
-                if r["asset"] == asset and r["cache"] == "miss" and r["usd"] is not None
-            ]
-            return sorted(found, key=lambda t: t[0])[-int(last) :] if last > 0 else []
-
-        # The recent days first (every materialize asks this): older folders only when they are needed.
-        found = pick(self.rows(since=recent_days(7)))
-        if len(found) < last:
-            found = pick(self.rows())
-        return [usd for _, usd in found]
+        Every materialize asks this, so files are read newest first and no further than needed:
+        once `last` are found and no file left can hold a later record (`newest_first`).
+        """
+        if last <= 0:
+            return []
+        read: list[tuple[tuple[str, int], list[tuple[str, float]]]] = []
+        latest: list[str] = []  # a heap of the `last` latest times found so far
+        for where, f, bound in newest_first(self._days(), self._day_files, self._modified_ns):
+            found = _computed(self._rows_of(f), asset)
+            read.append((where, found))
+            for ts, _ in found:
+                if len(latest) < last:
+                    heapq.heappush(latest, ts)
+                else:
+                    heapq.heappushpop(latest, ts)
+            if len(latest) == last and latest[0] >= bound:
+                break
+        # In the ledger's file order, so records of equal times are taken as a read of all would.
+        ordered = [t for _, found in sorted(read, key=lambda x: x[0]) for t in found]
+        return [usd for _, usd in sorted(ordered, key=lambda t: t[0])[-int(last) :]]
 
     def spent_usd(self, day: str) -> float:
         """Dollars recorded on UTC `day` (``YYYY-MM-DD``), for the per-day budget."""
@@ -346,6 +366,15 @@ def file_name(run_id: str) -> str:
 def day_of(records: list[LedgerRecord]) -> str:
     """The day folder of a file holding `records` (the UTC day of the latest)."""
     return max(_day_of(r.ts) for r in records)
+
+
+def _computed(rows: list[dict[str, Any]], asset: str) -> list[tuple[str, float]]:
+    """(ts, dollars) of each computation (miss) of `asset` with a known cost among `rows`."""
+    return [
+        (r["ts"] or "", float(r["usd"]))
+        for r in rows
+        if r["asset"] == asset and r["cache"] == "miss" and r["usd"] is not None
+    ]
 
 
 def _typed(obj: dict[str, Any]) -> dict[str, Any] | None:

@@ -88,6 +88,11 @@ class ObjectLedger(Ledger):
             self._grouped = (listing, len(listing), out)
         return self._grouped[2]
 
+    def _modified_ns(self, rel: str) -> int | None:  # type: ignore[override]
+        """Unknown: a listing here carries no times, so questions about recent writes read the
+        whole day folders that can hold them."""
+        return None
+
     def _rows_of(self, rel: str) -> list[dict[str, Any]]:  # type: ignore[override]
         entry = self._list().get(rel)
         if entry is None:

@@ -1,0 +1,212 @@
+"""An asset's history, which every materialize asks for, reads only the newest ledger files that
+can hold it, and answers exactly what a read of the whole ledger answers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from skipwise.core.cost import CostVector, LedgerRecord
+from skipwise.store.bucket import Entry
+from skipwise.store.ledger import Ledger
+from skipwise.store.ledgerscope import epoch_ns, newest_first, ts_bound
+from skipwise.store.objectledger import ObjectLedger
+
+T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+# Ids that are prefixes of each other, and ids made safe to the same file name ("a/b" and "a_b";
+# two ids cut at 64 characters).
+RUNS = ("r1", "r1-retry", "r10", "r1-" + "ab" * 16, "a/b", "a_b", "x" * 70, "x" * 70 + "y")
+
+
+def _iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _record(ts: str, run: str, asset: str = "features", cache: str = "miss", usd: float | None = 0.5) -> LedgerRecord:
+    return LedgerRecord(
+        ts=ts,
+        run_id=run,
+        asset=asset,
+        partition=None if cache == "run" else "2026-01-01",
+        cache=cache,
+        reason="test",
+        fingerprint="fp",
+        tags={},
+        cost=CostVector(usd=usd),
+    )
+
+
+def _batch(rng: random.Random, run: str, at: datetime) -> list[LedgerRecord]:
+    out = []
+    for _ in range(rng.randrange(1, 5)):
+        # Whole hours: many records share a time, in different files, with different dollars.
+        ts = _iso(at.replace(minute=0, second=0, microsecond=0) + timedelta(hours=rng.randrange(3)))
+        asset = rng.choice(("features", "features", "other"))
+        cache = rng.choice(("miss", "miss", "hit", "run"))
+        usd = rng.choice((None, round(rng.uniform(0, 1), 3)))
+        out.append(_record(ts, run, asset, cache, usd))
+    return out
+
+
+def _stamp(ledger_root: Path) -> None:
+    """Each file's mtime set to the time of its latest record, as if written then."""
+    for f in ledger_root.rglob("*.jsonl"):
+        latest = max(json.loads(line)["ts"] for line in f.read_text().splitlines())
+        ns = epoch_ns(latest) + random.Random(f.name).randrange(3 * 10**9)
+        os.utime(f, ns=(ns, ns))
+
+
+def _build(root: Path, stamped: bool) -> Ledger:
+    rng = random.Random(5)
+    ledger = Ledger(root)
+    for day in range(12):
+        for run in RUNS:
+            at = T0 + timedelta(days=day, hours=rng.randrange(20))
+            with ledger.journal(run) as journal:
+                for _ in range(rng.randrange(1, 4)):
+                    journal.write(_batch(rng, run, at))
+                    at += timedelta(hours=1)
+            ledger.append([_record(_iso(at), run, cache="run", usd=0.01)])
+        # A batch across midnight: its file is in the later day's folder, with a record of the day before.
+        midnight = T0 + timedelta(days=day + 1)
+        ledger.append(
+            [_record(_iso(midnight - timedelta(seconds=1)), "r1", usd=7.0), _record(_iso(midnight), "r1", usd=8.0)]
+        )
+    if stamped:
+        _stamp(root)
+    return Ledger(root)
+
+
+# The definitions of the answers: what each question gave when it read the whole ledger.
+
+
+def _full_history(ledger: Ledger, asset: str, last: int) -> list[float]:
+    found = [
+        (r["ts"] or "", float(r["usd"]))
+        for r in ledger.rows()
+        if r["asset"] == asset and r["cache"] == "miss" and r["usd"] is not None
+    ]
+    return [usd for _, usd in sorted(found, key=lambda t: t[0])[-last:]] if last > 0 else []
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["mtimes now", "mtimes of the records"])
+def built(request, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ledger")
+    _build(root, stamped=request.param)
+    return root
+
+
+@pytest.mark.parametrize("last", [0, 1, 5, 20, 60, 10_000])
+@pytest.mark.parametrize("asset", ["features", "other", "absent"])
+def test_history_is_the_latest_of_a_full_read(built, asset, last):
+    assert Ledger(built).history_usd_per_partition(asset, last) == _full_history(Ledger(built), asset, last)
+
+
+class _Bucket:
+    """Objects in memory, as `BucketPrefix` lists, puts and gets them."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def put(self, rel: str, data: bytes) -> str:
+        self.objects[rel] = data
+        return hashlib.md5(data).hexdigest()
+
+    def get(self, rel: str) -> tuple[bytes, str]:
+        return self.objects[rel], hashlib.md5(self.objects[rel]).hexdigest()
+
+    def list(self, rel_prefix: str) -> dict[str, Entry]:
+        return {
+            k: Entry(len(v), hashlib.md5(v).hexdigest()) for k, v in self.objects.items() if k.startswith(rel_prefix)
+        }
+
+    def url_of(self, rel: str) -> str:
+        return f"s3://bucket/{rel}"
+
+
+def test_the_object_ledger_answers_as_a_full_read(built, tmp_path):
+    bucket = _Bucket()
+    for f in built.rglob("*.jsonl"):
+        bucket.put(f"ledger/{f.parent.name}/{f.name}", f.read_bytes())
+    objects = ObjectLedger(bucket, tmp_path / "copies")  # type: ignore[arg-type]
+    assert objects.files() == [f"{p.parent.name}/{p.name}" for p in Ledger(built).files()]
+    for asset in ("features", "other"):
+        assert objects.history_usd_per_partition(asset, 7) == _full_history(Ledger(built), asset, 7)
+
+
+# --- what each question reads -------------------------------------------------------------------
+
+
+def _spy(ledger: Ledger) -> list[str]:
+    """The files `ledger` parses from now on, by name."""
+    parsed: list[str] = []
+    parse = ledger._parse
+
+    def counting(name: str, raw: bytes) -> list[dict[str, Any]]:
+        parsed.append(Path(name).name)
+        return parse(name, raw)
+
+    ledger._parse = counting  # type: ignore[method-assign]
+    return parsed
+
+
+def _at(path: Path, t: datetime) -> Path:
+    ns = epoch_ns(_iso(t))
+    os.utime(path, ns=(ns, ns))
+    return path
+
+
+@pytest.fixture()
+def history(tmp_path) -> tuple[Path, datetime, dict[str, Path]]:
+    """200 old files over 20 days before today, then today: other runs' files earlier today, and
+    the current run's journal and run record (its 25 computed partitions of ``features``)."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    ledger = Ledger(tmp_path)
+    for n in range(200):
+        t = now - timedelta(days=1 + n // 10, minutes=n)
+        _at(ledger.append([_record(_iso(t), f"old{n}", usd=1.0)]), t)
+    for n in range(30):
+        t = now - timedelta(hours=1, minutes=n)
+        _at(ledger.append([_record(_iso(t), f"today{n}", usd=2.0)]), t)
+    start = now - timedelta(minutes=5)
+    with ledger.journal("current") as journal:
+        journal.write([_record(_iso(start + timedelta(seconds=i)), "current", usd=3.0) for i in range(25)])
+    assert journal.path is not None
+    run = ledger.append([_record(_iso(start + timedelta(minutes=1)), "current", "features", "run", 0.1)])
+    return tmp_path, start, {"journal": journal.path, "run": run}
+
+
+def test_an_assets_history_reads_the_newest_files_only(history):
+    root, _, current = history
+    ledger = Ledger(root)
+    parsed = _spy(ledger)
+    assert ledger.history_usd_per_partition("features") == [3.0] * 20
+    # The current run's files held the 20 latest, and every other file is older than them.
+    assert current["journal"].name in parsed and set(parsed) <= {p.name for p in current.values()}
+
+
+def test_a_bound_is_above_every_time_a_file_can_hold():
+    written = epoch_ns("2026-03-01T10:00:00.999999Z")
+    bound = ts_bound("2026-03-01", written)
+    assert "2026-03-01T10:00:00.999999Z" < bound and "2026-03-01T10:00:00Z" < bound
+    assert ts_bound("2026-03-01", None) == "2026-03-02" > "2026-03-01T23:59:59.999999Z"
+    assert ts_bound("2026-03-01", epoch_ns("2026-03-05T00:00:00Z")) == "2026-03-02"  # copied later: the day bounds
+
+
+def test_a_file_dated_before_its_day_does_not_hide_the_older_days():
+    files = {"2026-03-01": ["old"], "2026-03-02": ["unknown", "touched"]}
+    mtimes = {"old": None, "unknown": None, "touched": epoch_ns("2026-02-01T00:00:00Z")}
+    walk = list(newest_first(sorted(files), files.__getitem__, mtimes.__getitem__))
+    assert [(where, f) for where, f, _ in walk] == [
+        (("2026-03-02", 0), "unknown"),
+        (("2026-03-02", 1), "touched"),
+        (("2026-03-01", 0), "old"),
+    ]
+    # After the first: what is left can hold records up to the end of 2026-03-01, whatever the odd mtime says.
+    assert [bound for _, _, bound in walk] == ["2026-03-02", "2026-03-02", ""]
