@@ -1,5 +1,6 @@
-"""An asset's history, which every materialize asks for, reads only the newest ledger files that
-can hold it, and answers exactly what a read of the whole ledger answers."""
+"""The ledger questions every materialize asks read only the files that can hold their answer (a
+run's own files, the newest for an asset's history) and answer exactly what a read of the whole
+ledger answers."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 from skipwise.core.cost import CostVector, LedgerRecord
 from skipwise.store.bucket import Entry
-from skipwise.store.ledger import Ledger
+from skipwise.store.ledger import Ledger, run_file
 from skipwise.store.ledgerscope import epoch_ns, newest_first, ts_bound
 from skipwise.store.objectledger import ObjectLedger
 
@@ -95,6 +96,14 @@ def _full_history(ledger: Ledger, asset: str, last: int) -> list[float]:
     return [usd for _, usd in sorted(found, key=lambda t: t[0])[-last:]] if last > 0 else []
 
 
+def _full_spent_by_asset(ledger: Ledger, run_id: str, since: str | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for r in ledger.rows(since):
+        if r["run_id"] == run_id and r["usd"] is not None:
+            out[r["asset"]] = out.get(r["asset"], 0.0) + r["usd"]
+    return out
+
+
 @pytest.fixture(scope="module", params=[False, True], ids=["mtimes now", "mtimes of the records"])
 def built(request, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ledger")
@@ -106,6 +115,22 @@ def built(request, tmp_path_factory) -> Path:
 @pytest.mark.parametrize("asset", ["features", "other", "absent"])
 def test_history_is_the_latest_of_a_full_read(built, asset, last):
     assert Ledger(built).history_usd_per_partition(asset, last) == _full_history(Ledger(built), asset, last)
+
+
+@pytest.mark.parametrize("run_id", [*RUNS, "r", "absent"])
+@pytest.mark.parametrize("since", [None, "2026-03-06"])
+def test_spent_by_asset_is_a_full_read_filtered_on_the_run(built, run_id, since):
+    got = Ledger(built).spent_by_asset(run_id, since)
+    assert got == pytest.approx(_full_spent_by_asset(Ledger(built), run_id, since))
+    assert got or run_id in ("r", "absent")
+
+
+def test_a_run_file_is_named_after_that_run_alone(tmp_path):
+    ledger = Ledger(tmp_path)
+    names = {run: ledger.append([_record("2026-03-01T10:00:00Z", run)]).name for run in RUNS}
+    assert run_file("r1").fullmatch(names["r1"])
+    assert not any(run_file("r1").fullmatch(names[r]) for r in ("r1-retry", "r10", "r1-" + "ab" * 16))
+    assert run_file("a/b").fullmatch(names["a_b"])  # the same safe name: records are filtered on run_id
 
 
 class _Bucket:
@@ -138,6 +163,7 @@ def test_the_object_ledger_answers_as_a_full_read(built, tmp_path):
     assert objects.files() == [f"{p.parent.name}/{p.name}" for p in Ledger(built).files()]
     for asset in ("features", "other"):
         assert objects.history_usd_per_partition(asset, 7) == _full_history(Ledger(built), asset, 7)
+    assert objects.spent_by_asset("r1") == pytest.approx(_full_spent_by_asset(Ledger(built), "r1", None))
 
 
 # --- what each question reads -------------------------------------------------------------------
@@ -189,6 +215,14 @@ def test_an_assets_history_reads_the_newest_files_only(history):
     assert ledger.history_usd_per_partition("features") == [3.0] * 20
     # The current run's files held the 20 latest, and every other file is older than them.
     assert current["journal"].name in parsed and set(parsed) <= {p.name for p in current.values()}
+
+
+def test_a_runs_spend_reads_that_runs_files_only(history):
+    root, _, current = history
+    ledger = Ledger(root)
+    parsed = _spy(ledger)
+    assert ledger.spent_by_asset("current") == pytest.approx({"features": 75.1})
+    assert sorted(parsed) == sorted(p.name for p in current.values())
 
 
 def test_a_bound_is_above_every_time_a_file_can_hold():

@@ -10,8 +10,9 @@ Layout: ``<root>/<YYYY-MM-DD>/<run_id>-<uuid4hex>.jsonl``, one JSON object per l
   journal closes), so a run killed at any moment keeps the records of everything it committed. Only the run that created a journal file writes to it.
 Any number of writers (processes, hosts sharing a file system) can record at once. The day folder
 is the UTC day of the records in the file (a journal starts a new file when the day changes), so
-a reader asking for records since a day can skip older folders; an asset's history reads fewer
-still (the newest files by mtime: `skipwise.store.ledgerscope`).
+a reader asking for records since a day can skip older folders; the questions every materialize
+asks read fewer still (a run's files by name, `run_file`; an asset's history the newest files by
+mtime, `skipwise.store.ledgerscope`).
 
 Reading never stops on a damaged file (truncated, torn, not JSON, not UTF-8): its whole lines are
 kept, the rest is skipped with one warning naming the file, and nothing is ever rewritten.
@@ -31,7 +32,7 @@ import re
 import uuid
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from skipwise.core.cost import CostVector, LedgerRecord
 from skipwise.core.errors import SkipwiseError, UsageError
@@ -300,10 +301,18 @@ class Ledger:
     def spent_by_asset(self, run_id: str, since: str | None = None) -> dict[str, float]:
         """Dollars `run_id` recorded so far, by asset (run records under their step's asset)."""
         out: dict[str, float] = {}
-        for r in self.rows(since):
-            if r["run_id"] == run_id and r["usd"] is not None:
-                out[str(r["asset"])] = out.get(str(r["asset"]), 0.0) + float(r["usd"])
+        for p in self._run_files(run_id, since):
+            for r in self._rows_of(p):  # another run's id may be made safe to the same file name
+                if r["run_id"] == run_id and r["usd"] is not None:
+                    out[str(r["asset"])] = out.get(str(r["asset"]), 0.0) + float(r["usd"])
         return out
+
+    def _run_files(self, run_id: str, since: str | None) -> Iterator[Path]:
+        """The files of `run_id` (by name, `run_file`) in the day folders from `since` on."""
+        mine = run_file(run_id)
+        for day in self._days(_check_since(since)):
+            for name in filter(mine.fullmatch, self._names(day)):
+                yield self._file(day, name)
 
 
 class Journal:
@@ -361,6 +370,12 @@ def lines_of(records: Iterable[LedgerRecord]) -> bytes:
 def file_name(run_id: str) -> str:
     """A new ledger file's name: the run's id (made safe) and a unique suffix."""
     return f"{_safe(run_id)}-{uuid.uuid4().hex}.jsonl"
+
+
+def run_file(run_id: str) -> re.Pattern[str]:
+    """The names `file_name` gives the files of `run_id`, and no others: a run whose id starts
+    with this one's (``r1`` and ``r1-retry``) has files of its own."""
+    return re.compile(re.escape(_safe(run_id)) + r"-[0-9a-f]{32}\.jsonl")
 
 
 def day_of(records: list[LedgerRecord]) -> str:
