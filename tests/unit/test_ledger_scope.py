@@ -1,6 +1,6 @@
 """The ledger questions every materialize asks read only the files that can hold their answer (a
-run's own files, the newest for an asset's history) and answer exactly what a read of the whole
-ledger answers."""
+run's own files, today's when a per-day budget is set, the newest for an asset's history) and
+answer exactly what a read of the whole ledger answers."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from skipwise.core.cost import CostVector, LedgerRecord
+from skipwise.core.budget import Budgets, check_budgets, project_run_cost
+from skipwise.core.cost import CostVector, IOCounter, LedgerRecord, utc_now_iso
+from skipwise.core.pricing import load_config
+from skipwise.engine.accounting import Accounts
 from skipwise.store.bucket import Entry
 from skipwise.store.ledger import Ledger, run_file
 from skipwise.store.ledgerscope import epoch_ns, newest_first, ts_bound
@@ -223,6 +226,51 @@ def test_a_runs_spend_reads_that_runs_files_only(history):
     parsed = _spy(ledger)
     assert ledger.spent_by_asset("current") == pytest.approx({"features": 75.1})
     assert sorted(parsed) == sorted(p.name for p in current.values())
+
+
+def test_the_days_spend_reads_that_days_files_only(history):
+    root, _, _ = history
+    ledger = Ledger(root)
+    parsed = _spy(ledger)
+    ledger.spent_usd(utc_now_iso()[:10])
+    assert sorted(parsed) == _today(root)
+
+
+def _today(root: Path) -> list[str]:
+    return sorted(p.name for p in root.glob(f"{utc_now_iso()[:10]}/*.jsonl"))
+
+
+def _accounts(root: Path, budgets: Budgets) -> tuple[Accounts, list[str], list[str]]:
+    import dataclasses
+
+    config = dataclasses.replace(load_config(root / "absent.toml"), budgets=budgets)
+    ledger = Ledger(root)
+    asked: list[str] = []
+    spent_usd = ledger.spent_usd
+
+    def spent(day: str) -> float:
+        asked.append(day)
+        return spent_usd(day)
+
+    ledger.spent_usd = spent  # type: ignore[method-assign]
+    return Accounts(ledger, config, IOCounter()), asked, _spy(ledger)
+
+
+def test_budgets_without_a_per_day_budget_never_read_the_days_spend(history):
+    root, _, current = history
+    accounts, asked, parsed = _accounts(root, Budgets(per_run_usd=1000.0))
+    accounts.check_budgets({"features": 8}, {}, "current")
+    assert asked == [] and sorted(parsed) == sorted(p.name for p in current.values())
+
+    accounts, asked, parsed = _accounts(root, Budgets(per_run_usd=1000.0, per_day_usd=10_000.0))
+    accounts.check_budgets({"features": 8}, {}, "current")
+    assert asked == [utc_now_iso()[:10]] and set(parsed) == {*_today(root), *(p.name for p in current.values())}
+
+
+def test_what_was_spent_today_decides_nothing_without_a_per_day_budget():
+    p = project_run_cost({"a": [2.0]}, {"a": 3}, 0.1)
+    for budgets in (Budgets(per_run_usd=5.0), Budgets(per_run_usd=7.0), Budgets(assets={"a": 1.0})):
+        assert check_budgets(p, budgets, 0.0, False) == check_budgets(p, budgets, 1e9, False)
 
 
 def test_a_bound_is_above_every_time_a_file_can_hold():
