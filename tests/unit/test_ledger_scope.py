@@ -1,6 +1,6 @@
 """The ledger questions every materialize asks read only the files that can hold their answer (a
-run's own files, today's when a per-day budget is set, the newest for an asset's history) and
-answer exactly what a read of the whole ledger answers."""
+run's own files, today's when a per-day budget is set, the newest for an asset's history, those
+written since a command started) and answer exactly what a read of the whole ledger answers."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from skipwise.core.pricing import load_config
 from skipwise.engine.accounting import Accounts
 from skipwise.store.bucket import Entry
 from skipwise.store.ledger import Ledger, run_file
-from skipwise.store.ledgerscope import epoch_ns, newest_first, ts_bound
+from skipwise.store.ledgerscope import MTIME_SLACK_NS, epoch_ns, newest_first, ts_bound
 from skipwise.store.objectledger import ObjectLedger
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
@@ -107,6 +107,10 @@ def _full_spent_by_asset(ledger: Ledger, run_id: str, since: str | None) -> dict
     return out
 
 
+def _since(rows: list[dict[str, Any]], started: str) -> list[dict[str, Any]]:
+    return sorted((r for r in rows if (r["ts"] or "") >= started), key=json.dumps)
+
+
 @pytest.fixture(scope="module", params=[False, True], ids=["mtimes now", "mtimes of the records"])
 def built(request, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ledger")
@@ -126,6 +130,12 @@ def test_spent_by_asset_is_a_full_read_filtered_on_the_run(built, run_id, since)
     got = Ledger(built).spent_by_asset(run_id, since)
     assert got == pytest.approx(_full_spent_by_asset(Ledger(built), run_id, since))
     assert got or run_id in ("r", "absent")
+
+
+@pytest.mark.parametrize("started", ["2026-03-01T00:00:00.000000Z", "2026-03-05T13:00:00.000000Z", "2026-03-12"])
+def test_what_was_written_since_is_a_full_read_of_the_days_since(built, started):
+    got = Ledger(built).rows_written_since(started)
+    assert _since(got, started) == _since(Ledger(built).rows(since=started[:10]), started)
 
 
 def test_a_run_file_is_named_after_that_run_alone(tmp_path):
@@ -167,6 +177,8 @@ def test_the_object_ledger_answers_as_a_full_read(built, tmp_path):
     for asset in ("features", "other"):
         assert objects.history_usd_per_partition(asset, 7) == _full_history(Ledger(built), asset, 7)
     assert objects.spent_by_asset("r1") == pytest.approx(_full_spent_by_asset(Ledger(built), "r1", None))
+    started = "2026-03-10T08:00:00.000000Z"  # no times in its listing: every file of the days since is read
+    assert _since(objects.rows_written_since(started), started) == _since(Ledger(built).rows(), started)
 
 
 # --- what each question reads -------------------------------------------------------------------
@@ -228,6 +240,14 @@ def test_a_runs_spend_reads_that_runs_files_only(history):
     assert sorted(parsed) == sorted(p.name for p in current.values())
 
 
+def test_what_a_command_wrote_is_read_from_the_files_written_since_it_started(history):
+    root, start, current = history
+    ledger = Ledger(root)
+    parsed = _spy(ledger)
+    assert len(ledger.rows_written_since(_iso(start))) == 26
+    assert sorted(parsed) == sorted(p.name for p in current.values())
+
+
 def test_the_days_spend_reads_that_days_files_only(history):
     root, _, _ = history
     ledger = Ledger(root)
@@ -238,6 +258,14 @@ def test_the_days_spend_reads_that_days_files_only(history):
 
 def _today(root: Path) -> list[str]:
     return sorted(p.name for p in root.glob(f"{utc_now_iso()[:10]}/*.jsonl"))
+
+
+def test_a_file_written_a_little_before_the_start_is_read_for_coarse_clocks(history):
+    root, start, current = history
+    _at(current["run"], start - timedelta(seconds=2))
+    assert len(Ledger(root).rows_written_since(_iso(start))) == 26
+    _at(current["run"], start - timedelta(seconds=MTIME_SLACK_NS // 10**9 + 2))
+    assert len(Ledger(root).rows_written_since(_iso(start))) == 25
 
 
 def _accounts(root: Path, budgets: Budgets) -> tuple[Accounts, list[str], list[str]]:

@@ -11,8 +11,8 @@ Layout: ``<root>/<YYYY-MM-DD>/<run_id>-<uuid4hex>.jsonl``, one JSON object per l
 Any number of writers (processes, hosts sharing a file system) can record at once. The day folder
 is the UTC day of the records in the file (a journal starts a new file when the day changes), so
 a reader asking for records since a day can skip older folders; the questions every materialize
-asks read fewer still (a run's files by name, `run_file`; an asset's history the newest files by
-mtime, `skipwise.store.ledgerscope`).
+asks read fewer still (a run's files by name, `run_file`; an asset's history and what a command
+wrote by mtime, `skipwise.store.ledgerscope`).
 
 Reading never stops on a damaged file (truncated, torn, not JSON, not UTF-8): its whole lines are
 kept, the rest is skipped with one warning naming the file, and nothing is ever rewritten.
@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, Iterator
 from skipwise.core.cost import CostVector, LedgerRecord
 from skipwise.core.errors import SkipwiseError, UsageError
 from skipwise.store.files import atomic_write
-from skipwise.store.ledgerscope import newest_first
+from skipwise.store.ledgerscope import newest_first, written_since
 
 log = logging.getLogger("skipwise")
 
@@ -248,6 +248,13 @@ class Ledger:
         """The typed records (the columns of `COLUMNS`, tags as JSON text) of the files that can
         hold records at or after `since`, in file order; filter on ``ts`` yourself."""
         return [row for p in self.files(since) for row in self._rows_of(p)]
+
+    def rows_written_since(self, started: str) -> list[dict[str, Any]]:
+        """The typed records of the files created or modified at or after `started` (an ISO UTC
+        time), in file order: all a command can have written since it started, without reading
+        the day's other files. Filter on ``ts`` yourself."""
+        files = self.files(_check_since(started))
+        return [row for p in written_since(files, started, self._modified_ns) for row in self._rows_of(p)]
 
     def _modified_ns(self, path: Path) -> int | None:
         """When `path` was last written (None when it cannot be told: it is then read)."""

@@ -1,6 +1,7 @@
 """Which ledger files can hold the records a question asks for, told from their day folders and
 modification times alone, so that a question costs what it needs, not the ledger's history: the
-files newest first, with a bound on the records of every file after them.
+files newest first with a bound on the records of every file after them, and the files written
+since a command started.
 
 What a file can hold follows from how the ledger is written (`skipwise.store.ledger`): a file in
 day folder D holds records of day D or earlier (a file's folder is the day of its latest
@@ -62,3 +63,13 @@ def newest_first(
         for k, i in enumerate(walk):
             later = bounds[walk[k + 1]] if k + 1 < len(walk) else ""
             yield (day, i), files[i], max(later, older)
+
+
+def written_since(files: Sequence[F], started: str, modified_ns: Callable[[F], int | None]) -> Iterator[F]:
+    """The files of `files` created or modified at or after `started` (an ISO time), and those
+    whose modification time is unknown: the only ones that can hold a record written since."""
+    floor = epoch_ns(started) - MTIME_SLACK_NS
+    for f in files:
+        m = modified_ns(f)
+        if m is None or m >= floor:
+            yield f
