@@ -504,7 +504,7 @@ def cmd_materialize(args) -> int:
     finally:
         console.print_warnings(project.warnings)
     seconds = time.perf_counter() - t0
-    rows = project.ledger.rows(since=started[:10])
+    rows = project.ledger.rows_written_since(started)  # the files written since it started, not the whole day's
     spent = stage_cost(rows, started)
     # What the hits avoided, as printed: unknown ("-") when none of them had a measured cost.
     avoided = total_usd(

@@ -148,6 +148,7 @@ def check_budgets(
 ) -> BudgetDecision:
     """Check a projection against the per-run, per-day and per-asset budgets.
 
+    `spent_today_usd` counts towards the per-day budget only (pass 0 when none is set).
     `spent_this_run_usd` is what earlier steps of the same run already spent (a run of several
     assets is checked step by step): it counts towards the per-run budget, and
     `spent_this_run_by_asset` towards the per-asset ones.

@@ -76,15 +76,17 @@ class Accounts:
         ):
             return
 
-        spent = self.ledger.spent_usd(utc_now_iso()[:10])
+        # Each figure only when a budget reads it: each reads ledger files (today's, the run's).
+        spent_today = self.ledger.spent_usd(utc_now_iso()[:10]) if b.per_day_usd is not None else 0.0
         by_asset: dict[str, float] = {}
-        if run_id:  # a run's records are in the day folders since it started
+        if run_id and (b.per_run_usd is not None or set(to_run) & set(b.assets)):
+            # a run's records are in the day folders since it started
             by_asset = self.ledger.spent_by_asset(str(run_id), since=recent_days(7))
         override = str(tags.get(BUDGET_OVERRIDE_TAG, "")).lower() == "true"
         decision = check_budgets(
             self.projection(to_run),
             b,
-            spent,
+            spent_today,
             override,
             spent_this_run_usd=sum(by_asset.values()),
             spent_this_run_by_asset=by_asset,

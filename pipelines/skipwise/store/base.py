@@ -155,6 +155,11 @@ class CostLedger(Protocol):
         """Every record, flattened for reports."""
         ...
 
+    def rows_written_since(self, started: str) -> list[dict[str, Any]]:
+        """The records of the files written at or after ISO time `started` (and maybe a few
+        more): what a command has recorded since it started is among them."""
+        ...
+
     def query(self, sql: str, params: list[Any] | None = None, *, since: str | None = None) -> list[dict[str, Any]]:
         """DuckDB SQL over the records (table `ledger`)."""
         ...

@@ -10,7 +10,9 @@ Layout: ``<root>/<YYYY-MM-DD>/<run_id>-<uuid4hex>.jsonl``, one JSON object per l
   journal closes), so a run killed at any moment keeps the records of everything it committed. Only the run that created a journal file writes to it.
 Any number of writers (processes, hosts sharing a file system) can record at once. The day folder
 is the UTC day of the records in the file (a journal starts a new file when the day changes), so
-a reader asking for records since a day can skip older folders.
+a reader asking for records since a day can skip older folders; the questions every materialize
+asks read fewer still (a run's files by name, `run_file`; an asset's history and what a command
+wrote by mtime, `skipwise.store.ledgerscope`).
 
 Reading never stops on a damaged file (truncated, torn, not JSON, not UTF-8): its whole lines are
 kept, the rest is skipped with one warning naming the file, and nothing is ever rewritten.
@@ -22,6 +24,7 @@ kept, the rest is skipped with one warning naming the file, and nothing is ever 
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import os
@@ -29,11 +32,12 @@ import re
 import uuid
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from skipwise.core.cost import CostVector, LedgerRecord
 from skipwise.core.errors import SkipwiseError, UsageError
 from skipwise.store.files import atomic_write
+from skipwise.store.ledgerscope import newest_first, written_since
 
 log = logging.getLogger("skipwise")
 
@@ -137,17 +141,32 @@ class Ledger:
     # --- reading ------------------------------------------------------------------------------
 
     def files(self, since: str | None = None) -> list[Path]:
-        """The ledger files, oldest day first; with `since`, only the days that can hold
-        records at or after it."""
+        """The ledger files (paths; in an object store, keys under ``ledger/``), oldest day first;
+        with `since`, only the days that can hold records at or after it."""
         since = _check_since(since)
+        return [self._file(day, name) for day in self._days(since) for name in self._names(day)]
+
+    def _days(self, since: str | None = None) -> list[str]:
+        """The day folders, oldest first; with `since`, those that can hold records at or after it."""
         if not self.root.is_dir():
             return []
-        out = []
-        for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and _DAY.match(p.name)):
-            if since is not None and folder.name < since[:10]:
-                continue
-            out.extend(sorted(folder.glob("*.jsonl")))
-        return out
+        days = sorted(p.name for p in self.root.iterdir() if _DAY.match(p.name) and p.is_dir())
+        return [d for d in days if since is None or d >= since[:10]]
+
+    def _names(self, day: str) -> list[str]:
+        """The names of the ledger files in folder `day`, sorted. Names before paths: a question
+        that needs a few files of a long history builds only their paths (a Path costs µs)."""
+        try:
+            with os.scandir(self.root / day) as entries:
+                return sorted(e.name for e in entries if e.name.endswith(".jsonl"))
+        except OSError:  # the folder went away since it was listed
+            return []
+
+    def _file(self, day: str, name: str) -> Path:
+        return self.root / day / name
+
+    def _day_files(self, day: str) -> list[Path]:
+        return [self._file(day, name) for name in self._names(day)]
 
     def query(self, sql: str, params: list[Any] | None = None, *, since: str | None = None) -> list[dict[str, Any]]:
         """Run DuckDB `sql` over a view named ``ledger`` (one row per record, the columns of
@@ -230,6 +249,20 @@ class Ledger:
         hold records at or after `since`, in file order; filter on ``ts`` yourself."""
         return [row for p in self.files(since) for row in self._rows_of(p)]
 
+    def rows_written_since(self, started: str) -> list[dict[str, Any]]:
+        """The typed records of the files created or modified at or after `started` (an ISO UTC
+        time), in file order: all a command can have written since it started, without reading
+        the day's other files. Filter on ``ts`` yourself."""
+        files = self.files(_check_since(started))
+        return [row for p in written_since(files, started, self._modified_ns) for row in self._rows_of(p)]
+
+    def _modified_ns(self, path: Path) -> int | None:
+        """When `path` was last written (None when it cannot be told: it is then read)."""
+        try:
+            return path.stat().st_mtime_ns
+        except OSError:
+            return None
+
     def last_cost_by_fingerprint(self, asset: str) -> dict[str, float]:
         """For each fingerprint of `asset`, the dollars of its latest computation (miss) with a
         known cost: what a later cache hit on that fingerprint avoided."""
@@ -242,22 +275,29 @@ class Ledger:
         return {fp: usd for fp, (_, usd) in latest.items()}
 
     def history_usd_per_partition(self, asset: str, last: int = 20) -> list[float]:
-        """The dollars of the `last` computed partitions of `asset` with a known cost, oldest
-        first: the history `project_run_cost` projects from."""
+        """The dollars of the `last` computed partitions of `asset` with a known cost (the latest
+        by ``ts``), oldest first: the history `project_run_cost` projects from.
 
-        def pick(rows: list[dict[str, Any]]) -> list[tuple[str, float]]:
-            found = [
-                (r["ts"] or "", float(r["usd"]))
-                for r in rows
-                if r["asset"] == asset and r["cache"] == "miss" and r["usd"] is not None
-            ]
-            return sorted(found, key=lambda t: t[0])[-int(last) :] if last > 0 else []
-
-        # The recent days first (every materialize asks this): older folders only when they are needed.
-        found = pick(self.rows(since=recent_days(7)))
-        if len(found) < last:
-            found = pick(self.rows())
-        return [usd for _, usd in found]
+        Every materialize asks this, so files are read newest first and no further than needed:
+        once `last` are found and no file left can hold a later record (`newest_first`).
+        """
+        if last <= 0:
+            return []
+        read: list[tuple[tuple[str, int], list[tuple[str, float]]]] = []
+        latest: list[str] = []  # a heap of the `last` latest times found so far
+        for where, f, bound in newest_first(self._days(), self._day_files, self._modified_ns):
+            found = _computed(self._rows_of(f), asset)
+            read.append((where, found))
+            for ts, _ in found:
+                if len(latest) < last:
+                    heapq.heappush(latest, ts)
+                else:
+                    heapq.heappushpop(latest, ts)
+            if len(latest) == last and latest[0] >= bound:
+                break
+        # In the ledger's file order, so records of equal times are taken as a read of all would.
+        ordered = [t for _, found in sorted(read, key=lambda x: x[0]) for t in found]
+        return [usd for _, usd in sorted(ordered, key=lambda t: t[0])[-int(last) :]]
 
     def spent_usd(self, day: str) -> float:
         """Dollars recorded on UTC `day` (``YYYY-MM-DD``), for the per-day budget."""
@@ -268,10 +308,18 @@ class Ledger:
     def spent_by_asset(self, run_id: str, since: str | None = None) -> dict[str, float]:
         """Dollars `run_id` recorded so far, by asset (run records under their step's asset)."""
         out: dict[str, float] = {}
-        for r in self.rows(since):
-            if r["run_id"] == run_id and r["usd"] is not None:
-                out[str(r["asset"])] = out.get(str(r["asset"]), 0.0) + float(r["usd"])
+        for p in self._run_files(run_id, since):
+            for r in self._rows_of(p):  # another run's id may be made safe to the same file name
+                if r["run_id"] == run_id and r["usd"] is not None:
+                    out[str(r["asset"])] = out.get(str(r["asset"]), 0.0) + float(r["usd"])
         return out
+
+    def _run_files(self, run_id: str, since: str | None) -> Iterator[Path]:
+        """The files of `run_id` (by name, `run_file`) in the day folders from `since` on."""
+        mine = run_file(run_id)
+        for day in self._days(_check_since(since)):
+            for name in filter(mine.fullmatch, self._names(day)):
+                yield self._file(day, name)
 
 
 class Journal:
@@ -331,9 +379,24 @@ def file_name(run_id: str) -> str:
     return f"{_safe(run_id)}-{uuid.uuid4().hex}.jsonl"
 
 
+def run_file(run_id: str) -> re.Pattern[str]:
+    """The names `file_name` gives the files of `run_id`, and no others: a run whose id starts
+    with this one's (``r1`` and ``r1-retry``) has files of its own."""
+    return re.compile(re.escape(_safe(run_id)) + r"-[0-9a-f]{32}\.jsonl")
+
+
 def day_of(records: list[LedgerRecord]) -> str:
     """The day folder of a file holding `records` (the UTC day of the latest)."""
     return max(_day_of(r.ts) for r in records)
+
+
+def _computed(rows: list[dict[str, Any]], asset: str) -> list[tuple[str, float]]:
+    """(ts, dollars) of each computation (miss) of `asset` with a known cost among `rows`."""
+    return [
+        (r["ts"] or "", float(r["usd"]))
+        for r in rows
+        if r["asset"] == asset and r["cache"] == "miss" and r["usd"] is not None
+    ]
 
 
 def _typed(obj: dict[str, Any]) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 from skipwise.core.cost import LedgerRecord
 from skipwise.store.bucket import BucketPrefix, Entry
 from skipwise.store.etagcache import EtagCache
-from skipwise.store.ledger import _DAY, Ledger, _check_since, day_of, file_name, lines_of
+from skipwise.store.ledger import _DAY, Ledger, day_of, file_name, lines_of
 
 FOLDER = "ledger"
 #: How long a listing of the ledger answers questions (budgets, history) before it is made again:
@@ -39,6 +39,7 @@ class ObjectLedger(Ledger):
         self._listed: dict[str, Entry] | None = None
         self._listed_at = 0.0
         self._rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._grouped: tuple[dict[str, Entry], int, dict[str, list[str]]] | None = None
 
     def append(self, records: Iterable[LedgerRecord]) -> str:  # type: ignore[override]
         """Write `records` as one new object; returns its URL."""
@@ -65,19 +66,32 @@ class ObjectLedger(Ledger):
             self._listed_at = time.monotonic()
         return self._listed
 
-    def files(self, since: str | None = None) -> list[str]:  # type: ignore[override]
-        """The ledger objects (paths under ``ledger/``), oldest day first; with `since`, only
-        the days that can hold records at or after it."""
-        since = _check_since(since)
-        out = []
-        for rel in sorted(self._list()):
-            day, _, name = rel.partition("/")
-            if not _DAY.match(day) or "/" in name or not name.endswith(".jsonl"):
-                continue
-            if since is not None and day < since[:10]:
-                continue
-            out.append(rel)
-        return out
+    def _days(self, since: str | None = None) -> list[str]:
+        return [d for d in self._by_day() if since is None or d >= since[:10]]
+
+    def _names(self, day: str) -> list[str]:
+        return self._by_day().get(day, [])
+
+    def _file(self, day: str, name: str) -> str:  # type: ignore[override]
+        return f"{day}/{name}"
+
+    def _by_day(self) -> dict[str, list[str]]:
+        """The listing's ledger objects by day folder (oldest first), names sorted; grouped again
+        only when the listing changed (made again, or grown by this process's writes)."""
+        listing = self._list()
+        if self._grouped is None or self._grouped[0] is not listing or self._grouped[1] != len(listing):
+            out: dict[str, list[str]] = {}
+            for rel in sorted(listing):
+                day, _, name = rel.partition("/")
+                if _DAY.match(day) and "/" not in name and name.endswith(".jsonl"):
+                    out.setdefault(day, []).append(name)
+            self._grouped = (listing, len(listing), out)
+        return self._grouped[2]
+
+    def _modified_ns(self, rel: str) -> int | None:  # type: ignore[override]
+        """Unknown: a listing here carries no times, so questions about recent writes read the
+        whole day folders that can hold them."""
+        return None
 
     def _rows_of(self, rel: str) -> list[dict[str, Any]]:  # type: ignore[override]
         entry = self._list().get(rel)

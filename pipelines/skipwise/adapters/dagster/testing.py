@@ -115,7 +115,7 @@ def materialize(
     if not summary.ok and raise_on_error:
         raise RunFailed(summary.failure_line())
     verdicts: dict[str, dict[str, list[str]]] = {"miss": {}, "hit": {}, "restore": {}}
-    for row in project.ledger.rows(since=started[:10]):
+    for row in project.ledger.rows_written_since(started):
         if (row.get("ts") or "") >= started and row.get("cache") in verdicts:
             keys = verdicts[row["cache"]].setdefault(row["asset"], [])
             keys.append(row.get("partition") or UNPARTITIONED)
