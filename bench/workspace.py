@@ -162,7 +162,13 @@ def _copy(src: Path, dest: Path) -> None:
 
 def _init_repo(ws: Workspace) -> None:
     ws.dagster_home.mkdir(parents=True, exist_ok=True)
-    (ws.dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # Dagster's default coordinator queues runs launched through the webserver for dagster-daemon;
+    # the default one hands them to the run launcher at once, so the webserver alone launches them
+    # (in-process and `dagster asset materialize` runs execute in their own process and never ask it).
+    (ws.dagster_home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\n"
+        "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
+    )
     (ws.root / ".gitignore").write_text(
         "/data/*\n!/data/raw/\n/data/raw/*\n!/data/raw/*.dvc\n__pycache__/\n/bench_stats/\n"
     )
