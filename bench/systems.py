@@ -1,8 +1,10 @@
-"""The three systems, each run once and timed: skipwise through Dagster, plain Dagster assets, `dvc repro`.
+"""The systems, each run once and timed: skipwise through Dagster (in process, and as the
+`dagster asset materialize` command), plain Dagster assets, `dvc repro`.
 
-Dagster runs are in-process (`dagster.materialize` with a real `DagsterInstance` under the
-workspace's DAGSTER_HOME), as a single-run backfill over the whole range, with the console logger
-at INFO as skipwise's own runs use. `dvc repro` runs as a command, like a user runs it.
+Dagster runs are single-run backfills over the whole range with a real `DagsterInstance` under the
+workspace's DAGSTER_HOME; in-process ones (`dagster.materialize`) with the console logger at INFO
+as skipwise's own runs use. `dagster asset materialize` and `dvc repro` run as commands, like a
+user runs them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from bench.plain_build import (
     window_keep,
     write_partition,
 )
-from bench.workspace import Workspace, purge_modules
+from bench.workspace import BIN, Workspace, purge_modules
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -198,6 +200,21 @@ def engine_noop(ws: Workspace) -> EngineNoop:
         bytes_read=project.io.snapshot().bytes_read,
         hashed_bytes=project.statcache.hashed_bytes,
     )
+
+
+def dagster_cli(ws: Workspace) -> Measured:
+    """`dagster asset materialize -m <definitions> --select <assets> --partition-range first...last`
+    as a command in the project, as a user types it: the command loads the definitions in its own
+    process and runs each step in a child process (Dagster's multiprocess executor). What skipwise
+    did comes from its ledger, written by those children."""
+    cmd = [str(BIN / "dagster"), "asset", "materialize", "-m", ws.defs]
+    cmd += ["--select", ",".join(ws.selection), "--partition-range", ws.partition_range]
+    before = ledger_files(ws)
+    t0 = time.perf_counter()
+    ws.run(cmd)
+    seconds = time.perf_counter() - t0
+    rec = ledger_since(ws, before)
+    return Measured(seconds, rec.computed, rec.bytes_read, rec.overhead_cpu, rec.partition_cpu)
 
 
 # -- plain Dagster ------------------------------------------------------------------------------------
