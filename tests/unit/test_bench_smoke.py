@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.report import Cell, Ref, Row, Target, fmt_bytes, ratio, render_report, steal_percent
+from bench.report import Cell, Ref, Row, Target, fmt_bytes, ratio, render_report, render_table, steal_percent
 
 
 def _cell(seconds: list[float], computed: int = 0, read: int = 0) -> Cell:
@@ -31,11 +31,35 @@ def test_table_shows_median_min_ratios_and_targets():
     assert "| 2.00 (1.00) |" in line and "| 40.00 (40.00) |" in line and "| 31.00 (30.00) |" in line
     assert "0.050×" in line  # skipwise / plain = 2 / 40
     assert "0.19× †" in line  # both dvc stages: 6 / 31
-    assert "2 / 200 / 200" in line and "21.0 MB / 2.1 GB / 2.1 GB" in line and "3/1/3/3" in line
+    assert "| — | — |" in line  # neither the Dagster command nor the webserver measured this row
+    assert "2 / 200 / 200 / 2 / — / —" in line and "21.0 MB / 2.1 GB / 2.1 GB" in line and "3/1/3/3/0/0" in line
     assert "| 0.500 (0.400) | 3 |" in text
     assert "| one changed day | ≤ 1/4 | 6.00 s vs 31.00 s | PASS |" in text
     assert "| plan | < 0.5 s | — | not measured |" in text
     assert "12.3% of all CPU time" in text and "10.0 min" in text and "- a note" in text
+
+
+def test_dagster_command_and_webserver_columns():
+    row = Row(
+        "demo",
+        "no-op rerun",
+        {
+            "skipwise": _cell([0.3], 0, 0),
+            "dagster_cli": _cell([9.0, 8.0, 10.0], 0, 0),
+            "webserver": _cell([6.5, 6.0, 7.0], 0, 0),
+        },
+    )
+    header, sep, line = render_table([row]).splitlines()
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert len(cells) == len(columns) == sep.count("---")
+    at = dict(zip(columns, cells))
+    assert at["`dagster asset materialize` median (min) s"] == "9.00 (8.00)"
+    assert at["launched through dagster-webserver median (min) s"] == "6.50 (6.00)"
+    assert at["partitions computed (skipwise / plain / dvc / dvc skipwise stage / dagster CLI / webserver)"] == (
+        "0 / — / — / — / 0 / 0"
+    )
+    assert at["runs"] == "1/0/0/0/3/3"
 
 
 def test_helpers():
