@@ -215,16 +215,21 @@ def revert_scenario(ws, edited: Path) -> dict[str, object]:
     }
 
 
-def bench_dataset(ws, repeats: int, heavy_repeats: int) -> DatasetResult:
-    """Every scenario through every system, in rounds; whole rebuilds only in the first heavy_repeats rounds."""
+def bench_dataset(ws, repeats: int, heavy_repeats: int, log: Path) -> DatasetResult:
+    """Every scenario through every system, in rounds; whole rebuilds only in the first heavy_repeats rounds.
+
+    `dagster-webserver` is started at the first run launched through it (not before the first full
+    builds, so that they run without it) and stopped when the dataset is done, whatever happens."""
     from bench import systems as S
+    from bench.webserver import Webserver, ui_launch
     from bench.workspace import change_raw, clear_outputs, edit_code, skipwise_state
 
     d = ws.name
     full, noop, change, code = (
         Row(d, s) for s in ("full build", "no-op rerun", "one changed raw partition", "code change in one asset")
     )
-    empty, floor, engine, range_run = Cell(), Cell(), Cell(), Cell()
+    empty, floor, engine, range_run, ui_start = Cell(), Cell(), Cell(), Cell(), Cell()
+    ui: Webserver | None = None
     big: list = []  # skipwise's full builds and one-partition changes: their run records' CPU
     small: list = []
     versions: dict[str, object] = {}  # the revert scenario (kept versions)
@@ -240,51 +245,73 @@ def bench_dataset(ws, repeats: int, heavy_repeats: int) -> DatasetResult:
             f"{d}: {row.scenario:28} {system:13} {m.seconds:8.2f} s  {m.computed:5} computed  {fmt_bytes(m.bytes_read)} read"
         )
 
-    for r in range(max(repeats, heavy_repeats)):
-        heavy, light = r < heavy_repeats, r < repeats
-        say(f"{d}: round {r + 1}" + (" (with whole rebuilds)" if heavy else ""))
-        if heavy:
-            clear_outputs(ws, *skipwise_state(ws))
-            m = S.skipwise_dagster(ws)
-            add(full, "skipwise", m)
-            big.append(m)
-            clear_outputs(ws, "data/plain")
-            m = S.plain_dagster(ws)
-            for row in (full, noop, change, code):  # plain Dagster has no skipping: every run is this run
-                add(row, "plain", m)
-            add(full, "dvc", S.dvc_repro(ws, "plain", force=True))
-            if r == 0:  # record the skipwise stage as up to date (skipwise's state already is)
+    def through_webserver(row: Row) -> None:
+        nonlocal ui
+        if ui is None:
+            say(f"{d}: starting dagster-webserver")
+            ui = Webserver(ws, log)
+            ui_start.add(ui.start_seconds)
+        add(row, "webserver", ui_launch(ws, ui))
+
+    try:
+        for r in range(max(repeats, heavy_repeats)):
+            heavy, light = r < heavy_repeats, r < repeats
+            say(f"{d}: round {r + 1}" + (" (with whole rebuilds)" if heavy else ""))
+            if heavy:
+                clear_outputs(ws, *skipwise_state(ws))
+                m = S.skipwise_dagster(ws)
+                add(full, "skipwise", m)
+                big.append(m)
+                clear_outputs(ws, "data/plain")
+                m = S.plain_dagster(ws)
+                for row in (full, noop, change, code):  # plain Dagster has no skipping: every run is this run
+                    add(row, "plain", m)
+                add(full, "dvc", S.dvc_repro(ws, "plain", force=True))
+                if r == 0:  # record the skipwise stage as up to date (skipwise's state already is)
+                    ws.dvc("commit", "-f", "-q", "skipwise")
+            if light:
+                add(noop, "skipwise", S.skipwise_dagster(ws))
+                rr = S.skipwise_range_run(ws)
+                range_run.add(rr.seconds, rr.computed, rr.bytes_read)
+                add(noop, "dagster_cli", S.dagster_cli(ws))
+                through_webserver(noop)
+                add(noop, "dvc", S.dvc_repro(ws, "plain"))
+                add(noop, "dvc_skipwise", S.dvc_repro(ws, "skipwise"))
+                # Each system sees exactly one changed raw file since its own last run. The four
+                # skipwise paths share one state (its manifests), and each run brings that state up
+                # to date, so the file is changed again before each of them; DVC's plain stage
+                # compares with its own last run, which saw none of these versions: one file differs.
+                change_raw(ws)
+                m = S.skipwise_dagster(ws)
+                add(change, "skipwise", m)
+                small.append(m)
+                change_raw(ws)
+                add(change, "dagster_cli", S.dagster_cli(ws))
+                change_raw(ws)
+                through_webserver(change)
+                change_raw(ws)
+                add(change, "dvc_skipwise", S.dvc_repro(ws, "skipwise"))
+                add(change, "dvc", S.dvc_repro(ws, "plain"))
+            if heavy:
+                edited = edit_code(ws)
+                add(code, "skipwise", S.skipwise_dagster(ws))
+                add(code, "dvc", S.dvc_repro(ws, "plain"))
                 ws.dvc("commit", "-f", "-q", "skipwise")
-        if light:
-            add(noop, "skipwise", S.skipwise_dagster(ws))
-            rr = S.skipwise_range_run(ws)
-            range_run.add(rr.seconds, rr.computed, rr.bytes_read)
-            add(noop, "dvc", S.dvc_repro(ws, "plain"))
-            add(noop, "dvc_skipwise", S.dvc_repro(ws, "skipwise"))
-            # Each system sees exactly one changed raw file since its own last run.
-            change_raw(ws)
-            m = S.skipwise_dagster(ws)
-            add(change, "skipwise", m)
-            small.append(m)
-            change_raw(ws)
-            add(change, "dvc_skipwise", S.dvc_repro(ws, "skipwise"))
-            add(change, "dvc", S.dvc_repro(ws, "plain"))
-        if heavy:
-            edited = edit_code(ws)
-            add(code, "skipwise", S.skipwise_dagster(ws))
-            add(code, "dvc", S.dvc_repro(ws, "plain"))
-            ws.dvc("commit", "-f", "-q", "skipwise")
-            if r == 0:
-                versions.update(revert_scenario(ws, edited))
-        if light:
-            empty.add(S.dagster_empty(ws, partitioned=False).seconds)
-            floor.add(S.dagster_empty(ws, partitioned=True).seconds)
-            e = S.engine_noop(ws)
-            engine.add(e.plan_seconds + e.materialize_seconds)
-            engine_checks.append(e)
-            say(
-                f"{d}: dagster empty run {empty.seconds[-1]:.2f} s, range floor {floor.seconds[-1]:.2f} s, engine no-op {engine.seconds[-1]:.2f} s"
-            )
+                if r == 0:
+                    versions.update(revert_scenario(ws, edited))
+            if light:
+                empty.add(S.dagster_empty(ws, partitioned=False).seconds)
+                floor.add(S.dagster_empty(ws, partitioned=True).seconds)
+                e = S.engine_noop(ws)
+                engine.add(e.plan_seconds + e.materialize_seconds)
+                engine_checks.append(e)
+                say(
+                    f"{d}: dagster empty run {empty.seconds[-1]:.2f} s, range floor {floor.seconds[-1]:.2f} s, engine no-op {engine.seconds[-1]:.2f} s"
+                )
+        reloads = ui.reloads if ui is not None else 0
+    finally:
+        if ui is not None:
+            ui.stop()
 
     for row in (noop, change, code):
         row.cell("plain").note = " *"
@@ -314,6 +341,13 @@ def bench_dataset(ws, repeats: int, heavy_repeats: int) -> DatasetResult:
             f"{engine_checks[-1].skipped}/{engine_checks[-1].decisions} skipped, {engine_checks[-1].bytes_read} bytes read, "
             f"{engine_checks[-1].hashed_bytes} bytes hashed",
         ),
+        Ref(
+            d,
+            "`dagster-webserver -m <definitions>` start, until its code location answers as loaded",
+            ui_start,
+            "started once for the dataset; the runs launched through it are in the scenario table"
+            + (f"; its code location reloaded (untimed) {reloads}× after code edits" if reloads else ""),
+        ),
     ]
 
     # -- checks and targets ----------------------------------------------------------------------------
@@ -328,6 +362,10 @@ def bench_dataset(ws, repeats: int, heavy_repeats: int) -> DatasetResult:
         (noop, "dvc_skipwise", 0),
         (change, "skipwise", n_changed),
         (change, "dvc_skipwise", n_changed),
+        (noop, "dagster_cli", 0),
+        (noop, "webserver", 0),
+        (change, "dagster_cli", n_changed),
+        (change, "webserver", n_changed),
         (change, "dvc", n_all),
         (code, "skipwise", n_edit),
         (code, "dvc", n_all),
@@ -338,14 +376,15 @@ def bench_dataset(ws, repeats: int, heavy_repeats: int) -> DatasetResult:
         got = typical(row, system)
         if got is not None and got != want:
             notes.append(f"{d}: {row.scenario} through {system} computed {got} partitions, expected {want}")
-    noop_read = sum(noop.cell("skipwise").bytes_read) + sum(noop.cell("dvc_skipwise").bytes_read)
+    noop_read = sum(sum(noop.cell(s).bytes_read) for s in ("skipwise", "dvc_skipwise", "dagster_cli", "webserver"))
     engine_read = max(e.bytes_read for e in engine_checks)
     engine_hashed = max(e.hashed_bytes for e in engine_checks)
     targets = [
         Target(
             f"{d}: no-op rerun reads no partition data",
             "0 bytes read, 0 bytes hashed",
-            f"{noop_read} B read through Dagster and dvc repro (cost ledger); engine alone: {engine_read} B read, "
+            f"{noop_read} B read through Dagster (in process, command, webserver) and dvc repro (cost ledger); "
+            f"engine alone: {engine_read} B read, "
             f"{engine_hashed} B hashed",
             noop_read == 0 and engine_read == 0 and engine_hashed == 0,
         ),
@@ -511,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 datasets.append(gen)
             for ws in datasets:
-                res = bench_dataset(ws, repeats, heavy)
+                res = bench_dataset(ws, repeats, heavy, log)
                 rows += res.rows
                 refs += res.refs
                 targets += res.targets
@@ -699,7 +738,9 @@ def main(argv: list[str] | None = None) -> int:
         "from there by every run (in-process, and as commands through PYTHONPATH: `skipwise`, `dvc repro`'s stages, "
         "`python -c`); the skipwise distribution the code versions name is the venv's (0.2.0, editable).",
         "Times are wall-clock seconds, median (minimum) of the runs counted in `runs` "
-        "(skipwise / plain Dagster / dvc plain stage / dvc skipwise stage). Ratios are median over median.",
+        "(skipwise / plain Dagster / dvc plain stage / dvc skipwise stage / `dagster asset materialize` / "
+        "dagster-webserver). Ratios are median over median. Partitions computed: the median run's count, from "
+        "skipwise's cost ledger for the four skipwise paths, from the builds' own counts for the plain baselines.",
         "skipwise (Dagster): skipwise's `materialize_project` (what `skipwise materialize` runs) over the whole range, "
         "in-process: the skipwise-built Dagster assets, run as single-run backfills with a real DagsterInstance on a "
         "temporary DAGSTER_HOME; which partitions run, and whether a Dagster run is launched at all, is skipwise's "
@@ -710,6 +751,24 @@ def main(argv: list[str] | None = None) -> int:
         "(`plain_build.py`: imports the definitions for the functions and their partition mappings, then reads, "
         "calls and writes; no engine state), rerun whole on any change; the skipwise stage runs `skipwise "
         "materialize` as a command (definitions from the project's pyproject.toml).",
+        "`dagster asset materialize`: the command `dagster asset materialize -m <definitions> --select <assets> "
+        "--partition-range first...last` in the project, the skipwise assets as Dagster loads them, no skipwise "
+        "command around them: it loads the definitions in its own process and runs each step in a child process "
+        "(Dagster's multiprocess executor), the skipping is done inside the assets' steps; its clock is the command's "
+        "whole life. dagster-webserver: `dagster-webserver -m <definitions>` on 127.0.0.1 (started once per dataset, "
+        "at its first run; not timed in the table, see the reference measurements), and one run of the same assets "
+        "over the same range launched through its GraphQL endpoint as the UI's launch dialog does with its "
+        '"single run" option (`launchRun`: asset selection, partition range tags, `dagster/from_ui`), timed from the '
+        "request to the end Dagster records for the run (polled every 0.1 s). The run goes through the instance's "
+        "run launcher (the default one: a new `dagster api execute_run` process started by the code server, each "
+        "step in a child of it). The workspaces' dagster.yaml sets `DefaultRunCoordinator`: Dagster's default, the "
+        "queued coordinator, waits for `dagster-daemon` to dequeue the run (what `dagster dev` adds).",
+        "Order of a round's light measurements: no-op through skipwise in process, the skipwise range run, the "
+        "Dagster command, the webserver, then `dvc repro` of both stages; then the raw file is changed before each of "
+        "skipwise in process, the Dagster command, the webserver and the skipwise stage of `dvc repro` (four "
+        "versions of one file), and DVC's plain stage runs last. The skipwise paths share one state, which each run "
+        "brings up to date: each of them sees exactly one changed file since that state's last run, never one "
+        "another path already absorbed (which would be a no-op).",
         "skipwise's own runs (`materialize_project`) set Dagster's DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS "
         "(one planned event per asset for a range run) and run a level with 100+ stale partitions per CPU in one "
         "process per CPU (`--workers`); plain Dagster, the range-run floor and the skipwise range run use Dagster's "
