@@ -66,13 +66,14 @@ class Target:
     ok: bool | None  # None: not measured in this run
 
 
-SYSTEMS = ("skipwise", "plain", "dvc", "dvc_skipwise", "dagster_cli", "webserver")
+SYSTEMS = ("skipwise", "plain", "dvc", "dvc_skipwise", "dvc_served", "dagster_cli", "webserver")
 HEADER = (
     "| dataset | scenario | skipwise (Dagster) median (min) s | plain Dagster median (min) s "
     "| dvc repro, plain stage median (min) s | dvc repro, skipwise stage median (min) s "
+    "| dvc repro, skipwise stage, `skipwise serve` running median (min) s "
     "| `dagster asset materialize` median (min) s | launched through dagster-webserver median (min) s "
     "| ratio skipwise/plain | ratio skipwise/dvc "
-    "| partitions computed (skipwise / plain / dvc / dvc skipwise stage / dagster CLI / webserver) "
+    "| partitions computed (skipwise / plain / dvc / dvc skipwise stage / served / dagster CLI / webserver) "
     "| bytes read (skipwise / plain / dvc) | runs |"
 )
 
@@ -113,16 +114,16 @@ def _typical(values: list[int]) -> int | None:
 
 def render_row(row: Row) -> str:
     c = row.cells
-    sk, pl, dv, ds, cli, ui = (c.get(s) for s in SYSTEMS)
+    sk, pl, dv, ds, sv, cli, ui = (c.get(s) for s in SYSTEMS)
     # skipwise against DVC: both through `dvc repro` where the skipwise stage was measured.
     vs_dvc = ratio(ds, dv) + " †" if ds is not None and ds.seconds else ratio(sk, dv)
-    every = (sk, pl, dv, ds, cli, ui)
+    every = (sk, pl, dv, ds, sv, cli, ui)
     computed = " / ".join(str(v) if (v := _typical(x.computed if x else [])) is not None else "—" for x in every)
     read = " / ".join(fmt_bytes(_typical(x.bytes_read)) if x and x.bytes_read else "—" for x in (sk, pl, dv))
     runs = "/".join(str(len(x.seconds)) if x and x.seconds else "0" for x in every)
     return (
         f"| {row.dataset} | {row.scenario} | {fmt_seconds(sk)} | {fmt_seconds(pl)} | {fmt_seconds(dv)} "
-        f"| {fmt_seconds(ds)} | {fmt_seconds(cli)} | {fmt_seconds(ui)} | {ratio(sk, pl)} | {vs_dvc} "
+        f"| {fmt_seconds(ds)} | {fmt_seconds(sv)} | {fmt_seconds(cli)} | {fmt_seconds(ui)} | {ratio(sk, pl)} | {vs_dvc} "
         f"| {computed} | {read} | {runs} |"
     )
 

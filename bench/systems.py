@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,10 @@ class Measured:
     #: `start` excluded: interpreter and imports) and of its computed partitions
     overhead_cpu: float | None = None
     partition_cpu: float | None = None
+    #: skipwise only, from its ledger: dollars of its computed partitions and run records, and of
+    #: the run records alone (process overhead, interpreter start and imports included)
+    usd: float | None = None
+    overhead_usd: float | None = None
 
 
 def _prepare(ws: Workspace) -> None:
@@ -76,8 +82,14 @@ class Recorded:
     overhead_cpu: float = 0.0
     partition_cpu: float = 0.0
     usd: float = 0.0
+    overhead_usd: float = 0.0
     restored: int = 0
     restored_usd_avoided: float = 0.0
+
+    def measured(self, seconds: float) -> Measured:
+        return Measured(
+            seconds, self.computed, self.bytes_read, self.overhead_cpu, self.partition_cpu, self.usd, self.overhead_usd
+        )
 
 
 def ledger_since(ws: Workspace, before: set[Path]) -> Recorded:
@@ -88,6 +100,7 @@ def ledger_since(ws: Workspace, before: set[Path]) -> Recorded:
         "overhead_cpu": 0.0,
         "partition_cpu": 0.0,
         "usd": 0.0,
+        "overhead_usd": 0.0,
         "restored": 0,
         "restored_usd_avoided": 0.0,
     }
@@ -107,6 +120,8 @@ def ledger_since(ws: Workspace, before: set[Path]) -> Recorded:
                 n["restored_usd_avoided"] += float(rec.get("usd_avoided") or 0.0)
             if cache in ("miss", "run"):
                 n["usd"] += float(rec.get("usd") or 0.0)
+            if cache == "run":
+                n["overhead_usd"] += float(rec.get("usd") or 0.0)
             n["bytes_read"] += int(rec.get("bytes_read") or 0)
     return Recorded(**n)
 
@@ -142,7 +157,7 @@ def skipwise_dagster(ws: Workspace) -> Measured:
         WARNINGS.append(
             f"{ws.name}: skipwise's ledger says {rec.computed} partitions computed, its summary {summary.computed}"
         )
-    return Measured(seconds, rec.computed, rec.bytes_read, rec.overhead_cpu, rec.partition_cpu)
+    return rec.measured(seconds)
 
 
 def skipwise_range_run(ws: Workspace) -> Measured:
@@ -174,7 +189,7 @@ def skipwise_range_run(ws: Workspace) -> Measured:
     if not result.success:
         raise RuntimeError(f"skipwise range run {result.run_id} failed; see the benchmark log")
     rec = ledger_since(ws, before)
-    return Measured(seconds, rec.computed, rec.bytes_read, rec.overhead_cpu, rec.partition_cpu)
+    return rec.measured(seconds)
 
 
 @dataclass(frozen=True)
@@ -226,7 +241,7 @@ def dagster_cli(ws: Workspace) -> Measured:
     ws.run(cmd)
     seconds = time.perf_counter() - t0
     rec = ledger_since(ws, before)
-    return Measured(seconds, rec.computed, rec.bytes_read, rec.overhead_cpu, rec.partition_cpu)
+    return rec.measured(seconds)
 
 
 # -- plain Dagster ------------------------------------------------------------------------------------
@@ -328,22 +343,61 @@ def dagster_empty(ws: Workspace, partitioned: bool) -> Measured:
 # -- dvc repro ------------------------------------------------------------------------------------------
 
 
-def dvc_repro(ws: Workspace, stage: str, force: bool = False) -> Measured:
-    """`dvc repro <stage>` as a command. The plain stage reports what it did in bench_stats/plain.json."""
+def dvc_repro(ws: Workspace, stage: str, force: bool = False, served: bool = False) -> Measured:
+    """`dvc repro <stage>` as a command. The plain stage reports what it did in bench_stats/plain.json.
+    `served`: the stage's `skipwise` command may go to a running `skipwise serve` (`Served`)."""
     stats = ws.root / "bench_stats" / "plain.json"
     stats.unlink(missing_ok=True)
     before = ledger_files(ws)
     t0 = time.perf_counter()
-    ws.dvc("repro", *(["-f"] if force else []), stage)
+    ws.dvc("repro", *(["-f"] if force else []), stage, served=served)
     seconds = time.perf_counter() - t0
     if stage == "plain":
         data = json.loads(stats.read_text()) if stats.exists() else {"computed": 0, "bytes_read": 0}
         return Measured(seconds, data["computed"], data["bytes_read"])
     rec = ledger_since(ws, before)
-    return Measured(seconds, rec.computed, rec.bytes_read, rec.overhead_cpu, rec.partition_cpu)
+    return rec.measured(seconds)
 
 
 def timed(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+class Served:
+    """A `skipwise serve` for the workspace's commands (same interpreter, library copy and sys.path
+    as `dvc repro`'s skipwise stage), started and waited for until ready; `stop()` ends it."""
+
+    def __init__(self, ws: Workspace, log: Path) -> None:
+        env = ws.env()
+        env.pop("SKIPWISE_SERVER")
+        self.log = log.with_name("serve.log")
+        out = self.log.open("w")
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "skipwise.cli", "--root", ".", "serve", "--idle-minutes", "60"],
+            cwd=ws.root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        out.close()
+        while "ready" not in self.log.read_text():
+            if self.proc.poll() is not None or time.perf_counter() - t0 > 120:
+                self.stop()
+                raise RuntimeError(f"skipwise serve did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.05)
+        self.start_seconds = time.perf_counter() - t0
+
+    def served(self) -> int:
+        """Commands it ran so far."""
+        return sum(": process " in line for line in self.log.read_text().splitlines())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()

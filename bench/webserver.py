@@ -261,4 +261,4 @@ def ui_launch(ws: Workspace, ui: Webserver) -> Measured:
     if run["status"] != "SUCCESS":
         raise RuntimeError(f"run {run_id} launched through the webserver ended {run['status']}; see the benchmark log")
     rec = ledger_since(ws, before)
-    return Measured(seconds, rec.computed, rec.bytes_read, rec.overhead_cpu, rec.partition_cpu)
+    return rec.measured(seconds)

@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 DVC = str(BIN / "dvc") if (BIN / "dvc").exists() else (shutil.which("dvc") or "dvc")
+SERVER_ENV = "SKIPWISE_SERVER"  # skipwise.cli.server.SERVER_ENV (not imported: the library is frozen later)
 #: <tmp>/lib: the frozen copy of the library every run imports (see `freeze_library`), once set up
 LIBRARY: Path | None = None
 DEMO_FILES = ["assets", "pipelines", "params.yaml", "dvc.yaml", ".dvcignore", "skipwise.toml", "pyproject.toml"]
@@ -78,13 +79,21 @@ class Workspace:
         if LIBRARY is not None:  # commands (and `dvc repro`'s stages) import the frozen library too
             env["PYTHONPATH"] = str(LIBRARY)
         env.pop("SKIPWISE_ROOT", None)
+        # Commands write and reuse their bytecode, as on any machine where pip installed them (a
+        # machine-wide PYTHONDONTWRITEBYTECODE=1 would compile every module at every start instead).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        # A `skipwise serve` for this workspace serves only the runs that ask for it (see `Served`).
+        env[SERVER_ENV] = "off"
         return env
 
-    def run(self, cmd: list[str], check: bool = True) -> subprocess.CompletedProcess:
-        return run(cmd, self.root, self.env(), check)
+    def run(self, cmd: list[str], check: bool = True, served: bool = False) -> subprocess.CompletedProcess:
+        env = self.env()
+        if served:
+            env.pop(SERVER_ENV)
+        return run(cmd, self.root, env, check)
 
-    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return self.run([DVC, *args], check)
+    def dvc(self, *args: str, check: bool = True, served: bool = False) -> subprocess.CompletedProcess:
+        return self.run([DVC, *args], check, served)
 
 
 def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -292,7 +301,7 @@ def _skipwise_stage_cmd(ws: Workspace) -> str:
     # `skipwise materialize` with this interpreter (the venv's skipwise, as the in-process runs use);
     # the definitions come from the project's pyproject.toml, as for any user.
     return (
-        f"{sys.executable} -m skipwise.cli.main --root . materialize "
+        f"{sys.executable} -m skipwise.cli --root . materialize "
         f"--select {','.join(ws.selection)} --partition {ws.partition_range}"
     )
 

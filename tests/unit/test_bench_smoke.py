@@ -45,6 +45,7 @@ def test_dagster_command_and_webserver_columns():
         "no-op rerun",
         {
             "skipwise": _cell([0.3], 0, 0),
+            "dvc_served": _cell([0.5, 0.4], 0, 0),
             "dagster_cli": _cell([9.0, 8.0, 10.0], 0, 0),
             "webserver": _cell([6.5, 6.0, 7.0], 0, 0),
         },
@@ -56,10 +57,11 @@ def test_dagster_command_and_webserver_columns():
     at = dict(zip(columns, cells))
     assert at["`dagster asset materialize` median (min) s"] == "9.00 (8.00)"
     assert at["launched through dagster-webserver median (min) s"] == "6.50 (6.00)"
-    assert at["partitions computed (skipwise / plain / dvc / dvc skipwise stage / dagster CLI / webserver)"] == (
-        "0 / — / — / — / 0 / 0"
-    )
-    assert at["runs"] == "1/0/0/0/3/3"
+    assert at["dvc repro, skipwise stage, `skipwise serve` running median (min) s"] == "0.450 (0.400)"
+    assert at[
+        "partitions computed (skipwise / plain / dvc / dvc skipwise stage / served / dagster CLI / webserver)"
+    ] == ("0 / — / — / — / 0 / 0 / 0")
+    assert at["runs"] == "1/0/0/0/2/3/3"
 
 
 def test_helpers():
