@@ -97,3 +97,12 @@ def test_off_or_a_changed_library_runs_the_command_in_its_own_process(server):
     p = sw(root, "plan")
     assert p.returncode == 0 and "plan:" in p.stdout
     assert served(log) == [] and "changed since it started" in log.read_text()
+
+
+def test_the_command_is_found_after_the_global_options():
+    from skipwise.cli.server import command_of
+
+    assert command_of(["--root", ".", "serve"]) == "serve"
+    assert command_of(["--root=.", "--defs", "pkg.defs", "ui", "-p", "3001"]) == "ui"
+    assert command_of(["materialize", "--select", "a"]) == "materialize"
+    assert command_of(["--root", "."]) is None and command_of([]) is None

@@ -103,7 +103,7 @@ def hand_over(argv: list[str]) -> int | None:
     takes it (none is running, it refused, or it could not be reached): run it here then."""
     if os.environ.get(SERVER_ENV, "").lower() in ("off", "0", "false", "no"):
         return None
-    command = next((a for a in argv if not a.startswith("-")), None)
+    command = command_of(argv)
     if command is None or command in NOT_SERVED or "-h" in argv or "--help" in argv:
         return None
     try:
@@ -142,6 +142,26 @@ def hand_over(argv: list[str]) -> int | None:
         )
         return 1
     return int(done["rc"])
+
+
+#: the options before the command that take a value (`skipwise --root DIR --defs MODULE <command>`)
+GLOBAL_OPTIONS_WITH_VALUE = frozenset({"--root", "--defs"})
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The subcommand of `skipwise <argv>`: the first argument that is neither a global option nor
+    a global option's value; None when there is none."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in GLOBAL_OPTIONS_WITH_VALUE:
+            i += 2
+            continue
+        if arg.startswith("-"):
+            i += 1  # --root=DIR, or a flag
+            continue
+        return arg
+    return None
 
 
 def _forward_signals(pid: int) -> dict[int, Any]:
