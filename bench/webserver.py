@@ -16,6 +16,7 @@ to the launcher at once and the webserver alone is measured.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -233,10 +234,8 @@ class Webserver:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)  # a code server or run process that outlived it
-        except ProcessLookupError:
-            pass
         self.proc = None
 
     def __enter__(self) -> Webserver:

@@ -26,6 +26,7 @@ was started in. Any failure to reach the server runs the command in the client's
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import fcntl
 import gc
@@ -265,29 +266,20 @@ def serve(
                     children.add(pid)
     finally:
         listener.close()
-        try:
+        with contextlib.suppress(OSError):
             if path.is_socket():
                 path.unlink()
-        except OSError:
-            pass
         for s, handler in old.items():
             signal.signal(s, handler)
     return 0
 
 
 def _bind(path: Path) -> socket.socket | None:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe, contextlib.suppress(OSError):
         probe.connect(str(path))
         return None  # another server answers there
-    except OSError:
-        pass
-    finally:
-        probe.close()
-    try:
+    with contextlib.suppress(FileNotFoundError):
         path.unlink()  # left by a server that was killed
-    except FileNotFoundError:
-        pass
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     os.chmod(path, 0o600)
@@ -361,24 +353,18 @@ def _child(conn: socket.socket, request: dict[str, Any], fds: list[int], run: Ca
         traceback.print_exc()
         rc = 1
     finally:
-        try:
+        with contextlib.suppress(BaseException):
             atexit._run_exitfuncs()  # what a process's normal exit runs (the cost records' last write)
             for stream in (sys.stdout, sys.stderr):
                 stream.flush()
-        except BaseException:  # noqa: BLE001
-            pass
-        try:
+        with contextlib.suppress(OSError):
             conn.sendall((json.dumps({"rc": rc}) + "\n").encode())
-        except OSError:
-            pass
         os._exit(rc if isinstance(rc, int) and 0 <= rc < 256 else 1)
 
 
 def _refuse(conn: socket.socket, why: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         conn.sendall((json.dumps({"refused": why}) + "\n").encode())
-    except OSError:
-        pass
 
 
 def _reap(children: set[int]) -> None:

@@ -172,17 +172,23 @@ def record_up_to_date(project: Project, planned: Planned, partition: str | None,
         for a in group:
             summary.requested[a.name] = len(keys) if keys is not None else 1
             summary.computed[a.name] = 0
-        hits = [d for d in planned.decisions if d.asset in in_group]
-        if hits:
-            last_id = f"skipwise-{uuid.uuid4()}"
-            project.accounts.record(
-                [project.hit(graph.asset(d.asset), d.partition, d) for d in hits], last_id, run_tags
-            )
+        last_id = record_hits(project, [d for d in planned.decisions if d.asset in in_group], run_tags) or last_id
     summary.metrics = write_metrics(project)
     if last_id:
         project.accounts.record_run(last_id, run_tags)
     process_meter().at_exit(freeze_gc=True)  # see `skipwise.adapters.dagster.run`
     return summary
+
+
+def record_hits(project: Project, skipped: list[Decision], tags: Mapping[str, str]) -> str:
+    """Record the partitions of `skipped` as hits in the cost ledger under a new record id, which
+    it returns ("" when there are none)."""
+    if not skipped:
+        return ""
+    run_id = f"skipwise-{uuid.uuid4()}"
+    graph = project.graph
+    project.accounts.record([project.hit(graph.asset(d.asset), d.partition, d) for d in skipped], run_id, tags)
+    return run_id
 
 
 def run_groups(graph: Any, names: set[str]) -> list[list[Any]]:

@@ -10,7 +10,6 @@ emitted per-partition events instead of an output.
 from __future__ import annotations
 
 import os
-import uuid
 from typing import Any
 
 import dagster as dg
@@ -28,6 +27,7 @@ from skipwise.engine.materialization import (
     Planned,
     Summary,
     plan_materialization,
+    record_hits,
     run_groups,
     write_metrics,
 )
@@ -231,10 +231,7 @@ def _run_levels(
         # A level with many stale partitions is cut into contiguous chunks, one process each; the
         # partitions between chunks, like those outside every chunk, are recorded here as hits.
         span = set(stale) if keys is None else {k for c in parts for k in fresh.partitions_between(group[0], c)}
-        skipped = [d for d in decisions if d.partition not in span]
-        if skipped:
-            last_id = f"skipwise-{uuid.uuid4()}"
-            fresh.accounts.record([fresh.hit(graph.asset(d.asset), d.partition, d) for d in skipped], last_id, run_tags)
+        last_id = record_hits(fresh, [d for d in decisions if d.partition not in span], run_tags) or last_id
         if not stale:
             continue
         instance = instance or instance_for(project)
