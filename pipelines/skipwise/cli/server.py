@@ -57,6 +57,8 @@ PRELOAD = (
     "skipwise.adapters.dagster",
     "skipwise.adapters.dagster.run",
     "skipwise.adapters.dagster.step",
+    "skipwise.adapters.dagster.eventlog",
+    "dagster._core.storage.legacy_storage",
     "dagster._core.storage.event_log.sqlite.sqlite_event_log",
     "dagster._core.storage.runs.sqlite.sqlite_run_storage",
     "dagster._core.storage.schedules.sqlite.sqlite_schedule_storage",

@@ -102,6 +102,17 @@ def dagster_yaml(settings: Settings) -> str:
     return yaml.safe_dump(config, sort_keys=True)
 
 
+#: the dagster.yaml of an instance skipwise creates: Dagster's SQLite storage, with the event log
+#: keeping its engines (`skipwise.adapters.dagster.eventlog`: same files, same rows)
+EMBEDDED_DAGSTER_YAML = """telemetry:
+  enabled: false
+event_log_storage:
+  module: skipwise.adapters.dagster.eventlog
+  class: SqliteEventLogStorage
+"""
+#: what skipwise wrote before: replaced by the above (a file anyone edited is left as it is)
+EARLIER_DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+
 _instances: dict[tuple[str, str], Any] = {}
 _instances_lock = threading.Lock()
 
@@ -171,9 +182,20 @@ def instance_for_root(root: Path) -> Any:
 
     if active():
         return services_instance(root)
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(root) / ".dagster")))
+    embedded_home(root)
+    return dg.DagsterInstance.get()
+
+
+def embedded_home(root: Path | str) -> Path:
+    """$DAGSTER_HOME, set to <root>/.dagster unless set, created with skipwise's dagster.yaml
+    (`EMBEDDED_DAGSTER_YAML`) unless it has one of its own."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(root).resolve() / ".dagster")))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
-    return dg.DagsterInstance.get()
+    try:
+        text = config.read_text()
+    except FileNotFoundError:
+        text = None
+    if text is None or text == EARLIER_DAGSTER_YAML:
+        atomic_write(config, EMBEDDED_DAGSTER_YAML.encode())
+    return home

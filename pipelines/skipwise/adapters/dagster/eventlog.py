@@ -1,0 +1,184 @@
+"""Dagster's SQLite event log with its per-statement set-up paid once, for the instances skipwise
+creates (<root>/.dagster, see `skipwise.adapters.dagster.instance`).
+
+Dagster's `SqliteEventLogStorage` builds a new SQLAlchemy engine for every statement: one
+materialization event costs three engines, three connections and their closes (the last close of
+a WAL database checkpoints it), about 4 ms of the 8 ms a partition's event takes; and every run
+creates its own database and stamps it with Alembic (about 0.1 s). This subclass keeps the engines
+of the index and of the last few runs' databases with their connections pooled, remembers which
+tables exist, and creates a run's database by copying an empty one that Dagster's own
+initialization made (same schema, same Alembic stamp, kept per Dagster and SQLAlchemy version).
+
+Every row it writes, and every file, is the one Dagster writes: an instance reads the same with
+or without it, so `dagster dev`, the daemon and a plain `dagster` command see the same history, and
+switching back is a one-line change in dagster.yaml.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as db
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    INDEX_SHARD_NAME,
+)
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    SqliteEventLogStorage as DagsterSqliteEventLogStorage,
+)
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+
+from skipwise.core.errors import ConfigError
+
+#: databases whose engines stay open: the index and the runs of the last few launches
+KEPT_ENGINES = 8
+_TEMPLATE = ".skipwise-empty-run-{}.sqlite3"  # not *.db: Dagster lists every *.db as a run
+
+
+def default_base_dir() -> str:
+    """Where Dagster keeps an instance's event log by default: $DAGSTER_HOME/history/runs/."""
+    home = os.environ.get("DAGSTER_HOME", "").strip()
+    if not home:
+        raise ConfigError(
+            "the Dagster instance's event log (skipwise.adapters.dagster.eventlog) has no base_dir and $DAGSTER_HOME is not set",
+            hint="set DAGSTER_HOME to the folder of this dagster.yaml, or give event_log_storage a config: base_dir",
+        )
+    return os.path.join(home, "history", "runs", "")
+
+
+class SqliteEventLogStorage(DagsterSqliteEventLogStorage):
+    """Dagster's SQLite event log (same files, same rows), with engines kept per database.
+
+    In dagster.yaml (`base_dir` defaults to Dagster's own place, $DAGSTER_HOME/history/runs/)::
+
+        event_log_storage:
+          module: skipwise.adapters.dagster.eventlog
+          class: SqliteEventLogStorage
+    """
+
+    def __init__(self, base_dir: str, inst_data: Any = None) -> None:
+        self._engines: OrderedDict[str, db.engine.Engine] = OrderedDict()
+        self._tables: set[str] = set()
+        self._engines_lock = threading.Lock()
+        super().__init__(base_dir, inst_data=inst_data)
+
+    @classmethod
+    def config_type(cls) -> Any:
+        from dagster import Field, StringSource
+
+        return {"base_dir": Field(StringSource, is_required=False)}
+
+    @classmethod
+    def from_config_value(cls, inst_data: Any, config_value: Any) -> SqliteEventLogStorage:  # type: ignore[override]
+        base_dir = (config_value or {}).get("base_dir") or default_base_dir()
+        return cls(base_dir, inst_data=inst_data)
+
+    def _engine(self, shard: str) -> db.engine.Engine:
+        with self._engines_lock:
+            engine = self._engines.get(shard)
+            if engine is not None:
+                self._engines.move_to_end(shard)
+                return engine
+            # A run's database is watched (`dagster dev` follows a run by the changes of its file):
+            # its connections close after each statement, as Dagster's do, so each close
+            # checkpoints the write into the file the watcher sees. The index's stay open.
+            pooling: dict[str, Any] = (
+                {"pool_size": 1, "max_overflow": 4} if shard == INDEX_SHARD_NAME else {"poolclass": db.pool.NullPool}
+            )
+            engine = db.create_engine(
+                self.conn_string_for_shard(shard), connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}, **pooling
+            )
+            self._engines[shard] = engine
+            while len(self._engines) > KEPT_ENGINES:
+                old, evicted = next(iter(self._engines.items()))
+                if old == INDEX_SHARD_NAME:
+                    self._engines.move_to_end(old)
+                    continue
+                del self._engines[old]
+                evicted.dispose()
+            return engine
+
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[Any]:
+        with self._db_lock:
+            engine = self._engine(shard)
+            if shard not in self._initialized_dbs:
+                if shard == INDEX_SHARD_NAME or not self._copy_empty(shard):
+                    self._initdb(engine)
+                self._initialized_dbs.add(shard)
+            with engine.connect() as conn, conn.begin():
+                yield conn
+
+    def has_table(self, table_name: str) -> bool:
+        # Tables are only ever added (by Dagster's migrations): a table seen once stays.
+        if table_name in self._tables:
+            return True
+        found = super().has_table(table_name)
+        if found:
+            self._tables.add(table_name)
+        return found
+
+    def dispose(self) -> None:
+        with self._engines_lock:
+            engines, self._engines = list(self._engines.values()), OrderedDict()
+        for engine in engines:
+            engine.dispose()
+        super().dispose()
+
+    # -- a run's database, created by copying an empty one ---------------------------------------
+
+    def _copy_empty(self, shard: str) -> bool:
+        """Create `shard`'s database as a copy of the empty one (made once by Dagster's own
+        initialization); False when the database exists already or no copy could be made, and
+        Dagster's initialization runs instead."""
+        target = self.path_for_shard(shard)
+        if os.path.exists(target):
+            return False
+        template = self._empty_database()
+        if template is None:
+            return False
+        tmp = f"{target}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            shutil.copyfile(template, tmp)
+            os.link(tmp, target)  # never replaces a database another process just created
+            return True
+        except OSError:
+            return False
+        finally:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+    def _empty_database(self) -> str | None:
+        """The empty run database for this Dagster and SQLAlchemy, made by `_initdb` if absent."""
+        from dagster.version import __version__ as dagster_version
+
+        path = os.path.join(self._base_dir, _TEMPLATE.format(f"{dagster_version}-{db.__version__}"))
+        if os.path.exists(path):
+            return path
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        engine = db.create_engine(
+            f"sqlite:///{tmp}", poolclass=db.pool.NullPool, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+        )
+        try:
+            self._initdb(engine)
+            engine.dispose()  # the last connection's close checkpoints the WAL into the file
+            if os.path.exists(f"{tmp}-wal") and os.path.getsize(f"{tmp}-wal"):
+                return None
+            os.replace(tmp, path)
+            return path
+        except Exception:  # noqa: BLE001 - any failure: Dagster initializes each run's database itself
+            return None
+        finally:
+            engine.dispose()
+            for leftover in (tmp, f"{tmp}-wal", f"{tmp}-shm"):
+                try:
+                    os.unlink(leftover)
+                except OSError:
+                    pass

@@ -1,0 +1,111 @@
+"""The event log of the instances skipwise creates (`skipwise.adapters.dagster.eventlog`): the same
+databases and rows as Dagster's own SQLite event log, so anything reading the instance with
+Dagster's default storage (another Dagster install, a downgrade, `dagster dev` configured by hand)
+sees the same runs, events and partitions; a run's writes reach its database file (which
+`dagster dev` watches to follow a run); and skipwise's dagster.yaml is written only where it is
+skipwise's to write."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage as DagsterStorage
+
+from skipwise.adapters.dagster.eventlog import SqliteEventLogStorage
+from skipwise.adapters.dagster.instance import EARLIER_DAGSTER_YAML, EMBEDDED_DAGSTER_YAML, instance_for_root
+
+pytestmark = pytest.mark.integration
+
+DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-01-11")
+
+
+@dg.asset(partitions_def=DAILY, backfill_policy=dg.BackfillPolicy.single_run(), output_required=False)
+def daily(context):
+    for key in context.partition_keys:
+        yield dg.AssetMaterialization(
+            asset_key=context.asset_key, partition=key, metadata={"n": 1}, tags={"dagster/data_version": f"v-{key}"}
+        )
+
+
+def _schema(path: Path) -> tuple:
+    with sqlite3.connect(path) as conn:
+        tables = conn.execute("select type, name, sql from sqlite_master order by type, name").fetchall()
+        stamp = conn.execute("select version_num from alembic_version").fetchall()
+        mode = conn.execute("pragma journal_mode").fetchall()
+    return tables, stamp, mode
+
+
+def _run(instance, first: str, last: str):
+    return dg.materialize(
+        [daily],
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+    )
+
+
+def test_a_run_database_is_the_one_dagster_creates(tmp_path: Path) -> None:
+    ours, theirs = SqliteEventLogStorage(str(tmp_path / "ours")), DagsterStorage(str(tmp_path / "theirs"))
+    # ours' second run database is a copy of the empty one it kept
+    for storage, run_id in ((ours, "run-a"), (ours, "run-b"), (theirs, "run-a")):
+        with storage.run_connection(run_id):
+            pass
+    first, second = sorted((tmp_path / "ours").glob("run*.db"))
+    (dagsters,) = (tmp_path / "theirs").glob("run*.db")
+    assert _schema(first) == _schema(second) == _schema(dagsters)
+    assert _schema(dagsters)[1], "Dagster stamps each run database with its Alembic revision"
+    assert not list((tmp_path / "ours").glob("*.tmp")), "no temporary file is left behind"
+    assert sorted(ours.get_all_run_ids()) == ["run-a", "run-b"], "the kept empty database is not taken for a run"
+
+
+def test_skipwise_instance_writes_what_dagsters_storage_reads(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    instance = instance_for_root(tmp_path)
+    home = tmp_path / ".dagster"
+    assert (home / "dagster.yaml").read_text() == EMBEDDED_DAGSTER_YAML
+    assert isinstance(instance.event_log_storage, SqliteEventLogStorage)
+    runs = [_run(instance, "2024-01-01", "2024-01-05"), _run(instance, "2024-01-04", "2024-01-10")]
+    assert all(r.success for r in runs)
+    for r in runs:
+        # The run's writes are in its database file itself, not only in a write-ahead log: `dagster
+        # dev` follows a running run by the changes of that file.
+        wal = home / "history" / "runs" / f"{r.run_id}.db-wal"
+        assert not wal.exists() or wal.stat().st_size == 0
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "dagster.yaml").write_text(
+        "event_log_storage:\n  module: dagster._core.storage.event_log\n  class: SqliteEventLogStorage\n"
+        f"  config:\n    base_dir: {home / 'history' / 'runs'}\n"
+        "run_storage:\n  module: dagster._core.storage.runs\n  class: SqliteRunStorage\n"
+        f"  config:\n    base_dir: {home / 'history'}\n"
+    )
+    dagsters = dg.DagsterInstance.from_config(str(plain))
+    assert type(dagsters.event_log_storage) is DagsterStorage
+    key = dg.AssetKey("daily")
+    assert dagsters.get_materialized_partitions(key) == instance.get_materialized_partitions(key)
+    assert len(dagsters.get_materialized_partitions(key)) == 10
+    for r in runs:
+        ours_logs = [e.dagster_event_type for e in instance.all_logs(r.run_id)]
+        assert [e.dagster_event_type for e in dagsters.all_logs(r.run_id)] == ours_logs
+        assert ours_logs.count(dg.DagsterEventType.ASSET_MATERIALIZATION) == (5 if r is runs[0] else 7)
+    latest = dagsters.get_latest_materialization_event(key)
+    assert latest is not None and latest.tags.get("dagster/data_version") == "v-2024-01-10"
+
+
+def test_a_dagster_yaml_of_ones_own_is_kept(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    home = tmp_path / ".dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(EARLIER_DAGSTER_YAML)
+    instance_for_root(tmp_path)
+    assert (home / "dagster.yaml").read_text() == EMBEDDED_DAGSTER_YAML, "what skipwise wrote before is updated"
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    own = "telemetry:\n  enabled: false\nrun_monitoring:\n  enabled: false\n"
+    (home / "dagster.yaml").write_text(own)
+    instance = instance_for_root(tmp_path)
+    assert (home / "dagster.yaml").read_text() == own
+    assert type(instance.event_log_storage) is DagsterStorage
