@@ -104,7 +104,7 @@ def repo_after_site_packages() -> None:
 
     The repository root holds `skipwise.egg-info` (the editable install's metadata, no version in
     its name); ahead of site-packages, skipwise's code versioning reads it as `skipwise==unknown`
-    (`skipwise.core.codeclosure.installed`), so every asset's code version in this process would
+    (`skipwise.core.distributions.installed`), so every asset's code version in this process would
     differ from the one the `skipwise` command computes, and each would recompute what the other
     committed. At the end of sys.path `bench` stays importable and the versions agree.
     """

@@ -227,12 +227,12 @@ def test_import_name_of_another_distribution_counts_by_its_version(tmp_path):
 
 
 def test_an_import_name_provided_by_several_distributions_records_all(monkeypatch):
-    from skipwise.core import codeclosure
+    from skipwise.core import distributions
 
-    monkeypatch.setattr(codeclosure, "_PROVIDERS", {"shared_ns": ["dist-b", "dist-a"]})
-    monkeypatch.setattr(codeclosure, "_VERSIONS", {})
-    assert codeclosure.distribution_versions("shared_ns")[0] == "dist-a==unknown,dist-b==unknown"
-    value, note = codeclosure.distribution_versions("surely_not_installed_anywhere")
+    monkeypatch.setattr(distributions, "_PROVIDERS", {"shared_ns": ["dist-b", "dist-a"]})
+    monkeypatch.setattr(distributions, "_VERSIONS", {})
+    assert distributions.distribution_versions("shared_ns")[0] == "dist-a==unknown,dist-b==unknown"
+    value, note = distributions.distribution_versions("surely_not_installed_anywhere")
     assert value == "surely_not_installed_anywhere==unknown" and "not installed" in note
 
 
@@ -435,7 +435,7 @@ def test_cache_validates_stats_and_module_lookups(tmp_path, monkeypatch):
 
 
 def test_cache_is_invalidated_by_another_environment_and_old_schemes_are_ignored(tmp_path, monkeypatch):
-    from skipwise.core import codeclosure
+    from skipwise.core import distributions
 
     root = write(tmp_path, {"pk/bodies.py": "def f():\n    return 1\n"})
     cache = tmp_path / "code.json"
@@ -446,8 +446,8 @@ def test_cache_is_invalidated_by_another_environment_and_old_schemes_are_ignored
     compute = CodeIndex._compute
     monkeypatch.setattr(CodeIndex, "_compute", lambda self, ref: calls.append(ref) or compute(self, ref))
     assert version(root, cache=cache) == first and calls == []
-    codeclosure.installed()
-    monkeypatch.setattr(codeclosure, "_ENVIRONMENT", "another set of distributions")
+    distributions.installed()
+    monkeypatch.setattr(distributions, "_ENVIRONMENT", "another set of distributions")
     assert version(root, cache=cache) == first and calls == ["pk.bodies:f"]
 
 

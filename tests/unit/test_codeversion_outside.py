@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from skipwise.core import codeclosure as cc
+from skipwise.core import distributions
 from skipwise.core import codeversion
 from skipwise.core.codeversion import CodeIndex
 
@@ -109,9 +109,9 @@ def test_a_distribution_installed_into_a_folder_on_sys_path_counts_by_version(tm
     )
     # after sys.path[0] (the script's folder, whose metadata is not what is installed), as $PYTHONPATH is
     monkeypatch.setattr(sys, "path", [sys.path[0], str(target), *sys.path[1:]])
-    monkeypatch.setattr(cc, "_INSTALLED", None)  # the distributions on sys.path, listed again
-    monkeypatch.setattr(cc, "_VERSIONS", {})
-    monkeypatch.setattr(cc, "_ENVIRONMENT", None)
+    monkeypatch.setattr(distributions, "_INSTALLED", None)  # the distributions on sys.path, listed again
+    monkeypatch.setattr(distributions, "_VERSIONS", {})
+    monkeypatch.setattr(distributions, "_ENVIRONMENT", None)
     root = write(
         tmp_path / "proj",
         {"pk/__init__.py": "", "pk/bodies.py": "import wheeled\n\ndef f():\n    return wheeled.g()\n"},
@@ -243,23 +243,23 @@ def test_the_distribution_map_is_kept_until_a_distribution_changes(tmp_path, mon
     the same distribution metadata folders; a distribution installed since is seen at once."""
     from importlib import metadata
 
-    from skipwise.core import codeclosure as cc
+    from skipwise.core import distributions
 
     site = tmp_path / "site"
     site.mkdir()
     monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setattr(cc, "_PROVIDERS_FILE", None)
-    monkeypatch.setattr(cc, "_PROVIDERS", None)
-    cc.keep_providers_in(tmp_path / "providers.json")
-    first = dict(cc._providers())
+    monkeypatch.setattr(distributions, "_PROVIDERS_FILE", None)
+    monkeypatch.setattr(distributions, "_PROVIDERS", None)
+    distributions.keep_providers_in(tmp_path / "providers.json")
+    first = dict(distributions._providers())
     assert (tmp_path / "providers.json").exists() and "yaml" in first
 
     def no_metadata() -> None:
         raise AssertionError("asked every distribution's metadata again")
 
     monkeypatch.setattr(metadata, "packages_distributions", no_metadata)
-    monkeypatch.setattr(cc, "_PROVIDERS", None)
-    assert dict(cc._providers()) == first  # from the file
+    monkeypatch.setattr(distributions, "_PROVIDERS", None)
+    assert dict(distributions._providers()) == first  # from the file
 
     info = site / "shiny_tool-1.0.dist-info"
     info.mkdir()
@@ -267,6 +267,6 @@ def test_the_distribution_map_is_kept_until_a_distribution_changes(tmp_path, mon
     (info / "top_level.txt").write_text("shiny\n")
     monkeypatch.undo()  # the real metadata again (and sys.path as it was: the folder is added back)
     monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setattr(cc, "_PROVIDERS_FILE", str(tmp_path / "providers.json"))
-    monkeypatch.setattr(cc, "_PROVIDERS", None)
-    assert cc._providers().get("shiny") == ["shiny-tool"]
+    monkeypatch.setattr(distributions, "_PROVIDERS_FILE", str(tmp_path / "providers.json"))
+    monkeypatch.setattr(distributions, "_PROVIDERS", None)
+    assert distributions._providers().get("shiny") == ["shiny-tool"]

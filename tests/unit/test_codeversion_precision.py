@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from skipwise.core import codeclosure as cc
+from skipwise.core import distributions
 from skipwise.core import schemes
 from skipwise.core.codeversion import CodeIndex
 
@@ -254,7 +255,7 @@ def test_orchestration_libraries_count_nothing(tmp_path, monkeypatch):
     write(tmp_path, {"pk/bodies.py": LIBRARY_USER})
     before = version(tmp_path)
     assert not any(v.startswith(("dagster", "skipwise==")) for _, v in before.parts)
-    real = cc.distribution_versions
+    real = distributions.distribution_versions
 
     def upgraded(top):  # a patch release of Dagster and a new skipwise
         return {
@@ -263,8 +264,9 @@ def test_orchestration_libraries_count_nothing(tmp_path, monkeypatch):
             "skipwise": ("skipwise==9.0.0", ""),
         }.get(top) or real(top)
 
+    monkeypatch.setattr(distributions, "distribution_versions", upgraded)
     monkeypatch.setattr(cc, "distribution_versions", upgraded)
-    monkeypatch.setattr(cc, "fast_distribution", lambda top: upgraded(top)[0])
+    monkeypatch.setattr(distributions, "fast_distribution", lambda top: upgraded(top)[0])
     assert version(tmp_path).digest == before.digest
 
 

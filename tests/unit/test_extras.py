@@ -47,7 +47,7 @@ def _module_level_imports(path: Path) -> set[str]:
 
 def test_the_core_dependencies_are_the_library_s_own():
     core = {_name(r) for r in PROJECT["dependencies"]}
-    assert core == {"dagster", "polars", "pyarrow", "duckdb", "pyyaml", "tqdm"}
+    assert core == {"dagster", "polars", "pyarrow", "duckdb", "pyyaml", "tqdm", "sqlalchemy"}
     extras = PROJECT["optional-dependencies"]
     assert {_name(r) for r in extras["torch"]} == {"torch"}
     assert {_name(r) for r in extras["s3"]} == {"s3fs"}

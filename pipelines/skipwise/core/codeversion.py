@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from skipwise.core import codeclosure as cc
+from skipwise.core import distributions
 from skipwise.core import schemes
 from skipwise.core.errors import ConfigError
 from skipwise.core.hashing import digest, file_stamp, sha256_bytes, sha256_file
@@ -757,8 +758,8 @@ class CodeIndex:
             return schemes.value_of(dotted)
         if top in sys.stdlib_module_names:
             return "stdlib"
-        value, _ = cc.distribution_versions(top)
-        self._dists[top] = [value, cc.fast_distribution(top) is not None]
+        value, _ = distributions.distribution_versions(top)
+        self._dists[top] = [value, distributions.fast_distribution(top) is not None]
         return value
 
     # -- files beside code --------------------------------------------------------------------------
@@ -823,12 +824,16 @@ class CodeIndex:
             return None
 
     def _still_valid(self, check: dict[str, Any]) -> bool:
-        if check["env"] != cc.environment():
+        if check["env"] != distributions.environment():
             return False
         for top, (value, fast) in check["dists"].items():
             # cheap: only the fast path is asked again; what came from the metadata (yaml from
             # PyYAML) is covered by the environment's fingerprint
-            if (cc.fast_distribution(top) != value) if fast else (cc.fast_distribution(top) is not None):
+            if (
+                (distributions.fast_distribution(top) != value)
+                if fast
+                else (distributions.fast_distribution(top) is not None)
+            ):
                 return False
         for name, found in check["probes"].items():
             now = self._find(name)
@@ -858,7 +863,7 @@ class CodeIndex:
     def _store(self, ref: str, cv: CodeVersion) -> None:
         assert self.cache is not None  # see _cached
         check = {
-            "env": cc.environment(),
+            "env": distributions.environment(),
             # every lookup this index made (a superset of this version's): a new file that would
             # change how a name resolves invalidates the entry
             "probes": {name: list(found) if found else None for name, found in self._found.items()},

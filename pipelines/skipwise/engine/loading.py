@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from skipwise.core import codeclosure
+from skipwise.core import distributions
 from skipwise.engine.project import Project
 from skipwise.project.resolving import resolve_graph
 from skipwise.project.root import definitions_of, find_root
@@ -17,7 +17,7 @@ def load_project(root: Path | None = None, definitions: str | None = None, refre
     Dagster definitions (default: the module its config names); params.yaml is checked now.
     `refresh` resolves the graph from the definitions even if its snapshot is valid."""
     root = Path(root or find_root()).resolve()
-    codeclosure.keep_providers_in(root / "data" / ".skipwise" / "providers.json")
+    distributions.keep_providers_in(root / "data" / ".skipwise" / "providers.json")
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     definitions = definitions or definitions_of(root)
