@@ -1,9 +1,9 @@
 """The event log of the instances skipwise creates (`skipwise.adapters.dagster.eventlog`): the same
 databases and rows as Dagster's own SQLite event log, so anything reading the instance with
-Dagster's default storage (another Dagster install, a downgrade, `dagster dev` configured by hand)
-sees the same runs, events and partitions; a run's writes reach its database file (which
-`dagster dev` watches to follow a run); and skipwise's dagster.yaml is written only where it is
-skipwise's to write."""
+Dagster's own classes (`dagster dev`, the daemon, another Dagster install) sees the same runs,
+events and partitions; a run's writes reach its database file (which `dagster dev` watches to
+follow a run); and only Dagster's default SQLite storage is replaced, never a storage configured
+otherwise, and never in dagster.yaml."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import pytest
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage as DagsterStorage
 
 from skipwise.adapters.dagster.eventlog import SqliteEventLogStorage
-from skipwise.adapters.dagster.instance import EARLIER_DAGSTER_YAML, EMBEDDED_DAGSTER_YAML, instance_for_root
+from skipwise.adapters.dagster.instance import instance_for_root
 
 pytestmark = pytest.mark.integration
 
-DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-01-11")
+DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-01-12")
 
 
 @dg.asset(partitions_def=DAILY, backfill_policy=dg.BackfillPolicy.single_run(), output_required=False)
@@ -62,9 +62,9 @@ def test_a_run_database_is_the_one_dagster_creates(tmp_path: Path) -> None:
 
 def test_skipwise_instance_writes_what_dagsters_storage_reads(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    instance = instance_for_root(tmp_path)
     home = tmp_path / ".dagster"
-    assert (home / "dagster.yaml").read_text() == EMBEDDED_DAGSTER_YAML
+    instance = instance_for_root(tmp_path)
+    assert (home / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n", "dagster.yaml is Dagster's"
     assert isinstance(instance.event_log_storage, SqliteEventLogStorage)
     runs = [_run(instance, "2024-01-01", "2024-01-05"), _run(instance, "2024-01-04", "2024-01-10")]
     assert all(r.success for r in runs)
@@ -74,15 +74,7 @@ def test_skipwise_instance_writes_what_dagsters_storage_reads(tmp_path: Path, mo
         wal = home / "history" / "runs" / f"{r.run_id}.db-wal"
         assert not wal.exists() or wal.stat().st_size == 0
 
-    plain = tmp_path / "plain"
-    plain.mkdir()
-    (plain / "dagster.yaml").write_text(
-        "event_log_storage:\n  module: dagster._core.storage.event_log\n  class: SqliteEventLogStorage\n"
-        f"  config:\n    base_dir: {home / 'history' / 'runs'}\n"
-        "run_storage:\n  module: dagster._core.storage.runs\n  class: SqliteRunStorage\n"
-        f"  config:\n    base_dir: {home / 'history'}\n"
-    )
-    dagsters = dg.DagsterInstance.from_config(str(plain))
+    dagsters = dg.DagsterInstance.from_config(str(home))  # as `dagster dev` opens it
     assert type(dagsters.event_log_storage) is DagsterStorage
     key = dg.AssetKey("daily")
     assert dagsters.get_materialized_partitions(key) == instance.get_materialized_partitions(key)
@@ -93,19 +85,23 @@ def test_skipwise_instance_writes_what_dagsters_storage_reads(tmp_path: Path, mo
         assert ours_logs.count(dg.DagsterEventType.ASSET_MATERIALIZATION) == (5 if r is runs[0] else 7)
     latest = dagsters.get_latest_materialization_event(key)
     assert latest is not None and latest.tags.get("dagster/data_version") == "v-2024-01-10"
+    # ... and the other way round: what Dagster's own classes write, skipwise's instance reads
+    assert _run(dagsters, "2024-01-11", "2024-01-11").success
+    assert len(instance_for_root(tmp_path).get_materialized_partitions(key)) == 11
 
 
-def test_a_dagster_yaml_of_ones_own_is_kept(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    home = tmp_path / ".dagster"
+def test_only_dagsters_default_sqlite_storage_is_replaced(tmp_path: Path, monkeypatch) -> None:
+    """A dagster.yaml naming SQLite storage gets the same; any other storage is left as configured."""
+    home = tmp_path / "home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(EARLIER_DAGSTER_YAML)
-    instance_for_root(tmp_path)
-    assert (home / "dagster.yaml").read_text() == EMBEDDED_DAGSTER_YAML, "what skipwise wrote before is updated"
-
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    own = "telemetry:\n  enabled: false\nrun_monitoring:\n  enabled: false\n"
-    (home / "dagster.yaml").write_text(own)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    (home / "dagster.yaml").write_text(f"storage:\n  sqlite:\n    base_dir: {tmp_path / 'elsewhere'}\n")
     instance = instance_for_root(tmp_path)
-    assert (home / "dagster.yaml").read_text() == own
-    assert type(instance.event_log_storage) is DagsterStorage
+    assert isinstance(instance.event_log_storage, SqliteEventLogStorage)
+    assert _run(instance, "2024-01-01", "2024-01-02").success
+    assert list((tmp_path / "elsewhere" / "history" / "runs").glob("*.db"))
+
+    (home / "dagster.yaml").write_text(
+        "event_log_storage:\n  module: dagster._core.storage.event_log\n  class: InMemoryEventLogStorage\n"
+    )
+    assert type(instance_for_root(tmp_path).event_log_storage).__name__ == "InMemoryEventLogStorage"

@@ -198,9 +198,8 @@ def cmd_ui(args) -> int:
     )
     if workspace is not None and not workspace.is_file():
         raise UsageError(f"--workspace {workspace} is not a file", hint="name the workspace.yaml, or leave -w out")
-    from skipwise.adapters.dagster.instance import embedded_home
-
-    embedded_home(root)
+    os.environ.setdefault("DAGSTER_HOME", str(root / ".dagster"))
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     os.chdir(root)  # the workspace's relative working_directory is the project's
     from skipwise.adapters.dagster.ui import run_ui
 

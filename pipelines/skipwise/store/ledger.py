@@ -117,6 +117,7 @@ class Ledger:
         self.warnings: list[str] = []  # damaged files met while reading, one line each
         self._on_warning = warn
         self._parsed: dict[Path, tuple[tuple[int, int], list[dict[str, Any]]]] = {}
+        self._misses: dict[Path, tuple[tuple[int, int], list[dict[str, Any]]]] = {}  # see _misses_of
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -193,6 +194,27 @@ class Ledger:
             return []
         rows = self._parse(str(path), raw)
         self._parsed[path] = (key, rows)
+        return rows
+
+    def _misses_of(self, path: Path) -> list[dict[str, Any]]:
+        """The records of one file that can be computations (misses): only the lines holding the
+        JSON string "miss" are parsed (the hits of a large level are most of a file, and a
+        cost history reads none of them). The whole file's records when they are parsed already."""
+        try:
+            st = path.stat()
+        except OSError:
+            return self._rows_of(path)  # which says why it is left out
+        key = (st.st_size, st.st_mtime_ns)
+        for cache in (self._parsed, self._misses):
+            hit = cache.get(path)
+            if hit is not None and hit[0] == key:
+                return hit[1]
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            return self._rows_of(path)
+        rows = self._parse(str(path), b"\n".join(line for line in raw.splitlines() if b'"miss"' in line))
+        self._misses[path] = (key, rows)
         return rows
 
     def _parse(self, name: str, raw: bytes) -> list[dict[str, Any]]:
@@ -286,7 +308,7 @@ class Ledger:
         read: list[tuple[tuple[str, int], list[tuple[str, float]]]] = []
         latest: list[str] = []  # a heap of the `last` latest times found so far
         for where, f, bound in newest_first(self._days(), self._day_files, self._modified_ns):
-            found = _computed(self._rows_of(f), asset)
+            found = _computed(self._misses_of(f), asset)
             read.append((where, found))
             for ts, _ in found:
                 if len(latest) < last:

@@ -93,6 +93,9 @@ class ObjectLedger(Ledger):
         whole day folders that can hold them."""
         return None
 
+    def _misses_of(self, rel: str) -> list[dict[str, Any]]:  # type: ignore[override]
+        return self._rows_of(rel)  # an object is fetched whole, and its records kept per etag
+
     def _rows_of(self, rel: str) -> list[dict[str, Any]]:  # type: ignore[override]
         entry = self._list().get(rel)
         if entry is None:

@@ -1,5 +1,5 @@
 """Dagster's SQLite event log with its per-statement set-up paid once, for the instances skipwise
-creates (<root>/.dagster, see `skipwise.adapters.dagster.instance`).
+opens on Dagster's default SQLite storage (`skipwise.adapters.dagster.instance`).
 
 Dagster's `SqliteEventLogStorage` builds a new SQLAlchemy engine for every statement: one
 materialization event costs three engines, three connections and their closes (the last close of
@@ -9,9 +9,10 @@ of the index and of the last few runs' databases with their connections pooled, 
 tables exist, and creates a run's database by copying an empty one that Dagster's own
 initialization made (same schema, same Alembic stamp, kept per Dagster and SQLAlchemy version).
 
-Every row it writes, and every file, is the one Dagster writes: an instance reads the same with
-or without it, so `dagster dev`, the daemon and a plain `dagster` command see the same history, and
-switching back is a one-line change in dagster.yaml.
+Every row it writes, and every file, is the one Dagster writes: the instance reads the same with
+or without it, so `dagster dev`, the daemon and a plain `dagster` command (which open the instance
+with Dagster's own classes, as its dagster.yaml says) see the same history. skipwise's own processes
+open it through `with_kept_engines`; dagster.yaml is not changed.
 """
 
 from __future__ import annotations
@@ -25,41 +26,23 @@ from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as db
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
-    INDEX_SHARD_NAME,
-)
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SqliteEventLogStorage as DagsterSqliteEventLogStorage,
 )
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+from dagster._serdes import ConfigurableClassData
+from dagster.version import __version__ as DAGSTER_VERSION
 
-from skipwise.core.errors import ConfigError
 
 #: databases whose engines stay open: the index and the runs of the last few launches
 KEPT_ENGINES = 8
 _TEMPLATE = ".skipwise-empty-run-{}.sqlite3"  # not *.db: Dagster lists every *.db as a run
 
 
-def default_base_dir() -> str:
-    """Where Dagster keeps an instance's event log by default: $DAGSTER_HOME/history/runs/."""
-    home = os.environ.get("DAGSTER_HOME", "").strip()
-    if not home:
-        raise ConfigError(
-            "the Dagster instance's event log (skipwise.adapters.dagster.eventlog) has no base_dir and $DAGSTER_HOME is not set",
-            hint="set DAGSTER_HOME to the folder of this dagster.yaml, or give event_log_storage a config: base_dir",
-        )
-    return os.path.join(home, "history", "runs", "")
-
-
 class SqliteEventLogStorage(DagsterSqliteEventLogStorage):
-    """Dagster's SQLite event log (same files, same rows), with engines kept per database.
-
-    In dagster.yaml (`base_dir` defaults to Dagster's own place, $DAGSTER_HOME/history/runs/)::
-
-        event_log_storage:
-          module: skipwise.adapters.dagster.eventlog
-          class: SqliteEventLogStorage
-    """
+    """Dagster's SQLite event log (same files, same rows), with engines kept per database."""
 
     def __init__(self, base_dir: str, inst_data: Any = None) -> None:
         self._engines: OrderedDict[str, db.engine.Engine] = OrderedDict()
@@ -68,15 +51,8 @@ class SqliteEventLogStorage(DagsterSqliteEventLogStorage):
         super().__init__(base_dir, inst_data=inst_data)
 
     @classmethod
-    def config_type(cls) -> Any:
-        from dagster import Field, StringSource
-
-        return {"base_dir": Field(StringSource, is_required=False)}
-
-    @classmethod
     def from_config_value(cls, inst_data: Any, config_value: Any) -> SqliteEventLogStorage:  # type: ignore[override]
-        base_dir = (config_value or {}).get("base_dir") or default_base_dir()
-        return cls(base_dir, inst_data=inst_data)
+        return cls(inst_data=inst_data, **config_value)
 
     def _engine(self, shard: str) -> db.engine.Engine:
         with self._engines_lock:
@@ -157,9 +133,7 @@ class SqliteEventLogStorage(DagsterSqliteEventLogStorage):
 
     def _empty_database(self) -> str | None:
         """The empty run database for this Dagster and SQLAlchemy, made by `_initdb` if absent."""
-        from dagster.version import __version__ as dagster_version
-
-        path = os.path.join(self._base_dir, _TEMPLATE.format(f"{dagster_version}-{db.__version__}"))
+        path = os.path.join(self._base_dir, _TEMPLATE.format(f"{DAGSTER_VERSION}-{db.__version__}"))
         if os.path.exists(path):
             return path
         tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
@@ -182,3 +156,30 @@ class SqliteEventLogStorage(DagsterSqliteEventLogStorage):
                     os.unlink(leftover)
                 except OSError:
                     pass
+
+
+class SqliteStorage(DagsterSqliteStorage):
+    """Dagster's default SQLite storage (runs, schedules and event log in the same folders), with
+    the event log above."""
+
+    def __init__(self, base_dir: str, inst_data: Any = None) -> None:
+        super().__init__(base_dir, inst_data=inst_data)
+        self._event_log_storage = SqliteEventLogStorage(self._event_log_storage._base_dir)
+
+    @classmethod
+    def from_config_value(cls, inst_data: Any, config_value: Any) -> SqliteStorage:  # type: ignore[override]
+        return cls.from_local(inst_data=inst_data, **config_value)
+
+
+#: Dagster's default storage, as an instance's reference names it
+DAGSTER_SQLITE = ("dagster._core.storage.sqlite_storage", "DagsterSqliteStorage")
+
+
+def with_kept_engines(ref: Any) -> Any:
+    """An instance reference (`InstanceRef`) whose storage, where it is Dagster's default SQLite
+    storage, is `SqliteStorage` with the same configuration; any other storage is left as it is.
+    The reference travels with the instance to the processes it starts, which use the same."""
+    data = ref.storage_data
+    if data is None or (data.module_name, data.class_name) != DAGSTER_SQLITE:
+        return ref
+    return ref._replace(storage_data=ConfigurableClassData(__name__, SqliteStorage.__name__, data.config_yaml))

@@ -102,17 +102,6 @@ def dagster_yaml(settings: Settings) -> str:
     return yaml.safe_dump(config, sort_keys=True)
 
 
-#: the dagster.yaml of an instance skipwise creates: Dagster's SQLite storage, with the event log
-#: keeping its engines (`skipwise.adapters.dagster.eventlog`: same files, same rows)
-EMBEDDED_DAGSTER_YAML = """telemetry:
-  enabled: false
-event_log_storage:
-  module: skipwise.adapters.dagster.eventlog
-  class: SqliteEventLogStorage
-"""
-#: what skipwise wrote before: replaced by the above (a file anyone edited is left as it is)
-EARLIER_DAGSTER_YAML = "telemetry:\n  enabled: false\n"
-
 _instances: dict[tuple[str, str], Any] = {}
 _instances_lock = threading.Lock()
 
@@ -177,25 +166,19 @@ def _safe(url: str) -> str:
 
 def instance_for_root(root: Path) -> Any:
     """The Dagster instance of $DAGSTER_HOME, defaulting to <root>/.dagster (created if needed);
-    under the services profile, the one on PostgreSQL (`services_instance`)."""
+    under the services profile, the one on PostgreSQL (`services_instance`). On Dagster's default
+    SQLite storage, its event log keeps its engines (`skipwise.adapters.dagster.eventlog`)."""
     import dagster as dg
 
     if active():
         return services_instance(root)
-    embedded_home(root)
-    return dg.DagsterInstance.get()
-
-
-def embedded_home(root: Path | str) -> Path:
-    """$DAGSTER_HOME, set to <root>/.dagster unless set, created with skipwise's dagster.yaml
-    (`EMBEDDED_DAGSTER_YAML`) unless it has one of its own."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(root).resolve() / ".dagster")))
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(root) / ".dagster")))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    try:
-        text = config.read_text()
-    except FileNotFoundError:
-        text = None
-    if text is None or text == EARLIER_DAGSTER_YAML:
-        atomic_write(config, EMBEDDED_DAGSTER_YAML.encode())
-    return home
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
+    from dagster._core.instance.ref import InstanceRef
+
+    from skipwise.adapters.dagster.eventlog import with_kept_engines
+
+    return dg.DagsterInstance.from_ref(with_kept_engines(InstanceRef.from_dir(str(home))))
