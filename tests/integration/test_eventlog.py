@@ -105,3 +105,26 @@ def test_only_dagsters_default_sqlite_storage_is_replaced(tmp_path: Path, monkey
         "event_log_storage:\n  module: dagster._core.storage.event_log\n  class: InMemoryEventLogStorage\n"
     )
     assert type(instance_for_root(tmp_path).event_log_storage).__name__ == "InMemoryEventLogStorage"
+
+
+def test_an_instance_opened_again_reads_no_migration_script(tmp_path: Path, monkeypatch) -> None:
+    """Dagster's stores ask Alembic for the newest revision on every opening (every migration script
+    loaded); skipwise's instance asks only for a database not stamped yet, and opens the same stores."""
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    first = instance_for_root(tmp_path)  # creates and stamps every database, through Dagster
+    assert _run(first, "2024-01-01", "2024-01-03").success
+
+    from alembic.script import ScriptDirectory
+
+    def no_alembic(*args, **kwargs):
+        raise AssertionError("Alembic's migration scripts were loaded")
+
+    monkeypatch.setattr(ScriptDirectory, "from_config", no_alembic)
+    again = instance_for_root(tmp_path)
+    assert _run(again, "2024-01-04", "2024-01-05").success
+    assert len(again.get_materialized_partitions(dg.AssetKey("daily"))) == 5
+    assert len(again.get_runs()) == 2
+    monkeypatch.undo()
+    dagsters = dg.DagsterInstance.from_config(str(tmp_path / ".dagster"))
+    assert type(dagsters.run_storage).__name__ == type(again.run_storage).__name__ == "SqliteRunStorage"
+    assert dagsters.get_run_ids() == again.get_run_ids()

@@ -17,8 +17,10 @@ open it through `with_kept_engines`; dagster.yaml is not changed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -30,8 +32,16 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SqliteEventLogStorage as DagsterSqliteEventLogStorage,
 )
-from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
-from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+from dagster._core.storage.base_storage import DagsterStorage
+from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
+from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import SqliteScheduleStorage
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS, create_db_conn_string
+from dagster._core.storage.sqlite_storage import (
+    DagsterSqliteStorage,
+    _event_logs_directory,
+    _runs_directory,
+    _schedule_directory,
+)
 from dagster._serdes import ConfigurableClassData
 from dagster.version import __version__ as DAGSTER_VERSION
 
@@ -89,6 +99,12 @@ class SqliteEventLogStorage(DagsterSqliteEventLogStorage):
                 self._initialized_dbs.add(shard)
             with engine.connect() as conn, conn.begin():
                 yield conn
+
+    def _initdb(self, engine: Any, for_index_shard: bool = False) -> None:
+        # Dagster's asks Alembic for the newest revision (every migration script loaded), and does
+        # nothing more for a database stamped already.
+        if not _stamped(str(engine.url.database)):
+            super()._initdb(engine, for_index_shard=for_index_shard)
 
     def has_table(self, table_name: str) -> bool:
         # Tables are only ever added (by Dagster's migrations): a table seen once stays.
@@ -160,15 +176,46 @@ class SqliteEventLogStorage(DagsterSqliteEventLogStorage):
 
 class SqliteStorage(DagsterSqliteStorage):
     """Dagster's default SQLite storage (runs, schedules and event log in the same folders), with
-    the event log above."""
+    the event log above, and each database opened without Alembic where it is stamped already."""
 
     def __init__(self, base_dir: str, inst_data: Any = None) -> None:
-        super().__init__(base_dir, inst_data=inst_data)
-        self._event_log_storage = SqliteEventLogStorage(self._event_log_storage._base_dir)
+        # Dagster's constructor, but each store opened by `_opened` (see there).
+        self.base_dir = base_dir
+        self._run_storage = _opened(SqliteRunStorage, _runs_directory(base_dir), "runs", "instance_info")
+        self._event_log_storage = SqliteEventLogStorage(_event_logs_directory(base_dir))
+        self._schedule_storage = _opened(SqliteScheduleStorage, _schedule_directory(base_dir), "schedules")
+        self._inst_data = inst_data
+        DagsterStorage.__init__(self)
 
     @classmethod
     def from_config_value(cls, inst_data: Any, config_value: Any) -> SqliteStorage:  # type: ignore[override]
         return cls.from_local(inst_data=inst_data, **config_value)
+
+
+def _opened(kind: Any, base_dir: str, name: str, *tables: str) -> Any:
+    """Dagster's run or schedule store on `base_dir`/`name`.db. Dagster's `from_local` asks
+    Alembic for the newest revision (loading every migration script: about 30 ms a store) only to
+    create and stamp a database that has no revision yet; a database that has one (and `tables`)
+    is opened as it would be then, directly."""
+    path = os.path.join(base_dir, f"{name}.db")
+    if _stamped(path, tables):
+        return kind(create_db_conn_string(base_dir, name))
+    return kind.from_local(base_dir)
+
+
+def _stamped(path: str, tables: tuple[str, ...] = ()) -> bool:
+    """Whether the SQLite database at `path` exists with an Alembic revision (Dagster stamps a
+    database after creating its tables) and `tables`."""
+    if not os.path.isfile(path):
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_SECONDS)) as conn:
+            if conn.execute("select version_num from alembic_version").fetchone() is None:
+                return False
+            found = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
+    except sqlite3.Error:
+        return False
+    return set(tables) <= found
 
 
 #: Dagster's default storage, as an instance's reference names it
