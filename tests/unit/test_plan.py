@@ -159,3 +159,28 @@ def test_observed_reads_are_part_of_a_manifests_consistency():
     assert m.consistent()
     assert not dataclasses.replace(m, observed={"env:FEATURE_MODE": "e" * 32}).consistent()
     assert Manifest.from_json(m.to_json()) == m
+
+
+def test_a_manifest_s_bytes_are_those_of_its_fields_as_json():
+    """The committed bytes: every field, nested mappings as JSON objects, keys sorted (a dataclass
+    in the metadata is written as its fields); an empty ETag, and no reads before scheme 3, left out."""
+    import json
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+
+    m = dataclasses.replace(
+        manifest_for(current()),
+        metadata={"rows": 3, "cols": ("a", "b"), "where": {"z": 1, "a": [1, 2]}},
+        cost={"usd": 0.5, "cpu_seconds": 1.25},
+        observed={"env:X": "d1"},
+    )
+    expected = dataclasses.asdict(m)
+    del expected["output_etag"]
+    assert m.to_json() == json.dumps(expected, sort_keys=True, indent=1)
+    assert json.loads(m.to_json())["metadata"]["cols"] == ["a", "b"]
+    odd = dataclasses.replace(m, metadata={"p": Point(2)})
+    assert json.loads(odd.to_json())["metadata"] == {"p": {"x": 2}}
+    old = dataclasses.replace(m, observed={}, scheme=2)
+    assert "observed" not in json.loads(old.to_json()) and "output_etag" not in json.loads(old.to_json())

@@ -82,12 +82,18 @@ class Manifest:
         )
 
     def to_json(self) -> str:
-        data = asdict(self)
+        # The fields as they are: values are plain JSON data (as from_json reads them back), and
+        # `asdict`'s deep copy of every nested mapping cost each committed partition about 0.4 ms.
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
         if not data["output_etag"]:  # local partitions: the same bytes as before the field existed
             del data["output_etag"]
         if not data["observed"] and self.scheme < 3:
             del data["observed"]
-        return json.dumps(data, sort_keys=True, indent=1)
+        try:
+            return json.dumps(data, sort_keys=True, indent=1)
+        except TypeError:  # a nested value JSON cannot take as it is (a dataclass): asdict's copy of it
+            copied = asdict(self)
+            return json.dumps({k: copied[k] for k in data}, sort_keys=True, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> "Manifest":
