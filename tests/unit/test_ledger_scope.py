@@ -189,9 +189,9 @@ def _spy(ledger: Ledger) -> list[str]:
     parsed: list[str] = []
     parse = ledger._parse
 
-    def counting(name: str, raw: bytes) -> list[dict[str, Any]]:
+    def counting(name: str, raw: bytes, *only: Any) -> list[dict[str, Any]]:
         parsed.append(Path(name).name)
-        return parse(name, raw)
+        return parse(name, raw, *only)
 
     ledger._parse = counting  # type: ignore[method-assign]
     return parsed

@@ -197,9 +197,10 @@ class Ledger:
         return rows
 
     def _misses_of(self, path: Path) -> list[dict[str, Any]]:
-        """The records of one file that can be computations (misses): only the lines holding the
-        JSON string "miss" are parsed (the hits of a large level are most of a file, and a
-        cost history reads none of them). The whole file's records when they are parsed already."""
+        """The records of one file that can be computations (misses), with the columns a cost
+        history reads: only the lines holding the JSON string "miss" are parsed (the hits of a
+        large level are most of a file, and a cost history reads none of them). The whole file's
+        records when they are parsed already."""
         try:
             st = path.stat()
         except OSError:
@@ -213,11 +214,11 @@ class Ledger:
             raw = path.read_bytes()
         except OSError:
             return self._rows_of(path)
-        rows = self._parse(str(path), b"\n".join(line for line in raw.splitlines() if b'"miss"' in line))
+        rows = self._parse(str(path), b"\n".join(line for line in raw.splitlines() if b'"miss"' in line), _HISTORY)
         self._misses[path] = (key, rows)
         return rows
 
-    def _parse(self, name: str, raw: bytes) -> list[dict[str, Any]]:
+    def _parse(self, name: str, raw: bytes, only: frozenset[str] | None = None) -> list[dict[str, Any]]:
         rows, bad = [], 0
         for line in raw.splitlines():
             if not line.strip():
@@ -226,7 +227,7 @@ class Ledger:
                 obj = json.loads(line)
             except ValueError:  # also UnicodeDecodeError
                 obj = None
-            row = _typed(obj) if isinstance(obj, dict) else None
+            row = _typed(obj, only) if isinstance(obj, dict) else None
             if row is None:
                 bad += 1
             else:
@@ -421,26 +422,36 @@ def _computed(rows: list[dict[str, Any]], asset: str) -> list[tuple[str, float]]
     ]
 
 
-def _typed(obj: dict[str, Any]) -> dict[str, Any] | None:
-    """One record with every column of `COLUMNS` (absent -> None); None when a value has the wrong type."""
+def _typed(obj: dict[str, Any], only: frozenset[str] | None = None) -> dict[str, Any] | None:
+    """One record with every column of `COLUMNS` (absent -> None); None when a value has the wrong
+    type. With `only`, every column is checked but only those are kept (a JSON column costs a dump)."""
     out: dict[str, Any] = {}
     for name, kind in COLUMNS.items():
         v = obj.get(name)
+        keep = only is None or name in only
         if v is None:
-            out[name] = None
+            if keep:
+                out[name] = None
         elif kind == "JSON":
-            out[name] = json.dumps(v, sort_keys=True)
+            if keep:
+                out[name] = json.dumps(v, sort_keys=True)
         elif kind == "VARCHAR":
-            out[name] = v if isinstance(v, str) else None if isinstance(v, (dict, list)) else str(v)
+            if keep:
+                out[name] = v if isinstance(v, str) else None if isinstance(v, (dict, list)) else str(v)
         elif isinstance(v, bool) or not isinstance(v, (int, float)):
             return None
         elif kind == "BIGINT":
             if isinstance(v, float) and not v.is_integer():
                 return None
-            out[name] = int(v)
-        else:
+            if keep:
+                out[name] = int(v)
+        elif keep:
             out[name] = float(v)
     return out
+
+
+#: the columns a cost history reads (`_computed`)
+_HISTORY = frozenset({"ts", "asset", "cache", "usd"})
 
 
 _ARROW = {"VARCHAR": "string", "JSON": "string", "DOUBLE": "float64", "BIGINT": "int64"}
