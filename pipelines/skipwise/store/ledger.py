@@ -199,8 +199,9 @@ class Ledger:
     def _misses_of(self, path: Path) -> list[dict[str, Any]]:
         """The records of one file that can be computations (misses), with the columns a cost
         history reads: only the lines holding the JSON string "miss" are parsed (the hits of a
-        large level are most of a file, and a cost history reads none of them). The whole file's
-        records when they are parsed already."""
+        large level are most of a file, and a cost history reads none of them); a line that is not
+        a JSON object at all is counted as damaged, as a full read would. The whole file's records
+        when they are parsed already."""
         try:
             st = path.stat()
         except OSError:
@@ -214,12 +215,22 @@ class Ledger:
             raw = path.read_bytes()
         except OSError:
             return self._rows_of(path)
-        rows = self._parse(str(path), b"\n".join(line for line in raw.splitlines() if b'"miss"' in line), _HISTORY)
+        kept, torn = [], 0
+        for line in raw.splitlines():
+            if b'"miss"' in line:
+                kept.append(line)
+            elif line.strip() and not (line.lstrip().startswith(b"{") and line.rstrip().endswith(b"}")):
+                torn += 1  # not a JSON object: damaged, and said so as a full read would
+        rows = self._parse(str(path), b"\n".join(kept), _HISTORY, torn)
         self._misses[path] = (key, rows)
         return rows
 
-    def _parse(self, name: str, raw: bytes, only: frozenset[str] | None = None) -> list[dict[str, Any]]:
-        rows, bad = [], 0
+    def _parse(
+        self, name: str, raw: bytes, only: frozenset[str] | None = None, damaged: int = 0
+    ) -> list[dict[str, Any]]:
+        """The typed records of a file's bytes (`only`: see `_typed`); a line that is not one is
+        skipped and counted, with `damaged` more found by the caller, in one warning naming the file."""
+        rows, bad = [], damaged
         for line in raw.splitlines():
             if not line.strip():
                 continue
