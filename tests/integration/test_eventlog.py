@@ -50,8 +50,8 @@ def test_a_run_database_is_the_one_dagster_creates(tmp_path: Path) -> None:
     ours, theirs = SqliteEventLogStorage(str(tmp_path / "ours")), DagsterStorage(str(tmp_path / "theirs"))
     # ours' second run database is a copy of the empty one it kept
     for storage, run_id in ((ours, "run-a"), (ours, "run-b"), (theirs, "run-a")):
-        with storage.run_connection(run_id):
-            pass
+        with storage.run_connection(run_id) as conn:
+            assert conn.in_transaction()  # the database exists and takes writes
     first, second = sorted((tmp_path / "ours").glob("run*.db"))
     (dagsters,) = (tmp_path / "theirs").glob("run*.db")
     assert _schema(first) == _schema(second) == _schema(dagsters)

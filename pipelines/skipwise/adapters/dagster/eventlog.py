@@ -142,10 +142,8 @@ class SqliteEventLogStorage(DagsterSqliteEventLogStorage):
         except OSError:
             return False
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
 
     def _empty_database(self) -> str | None:
         """The empty run database for this Dagster and SQLAlchemy, made by `_initdb` if absent."""
@@ -168,10 +166,8 @@ class SqliteEventLogStorage(DagsterSqliteEventLogStorage):
         finally:
             engine.dispose()
             for leftover in (tmp, f"{tmp}-wal", f"{tmp}-shm"):
-                try:
+                with contextlib.suppress(OSError):
                     os.unlink(leftover)
-                except OSError:
-                    pass
 
 
 class SqliteStorage(DagsterSqliteStorage):
