@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from skipwise.adapters.dvc.manifest import TrackedDir, file_version, read_tracked_dir, tracked_target
+from skipwise.adapters.dvc.manifest import FileVersion, TrackedDir, file_version, read_tracked_dir, tracked_target
 from skipwise.core.errors import InputError
 from skipwise.core.layouts import combined_version, static_dir
 from skipwise.core.spec import Source
@@ -73,11 +74,12 @@ class DvcSources:
     def version(self, source: Source, key: str) -> str:
         """``md5:<hex>`` of the partition's file as DVC recorded it (checked against the workspace),
         ``md5s:<sha256>`` of a partition of several files, or "absent"."""
+        if not source.many:  # one file: its version, without the path `parts` also gives
+            tracked = self._tracked_of(source)
+            return self._file_version(source, tracked, source.file_for(key), self.locality.on_remote(source)).version
         parts = self.parts(source, key)
         if not parts:
             return "absent"
-        if not source.many:
-            return parts[0][1]
         return combined_version(parts, MANY_PREFIX)
 
     def parts(self, source: Source, key: str) -> list[tuple[str, str]]:
@@ -86,17 +88,31 @@ class DvcSources:
         remote = self.locality.on_remote(source)
         out = []
         for rel in self._candidates(source, key, tracked):
-            path = self.root / source.path / rel if rel else self.root / source.path
-            if os.path.islink(path):  # a plain file in a checked folder needs no realpath
-                self.store.check_readable(path)  # never hash (or later read) what a link outside points at
-            fv = file_version(self.root, tracked, self._in_tracked(source, tracked, rel), self.statcache, remote=remote)
-            if fv.warning:
-                self.warn(fv.warning)
+            fv = self._file_version(source, tracked, rel, remote)
             if fv.version != "absent":
                 out.append((str(Path(source.path, rel)) if rel else source.path, fv.version))
             elif source.paths:  # a function's list is what the partition is: all of it, or it is missing
                 return []
         return sorted(out)
+
+    def _file_version(self, source: Source, tracked: TrackedDir, rel: str, remote: bool) -> FileVersion:
+        """The version of one file of the source (`rel`: relative to its path; "" for the path
+        itself), its warning said."""
+        base = os.path.join(self.root, source.path)
+        path = os.path.join(base, rel) if rel else base
+        try:
+            st: os.stat_result | None = os.lstat(path)
+        except OSError:
+            st = None  # missing: file_version says what that means
+        if st is not None and stat.S_ISLNK(st.st_mode):  # a plain file in a checked folder needs no realpath
+            self.store.check_readable(path)  # never hash (or later read) what a link outside points at
+            st = None  # the digest follows the link
+        fv = file_version(
+            self.root, tracked, self._in_tracked(source, tracked, rel), self.statcache, remote=remote, st=st
+        )
+        if fv.warning:
+            self.warn(fv.warning)
+        return fv
 
     def _in_tracked(self, source: Source, tracked: TrackedDir, rel: str) -> str:
         """`rel` (relative to the source's path) relative to the tracked folder."""

@@ -67,9 +67,11 @@ class StatCache:
             self._con = con
         return self._con
 
-    def digest(self, path: Path, algo: str = "sha256") -> str:
-        """The `algo` digest of `path`'s bytes; FileNotFoundError if it does not exist."""
-        st = os.stat(path)
+    def digest(self, path: Path | str, algo: str = "sha256", st: os.stat_result | None = None) -> str:
+        """The `algo` digest of `path`'s bytes; FileNotFoundError if it does not exist. `st`: its
+        stat, when the caller has just taken it."""
+        if st is None:
+            st = os.stat(path)
         hit = self._load().get(self._key(path, algo))
         if hit and hit[0] == stamp(st):
             return hit[1]

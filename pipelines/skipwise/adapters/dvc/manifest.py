@@ -315,18 +315,24 @@ class FileVersion:
 
 
 def file_version(
-    root: Path, tracked: TrackedDir, relpath: str, statcache: StatCache, remote: bool = False
+    root: Path,
+    tracked: TrackedDir,
+    relpath: str,
+    statcache: StatCache,
+    remote: bool = False,
+    st: os.stat_result | None = None,
 ) -> FileVersion:
     """Version of one file of a tracked dir: DVC's md5, unless the workspace content differs.
 
     With `remote` (the source's bytes are on a DVC remote), a file missing from the workspace is
     versioned by DVC's record alone: no request is made, the remote is read only if it runs.
+    `st`: the file's stat, when the caller has just taken it (not of a link).
     """
     shown = os.path.join(tracked.path, relpath) if relpath else tracked.path
     path = os.path.join(root, shown)
     recorded = tracked.files.get(relpath)
     try:
-        actual = statcache.digest(path, "md5")
+        actual = statcache.digest(path, "md5", st=st)
     except FileNotFoundError:
         if recorded is None:
             return FileVersion("absent")
@@ -336,17 +342,15 @@ def file_version(
             f"{shown} is recorded by DVC ({tracked.source}) but missing from the workspace",
             hint=f"run `dvc checkout {tracked.path}` (or `dvc pull {tracked.path}` if the cache is empty)",
         ) from None
-    path = Path(path)
+    if actual == recorded:
+        return FileVersion(f"md5:{recorded}")
+    where = Path(path).relative_to(root)
     if recorded is None:
         if tracked.missing_manifest:  # DVC has a record we cannot read: one warning for the directory
             return FileVersion(f"md5:{actual}", tracked.missing_warning)
-        return FileVersion(
-            f"md5:{actual}", f"{path.relative_to(root)} is not committed to DVC: run `dvc add {tracked.path}`"
-        )
-    if actual != recorded:
-        return FileVersion(
-            f"md5:{actual}",
-            f"{path.relative_to(root)} differs from what DVC recorded ({tracked.source}): using its real content; "
-            f"run `dvc add {tracked.path}` (or `dvc commit`) to version it",
-        )
-    return FileVersion(f"md5:{recorded}")
+        return FileVersion(f"md5:{actual}", f"{where} is not committed to DVC: run `dvc add {tracked.path}`")
+    return FileVersion(
+        f"md5:{actual}",
+        f"{where} differs from what DVC recorded ({tracked.source}): using its real content; "
+        f"run `dvc add {tracked.path}` (or `dvc commit`) to version it",
+    )
