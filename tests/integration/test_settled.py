@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +118,131 @@ def test_bytes_changed_in_place_with_size_and_mtime_kept_are_seen(synthetic):
     os.utime(output, ns=(st.st_atime_ns, st.st_mtime_ns))  # the change time cannot be set back
     out = plan(synthetic, "days")
     assert [k for k, (a, _) in out.items() if a != SKIP] == [_key(folder)]
+
+
+# -- a change narrowed to the partitions it reaches ---------------------------------------------------
+
+LATER = '''
+
+@sw.asset(partitions_def=DAILY, group_name="synthetic",
+          ins={"days": dg.AssetIn(partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-2))})
+def later(days: pl.DataFrame) -> pl.DataFrame:
+    """Each day reads the 3 days of `days` ending with it."""
+    return days
+'''
+
+
+@pytest.fixture
+def layered(tmp_path, monkeypatch) -> Project:
+    """The synthetic project with `later`, a daily asset over `days` (a 3-day window)."""
+    from bench import planning
+
+    root = planning.write_synthetic_project(tmp_path, N)
+    defs = root / planning.SYNTH_PACKAGE / "definitions.py"
+    text = defs.read_text().replace(
+        "\ndefs = dg.Definitions(assets=[raw_days, raw_hours, days, hours]",
+        LATER + "\ndefs = dg.Definitions(assets=[raw_days, raw_hours, days, hours, later]",
+    )
+    defs.write_text(text)
+    monkeypatch.syspath_prepend(str(root))
+    for name in [m for m in sys.modules if m.split(".")[0] == planning.SYNTH_PACKAGE]:
+        monkeypatch.delitem(sys.modules, name)  # imported by another test, from its own folder
+    project = load_project(root)
+    planning._write_data(root, project)
+    return project
+
+
+def decisions(project: Project, names: list[str], *, full: bool = False, fast: bool = False) -> tuple[list[tuple], int]:
+    """A fresh Project's plan of `names` as (asset, key, action, reason, fingerprint), and how many
+    partitions it decided one by one; `full`: without the records (every partition decided);
+    `fast`: fails if it versions any raw input (nothing moved since the record)."""
+    if full:
+        for name in names:
+            for path in (record(project, name), record(project, name).with_suffix(".inputs.json")):
+                path.unlink(missing_ok=True)
+    p = Project(project.root, project.graph, definitions=project.definitions)
+    calls = []
+    decide = p.decide
+
+    def counted(asset, key, pending=None):
+        calls.append((asset.name, key))
+        return decide(asset, key, pending)
+
+    p.decide = counted  # type: ignore[method-assign]
+    if fast:
+        p.raw_version = lambda *a: pytest.fail("versioned a raw input")  # type: ignore[method-assign]
+    out = [(d.asset, d.partition, d.action, d.reason, d.fingerprint) for d in p.plan(names)]
+    return out, len(calls)
+
+
+def _rewrite_raw(project: Project, folder: str, index: int, dvc_add: bool) -> str:
+    """Change the bytes of the `index`-th raw file of `folder` (and DVC's record of the folder too,
+    as `dvc add` would, with `dvc_add`); its name."""
+    from bench import planning
+
+    raw = project.root / "data" / "raw" / folder
+    path = sorted(raw.iterdir())[index]
+    path.write_bytes(path.read_bytes() + b"changed\n")
+    if dvc_add:
+        planning._write_dvc_records(project.root, f"data/raw/{folder}", {p.name: p.read_bytes() for p in raw.iterdir()})
+    return path.name
+
+
+@pytest.mark.parametrize("dvc_add", [False, True])
+def test_a_changed_raw_file_is_planned_for_exactly_its_readers(synthetic, dvc_add):
+    assert decisions(synthetic, ["hours"])[1] == N  # the first plan: every partition
+    assert decisions(synthetic, ["hours"])[1] == 0  # nothing moved: the record answers
+    _rewrite_raw(synthetic, "hours", 3, dvc_add)
+    narrowed, decided = decisions(synthetic, ["hours"])
+    assert decided == min(24, N - 3)  # the hours whose 24-hour window holds it
+    assert sorted(x[1] for x in narrowed if x[2] == RUN) == sorted(
+        synthetic.graph.asset("hours").partitions.keys()[3:27]
+    )
+    assert narrowed == decisions(synthetic, ["hours"], full=True)[0]
+
+
+def test_a_narrowed_plan_that_finds_everything_up_to_date_is_remembered(synthetic):
+    decisions(synthetic, ["days"])
+    raw = sorted((synthetic.root / "data" / "raw" / "days").iterdir())[5]
+    data = raw.read_bytes()
+    raw.write_bytes(data + b"x")
+    assert [x[1] for x in decisions(synthetic, ["days"])[0] if x[2] == RUN] == [
+        synthetic.graph.asset("days").partitions.keys()[5]
+    ]
+    raw.write_bytes(data)  # back as it was: new times, the same bytes, so no partition is reached
+    again, decided = decisions(synthetic, ["days"])
+    assert decided == 0 and {x[2] for x in again} == {SKIP}
+    assert decisions(synthetic, ["days"], fast=True) == (again, 0)  # the record was brought up to date
+
+
+def test_a_changed_upstream_partition_is_planned_for_its_readers(layered):
+    decisions(layered, ["days", "later"])
+    days = layered.graph.asset("days")
+    key = days.partitions.keys()[10]
+    manifest = layered.store.partition_dir(days.layer, days.name, key) / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["output_hash"] = "f" * 64  # as if recomputed with other bytes (made consistent again below)
+    manifest.write_text(json.dumps(data))
+    narrowed, decided = decisions(layered, ["later"])
+    assert decided == 3
+    assert narrowed == decisions(layered, ["later"], full=True)[0]
+
+
+def test_an_upstream_partition_planned_to_run_reaches_its_readers(layered):
+    decisions(layered, ["days", "later"])
+    name = _rewrite_raw(layered, "days", 7, dvc_add=True)
+    narrowed, decided = decisions(layered, ["days", "later"])
+    assert decided == 1 + 3  # days[7], then the 3 days of later that read it
+    ran = [(a, k, why) for a, k, act, why, _ in narrowed if act == RUN]
+    assert [a for a, _, _ in ran] == ["days", "later", "later", "later"], name
+    assert narrowed == decisions(layered, ["days", "later"], full=True)[0]
+
+
+def test_an_upstream_partition_added_costs_a_full_plan(layered):
+    decisions(layered, ["days", "later"])
+    days = layered.graph.asset("days")
+    folder = layered.store.partition_dir(days.layer, days.name, days.partitions.keys()[0])
+    shutil.rmtree(folder)
+    narrowed, decided = decisions(layered, ["later"])
+    assert decided == N
+    assert narrowed == decisions(layered, ["later"], full=True)[0]

@@ -403,14 +403,23 @@ class Project:
                     continue
                 wanted = keys_in_range(asset.partitions, partition) if partition is not None else keys
                 asset_keys = self.keys_for(asset, wanted if asset.partitions is not None else None)
-                # Every key of an asset none of whose inputs runs first: its last full plan may still hold.
-                whole = partition is None and keys is None
-                inputs = {d.name for d in asset.deps}
-                if whole and not any(n in inputs for n, _ in pending):
-                    settled = self.settled.check(asset, asset_keys)
-                    if settled is not None:
-                        out.extend(settled)
-                        continue
+                # Every key of the asset: its last full plan may still hold, for all partitions but
+                # those a change since then (or an input planned to run first) may reach.
+                whole = (partition is None and keys is None) or (
+                    asset.partitions is not None and asset_keys == self.keys_for(asset, None)
+                )
+                remembered = self.settled.check(asset, asset_keys, pending) if whole else None
+                if remembered is not None:
+                    warned = len(self.warnings)
+                    decided = remembered.decisions
+                    for i in remembered.suspects:
+                        decided[i] = d = self.decide(asset, asset_keys[i], pending)
+                        if d.action in CHANGES:
+                            pending.add((asset.name, d.partition))
+                    out.extend(decided)
+                    if remembered.moved and len(self.warnings) == warned:
+                        self.settled.update(asset, asset_keys, decided, remembered)
+                    continue
                 warned = len(self.warnings)
                 decided = []
                 for key in asset_keys:

@@ -14,16 +14,30 @@ change time (the change time cannot be set back from user space): any difference
 file, a new file in a raw folder, an object-store source or store, an unversioned plain input,
 sends the asset through the full plan, which writes a new record if it is again up to date.
 
+When the token is the same but files moved, the change is narrowed instead of planning every
+partition again: beside the record, `<asset>.inputs.json` keeps each file's stats, the version of
+every input partition the asset's partitions read and which partitions read it. A partition is
+decided afresh when its own manifest or output moved, when an upstream manifest it reads moved,
+when one of its raw inputs has a new version now (every raw input the record holds is versioned
+again, through the stat cache, when its source's folder or DVC record moved), or when an input it
+reads is planned to run first; every other partition keeps its remembered decision. Anything the
+narrowing cannot place (another file of the record moved, an upstream partition added or removed,
+a planned input no partition read) is a full plan.
+
 The record is derived state: deleting it costs one full plan, never a wrong answer.
 """
 
 from __future__ import annotations
 
+import base64
 import gc
 import hashlib
 import json
 import os
+import uuid
 from array import array
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +53,75 @@ from skipwise.store.partitions import MANIFEST
 
 
 #: bump when what a record holds, or what its token covers, changes
-FORMAT = 3
+FORMAT = 4
 _MISSING = (-1, -1, -1, -1)
+
+
+class Reads:
+    """One input's partitions as an asset's partitions read them: each upstream key, the version
+    it had, and the indices of the partitions that read it (kept as flat int arrays: an hourly
+    asset over years reads millions of (key, partition) pairs)."""
+
+    def __init__(self, keys: list[str], versions: list[Any], starts: "array[int]", readers: "array[int]") -> None:
+        self.keys, self.versions, self.starts, self.readers = keys, versions, starts, readers
+        self._index: dict[str, int] | None = None
+
+    @classmethod
+    def of(cls, read: dict[str, tuple[Any, list[int]]]) -> "Reads":
+        """From {upstream key: (version, [partition index, ...])}."""
+        keys = list(read)
+        starts, readers = array("i", [0]), array("i")
+        for key in keys:
+            readers.extend(read[key][1])
+            starts.append(len(readers))
+        return cls(keys, [read[k][0] for k in keys], starts, readers)
+
+    @classmethod
+    def load(cls, data: Any) -> "Reads":
+        """From `dump`'s form; ValueError/TypeError/KeyError when damaged."""
+        keys, versions = data["keys"], data["versions"]
+        starts = array("i", base64.b64decode(data["starts"]))
+        readers = array("i", base64.b64decode(data["readers"]))
+        if not (
+            isinstance(keys, list) and isinstance(versions, list) and len(keys) == len(versions) == len(starts) - 1
+        ):
+            raise ValueError("inconsistent reads")
+        if starts and (starts[0] != 0 or starts[-1] != len(readers)):
+            raise ValueError("inconsistent reads")
+        return cls(keys, versions, starts, readers)
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "keys": self.keys,
+            "versions": self.versions,
+            "starts": base64.b64encode(self.starts.tobytes()).decode("ascii"),
+            "readers": base64.b64encode(self.readers.tobytes()).decode("ascii"),
+        }
+
+    def index(self, key: str) -> int | None:
+        if self._index is None:
+            self._index = {k: i for i, k in enumerate(self.keys)}
+        return self._index.get(key)
+
+    def readers_of(self, key: str) -> "array[int] | None":
+        """The partitions that read `key`; None when none did."""
+        i = self.index(key)
+        return None if i is None else self.readers[self.starts[i] : self.starts[i + 1]]
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """A record's answer for every key: `decisions` in key order, of which those at `suspects`
+    (indices) are only placeholders, to be decided afresh; `record` and `inputs` are what the
+    answer came from (for `Settled.update`)."""
+
+    decisions: list[Decision]
+    suspects: list[int]
+    moved: bool  # a file the record depends on moved (the record is then brought up to date)
+    record: dict[str, Any]
+    inputs: dict[str, Reads] | None
+    stats: "array[int]"
+    sources: dict[str, Any]
 
 
 class Settled:
@@ -53,39 +134,119 @@ class Settled:
 
     # -- answering ----------------------------------------------------------------------------------
 
-    def check(self, asset: Asset, keys: list[str]) -> list[Decision] | None:
-        """SKIP for each of `keys` when nothing `asset`'s last full plan depended on changed, else None."""
+    def check(self, asset: Asset, keys: list[str], pending: Collection[tuple[str, str]] = ()) -> Remembered | None:
+        """What `asset`'s last full plan remembered for each of `keys`, with the partitions a change
+        since then may reach marked as suspects (none when nothing moved); None: plan every partition.
+        `pending`: upstream partitions planned to run first (their readers are suspects)."""
         if not self._applies(asset):
             return None
-        try:
-            record = json.loads(self._path(asset).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        if not isinstance(record, dict) or record.get("format") != FORMAT or record.get("keys") != keys:
+        record = self._read(self._path(asset))
+        if record is None or record.get("format") != FORMAT or record.get("keys") != keys:
             return None
         deps = [str(d) for d in record.get("observed_deps", [])]
         if record.get("token") != self._token(asset, deps):
             return None
-        files = record.get("files")
-        if not isinstance(files, list) or record.get("stats") != self._stats(files):
-            return None
-        if record.get("sources") != self._sources(asset):
-            return None
         fingerprints = record.get("fingerprints")
         reasons = record.get("reasons")
-        if not isinstance(fingerprints, list) or not isinstance(reasons, list) or len(fingerprints) != len(keys):
+        files = record.get("files")
+        if (
+            not isinstance(fingerprints, list)
+            or not isinstance(reasons, list)
+            or not isinstance(files, list)
+            or len(fingerprints) != len(keys)
+        ):
             return None
         if len(reasons) < len(keys):
             reasons = reasons + reasons[-1:] * (len(keys) - len(reasons))
+        stats = lstat_all(self._absolute(files))
+        sources = self._sources(asset)
+        inputs = {d.name for d in asset.deps}
+        waiting = [(n, k) for n, k in pending if n in inputs]
+        moved = record.get("stats") != _digest(stats) or record.get("sources") != sources
+        suspects: list[int] = []
+        reads = None
+        if moved or waiting:
+            details = self._read(self._inputs_path(asset))
+            if details is None or details.get("id") != record.get("id"):
+                return None
+            try:
+                before = array("q", base64.b64decode(details["stats"]))
+                extra_keys: list[Any] = details["extra_keys"]
+                reads = {name: Reads.load(data) for name, data in details["inputs"].items()}
+            except (KeyError, TypeError, ValueError, AttributeError):
+                return None
+            found = self._suspects(asset, keys, record, reads, before, extra_keys, stats, sources, waiting)
+            if found is None:
+                return None
+            suspects = found
         name = asset.name
         # Many small objects at once: the collector's passes over them would find nothing to free.
         paused = gc.isenabled()
         gc.disable()
         try:
-            return [Decision(name, key, SKIP, why, fp) for key, why, fp in zip(keys, reasons, fingerprints)]
+            decisions = [Decision(name, key, SKIP, why, fp) for key, why, fp in zip(keys, reasons, fingerprints)]
         finally:
             if paused:
                 gc.enable()
+        return Remembered(decisions, suspects, moved, record, reads, stats, sources)
+
+    def _suspects(
+        self,
+        asset: Asset,
+        keys: list[str],
+        record: dict[str, Any],
+        reads: dict[str, Reads],
+        before: "array[int]",
+        extra_keys: list[Any],
+        stats: "array[int]",
+        sources: dict[str, Any],
+        waiting: list[tuple[str, str]],
+    ) -> list[int] | None:
+        """The indices of the partitions a change since `record` may reach; None when a change
+        cannot be placed."""
+        remembered = record.get("sources")
+        own = 2 * len(keys)
+        if not isinstance(remembered, dict) or len(before) != len(stats) or len(extra_keys) != len(stats) // 4 - own:
+            return None
+        found: set[int] = set()
+        now, then = iter(stats), iter(before)
+        for i, (a, b) in enumerate(zip(zip(now, now, now, now), zip(then, then, then, then))):
+            if a == b:
+                continue
+            if i < own:
+                found.add(i // 2)  # its manifest or its output
+                continue
+            extra = extra_keys[i - own]
+            if not isinstance(extra, list) or len(extra) != 2 or extra[0] not in reads:
+                return None  # a config file, or an upstream partition added or removed
+            found.update(reads[extra[0]].readers_of(str(extra[1])) or ())
+        for name, key in waiting:
+            read = reads[name].readers_of(key) if name in reads else None
+            if read is None:
+                return None  # a new partition upstream: who reads it is not recorded
+            found.update(read)
+        for dep in asset.deps:
+            up = self.project.graph.node(dep.name)
+            if not isinstance(up, Source) or remembered.get(up.name) == sources.get(up.name):
+                continue
+            if up.name not in reads:
+                return None
+            # Its folder or its DVC record moved: every raw input read is versioned again.
+            r = reads[up.name]
+            for i, (key, version) in enumerate(zip(r.keys, r.versions)):
+                if self.project.raw_version(up, key) != version:
+                    found.update(r.readers[r.starts[i] : r.starts[i + 1]])
+        if any(not 0 <= i < len(keys) for i in found):
+            return None
+        return sorted(found)
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, Any] | None:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
 
     # -- remembering --------------------------------------------------------------------------------
 
@@ -93,24 +254,68 @@ class Settled:
         """Record that `decisions` (one per key of `keys`, all SKIP) are what a full plan found."""
         if not self._applies(asset) or len(decisions) != len(keys) or any(d.action != SKIP for d in decisions):
             return
+        manifests = [self.project.manifest(asset, key) for key in keys]
+        if any(m is None for m in manifests):
+            return
+        self._write(asset, keys, decisions, {i: m for i, m in enumerate(manifests)}, None)
+
+    def update(self, asset: Asset, keys: list[str], decisions: list[Decision], found: Remembered) -> None:
+        """After a narrowed plan found every suspect up to date again: the record with the suspects'
+        new manifests, reading no other partition's."""
+        if not self._applies(asset) or any(d.action != SKIP for d in decisions) or found.inputs is None:
+            return
+        manifests = {i: self.project.manifest(asset, keys[i]) for i in found.suspects}
+        if any(m is None for m in manifests.values()):
+            return
+        self._write(asset, keys, decisions, manifests, found)
+
+    def _write(
+        self,
+        asset: Asset,
+        keys: list[str],
+        decisions: list[Decision],
+        manifests: dict[int, Any],
+        before: Remembered | None,
+    ) -> None:
+        """Write the record and its inputs file from `manifests` (by key index; with `before`,
+        only the partitions that changed, the rest coming from `before`)."""
         store = self.project.store
-        files: list[str] = []
-        deps: set[str] = set()
-        for key in keys:
-            m = self.project.manifest(asset, key)
+        outputs: list[str] = []
+        deps: set[str] = set(before.record.get("observed_deps", [])) if before is not None else set()
+        old_files: list[str] = before.record["files"] if before is not None else []
+        fresh: dict[str, dict[str, tuple[Any, list[int]]]] = {d.name: {} for d in asset.deps}
+        reads = before.inputs if before is not None and before.inputs is not None else {}
+        for i, key in enumerate(keys):
+            m = manifests.get(i)
             if m is None:
-                return
+                outputs.append(os.path.basename(old_files[2 * i + 1]))
+                continue
             deps |= set(m.observed)
+            outputs.append(os.path.basename(m.output))
+            for dep, read in m.inputs.items():
+                for k, v in read.items():
+                    if before is None:
+                        fresh.setdefault(dep, {}).setdefault(k, (v, []))[1].append(i)
+                        continue
+                    at = reads[dep].index(k) if dep in reads else None
+                    if at is None:
+                        return  # the suspect reads a partition no one read before: the next full plan records it
+                    reads[dep].versions[at] = v
+        if before is None:
+            reads = {dep: Reads.of(read) for dep, read in fresh.items()}
+        files: list[str] = []
+        for key, output in zip(keys, outputs):
             folder = os.path.join("data", asset.layer, asset.name, key_folder(key))
-            files += [os.path.join(folder, MANIFEST), os.path.join(folder, os.path.basename(m.output))]
+            files += [os.path.join(folder, MANIFEST), os.path.join(folder, output)]
+        extra_keys: list[Any] = []
         for dep in asset.deps:
             up = self.project.graph.node(dep.name)
             if isinstance(up, Asset):
-                files += [
-                    os.path.join("data", up.layer, up.name, key_folder(k), MANIFEST)
-                    for k in sorted(store.materialized_keys(up.layer, up.name))
-                ]
+                for k in sorted(store.materialized_keys(up.layer, up.name)):
+                    files.append(os.path.join("data", up.layer, up.name, key_folder(k), MANIFEST))
+                    extra_keys.append([up.name, k])
                 files.append(os.path.join("data", up.layer, up.name))  # a partition added or removed
+                extra_keys.append(None)
         # verify's suspects, the locations config, DVC's config (which remote a source reads when the
         # workspace lacks its file)
         files += [
@@ -119,10 +324,21 @@ class Settled:
             os.path.join(".dvc", "config"),
             os.path.join(".dvc", "config.local"),
         ]
+        extra_keys += [None] * 4
         observed = sorted(deps)
         reasons = sorted({d.reason for d in decisions})
+        stats = lstat_all(self._absolute(files))
+        if before is not None and len(old_files) == len(files):
+            # A file the narrowed plan did not decide on again keeps the stats its decision was
+            # made with (taken before deciding): a change since then is seen by the next plan.
+            for j, (new, old) in enumerate(zip(files, old_files)):
+                if new == old:
+                    stats[4 * j : 4 * j + 4] = before.stats[4 * j : 4 * j + 4]
+        sources = before.sources if before is not None else self._sources(asset)
+        ident = str(uuid.uuid4())
         record = {
             "format": FORMAT,
+            "id": ident,
             "asset": asset.name,
             "keys": keys,
             "fingerprints": [d.fingerprint for d in decisions],
@@ -130,12 +346,20 @@ class Settled:
             "observed_deps": observed,
             "token": self._token(asset, observed),
             "files": files,
-            "stats": self._stats(files),
-            "sources": self._sources(asset),
+            "stats": _digest(stats),
+            "sources": sources,
+        }
+        details = {
+            "id": ident,
+            "stats": base64.b64encode(stats.tobytes()).decode("ascii"),
+            "extra_keys": extra_keys,
+            "inputs": {dep: r.dump() for dep, r in reads.items()},
         }
         path = self._path(asset)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            # The inputs file first: a record is only used with the inputs file of its own id.
+            atomic_write(self._inputs_path(asset), json.dumps(details, separators=(",", ":")).encode())
             atomic_write(path, json.dumps(record, separators=(",", ":")).encode())
         except OSError:
             pass  # a cache: without it the next plan is a full one
@@ -157,6 +381,13 @@ class Settled:
     def _path(self, asset: Asset) -> Path:
         return self.folder / asset.layer / f"{asset.name}.json"
 
+    def _inputs_path(self, asset: Asset) -> Path:
+        return self.folder / asset.layer / f"{asset.name}.inputs.json"
+
+    def _absolute(self, files: list[str]) -> list[str]:
+        root = str(self.root) + os.sep
+        return [root + str(rel) for rel in files]
+
     def _token(self, asset: Asset, observed_deps: list[str]) -> str:
         p = self.project
         inputs = [repr(p.graph.node(d.name)) for d in asset.deps]
@@ -171,11 +402,6 @@ class Settled:
                 "observed": p.observations.now(observed_deps),
             }
         )
-
-    def _stats(self, files: list[str]) -> str:
-        """A digest of each file's (inode, size, mtime, ctime); a missing one counts as such."""
-        root = str(self.root) + os.sep
-        return hashlib.sha256(lstat_all([root + rel for rel in files]).tobytes()).hexdigest()
 
     def _sources(self, asset: Asset) -> dict[str, Any]:
         """For each raw input: a digest of every file under its folder (names and stats) and of its DVC record."""
@@ -197,6 +423,11 @@ class Settled:
             _walk(str(folder), h)
             out[up.name] = h.hexdigest()
         return out
+
+
+def _digest(stats: "array[int]") -> str:
+    """A digest of (inode, size, mtime, ctime) of each file a record depends on."""
+    return hashlib.sha256(stats.tobytes()).hexdigest()
 
 
 def _walk(folder: str, h: Any) -> None:
