@@ -63,6 +63,11 @@ class Accounts:
             self.config.default_partition_usd_estimate,
         )
 
+    def budgeted(self, asset: str) -> bool:
+        """Whether a budget in skipwise.toml applies to running partitions of `asset`."""
+        b = self.config.budgets
+        return b.per_run_usd is not None or b.per_day_usd is not None or asset in b.assets
+
     def check_budgets(self, to_run: Mapping[str, int], tags: Mapping[str, str], run_id: str = "") -> None:
         """Stop before any work if running `to_run` (asset -> partitions) breaks a budget in skipwise.toml.
 

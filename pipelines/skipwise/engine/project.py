@@ -463,9 +463,11 @@ class Project:
         tags = {**asset.tags, **(tags or {})}
         with pm.phase("plan"):
             keys = self.keys_for(asset, keys)
-            to_run = [k for k in keys if self.decide(asset, k).action == RUN]
-            self.accounts.check_budgets({asset.name: len(to_run)}, tags, run_id)
-            self.locality.check_egress([(asset.name, k) for k in to_run], tags)
+            if self.accounts.budgeted(asset.name) or self.locality.egress_limited():
+                # What will run, before any of it does: only a budget needs it (each key is decided again below).
+                to_run = [k for k in keys if self.decide(asset, k).action == RUN]
+                self.accounts.check_budgets({asset.name: len(to_run)}, tags, run_id)
+                self.locality.check_egress([(asset.name, k) for k in to_run], tags)
         fn = None
         hits: list[Outcome] = []
         with self.ledger.journal(run_id) as journal:

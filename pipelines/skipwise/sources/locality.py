@@ -350,6 +350,11 @@ class Locality:
             tuple(where),
         )
 
+    def egress_limited(self) -> bool:
+        """Whether skipwise.toml limits what a run may fetch (`check_egress` then needs the partitions to run)."""
+        b = self.config.budgets
+        return b.per_run_egress_bytes is not None or b.per_run_egress_usd is not None
+
     def check_egress(self, runs: list[tuple[str, str]], tags: Mapping[str, str]) -> Movement | None:
         """Stop before anything is read when the inputs `runs` would fetch break an egress budget
         (``[budgets] per_run_egress_bytes`` / ``per_run_egress_usd``); BudgetExceeded names it and the override."""
