@@ -152,6 +152,8 @@ class SynthPlan:
     bytes_read: int
     hashed_bytes: int
     full_plan: Cell  # the same plan without the remembered record (engine/settled.py): every partition decided
+    changed_plan: Cell  # after one raw file changed and DVC's record of it updated (as `dvc add` does)
+    changed_runs: int  # partitions that plan said run (those whose inputs hold the changed file)
 
     @property
     def ms_per_partition(self) -> float:
@@ -247,6 +249,31 @@ def _write_data(root: Path, project) -> None:
             )
 
 
+def _changed_plan(root: Path, source, plan, repeats: int) -> tuple[Cell, int]:
+    """Plans after one raw file of `source` (in the middle) changed and DVC's record of the folder was
+    rewritten as `dvc add` would; the file and the record are put back afterwards, and one more plan
+    brings the remembered record up to date again."""
+    from skipwise.core.plan import RUN
+
+    folder = root / source.path
+    names = sorted(p.name for p in folder.iterdir())
+    path = folder / names[len(names) // 2]
+    original = path.read_bytes()
+    cell, runs = Cell(), 0
+    try:
+        path.write_bytes(original + b"changed\n")
+        _write_dvc_records(root, source.path, {n: (folder / n).read_bytes() for n in names})
+        for _ in range(repeats):
+            seconds, _, decisions = plan()
+            cell.add(seconds)
+            runs = sum(d.action == RUN for d in decisions)
+    finally:
+        path.write_bytes(original)
+        _write_dvc_records(root, source.path, {n: (folder / n).read_bytes() for n in names})
+        plan()
+    return cell, runs
+
+
 def synthetic_plan(base: Path, n: int, repeats: int) -> SynthResult:
     """Time `Project.plan()` (fresh Project, warm caches) over n up-to-date partitions of the daily
     asset (one raw file each) and of the hourly asset (24 raw files each), one asset per plan."""
@@ -285,6 +312,7 @@ def synthetic_plan(base: Path, n: int, repeats: int) -> SynthResult:
             cell.add(seconds)
             ok = ok and len(decisions) == keys and all(d.action == SKIP for d in decisions)
             read, hashed = max(read, p.io.snapshot().bytes_read), max(hashed, p.statcache.hashed_bytes)
+        changed, runs = _changed_plan(root, graph.node(asset.deps[0].name), lambda: one_plan(name), repeats)
         width = sum(len(v) for v in project.current(asset, asset.partitions.keys()[-1]).inputs.values())
-        results[name] = SynthPlan(name, keys, width, cold, cell, ok, read, hashed, full)
+        results[name] = SynthPlan(name, keys, width, cold, cell, ok, read, hashed, full, changed, runs)
     return SynthResult(setup, results["days"], results["hours"])

@@ -738,7 +738,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"`Project.plan()` in-process, {s.partitions} partitions of {what}, warm",
                         s.plan,
                         f"{s.ms_per_partition:.3f} ({s.ms_per_partition_min:.3f}) ms/partition from the remembered plan; "
-                        f"every partition decided: {s.full_plan.median:.2f} s; all skipped: "
+                        f"every partition decided: {s.full_plan.median:.2f} s; one raw file changed (and `dvc add`): "
+                        f"{s.changed_plan.median:.2f} s (min {s.changed_plan.min:.2f}), {s.changed_runs} to run, "
+                        f"{s.changed_plan.median / s.full_plan.median:.2f}x the full plan; all skipped: "
                         f"{s.all_skipped}; {s.bytes_read} B read, {s.hashed_bytes} B hashed; first plan (fills the "
                         f"stat cache): {s.cold_plan_seconds:.2f} s",
                     )
