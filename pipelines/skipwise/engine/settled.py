@@ -158,7 +158,10 @@ class Settled:
             return None
         if len(reasons) < len(keys):
             reasons = reasons + reasons[-1:] * (len(keys) - len(reasons))
-        stats = lstat_all(self._absolute(files))
+        try:
+            stats = lstat_all(self._absolute(files))
+        except TypeError:  # a damaged record: a path that is not a string
+            return None
         sources = self._sources(asset)
         inputs = {d.name for d in asset.deps}
         waiting = [(n, k) for n, k in pending if n in inputs]
@@ -386,7 +389,7 @@ class Settled:
 
     def _absolute(self, files: list[str]) -> list[str]:
         root = str(self.root) + os.sep
-        return [root + str(rel) for rel in files]
+        return [root + rel for rel in files]
 
     def _token(self, asset: Asset, observed_deps: list[str]) -> str:
         p = self.project
