@@ -1,13 +1,17 @@
 """`lstat_all`, the stat pass of a remembered plan: the same answer as `os.lstat` of each path,
-whatever the paths (absolute or relative, under links, missing, interleaved folders)."""
+whatever the paths (absolute or relative, under links, missing, interleaved folders), and whether
+the list is shared with forked children or not, a child failing included."""
 
 from __future__ import annotations
 
 import os
+import threading
 from array import array
 from pathlib import Path
 
-from skipwise.engine.settled import _MISSING, lstat_all
+from skipwise.store import stats
+from skipwise.store.stats import MISSING as _MISSING
+from skipwise.store.stats import lstat_all
 
 
 def _lstat(path: str) -> tuple[int, ...]:
@@ -18,7 +22,7 @@ def _lstat(path: str) -> tuple[int, ...]:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def test_lstat_all_says_what_lstat_says(tmp_path: Path, monkeypatch) -> None:
+def _project(tmp_path: Path) -> tuple[Path, list[str]]:
     base = tmp_path / "project"
     for rel in ("data/f/a/k1/manifest.json", "data/f/a/k1/out.parquet", "data/f/a/k2/manifest.json", "top.toml"):
         (base / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -39,9 +43,65 @@ def test_lstat_all_says_what_lstat_says(tmp_path: Path, monkeypatch) -> None:
         "data/f/a/k1/manifest.json",  # again, after other folders
         "../outside.txt",
     ]
+    return base, rels
+
+
+def test_lstat_all_says_what_lstat_says(tmp_path: Path, monkeypatch) -> None:
+    base, rels = _project(tmp_path)
     expected = array("q", [v for rel in rels for v in _lstat(os.path.join(base, rel))])
     absolute = [os.path.join(base, rel) for rel in rels]
     assert lstat_all(absolute) == expected
     assert expected[3 * 4 : 4 * 4].tolist() == list(_MISSING) and expected[4 * 4] != -1
     monkeypatch.chdir(base)
     assert lstat_all(rels) == expected  # relative to the working folder
+
+
+def _shared(monkeypatch, processes: int) -> None:
+    """Share even a short list between `processes` processes, whatever this machine's CPU count."""
+    monkeypatch.setattr(stats, "PARALLEL_FROM", 2)
+    monkeypatch.setattr(stats.os, "sched_getaffinity", lambda pid: set(range(processes)))
+
+
+def test_a_list_shared_with_children_gives_the_same_answer(tmp_path: Path, monkeypatch) -> None:
+    base, rels = _project(tmp_path)
+    paths = [os.path.join(base, rel) for rel in rels] * 7  # 77 paths: uneven shares
+    expected = array("q", [v for p in paths for v in _lstat(p)])
+    assert stats._processes(len(paths)) == 1  # short lists stay in this process
+    for n in (2, 3, 4):
+        _shared(monkeypatch, n)
+        assert stats._processes(len(paths)) == n
+        assert lstat_all(paths) == expected
+
+
+def test_a_failed_child_leaves_its_share_here(tmp_path: Path, monkeypatch) -> None:
+    base, rels = _project(tmp_path)
+    paths = [os.path.join(base, rel) for rel in rels] * 3
+    expected = array("q", [v for p in paths for v in _lstat(p)])
+    _shared(monkeypatch, 3)
+
+    def broken(chunk: list[str]) -> tuple[int, int] | None:  # a child that dies after a partial answer
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.write(write, b"\0" * 8)
+            os._exit(3)
+        os.close(write)
+        return pid, read
+
+    monkeypatch.setattr(stats, "_fork", broken)
+    assert lstat_all(paths) == expected
+    monkeypatch.setattr(stats, "_fork", lambda chunk: None)  # no child could start
+    assert lstat_all(paths) == expected
+
+
+def test_no_fork_beside_another_thread(monkeypatch) -> None:
+    _shared(monkeypatch, 4)
+    assert stats._processes(1000) == 4
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert stats._processes(1000) == 1  # a child could inherit a lock that thread holds
+    finally:
+        stop.set()
+        other.join()

@@ -51,11 +51,11 @@ from skipwise.core.version import __version__
 from skipwise.engine.narrowing import Reads, narrowed
 from skipwise.store.files import atomic_write
 from skipwise.store.partitions import MANIFEST
+from skipwise.store.stats import lstat_all
 
 
 #: bump when what a record holds, or what its token covers, changes
 FORMAT = 4
-_MISSING = (-1, -1, -1, -1)
 
 
 @dataclass(frozen=True)
@@ -347,19 +347,3 @@ def _walk(folder: str, h: Any) -> None:
         if e.is_dir(follow_symlinks=False):
             h.update(b"\0dir\0")
             _walk(e.path, h)
-
-
-def lstat_all(paths: list[str]) -> "array[int]":
-    """(inode, size, mtime, ctime) of each of `paths` in order, flat; a missing one as `_MISSING`.
-    (From several threads it is no faster: the kernel's path lookups are most of each call.)"""
-    values: list[int] = []
-    add = values.extend
-    stat = os.lstat
-    for path in paths:
-        try:
-            st = stat(path)
-        except OSError:
-            add(_MISSING)
-            continue
-        add((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
-    return array("q", values)
