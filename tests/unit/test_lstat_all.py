@@ -1,10 +1,12 @@
 """`lstat_all`, the stat pass of a remembered plan: the same answer as `os.lstat` of each path,
 whatever the paths (absolute or relative, under links, missing, interleaved folders), and whether
-the list is shared with forked children or not, a child failing included."""
+the list is shared with helper processes or not, a helper failing included."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from array import array
 from pathlib import Path
@@ -62,7 +64,7 @@ def _shared(monkeypatch, processes: int) -> None:
     monkeypatch.setattr(stats.os, "sched_getaffinity", lambda pid: set(range(processes)))
 
 
-def test_a_list_shared_with_children_gives_the_same_answer(tmp_path: Path, monkeypatch) -> None:
+def test_a_list_shared_with_helpers_gives_the_same_answer(tmp_path: Path, monkeypatch) -> None:
     base, rels = _project(tmp_path)
     paths = [os.path.join(base, rel) for rel in rels] * 7  # 77 paths: uneven shares
     expected = array("q", [v for p in paths for v in _lstat(p)])
@@ -73,35 +75,49 @@ def test_a_list_shared_with_children_gives_the_same_answer(tmp_path: Path, monke
         assert lstat_all(paths) == expected
 
 
-def test_a_failed_child_leaves_its_share_here(tmp_path: Path, monkeypatch) -> None:
+def test_a_failed_helper_leaves_its_share_here(tmp_path: Path, monkeypatch) -> None:
     base, rels = _project(tmp_path)
     paths = [os.path.join(base, rel) for rel in rels] * 3
     expected = array("q", [v for p in paths for v in _lstat(p)])
     _shared(monkeypatch, 3)
 
-    def broken(chunk: list[str]) -> tuple[int, int] | None:  # a child that dies after a partial answer
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.write(write, b"\0" * 8)
-            os._exit(3)
-        os.close(write)
-        return pid, read
+    def broken(chunk: list[str]) -> subprocess.Popen[bytes]:  # a helper that dies after a partial answer
+        code = "import sys; sys.stdin.buffer.read(); sys.stdout.buffer.write(bytes(8)); sys.exit(3)"
+        helper = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert helper.stdin is not None
+        helper.stdin.close()
+        return helper
 
-    monkeypatch.setattr(stats, "_fork", broken)
+    monkeypatch.setattr(stats, "_start", broken)
     assert lstat_all(paths) == expected
-    monkeypatch.setattr(stats, "_fork", lambda chunk: None)  # no child could start
+    monkeypatch.setattr(stats, "_start", lambda chunk: None)  # no helper could start
     assert lstat_all(paths) == expected
+    monkeypatch.setattr(stats.sys, "executable", "")  # no interpreter to start one with
+    assert stats._processes(10**6) == 1
 
 
-def test_no_fork_beside_another_thread(monkeypatch) -> None:
-    _shared(monkeypatch, 4)
-    assert stats._processes(1000) == 4
+def test_helpers_share_the_list_beside_other_threads(tmp_path: Path, monkeypatch) -> None:
+    """Helpers are started without fork: a thread of this process (Dagster runs some) changes nothing."""
+    base, rels = _project(tmp_path)
+    paths = [os.path.join(base, rel) for rel in rels] * 5
+    expected = array("q", [v for p in paths for v in _lstat(p)])
+    _shared(monkeypatch, 2)
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
     try:
-        assert stats._processes(1000) == 1  # a child could inherit a lock that thread holds
+        assert stats._processes(len(paths)) == 2
+        assert lstat_all(paths) == expected
     finally:
         stop.set()
         other.join()
+
+
+def test_stat_all_follows_links(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "file")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    paths = [str(tmp_path / n) for n in ("file", "link", "dangling")]
+    got = stats.stat_all(paths)
+    assert got[0:4] == got[4:8] and got[0] == os.stat(paths[0]).st_ino  # the link as its target
+    assert got[8:12].tolist() == list(_MISSING) and lstat_all(paths)[4:8] != got[4:8]
