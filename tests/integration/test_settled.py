@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from skipwise.core.partitions import key_folder
 from skipwise.core.plan import RUN, SKIP
 from skipwise.engine.loading import load_project
 from skipwise.engine.project import Project
@@ -246,3 +247,79 @@ def test_an_upstream_partition_added_costs_a_full_plan(layered):
     narrowed, decided = decisions(layered, ["later"])
     assert decided == N
     assert narrowed == decisions(layered, ["later"], full=True)[0]
+
+
+def test_a_raw_file_through_a_link_is_watched_through_it(synthetic):
+    """A raw file that is a link (DVC's symlink cache type makes every one of them so): an edit of
+    what it points at is seen, though the link itself did not move."""
+    source = synthetic.graph.node("raw_days")
+    key = source.partitions.keys()[4]
+    raw = synthetic.root / source.path / source.file_for(key)
+    target = synthetic.root / "kept" / raw.name
+    target.parent.mkdir()
+    shutil.move(raw, target)
+    raw.symlink_to(target)
+    first = plan(synthetic, "days")
+    assert {a for a, _ in first.values()} == {SKIP}  # the same bytes, now through a link
+    assert plan(synthetic, "days", full=False) == first
+    st = target.stat()
+    data = target.read_bytes()
+    target.write_bytes(bytes([data[0] ^ 1]) + data[1:])  # same size, mtime put back
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    out = plan(synthetic, "days")
+    assert [k for k, (a, _) in out.items() if a != SKIP] == [key]
+
+
+def test_what_links_in_a_raw_folder_point_at_counts_and_a_loop_ends(tmp_path):
+    import hashlib
+
+    from skipwise.engine.settled import _walk
+
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "part.csv").write_text("a,b\n1,2\n")
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "linked").symlink_to(tmp_path / "elsewhere")  # a folder reached through a link
+    (raw / "loop").symlink_to(raw)  # and a loop, walked no further
+
+    def digest() -> str:
+        h = hashlib.sha256()
+        _walk(str(raw), h)
+        return h.hexdigest()
+
+    before = digest()
+    assert digest() == before
+    (tmp_path / "elsewhere" / "part.csv").write_text("a,b\n1,3\n")  # same size, through the link only
+    assert digest() != before
+
+
+@pytest.mark.parametrize("change", ["raw file", "manifest", "output"])
+def test_a_change_while_a_full_plan_decides_is_seen_by_the_next_plan(synthetic, change):
+    """The record keeps the stats taken before the plan decided: a file that changes after its
+    partition was decided (here: the first partition's, while the last is decided) is not passed
+    off as what the decision saw."""
+    asset = synthetic.graph.asset("days")
+    source = synthetic.graph.node("raw_days")
+    keys = asset.partitions.keys()
+    folder = synthetic.root / "data" / asset.layer / "days" / key_folder(keys[0])
+    p = Project(synthetic.root, synthetic.graph, definitions=synthetic.definitions)
+    decide = p.decide
+
+    def deciding(a, key, pending):
+        d = decide(a, key, pending)
+        if key == keys[-1]:
+            if change == "raw file":
+                raw = synthetic.root / source.path / source.file_for(keys[0])
+                raw.write_bytes(raw.read_bytes() + b"late\n")
+            elif change == "manifest":
+                data = json.loads((folder / "manifest.json").read_text())
+                data["fingerprint"] = "0" * 64
+                (folder / "manifest.json").write_text(json.dumps(data))
+            else:
+                next(f for f in folder.iterdir() if f.name != "manifest.json").unlink()
+        return d
+
+    p.decide = deciding  # type: ignore[method-assign]
+    assert {d.action for d in p.plan(["days"])} == {SKIP}  # each decided before the change
+    out = plan(synthetic, "days")
+    assert [k for k, (a, _) in out.items() if a != SKIP] == [keys[0]]

@@ -421,6 +421,7 @@ class Project:
                         self.settled.update(asset, asset_keys, decided, remembered)
                     continue
                 warned = len(self.warnings)
+                taken = self.settled.taken(asset, asset_keys) if whole else None  # before deciding
                 decided = []
                 for key in asset_keys:
                     d = self.decide(asset, key, pending)
@@ -429,7 +430,7 @@ class Project:
                     decided.append(d)
                 out.extend(decided)
                 if whole and len(self.warnings) == warned:
-                    self.settled.remember(asset, asset_keys, decided)
+                    self.settled.remember(asset, asset_keys, decided, taken)
         finally:
             self._manifests = None
             self.observations.memo = None

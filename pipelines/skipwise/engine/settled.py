@@ -7,12 +7,15 @@ fingerprints, a token of everything else a decision depends on (the asset's and 
 declarations, the code version, the params, the library's scheme, what the partitions observably
 read, as they are now) and the paths of every file a decision read: the asset's manifests and
 outputs, its derived inputs' manifests, its raw inputs' folders (every file in them, recursively,
-with DVC's record of them: the `.dvc` file of what it tracks, `dvc.lock`), the suspects file,
-`skipwise.toml` and DVC's config. `Settled.check` answers SKIP for every key only when
-the token is the same and every one of those files has the same inode, size, modification and
-change time (the change time cannot be set back from user space): any difference, a missing
-file, a new file in a raw folder, an object-store source or store, an unversioned plain input,
-sends the asset through the full plan, which writes a new record if it is again up to date.
+and what their links point at, with DVC's record of them: the `.dvc` file of what it tracks,
+`dvc.lock`), the suspects file, `skipwise.toml` and DVC's config. Every stat is the one taken
+before the plan decided (an output, named by the manifest the plan read, must be the very file
+whose hash it checked), so a change while it decides shows next time. `Settled.check` answers
+SKIP for every key only when the token is the same and every one of those files has the same
+inode, size, modification and change time (the change time cannot be set back from user space):
+any difference, a missing file, a new file in a raw folder, an object-store source or store, an
+unversioned plain input, sends the asset through the full plan, which writes a new record if it is
+again up to date.
 
 When the token is the same but files moved, the change is narrowed instead of planning every
 partition again: beside the record, `<asset>.inputs.json` keeps each file's stats, the version of
@@ -51,11 +54,11 @@ from skipwise.core.version import __version__
 from skipwise.engine.narrowing import Reads, narrowed
 from skipwise.store.files import atomic_write
 from skipwise.store.partitions import MANIFEST
-from skipwise.store.stats import lstat_all
+from skipwise.store.stats import lstat_all, stat_all
 
 
 #: bump when what a record holds, or what its token covers, changes
-FORMAT = 4
+FORMAT = 5
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,17 @@ class Remembered:
     moved: bool  # a file the record depends on moved (the record is then brought up to date)
     record: dict[str, Any]
     inputs: dict[str, Reads] | None
+    stats: "array[int]"
+    sources: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What a record of an asset depends on, taken before a full plan decides (`Settled.taken`):
+    the stats of every file but the outputs (named by the manifests the plan is about to read; ""
+    in `files`) and the raw inputs' digests. A change while the plan decides then shows next time."""
+
+    files: list[str]
     stats: "array[int]"
     sources: dict[str, Any]
 
@@ -152,14 +166,23 @@ class Settled:
 
     # -- remembering --------------------------------------------------------------------------------
 
-    def remember(self, asset: Asset, keys: list[str], decisions: list[Decision]) -> None:
-        """Record that `decisions` (one per key of `keys`, all SKIP) are what a full plan found."""
-        if not self._applies(asset) or len(decisions) != len(keys) or any(d.action != SKIP for d in decisions):
+    def taken(self, asset: Asset, keys: list[str]) -> Taken | None:
+        """What a record of `asset` will depend on, as it is before a full plan of `keys` decides
+        (for `remember`); None where no record is kept."""
+        if not self._applies(asset):
+            return None
+        files, _ = self._files(asset, keys, [""] * len(keys))
+        return Taken(files, lstat_all(self._absolute(files)), self._sources(asset))
+
+    def remember(self, asset: Asset, keys: list[str], decisions: list[Decision], taken: Taken | None) -> None:
+        """Record that `decisions` (one per key of `keys`, all SKIP) are what a full plan found,
+        `taken` before it decided."""
+        if taken is None or len(decisions) != len(keys) or any(d.action != SKIP for d in decisions):
             return
         manifests = [self.project.manifest(asset, key) for key in keys]
         if any(m is None for m in manifests):
             return
-        self._write(asset, keys, decisions, {i: m for i, m in enumerate(manifests)}, None)
+        self._write(asset, keys, decisions, {i: m for i, m in enumerate(manifests)}, None, taken)
 
     def update(self, asset: Asset, keys: list[str], decisions: list[Decision], found: Remembered) -> None:
         """After a narrowed plan found every suspect up to date again: the record with the suspects'
@@ -169,7 +192,7 @@ class Settled:
         manifests = {i: self.project.manifest(asset, keys[i]) for i in found.suspects}
         if any(m is None for m in manifests.values()):
             return
-        self._write(asset, keys, decisions, manifests, found)
+        self._write(asset, keys, decisions, manifests, found, None)
 
     def _write(
         self,
@@ -178,10 +201,13 @@ class Settled:
         decisions: list[Decision],
         manifests: dict[int, Any],
         before: Remembered | None,
+        taken: Taken | None,
     ) -> None:
         """Write the record and its inputs file from `manifests` (by key index; with `before`,
-        only the partitions that changed, the rest coming from `before`)."""
-        store = self.project.store
+        only the partitions that changed, the rest coming from `before`). Every file keeps the
+        stats taken before the plan decided (`before`'s, or `taken`'s); an output whose stats are
+        taken now must be the very file its hash was checked in (the stat cache's entry), or
+        nothing is written."""
         outputs: list[str] = []
         deps: set[str] = set(before.record.get("observed_deps", [])) if before is not None else set()
         old_files: list[str] = before.record["files"] if before is not None else []
@@ -205,38 +231,35 @@ class Settled:
                     reads[dep].versions[at] = v
         if before is None:
             reads = {dep: Reads.of(read) for dep, read in fresh.items()}
-        files: list[str] = []
-        for key, output in zip(keys, outputs):
-            folder = os.path.join("data", asset.layer, asset.name, key_folder(key))
-            files += [os.path.join(folder, MANIFEST), os.path.join(folder, output)]
-        extra_keys: list[Any] = []
-        for dep in asset.deps:
-            up = self.project.graph.node(dep.name)
-            if isinstance(up, Asset):
-                for k in sorted(store.materialized_keys(up.layer, up.name)):
-                    files.append(os.path.join("data", up.layer, up.name, key_folder(k), MANIFEST))
-                    extra_keys.append([up.name, k])
-                files.append(os.path.join("data", up.layer, up.name))  # a partition added or removed
-                extra_keys.append(None)
-        # verify's suspects, the locations config, DVC's config (which remote a source reads when the
-        # workspace lacks its file)
-        files += [
-            os.path.join("data", ".skipwise", "suspects.json"),
-            "skipwise.toml",
-            os.path.join(".dvc", "config"),
-            os.path.join(".dvc", "config.local"),
-        ]
-        extra_keys += [None] * 4
+        files, extra_keys = self._files(asset, keys, outputs)
+        if before is not None:
+            old_stats, sources = before.stats, before.sources
+        elif taken is not None:
+            old_files, old_stats, sources = taken.files, taken.stats, taken.sources
+        else:
+            return
+        if len(old_files) != len(files):
+            return  # an upstream partition added or removed meanwhile: the next plan is a full one
+        stats = array("q", old_stats)
+        fresh_outputs: list[int] = []  # key indices whose output's stats are taken now
+        for j, (new, old) in enumerate(zip(files, old_files)):
+            if new == old:
+                continue
+            if j >= 2 * len(keys) or j % 2 == 0:
+                return  # a file other than an output is not the one whose stats were taken
+            fresh_outputs.append(j // 2)
+        paths = self._absolute([files[2 * i + 1] for i in fresh_outputs])
+        now = lstat_all(paths)
+        recorded = self.project.statcache.recorded
+        for n, (i, output) in enumerate(zip(fresh_outputs, paths)):
+            ino, size, mtime, ctime = now[4 * n : 4 * n + 4]
+            m = manifests.get(i)
+            entry = recorded(output, "sha256")
+            if m is None or entry != ((ino, mtime, ctime, size), m.output_hash):
+                return  # not the file whose hash the plan checked: the next plan checks it again
+            stats[4 * (2 * i + 1) : 4 * (2 * i + 2)] = now[4 * n : 4 * n + 4]
         observed = sorted(deps)
         reasons = sorted({d.reason for d in decisions})
-        stats = lstat_all(self._absolute(files))
-        if before is not None and len(old_files) == len(files):
-            # A file the narrowed plan did not decide on again keeps the stats its decision was
-            # made with (taken before deciding): a change since then is seen by the next plan.
-            for j, (new, old) in enumerate(zip(files, old_files)):
-                if new == old:
-                    stats[4 * j : 4 * j + 4] = before.stats[4 * j : 4 * j + 4]
-        sources = before.sources if before is not None else self._sources(asset)
         ident = str(uuid.uuid4())
         record = {
             "format": FORMAT,
@@ -267,6 +290,36 @@ class Settled:
             pass  # a cache: without it the next plan is a full one
 
     # -- what a record depends on ------------------------------------------------------------------
+
+    def _files(self, asset: Asset, keys: list[str], outputs: list[str]) -> tuple[list[str], list[Any]]:
+        """The files a record of `asset` depends on (relative to the root): each key's manifest and
+        output (`outputs`: their names), then the upstream assets' manifests and folders, then the
+        configuration; and what each file after the keys' is (`[asset, key]` of an upstream
+        manifest, else None)."""
+        store = self.project.store
+        files: list[str] = []
+        for key, output in zip(keys, outputs):
+            folder = os.path.join("data", asset.layer, asset.name, key_folder(key))
+            files += [os.path.join(folder, MANIFEST), os.path.join(folder, output) if output else ""]
+        extra_keys: list[Any] = []
+        for dep in asset.deps:
+            up = self.project.graph.node(dep.name)
+            if isinstance(up, Asset):
+                for k in sorted(store.materialized_keys(up.layer, up.name)):
+                    files.append(os.path.join("data", up.layer, up.name, key_folder(k), MANIFEST))
+                    extra_keys.append([up.name, k])
+                files.append(os.path.join("data", up.layer, up.name))  # a partition added or removed
+                extra_keys.append(None)
+        # verify's suspects, the locations config, DVC's config (which remote a source reads when the
+        # workspace lacks its file)
+        files += [
+            os.path.join("data", ".skipwise", "suspects.json"),
+            "skipwise.toml",
+            os.path.join(".dvc", "config"),
+            os.path.join(".dvc", "config.local"),
+        ]
+        extra_keys += [None] * 4
+        return files, extra_keys
 
     def _applies(self, asset: Asset) -> bool:
         """Only where every input is versioned from local files: a local store, DVC sources (a DVC
@@ -316,12 +369,10 @@ class Settled:
             tracked = tracked_target(self.root, up.path)  # the folder, or one above it DVC tracks
             records = [self.root / f"{tracked}.dvc", self.root / "dvc.lock"] if tracked else []
             h = hashlib.sha256()
-            for name in (*map(str, records), str(folder)):
-                try:
-                    st = os.lstat(name)
-                    h.update(f"{name}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n".encode())
-                except OSError:
-                    h.update(f"{name}\0absent\n".encode())
+            names = [*map(str, records), str(folder)]
+            h.update("\0".join(names).encode("utf-8", "surrogateescape"))
+            h.update(lstat_all(names).tobytes())
+            h.update(stat_all([str(folder)]).tobytes())  # what the folder (or file) is, when it is a link
             _walk(str(folder), h)
             out[up.name] = h.hexdigest()
         return out
@@ -332,10 +383,14 @@ def _digest(stats: "array[int]") -> str:
     return hashlib.sha256(stats.tobytes()).hexdigest()
 
 
-def _walk(folder: str, h: Any) -> None:
-    """Every entry under `folder`, with its stats, into `h` (links are not followed). Entries come in
-    the order the folder lists them: stable while the folder is unchanged, and a change of the folder
-    changes its own times, so a new order only ever costs a full plan."""
+def _walk(folder: str, h: Any, seen: set[str] | None = None) -> None:
+    """Every entry under `folder`, with its stats, into `h`. Entries come in the order the folder
+    lists them: stable while the folder is unchanged, and a change of the folder changes its own
+    times, so a new order only ever costs a full plan. A link counts with what it points at, which
+    can change while the link does not: a linked file with its target's stats too, a linked folder
+    walked through (each real folder once, so a loop ends)."""
+    if seen is None:
+        seen = {os.path.realpath(folder)}
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -343,7 +398,17 @@ def _walk(folder: str, h: Any) -> None:
         return
     h.update("\0".join(e.name for e in entries).encode("utf-8", "surrogateescape"))
     h.update(lstat_all([e.path for e in entries]).tobytes())
+    links = [e for e in entries if e.is_symlink()]
+    if links:
+        h.update(b"\0links\0")
+        h.update(stat_all([e.path for e in links]).tobytes())
     for e in entries:
         if e.is_dir(follow_symlinks=False):
             h.update(b"\0dir\0")
-            _walk(e.path, h)
+            _walk(e.path, h, seen)
+    for e in links:
+        real = os.path.realpath(e.path)
+        if os.path.isdir(real) and real not in seen:
+            seen.add(real)
+            h.update(b"\0linked dir\0")
+            _walk(e.path, h, seen)

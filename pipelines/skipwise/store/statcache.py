@@ -67,6 +67,11 @@ class StatCache:
             self._con = con
         return self._con
 
+    def recorded(self, path: Path | str, algo: str) -> tuple[_Stamp, str] | None:
+        """The (stamp, digest) recorded for `path`, if any: the digest of its bytes when its stats
+        were the stamp (inode, mtime, ctime, size)."""
+        return self._load().get(self._key(path, algo))
+
     def digest(self, path: Path | str, algo: str = "sha256", st: os.stat_result | None = None) -> str:
         """The `algo` digest of `path`'s bytes; FileNotFoundError if it does not exist. `st`: its
         stat, when the caller has just taken it."""
