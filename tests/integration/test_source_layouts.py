@@ -171,3 +171,44 @@ def test_a_missing_raw_file_blocks_its_partition_naming_the_file_and_the_fix(rep
     assert "hourly_totals[2024-05-01-05:00] cannot run: data/raw/events/2024/05/01/05.parquet does not exist" in out
     assert "fix: add it and `dvc add data/raw/events`, or narrow the partition range" in out
     assert "Traceback" not in out
+
+
+def _versions_each_way(root: Path) -> list[tuple[list[str], list[str]]]:
+    """For each source, (versions, warnings) from one pass over all its keys, then one key at a time
+    (each on a fresh project: nothing shared but the stat cache on disk)."""
+    out = []
+    for batch in (True, False):
+        project = load_project(root)
+        for source in project.graph.sources:
+            keys = source.partitions.keys() if source.partitions is not None else ["all"]
+            dvc = project.locality.sources_of(source)
+            got = dvc.versions(source, keys) if batch else [dvc.version(source, k) for k in keys]
+            out.append((got, list(project.warnings)))
+    half = len(out) // 2
+    return [(a[0], b[0]) for a, b in zip(out[:half], out[half:])] + [(out[half - 1][1], out[-1][1])]
+
+
+def test_versions_in_one_pass_are_what_one_key_at_a_time_says(repo):
+    """`DvcSources.versions` answers the common case in one loop; whatever the files are (as DVC
+    recorded them, edited since, behind a link, in a glob) it says what `version` says, warnings too."""
+    raw = repo.root / "data" / "raw"
+    edited = raw / "events" / "2024" / "05" / "01" / "02.parquet"
+    linked = raw / "legacy" / "2024-05-01-01~3a00.parquet"
+    kept = {p: p.read_bytes() for p in (edited, linked)}
+    try:
+        for a, b in _versions_each_way(repo.root):
+            assert a == b
+        write(edited, frame(42))  # differs from DVC's record: its content counts, with a warning
+        target = repo.root / "kept" / linked.name
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(kept[linked])
+        linked.unlink()
+        linked.symlink_to(target)  # a link inside the project: read through it
+        pairs = _versions_each_way(repo.root)
+        for a, b in pairs:
+            assert a == b
+        assert any("02.parquet differs from what DVC recorded" in w for w in pairs[-1][0])
+    finally:
+        for p, data in kept.items():
+            p.unlink()
+            p.write_bytes(data)

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,26 @@ def test_unchanged_files_are_not_read_again(tmp_path):
 
 def test_untracked_directory_has_no_record(tmp_path):
     assert read_tracked_dir(tmp_path, "data/raw/none").files == {}
+
+
+def test_known_in_a_folder_says_what_known_says(tmp_path):
+    """The stat cache's lookup by a folder and a relative path gives `known`'s answers, for plain
+    names and for paths it must resolve (hidden names, `..`, `./`, doubled slashes)."""
+    raw = tmp_path / "data" / "raw"
+    (raw / "sub").mkdir(parents=True)
+    rels = ["a.csv", "sub/b.csv", ".hidden", "sub/../a.csv", "./a.csv", "sub//b.csv", "missing.csv"]
+    for rel in ("a.csv", "sub/b.csv", ".hidden"):
+        (raw / rel).write_text(rel)
+    cache = StatCache(tmp_path / "stat.db", base=tmp_path)
+    cache.digest(raw / "a.csv", "md5")
+    cache.digest(raw / "sub" / "b.csv", "md5")
+    cache.digest(raw / ".hidden", "md5")
+    again = StatCache(tmp_path / "stat.db", base=tmp_path)  # a new process
+    known = again.known_in(str(raw), "md5")
+    for rel in rels:
+        path = os.path.join(raw, rel)
+        st = os.stat(path) if os.path.exists(path) else os.stat(raw / "a.csv")
+        assert known(rel, st) == again.known(path, "md5", st), rel
+    assert known("a.csv", os.stat(raw / "a.csv")) is not None
+    (raw / "a.csv").write_text("A.csv")  # moved: not known
+    assert known("a.csv", os.stat(raw / "a.csv")) is None

@@ -115,8 +115,8 @@ def narrowed(
             return None
         # Its folder or its DVC record moved: every raw input read is versioned again.
         r = reads[up.name]
-        for i, (key, version) in enumerate(zip(r.keys, r.versions)):
-            if project.raw_version(up, key) != version:
+        for i, (now_, then_) in enumerate(zip(project.raw_versions(up, r.keys), r.versions)):
+            if now_ != then_:
                 found.update(r.readers_at(i))
     if any(not 0 <= i < len(keys) for i in found):
         return None

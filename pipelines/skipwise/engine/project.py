@@ -207,6 +207,15 @@ class Project:
             self._raw_versions[cache_key] = self.locality.sources_of(source).version(source, key)
         return self._raw_versions[cache_key]
 
+    def raw_versions(self, source: Source, keys: list[str]) -> list[str]:
+        """`raw_version` of each of `keys`, in order (in one pass where the kind of source has one)."""
+        known = self._raw_versions
+        todo = [k for k in keys if (source.name, k) not in known]
+        if todo:
+            for k, v in zip(todo, self.locality.sources_of(source).versions(source, todo)):
+                known[(source.name, k)] = v
+        return [known[(source.name, k)] for k in keys]
+
     def manifest(self, asset: Asset | Plain, key: str) -> Manifest | None:
         """The committed manifest of a partition; an unreadable one counts as absent (and warns).
 

@@ -7,6 +7,7 @@ Implementations: `dvc.DvcSources` (files in a DVC-tracked folder, on disk or on 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from skipwise.core.spec import Source
@@ -17,6 +18,10 @@ class SourceReader(Protocol):
     def version(self, source: Source, key: str) -> str:
         """Partition `key`'s version now (read from metadata: a manifest, a listing; never the bytes
         unless the stat cache says the file changed)."""
+        ...
+
+    def versions(self, source: Source, keys: Sequence[str]) -> list[str]:
+        """`version` of each of `keys`, in order (one pass where the kind of source allows)."""
         ...
 
     def read(self, source: Source, key: str, version: str | None) -> bytes:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from skipwise.core.cost import IOCounter
@@ -159,6 +160,10 @@ class ObjectSources:
             parts = self.parts(source, key)
             return combined_version([(u, version_of(i)) for u, i in parts], MANY_PREFIX) if parts else "absent"
         return version_of(self.info(source, key))
+
+    def versions(self, source: Source, keys: Sequence[str]) -> list[str]:
+        """`version` of each of `keys`, in order (the prefix is listed once either way)."""
+        return [self.version(source, key) for key in keys]
 
     def read_files(self, source: Source, key: str, version: str | None, io: IOCounter | None = None) -> list[bytes]:
         """The bytes of each object of partition `key` at `version`, by URL (see `read`)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 # A new table name per key scheme: a cache written by an older version is simply a cold cache.
@@ -32,31 +33,32 @@ class StatCache:
     def __init__(self, db_path: Path, base: Path | None = None) -> None:
         self.db_path = Path(db_path)
         self.base = os.path.realpath(base if base is not None else self.db_path.parent)
-        self._rows: dict[tuple[str, str], tuple[_Stamp, str]] | None = None
+        self._rows: dict[str, dict[str, tuple[_Stamp, str]]] = {}  # algo -> path -> (stamp, digest), loaded per algo
         self._con: sqlite3.Connection | None = None
         self.hashed_bytes = 0  # bytes read to hash files (zero on a warm no-op)
 
-    def _key(self, path: Path | str, algo: str) -> tuple[str, str]:
+    def _key(self, path: Path | str) -> str:
         full = os.path.abspath(path)
         prefix = self.base + os.sep
         if full.startswith(prefix):  # the usual case, without relpath's cost (planning is hot)
-            return (full[len(prefix) :], algo)
+            return full[len(prefix) :]
         rel = os.path.relpath(full, self.base)
-        return (full if rel.startswith("..") else rel, algo)
+        return full if rel.startswith("..") else rel
 
-    def _load(self) -> dict[tuple[str, str], tuple[_Stamp, str]]:
-        if self._rows is None:
-            self._rows = {}
+    def _load(self, algo: str) -> dict[str, tuple[_Stamp, str]]:
+        rows = self._rows.get(algo)
+        if rows is None:
+            rows = self._rows[algo] = {}
             if self.db_path.exists():
                 try:
                     con = self._connection()
-                    for p, a, ino, mt, ct, sz, d in con.execute(
-                        f"SELECT path, algo, ino, mtime, ctime, size, digest FROM {_TABLE}"
+                    for p, ino, mt, ct, sz, d in con.execute(
+                        f"SELECT path, ino, mtime, ctime, size, digest FROM {_TABLE} WHERE algo = ?", (algo,)
                     ):
-                        self._rows[(p, a)] = ((ino, mt, ct, sz), d)
+                        rows[p] = ((ino, mt, ct, sz), d)
                 except sqlite3.DatabaseError:
-                    self._rows = {}  # a damaged cache is just a cold cache
-        return self._rows
+                    rows.clear()  # a damaged cache is just a cold cache
+        return rows
 
     def _connection(self) -> sqlite3.Connection:
         if self._con is None:
@@ -70,14 +72,35 @@ class StatCache:
     def recorded(self, path: Path | str, algo: str) -> tuple[_Stamp, str] | None:
         """The (stamp, digest) recorded for `path`, if any: the digest of its bytes when its stats
         were the stamp (inode, mtime, ctime, size)."""
-        return self._load().get(self._key(path, algo))
+        return self._load(algo).get(self._key(path))
+
+    def known(self, path: Path | str, algo: str, st: os.stat_result) -> str | None:
+        """The `algo` digest recorded for `path` when `st` (its stat, just taken) is the one it was
+        recorded with; None when it is not known (`digest` would read the file)."""
+        hit = self._load(algo).get(self._key(path))
+        return hit[1] if hit and hit[0] == stamp(st) else None
+
+    def known_in(self, folder: str, algo: str) -> Callable[[str, os.stat_result], str | None]:
+        """`known` for files under `folder`, by their path relative to it: the same answers, without
+        resolving each path (a plan asks for every raw file of a source at once)."""
+        rows = self._load(algo)
+        prefix = self._key(os.path.join(folder, "x"))[:-1]
+        plain = os.path.isabs(folder) and not prefix.startswith(os.sep)  # entries relative to `base` there
+
+        def known(rel: str, st: os.stat_result) -> str | None:
+            if plain and rel and rel[0] not in "./" and "/." not in rel and "//" not in rel and not rel.endswith("/"):
+                hit = rows.get(prefix + rel)
+                return hit[1] if hit and hit[0] == stamp(st) else None
+            return self.known(os.path.join(folder, rel), algo, st)
+
+        return known
 
     def digest(self, path: Path | str, algo: str = "sha256", st: os.stat_result | None = None) -> str:
         """The `algo` digest of `path`'s bytes; FileNotFoundError if it does not exist. `st`: its
         stat, when the caller has just taken it."""
         if st is None:
             st = os.stat(path)
-        hit = self._load().get(self._key(path, algo))
+        hit = self._load(algo).get(self._key(path))
         if hit and hit[0] == stamp(st):
             return hit[1]
         h = hashlib.new(algo)
@@ -96,11 +119,11 @@ class StatCache:
         self._store(path, algo, stamp(os.stat(path)), value)
 
     def _store(self, path: Path, algo: str, st: _Stamp, value: str) -> None:
-        key = self._key(path, algo)
-        self._load()[key] = (st, value)
+        key = self._key(path)
+        self._load(algo)[key] = (st, value)
         try:
             con = self._connection()
             with con:
-                con.execute(f"INSERT OR REPLACE INTO {_TABLE} VALUES (?,?,?,?,?,?,?)", (*key, *st, value))
+                con.execute(f"INSERT OR REPLACE INTO {_TABLE} VALUES (?,?,?,?,?,?,?)", (key, algo, *st, value))
         except sqlite3.DatabaseError:
             pass  # the cache is an optimization; losing an entry costs one re-hash
