@@ -10,6 +10,7 @@ never reported as a free one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import threading
 from dataclasses import dataclass, field, fields
@@ -246,7 +247,7 @@ class CostVector:
     @classmethod
     def figure_names(cls) -> tuple[str, ...]:
         """The names of the numeric fields (everything except `method`)."""
-        return tuple(f.name for f in fields(cls) if f.name != "method")
+        return tuple(name for name in _cost_fields() if name != "method")
 
     @classmethod
     def from_io(cls, delta: IOSnapshot, method: str = "") -> CostVector:
@@ -356,7 +357,7 @@ class CostVector:
 
     def to_record(self) -> dict[str, float | int | str | None]:
         """A flat dict of every field (None included), for the ledger."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _cost_fields()}
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> CostVector:
@@ -410,6 +411,13 @@ def _tag(tags: Mapping[str, str], *names: str) -> str | None:
         if tags.get(name):
             return tags[name]
     return None
+
+
+@functools.cache
+def _cost_fields() -> tuple[str, ...]:
+    """`CostVector`'s field names in order (`dataclasses.fields` builds them anew at every call,
+    and every ledger record asks)."""
+    return tuple(f.name for f in fields(CostVector))
 
 
 @dataclass(frozen=True)

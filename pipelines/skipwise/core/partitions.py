@@ -54,8 +54,8 @@ _NAME_RE = _KEY_RE
 #: Longest partition key accepted (Dagster's own keys are far shorter).
 MAX_KEY_CHARS = 512
 
-# Characters a key keeps in its folder name; everything else is escaped as ~XX (its UTF-8 bytes).
-_FOLDER_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_=-.")
+# What a key's folder name escapes as ~XX (its UTF-8 bytes): everything but letters, digits and _=.-
+_FOLDER_UNSAFE = re.compile(r"[^A-Za-z0-9_=.-]+")
 #: Folder names longer than this end in a hash of the key instead of the rest of it.
 _FOLDER_MAX = 120
 
@@ -110,6 +110,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _FOLDERS: dict[str, str] = {}
 
 
+def _escaped(unsafe: re.Match[str]) -> str:
+    return "".join(f"~{b:02x}" for b in unsafe.group().encode("utf-8"))
+
+
 def key_folder(key: str) -> str:
     """The folder name of partition `key`: the key itself when it is plain, else escaped.
 
@@ -121,16 +125,9 @@ def key_folder(key: str) -> str:
     if cached is not None:
         return cached
     validate_key(key)
-    if key[0] != "." and all(c in _FOLDER_SAFE for c in key):
-        folder = key
-    else:
-        out = []
-        for i, c in enumerate(key):
-            if c in _FOLDER_SAFE and not (i == 0 and c == "."):
-                out.append(c)
-            else:
-                out.extend(f"~{b:02x}" for b in c.encode("utf-8"))
-        folder = "".join(out)
+    folder = _FOLDER_UNSAFE.sub(_escaped, key)
+    if folder[0] == ".":
+        folder = "~2e" + folder[1:]
     if len(folder) > _FOLDER_MAX:
         import hashlib
 
