@@ -154,6 +154,19 @@ class SynthPlan:
     full_plan: Cell  # the same plan without the remembered record (engine/settled.py): every partition decided
     changed_plan: Cell  # after one raw file changed and DVC's record of it updated (as `dvc add` does)
     changed_runs: int  # partitions that plan said run (those whose inputs hold the changed file)
+    noop_materialize: "NoopMaterialize"
+
+
+@dataclass(frozen=True)
+class NoopMaterialize:
+    """What `skipwise materialize` of the asset does when its plan is up to date (no Dagster run):
+    the plan, then a hit record in the cost ledger for every partition (`record_up_to_date`)."""
+
+    seconds: float
+    cpu_seconds: float
+    plan_seconds: float
+    hits: int
+    ledger_bytes: int
 
     @property
     def ms_per_partition(self) -> float:
@@ -274,6 +287,26 @@ def _changed_plan(root: Path, source, plan, repeats: int) -> tuple[Cell, int]:
     return cell, runs
 
 
+def _noop_materialize(root: Path, graph, defs: str, name: str) -> NoopMaterialize:
+    """Time what `skipwise materialize --select <name>` does in process when nothing changed: plan,
+    then record every partition as a hit (no Dagster run); once, on a fresh Project."""
+    from skipwise.engine.materialization import plan_materialization, record_up_to_date
+    from skipwise.engine.project import Project
+
+    ledger = root / "data" / "ledger"
+    before = {p: p.stat().st_size for p in ledger.rglob("*.jsonl")}
+    cpu, t = time.process_time(), time.perf_counter()
+    project = Project(root, graph, definitions=defs)
+    planned = plan_materialization(project, [name], None, {})
+    planned_at = time.perf_counter()
+    if not planned.up_to_date:
+        raise RuntimeError(f"synthetic {name}: the no-op materialize found work to do")
+    record_up_to_date(project, planned, None, {})
+    seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
+    written = sum(p.stat().st_size - before.get(p, 0) for p in ledger.rglob("*.jsonl"))
+    return NoopMaterialize(seconds, cpu, planned_at - t, len(planned.decisions), written)
+
+
 def synthetic_plan(base: Path, n: int, repeats: int) -> SynthResult:
     """Time `Project.plan()` (fresh Project, warm caches) over n up-to-date partitions of the daily
     asset (one raw file each) and of the hourly asset (24 raw files each), one asset per plan."""
@@ -312,7 +345,8 @@ def synthetic_plan(base: Path, n: int, repeats: int) -> SynthResult:
             cell.add(seconds)
             ok = ok and len(decisions) == keys and all(d.action == SKIP for d in decisions)
             read, hashed = max(read, p.io.snapshot().bytes_read), max(hashed, p.statcache.hashed_bytes)
+        noop = _noop_materialize(root, graph, defs, name)
         changed, runs = _changed_plan(root, graph.node(asset.deps[0].name), lambda: one_plan(name), repeats)
         width = sum(len(v) for v in project.current(asset, asset.partitions.keys()[-1]).inputs.values())
-        results[name] = SynthPlan(name, keys, width, cold, cell, ok, read, hashed, full, changed, runs)
+        results[name] = SynthPlan(name, keys, width, cold, cell, ok, read, hashed, full, changed, runs, noop)
     return SynthResult(setup, results["days"], results["hours"])
