@@ -323,3 +323,61 @@ def test_a_change_while_a_full_plan_decides_is_seen_by_the_next_plan(synthetic, 
     assert {d.action for d in p.plan(["days"])} == {SKIP}  # each decided before the change
     out = plan(synthetic, "days")
     assert [k for k, (a, _) in out.items() if a != SKIP] == [keys[0]]
+
+
+def _hit_lines(project: Project, decisions) -> tuple[dict[str, dict], int]:
+    """The ledger's hit records (by partition) that `record_hits` writes for `decisions`, and the
+    manifests it read to write them."""
+    from skipwise.engine.materialization import record_hits
+
+    reads, read = [0], project.store.read_manifest
+
+    def counted(*args, **kwargs):
+        reads[0] += 1
+        return read(*args, **kwargs)
+
+    project.store.read_manifest = counted  # type: ignore[method-assign]
+    run_id = record_hits(project, decisions, {})
+    project.store.read_manifest = read  # type: ignore[method-assign]
+    rows = [r for r in project.ledger.rows() if r["run_id"] == run_id and r["cache"] == "hit"]
+    return {r["partition"]: r for r in rows}, reads[0]
+
+
+def test_hits_recorded_after_a_remembered_plan_avoid_what_their_manifests_say(synthetic):
+    """A no-op materialize records every partition as a hit with the dollars its manifest recorded:
+    from the settled record when the plan answered from it (no manifest read), from the manifest
+    itself for a partition decided afresh; the same records as reading every manifest."""
+    folders = sorted((synthetic.root / "data" / synthetic.graph.asset("days").layer / "days").iterdir())
+    for i, folder in enumerate(folders):
+        manifest = folder / "manifest.json"
+        data = json.loads(manifest.read_text())
+        data["cost"] = {"usd": 0.001 * (i + 1), "cpu_seconds": 1.0} if i % 3 else {}  # a third without a cost
+        manifest.write_text(json.dumps(data))
+    plan(synthetic, "days")  # the full plan: remembered
+    expected = {}
+    for folder in folders:
+        data = json.loads((folder / "manifest.json").read_text())
+        expected[data["partition"]] = data["cost"].get("usd")
+
+    p = Project(synthetic.root, synthetic.graph, definitions=synthetic.definitions)
+    p.decide = lambda *a, **k: pytest.fail("planned partition by partition")  # type: ignore[method-assign]
+    decisions = p.plan(["days"])
+    hits, reads = _hit_lines(p, decisions)
+    assert reads == 0
+    assert {k: r["usd_avoided"] for k, r in hits.items()} == expected
+    assert {r["method"] for r in hits.values()} == {"hit: usd_avoided from the manifest's recorded cost"}
+    by_manifest = [p.hit(p.graph.asset("days"), d.partition, d) for d in decisions]
+    assert [o.cost for o in p.hits(decisions)] == [o.cost for o in by_manifest]
+
+    # One manifest rewritten with another cost (same fingerprint, so still up to date): decided
+    # afresh, and its hit avoids what it says now; the others still come from the record.
+    manifest = folders[4] / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["cost"] = {"usd": 42.0}
+    manifest.write_text(json.dumps(data))
+    p = Project(synthetic.root, synthetic.graph, definitions=synthetic.definitions)
+    decisions = p.plan(["days"])
+    assert {d.action for d in decisions} == {SKIP}
+    hits, reads = _hit_lines(p, decisions)
+    assert reads == 1 and hits[data["partition"]]["usd_avoided"] == 42.0
+    assert {k: r["usd_avoided"] for k, r in hits.items()} == {**expected, data["partition"]: 42.0}

@@ -167,6 +167,7 @@ class Accounts:
         )
 
     def records(self, outcomes: list[Outcome], run_id: str, tags: Mapping[str, str]) -> list[LedgerRecord]:
+        kept = {str(k): str(v) for k, v in tags.items() if not str(k).startswith("dagster/")}
         return [
             LedgerRecord(
                 ts=utc_now_iso(),
@@ -176,7 +177,7 @@ class Accounts:
                 cache=o.cache,
                 reason=o.decision.reason,
                 fingerprint=o.decision.fingerprint,
-                tags={str(k): str(v) for k, v in tags.items() if not str(k).startswith("dagster/")},
+                tags=kept,  # one mapping for all: a record never changes its tags
                 cost=o.cost or CostVector(),
             )
             for o in outcomes

@@ -186,8 +186,7 @@ def record_hits(project: Project, skipped: list[Decision], tags: Mapping[str, st
     if not skipped:
         return ""
     run_id = f"skipwise-{uuid.uuid4()}"
-    graph = project.graph
-    project.accounts.record([project.hit(graph.asset(d.asset), d.partition, d) for d in skipped], run_id, tags)
+    project.accounts.record(project.hits(skipped), run_id, tags)
     return run_id
 
 

@@ -141,6 +141,9 @@ class Project:
         self._raw_versions: dict[tuple[str, str], str] = {}
         self._params_digests: dict[str, str] = {}
         self._manifests: dict[tuple[str, str], Manifest | None] | None = None  # only while planning
+        # What the last plan's settled records say each partition's manifest recorded it cost, by
+        # asset and key: (fingerprint, dollars), for the hits it found (`hits`).
+        self._remembered_usd: dict[str, Any] = {}
         # Decoded inputs by (name, key, content version): a 7-day window reads each day once, not 8 times.
         # (input, key, version) -> [decoded value, what reading it cost, charged to a partition yet]
         self._decoded: dict[tuple[str, str, str | None], list[Any]] = {}
@@ -405,6 +408,7 @@ class Project:
         pending: set[tuple[str, str]] = set()
         out: list[Decision] = []
         self._manifests = {}
+        self._remembered_usd = {}
         self.observations.memo = {}  # each dependency is checked once per plan, afresh in the next
         try:
             for asset in self.graph.order():
@@ -421,6 +425,7 @@ class Project:
                 if remembered is not None:
                     warned = len(self.warnings)
                     decided = remembered.decisions
+                    self._remembered_usd[asset.name] = (asset_keys, list(decided), remembered.usd, remembered.suspects)
                     for i in remembered.suspects:
                         decided[i] = d = self.decide(asset, asset_keys[i], pending)
                         if d.action in CHANGES:
@@ -539,9 +544,37 @@ class Project:
         """The outcome of a skipped partition, with the dollars it avoided."""
         # A hit avoided what the same fingerprint last cost: the manifest recorded it.
         m = self.manifest(asset, key)
-        usd = (m.cost or {}).get("usd") if m else None
-        cost = CostVector(usd_avoided=usd, method="hit: usd_avoided from the manifest's recorded cost")
-        return Outcome(decision, m, cost)
+        return Outcome(decision, m, _hit_cost((m.cost or {}).get("usd") if m else None))
+
+    def hits(self, decisions: list[Decision]) -> list[Outcome]:
+        """The outcomes of partitions this project's last plan found up to date (`decisions`, all
+        SKIP), for the cost ledger: what each avoided is what its manifest recorded, taken from
+        the settled record the plan answered from (for a partition with the same fingerprint, not
+        decided afresh: its manifest is the one the record was taken from) where there was one,
+        else read from the manifest (`hit`)."""
+        known: dict[str, dict[str, tuple[str, Any]]] = {}
+        out = []
+        for d in decisions:
+            found = known.get(d.asset)
+            if found is None:
+                found = known[d.asset] = self._remembered_hits(d.asset)
+            fp, usd = found.get(d.partition or "", ("", None))
+            if fp and fp == d.fingerprint:
+                out.append(Outcome(d, None, _hit_cost(usd)))
+            else:
+                out.append(self.hit(self.graph.asset(d.asset), d.partition, d))
+        return out
+
+    def _remembered_hits(self, asset: str) -> dict[str, tuple[str, Any]]:
+        """key -> (fingerprint, dollars) of the partitions the last plan of `asset` answered from its
+        settled record (those it decided afresh left out)."""
+        if asset not in self._remembered_usd:
+            return {}
+        keys, decided, usd, suspects = self._remembered_usd[asset]
+        found = {k: (d.fingerprint, u) for k, d, u in zip(keys, decided, usd)}
+        for i in suspects:
+            found.pop(keys[i], None)
+        return found
 
     def _restore(self, asset: Asset, key: str, decision: Decision) -> Outcome:
         """Make the kept version with the decision's fingerprint current again (the caller commits
@@ -813,6 +846,10 @@ def _row_count(value: Any) -> int | None:
     if mod in ("pandas", "pyarrow") and hasattr(value, "shape"):
         return int(value.shape[0])
     return None
+
+
+def _hit_cost(usd: Any) -> CostVector:
+    return CostVector(usd_avoided=usd, method="hit: usd_avoided from the manifest's recorded cost")
 
 
 def _default_call(

@@ -2,8 +2,8 @@
 one pass of `lstat` calls instead of a manifest read and a fingerprint per partition.
 
 After a full plan (every key of the asset) in which every partition was SKIP and nothing warned,
-`Settled.remember` writes `data/.skipwise/settled/<layer>/<asset>.json`: the keys and their
-fingerprints, a token of everything else a decision depends on (the asset's and its inputs'
+`Settled.remember` writes `data/.skipwise/settled/<layer>/<asset>.json`: the keys, their
+fingerprints and the dollars their manifests recorded (what a hit avoids), a token of everything else a decision depends on (the asset's and its inputs'
 declarations, the code version, the params, the library's scheme, what the partitions observably
 read, as they are now) and the paths of every file a decision read: the asset's manifests and
 outputs, its derived inputs' manifests, its raw inputs' folders (every file in them, recursively,
@@ -58,7 +58,7 @@ from skipwise.store.stats import lstat_all, stat_all
 
 
 #: bump when what a record holds, or what its token covers, changes
-FORMAT = 5
+FORMAT = 6
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,7 @@ class Remembered:
 
     decisions: list[Decision]
     suspects: list[int]
+    usd: list[Any]  # by key, the dollars its manifest recorded (a suspect's: as its manifest was before)
     moved: bool  # a file the record depends on moved (the record is then brought up to date)
     record: dict[str, Any]
     inputs: dict[str, Reads] | None
@@ -112,11 +113,14 @@ class Settled:
         fingerprints = record.get("fingerprints")
         reasons = record.get("reasons")
         files = record.get("files")
+        usd = record.get("usd")
         if (
             not isinstance(fingerprints, list)
             or not isinstance(reasons, list)
             or not isinstance(files, list)
+            or not isinstance(usd, list)
             or len(fingerprints) != len(keys)
+            or len(usd) != len(keys)
         ):
             return None
         if len(reasons) < len(keys):
@@ -154,7 +158,7 @@ class Settled:
         finally:
             if paused:
                 gc.enable()
-        return Remembered(decisions, suspects, moved, record, reads, stats, sources)
+        return Remembered(decisions, suspects, usd, moved, record, reads, stats, sources)
 
     @staticmethod
     def _read(path: Path) -> dict[str, Any] | None:
@@ -209,6 +213,7 @@ class Settled:
         taken now must be the very file its hash was checked in (the stat cache's entry), or
         nothing is written."""
         outputs: list[str] = []
+        usd: list[Any] = list(before.usd) if before is not None else [None] * len(keys)
         deps: set[str] = set(before.record.get("observed_deps", [])) if before is not None else set()
         old_files: list[str] = before.record["files"] if before is not None else []
         fresh: dict[str, dict[str, tuple[Any, list[int]]]] = {d.name: {} for d in asset.deps}
@@ -220,6 +225,7 @@ class Settled:
                 continue
             deps |= set(m.observed)
             outputs.append(os.path.basename(m.output))
+            usd[i] = _usd(m)
             for dep, read in m.inputs.items():
                 for k, v in read.items():
                     if before is None:
@@ -267,6 +273,7 @@ class Settled:
             "asset": asset.name,
             "keys": keys,
             "fingerprints": [d.fingerprint for d in decisions],
+            "usd": usd,
             "reasons": [d.reason for d in decisions] if len(reasons) > 1 else reasons,
             "observed_deps": observed,
             "token": self._token(asset, observed),
@@ -376,6 +383,12 @@ class Settled:
             _walk(str(folder), h)
             out[up.name] = h.hexdigest()
         return out
+
+
+def _usd(manifest: Any) -> Any:
+    """The dollars a manifest recorded its partition cost (what a hit on it avoids), as recorded
+    (None when unknown): a hit's record from the settled record is the one the manifest gives."""
+    return (manifest.cost or {}).get("usd")
 
 
 def _digest(stats: "array[int]") -> str:
