@@ -18,7 +18,7 @@ from skipwise.core.cost import CostVector, IOCounter, LedgerRecord, utc_now_iso
 from skipwise.core.pricing import load_config
 from skipwise.engine.accounting import Accounts
 from skipwise.store.bucket import Entry
-from skipwise.store.ledger import Ledger, run_file
+from skipwise.store.ledger import Ledger, lines_of, run_file
 from skipwise.store.ledgerscope import MTIME_SLACK_NS, epoch_ns, newest_first, ts_bound
 from skipwise.store.objectledger import ObjectLedger
 
@@ -320,3 +320,27 @@ def test_a_file_dated_before_its_day_does_not_hide_the_older_days():
     ]
     # After the first: what is left can hold records up to the end of 2026-03-01, whatever the odd mtime says.
     assert [bound for _, _, bound in walk] == ["2026-03-02", "2026-03-02", ""]
+
+
+def test_a_processes_projects_read_each_history_file_once(history):
+    """The history every step asks for (budgets) is read once per process: another Ledger of the
+    same folder parses nothing while the files stay as they are, gives the same answer and the
+    same warnings, and reads a file again once it has grown."""
+    root, start, current = history
+    damaged = Ledger(root).append([_record(_iso(start + timedelta(minutes=2)), "other", usd=4.0)])
+    with damaged.open("ab") as f:
+        f.write(b'{"cache": "miss", "torn\n')
+    first = Ledger(root)
+    expected = first.history_usd_per_partition("features")
+    assert expected[-1] == 4.0 and len(first.warnings) == 1 and damaged.name in first.warnings[0]
+
+    again = Ledger(root)
+    parsed = _spy(again)
+    assert again.history_usd_per_partition("features") == expected and parsed == []
+    assert again.warnings == first.warnings
+
+    with current["journal"].open("ab") as f:  # the current run's journal grows
+        f.write(lines_of([_record(_iso(start + timedelta(minutes=3)), "current", usd=5.0)]))
+    grown = Ledger(root)
+    parsed = _spy(grown)
+    assert grown.history_usd_per_partition("features")[-1] == 5.0 and parsed == [current["journal"].name]

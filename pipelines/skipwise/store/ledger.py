@@ -211,17 +211,27 @@ class Ledger:
             hit = cache.get(path)
             if hit is not None and hit[0] == key:
                 return hit[1]
-        try:
-            raw = path.read_bytes()
-        except OSError:
-            return self._rows_of(path)
-        kept, torn = [], 0
-        for line in raw.splitlines():
-            if b'"miss"' in line:
-                kept.append(line)
-            elif line.strip() and not (line.lstrip().startswith(b"{") and line.rstrip().endswith(b"}")):
-                torn += 1  # not a JSON object: damaged, and said so as a full read would
-        rows = self._parse(str(path), b"\n".join(kept), _HISTORY, torn)
+        # Every Project of a process (a step's, the run's) asks for the same history: a file is
+        # read once per process while its (size, mtime) stays, its warning said again to each.
+        shared = _MISSES.get(str(path))
+        if shared is not None and shared[0] == key:
+            rows = shared[1]
+            self._warn_damaged(str(path), shared[2], len(rows))
+        else:
+            try:
+                raw = path.read_bytes()
+            except OSError:
+                return self._rows_of(path)
+            kept, torn = [], 0
+            for line in raw.splitlines():
+                if b'"miss"' in line:
+                    kept.append(line)
+                elif line.strip() and not (line.lstrip().startswith(b"{") and line.rstrip().endswith(b"}")):
+                    torn += 1  # not a JSON object: damaged, and said so as a full read would
+            rows = self._parse(str(path), b"\n".join(kept), _HISTORY, torn)
+            if len(_MISSES) >= _MISSES_KEPT:
+                _MISSES.clear()
+            _MISSES[str(path)] = (key, rows, torn + len(kept) - len(rows))
         self._misses[path] = (key, rows)
         return rows
 
@@ -243,12 +253,15 @@ class Ledger:
                 bad += 1
             else:
                 rows.append(row)
+        self._warn_damaged(name, bad, len(rows))
+        return rows
+
+    def _warn_damaged(self, name: str, bad: int, kept: int) -> None:
         if bad:
             self._warn(
                 f"{name}: skipped {bad} damaged line(s) of this ledger file (truncated or edited by hand?), "
-                f"kept {len(rows)}; the file is left as it is (delete it to silence this)"
+                f"kept {kept}; the file is left as it is (delete it to silence this)"
             )
-        return rows
 
     def exists(self) -> bool:
         """Whether anything was ever recorded here."""
@@ -354,6 +367,11 @@ class Ledger:
         for day in self._days(_check_since(since)):
             for name in filter(mine.fullmatch, self._names(day)):
                 yield self._file(day, name)
+
+
+#: the history lines of local ledger files read in this process: path -> ((size, mtime), rows, damaged lines)
+_MISSES: dict[str, tuple[tuple[int, int], list[dict[str, Any]], int]] = {}
+_MISSES_KEPT = 4096
 
 
 class Journal:
