@@ -140,6 +140,18 @@ def dvc_status(ws: Workspace, repeats: int) -> tuple[Cell, str]:
 
 
 @dataclass(frozen=True)
+class NoopMaterialize:
+    """What `skipwise materialize` of the asset does when its plan is up to date (no Dagster run):
+    the plan, then a hit record in the cost ledger for every partition (`record_up_to_date`)."""
+
+    seconds: float
+    cpu_seconds: float
+    plan_seconds: float
+    hits: int
+    ledger_bytes: int
+
+
+@dataclass(frozen=True)
 class SynthPlan:
     """`Project.plan()` of one synthetic asset: warm timings and what it read."""
 
@@ -154,19 +166,7 @@ class SynthPlan:
     full_plan: Cell  # the same plan without the remembered record (engine/settled.py): every partition decided
     changed_plan: Cell  # after one raw file changed and DVC's record of it updated (as `dvc add` does)
     changed_runs: int  # partitions that plan said run (those whose inputs hold the changed file)
-    noop_materialize: "NoopMaterialize"
-
-
-@dataclass(frozen=True)
-class NoopMaterialize:
-    """What `skipwise materialize` of the asset does when its plan is up to date (no Dagster run):
-    the plan, then a hit record in the cost ledger for every partition (`record_up_to_date`)."""
-
-    seconds: float
-    cpu_seconds: float
-    plan_seconds: float
-    hits: int
-    ledger_bytes: int
+    noop_materialize: NoopMaterialize
 
     @property
     def ms_per_partition(self) -> float:
