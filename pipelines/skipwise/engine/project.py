@@ -142,7 +142,7 @@ class Project:
         self._params_digests: dict[str, str] = {}
         self._manifests: dict[tuple[str, str], Manifest | None] | None = None  # only while planning
         # What the last plan's settled records say each partition's manifest recorded it cost, by
-        # asset and key: (fingerprint, dollars), for the hits it found (`hits`).
+        # asset: (keys, the record's decisions, dollars, indices decided afresh), for `hits`.
         self._remembered_usd: dict[str, Any] = {}
         # Decoded inputs by (name, key, content version): a 7-day window reads each day once, not 8 times.
         # (input, key, version) -> [decoded value, what reading it cost, charged to a partition yet]
