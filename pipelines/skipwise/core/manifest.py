@@ -74,6 +74,12 @@ class Manifest:
     #: (skipwise.core.observed). Part of the fingerprint, re-checked at planning.
     observed: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def usd(self) -> Any:
+        """The dollars computing this partition cost, as recorded (None when unknown): what a hit on
+        it, or a restore of it, avoids."""
+        return (self.cost or {}).get("usd")
+
     def consistent(self) -> bool:
         """True when the fingerprint matches the recorded provenance (guards against hand edits)."""
         return (

@@ -544,7 +544,7 @@ class Project:
         """The outcome of a skipped partition, with the dollars it avoided."""
         # A hit avoided what the same fingerprint last cost: the manifest recorded it.
         m = self.manifest(asset, key)
-        return Outcome(decision, m, _hit_cost((m.cost or {}).get("usd") if m else None))
+        return Outcome(decision, m, _hit_cost(m.usd if m else None))
 
     def hits(self, decisions: list[Decision]) -> list[Outcome]:
         """The outcomes of partitions this project's last plan found up to date (`decisions`, all
@@ -586,7 +586,7 @@ class Project:
                 f"{asset.name}[{key}]: the kept version {decision.fingerprint[:12]} vanished while restoring",
                 hint="run again (it will be computed)",
             )
-        usd = (kept.cost or {}).get("usd")
+        usd = kept.usd
         cost = CostVector(usd_avoided=usd, method="restore: usd_avoided from the kept version's recorded cost")
         return Outcome(decision, kept, cost, dict(kept.metadata))
 

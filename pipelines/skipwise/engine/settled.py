@@ -3,19 +3,19 @@ one pass of `lstat` calls instead of a manifest read and a fingerprint per parti
 
 After a full plan (every key of the asset) in which every partition was SKIP and nothing warned,
 `Settled.remember` writes `data/.skipwise/settled/<layer>/<asset>.json`: the keys, their
-fingerprints and the dollars their manifests recorded (what a hit avoids), a token of everything else a decision depends on (the asset's and its inputs'
-declarations, the code version, the params, the library's scheme, what the partitions observably
-read, as they are now) and the paths of every file a decision read: the asset's manifests and
-outputs, its derived inputs' manifests, its raw inputs' folders (every file in them, recursively,
-and what their links point at, with DVC's record of them: the `.dvc` file of what it tracks,
-`dvc.lock`), the suspects file, `skipwise.toml` and DVC's config. Every stat is the one taken
-before the plan decided (an output, named by the manifest the plan read, must be the very file
-whose hash it checked), so a change while it decides shows next time. `Settled.check` answers
-SKIP for every key only when the token is the same and every one of those files has the same
-inode, size, modification and change time (the change time cannot be set back from user space):
-any difference, a missing file, a new file in a raw folder, an object-store source or store, an
-unversioned plain input, sends the asset through the full plan, which writes a new record if it is
-again up to date.
+fingerprints and the dollars their manifests recorded (what a hit avoids), a token of everything
+else a decision depends on (the asset's and its inputs' declarations, the code version, the params,
+the library's scheme, what the partitions observably read, as they are now) and the paths of every
+file a decision read: the asset's manifests and outputs, its derived inputs' manifests, its raw
+inputs' folders (every file in them, recursively, and what their links point at, with DVC's record
+of them: the `.dvc` file of what it tracks, `dvc.lock`), the suspects file, `skipwise.toml` and
+DVC's config. Every stat is the one taken before the plan decided (an output, named by the manifest
+the plan read, must be the very file whose hash it checked), so a change while it decides shows next
+time. `Settled.check` answers SKIP for every key only when the token is the same and every one of
+those files has the same inode, size, modification and change time (the change time cannot be set
+back from user space): any difference, a missing file, a new file in a raw folder, an object-store
+source or store, an unversioned plain input, sends the asset through the full plan, which writes a
+new record if it is again up to date.
 
 When the token is the same but files moved, the change is narrowed instead of planning every
 partition again: beside the record, `<asset>.inputs.json` keeps each file's stats, the version of
@@ -225,7 +225,7 @@ class Settled:
                 continue
             deps |= set(m.observed)
             outputs.append(os.path.basename(m.output))
-            usd[i] = _usd(m)
+            usd[i] = m.usd
             for dep, read in m.inputs.items():
                 for k, v in read.items():
                     if before is None:
@@ -383,12 +383,6 @@ class Settled:
             _walk(str(folder), h)
             out[up.name] = h.hexdigest()
         return out
-
-
-def _usd(manifest: Any) -> Any:
-    """The dollars a manifest recorded its partition cost (what a hit on it avoids), as recorded
-    (None when unknown): a hit's record from the settled record is the one the manifest gives."""
-    return (manifest.cost or {}).get("usd")
 
 
 def _digest(stats: "array[int]") -> str:

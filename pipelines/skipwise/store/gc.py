@@ -107,7 +107,7 @@ def _partition(
         size = sum(names[f] for f in files)
         last = used.get((asset.name, key, v.fingerprint), v.created_at)
         commit = str((v.metadata or {}).get(GIT_COMMIT) or "")
-        verdict = judge(policy, size, (v.cost or {}).get("usd"), _days_since(last, now), refs.get(commit, ""))
+        verdict = judge(policy, size, v.usd, _days_since(last, now), refs.get(commit, ""))
         out.append(
             (
                 Item(
