@@ -5,9 +5,12 @@ the cache saved."""
 from __future__ import annotations
 
 import dagster as dg
+import polars as pl
 import pytest
 from skipwise.adapters.dagster.run import materialize_project
 from skipwise.engine.project import Project
+
+from tests.conftest import DVC, run
 
 pytestmark = pytest.mark.integration
 
@@ -75,3 +78,34 @@ def test_a_single_partition_event_says_what_its_process_used(project, tmp_path, 
     md = _values(record.asset_materialization.metadata)
     assert "s CPU" in md["run/summary"] and "overhead" in md["run/summary"]
     assert md["run/cpu_seconds"] >= md["run/partition_cpu_seconds"] > 0
+
+
+def test_an_asset_of_the_level_with_nothing_to_run_gets_no_step_and_its_partitions_are_hits(
+    project, tmp_path, monkeypatch
+):
+    # flight_features and weather_features share a level and a partitioning: one Dagster run each
+    # time. After a change that reaches flight_features only, the run has no weather_features step
+    # (no planned event, no observation, no log): its partitions are hits, recorded from the plan.
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    both, days = ["flight_features", "weather_features"], "2013-01-02...2013-01-04"
+    assert materialize_project(project, both, days, {}).ok
+    path = project.root / "data" / "raw" / "flights" / "2013-01-03.parquet"
+    df = pl.read_parquet(path)
+    df.head(df.height - 1).write_parquet(path, compression="zstd", statistics=False)
+    run([DVC, "add", "-q", "data/raw/flights"], cwd=project.root)
+
+    again = Project(project.root, project.graph)
+    summary = materialize_project(again, both, days, {})
+    assert summary.ok and summary.computed == {"flight_features": 2, "weather_features": 0}
+    assert summary.launched == ["flight_features"]
+    (run_id,) = summary.run_ids
+    instance = dg.DagsterInstance.get()
+    steps = {e.step_key for e in instance.all_logs(run_id) if e.is_dagster_event and e.step_key}
+    assert steps == {"flight_features"}
+    planned = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+    assert {e.dagster_event.asset_key.path[-1] for e in planned} == {"flight_features"}
+    assert not instance.fetch_observations(dg.AssetKey("weather_features"), limit=5).records
+    rows = [r for r in again.ledger.read() if r["run_id"] not in (run_id,) and r.get("cache") == "hit"]
+    hits = {(r["asset"], r["partition"]) for r in rows}
+    assert {("weather_features", k) for k in ("2013-01-02", "2013-01-03", "2013-01-04")} <= hits
+    assert ("flight_features", "2013-01-02") in hits  # outside the stale span, as before

@@ -119,7 +119,7 @@ def _materialize_project(
                 if isinstance(group[0], Plain):
                     break  # a level of plain assets runs first: nothing to start early
                 keys = keys_in_range(group[0].partitions, partition)
-                stale, parts = _level_parts(
+                running, stale, parts = _level_parts(
                     project, group, [d for d in planned if d.asset in {a.name for a in group}], keys, workers
                 )
                 if stale:
@@ -127,7 +127,7 @@ def _materialize_project(
                         instance_for(project)  # $DAGSTER_HOME, which the workers inherit
                         early[i] = Workers(
                             project,
-                            [a.name for a in group],
+                            [a.name for a in running],
                             [(c[0], c[-1]) for c in parts],
                             {str(k): str(v) for k, v in tags.items()},
                         )
@@ -140,15 +140,20 @@ def _materialize_project(
 
 def _level_parts(
     project: Project, group: list[Asset], decisions: list, keys: list[str] | None, workers: int | None
-) -> tuple[list[str], list[list[str]]]:
-    """A level's stale keys in order, and the contiguous chunks they run in (one per process; under
-    the services profile, one per Dagster run on the Celery workers)."""
-    stale = project.in_order(group[0], {d.partition for d in decisions if d.action != SKIP})
+) -> tuple[list[Asset], list[str], list[list[str]]]:
+    """A level's assets that have a partition to run, its stale keys in order, and the contiguous
+    chunks they run in (one per process; under the services profile, one per Dagster run on the
+    Celery workers). An asset of the level with nothing to run is left out of its Dagster run: a
+    step of its own would cost Dagster's step events and the engine's decisions again, to record
+    hits the plan already holds."""
+    to_run = [d for d in decisions if d.action != SKIP]
+    running = [a for a in group if any(d.asset == a.name for d in to_run)]
+    stale = project.in_order(group[0], {d.partition for d in to_run})
     if not stale or keys is None:
-        return stale, [stale]
+        return running, stale, [stale]
     if services.active():
-        return stale, chunks(stale, services.chunk_count(len(stale), workers))
-    return stale, chunks(stale, worker_count(len(stale) * len(group), workers))
+        return running, stale, chunks(stale, services.chunk_count(len(stale), workers))
+    return running, stale, chunks(stale, worker_count(len(stale) * len(running), workers))
 
 
 def _run_levels(
@@ -223,20 +228,22 @@ def _run_levels(
                 decisions = fresh.plan([a.name for a in group], keys)
             for w in fresh.warnings:
                 project.warn(w)
-        stale, parts = _level_parts(fresh, group, decisions, keys, workers)
-        before = _outputs(project, group, stale)
+        running, stale, parts = _level_parts(fresh, group, decisions, keys, workers)
+        before = _outputs(project, running, stale)
         for a in group:
             summary.requested[a.name] = len(keys) if keys is not None else 1
             summary.computed[a.name] = 0
         # A level with many stale partitions is cut into contiguous chunks, one process each; the
-        # partitions between chunks, like those outside every chunk, are recorded here as hits.
+        # partitions between chunks, like those outside every chunk and those of an asset with
+        # nothing to run, are recorded here as hits.
         span = set(stale) if keys is None else {k for c in parts for k in fresh.partitions_between(group[0], c)}
-        last_id = record_hits(fresh, [d for d in decisions if d.partition not in span], run_tags) or last_id
+        names_in_group = [a.name for a in running]
+        hits = [d for d in decisions if d.partition not in span or d.asset not in names_in_group]
+        last_id = record_hits(fresh, hits, run_tags) or last_id
         if not stale:
             continue
         instance = instance or instance_for(project)
-        summary.launched.extend(a.name for a in group)
-        names_in_group = [a.name for a in group]
+        summary.launched.extend(names_in_group)
         if on_services:
             # Every chunk is its own Dagster run, all at once; their steps go to the Celery workers.
             spans = [None] if keys is None else [(c[0], c[-1]) for c in parts]
@@ -267,7 +274,7 @@ def _run_levels(
         progress.reach(sum(summary.computed.values()))  # partitions computed by worker processes
         changed += [
             Decision(n, k, RUN, "its output changed in this run", "")
-            for (n, k), h in _outputs(project, group, stale).items()
+            for (n, k), h in _outputs(project, running, stale).items()
             if h != before.get((n, k))
         ]
         failed = next((r for r in results if not r.ok), None)
