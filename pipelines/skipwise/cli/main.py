@@ -35,6 +35,7 @@ from skipwise.core.plan import BLOCKED, RESTORE, RUN, SKIP, Decision
 from skipwise.core.spec import Graph
 from skipwise.core.units import format_usd, significant, total_usd
 from skipwise.engine.materialization import plan_materialization, record_up_to_date
+from skipwise.engine.metering import defer_collection, end_deferral, resume_collection
 from skipwise.engine.project import Project
 from skipwise.project.root import definitions_of
 from skipwise.reporting.tables import format_table, status_table
@@ -52,7 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     logger = logging.getLogger("skipwise")
     if not logger.handlers:
         logger.addHandler(logging.NullHandler())
-    return console.run_command(args.func, args)
+    # The command imports what it needs (Dagster, the definitions) as it goes: no collection until
+    # it has (`skipwise.engine.metering.defer_collection`; `loaded()` is called once it has).
+    deferred = defer_collection()
+    try:
+        return console.run_command(args.func, args)
+    finally:
+        end_deferral(deferred)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_serve(args) -> int:
+    # The collector back on: the server collects and freezes what it imports itself, and each
+    # command it serves defers collection in its own fork, as a command does.
+    resume_collection()
     try:
         root = console.project_root(args.root)
     except SkipwiseError:

@@ -19,6 +19,7 @@ from skipwise.cli.console import EXIT_CHECK, EXIT_OK, add_json_flag, print_json
 from skipwise.core.errors import UsageError
 from skipwise.core.partitions import parse_range
 from skipwise.engine.loading import load_project
+from skipwise.engine.metering import resume_collection
 from skipwise.engine.verifying import Sample, Verified, choose, share, verify
 
 DEFAULT_FRACTION = 0.05
@@ -85,6 +86,7 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.dry_run:
         _print_dry_run(args, sample)
         return EXIT_OK
+    resume_collection()  # recomputing runs the bodies: with the collector on, whatever they make
     report = verify(project, sample, on_result=None if args.json else _print_problem)
     if args.json:
         print_json({**report.to_json(), "warnings": project.warnings})

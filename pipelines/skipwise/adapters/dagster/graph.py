@@ -20,6 +20,7 @@ from skipwise.core import metakeys as mk
 from skipwise.core.errors import ConfigError
 from skipwise.core.partitions import UNPARTITIONED, AllOf, Dim, Identity, KeySet, Offsets, Table
 from skipwise.core.spec import Asset, Dep, Graph, Plain, Source
+from skipwise.engine.metering import resume_collection
 from skipwise.project.resolving import import_definitions
 
 KIND, SOURCE, ASSET = mk.KIND, "source", "asset"
@@ -330,6 +331,7 @@ def definitions_in(module_name: str) -> dg.Definitions:
                 hint=f"name the project's definitions `defs` in {module_name}",
             )
         found = candidates[0]
+    resume_collection()  # Dagster and the project's code are imported: a deferred collector may run again
     return found
 
 

@@ -8,11 +8,12 @@ import json
 import sys
 
 from skipwise.engine.loading import load_project
-from skipwise.engine.metering import process_meter
+from skipwise.engine.metering import defer_collection, process_meter
 
 
 def main() -> int:
     """A worker: read one job (JSON on stdin), run it, print its result as the last stdout line."""
+    defer_collection()  # until the definitions are loaded (`definitions_in` turns it back on)
     job = json.loads(sys.stdin.read())
     for p in reversed(job["sys_path"]):
         if p not in sys.path:
