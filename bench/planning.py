@@ -223,9 +223,6 @@ def write_synthetic_project(base: Path, n: int) -> Path:
 
 def _write_data(root: Path, project) -> None:
     """Raw files with DVC's records, then one up-to-date committed partition per key of each asset."""
-    from skipwise import formats
-    from skipwise.core.manifest import Manifest
-
     graph = project.graph
     for source in graph.sources:
         raw_dir = root / source.path
@@ -237,29 +234,38 @@ def _write_data(root: Path, project) -> None:
     # The engine's layout (data/<layer>/<asset>/<key>/<fingerprint>.<ext> + manifest.json), written
     # without the engine's fsyncs: 40,000 fsynced files would make the set-up the slowest part.
     for asset in graph.assets:
-        ext = formats.get(asset.fmt).ext if asset.fmt else "parquet"
         for key in asset.partitions.keys():
-            cur = project.current(asset, key)
-            data = f"out {key}\n".encode()
-            folder = project.store.partition_dir(asset.layer, asset.name, key)
-            folder.mkdir(parents=True)
-            name = f"{cur.fingerprint}.{ext}"
-            (folder / name).write_bytes(data)
-            (folder / "manifest.json").write_text(
-                Manifest(
-                    asset=asset.name,
-                    partition=key,
-                    fingerprint=cur.fingerprint,
-                    code_version=cur.code_version,
-                    params_digest=cur.params_digest,
-                    inputs=cur.inputs,
-                    output=name,
-                    output_hash=hashlib.sha256(data).hexdigest(),
-                    output_size=len(data),
-                    run_id="bench-synthetic",
-                    reason="written by bench.planning",
-                ).to_json()
-            )
+            write_partition(project, asset, key)
+
+
+def write_partition(project, asset, key: str) -> None:
+    """Commit `asset`[`key`] as up to date now (its current fingerprint, a small output), in the
+    engine's layout, as a run of it would leave it."""
+    from skipwise import formats
+    from skipwise.core.manifest import Manifest
+
+    ext = formats.get(asset.fmt).ext if asset.fmt else "parquet"
+    cur = project.current(asset, key)
+    data = f"out {key}\n".encode()
+    folder = project.store.partition_dir(asset.layer, asset.name, key)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{cur.fingerprint}.{ext}"
+    (folder / name).write_bytes(data)
+    (folder / "manifest.json").write_text(
+        Manifest(
+            asset=asset.name,
+            partition=key,
+            fingerprint=cur.fingerprint,
+            code_version=cur.code_version,
+            params_digest=cur.params_digest,
+            inputs=cur.inputs,
+            output=name,
+            output_hash=hashlib.sha256(data).hexdigest(),
+            output_size=len(data),
+            run_id="bench-synthetic",
+            reason="written by bench.planning",
+        ).to_json()
+    )
 
 
 def _changed_plan(root: Path, source, plan, repeats: int) -> tuple[Cell, int]:

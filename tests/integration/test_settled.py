@@ -212,7 +212,7 @@ def test_a_narrowed_plan_that_finds_everything_up_to_date_is_remembered(syntheti
     ]
     raw.write_bytes(data)  # back as it was: new times, the same bytes, so no partition is reached
     again, decided = decisions(synthetic, ["days"])
-    assert decided == 0 and {x[2] for x in again} == {SKIP}
+    assert decided == 1 and {x[2] for x in again} == {SKIP}  # the one the last plan had to run, decided afresh
     assert decisions(synthetic, ["days"], fast=True) == (again, 0)  # the record was brought up to date
 
 
@@ -381,3 +381,43 @@ def test_hits_recorded_after_a_remembered_plan_avoid_what_their_manifests_say(sy
     hits, reads = _hit_lines(p, decisions)
     assert reads == 1 and hits[data["partition"]]["usd_avoided"] == 42.0
     assert {k: r["usd_avoided"] for k, r in hits.items()} == {**expected, data["partition"]: 42.0}
+
+
+def test_a_plan_with_partitions_to_run_is_remembered_with_them_pending(synthetic):
+    # A project where every plan has something to run (a raw file changes, and `dvc add` records
+    # it, before each) keeps a record: the partitions a plan did not find up to date are decided
+    # afresh by every later plan, the others come from the record, until a plan finds them up to date.
+    dvc_add = True
+    _rewrite_raw(synthetic, "hours", 3, dvc_add)
+    full, decided = decisions(synthetic, ["hours"], full=True)  # no record: every partition
+    assert decided == N
+    to_run = sorted(x[1] for x in full if x[2] == RUN)
+    assert len(to_run) == min(24, N - 3)
+    assert record(synthetic, "hours").exists()
+    again, decided = decisions(synthetic, ["hours"])  # nothing moved since
+    assert again == full and decided == len(to_run)  # the pending ones, still to run (not passed off as hits)
+    stamp = record(synthetic, "hours").stat().st_mtime_ns
+    assert decisions(synthetic, ["hours"])[0] == full
+    assert record(synthetic, "hours").stat().st_mtime_ns == stamp  # the same pending: not written again
+
+    _rewrite_raw(synthetic, "hours", 10, dvc_add)  # another change before the first one ran
+    second, decided = decisions(synthetic, ["hours"])
+    assert second == decisions(synthetic, ["hours"], full=True)[0]
+    assert decided < N
+
+    from bench.planning import write_partition
+
+    p = Project(synthetic.root, synthetic.graph, definitions=synthetic.definitions)
+    ran = sorted(x[1] for x in second if x[2] == RUN)
+    for key in ran:  # committed as a run of them would
+        write_partition(p, p.graph.asset("hours"), key)
+    after, decided = decisions(synthetic, ["hours"])
+    assert {x[2] for x in after} == {SKIP} and decided == len(ran)  # what ran, decided afresh
+    assert json.loads(record(synthetic, "hours").read_text())["pending"] == []
+    assert decisions(synthetic, ["hours"], fast=True) == (after, 0)  # the record is up to date again
+
+
+def test_a_plan_with_nothing_up_to_date_keeps_no_record(synthetic):
+    (synthetic.root / "params.yaml").write_text("days: {threshold: 2}\n")
+    out, decided = decisions(synthetic, ["days"], full=True)
+    assert {x[2] for x in out} == {RUN} and not record(synthetic, "days").exists()

@@ -431,7 +431,7 @@ class Project:
                         if d.action in CHANGES:
                             pending.add((asset.name, d.partition))
                     out.extend(decided)
-                    if remembered.moved and len(self.warnings) == warned:
+                    if (remembered.moved or remembered.pending) and len(self.warnings) == warned:
                         self.settled.update(asset, asset_keys, decided, remembered)
                     continue
                 warned = len(self.warnings)

@@ -1,9 +1,11 @@
 """Assets a plan found wholly up to date, remembered so that the next plan of an unchanged asset is
 one pass of `lstat` calls instead of a manifest read and a fingerprint per partition.
 
-After a full plan (every key of the asset) in which every partition was SKIP and nothing warned,
-`Settled.remember` writes `data/.skipwise/settled/<layer>/<asset>.json`: the keys, their
-fingerprints and the dollars their manifests recorded (what a hit avoids), a token of everything
+After a full plan (every key of the asset) in which every partition has a manifest, at least one
+was SKIP and nothing warned, `Settled.remember` writes `data/.skipwise/settled/<layer>/<asset>.json`:
+the keys, their fingerprints and the dollars their manifests recorded (what a hit avoids), the
+partitions the plan did not find up to date (pending: every later plan decides them afresh, until
+one finds them up to date and brings the record up to date), a token of everything
 else a decision depends on (the asset's and its inputs' declarations, the code version, the params,
 the library's scheme, what the partitions observably read, as they are now) and the paths of every
 file a decision read: the asset's manifests and outputs, its derived inputs' manifests, its raw
@@ -58,7 +60,7 @@ from skipwise.store.stats import lstat_all, stat_all
 
 
 #: bump when what a record holds, or what its token covers, changes
-FORMAT = 6
+FORMAT = 7
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Remembered:
     suspects: list[int]
     usd: list[Any]  # by key, the dollars its manifest recorded (a suspect's: as its manifest was before)
     moved: bool  # a file the record depends on moved (the record is then brought up to date)
+    pending: list[int]  # indices the record's plan did not find up to date (among the suspects)
     record: dict[str, Any]
     inputs: dict[str, Reads] | None
     stats: "array[int]"
@@ -123,6 +126,9 @@ class Settled:
             or len(usd) != len(keys)
         ):
             return None
+        unsettled = record.get("pending")
+        if not isinstance(unsettled, list) or not all(isinstance(i, int) and 0 <= i < len(keys) for i in unsettled):
+            return None
         if len(reasons) < len(keys):
             reasons = reasons + reasons[-1:] * (len(keys) - len(reasons))
         try:
@@ -135,7 +141,7 @@ class Settled:
         moved = record.get("stats") != _digest(stats) or record.get("sources") != sources
         suspects: list[int] = []
         reads = None
-        if moved or waiting:
+        if moved or waiting or unsettled:  # a pending partition is decided afresh whatever moved
             details = self._read(self._inputs_path(asset))
             if details is None or details.get("id") != record.get("id"):
                 return None
@@ -148,7 +154,7 @@ class Settled:
             found = narrowed(self.project, asset, keys, record, reads, before, extra_keys, stats, sources, waiting)
             if found is None:
                 return None
-            suspects = found
+            suspects = sorted({*found, *unsettled})
         name = asset.name
         # Many small objects at once: the collector's passes over them would find nothing to free.
         paused = gc.isenabled()
@@ -158,7 +164,7 @@ class Settled:
         finally:
             if paused:
                 gc.enable()
-        return Remembered(decisions, suspects, usd, moved, record, reads, stats, sources)
+        return Remembered(decisions, suspects, usd, moved, sorted(unsettled), record, reads, stats, sources)
 
     @staticmethod
     def _read(path: Path) -> dict[str, Any] | None:
@@ -179,9 +185,10 @@ class Settled:
         return Taken(files, lstat_all(self._absolute(files)), self._sources(asset))
 
     def remember(self, asset: Asset, keys: list[str], decisions: list[Decision], taken: Taken | None) -> None:
-        """Record that `decisions` (one per key of `keys`, all SKIP) are what a full plan found,
-        `taken` before it decided."""
-        if taken is None or len(decisions) != len(keys) or any(d.action != SKIP for d in decisions):
+        """Record that `decisions` (one per key of `keys`) are what a full plan found, `taken`
+        before it decided: those not SKIP as pending. Nothing when none was SKIP (the record would
+        answer nothing) or a partition has no manifest."""
+        if taken is None or len(decisions) != len(keys) or all(d.action != SKIP for d in decisions):
             return
         manifests = [self.project.manifest(asset, key) for key in keys]
         if any(m is None for m in manifests):
@@ -189,9 +196,12 @@ class Settled:
         self._write(asset, keys, decisions, {i: m for i, m in enumerate(manifests)}, None, taken)
 
     def update(self, asset: Asset, keys: list[str], decisions: list[Decision], found: Remembered) -> None:
-        """After a narrowed plan found every suspect up to date again: the record with the suspects'
-        new manifests, reading no other partition's."""
-        if not self._applies(asset) or any(d.action != SKIP for d in decisions) or found.inputs is None:
+        """After a narrowed plan decided the suspects afresh: the record with the suspects' manifests
+        as they are now (those not SKIP pending), reading no other partition's; nothing when no file
+        moved and the same partitions are pending."""
+        if not self._applies(asset) or found.inputs is None:
+            return
+        if not found.moved and [i for i in found.suspects if decisions[i].action != SKIP] == found.pending:
             return
         manifests = {i: self.project.manifest(asset, keys[i]) for i in found.suspects}
         if any(m is None for m in manifests.values()):
@@ -274,6 +284,7 @@ class Settled:
             "keys": keys,
             "fingerprints": [d.fingerprint for d in decisions],
             "usd": usd,
+            "pending": [i for i, d in enumerate(decisions) if d.action != SKIP],
             "reasons": [d.reason for d in decisions] if len(reasons) > 1 else reasons,
             "observed_deps": observed,
             "token": self._token(asset, observed),
