@@ -167,7 +167,9 @@ def _safe(url: str) -> str:
 def instance_for_root(root: Path) -> Any:
     """The Dagster instance of $DAGSTER_HOME, defaulting to <root>/.dagster (created if needed);
     under the services profile, the one on PostgreSQL (`services_instance`). On Dagster's default
-    SQLite storage, its event log keeps its engines (`skipwise.adapters.dagster.eventlog`)."""
+    SQLite storage, its event log keeps its engines (`skipwise.adapters.dagster.eventlog`); with
+    Dagster's local compute logs, a run's output reaches the terminal without processes of its own
+    (`skipwise.adapters.dagster.computelogs`)."""
     import dagster as dg
 
     if active():
@@ -179,6 +181,7 @@ def instance_for_root(root: Path) -> Any:
         config.write_text("telemetry:\n  enabled: false\n")
     from dagster._core.instance.ref import InstanceRef
 
+    from skipwise.adapters.dagster.computelogs import with_threaded_capture
     from skipwise.adapters.dagster.eventlog import with_kept_engines
 
-    return dg.DagsterInstance.from_ref(with_kept_engines(InstanceRef.from_dir(str(home))))
+    return dg.DagsterInstance.from_ref(with_threaded_capture(with_kept_engines(InstanceRef.from_dir(str(home)))))
