@@ -344,3 +344,22 @@ def test_a_processes_projects_read_each_history_file_once(history):
     grown = Ledger(root)
     parsed = _spy(grown)
     assert grown.history_usd_per_partition("features")[-1] == 5.0 and parsed == [current["journal"].name]
+
+
+def test_files_of_hits_only_are_walked_past_unparsed_and_a_torn_one_is_still_said(history):
+    """The hits of a large level (a file of hits alone, about a megabyte at 700 partitions) are most
+    of what an asset's history walks past: such a file gives no line to parse, the answer is the
+    one a full read gives, and a hits file torn at its end (a killed writer) is still warned about."""
+    root, start, _ = history
+    ledger = Ledger(root)
+    hits = []
+    for n in range(5):
+        t = start + timedelta(minutes=2, seconds=n)
+        hits.append(ledger.append([_record(_iso(t), f"hits{n}", cache="hit", usd=None) for _ in range(50)]))
+    with hits[2].open("ab") as f:
+        f.write(b'{"cache": "hit", "to')
+    fresh = Ledger(root)
+    parsed = _spy(fresh)
+    assert fresh.history_usd_per_partition("features") == _full_history(Ledger(root), "features", 20)
+    assert [h.name for h in hits if h.name in parsed] == [hits[2].name]
+    assert len(fresh.warnings) == 1 and hits[2].name in fresh.warnings[0]

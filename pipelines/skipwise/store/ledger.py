@@ -199,9 +199,10 @@ class Ledger:
     def _misses_of(self, path: Path) -> list[dict[str, Any]]:
         """The records of one file that can be computations (misses), with the columns a cost
         history reads: only the lines holding the JSON string "miss" are parsed (the hits of a
-        large level are most of a file, and a cost history reads none of them); a line that is not
-        a JSON object at all is counted as damaged, as a full read would. The whole file's records
-        when they are parsed already."""
+        large level are most of a file, and a cost history reads none of them; a file without one
+        is not even split into lines unless its end is torn); a line that is not a JSON object at
+        all is counted as damaged, as a full read would. The whole file's records when they are
+        parsed already."""
         try:
             st = path.stat()
         except OSError:
@@ -223,12 +224,18 @@ class Ledger:
             except OSError:
                 return self._rows_of(path)
             kept, torn = [], 0
-            for line in raw.splitlines():
-                if b'"miss"' in line:
-                    kept.append(line)
-                elif line.strip() and not (line.lstrip().startswith(b"{") and line.rstrip().endswith(b"}")):
-                    torn += 1  # not a JSON object: damaged, and said so as a full read would
-            rows = self._parse(str(path), b"\n".join(kept), _HISTORY, torn)
+            if b'"miss"' in raw or (raw and not raw.endswith(b"}\n")):
+                for line in raw.splitlines():
+                    if b'"miss"' in line:
+                        kept.append(line)
+                    elif line.strip() and not (line.lstrip().startswith(b"{") and line.rstrip().endswith(b"}")):
+                        torn += 1  # not a JSON object: damaged, and said so as a full read would
+                rows = self._parse(str(path), b"\n".join(kept), _HISTORY, torn)
+            else:
+                # No computation in it, and not torn at its end (where a killed writer leaves a
+                # partial line): a large level's hits, most of what a cost history walks past, are
+                # not split into lines. A line damaged by hand in its middle is said by a full read.
+                rows = []
             if len(_MISSES) >= _MISSES_KEPT:
                 _MISSES.clear()
             _MISSES[str(path)] = (key, rows, torn + len(kept) - len(rows))
