@@ -106,3 +106,35 @@ def test_the_command_is_found_after_the_global_options():
     assert command_of(["--root=.", "--defs", "pkg.defs", "ui", "-p", "3001"]) == "ui"
     assert command_of(["materialize", "--select", "a"]) == "materialize"
     assert command_of(["--root", "."]) is None and command_of([]) is None
+
+
+PRELOADED = """
+import os, sys
+from skipwise.cli.server import PRELOAD
+for name in PRELOAD:
+    __import__(name)
+before = set(sys.modules)
+from skipwise.cli.main import main
+rc = main(["materialize", "--select", "flight_features,weather_features", "--partition", sys.argv[1]])
+root = os.path.realpath(os.getcwd())
+print("NEW", rc, sorted(
+    m for m in set(sys.modules) - before
+    if not os.path.realpath(getattr(sys.modules[m], "__file__", None) or root).startswith(root)
+))
+"""
+
+
+def test_a_served_command_imports_only_the_projects_own_code(project_dir: Path):
+    # What a command imports after the server's fork is paid by every served command: the
+    # libraries a run reaches (Dagster's executor and factories, the compute logs, the IO
+    # manager's paths) are imported by the server once, and only the project's code is left.
+    env = env_for(project_dir, SKIPWISE_SERVER="off")
+    # The Dagster instance made first (its creation imports its migrations, once per instance).
+    run(
+        [str(BIN / "skipwise"), "materialize", "--select", "weather_features", "--partition", "2013-01-01"],
+        project_dir,
+        env,
+    )
+    out = run([str(BIN / "python"), "-c", PRELOADED, RANGE], cwd=project_dir, env=env)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("NEW"))
+    assert line == "NEW 0 []", line
