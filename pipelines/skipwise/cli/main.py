@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if not logger.handlers:
         logger.addHandler(logging.NullHandler())
     # The command imports what it needs (Dagster, the definitions) as it goes: no collection until
-    # it has (`skipwise.engine.metering.defer_collection`; `loaded()` is called once it has).
+    # it has (`skipwise.engine.metering.defer_collection`; `resume_collection()` once it has).
     deferred = defer_collection()
     try:
         return console.run_command(args.func, args)
