@@ -415,11 +415,11 @@ def test_cache_validates_stats_and_module_lookups(tmp_path, monkeypatch):
     import os
     import time
 
-    from skipwise.core import codeversion
+    from skipwise.core import codefiles
 
     root = write(tmp_path, {"pk/helpers.py": HELPERS, "pk/bodies.py": BODIES.replace("proj", "pk")})
     cache = tmp_path / "code.json"
-    monkeypatch.setattr(codeversion, "_RACY_NS", 0)  # trust stats even for files written just now
+    monkeypatch.setattr(codefiles, "_RACY_NS", 0)  # trust stats even for files written just now
     before = version(root, "pk.bodies:weather", cache=cache).digest
     time.sleep(0.05)  # past the file system's timestamp granularity
     helper = root / "pk" / "helpers.py"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from skipwise.core import distributions
-from skipwise.core import codeversion
+from skipwise.core import codefiles
 from skipwise.core.codeversion import CodeIndex
 
 
@@ -122,7 +122,7 @@ def test_a_distribution_installed_into_a_folder_on_sys_path_counts_by_version(tm
 
 
 def test_the_cache_sees_edits_and_new_modules_outside_the_root(root, outside, monkeypatch):
-    monkeypatch.setattr(codeversion, "_RACY_NS", 0)  # trust stats even for files written just now
+    monkeypatch.setattr(codefiles, "_RACY_NS", 0)  # trust stats even for files written just now
     cache = root / "data" / ".skipwise" / "code.json"
     before = CodeIndex(root, cache=cache).version("pk.bodies:f")
     calls = []
@@ -217,7 +217,7 @@ def test_files_beside_code_outside_the_root_count(root, outside):
 
 
 def test_the_cache_sees_files_added_removed_and_edited_beside_code(tmp_path, monkeypatch):
-    monkeypatch.setattr(codeversion, "_RACY_NS", 0)
+    monkeypatch.setattr(codefiles, "_RACY_NS", 0)
     root = write(tmp_path, PROJECT)
     cache = root / "data" / ".skipwise" / "code.json"
     seen = [CodeIndex(root, cache=cache).version("pk.bodies:f").digest]

@@ -25,19 +25,18 @@ analysis cannot be precise it includes more, never less, and says so in `CodeVer
 from __future__ import annotations
 
 import ast
-import json
-import os
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from skipwise.core import codeclosure as cc
 from skipwise.core import distributions
 from skipwise.core import schemes
+from skipwise.core.codecache import FIELDS, VersionCache
+from skipwise.core.codefiles import CodeFiles
 from skipwise.core.errors import ConfigError
-from skipwise.core.hashing import digest, file_stamp, sha256_bytes, sha256_file
+from skipwise.core.hashing import digest, sha256_bytes
 
 # Pseudo-names of requests: a module's top-level code, a whole module, every module of a package.
 _TOP, _WHOLE, _PACKAGE = "<toplevel>", "<whole>", "<package>"
@@ -87,21 +86,14 @@ class CodeIndex:
         read_source: Callable[[Path], bytes] | None = None,
     ) -> None:
         self.root = Path(root)
-        self.cache = cache
-        self._read_source = read_source
-        self._tops: dict[str, tuple[str, ...] | None] = {}  # top-level name -> where its code is followed
-        self._found: dict[str, tuple[str, str] | None] = {}  # module name -> (kind, rel path) or None
-        self._listings: dict[str, list[Any]] = {}  # key -> [folder of reached code, recursive, its resource files]
-        self._resource_shas: dict[str, str] = {}
+        self.files = CodeFiles(self.root, read_source)
+        # A cache file is only used for versions of the files on disk.
+        self._cache = VersionCache(cache, self.files) if cache is not None and read_source is None else None
         self._mods: dict[str, cc.ModuleInfo | None] = {}
-        self._checks: dict[str, list[int] | str] = {}  # rel path -> stat when read, or sha when racy
-        self._walks: dict[str, list[str]] = {}  # package -> its module files (dynamic imports)
         self._dists: dict[str, list[str | bool]] = {}  # import name -> [recorded version, from the fast path]
         self._texts: dict[int, str] = {}  # id(node) -> normalized source
         self._code_memo: dict[int, tuple[list[Request], list[str]]] = {}
         self._results: dict[str, CodeVersion] = {}
-        self._entries: dict[str, Any] | None = None  # the cache file's entries, read once
-        self._unchanged: dict[str, bool] = {}
 
     def version(self, ref: str) -> CodeVersion:
         """The code version of `ref` ("package.module:function").
@@ -111,12 +103,12 @@ class CodeIndex:
         and the installed distributions are the same.
         """
         if ref not in self._results:
-            use_cache = self.cache is not None and self._read_source is None
-            cv = self._cached(ref) if use_cache else None
+            cached = self._cache.get(ref) if self._cache is not None else None
+            cv = CodeVersion(**cached) if cached is not None else None
             if cv is None:
                 cv = self._compute(ref)
-                if use_cache:
-                    self._store(ref, cv)
+                if self._cache is not None:
+                    self._cache.put(ref, {name: getattr(cv, name) for name in FIELDS}, self._dists)
             self._results[ref] = cv
         return self._results[ref]
 
@@ -148,7 +140,7 @@ class CodeIndex:
             parts[key] = value
             queue.extend(r for r in more if r not in seen)
         mods = [m for m in (self._mods[n] for n in trace.modules) if m is not None and m.kind != "namespace"]
-        resources = self._resources(mods)
+        resources = self.files.resources(mods)
         parts.update((f"file:{rel}", sha) for rel, sha in resources)
         items = tuple(sorted(parts.items()))
         files = tuple(sorted((m.rel, m.sha256) for m in mods))
@@ -160,12 +152,12 @@ class CodeIndex:
         """(part key, part value, further requests) of one request."""
         module, name = req
         if name == _PACKAGE:
-            return f"{module}:{_PACKAGE}", "package", [(m, _WHOLE) for m in self._package_modules(module)]
+            return f"{module}:{_PACKAGE}", "package", [(m, _WHOLE) for m in self.files.package_modules(module)]
         mod = self._module(module)
         if mod is None:
             whole = name in (_TOP, _WHOLE, _EFFECTS)
             key = f"{module}:{'__module__' if whole else name}"
-            if self._find(module.split(".")[0]) is not None:
+            if self.files.find(module.split(".")[0]) is not None:
                 return key, "missing", []  # a project package without that module: recorded as such
             return key, self._not_followed(module if whole else f"{module}.{name}"), []
         if name in (_TOP, _EFFECTS):
@@ -501,28 +493,6 @@ class CodeIndex:
                 out += [f"{name}.{cc.constant_str(e)}" for e in items]
         return out
 
-    def _package_modules(self, top: str) -> list[str]:
-        """Every module of package `top` followed (of the whole root when `top` is a single file in it)."""
-        if top not in self._walks:
-            self._walks[top] = self._package_sources(top)
-        out = []
-        for rel in self._walks[top]:
-            name = rel[: -len(".py")].replace("/", ".")
-            out.append(name.removesuffix(".__init__"))
-        return out
-
-    def _package_sources(self, top: str) -> list[str]:
-        """The .py files of package `top`, as "top/..." paths (every file of the root for a single file in it)."""
-        where = self._top(top)
-        if where is None:
-            return []
-        if where[0] == "root":
-            return cc.package_sources(self.root, top)
-        _, kind, path = where
-        if kind not in ("package", "namespace"):
-            return [f"{top}.py"]
-        return [f"{top}/{rel}" for rel in cc.python_files(os.path.dirname(path) if kind == "package" else path)]
-
     # -- plain definitions ------------------------------------------------------------------------
 
     def _is_plain(
@@ -604,7 +574,7 @@ class CodeIndex:
         if chain[0] in mod.imports:
             out = []
             for module, attrs in mod.imports[chain[0]]:
-                if self._find(module.split(".")[0]) is not None:
+                if self.files.find(module.split(".")[0]) is not None:
                     return None
                 out.append(".".join((module, *attrs, *chain[1:])))
             return out
@@ -612,76 +582,21 @@ class CodeIndex:
 
     def _is_stdlib(self, dotted: str) -> bool:
         top = dotted.split(".")[0]
-        return top in sys.stdlib_module_names and self._find(top) is None
+        return top in sys.stdlib_module_names and self.files.find(top) is None
 
     # -- modules on disk --------------------------------------------------------------------------
-
-    def _find(self, name: str) -> tuple[str, str] | None:
-        """Where module `name` is when its code is followed: (kind, path), the path relative to the
-        root inside it, absolute outside it (an editable install, a folder on sys.path); None for
-        the standard library, orchestration, installed distributions and what cannot be found."""
-        if name not in self._found:
-            self._found[name] = self._probe(name) if name else None
-        return self._found[name]
-
-    def _probe(self, name: str) -> tuple[str, str] | None:
-        top, _, rest = name.partition(".")
-        where = self._top(top)
-        if where is None:
-            return None
-        if where[0] == "root":
-            return cc.probe_module(self.root, name)
-        _, kind, path = where
-        if not rest:
-            return kind, self._rel(path)
-        if kind not in ("package", "namespace"):
-            return None
-        folder = os.path.dirname(path) if kind == "package" else path
-        found = cc.probe_module(folder, rest, in_package=True)
-        return None if found is None else (found[0], self._rel(os.path.join(folder, found[1])))
-
-    def _top(self, top: str) -> tuple[str, ...] | None:
-        """("root",) when top-level module `top` is a module of the project folder, ("found", kind,
-        path) when the import system finds it elsewhere as code to follow (an editable install, a
-        folder on sys.path), None when it is not followed."""
-        if top not in self._tops:
-            self._tops[top] = self._where(top)
-        return self._tops[top]
-
-    def _where(self, top: str) -> tuple[str, ...] | None:
-        if top == schemes.LIBRARY:
-            return None  # counted by its scheme numbers, wherever its source is
-        in_root = cc.probe_module(self.root, top)
-        if in_root is not None and in_root[0] != "namespace":
-            return ("root",)
-        if in_root is None and (top in sys.stdlib_module_names or schemes.is_orchestration(top)):
-            return None
-        found = cc.locate(top)
-        source = found if found is not None and found[0] == "source" else None
-        if in_root is not None and not (source and source[1] != "namespace" and self._outside(source[2])):
-            return ("root",)  # a namespace folder of the project, unless a regular package elsewhere wins
-        return ("found", source[1], source[2]) if source else None
-
-    def _outside(self, path: str) -> bool:
-        rel = os.path.relpath(path, self.root)
-        return rel == ".." or rel.startswith("../")
-
-    def _rel(self, path: str) -> str:
-        """How a file is named in versions and the cache: relative to the root inside it (a copy of
-        the project must not trust the original's files), absolute outside it."""
-        return os.path.abspath(path) if self._outside(path) else os.path.relpath(path, self.root).replace(os.sep, "/")
 
     def _module(self, name: str) -> cc.ModuleInfo | None:
         if name in self._mods:
             return self._mods[name]
-        found = self._find(name)
+        found = self.files.find(name)
         mod = None
         if found is not None:
             kind, rel = found
             if kind == "namespace":
                 mod = cc.ModuleInfo(name=name, rel=rel, sha256="", is_package=True, kind="namespace")
             else:
-                data = self._read(rel)
+                data = self.files.read(rel)
                 mod = self._parse(name, kind, rel, data)
         self._mods[name] = mod
         return mod
@@ -725,25 +640,6 @@ class CodeIndex:
                     if k.arg not in cc.NON_COUNTING_ARGS or not self._library_only(mod, k.value)
                 ]
 
-    def _read(self, rel: str) -> bytes:
-        """The bytes of a project file; without `read_source`, also what validates a cache entry."""
-        path = self.root / rel
-        if self._read_source is not None:
-            return self._read_source(path)
-        path = self.root / rel
-        before = os.stat(path)
-        data = path.read_bytes()
-        self._check(rel, before, sha256_bytes(data))
-        return data
-
-    def _check(self, rel: str, before: os.stat_result, sha: str) -> None:
-        """Keep what tells later that file `rel`, stat'ed as `before` and then read, is unchanged."""
-        after = os.stat(self.root / rel)
-        racy = _stat_key(before) != _stat_key(after) or time.time_ns() - before.st_ctime_ns < _RACY_NS
-        # A file changed within the timestamp granularity of its last stat could change again
-        # unseen by stat: such files are checked by content instead.
-        self._checks[rel] = sha if racy else _stat_key(before)
-
     def _text(self, node: ast.AST) -> str:
         if id(node) not in self._texts:
             self._texts[id(node)] = cc.normalize(node)
@@ -761,156 +657,3 @@ class CodeIndex:
         value, _ = distributions.distribution_versions(top)
         self._dists[top] = [value, distributions.fast_distribution(top) is not None]
         return value
-
-    # -- files beside code --------------------------------------------------------------------------
-
-    def _resources(self, mods: list[cc.ModuleInfo]) -> tuple[tuple[str, str], ...]:
-        """(path, sha256) of the files beside the code of `mods` that count (`cc.resource_files`).
-        A top-level module file's folder is the root or a sys.path entry: only its own files count."""
-        folders: dict[str, bool] = {}
-        for mod in mods:
-            folder = mod.rel.rpartition("/")[0]
-            recursive = bool(folder) and (mod.is_package or "." in mod.name)
-            folders[folder] = folders.get(folder, False) or recursive
-        out = []
-        for folder, recursive in sorted(folders.items()):
-            for name in self._listing(folder, recursive):
-                rel = f"{folder}/{name}" if folder else name
-                out.append((rel, self._resource_sha(rel)))
-        return tuple(out)
-
-    def _listing(self, folder: str, recursive: bool) -> list[str]:
-        key = f"{int(recursive)}:{folder}"
-        if key not in self._listings:
-            self._listings[key] = [folder, recursive, self._list_resources(folder, recursive)]
-        files: list[str] = self._listings[key][2]
-        return files
-
-    def _list_resources(self, folder: str, recursive: bool) -> list[str]:
-        data_root = os.path.join(self.root, "data")  # partitions and caches are data, not code
-        return cc.resource_files(os.path.join(self.root, folder), recursive, frozenset({data_root}))
-
-    def _resource_sha(self, rel: str) -> str:
-        if rel not in self._resource_shas:
-            try:
-                before = os.stat(self.root / rel)
-                sha = sha256_file(self.root / rel)  # in chunks: a resource may be large
-                self._check(rel, before, sha)
-            except OSError:  # unreadable, or gone since it was listed: checked again next time
-                sha = self._checks[rel] = "unreadable"
-            self._resource_shas[rel] = sha
-        return self._resource_shas[rel]
-
-    # -- the cache file ---------------------------------------------------------------------------
-
-    def _cached(self, ref: str) -> CodeVersion | None:
-        assert self.cache is not None  # version() reads and stores entries only with a cache file
-        if self._entries is None:
-            self._entries = _read_cache(self.cache)
-        entry = self._entries.get(ref)
-        if entry is None:
-            return None
-        try:
-            if not self._still_valid(entry["check"]):
-                return None
-            return CodeVersion(
-                entry["digest"],
-                tuple((k, v) for k, v in entry["parts"]),
-                tuple(entry["notes"]),
-                tuple((p, s) for p, s in entry["files"]),
-                tuple((p, s) for p, s in entry["resources"]),
-            )
-        except (KeyError, TypeError, ValueError):
-            return None
-
-    def _still_valid(self, check: dict[str, Any]) -> bool:
-        if check["env"] != distributions.environment():
-            return False
-        for top, (value, fast) in check["dists"].items():
-            # cheap: only the fast path is asked again; what came from the metadata (yaml from
-            # PyYAML) is covered by the environment's fingerprint
-            if (
-                (distributions.fast_distribution(top) != value)
-                if fast
-                else (distributions.fast_distribution(top) is not None)
-            ):
-                return False
-        for name, found in check["probes"].items():
-            now = self._find(name)
-            if (list(now) if now else None) != found:
-                return False
-        if any(not self._file_unchanged(rel, expected) for rel, expected in check["files"].items()):
-            return False
-        if any(self._package_sources(top) != listing for top, listing in check["walks"].items()):
-            return False
-        # a file added beside reached code (or removed) counts
-        return all(
-            self._list_resources(folder, recursive) == listing for folder, recursive, listing in check["folders"]
-        )
-
-    def _file_unchanged(self, rel: str, expected: list[int] | str) -> bool:
-        if rel not in self._unchanged:
-            path = self.root / rel
-            try:
-                if isinstance(expected, str):  # racy when stored: compare contents
-                    self._unchanged[rel] = sha256_bytes(path.read_bytes()) == expected
-                else:
-                    self._unchanged[rel] = _stat_key(os.stat(path)) == expected
-            except OSError:
-                self._unchanged[rel] = False
-        return self._unchanged[rel]
-
-    def _store(self, ref: str, cv: CodeVersion) -> None:
-        assert self.cache is not None  # see _cached
-        check = {
-            "env": distributions.environment(),
-            # every lookup this index made (a superset of this version's): a new file that would
-            # change how a name resolves invalidates the entry
-            "probes": {name: list(found) if found else None for name, found in self._found.items()},
-            "files": dict(self._checks),
-            "walks": dict(self._walks),
-            "folders": list(self._listings.values()),
-            "dists": dict(self._dists),
-        }
-        entries = _read_cache(self.cache)  # other processes may have added entries meanwhile
-        entries[ref] = {
-            "digest": cv.digest,
-            "parts": cv.parts,
-            "notes": cv.notes,
-            "files": cv.files,
-            "resources": cv.resources,
-            "check": check,
-        }
-        _write_cache(self.cache, entries)
-        self._entries = entries
-
-
-#: A file whose ctime is this recent when read may change again within one timestamp tick.
-_RACY_NS = 2_000_000_000
-_CACHE_SCHEME = 4
-
-
-def _stat_key(st: os.stat_result) -> list[int]:
-    return list(file_stamp(st))  # a list: what the JSON cache holds
-
-
-def _read_cache(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-        entries = data.get("entries") if isinstance(data, dict) and data.get("scheme") == _CACHE_SCHEME else None
-        if isinstance(entries, dict):
-            return entries
-    except (OSError, ValueError):
-        pass
-    return {}
-
-
-def _write_cache(path: Path, entries: dict[str, Any]) -> None:
-    # Derived data: a lost or torn write only costs a recomputation (a torn file reads as empty).
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"scheme": _CACHE_SCHEME, "entries": entries}))
-        os.replace(tmp, path)
-    except OSError:
-        return  # an unwritable cache only means the next plan recomputes code versions
