@@ -302,7 +302,7 @@ class Meter:
 
     def charge(self, share: Share) -> None:
         """Add to this block's figures the work `share`, measured outside it: a partition's input
-        reads, done before its block starts (see `skipwise.engine.project.Project._load_input`)."""
+        reads, done before its block starts (see `skipwise.engine.inputs.Inputs.load`)."""
         s = self._shift
         self._shift = Share(s.cpu_seconds + share.cpu_seconds, s.wall_seconds + share.wall_seconds, s.io + share.io)
 

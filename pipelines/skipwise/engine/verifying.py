@@ -270,7 +270,7 @@ def recompute(
     params = project.params_of(asset)
     reads: list[Any] = []  # inputs are read before the meter starts and charged to it, as `_compute` does
     inputs = {
-        dep.name: project._load_input(asset, dep.name, current.inputs[dep.name], key, reads)
+        dep.name: project.inputs.load(asset, dep.name, current.inputs[dep.name], key, reads)
         for dep in asset.deps
         if dep.data
     }
