@@ -35,6 +35,7 @@ from skipwise.core import distributions
 from skipwise.core import schemes
 from skipwise.core.codecache import FIELDS, VersionCache
 from skipwise.core.codefiles import CodeFiles
+from skipwise.core.codetargets import CallTargets
 from skipwise.core.errors import ConfigError
 from skipwise.core.hashing import digest, sha256_bytes
 
@@ -87,6 +88,7 @@ class CodeIndex:
     ) -> None:
         self.root = Path(root)
         self.files = CodeFiles(self.root, read_source)
+        self.calls = CallTargets(self.files.find)
         # A cache file is only used for versions of the files on disk.
         self._cache = VersionCache(cache, self.files) if cache is not None and read_source is None else None
         self._mods: dict[str, cc.ModuleInfo | None] = {}
@@ -218,9 +220,9 @@ class CodeIndex:
             return False
         if not isinstance(value, ast.Call) or not all(isinstance(t, ast.Name) for t in targets):
             return False
-        if not self._targets_in(mod, cc.chain_of(value.func), cc.DECLARING_CALLS):
+        if not self.calls.targets_in(mod, cc.chain_of(value.func), cc.DECLARING_CALLS):
             return False
-        return all(self._library_only(mod, a) for a in [*value.args, *(k.value for k in value.keywords)])
+        return all(self.calls.library_only(mod, a) for a in [*value.args, *(k.value for k in value.keywords)])
 
     def _binds_only(self, mod: cc.ModuleInfo, stmt: ast.AST) -> bool:
         """An assignment to plain names of a value whose evaluation calls only inert stdlib code."""
@@ -235,7 +237,7 @@ class CodeIndex:
             for t in targets
             for n in ([t] if not isinstance(t, (ast.Tuple, ast.List)) else t.elts)
         )
-        return names and (stmt.value is None or self._inert(mod, stmt.value))
+        return names and (stmt.value is None or self.calls.inert(mod, stmt.value))
 
     def _expand_name(self, mod: cc.ModuleInfo, name: str, trace: _Trace) -> tuple[str, str, list[Request]]:
         """A module-level name: every statement binding it, what it imports, a submodule of that name."""
@@ -493,97 +495,6 @@ class CodeIndex:
                 out += [f"{name}.{cc.constant_str(e)}" for e in items]
         return out
 
-    # -- plain definitions ------------------------------------------------------------------------
-
-    def _is_plain(
-        self, mod: cc.ModuleInfo, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, in_class: bool = False
-    ) -> bool:
-        """Whether defining `node` runs only standard-library code (decorators, bases, class body)."""
-        evaluated: list[ast.AST] = []
-        declared: list[ast.AST] = []
-        for dec in node.decorator_list:
-            chain = cc.chain_of(dec.func if isinstance(dec, ast.Call) else dec)
-            if self._targets_in(mod, chain, cc.DECLARING):
-                # @sw.asset(...) registers the function and builds Dagster's definition: what the
-                # body computes does not depend on it (its inputs, keys and config are versioned
-                # on their own); its arguments may call library code, never project code.
-                if isinstance(dec, ast.Call):
-                    declared += [*dec.args, *(k.value for k in dec.keywords)]
-                continue
-            accessor = in_class and chain and len(chain) == 2 and chain[1] in ("setter", "getter", "deleter")
-            if not (accessor and chain is not None and chain[0] not in mod.defined and chain[0] not in mod.imports):
-                targets = self._known_targets(mod, chain)
-                if targets is None or not all(t in cc.PURE_DECORATORS for t in targets):
-                    return False
-            if isinstance(dec, ast.Call):
-                evaluated += [*dec.args, *(k.value for k in dec.keywords)]
-        if isinstance(node, ast.ClassDef):
-            for base in (*node.bases, *(k.value for k in node.keywords)):
-                if isinstance(base, ast.Constant):  # TypedDict's total=False
-                    continue
-                if isinstance(base, ast.Subscript):  # Generic[T], Protocol[T]
-                    evaluated.append(base.slice)
-                    base = base.value
-                targets = self._known_targets(mod, cc.chain_of(base))
-                if self._targets_in(mod, cc.chain_of(base), cc.DECLARING_BASES):
-                    continue  # a config model: its metaclass only declares fields
-                if targets is None or not all(self._is_stdlib(t) for t in targets):
-                    return False  # a project or third-party base may run code (metaclass, __init_subclass__)
-            for stmt in node.body:
-                if isinstance(stmt, cc.DEFS):
-                    if not self._is_plain(mod, stmt, in_class=True):
-                        return False
-                else:
-                    evaluated.append(stmt)
-        else:
-            evaluated += [e for e in cc.definition_headers(node) if e not in node.decorator_list]
-        return all(self._inert(mod, e) for e in evaluated) and all(self._library_only(mod, e) for e in declared)
-
-    def _targets_in(self, mod: cc.ModuleInfo, chain: tuple[str, ...] | None, names: frozenset[str]) -> bool:
-        """Whether `chain` names one of `names` (dotted paths of library callables) through the module's imports."""
-        if chain is None or chain[0] in mod.defined or chain[0] not in mod.imports:
-            return False
-        paths = [".".join((module, *attrs, *chain[1:])) for module, attrs in mod.imports[chain[0]]]
-        return bool(paths) and all(p in names for p in paths)
-
-    def _library_only(self, mod: cc.ModuleInfo, node: ast.AST) -> bool:
-        """Whether every call in `node` is of library code (never project code, never a dynamic lookup)."""
-        for sub in cc.walk([node]):
-            if isinstance(sub, ast.Call):
-                chain = cc.chain_of(sub.func)
-                targets = self._known_targets(mod, chain)
-                if targets is None and not self._targets_in(mod, chain, cc.DECLARING_CALLS | cc.DECLARING):
-                    return False
-                if targets is not None and any(t in cc.DYNAMIC_TARGETS for t in targets):
-                    return False
-        return True
-
-    def _inert(self, mod: cc.ModuleInfo, node: ast.AST) -> bool:
-        """Whether every call in `node` is a standard-library callable that looks nothing up by name."""
-        for sub in cc.walk([node]):
-            if isinstance(sub, ast.Call):
-                targets = self._known_targets(mod, cc.chain_of(sub.func))
-                if targets is None or not all(self._is_stdlib(t) and t not in cc.DYNAMIC_TARGETS for t in targets):
-                    return False
-        return True
-
-    def _known_targets(self, mod: cc.ModuleInfo, chain: tuple[str, ...] | None) -> list[str] | None:
-        """Dotted paths a chain points to outside the project; None when it may be project code."""
-        if chain is None or chain[0] in mod.defined or (mod.star and chain[0] not in mod.imports):
-            return None
-        if chain[0] in mod.imports:
-            out = []
-            for module, attrs in mod.imports[chain[0]]:
-                if self.files.find(module.split(".")[0]) is not None:
-                    return None
-                out.append(".".join((module, *attrs, *chain[1:])))
-            return out
-        return [".".join(("builtins", *chain))] if chain[0] in cc.BUILTIN_NAMES else None
-
-    def _is_stdlib(self, dotted: str) -> bool:
-        top = dotted.split(".")[0]
-        return top in sys.stdlib_module_names and self.files.find(top) is None
-
     # -- modules on disk --------------------------------------------------------------------------
 
     def _module(self, name: str) -> cc.ModuleInfo | None:
@@ -613,7 +524,7 @@ class CodeIndex:
                 f"cannot parse {self.root / rel}: {getattr(exc, 'msg', exc)} (line {line})", hint="fix the syntax error"
             ) from None
         self._drop_declarations(mod)
-        mod.settle(lambda node: self._is_plain(mod, node))
+        mod.settle(lambda node: self.calls.is_plain(mod, node))
         return mod
 
     def _drop_declarations(self, mod: cc.ModuleInfo) -> None:
@@ -632,12 +543,12 @@ class CodeIndex:
             if (
                 isinstance(node, ast.Call)
                 and node.keywords
-                and self._targets_in(mod, cc.chain_of(node.func), declaring)
+                and self.calls.targets_in(mod, cc.chain_of(node.func), declaring)
             ):
                 node.keywords = [
                     k
                     for k in node.keywords
-                    if k.arg not in cc.NON_COUNTING_ARGS or not self._library_only(mod, k.value)
+                    if k.arg not in cc.NON_COUNTING_ARGS or not self.calls.library_only(mod, k.value)
                 ]
 
     def _text(self, node: ast.AST) -> str:
