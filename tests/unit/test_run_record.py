@@ -81,7 +81,7 @@ def test_memory_held_by_the_process_less_what_partitions_were_charged():
     pm.take()
     pm.add_partition(CostVector(cpu_seconds=0.0, wall_seconds=2.0, peak_rss_bytes=10 * 2**20))
     c = pm.take()
-    assert c.peak_rss_bytes == c.process_peak_rss_bytes > 10 * 2**20
+    assert c.process_peak_rss_bytes >= c.peak_rss_bytes > 10 * 2**20  # this stretch's peak, the process's
     assert c.rss_byte_seconds == pytest.approx(max(c.peak_rss_bytes * c.process_wall_seconds - 2.0 * 10 * 2**20, 0))
     prices = load_prices({}, "t")
     # Pricing charges the memory held when it is given, not peak x wall.
@@ -89,6 +89,24 @@ def test_memory_held_by_the_process_less_what_partitions_were_charged():
         CostVector(wall_seconds=3600.0, peak_rss_bytes=8 * GIB, rss_byte_seconds=GIB * 3600.0), "aws-m7i"
     )
     assert held.usd_compute == pytest.approx(0.0039375)
+
+
+def test_a_run_record_charges_the_memory_of_its_own_stretch_not_an_earlier_peak():
+    """A long-lived process (a worker, a server) that once held 300 MB and gave it back is not
+    charged 300 MB x wall in every later run record."""
+    pm = ProcessMeter()
+    pm.take()
+    big = bytearray(300 * 2**20)
+    big[:: 2**12] = b"x" * len(big[:: 2**12])  # touch every page: resident
+    del big
+    first, second = pm.take(), pm.take()
+    assert first.peak_rss_bytes >= 300 * 2**20
+    assert second.process_peak_rss_bytes >= 300 * 2**20  # the process's peak is still said
+    if "since its previous run record" in second.method:  # VmHWM could be reset (Linux)
+        assert second.peak_rss_bytes < first.peak_rss_bytes - 200 * 2**20
+    else:  # never reset: since the process started, an upper bound
+        assert second.peak_rss_bytes == second.process_peak_rss_bytes
+    assert second.rss_byte_seconds == pytest.approx(second.peak_rss_bytes * second.process_wall_seconds)
 
 
 def test_a_forked_child_counts_from_its_own_start():

@@ -13,8 +13,9 @@ Dollars = compute + egress + requests + storage, each part priced from its own m
 
 For a partition, `peak_rss_bytes` is its own increment (its peak above the process's resident
 memory when it started), so a partition is not charged the framework's baseline; the process's
-run record carries that baseline (its peak x its wall, less what its partitions were charged, as
-`rss_byte_seconds`), so the two add up to the process's peak held for its lifetime.
+run record carries that baseline (its peak since the previous record x its wall, less what its
+partitions were charged, as `rss_byte_seconds`), so the two add up to the process's peak of each
+stretch held for that stretch.
 
 CPU is priced by the CPU-seconds used, not by the vCPUs reserved: on a shared machine a partition
 pays for its share. "GB" in prices means GiB (2**30 bytes), as AWS bills. A part whose inputs were

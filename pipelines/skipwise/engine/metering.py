@@ -62,8 +62,9 @@ _SAMPLE_INTERVAL_S = 0.01
 _active_lock = threading.Lock()
 _active_meters = 0
 # The process's own peak, kept across those resets (each reset would otherwise lose it): the
-# highest VmHWM read just before a reset, or sampled. Reset when the process forks.
-_process_peak = {"pid": os.getpid(), "kib": 0}
+# highest VmHWM read just before a reset, or sampled; and the same since the previous run record
+# (`window_kib`, see `_take_window_peak`). Reset when the process forks.
+_process_peak = {"pid": os.getpid(), "kib": 0, "window_kib": 0}
 
 if resource is not None:
     CPU_METHOD = "cpu: getrusage self+children (us)"
@@ -111,9 +112,29 @@ def _note_process_peak(kib: int | None) -> None:
     if kib is None:
         return
     if _process_peak["pid"] != os.getpid():
-        _process_peak.update(pid=os.getpid(), kib=0)
+        _process_peak.update(pid=os.getpid(), kib=0, window_kib=0)
     if kib > _process_peak["kib"]:
         _process_peak["kib"] = kib
+    if kib > _process_peak["window_kib"]:
+        _process_peak["window_kib"] = kib
+
+
+def _take_window_peak() -> tuple[int | None, bool]:
+    """(the process's peak resident memory since the previous call, in bytes; whether the mark was
+    reset for the next window). A long-lived process (a worker, a server, a code location) is
+    charged what it held while it did this stretch's work, not a peak of hours ago: ``VmHWM`` is
+    reset here when no Meter owns it. Where it cannot be (refused, a partition running in another
+    thread, not Linux), the next window keeps this one's peak: an upper bound, as before."""
+    hwm = _read_status_kib("VmHWM")
+    if hwm is None:
+        return process_peak_rss_bytes(), False
+    _note_process_peak(hwm)
+    window = _process_peak["window_kib"] * 1024
+    with _active_lock:
+        reset = _active_meters == 0 and _reset_hwm()
+    if reset:
+        _process_peak["window_kib"] = _read_status_kib("VmRSS") or 0
+    return window, reset
 
 
 def process_peak_rss_bytes() -> int | None:
@@ -401,8 +422,9 @@ class ProcessMeter:
 
     where `start` is the CPU before the engine was first used (interpreter start, imports, Dagster
     start: only in the process's first run record) and `other` the rest (the orchestrator's work
-    between and after partitions, loading code, failed work). Memory held: the process's peak x
-    the wall since the previous record, less what the partitions were charged (increment x wall).
+    between and after partitions, loading code, failed work). Memory held: the process's peak
+    since the previous record x the wall since then, less what the partitions were charged
+    (increment x wall).
     """
 
     def __init__(self) -> None:
@@ -419,6 +441,7 @@ class ProcessMeter:
         self._exit_write: Callable[[], None] | None = None
         self._exit_freeze_gc = False
         self._exit_registered = False
+        self._hwm_reset = False  # VmHWM was reset at the previous run record (see `_take_window_peak`)
         self._excluded_cpu = 0.0  # children that keep their own account (`exclude_children`)
         # `keep_children_apart`: from then on only this process's own CPU counts (plus the children
         # its metered partitions waited for, which the partitions' records hold).
@@ -569,13 +592,13 @@ class ProcessMeter:
             plan, load, ledger = self._phases["plan"], self._phases["load"], self._phases["ledger"]
             reads = max(self._phases["reads"], 0.0)
             other = max(over_cpu - start - plan - load - ledger - reads, 0.0)
-            peak = process_peak_rss_bytes()
-            held = None if peak is None else max(peak * d_wall - self._partition_held, 0.0)
+            window, reset = _take_window_peak()
+            held = None if window is None else max(window * d_wall - self._partition_held, 0.0)
             cost = CostVector(
                 wall_seconds=over_wall,
                 cpu_seconds=over_cpu,
-                peak_rss_bytes=peak,
-                process_peak_rss_bytes=peak,
+                peak_rss_bytes=window,
+                process_peak_rss_bytes=process_peak_rss_bytes(),
                 rss_byte_seconds=held,
                 process_cpu_seconds=d_cpu,
                 process_wall_seconds=d_wall,
@@ -593,12 +616,15 @@ class ProcessMeter:
                         f"run: this process {self.start_method if self.records == 0 else 'since its previous run record'}"
                         ", less its metered partitions",
                         CPU_METHOD if not self._apart else APART_CPU_METHOD,
-                        "rss: process peak (VmHWM kept across partition resets)",
-                        "memory held: process peak x wall less the partitions' increment x wall",
+                        "rss: the process's peak "
+                        + ("since its previous run record" if self._hwm_reset else "since it started")
+                        + " (VmHWM kept across partition resets)",
+                        "memory held: that peak x wall less the partitions' increment x wall",
                     ]
                 ),
             )
             self._last_cpu, self._last_wall = cpu, wall
+            self._hwm_reset = reset
             self.records += 1
             self._reset_deltas()
             return cost
