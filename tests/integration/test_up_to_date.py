@@ -80,3 +80,33 @@ def test_a_budget_still_stops_what_would_run(project_dir: Path):
     probe = json.loads(p.stdout.strip().splitlines()[-1])
     assert probe["rc"] == 3 and "over budget, nothing was computed" in p.stderr
     assert not list((project_dir / "data").rglob("flight_features/*/manifest.json"))
+
+
+def test_a_first_plan_hashes_every_new_raw_file_at_once_and_decides_as_one_by_one(project_dir: Path, monkeypatch):
+    """A first plan (nothing in the stat cache) versions each raw input once, every new file of a
+    source in one batch on every core: the same versions and decisions as file by file."""
+    import shutil as sh
+
+    from skipwise.engine.project import Project
+    from skipwise.store import statcache
+    from tests.conftest import _graph_from
+
+    graph = _graph_from(project_dir)
+    sequential = [(d.asset, d.partition, d.action, d.fingerprint) for d in Project(project_dir, graph).plan()]
+    sh.rmtree(project_dir / "data" / ".skipwise")
+    monkeypatch.setattr(statcache, "_THREADED_BYTES", 0)  # the demo's days are small: thread them anyway
+    monkeypatch.setattr(statcache, "_cpus", lambda: 4)
+    batches: list[int] = []
+    digest_all = statcache.StatCache.digest_all
+    monkeypatch.setattr(
+        statcache.StatCache,
+        "digest_all",
+        lambda self, files, algo="md5": batches.append(len(files)) or digest_all(self, files, algo),
+    )
+    project = Project(project_dir, graph)
+    threaded = [(d.asset, d.partition, d.action, d.fingerprint) for d in project.plan()]
+    assert threaded == sequential
+    assert sorted(b for b in batches if b) == [12, 12]  # flights and weather: 12 new days each, once
+    assert project.statcache.hashed_bytes == sum(
+        p.stat().st_size for p in (project_dir / "data" / "raw").rglob("*.parquet")
+    )

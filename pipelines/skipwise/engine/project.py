@@ -209,6 +209,22 @@ class Project:
             self._raw_versions[cache_key] = self.locality.sources_of(source).version(source, key)
         return self._raw_versions[cache_key]
 
+    def _version_raw_inputs(self, asset: Asset, keys: list[str]) -> None:
+        """Version at once every raw partition the partitions `keys` of `asset` read, before they are
+        decided one by one: files seen for the first time are hashed on every core
+        (`raw_versions`), not one after the other as each partition asks."""
+        for dep in asset.deps:
+            up = self.graph.node(dep.name)
+            if not isinstance(up, Source):
+                continue
+            needed: dict[str, None] = {}
+            for key in keys:
+                ups = upstream_keys(dep.mapping, key, up.partitions)
+                if ups is None:  # every key of the source
+                    ups = keys_of(up.partitions)
+                needed.update(dict.fromkeys(ups))
+            self.raw_versions(up, [k for k in needed if (up.name, k) not in self._raw_versions])
+
     def raw_versions(self, source: Source, keys: list[str]) -> list[str]:
         """`raw_version` of each of `keys`, in order (in one pass where the kind of source has one)."""
         known = self._raw_versions
@@ -435,6 +451,7 @@ class Project:
                     continue
                 warned = len(self.warnings)
                 taken = self.settled.taken(asset, asset_keys) if whole else None  # before deciding
+                self._version_raw_inputs(asset, asset_keys)
                 decided = []
                 for key in asset_keys:
                     d = self.decide(asset, key, pending)

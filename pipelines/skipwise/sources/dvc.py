@@ -96,13 +96,23 @@ class DvcSources:
         base = os.path.join(self.root, source.path)
         inside = self._in_tracked(source, tracked, "")  # the source's folder in the tracked one
         known, lstat, is_link = self.statcache.known_in(base, "md5"), os.lstat, stat.S_ISLNK
-        out: list[str] = []
-        for key in keys:
-            rel = source.file_for(key)
+        rels = [source.file_for(key) for key in keys]
+        stats: list[os.stat_result | None] = []
+        for rel in rels:
             try:
-                st = lstat(os.path.join(base, rel) if rel else base)
+                stats.append(lstat(os.path.join(base, rel) if rel else base))
             except OSError:
-                st = None
+                stats.append(None)
+        # Files seen for the first time (a new day, a first plan) are hashed at once, on every
+        # core; links are left to `version`, which checks where they point before reading.
+        new = {
+            rel: st
+            for rel, st in zip(rels, stats)
+            if rel and st is not None and stat.S_ISREG(st.st_mode) and known(rel, st) is None
+        }
+        self.statcache.digest_all([(os.path.join(base, rel), st) for rel, st in new.items()])
+        out: list[str] = []
+        for key, rel, st in zip(keys, rels, stats):
             md5 = None if st is None or is_link(st.st_mode) or not rel else known(rel, st)
             name = (posixpath.join(inside, rel) if inside else rel) if rel else inside
             if md5 is not None and md5 == recorded.get(name):
