@@ -94,7 +94,8 @@ def test_a_first_plan_hashes_every_new_raw_file_at_once_and_decides_as_one_by_on
     graph = _graph_from(project_dir)
     sequential = [(d.asset, d.partition, d.action, d.fingerprint) for d in Project(project_dir, graph).plan()]
     sh.rmtree(project_dir / "data" / ".skipwise")
-    monkeypatch.setattr(statcache, "_THREADED_BYTES", 0)  # the demo's days are small: thread them anyway
+    monkeypatch.setattr(statcache, "_THREADED_BYTES", 0)
+    monkeypatch.setattr(statcache, "_THREADED_FILE_BYTES", 0)  # the demo's days are small: thread them anyway
     monkeypatch.setattr(statcache, "_cpus", lambda: 4)
     batches: list[int] = []
     digest_all = statcache.StatCache.digest_all

@@ -21,6 +21,7 @@ def _files(tmp_path, n: int, size: int) -> list:
 
 def test_files_hashed_at_once_are_recorded_as_one_by_one(tmp_path, monkeypatch):
     monkeypatch.setattr(statcache, "_THREADED_BYTES", 0)
+    monkeypatch.setattr(statcache, "_THREADED_FILE_BYTES", 0)
     monkeypatch.setattr(statcache, "_cpus", lambda: 4)  # threads, whatever this machine has
     paths = _files(tmp_path, 6, 1 << 20)
     cache = StatCache(tmp_path / "stat.db", base=tmp_path)
@@ -36,6 +37,7 @@ def test_files_hashed_at_once_are_recorded_as_one_by_one(tmp_path, monkeypatch):
 
 def test_a_file_that_moved_since_its_stat_is_not_recorded(tmp_path, monkeypatch):
     monkeypatch.setattr(statcache, "_THREADED_BYTES", 0)
+    monkeypatch.setattr(statcache, "_THREADED_FILE_BYTES", 0)
     monkeypatch.setattr(statcache, "_cpus", lambda: 4)  # threads, whatever this machine has
     a, b = _files(tmp_path, 2, 1 << 16)
     stale = os.lstat(a)
@@ -48,7 +50,7 @@ def test_a_file_that_moved_since_its_stat_is_not_recorded(tmp_path, monkeypatch)
 
 
 def test_small_batches_are_left_to_digest(tmp_path):
-    paths = _files(tmp_path, 3, 1 << 10)  # 3 KB in all: below the threaded threshold
+    paths = _files(tmp_path, 3, 1 << 10)  # 3 KB in all: below the threaded thresholds
     cache = StatCache(tmp_path / "stat.db", base=tmp_path)
     cache.digest_all([(str(p), os.lstat(p)) for p in paths], "md5")
     assert cache.hashed_bytes == 0 and all(cache.recorded(p, "md5") is None for p in paths)

@@ -121,7 +121,8 @@ class StatCache:
         other threads run). A file that moved while it was read, or cannot be read, is left to
         `digest` (which says why)."""
         workers = min(len(files), _cpus())
-        if workers < 2 or sum(st.st_size for _, st in files) < _THREADED_BYTES:
+        total = sum(st.st_size for _, st in files)
+        if workers < 2 or total < _THREADED_BYTES or total < _THREADED_FILE_BYTES * len(files):
             return  # not worth threads: `digest` reads them as they are asked for
         from concurrent.futures import ThreadPoolExecutor
 
@@ -147,8 +148,10 @@ class StatCache:
             pass  # the cache is an optimization; losing an entry costs one re-hash
 
 
-#: Below this many bytes in all, files are hashed one by one (a thread pool's start would cost more).
+#: Below this many bytes in all, or in files this small on average, files are hashed one by one: a
+#: thread pool's start would cost more, and small files are mostly Python's work, one thread at a time.
 _THREADED_BYTES = 8 << 20
+_THREADED_FILE_BYTES = 256 << 10
 
 
 def _cpus() -> int:
