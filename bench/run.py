@@ -220,8 +220,8 @@ def bench_dataset(ws, repeats: int, heavy_repeats: int, log: Path) -> DatasetRes
 
     `dagster-webserver` runs only for the runs launched through it: started for them in each round
     and stopped after them (and when the dataset is done, whatever happens). It follows every run of
-    the instance (its event watcher wakes at each write), so alive it would slow the other paths'
-    Dagster runs, and not DVC's plain stage, which writes nothing there."""
+    the instance (its event watcher wakes at each write) and works while and after they run: alive,
+    it takes CPU from whatever is measured then (the other paths' runs above all)."""
     from bench import systems as S
     from bench.webserver import Webserver, ui_launch
     from bench.workspace import change_raw, clear_outputs, edit_code, skipwise_state
@@ -844,8 +844,8 @@ def main(argv: list[str] | None = None) -> int:
         "command around them: it loads the definitions in its own process and runs each step in a child process "
         "(Dagster's multiprocess executor), the skipping is done inside the assets' steps; its clock is the command's "
         "whole life. dagster-webserver: `dagster-webserver -m <definitions>` on 127.0.0.1 (started for each round's "
-        "two launches and stopped after them: alive, it follows every run of the instance, which would slow the "
-        "other paths' Dagster runs and not DVC's plain stage; its start is not timed in the table, see the "
+        "two launches and stopped after them: alive, it follows every run of the instance and takes CPU while and "
+        "after they run, from whatever is measured then; its start is not timed in the table, see the "
         "reference measurements), and one run of the same assets "
         "over the same range launched through its GraphQL endpoint as the UI's launch dialog does with its "
         '"single run" option (`launchRun`: asset selection, partition range tags, `dagster/from_ui`), timed from the '
