@@ -119,7 +119,7 @@ def _read_cache(path: Path) -> dict[str, Any]:
         if isinstance(entries, dict):
             return entries
     except (OSError, ValueError):
-        pass
+        return {}  # unreadable or torn: an empty cache
     return {}
 
 

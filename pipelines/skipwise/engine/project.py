@@ -351,10 +351,11 @@ class Project:
                 continue
             own = [*versions][-1]  # windows end on the partition's own key
             if versions[own] == "absent":
-                return self._missing(up, own)
+                return self.missing_raw(up, own)
         return None
 
-    def _missing(self, up: Source, key: str) -> tuple[str, str]:
+    def missing_raw(self, up: Source, key: str) -> tuple[str, str]:
+        """(what is missing, the fix) for raw partition `key` of `up`, which does not exist."""
         if up.url:
             what, fix = up.missing(key)
             return f"{up.name}[{key}] has {what}", fix
