@@ -1,17 +1,20 @@
 """The event log of the instances skipwise creates (`skipwise.adapters.dagster.eventlog`): the same
 databases and rows as Dagster's own SQLite event log, so anything reading the instance with
 Dagster's own classes (`dagster dev`, the daemon, another Dagster install) sees the same runs,
-events and partitions; a run's writes reach its database file (which `dagster dev` watches to
-follow a run); and only Dagster's default SQLite storage is replaced, never a storage configured
+events and partitions; a watcher of a run's database file (how `dagster dev` follows a run) is
+told of each event as it is written; and only Dagster's default SQLite storage is replaced, never a storage configured
 otherwise, and never in dagster.yaml."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage as DagsterStorage
 
 from skipwise.adapters.dagster.eventlog import SqliteEventLogStorage
@@ -68,11 +71,6 @@ def test_skipwise_instance_writes_what_dagsters_storage_reads(tmp_path: Path, mo
     assert isinstance(instance.event_log_storage, SqliteEventLogStorage)
     runs = [_run(instance, "2024-01-01", "2024-01-05"), _run(instance, "2024-01-04", "2024-01-10")]
     assert all(r.success for r in runs)
-    for r in runs:
-        # The run's writes are in its database file itself, not only in a write-ahead log: `dagster
-        # dev` follows a running run by the changes of that file.
-        wal = home / "history" / "runs" / f"{r.run_id}.db-wal"
-        assert not wal.exists() or wal.stat().st_size == 0
 
     dagsters = dg.DagsterInstance.from_config(str(home))  # as `dagster dev` opens it
     assert type(dagsters.event_log_storage) is DagsterStorage
@@ -88,6 +86,42 @@ def test_skipwise_instance_writes_what_dagsters_storage_reads(tmp_path: Path, mo
     # ... and the other way round: what Dagster's own classes write, skipwise's instance reads
     assert _run(dagsters, "2024-01-11", "2024-01-11").success
     assert len(instance_for_root(tmp_path).get_materialized_partitions(key)) == 11
+
+
+def _message(run_id: str, message: str) -> EventLogEntry:
+    return EventLogEntry(
+        user_message=message, level=20, job_name="job", run_id=run_id, error_info=None, timestamp=time.time()
+    )
+
+
+def test_a_watcher_of_a_run_is_told_of_each_event_as_it_is_written(tmp_path: Path) -> None:
+    """`dagster dev` follows a running run through Dagster's own storage (`watch`: a handler on the
+    run's database file); skipwise's storage keeps its connection open, so its writes land in the
+    write-ahead log first, and the watcher must still hear of each one when it is written."""
+    base = str(tmp_path / "runs")
+    ours, theirs = SqliteEventLogStorage(base), DagsterStorage(base)
+    with ours.run_connection("run-w") as conn:
+        assert conn.in_transaction()  # the run's database exists before it is watched
+    seen: list[str] = []
+    told = threading.Event()
+
+    def heard(entry, cursor) -> None:
+        seen.append(entry.user_message)
+        told.set()
+
+    theirs.watch("run-w", None, heard)
+    try:
+        for i in range(3):
+            told.clear()
+            ours.store_event(_message("run-w", f"event {i}"))
+            assert told.wait(10), f"the watcher was not told of event {i}"
+            assert seen[-1] == f"event {i}"
+        assert [r.event_log_entry.user_message for r in theirs.get_records_for_run("run-w").records] == seen
+    finally:
+        theirs.end_watch("run-w", heard)
+        theirs.dispose()
+        ours.dispose()
+    assert seen == ["event 0", "event 1", "event 2"]
 
 
 def test_only_dagsters_default_sqlite_storage_is_replaced(tmp_path: Path, monkeypatch) -> None:

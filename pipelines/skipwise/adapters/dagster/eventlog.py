@@ -5,9 +5,16 @@ Dagster's `SqliteEventLogStorage` builds a new SQLAlchemy engine for every state
 materialization event costs three engines, three connections and their closes (the last close of
 a WAL database checkpoints it), about 4 ms of the 8 ms a partition's event takes; and every run
 creates its own database and stamps it with Alembic (about 0.1 s). This subclass keeps the engines
-of the index and of the last few runs' databases with their connections pooled, remembers which
+of the index and of the last few runs' databases with their connections open, remembers which
 tables exist, and creates a run's database by copying an empty one that Dagster's own
 initialization made (same schema, same Alembic stamp, kept per Dagster and SQLAlchemy version).
+
+A run's database is watched: `dagster dev` follows a running run by the changes of its file
+(`watch`: a watchdog handler on `<run id>.db`). With the connection kept open, a commit lands in
+the write-ahead log (`<run id>.db-wal`), which every reader sees but the watcher does not, so each
+transaction that wrote to a run's database touches the file's times afterwards (the same event
+a write to it gives the watcher); the log is checkpointed into the file when SQLite's own
+threshold says, when the engine is let go, and when the process exits.
 
 An asset event's rows in the index are Dagster's too, written with less: the index's columns are
 inspected once (Dagster inspects them at every event), the asset's row is updated where it exists
@@ -24,12 +31,14 @@ open it through `with_kept_engines`; dagster.yaml is not changed.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import os
 import shutil
 import sqlite3
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,15 +92,13 @@ class SqliteEventLogStorage(DagsterSqliteEventLogStorage):
             if engine is not None:
                 self._engines.move_to_end(shard)
                 return engine
-            # A run's database is watched (`dagster dev` follows a run by the changes of its file):
-            # its connections close after each statement, as Dagster's do, so each close
-            # checkpoints the write into the file the watcher sees. The index's stay open.
-            pooling: dict[str, Any] = (
-                {"pool_size": 1, "max_overflow": 4} if shard == INDEX_SHARD_NAME else {"poolclass": db.pool.NullPool}
-            )
             engine = db.create_engine(
-                self.conn_string_for_shard(shard), connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}, **pooling
+                self.conn_string_for_shard(shard),
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+                pool_size=1,
+                max_overflow=4,
             )
+            _OPEN.add(self)
             self._engines[shard] = engine
             while len(self._engines) > KEPT_ENGINES:
                 old, evicted = next(iter(self._engines.items()))
@@ -110,8 +117,14 @@ class SqliteEventLogStorage(DagsterSqliteEventLogStorage):
                 if shard == INDEX_SHARD_NAME or not self._copy_empty(shard):
                     self._initdb(engine)
                 self._initialized_dbs.add(shard)
-            with engine.connect() as conn, conn.begin():
-                yield conn
+            with engine.connect() as conn:
+                raw = conn.connection.dbapi_connection
+                before = getattr(raw, "total_changes", None)
+                with conn.begin():
+                    yield conn
+                wrote = before is None or raw.total_changes != before
+            if wrote and shard != INDEX_SHARD_NAME:
+                _touch(self.path_for_shard(shard))  # the watcher's cue: the write is in the WAL
 
     def _initdb(self, engine: Any, for_index_shard: bool = False) -> None:
         # Dagster's asks Alembic for the newest revision (every migration script loaded), and does
@@ -166,11 +179,15 @@ class SqliteEventLogStorage(DagsterSqliteEventLogStorage):
         if conn.execute(AssetKeyTable.update().values(**values).where(AssetKeyTable.c.asset_key == key)).rowcount == 0:
             conn.execute(AssetKeyTable.insert().values(asset_key=key, **values))
 
-    def dispose(self) -> None:
+    def dispose_engines(self) -> None:
+        """Close every kept connection (the last close of a database checkpoints its log)."""
         with self._engines_lock:
             engines, self._engines = list(self._engines.values()), OrderedDict()
         for engine in engines:
             engine.dispose()
+
+    def dispose(self) -> None:
+        self.dispose_engines()
         super().dispose()
 
     # -- a run's database, created by copying an empty one ---------------------------------------
@@ -219,6 +236,24 @@ class SqliteEventLogStorage(DagsterSqliteEventLogStorage):
             for leftover in (tmp, f"{tmp}-wal", f"{tmp}-shm"):
                 with contextlib.suppress(OSError):
                     os.unlink(leftover)
+
+
+#: storages with engines open: their connections close (checkpointing each run's log) at exit
+_OPEN: weakref.WeakSet[SqliteEventLogStorage] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open() -> None:
+    for storage in list(_OPEN):
+        with contextlib.suppress(Exception):
+            storage.dispose_engines()
+
+
+def _touch(path: str) -> None:
+    """Set `path`'s times to now: inotify reports it (IN_ATTRIB) as watchdog's modified event, and a
+    polling watcher sees the new mtime."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
 
 
 def _record_json(event_json: str, storage_id: int) -> str:
