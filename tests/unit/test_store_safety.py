@@ -294,3 +294,50 @@ def test_a_kept_version_written_before_restores_a_partition(tmp_path):
         store.commit("features", "a", other)
     assert store.read_manifest("features", "a", "k") == other
     assert store.read_version("features", "a", "k", fp) == kept  # what a RESTORE commits again
+
+
+def test_a_versions_folder_linked_outside_is_neither_swept_written_nor_read(tmp_path):
+    """A partition's kept versions folder that links out of the data root is refused like a
+    partition folder that does: nothing there is deleted, written or restored from."""
+    store = _store(tmp_path)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / ".x.json.tmp-1-ab").write_bytes(b"someone's file")
+    name, sha, size = store.write_output("features", "f", "k1", "ab" * 32, "bin", b"ok")
+    folder = tmp_path / "data" / "features" / "f" / "k1"
+    (folder / "versions").symlink_to(outside, target_is_directory=True)
+    (outside / f"{'ab' * 32}.json").write_text("{}")
+
+    with pytest.raises(InputError, match="outside the data root"):
+        store.sweep_temp("features", "f", "k1")
+    assert store.read_version("features", "f", "k1", "ab" * 32) is None
+    manifest = Manifest(
+        asset="f",
+        partition="k1",
+        fingerprint="ab" * 32,
+        code_version="c",
+        params_digest="p",
+        inputs={},
+        output=name,
+        output_hash=sha,
+        output_size=size,
+    )
+    with pytest.raises(InputError, match="outside the data root"):
+        store.commit("features", "f", manifest)
+    assert sorted(p.name for p in outside.iterdir()) == [".x.json.tmp-1-ab", f"{'ab' * 32}.json"]
+    assert not (folder / "manifest.json").exists()
+
+
+def test_the_sweep_removes_a_killed_writers_temporaries_and_nothing_else(tmp_path):
+    store = _store(tmp_path)
+    store.write_output("features", "f", "k1", "ab" * 32, "bin", b"ok")
+    folder = tmp_path / "data" / "features" / "f" / "k1"
+    (folder / "versions").mkdir()
+    left = [folder / ".out.bin.tmp-9-cd", folder / "versions" / f".{'ab' * 32}.json.tmp-9-ef"]
+    kept = [folder / ".tmp-not-ours", folder / "notes.tmp-1", folder / "versions" / "x.json"]
+    for path in (*left, *kept):
+        path.write_bytes(b"x")
+    assert store.sweep_temp("features", "f", "k1") == 2
+    assert [p.exists() for p in left] == [False, False]
+    assert [p.exists() for p in kept] == [True, True, True]
+    assert store.sweep_temp("features", "f", "absent") == 0

@@ -144,7 +144,10 @@ def importing(path: str, module: Any = None) -> Iterator[None]:
 
 def imported_reads(path: str) -> Reads | None:
     """What the module at `path` read while it was imported; None if it was not observed."""
-    return _IMPORTS.get(os.path.realpath(path))
+    # A path recorded as it is (module files usually are real paths) needs no resolving: every
+    # partition asks for each module its code ran from.
+    found = _IMPORTS.get(path)
+    return found if found is not None else _IMPORTS.get(os.path.realpath(path))
 
 
 # -- the audit hook ---------------------------------------------------------------------------------

@@ -264,13 +264,26 @@ class LocalPartitionStore:
         self.statcache.remember(path, "sha256", sha)
         return name, sha, len(data)
 
+    def _versions_dir(self, d: Path) -> Path:
+        """Partition folder `d`'s kept versions folder; refused when it is a link out of the data root."""
+        versions = d / VERSIONS
+        if os.path.islink(versions):
+            ensure_inside(versions, self.real_root, f"kept versions folder {versions}")
+        return versions
+
     def sweep_temp(self, layer: str, asset: str, key: str) -> int:
         """Remove temporary files a killed writer left in this partition; call it holding the lock."""
         d = self.partition_dir(layer, asset, key)
         removed = 0
-        for tmp in [*d.glob(".*.tmp-*"), *d.glob(f"{VERSIONS}/.*.tmp-*")]:
-            tmp.unlink(missing_ok=True)  # removes a link itself, never what it points at
-            removed += 1
+        for folder in (d, self._versions_dir(d)):
+            try:
+                names = [e.name for e in os.scandir(folder)]
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for name in names:
+                if name.startswith(".") and ".tmp-" in name[1:]:  # `.<name>.tmp-<pid>-<id>` (atomic_write)
+                    (folder / name).unlink(missing_ok=True)  # removes a link itself, never what it points at
+                    removed += 1
         return removed
 
     def commit(self, layer: str, asset: str, manifest: Manifest, keep: bool = True) -> None:
@@ -282,6 +295,7 @@ class LocalPartitionStore:
         data = manifest.to_json().encode()
         names = version_names(manifest.fingerprint)
         if keep and names:
+            self._versions_dir(d)
             atomic_write(d / names[0], data, sync_dir=False, sync=False)
             self.io.add_write(len(data), requests=0)
         atomic_write(d / MANIFEST, data)
@@ -290,6 +304,8 @@ class LocalPartitionStore:
     def read_version(self, layer: str, asset: str, key: str, fingerprint: str) -> Manifest | None:
         """The kept version of a partition with `fingerprint`, or None (absent, damaged, a link)."""
         folder = self._readable_dir(layer, asset, key) if version_names(fingerprint) else ""
+        if folder and os.path.islink(os.path.join(folder, VERSIONS)):
+            return None  # a kept version is never read through a link
         for name in version_names(fingerprint):
             path = os.path.join(folder, name)
             try:
