@@ -134,4 +134,4 @@ def test_a_skipwise_error_is_one_short_dagster_failure_with_its_fix(events):
     assert p.returncode != 0
     assert f"Error: data/raw/events/{DAY}.parquet is not readable parquet" in log
     assert "The above exception was caused by the following exception" in log
-    assert "skipwise/engine/project.py" in log  # the whole traceback, down to where it was raised
+    assert "skipwise/engine/inputs.py" in log  # the whole traceback, down to where it was raised

@@ -366,8 +366,8 @@ def test_hits_recorded_after_a_remembered_plan_avoid_what_their_manifests_say(sy
     assert reads == 0
     assert {k: r["usd_avoided"] for k, r in hits.items()} == expected
     assert {r["method"] for r in hits.values()} == {"hit: usd_avoided from the manifest's recorded cost"}
-    by_manifest = [p.hit(p.graph.asset("days"), d.partition, d) for d in decisions]
-    assert [o.cost for o in p.hits(decisions)] == [o.cost for o in by_manifest]
+    by_manifest = [p.execution.hit(p.graph.asset("days"), d.partition, d) for d in decisions]
+    assert [o.cost for o in p.execution.hits(decisions)] == [o.cost for o in by_manifest]
 
     # One manifest rewritten with another cost (same fingerprint, so still up to date): decided
     # afresh, and its hit avoids what it says now; the others still come from the record.

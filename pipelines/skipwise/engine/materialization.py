@@ -186,7 +186,7 @@ def record_hits(project: Project, skipped: list[Decision], tags: Mapping[str, st
     if not skipped:
         return ""
     run_id = f"skipwise-{uuid.uuid4()}"
-    project.accounts.record(project.hits(skipped), run_id, tags)
+    project.accounts.record(project.execution.hits(skipped), run_id, tags)
     return run_id
 
 

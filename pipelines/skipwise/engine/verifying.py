@@ -32,7 +32,7 @@ from skipwise.core.spec import Asset, Result
 from skipwise.core.units import format_usd
 from skipwise.engine.computing import computing
 from skipwise.engine.metering import Meter, process_meter
-from skipwise.engine.project import _default_call, _is_output, _serialize
+from skipwise.engine.execution import _default_call, _is_output, _serialize
 from skipwise.store.suspects import Suspect
 
 if TYPE_CHECKING:  # the engine is imported when verifying starts, not by `skipwise --help`
