@@ -7,6 +7,7 @@ otherwise, and never in dagster.yaml."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -255,3 +256,33 @@ def test_an_asset_events_rows_are_the_ones_dagster_writes(tmp_path: Path) -> Non
     (record,) = ours.get_asset_records([key])
     assert record.asset_entry.last_materialization_record.storage_id == 6
     assert record.asset_entry.last_materialization.asset_materialization.partition == "2024-01-01"
+
+
+def test_a_forked_child_writes_through_its_own_connections(tmp_path: Path) -> None:
+    """A process that forks with the event log's connections open (`skipwise serve`, a prefork
+    worker pool) must not hand them to the child: both would write through one SQLite connection."""
+    ours = SqliteEventLogStorage(str(tmp_path / "runs"))
+    ours.store_event(_message("run-f", "before the fork"))
+    with ours.run_connection("run-f") as conn:
+        parents = conn.connection.dbapi_connection
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, write one event, and leave without running the parent's exit code
+        ok = 0
+        try:
+            with ours.run_connection("run-f") as conn:
+                ok = int(conn.connection.dbapi_connection is not parents)
+            ours.store_event(_message("run-f", "from the child"))
+            ours.dispose_engines()
+        finally:
+            os.write(write, str(ok).encode())
+            os._exit(0)
+    os.close(write)
+    assert os.read(read, 8) == b"1", "the child reused the parent's connection"
+    os.waitpid(pid, 0)
+    ours.store_event(_message("run-f", "after the fork"))
+    messages = [r.event_log_entry.user_message for r in ours.get_records_for_run("run-f").records]
+    assert messages == ["before the fork", "from the child", "after the fork"]
+    with sqlite3.connect(tmp_path / "runs" / "run-f.db") as conn:
+        assert conn.execute("pragma integrity_check").fetchone() == ("ok",)
+    ours.dispose()

@@ -186,6 +186,15 @@ class SqliteEventLogStorage(DagsterSqliteEventLogStorage):
         for engine in engines:
             engine.dispose()
 
+    def forget_engines(self) -> None:
+        """In a forked child: let go of the parent's engines without closing their connections (the
+        parent's, still in use there); the child opens its own. Locks another thread held at the
+        fork stay held in the child: they are made anew."""
+        engines, self._engines = list(self._engines.values()), OrderedDict()
+        self._engines_lock, self._db_lock = threading.Lock(), threading.Lock()
+        for engine in engines:
+            engine.dispose(close=False)
+
     def dispose(self) -> None:
         self.dispose_engines()
         super().dispose()
@@ -247,6 +256,16 @@ def _close_open() -> None:
     for storage in list(_OPEN):
         with contextlib.suppress(Exception):
             storage.dispose_engines()
+
+
+def _forget_in_child() -> None:
+    # A connection shared by two processes corrupts what both write (SQLite's and SQLAlchemy's
+    # rule): a forked child (`skipwise serve`'s commands, a prefork worker pool) starts without any.
+    for storage in list(_OPEN):
+        storage.forget_engines()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _touch(path: str) -> None:
