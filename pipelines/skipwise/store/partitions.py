@@ -295,7 +295,7 @@ class LocalPartitionStore:
         data = manifest.to_json().encode()
         names = version_names(manifest.fingerprint)
         if keep and names:
-            self._versions_dir(d)
+            self._versions_dir(d)  # never written through a link out of the data root
             atomic_write(d / names[0], data, sync_dir=False, sync=False)
             self.io.add_write(len(data), requests=0)
         atomic_write(d / MANIFEST, data)
