@@ -8,11 +8,13 @@ the graph itself stays a plain value (it is cached on disk without importing any
 
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from skipwise import formats
+from skipwise.core.spec import Asset
 
 #: ref -> Body, filled as the user's definitions are imported.
 REGISTRY: dict[str, "Body"] = {}
@@ -103,3 +105,45 @@ def body_of(ref: str) -> Body:
             "(the project's definitions) first"
         )
     return body
+
+
+# -- what the engine does with a body, outside Dagster and with what it returns -----------------
+
+
+def default_call(
+    asset: Asset, definitions: str = ""
+) -> Callable[[str, Mapping[str, Mapping[str, Any]], Mapping[str, Any]], Any]:
+    """Call the registered body of `asset` outside Dagster, with a plain `PartitionContext`
+    (importing the project's definitions first if the graph came from the snapshot)."""
+    if asset.fn not in REGISTRY:
+        for module in (definitions, asset.fn.partition(":")[0]):
+            if module:
+                importlib.import_module(module)
+    body = body_of(asset.fn)
+    return lambda key, inputs, params: body.call(PartitionContext(asset.name, key), inputs, params)
+
+
+def is_output(value: Any) -> bool:
+    """A `dg.Output` (or anything shaped like one: a value with metadata), without importing dagster."""
+    return type(value).__name__ == "Output" and hasattr(value, "value") and hasattr(value, "metadata")
+
+
+def serialize(asset: Asset, value: Any) -> tuple[Any, bytes]:
+    """(format, bytes) of a body's return value: the declared format, else the value's own."""
+    fmt = formats.get(asset.fmt) if asset.fmt else formats.for_value(value)
+    try:
+        return fmt, fmt.encode(value)
+    except TypeError as exc:
+        raise TypeError(
+            f"{asset.fn} returned {type(value).__name__}, which cannot be stored as {fmt.name}: {exc}"
+        ) from None
+
+
+def row_count(value: Any) -> int | None:
+    """Rows of a polars, pandas or pyarrow table; None for anything else."""
+    mod = type(value).__module__.split(".")[0]
+    if mod == "polars" and type(value).__name__ == "DataFrame":
+        return value.height
+    if mod in ("pandas", "pyarrow") and hasattr(value, "shape"):
+        return int(value.shape[0])
+    return None

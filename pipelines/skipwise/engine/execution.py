@@ -9,11 +9,9 @@ plans and versions, this runs. It is handed the project and works on its stores.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import replace
 from typing import Any, Callable, Iterator, Mapping, cast
 
-from skipwise import formats
 from skipwise.core import metakeys as mk
 from skipwise.core.cost import CostVector, IOSnapshot, utc_now_iso
 from skipwise.core.errors import InputError
@@ -21,7 +19,7 @@ from skipwise.core.manifest import InputVersions, Manifest, fingerprint
 from skipwise.core.metakeys import GIT_COMMIT, NOT_RESTORABLE
 from skipwise.core.plan import BLOCKED, RESTORE, RUN, SKIP, Current, Decision
 from skipwise.core.spec import Asset, Result
-from skipwise.engine.bodies import REGISTRY, PartitionContext, body_of
+from skipwise.engine.bodies import default_call, is_output, row_count, serialize
 from skipwise.engine.computing import computing
 from skipwise.engine.metering import Meter, Share, measure, process_meter
 from skipwise.engine.outcomes import Outcome
@@ -105,7 +103,7 @@ class Execution:
                         else:
                             if fn is None:
                                 with pm.phase("load"):
-                                    fn = call or _default_call(asset, p.definitions)
+                                    fn = call or default_call(asset, p.definitions)
                             outcome = self._compute(asset, key, decision, cur, fn, run_id)
                             with pm.phase("ledger"):
                                 # The record goes first: a run killed after the commit keeps its cost.
@@ -207,10 +205,10 @@ class Execution:
                 cur = replace(cur, code_version=ran, fingerprint=fp, observed=observed)
                 decision = replace(decision, fingerprint=fp)
             metadata: Mapping[str, Any] = {}
-            if isinstance(value, Result) or _is_output(value):
+            if isinstance(value, Result) or is_output(value):
                 value, metadata = value.value, {k: getattr(v, "value", v) for k, v in (value.metadata or {}).items()}
-            fmt, data = _serialize(asset, value)
-            rows = _row_count(value)
+            fmt, data = serialize(asset, value)
+            rows = row_count(value)
             metadata = {
                 **({"dagster/row_count": rows} if rows is not None else {}),
                 **metadata,
@@ -245,46 +243,8 @@ class Execution:
         return Outcome(decision, manifest, cost, metadata)  # the caller records, then commits
 
 
-def _serialize(asset: Asset, value: Any) -> tuple[Any, bytes]:
-    """(format, bytes) of a body's return value: the declared format, else the value's own."""
-    fmt = formats.get(asset.fmt) if asset.fmt else formats.for_value(value)
-    try:
-        return fmt, fmt.encode(value)
-    except TypeError as exc:
-        raise TypeError(
-            f"{asset.fn} returned {type(value).__name__}, which cannot be stored as {fmt.name}: {exc}"
-        ) from None
-
-
-def _is_output(value: Any) -> bool:
-    """A `dg.Output` (or anything shaped like one: a value with metadata), without importing dagster."""
-    return type(value).__name__ == "Output" and hasattr(value, "value") and hasattr(value, "metadata")
-
-
-def _row_count(value: Any) -> int | None:
-    mod = type(value).__module__.split(".")[0]
-    if mod == "polars" and type(value).__name__ == "DataFrame":
-        return value.height
-    if mod in ("pandas", "pyarrow") and hasattr(value, "shape"):
-        return int(value.shape[0])
-    return None
-
-
 def _hit_cost(usd: Any) -> CostVector:
     return CostVector(usd_avoided=usd, method="hit: usd_avoided from the manifest's recorded cost")
-
-
-def _default_call(
-    asset: Asset, definitions: str = ""
-) -> Callable[[str, Mapping[str, Mapping[str, Any]], Mapping[str, Any]], Any]:
-    """Call the registered body of `asset` outside Dagster, with a plain `PartitionContext`
-    (importing the project's definitions first if the graph came from the snapshot)."""
-    if asset.fn not in REGISTRY:
-        for module in (definitions, asset.fn.partition(":")[0]):
-            if module:
-                importlib.import_module(module)
-    body = body_of(asset.fn)
-    return lambda key, inputs, params: body.call(PartitionContext(asset.name, key), inputs, params)
 
 
 def _jsonable(metadata: Mapping[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from skipwise.core.spec import Asset, Result
 from skipwise.core.units import format_usd
 from skipwise.engine.computing import computing
 from skipwise.engine.metering import Meter, process_meter
-from skipwise.engine.execution import _default_call, _is_output, _serialize
+from skipwise.engine.bodies import default_call, is_output, serialize
 from skipwise.store.suspects import Suspect
 
 if TYPE_CHECKING:  # the engine is imported when verifying starts, not by `skipwise --help`
@@ -279,9 +279,9 @@ def recompute(
             meter.charge(one)
         with computing(project, asset, key, current):
             value = fn(key, inputs, params)
-        if isinstance(value, Result) or _is_output(value):
+        if isinstance(value, Result) or is_output(value):
             value = value.value
-        _, data = _serialize(asset, value)
+        _, data = serialize(asset, value)
         sha = sha256_bytes(data)
     return sha, project.config.price(meter.result())
 
@@ -356,7 +356,7 @@ def verify(
                     continue  # said once: another partition would only say it again, at a cost
                 if asset.name not in bodies:
                     with process_meter().phase("load"):
-                        bodies[asset.name] = _default_call(asset, project.definitions)
+                        bodies[asset.name] = default_call(asset, project.definitions)
                 result = verify_one(project, pick, bodies[asset.name])
                 if result is None:
                     continue
