@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from skipwise.core import codeclosure as cc
+from skipwise.core import codepaths
 from skipwise.core import distributions
 from skipwise.core import schemes
 from skipwise.core.codeversion import CodeIndex
@@ -265,7 +265,7 @@ def test_orchestration_libraries_count_nothing(tmp_path, monkeypatch):
         }.get(top) or real(top)
 
     monkeypatch.setattr(distributions, "distribution_versions", upgraded)
-    monkeypatch.setattr(cc, "distribution_versions", upgraded)
+    monkeypatch.setattr(codepaths, "distribution_versions", upgraded)
     monkeypatch.setattr(distributions, "fast_distribution", lambda top: upgraded(top)[0])
     assert version(tmp_path).digest == before.digest
 

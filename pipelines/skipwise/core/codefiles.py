@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from skipwise.core import codeclosure as cc
+from skipwise.core import codepaths
 from skipwise.core import schemes
 from skipwise.core.hashing import file_stamp, sha256_bytes, sha256_file
 
@@ -54,14 +55,14 @@ class CodeFiles:
         if where is None:
             return None
         if where[0] == "root":
-            return cc.probe_module(self.root, name)
+            return codepaths.probe_module(self.root, name)
         _, kind, path = where
         if not rest:
             return kind, self._rel(path)
         if kind not in ("package", "namespace"):
             return None
         folder = os.path.dirname(path) if kind == "package" else path
-        found = cc.probe_module(folder, rest, in_package=True)
+        found = codepaths.probe_module(folder, rest, in_package=True)
         return None if found is None else (found[0], self._rel(os.path.join(folder, found[1])))
 
     def _top(self, top: str) -> tuple[str, ...] | None:
@@ -75,12 +76,12 @@ class CodeFiles:
     def _where(self, top: str) -> tuple[str, ...] | None:
         if top == schemes.LIBRARY:
             return None  # counted by its scheme numbers, wherever its source is
-        in_root = cc.probe_module(self.root, top)
+        in_root = codepaths.probe_module(self.root, top)
         if in_root is not None and in_root[0] != "namespace":
             return ("root",)
         if in_root is None and (top in sys.stdlib_module_names or schemes.is_orchestration(top)):
             return None
-        found = cc.locate(top)
+        found = codepaths.locate(top)
         source = found if found is not None and found[0] == "source" else None
         if in_root is not None and not (source and source[1] != "namespace" and self._outside(source[2])):
             return ("root",)  # a namespace folder of the project, unless a regular package elsewhere wins
@@ -111,11 +112,11 @@ class CodeFiles:
         if where is None:
             return []
         if where[0] == "root":
-            return cc.package_sources(self.root, top)
+            return codepaths.package_sources(self.root, top)
         _, kind, path = where
         if kind not in ("package", "namespace"):
             return [f"{top}.py"]
-        return [f"{top}/{rel}" for rel in cc.python_files(os.path.dirname(path) if kind == "package" else path)]
+        return [f"{top}/{rel}" for rel in codepaths.python_files(os.path.dirname(path) if kind == "package" else path)]
 
     def read(self, rel: str) -> bytes:
         """The bytes of a project file; without `read_source`, also what validates a cache entry."""
@@ -138,7 +139,7 @@ class CodeFiles:
     # -- files beside code --------------------------------------------------------------------------
 
     def resources(self, mods: list[cc.ModuleInfo]) -> tuple[tuple[str, str], ...]:
-        """(path, sha256) of the files beside the code of `mods` that count (`cc.resource_files`).
+        """(path, sha256) of the files beside the code of `mods` that count (`codepaths.resource_files`).
         A top-level module file's folder is the root or a sys.path entry: only its own files count."""
         folders: dict[str, bool] = {}
         for mod in mods:
@@ -160,9 +161,9 @@ class CodeFiles:
         return files
 
     def list_resources(self, folder: str, recursive: bool) -> list[str]:
-        """The resource files (`cc.resource_files`) of `folder`, relative to the root."""
+        """The resource files (`codepaths.resource_files`) of `folder`, relative to the root."""
         data_root = os.path.join(self.root, "data")  # partitions and caches are data, not code
-        return cc.resource_files(os.path.join(self.root, folder), recursive, frozenset({data_root}))
+        return codepaths.resource_files(os.path.join(self.root, folder), recursive, frozenset({data_root}))
 
     def _resource_sha(self, rel: str) -> str:
         if rel not in self._resource_shas:

@@ -55,7 +55,7 @@ class CodeVersion:
     `notes` say where the analysis counted more than needed (never part of the digest); `files`
     are the Python sources the code runs from: (path, sha256 of their bytes), the path relative to
     the index root, or absolute for code outside it; `resources` are the files beside that code
-    that count (`cc.resource_files`), in the same form.
+    that count (`codepaths.resource_files`), in the same form.
     """
 
     digest: str

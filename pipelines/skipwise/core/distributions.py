@@ -1,6 +1,6 @@
 """Installed distributions: which are on sys.path (from their metadata folders' names), which
 distributions provide an import name, and their versions: what an installed module's code version
-is made of (codeclosure.locate says which modules are installed files). Standard library only.
+is made of (codepaths.locate says which modules are installed files). Standard library only.
 
 The import-name -> distributions map costs about 0.3 s to read from every distribution's metadata,
 so a process can keep it in a file (`keep_providers_in`), valid while sys.path's metadata folders
