@@ -1,7 +1,7 @@
 """What code versions are made of: what a module binds at top level and what code refers to (with
 Python's scoping). Where modules and the files beside them are is `skipwise.core.codepaths`.
 
-Nothing here imports the analysed code; `CodeIndex` (codeversion.py) follows the references.
+Nothing here imports the analysed code; `References` (codereferences.py) follows the references.
 Standard library only.
 
 Two ideas keep the analysis conservative:
@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 BUILTIN_NAMES = frozenset(dir(builtins))
 
 #: What looks code up by a computed name: reached code using one of these counts more (see
-#: CodeIndex._dynamic). Matched on where a name really points, so aliases are seen too.
+#: References._dynamic in codereferences.py). Matched on where a name really points, so aliases
+#: are seen too.
 DYNAMIC_TARGETS = frozenset(
     {
         "builtins.globals",
