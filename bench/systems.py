@@ -134,7 +134,7 @@ def _fresh_account() -> None:
     previous one, children it waited for included: between two measured runs, this process waits
     for `dvc`, `dagster asset materialize` and the like and does its own bookkeeping, none of
     which belongs to the next run's overhead."""
-    from skipwise.engine.metering import process_meter
+    from skipwise.engine.processmeter import process_meter
 
     process_meter().take()
 

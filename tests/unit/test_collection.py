@@ -1,4 +1,4 @@
-"""The collector while a command loads (`skipwise.engine.metering`): off during the imports, the
+"""The collector while a command loads (`skipwise.engine.collector`): off during the imports, the
 loaded objects frozen and the collector back on once they exist, and a process that goes on (a
 test calling a command in process) left as it was; a choice made by someone else is kept."""
 
@@ -9,15 +9,15 @@ import subprocess
 import sys
 
 import pytest
-from skipwise.engine import metering
-from skipwise.engine.metering import defer_collection, end_deferral, resume_collection
+from skipwise.engine import collector
+from skipwise.engine.collector import defer_collection, end_deferral, resume_collection
 
 
 @pytest.fixture(autouse=True)
 def collector_restored():
     enabled, frozen = gc.isenabled(), gc.get_freeze_count()
     yield
-    metering._collection.update(deferred=False, froze=False)
+    collector._collection.update(deferred=False, froze=False)
     if gc.get_freeze_count() and not frozen:
         gc.unfreeze()
     (gc.enable if enabled else gc.disable)()
@@ -62,9 +62,9 @@ def test_a_command_imports_dagster_with_no_collection_and_ends_with_the_collecto
 import gc, sys
 runs = []
 gc.callbacks.append(lambda phase, info: runs.append(info["generation"]) if phase == "start" else None)
-from skipwise.engine.metering import defer_collection, resume_collection
+from skipwise.engine.collector import defer_collection, resume_collection
 defer_collection()
-runs.clear()  # those while importing the metering module itself
+runs.clear()  # those while importing the collector module itself
 import dagster, polars, skipwise.adapters.dagster.run
 during = len(runs)
 resume_collection()

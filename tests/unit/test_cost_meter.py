@@ -12,7 +12,8 @@ import time
 
 import pytest
 from skipwise.core.cost import CostVector, IOCounter
-from skipwise.engine.metering import Meter, _read_status_kib
+from skipwise.engine.metering import Meter
+from skipwise.engine.usage import read_status_kib
 
 MB = 10**6
 
@@ -25,7 +26,7 @@ def _spin_cpu(seconds: float) -> None:
 
 
 def _rss_bytes() -> int:
-    kib = _read_status_kib("VmRSS")
+    kib = read_status_kib("VmRSS")
     if kib is None:
         pytest.skip("needs /proc/self/status (Linux)")
     return kib * 1024
@@ -177,10 +178,10 @@ def test_metering_overhead_is_under_two_percent_of_200ms_of_work():
 
 
 def test_falls_back_to_sampling_when_the_peak_cannot_be_reset(monkeypatch):
-    import skipwise.engine.metering as metering
+    import skipwise.engine.usage as usage
 
     before = _rss_bytes()
-    monkeypatch.setattr(metering, "_reset_hwm", lambda: False)
+    monkeypatch.setattr(usage, "_reset_hwm", lambda: False)
     with Meter() as m:
         data = b"\x01" * (200 * MB)
         time.sleep(0.1)  # held for ten sampling periods

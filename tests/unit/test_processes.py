@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from skipwise.adapters.dagster.processes import Role, command_of, role_of
-from skipwise.engine.metering import ProcessMeter
+from skipwise.engine.processmeter import ProcessMeter
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,9 @@ import pytest
 from skipwise.cli.cost import add_cost_parser
 from skipwise.core.cost import CostVector, LedgerRecord
 from skipwise.core.pricing import load_prices
-from skipwise.engine.metering import Meter, ProcessMeter, cpu_seconds, process_meter
+from skipwise.engine.metering import Meter
+from skipwise.engine.processmeter import ProcessMeter, process_meter
+from skipwise.engine.usage import cpu_seconds
 from skipwise.reporting.tables import OVERHEAD, cost_table, count_avoided, overhead_summary, totals
 from skipwise.store.ledger import Ledger
 
@@ -131,7 +133,7 @@ def test_at_exit_records_the_last_stretch_and_freezes_the_gc(tmp_path):
     out = tmp_path / "exit.json"
     code = f"""
 import atexit, gc, json
-from skipwise.engine.metering import process_meter
+from skipwise.engine.processmeter import process_meter
 pm = process_meter()
 atexit.register(lambda: open({str(out)!r}, "a").write(json.dumps({{"frozen": gc.get_freeze_count()}}) + "\\n"))
 pm.take()

@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     rc = hand_over(args)
     if rc is not None:
         return rc
-    from skipwise.engine.metering import defer_collection
+    from skipwise.engine.collector import defer_collection
 
     # No collection while the command imports what it needs (see `defer_collection`). This process
     # ends with the command: what is frozen then stays frozen, and its exit does not collect it.

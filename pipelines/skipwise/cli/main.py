@@ -35,7 +35,7 @@ from skipwise.core.plan import BLOCKED, RESTORE, RUN, SKIP, Decision
 from skipwise.core.spec import Graph
 from skipwise.core.units import format_usd, significant, total_usd
 from skipwise.engine.materialization import plan_materialization, record_up_to_date
-from skipwise.engine.metering import defer_collection, end_deferral, resume_collection
+from skipwise.engine.collector import defer_collection, end_deferral, resume_collection
 from skipwise.engine.project import Project
 from skipwise.project.root import definitions_of
 from skipwise.reporting.tables import format_table, status_table
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if not logger.handlers:
         logger.addHandler(logging.NullHandler())
     # The command imports what it needs (Dagster, the definitions) as it goes: no collection until
-    # it has (`skipwise.engine.metering.defer_collection`; `resume_collection()` once it has).
+    # it has (`skipwise.engine.collector.defer_collection`; `resume_collection()` once it has).
     deferred = defer_collection()
     try:
         return console.run_command(args.func, args)

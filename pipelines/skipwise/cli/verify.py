@@ -19,7 +19,7 @@ from skipwise.cli.console import EXIT_CHECK, EXIT_OK, add_json_flag, print_json
 from skipwise.core.errors import UsageError
 from skipwise.core.partitions import parse_range
 from skipwise.engine.loading import load_project
-from skipwise.engine.metering import resume_collection
+from skipwise.engine.collector import resume_collection
 from skipwise.engine.verifying import Sample, Verified, choose, share, verify
 
 DEFAULT_FRACTION = 0.05

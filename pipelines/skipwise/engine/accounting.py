@@ -19,7 +19,7 @@ from skipwise.core.cost import (
     utc_now_iso,
 )
 from skipwise.core.pricing import SkipwiseConfig
-from skipwise.engine.metering import process_meter
+from skipwise.engine.processmeter import process_meter
 from skipwise.engine.outcomes import Outcome
 from skipwise.store.base import CostLedger
 from skipwise.store.ledger import recent_days

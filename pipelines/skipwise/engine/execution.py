@@ -21,7 +21,8 @@ from skipwise.core.plan import BLOCKED, RESTORE, RUN, SKIP, Current, Decision
 from skipwise.core.spec import Asset, Result
 from skipwise.engine.bodies import default_call, is_output, row_count, serialize
 from skipwise.engine.computing import computing
-from skipwise.engine.metering import Meter, Share, measure, process_meter
+from skipwise.engine.metering import Meter, Share, measure
+from skipwise.engine.processmeter import process_meter
 from skipwise.engine.outcomes import Outcome
 from skipwise.project import observing
 

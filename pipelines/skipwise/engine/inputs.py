@@ -18,7 +18,8 @@ from skipwise.core import metakeys as mk
 from skipwise.core.errors import InputError
 from skipwise.core.partitions import key_folder
 from skipwise.core.spec import Asset, Plain, Source
-from skipwise.engine.metering import measure, process_meter
+from skipwise.engine.metering import measure
+from skipwise.engine.processmeter import process_meter
 
 _FORMAT_OF_EXT = {".parquet": "polars", ".json": "json", ".bin": "bytes", ".pt": "torch"}
 

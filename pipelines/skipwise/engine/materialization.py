@@ -20,7 +20,7 @@ from typing import Any, Mapping
 from skipwise.core.partitions import keys_in_range, parse_range
 from skipwise.core.plan import RUN, SKIP, Decision
 from skipwise.core.spec import Plain
-from skipwise.engine.metering import process_meter
+from skipwise.engine.processmeter import process_meter
 from skipwise.engine.project import Project
 
 

@@ -31,7 +31,8 @@ from skipwise.core.plan import SKIP, Current
 from skipwise.core.spec import Asset, Result
 from skipwise.core.units import format_usd
 from skipwise.engine.computing import computing
-from skipwise.engine.metering import Meter, process_meter
+from skipwise.engine.metering import Meter
+from skipwise.engine.processmeter import process_meter
 from skipwise.engine.bodies import default_call, is_output, serialize
 from skipwise.store.suspects import Suspect
 

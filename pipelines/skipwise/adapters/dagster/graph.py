@@ -20,7 +20,7 @@ from skipwise.core import metakeys as mk
 from skipwise.core.errors import ConfigError
 from skipwise.core.partitions import UNPARTITIONED, AllOf, Dim, Identity, KeySet, Offsets, Table
 from skipwise.core.spec import Asset, Dep, Graph, Plain, Source
-from skipwise.engine.metering import resume_collection
+from skipwise.engine.collector import resume_collection
 from skipwise.project.resolving import import_definitions
 
 KIND, SOURCE, ASSET = mk.KIND, "source", "asset"

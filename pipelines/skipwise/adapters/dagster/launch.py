@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 from skipwise.core import metakeys as mk
 from skipwise.core.errors import ConfigError
-from skipwise.engine.metering import process_meter
+from skipwise.engine.processmeter import process_meter
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 MAX_WORKERS = 4

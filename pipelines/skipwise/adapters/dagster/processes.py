@@ -43,7 +43,7 @@ from typing import Any, Mapping, Sequence
 from skipwise.core.cost import IOCounter
 from skipwise.core.pricing import load_config
 from skipwise.engine.accounting import Accounts, latest_accounts
-from skipwise.engine.metering import process_meter
+from skipwise.engine.processmeter import process_meter
 from skipwise.project.root import run_root
 from skipwise.store.backends import open_ledger
 

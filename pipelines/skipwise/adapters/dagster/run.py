@@ -31,7 +31,7 @@ from skipwise.engine.materialization import (
     run_groups,
     write_metrics,
 )
-from skipwise.engine.metering import process_meter
+from skipwise.engine.processmeter import process_meter
 from skipwise.engine.project import Project
 from skipwise.project.root import definitions_of
 

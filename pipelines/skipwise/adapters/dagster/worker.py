@@ -8,7 +8,8 @@ import json
 import sys
 
 from skipwise.engine.loading import load_project
-from skipwise.engine.metering import defer_collection, process_meter
+from skipwise.engine.collector import defer_collection
+from skipwise.engine.processmeter import process_meter
 
 
 def main() -> int:
