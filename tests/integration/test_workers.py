@@ -19,9 +19,11 @@ pytestmark = pytest.mark.integration
 ASSETS = "flight_features,weather_features"
 
 
-def _materialize(root: Path, home: Path, *extra: str) -> tuple[str, float]:
-    """`skipwise materialize` as a child process: (its output, its CPU and its children's, from the kernel)."""
-    env = {**os.environ, "PYTHONPATH": str(root), "DAGSTER_HOME": str(home)}
+def _materialize(root: Path, home: Path, *extra: str, path: Path | None = None, ok: bool = True) -> tuple[str, float]:
+    """`skipwise materialize` as a child process: (its output, its CPU and its children's, from the
+    kernel). `path`: a folder put first on its PYTHONPATH; `ok`: whether it must succeed."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*([str(path)] if path else []), str(root)])}
+    env["DAGSTER_HOME"] = str(home)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.pop("SKIPWISE_WORKERS", None)
     child = subprocess.Popen(
@@ -33,7 +35,7 @@ def _materialize(root: Path, home: Path, *extra: str) -> tuple[str, float]:
     )
     out = child.stdout.read().decode()
     _, status, usage = os.wait4(child.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, out[-4000:]
+    assert (os.waitstatus_to_exitcode(status) == 0) == ok, out[-4000:]
     return out, usage.ru_utime + usage.ru_stime
 
 
@@ -72,6 +74,37 @@ def test_two_workers_write_what_one_process_writes_and_account_for_all_of_it(pro
     # Nothing left to do: a second invocation launches no run at all, whatever the worker count.
     again, _ = _materialize(project_dir, tmp_path / "home2", "--workers", "2")
     assert "0 of 24 partitions computed" in again and "nothing to do" in again
+
+
+def test_the_worker_is_forked_from_the_command_and_runs_the_code_it_loaded(project_dir, tmp_path):
+    # Every interpreter that starts with this PYTHONPATH says so: a fresh worker would be a second.
+    starts, hook = tmp_path / "starts.txt", tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(f"open({str(starts)!r}, 'a').write('started\\n')\n")
+    out, _ = _materialize(project_dir, tmp_path / "home", "--workers", "2", path=hook)
+    assert "24 of 24 partitions computed" in out, out[-3000:]
+    misses = [r for r in Ledger(project_dir / "data" / "ledger").read() if r["cache"] == "miss"]
+    assert len({r["run_id"] for r in misses}) == 2  # two processes, one Dagster run each
+    assert starts.read_text().splitlines() == ["started"]  # one interpreter start: the command's
+
+
+def test_a_worker_that_fails_fails_the_command_and_the_other_span_stays_committed(project_dir, tmp_path):
+    bad = project_dir / "data" / "raw" / "flights" / "2013-01-12.parquet"  # in the worker's span
+    bad.unlink()  # (a link into DVC's cache, maybe: never write through it)
+    bad.write_bytes(b"not parquet")
+    out, _ = _materialize(project_dir, tmp_path / "home", "--workers", "2", ok=False)
+    assert "2013-01-12.parquet" in out and "Error:" in out, out[-3000:]
+    ledger = Ledger(project_dir / "data" / "ledger")
+    done = {(r["asset"], r["partition"]) for r in ledger.read() if r["cache"] == "miss"}
+    assert {(a, f"2013-01-{d:02d}") for a in ASSETS.split(",") for d in range(1, 7)} <= done  # the command's own span
+    assert ("flight_features", "2013-01-12") not in done
+    assert not list((project_dir / "data").rglob("*.tmp*"))  # nothing half-written left behind
+    # With the file back as DVC has it, the next run computes exactly what is left.
+    bad.unlink()
+    subprocess.run([str(BIN / "dvc"), "checkout", "-q", "data/raw/flights"], cwd=project_dir, check=True)
+    again, _ = _materialize(project_dir, tmp_path / "home", "--workers", "2")
+    assert f"{24 - len(done)} of 24 partitions computed" in again, again[-3000:]
+    assert len({(r["asset"], r["partition"]) for r in ledger.read() if r["cache"] == "miss"}) == 24
 
 
 def test_workers_must_be_positive(project_dir):

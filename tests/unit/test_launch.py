@@ -36,3 +36,30 @@ def test_worker_count_follows_the_flag_then_the_environment(monkeypatch):
         monkeypatch.setenv("SKIPWISE_WORKERS", bad)
         with pytest.raises(ConfigError, match="SKIPWISE_WORKERS"):
             launch.worker_count(730)
+
+
+def _can_fork_after(script: str) -> str:
+    """`can_fork()` in a fresh interpreter, after `script` ran there."""
+    import subprocess
+    import sys
+
+    code = f"{script}\nfrom skipwise.adapters.dagster.launch import can_fork\nprint(can_fork())"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_a_process_that_only_imported_its_libraries_may_fork_its_workers():
+    assert _can_fork_after("import dagster, polars") == "True"  # polars' allocator and spill threads idle
+
+
+def test_threads_that_cannot_be_told_apart_from_a_compute_pool_keep_workers_fresh_interpreters():
+    # numpy's BLAS pool (numpy comes with pyarrow) has unnamed threads, like DuckDB's pool
+    assert _can_fork_after("import dagster, polars, pyarrow") == "False"
+
+
+def test_a_process_whose_compute_pools_or_threads_run_may_not():
+    # polars' thread pool starts with its first parallel work; a child would lack its threads
+    started = "import polars as pl\npl.DataFrame({'a': list(range(10000))}).group_by('a').len()"
+    assert _can_fork_after(started) == "False"
+    assert _can_fork_after("import threading\nthreading.Thread(target=threading.Event().wait, daemon=True).start()") == (
+        "False"
+    )

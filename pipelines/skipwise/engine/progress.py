@@ -36,7 +36,9 @@ def start(total: int, desc: str, unit: str = "partition") -> None:
         return
     from tqdm import tqdm
 
-    _current = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=True)
+    # Without tqdm's monitor thread: a process with a thread cannot fork its workers.
+    bar_class = type("Bar", (tqdm,), {"monitor_interval": 0})
+    _current = bar_class(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=True)
 
 
 def finish() -> None:
@@ -73,6 +75,16 @@ def reach(done: int) -> None:
     """Move the open bar to at least `done` (work finished in other processes, counted afterwards)."""
     if _current is not None and done > _current.n:
         _current.update(done - _current.n)
+
+
+def _forget_in_child() -> None:
+    """A forked child (a worker of `skipwise materialize`) leaves the bar to its parent, which
+    counts the child's partitions when it ends."""
+    global _current
+    _current = None
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def iterate(items: Any, desc: str, unit: str = "file", total: int | None = None) -> Iterator[Any]:

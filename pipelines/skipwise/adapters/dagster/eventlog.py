@@ -252,7 +252,9 @@ _OPEN: weakref.WeakSet[SqliteEventLogStorage] = weakref.WeakSet()
 
 
 @atexit.register
-def _close_open() -> None:
+def close_open() -> None:
+    """Close the kept connections of every storage of this process (at its exit, or a forked
+    worker's, which skips exit handlers)."""
     for storage in list(_OPEN):
         with contextlib.suppress(Exception):
             storage.dispose_engines()

@@ -1,36 +1,51 @@
 """One Dagster run of a level's assets over a span of partitions, here or in worker processes.
 
 `launch` runs one (in this process). `launch_split` cuts a level's stale partitions into
-contiguous chunks and runs them at once: one chunk here, each other one in a worker process
-(`python -m skipwise.adapters.dagster.worker`, a fresh interpreter: forking a process that has
-imported polars or started Dagster's threads is not safe). Chunks never overlap, so no partition
-is written by two processes; each process keeps its own account (its run records), and this
-process leaves its workers' CPU out of its own (they are its children, which getrusage would
-otherwise count here a second time).
+contiguous chunks and runs them at once: one chunk here, each other one in a worker process.
+Chunks never overlap, so no partition is written by two processes; each process keeps its own
+account (its run records), and this process leaves its workers' CPU out of its own (they are its
+children, which getrusage would otherwise count here a second time).
 
-A worker pays an interpreter start and Dagster's import (about 2.5 s of CPU) before any work, so
-the split only pays for large levels: by default two or more processes (one per CPU, at most
-`MAX_WORKERS`) when a level has at least `MIN_PER_WORKER` stale partitions per process. `workers`
-(the CLI's `--workers`, or $SKIPWISE_WORKERS) sets the count; 1 runs everything here.
+A worker is forked from this process when that is safe (`can_fork`): it starts at once, with the
+libraries and definitions already loaded here, and runs the very code this process imported. It is
+not safe once this process has started a compute library's thread pool (polars' or DuckDB's, by
+running work here: a child would wait forever on threads it does not have) or any Python thread;
+the worker is then a fresh interpreter (`python -m skipwise.adapters.dagster.worker`), which pays
+an interpreter start and Dagster's import (about 1.5-2.5 s of CPU) before any work. So the split
+only pays for large levels: by default two or more processes (one per CPU, at most `MAX_WORKERS`)
+when a level has at least `MIN_PER_WORKER` stale partitions per process. `workers` (the CLI's
+`--workers`, or $SKIPWISE_WORKERS) sets the count; 1 runs everything here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import traceback
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
+from skipwise.adapters.dagster.eventlog import close_open
+from skipwise.adapters.dagster.instance import instance_for_root
 from skipwise.core import metakeys as mk
 from skipwise.core.errors import ConfigError
 from skipwise.engine.processmeter import process_meter
+from skipwise.engine.project import Project
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 MAX_WORKERS = 4
 MIN_PER_WORKER = 100  # stale partitions per process before a worker's start (~2.5 s CPU) pays off
 RESULT_PREFIX = "skipwise-launch-result: "
+#: native threads that libraries start when imported and that stay idle until used: a forked child
+#: does without them (jemalloc's background purging, in pyarrow and polars, which re-initializes
+#: at a fork; polars' cleaner of spilled files)
+IDLE_THREADS = frozenset({"jemalloc_bg_thd", "polars-ooc-clea"})
 
 
 @dataclass(frozen=True)
@@ -219,6 +234,120 @@ class Workers:
         self.procs = []
 
 
+def can_fork() -> bool:
+    """Whether a worker may be forked from this process: on Linux, with no thread but this one
+    other than `IDLE_THREADS` (a thread pool a child would lack, or a lock another thread holds
+    at the fork, would hang the child)."""
+    if not hasattr(os, "fork") or threading.active_count() != 1:
+        return False
+    try:
+        tasks = [int(t) for t in os.listdir("/proc/self/task")]
+        for tid in tasks:
+            if tid != os.getpid():
+                with open(f"/proc/self/task/{tid}/comm", encoding="utf-8", errors="replace") as f:
+                    if f.read().strip() not in IDLE_THREADS:
+                        return False
+    except (OSError, ValueError):
+        return False  # not Linux, or a thread that ended meanwhile: not sure, so not safe
+    return True
+
+
+class ForkedWorkers:
+    """Workers forked from this process for every span but the first (see `can_fork`), each
+    running its span at once; the same interface as `Workers`."""
+
+    def __init__(
+        self,
+        project: Any,
+        defs_assets: list,
+        resources: dict,
+        names: list[str],
+        spans: list[tuple[str, str]],
+        tags: dict[str, str],
+    ) -> None:
+        self.names, self.spans = list(names), [tuple(s) for s in spans]
+        self.children: list[tuple[int, int]] = []  # (pid, the read end of its result pipe)
+        sys.stdout.flush()  # what is buffered here is printed here, not a second time by a child
+        sys.stderr.flush()
+        # The child's collections then leave the inherited heap alone (no copy of its pages).
+        freeze = gc.get_freeze_count() == 0
+        if freeze:
+            gc.freeze()
+        try:
+            for span in self.spans[1:]:
+                read, write = os.pipe()
+                pid = os.fork()
+                if pid == 0:
+                    os.close(read)
+                    _forked_worker(project, defs_assets, resources, self.names, span, tags, write)
+                os.close(write)
+                self.children.append((pid, read))
+        except BaseException:
+            self.kill()
+            raise
+        finally:
+            if freeze:
+                gc.unfreeze()
+
+    def collect(self) -> list[Launched]:
+        """Each worker's result, in span order, once it has exited."""
+        pm = process_meter()
+        out = [_collect_forked(pid, fd, span, pm) for (pid, fd), span in zip(self.children, self.spans[1:])]
+        self.children = []
+        return out
+
+    def kill(self) -> None:
+        for pid, fd in self.children:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.waitpid(pid, 0)
+            os.close(fd)
+        self.children = []
+
+
+def _forked_worker(
+    project: Any, defs_assets: list, resources: dict, names: list[str], span: tuple[str, str], tags: dict, fd: int
+) -> NoReturn:
+    """A forked worker's whole life: its span's run, its run record, its result on `fd`; then its
+    exit, without this process's exit handlers (they belong to the parent)."""
+    code = 1
+    try:
+        out = launch(defs_assets, resources, names, span, instance_for_root(project.root), tags)
+        mine = Project(project.root, project.graph, definitions=project.definitions)
+        mine.accounts.record_run(out.run_id, tags)  # the run's end, after its last step's record
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(out.__dict__))
+        code = 0
+    except BaseException:  # noqa: BLE001 - the parent reports a worker that did not report
+        traceback.print_exc()
+    finally:
+        close_open()  # its event logs' connections, checkpointed as a worker's exit would
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _collect_forked(pid: int, fd: int, span: tuple[str, str], pm: Any) -> Launched:
+    """A forked worker's result, once it has exited; its CPU is left out of ours (see `_collect`)."""
+    with os.fdopen(fd, encoding="utf-8") as f:
+        text = f.read()
+    _, status, usage = os.wait4(pid, 0)
+    pm.exclude_children(usage.ru_utime + usage.ru_stime)
+    if text:
+        return Launched(**json.loads(text))
+    return Launched(
+        "",
+        False,
+        {},
+        {},
+        "",
+        f"the worker for {span[0]}...{span[1]} exited with code {os.waitstatus_to_exitcode(status)} "
+        "before reporting (see the Dagster log above)",
+        "",
+    )
+
+
 def launch_split(
     project: Any,
     defs_assets: list,
@@ -227,15 +356,19 @@ def launch_split(
     spans: list[tuple[str, str]],
     instance: Any,
     tags: dict[str, str],
-    workers: Workers | None = None,
+    workers: Workers | ForkedWorkers | None = None,
 ) -> list[Launched]:
     """Run `names` over each span at once: the first span here, the others in worker processes
-    (`workers`, when they were started earlier for exactly these spans). Returns one `Launched`
-    per span, in order (a worker that died says so in its `error`)."""
+    (`workers`, when they were started earlier for exactly these spans; else forked now when
+    `can_fork`, or started now). Returns one `Launched` per span, in order (a worker that died
+    says so in its `error`)."""
     if workers is None or workers.spans != [tuple(s) for s in spans] or workers.names != list(names):
         if workers is not None:
             workers.kill()
-        workers = Workers(project, names, spans, tags)
+        if can_fork():
+            workers = ForkedWorkers(project, defs_assets, resources, names, spans, tags)
+        else:
+            workers = Workers(project, names, spans, tags)
     try:
         mine = launch(defs_assets, resources, names, spans[0], instance, tags)
         return [mine, *workers.collect()]

@@ -18,7 +18,7 @@ from skipwise.adapters.dagster import plain, services
 from skipwise.adapters.dagster.graph import definitions_in
 from skipwise.adapters.dagster.instance import instance_for_root
 from skipwise.adapters.dagster.iomanager import IOManager
-from skipwise.adapters.dagster.launch import Workers, chunks, launch, launch_split, worker_count
+from skipwise.adapters.dagster.launch import Workers, can_fork, chunks, launch, launch_split, worker_count
 from skipwise.core.partitions import keys_in_range
 from skipwise.core.plan import RUN, SKIP, Decision
 from skipwise.core.spec import Asset, Plain
@@ -112,8 +112,8 @@ def _materialize_project(
     groups = run_groups(graph, everything)
     early: dict[int, Workers] = {}
     try:
-        if not missing and not services.active():
-            # The first level's worker processes start now, so that their interpreter start and
+        if not missing and not services.active() and not can_fork():
+            # Workers that cannot be forked later start now, so that their interpreter start and
             # imports overlap this process's loading of the definitions.
             for i, group in enumerate(groups):
                 if isinstance(group[0], Plain):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import sys
 
-from skipwise.engine.loading import load_project
 from skipwise.engine.collector import defer_collection
+from skipwise.engine.loading import load_project
 from skipwise.engine.processmeter import process_meter
 
 
