@@ -60,6 +60,5 @@ def test_a_process_whose_compute_pools_or_threads_run_may_not():
     # polars' thread pool starts with its first parallel work; a child would lack its threads
     started = "import polars as pl\npl.DataFrame({'a': list(range(10000))}).group_by('a').len()"
     assert _can_fork_after(started) == "False"
-    assert _can_fork_after("import threading\nthreading.Thread(target=threading.Event().wait, daemon=True).start()") == (
-        "False"
-    )
+    a_thread = "import threading\nthreading.Thread(target=threading.Event().wait, daemon=True).start()"
+    assert _can_fork_after(a_thread) == "False"
