@@ -267,6 +267,7 @@ class ForkedWorkers:
     ) -> None:
         self.names, self.spans = list(names), [tuple(s) for s in spans]
         self.children: list[tuple[int, int]] = []  # (pid, the read end of its result pipe)
+        self.pid = os.getpid()
         sys.stdout.flush()  # what is buffered here is printed here, not a second time by a child
         sys.stderr.flush()
         # The child's collections then leave the inherited heap alone (no copy of its pages).
@@ -276,11 +277,17 @@ class ForkedWorkers:
         try:
             for span in self.spans[1:]:
                 read, write = os.pipe()
-                pid = os.fork()
+                try:
+                    pid = os.fork()
+                except BaseException:
+                    os.close(read)
+                    raise
+                finally:
+                    if os.getpid() == self.pid:
+                        os.close(write)
                 if pid == 0:
                     os.close(read)
                     _forked_worker(project, defs_assets, resources, self.names, span, tags, write)
-                os.close(write)
                 self.children.append((pid, read))
         except BaseException:
             self.kill()
