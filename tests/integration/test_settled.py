@@ -16,15 +16,23 @@ from skipwise.core.partitions import key_folder
 from skipwise.core.plan import RUN, SKIP
 from skipwise.engine.loading import load_project
 from skipwise.engine.project import Project
+from skipwise.store import stats
 
 pytestmark = pytest.mark.integration
 
 N = 30  # daily and hourly partitions of the synthetic planning project
 
 
-@pytest.fixture
-def synthetic(tmp_path, monkeypatch) -> Project:
+@pytest.fixture(params=["one process", "shared with helpers"])
+def synthetic(request, tmp_path, monkeypatch) -> Project:
+    """The synthetic planning project; its stat passes taken in this process alone, or shared with
+    helper processes even for its short lists (small steps: both sides answer part of each)."""
     from bench import planning
+
+    if request.param == "shared with helpers":
+        monkeypatch.setattr(stats, "PARALLEL_FROM", 2)
+        monkeypatch.setattr(stats, "CHUNK", 4)
+        monkeypatch.setattr(stats.os, "sched_getaffinity", lambda pid: {0, 1, 2})
 
     root = planning.write_synthetic_project(tmp_path, N)
     monkeypatch.syspath_prepend(str(root))

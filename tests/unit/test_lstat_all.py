@@ -1,13 +1,15 @@
 """`lstat_all`, the stat pass of a remembered plan: the same answer as `os.lstat` of each path,
 whatever the paths (absolute or relative, under links, missing, interleaved folders), and whether
-the list is shared with helper processes or not, a helper failing included."""
+the list is shared with helper processes or not, a helper failing or never answering included."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from array import array
 from pathlib import Path
 
@@ -73,6 +75,19 @@ def test_a_list_shared_with_helpers_gives_the_same_answer(tmp_path: Path, monkey
         _shared(monkeypatch, n)
         assert stats._processes(len(paths)) == n
         assert lstat_all(paths) == expected
+        with stats.StatPass(paths) as taking:  # the real helpers' own answers, all of them
+            deadline = time.monotonic() + 30
+            while any(s.answered() < s.end - s.start for s in taking.shares) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert [s.answered() >= s.end - s.start for s in taking.shares] == [True] * (n - 1)
+            assert taking.result() == expected
+
+
+def _fake_helper(code: str) -> stats._Helper:
+    """A helper process running `code` instead of the real one, its answers in a temporary file."""
+    answers = tempfile.TemporaryFile()
+    process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=answers)
+    return stats._Helper(process, answers)
 
 
 def test_a_failed_helper_leaves_its_share_here(tmp_path: Path, monkeypatch) -> None:
@@ -81,19 +96,64 @@ def test_a_failed_helper_leaves_its_share_here(tmp_path: Path, monkeypatch) -> N
     expected = array("q", [v for p in paths for v in _lstat(p)])
     _shared(monkeypatch, 3)
 
-    def broken(chunk: list[str]) -> subprocess.Popen[bytes]:  # a helper that dies after a partial answer
-        code = "import sys; sys.stdin.buffer.read(); sys.stdout.buffer.write(bytes(8)); sys.exit(3)"
-        helper = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert helper.stdin is not None
-        helper.stdin.close()
-        return helper
-
-    monkeypatch.setattr(stats, "_start", broken)
+    # a helper that dies after a partial answer (part of one path's record)
+    code = "import sys; sys.stdout.buffer.write(bytes(8)); sys.exit(3)"
+    monkeypatch.setattr(stats, "_start", lambda chunk: _fake_helper(code))
     assert lstat_all(paths) == expected
     monkeypatch.setattr(stats, "_start", lambda chunk: None)  # no helper could start
     assert lstat_all(paths) == expected
     monkeypatch.setattr(stats.sys, "executable", "")  # no interpreter to start one with
     assert stats._processes(10**6) == 1
+
+
+def test_nothing_waits_for_a_slow_helper(tmp_path: Path, monkeypatch) -> None:
+    """A helper that never answers: its share is taken here, and it is stopped when the pass ends."""
+    base, rels = _project(tmp_path)
+    paths = [os.path.join(base, rel) for rel in rels] * 300
+    expected = array("q", [v for p in paths for v in _lstat(p)])
+    _shared(monkeypatch, 2)
+    started: list[stats._Helper] = []
+
+    def asleep(chunk: list[str]) -> stats._Helper:
+        started.append(_fake_helper("import time; time.sleep(60)"))
+        return started[-1]
+
+    monkeypatch.setattr(stats, "_start", asleep)
+    t = time.monotonic()
+    assert lstat_all(paths) == expected
+    assert time.monotonic() - t < 30
+    assert len(started) == 1 and started[0].process.returncode is not None  # stopped, not left running
+    assert stats._running == [0]
+
+
+def test_what_a_helper_answered_is_used_and_the_rest_taken_here(tmp_path: Path, monkeypatch) -> None:
+    """A helper that answered the first half of its share, with the real answers, then stopped:
+    the pass keeps those and takes the rest; meanwhile this process did other work."""
+    base, rels = _project(tmp_path)
+    paths = [os.path.join(base, rel) for rel in rels] * 200
+    expected = array("q", [v for p in paths for v in _lstat(p)])
+    _shared(monkeypatch, 2)
+    half = expected[: len(expected) // 2].tobytes()
+    monkeypatch.setattr(stats, "_start", lambda chunk: _fake_helper(f"import sys; sys.stdout.buffer.write({half!r})"))
+    with stats.StatPass(paths) as taking:
+        time.sleep(0.5)  # the helper answers meanwhile
+        assert taking.shares[0].answered() == len(paths) // 2
+        assert taking.result() == expected
+    assert stats._running == [0]
+
+
+def test_a_pass_left_early_stops_its_helpers(tmp_path: Path, monkeypatch) -> None:
+    base, rels = _project(tmp_path)
+    paths = [os.path.join(base, rel) for rel in rels] * 10
+    _shared(monkeypatch, 3)
+    try:
+        with stats.StatPass(paths) as taking:
+            helpers = [s.helper for s in taking.shares]
+            assert len(helpers) == 2 and all(h is not None for h in helpers) and stats._running == [2]
+            raise KeyError("something else failed")
+    except KeyError:
+        pass
+    assert all(h.process.returncode is not None for h in helpers if h is not None) and stats._running == [0]
 
 
 def test_helpers_share_the_list_beside_other_threads(tmp_path: Path, monkeypatch) -> None:

@@ -56,7 +56,7 @@ from skipwise.core.version import __version__
 from skipwise.engine.narrowing import Reads, narrowed
 from skipwise.store.files import atomic_write
 from skipwise.store.partitions import MANIFEST
-from skipwise.store.stats import lstat_all, stat_all
+from skipwise.store.stats import StatPass, lstat_all, stat_all
 
 
 #: bump when what a record holds, or what its token covers, changes
@@ -131,11 +131,22 @@ class Settled:
             return None
         if len(reasons) < len(keys):
             reasons = reasons + reasons[-1:] * (len(keys) - len(reasons))
-        try:
-            stats = lstat_all(self._absolute(files))
-        except TypeError:  # a damaged record: a path that is not a string
+        if not all(isinstance(f, str) for f in files):  # a damaged record
             return None
-        sources = self._sources(asset)
+        name = asset.name
+        # The record's files are taken by helpers while this process walks the raw inputs and
+        # makes the answer (an answer not given costs a little; it is then a full plan anyway).
+        with StatPass(self._absolute(files)) as taking:
+            sources = self._sources(asset)
+            # Many small objects at once: the collector's passes over them would find nothing to free.
+            paused = gc.isenabled()
+            gc.disable()
+            try:
+                decisions = [Decision(name, key, SKIP, why, fp) for key, why, fp in zip(keys, reasons, fingerprints)]
+            finally:
+                if paused:
+                    gc.enable()
+            stats = taking.result()
         inputs = {d.name for d in asset.deps}
         waiting = [(n, k) for n, k in pending if n in inputs]
         moved = record.get("stats") != _digest(stats) or record.get("sources") != sources
@@ -155,15 +166,6 @@ class Settled:
             if found is None:
                 return None
             suspects = sorted({*found, *unsettled})
-        name = asset.name
-        # Many small objects at once: the collector's passes over them would find nothing to free.
-        paused = gc.isenabled()
-        gc.disable()
-        try:
-            decisions = [Decision(name, key, SKIP, why, fp) for key, why, fp in zip(keys, reasons, fingerprints)]
-        finally:
-            if paused:
-                gc.enable()
         return Remembered(decisions, suspects, usd, moved, sorted(unsettled), record, reads, stats, sources)
 
     @staticmethod
@@ -182,7 +184,9 @@ class Settled:
         if not self._applies(asset):
             return None
         files, _ = self._files(asset, keys, [""] * len(keys))
-        return Taken(files, lstat_all(self._absolute(files)), self._sources(asset))
+        with StatPass(self._absolute(files)) as taking:
+            sources = self._sources(asset)
+            return Taken(files, taking.result(), sources)
 
     def remember(self, asset: Asset, keys: list[str], decisions: list[Decision], taken: Taken | None) -> None:
         """Record that `decisions` (one per key of `keys`) are what a full plan found, `taken`

@@ -6,8 +6,11 @@ kernel, which Python cannot run beside another one in threads (the interpreter's
 holds the lock), so a long list is shared between this process and helper processes, one per spare
 CPU. A helper is a bare interpreter (`python -I -S`, started without `fork`, so it is safe beside
 any thread of this one, Dagster's included) that reads its paths on stdin and writes their stats on
-stdout; one that fails or cannot start leaves its share to this process: the answer is the same
-either way. A helper's CPU is this process's children's, which the run record counts.
+stdout as it goes, from the front of its share. A `StatPass` starts the helpers when it is made and
+lets this process do other work meanwhile; `result()` then takes each share from its back, a chunk
+at a time, until it meets what the helper has answered: nothing waits for a slow helper, and one
+that fails or cannot start leaves its share to this process; the answer is the same either way. A
+helper's CPU is this process's children's, which the run record counts.
 """
 
 from __future__ import annotations
@@ -15,8 +18,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from array import array
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import IO
 
 #: a missing (or unreadable) path's stats
 MISSING = (-1, -1, -1, -1)
@@ -24,15 +31,20 @@ MISSING = (-1, -1, -1, -1)
 PARALLEL_FROM = 20_000
 #: at most this many processes share one list (the kernel's lookups contend beyond a few)
 MAX_PROCESSES = 4
+#: paths this process takes from the back of a share between two looks at its helper's answers
+CHUNK = 1024
+_WIDTH = len(MISSING)  # numbers in one path's answer
+_RECORD = _WIDTH * 8  # its bytes
+
+#: helpers now running in this process's passes (a pass started inside another one takes fewer)
+_running = [0]
 
 
 def lstat_all(paths: list[str]) -> "array[int]":
     """(inode, size, mtime, ctime) of each of `paths` in order, flat; a missing one as `MISSING`.
     A link's own stats."""
-    parts = _processes(len(paths))
-    if parts <= 1:
-        return _lstat_here(paths)
-    return _lstat_shared(paths, parts)
+    with StatPass(paths) as taking:
+        return taking.result()
 
 
 def stat_all(paths: list[str]) -> "array[int]":
@@ -54,20 +66,109 @@ def _lstat_here(paths: list[str], stat: Callable[[str], os.stat_result] = os.lst
 
 
 def _processes(n: int) -> int:
-    """How many processes should share `n` paths: 1 unless the list is long and there is a spare CPU."""
+    """How many processes should share `n` paths: 1 unless the list is long and a CPU is spare
+    (not taken by this process or a helper already running)."""
     if n < PARALLEL_FROM or not sys.executable:
         return 1
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on every platform
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus, MAX_PROCESSES, n // (PARALLEL_FROM // 2)))
+    return max(1, min(cpus - _running[0], MAX_PROCESSES, n // (PARALLEL_FROM // 2)))
 
 
-#: a helper: the stats of the NUL-separated paths on stdin, as `_lstat_here` gives them, on stdout
+@dataclass
+class _Helper:
+    """A helper process and the file it writes its answers to."""
+
+    process: "subprocess.Popen[bytes]"
+    answers: IO[bytes]
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self.answers.close()
+
+
+@dataclass
+class _Share:
+    """One helper's share of the list: `start` up to `end`, which falls as this process takes
+    paths from the back; `got`, the helper's answers so far, for paths from `start` on."""
+
+    helper: _Helper | None
+    start: int
+    end: int
+    got: bytearray = field(default_factory=bytearray)
+
+    def answered(self) -> int:
+        """How many paths from `start` on the helper has answered (reading what it wrote since)."""
+        if self.helper is not None:
+            fd = self.helper.answers.fileno()
+            while data := os.pread(fd, 1 << 20, len(self.got)):
+                self.got += data
+        return len(self.got) // _RECORD
+
+
+class StatPass:
+    """The lstats of `paths` (as `lstat_all`), being taken: helpers start on their shares when
+    this is made; `result()` takes the rest here. Use it as a context manager, so that helpers are
+    stopped whatever happens between the two."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = paths
+        self.shares: list[_Share] = []
+        helpers = _processes(len(paths)) - 1
+        if helpers:
+            # The helpers share the whole list; `result()` takes what they have not answered yet,
+            # from the back, after whatever else this process did meanwhile.
+            size = -(-len(paths) // helpers)
+            for start in range(0, len(paths), size):
+                helper = _start(paths[start : start + size])
+                _running[0] += helper is not None
+                self.shares.append(_Share(helper, start, min(start + size, len(paths))))
+
+    def result(self) -> "array[int]":
+        """The stats of every path, in order."""
+        if not self.shares:
+            return _lstat_here(self.paths)
+        out = array("q", bytes(_RECORD * len(self.paths)))
+        while True:
+            # The share with the most left, from its back, until every helper's answers meet ours.
+            left = [s.end - s.start - s.answered() for s in self.shares]
+            most = max(left)
+            if most <= 0:
+                break
+            share = self.shares[left.index(most)]
+            low = share.end - min(CHUNK, most)
+            out[_WIDTH * low : _WIDTH * share.end] = _lstat_here(self.paths[low : share.end])
+            share.end = low
+        for share in self.shares:
+            done = share.end - share.start
+            out[_WIDTH * share.start : _WIDTH * share.end] = array("q", bytes(share.got[: done * _RECORD]))
+        self.close()
+        return out
+
+    def close(self) -> None:
+        """Stop the helpers (one may be working on paths already taken here)."""
+        for share in self.shares:
+            if share.helper is not None:
+                share.helper.stop()
+                share.helper = None
+                _running[0] -= 1
+
+    def __enter__(self) -> "StatPass":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+#: a helper: the stats of the NUL-separated paths on stdin, as `_lstat_here` gives them, on stdout,
+#: a chunk (of argv[1] paths) at a time as they are taken
 _HELPER = """
 import os, sys
 from array import array
+out = sys.stdout.buffer
 values = []
 add = values.extend
 for path in sys.stdin.buffer.read().split(b"\\0"):
@@ -75,55 +176,33 @@ for path in sys.stdin.buffer.read().split(b"\\0"):
         st = os.lstat(path)
     except OSError:
         add((-1, -1, -1, -1))
-        continue
-    add((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
-sys.stdout.buffer.write(array("q", values).tobytes())
+    else:
+        add((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    if len(values) >= 4 * int(sys.argv[1]):
+        out.write(array("q", values).tobytes())
+        out.flush()
+        values.clear()
+out.write(array("q", values).tobytes())
 """
 
 
-def _lstat_shared(paths: list[str], parts: int) -> "array[int]":
-    size = -(-len(paths) // parts)
-    chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
-    helpers = [_start(chunk) for chunk in chunks[1:]]  # each at work while this process takes the first share
-    out = _lstat_here(chunks[0])
-    for chunk, helper in zip(chunks[1:], helpers):
-        got = _collect(helper, len(chunk)) if helper is not None else None
-        out.extend(got if got is not None else _lstat_here(chunk))
-    return out
-
-
-def _start(chunk: list[str]) -> "subprocess.Popen[bytes] | None":
-    """A helper given `chunk`, or None if it could not start."""
+def _start(chunk: list[str]) -> "_Helper | None":
+    """A helper given `chunk`, or None if it could not start. Its paths and its answers go through
+    unnamed temporary files (its stdin and stdout): neither side ever waits for the other."""
+    answers = None
     try:
-        helper = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _HELPER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
+        answers = tempfile.TemporaryFile()
+        with tempfile.TemporaryFile() as paths:
+            paths.write(os.fsencode("\0".join(chunk)))
+            paths.seek(0)
+            process = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _HELPER, str(CHUNK)],
+                stdin=paths,
+                stdout=answers,
+                stderr=subprocess.DEVNULL,
+            )
     except (OSError, ValueError):
+        if answers is not None:
+            answers.close()
         return None
-    assert helper.stdin is not None
-    try:
-        helper.stdin.write(b"\0".join(map(os.fsencode, chunk)))
-        helper.stdin.close()
-    except OSError:  # it died before reading: its share is taken here
-        helper.kill()
-        _collect(helper, 0)
-        return None
-    return helper
-
-
-def _collect(helper: "subprocess.Popen[bytes]", count: int) -> "array[int] | None":
-    """A helper's stats, or None when it failed (its share is then taken here)."""
-    assert helper.stdout is not None
-    try:
-        data = helper.stdout.read()
-    except OSError:
-        data = b""
-    finally:
-        helper.stdout.close()
-        helper.wait()
-    # Every stat is taken before the helper writes: a whole answer of a helper that ended well is complete.
-    ok = helper.returncode == 0 and len(data) == count * len(MISSING) * 8
-    return array("q", data) if ok else None
+    return _Helper(process, answers)
