@@ -494,32 +494,29 @@ def bench_dataset(ws, repeats: int, heavy_repeats: int, log: Path) -> DatasetRes
             range_run.median <= range_budget,
         )
     )
-    if big and small and big[0].overhead_cpu is not None and small[0].overhead_cpu is not None:
-        # The marginal overhead: what the full build's processes used outside partitions beyond what a
-        # run computing a handful of partitions used (a Dagster run's own set-up, paid once either way).
-        b, c = big[0], min(small, key=lambda m: m.overhead_cpu or 0.0)
+    # The marginal overhead: what the full build's processes used outside partitions beyond what a run
+    # computing a handful of partitions used (a Dagster run's own set-up, paid once either way; as
+    # commands, an interpreter start and imports too).
+    for builds, changes, how in (
+        (big, small, "interpreter start and imports excluded"),
+        (cmd_big, cmd_small, "as commands through `dvc repro` of skipwise's stage"),
+    ):
+        if not builds or not changes or builds[0].overhead_cpu is None or changes[0].overhead_cpu is None:
+            continue
+        b, c = builds[0], min(changes, key=lambda m: m.overhead_cpu or 0.0)
         per = 1000 * (b.overhead_cpu - c.overhead_cpu) / max(b.computed - c.computed, 1)
+        own = (
+            f"; partitions' own CPU {1000 * (b.partition_cpu or 0) / max(b.computed, 1):.1f} ms each"
+            if b.partition_cpu
+            else ""
+        )
         targets.append(
             Target(
                 f"{d}: overhead per computed partition (run-record CPU of the full build minus that of a one-day "
-                "change, per extra partition; interpreter start and imports excluded)",
+                f"change, per extra partition; {how})",
                 f"≤ {OVERHEAD_MS_PER_PARTITION:g} ms",
                 f"{per:.1f} ms ({b.overhead_cpu:.2f} s over {b.computed} partitions vs {c.overhead_cpu:.2f} s over "
-                f"{c.computed}; partitions' own CPU {1000 * (b.partition_cpu or 0) / max(b.computed, 1):.1f} ms each)",
-                per <= OVERHEAD_MS_PER_PARTITION,
-            )
-        )
-    if cmd_big and cmd_small and cmd_big[0].overhead_cpu is not None and cmd_small[0].overhead_cpu is not None:
-        # As above, as commands: both pay an interpreter start and imports, which the difference cancels.
-        b, c = cmd_big[0], min(cmd_small, key=lambda m: m.overhead_cpu or 0.0)
-        per = 1000 * (b.overhead_cpu - c.overhead_cpu) / max(b.computed - c.computed, 1)
-        targets.append(
-            Target(
-                f"{d}: overhead per computed partition as a command (`dvc repro` of skipwise's stage: run-record "
-                "CPU of the full build minus that of a one-day change, per extra partition)",
-                f"≤ {OVERHEAD_MS_PER_PARTITION:g} ms",
-                f"{per:.1f} ms ({b.overhead_cpu:.2f} s over {b.computed} partitions vs {c.overhead_cpu:.2f} s over "
-                f"{c.computed})",
+                f"{c.computed}{own})",
                 per <= OVERHEAD_MS_PER_PARTITION,
             )
         )
