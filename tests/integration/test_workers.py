@@ -19,15 +19,18 @@ pytestmark = pytest.mark.integration
 ASSETS = "flight_features,weather_features"
 
 
-def _materialize(root: Path, home: Path, *extra: str, path: Path | None = None, ok: bool = True) -> tuple[str, float]:
-    """`skipwise materialize` as a child process: (its output, its CPU and its children's, from the
-    kernel). `path`: a folder put first on its PYTHONPATH; `ok`: whether it must succeed."""
+def _materialize(
+    root: Path, home: Path, *extra: str, path: Path | None = None, ok: bool = True, select: str = ASSETS
+) -> tuple[str, float]:
+    """`skipwise materialize` of `select` as a child process: (its output, its CPU and its
+    children's, from the kernel). `path`: a folder put first on its PYTHONPATH; `ok`: whether it
+    must succeed."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([*([str(path)] if path else []), str(root)])}
     env["DAGSTER_HOME"] = str(home)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.pop("SKIPWISE_WORKERS", None)
     child = subprocess.Popen(
-        [str(BIN / "skipwise"), "materialize", "--select", ASSETS, "--partition", FIRST_DAYS, *extra],
+        [str(BIN / "skipwise"), "materialize", "--select", select, "--partition", FIRST_DAYS, *extra],
         cwd=root,
         env=env,
         stdout=subprocess.PIPE,
@@ -86,6 +89,25 @@ def test_the_worker_is_forked_from_the_command_and_runs_the_code_it_loaded(proje
     misses = [r for r in Ledger(project_dir / "data" / "ledger").read() if r["cache"] == "miss"]
     assert len({r["run_id"] for r in misses}) == 2  # two processes, one Dagster run each
     assert starts.read_text().splitlines() == ["started"]  # one interpreter start: the command's
+
+
+def test_a_later_level_forks_its_worker_too_and_the_records_add_up(project_dir, tmp_path):
+    """After the first level this process has run polars work and cannot fork: a later split
+    level's worker comes from a zygote forked before that, not from a fresh interpreter."""
+    starts, hook = tmp_path / "starts.txt", tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(f"open({str(starts)!r}, 'a').write('started\\n')\n")
+    every = f"{ASSETS},training_set,delay_model,delay_predictions"
+    # (Its output is read to its end: a zygote left running would hold it open.)
+    out, os_cpu = _materialize(project_dir, tmp_path / "home", "--workers", "2", path=hook, select=every)
+    assert "38 of 38 partitions computed" in out, out[-3000:]
+    rows = Ledger(project_dir / "data" / "ledger").read()
+    misses = [r for r in rows if r["cache"] == "miss"]
+    predicted = {r["run_id"] for r in misses if r["asset"] == "delay_predictions"}
+    assert len(predicted) == 2 and len({r["run_id"] for r in misses}) == 6  # 2 + 1 + 1 + 2 Dagster runs
+    assert starts.read_text().splitlines() == ["started"]  # one interpreter start: the command's
+    recorded = sum(r["cpu_seconds"] or 0.0 for r in rows if r["cache"] in ("miss", "run"))
+    assert abs(recorded - os_cpu) <= 0.10 * os_cpu, f"records {recorded:.3f} s vs the OS {os_cpu:.3f} s"
 
 
 def test_a_worker_that_fails_fails_the_command_and_the_other_span_stays_committed(project_dir, tmp_path):

@@ -18,7 +18,9 @@ from skipwise.adapters.dagster import plain, services
 from skipwise.adapters.dagster.graph import definitions_in
 from skipwise.adapters.dagster.instance import instance_for_root
 from skipwise.adapters.dagster.iomanager import IOManager
-from skipwise.adapters.dagster.launch import Workers, can_fork, chunks, launch, launch_split, worker_count
+from skipwise.adapters.dagster.forking import Zygote, can_fork
+from skipwise.adapters.dagster.launch import launch
+from skipwise.adapters.dagster.split import Workers, chunks, launch_split, worker_count
 from skipwise.core.partitions import keys_in_range
 from skipwise.core.plan import RUN, SKIP, Decision
 from skipwise.core.spec import Asset, Plain
@@ -58,7 +60,7 @@ def materialize_project(
     """Run the selected assets (all by default) through Dagster, upstream first, on `project`'s
     data: its root is the runs' $SKIPWISE_ROOT, whatever folder the definitions were imported from.
     A level with many stale partitions runs in `workers` processes at once (default: see
-    `skipwise.adapters.dagster.launch`). Unless set already, its runs record one planned event per
+    `skipwise.adapters.dagster.split`). Unless set already, its runs record one planned event per
     asset (`PLANNED_EVENTS_ENV`). `planned`: the plan of the same selection, range and tags, made
     just before (`plan_materialization`); made here when absent."""
     env = {"SKIPWISE_ROOT": str(project.root)}
@@ -198,91 +200,102 @@ def _run_levels(
     # Partitions whose output this invocation changed: plain assets downstream of them run even
     # where Dagster's staleness cannot see it (an unpartitioned asset over a partitioned one).
     changed: list[Decision] = []
-    for i, group in enumerate(groups):
-        run_tags = {str(k): str(v) for k, v in tags.items()}
-        keys = keys_in_range(group[0].partitions, partition)
-        if keys == []:
-            continue  # this partitioning has no such keys
-        in_group = {a.name for a in group}
-        if isinstance(group[0], Plain):
+    # Forked before this process runs any work, when a later level may be split across processes:
+    # by then this process can no longer fork that level's workers itself (see `Zygote`).
+    zygote: Zygote | None = None
+    try:
+        for i, group in enumerate(groups):
+            run_tags = {str(k): str(v) for k, v in tags.items()}
+            keys = keys_in_range(group[0].partitions, partition)
+            if keys == []:
+                continue  # this partitioning has no such keys
+            in_group = {a.name for a in group}
+            if isinstance(group[0], Plain):
+                instance = instance or instance_for(project)
+                result = _run_plain_level(
+                    project, defs, resources, group, keys, partition, instance, run_tags, summary, changed
+                )
+                if result is not None and not result.ok:
+                    summary.ok = False
+                    summary.failed_step, summary.error, summary.fix = result.failed_step, result.error, result.fix
+                    summary.not_run = [a.name for g in groups[i + 1 :] for a in g]
+                    break
+                if result is not None and result.run_id:
+                    last_id = result.run_id
+                continue
+            if instance is None:
+                # Nothing has run yet: the plan made up front still holds for this level.
+                fresh, decisions = project, [d for d in planned if d.asset in in_group]
+            else:
+                with pm.phase("plan"):
+                    fresh = Project(
+                        project.root, graph, definitions=project.definitions
+                    )  # sees what the previous level committed
+                    decisions = fresh.plan([a.name for a in group], keys)
+                for w in fresh.warnings:
+                    project.warn(w)
+            running, stale, parts = _level_parts(fresh, group, decisions, keys, workers)
+            before = _outputs(project, running, stale)
+            for a in group:
+                summary.requested[a.name] = len(keys) if keys is not None else 1
+                summary.computed[a.name] = 0
+            # A level with many stale partitions is cut into contiguous chunks, one process each; the
+            # partitions between chunks, like those outside every chunk and those of an asset with
+            # nothing to run, are recorded here as hits.
+            span = set(stale) if keys is None else {k for c in parts for k in fresh.partitions_between(group[0], c)}
+            names_in_group = [a.name for a in running]
+            hits = [d for d in decisions if d.partition not in span or d.asset not in names_in_group]
+            last_id = record_hits(fresh, hits, run_tags) or last_id
+            if not stale:
+                continue
             instance = instance or instance_for(project)
-            result = _run_plain_level(
-                project, defs, resources, group, keys, partition, instance, run_tags, summary, changed
-            )
-            if result is not None and not result.ok:
+            if zygote is None and not on_services and keys is not None and can_fork():
+                if _split_later(groups[i + 1 :], planned, workers):
+                    zygote = Zygote(fresh, defs_assets, resources)
+            summary.launched.extend(names_in_group)
+            if on_services:
+                # Every chunk is its own Dagster run, all at once; their steps go to the Celery workers.
+                spans = [None] if keys is None else [(c[0], c[-1]) for c in parts]
+                results = services.launch_split(fresh, names_in_group, spans, instance, run_tags)
+            elif keys is None:
+                results = [launch(defs_assets, resources, names_in_group, None, instance, run_tags)]
+            elif len(parts) > 1:
+                results = launch_split(
+                    fresh,
+                    defs_assets,
+                    resources,
+                    names_in_group,
+                    [(c[0], c[-1]) for c in parts],
+                    instance,
+                    run_tags,
+                    workers=early.pop(i, None),
+                    zygote=zygote,
+                )
+            else:
+                results = [launch(defs_assets, resources, names_in_group, (stale[0], stale[-1]), instance, run_tags)]
+            for r in results:
+                if r.run_id:
+                    summary.run_ids.append(r.run_id)
+                    last_id = r.run_id
+                for name, c in r.computed.items():
+                    summary.computed[name] += c
+                for name, c in r.restored.items():
+                    summary.restored[name] = summary.restored.get(name, 0) + c
+            progress.reach(sum(summary.computed.values()))  # partitions computed by worker processes
+            changed += [
+                Decision(n, k, RUN, "its output changed in this run", "")
+                for (n, k), h in _outputs(project, running, stale).items()
+                if h != before.get((n, k))
+            ]
+            failed = next((r for r in results if not r.ok), None)
+            if failed is not None:
                 summary.ok = False
-                summary.failed_step, summary.error, summary.fix = result.failed_step, result.error, result.fix
+                summary.failed_step, summary.error, summary.fix = failed.failed_step, failed.error, failed.fix
                 summary.not_run = [a.name for g in groups[i + 1 :] for a in g]
                 break
-            if result is not None and result.run_id:
-                last_id = result.run_id
-            continue
-        if instance is None:
-            # Nothing has run yet: the plan made up front still holds for this level.
-            fresh, decisions = project, [d for d in planned if d.asset in in_group]
-        else:
-            with pm.phase("plan"):
-                fresh = Project(
-                    project.root, graph, definitions=project.definitions
-                )  # sees what the previous level committed
-                decisions = fresh.plan([a.name for a in group], keys)
-            for w in fresh.warnings:
-                project.warn(w)
-        running, stale, parts = _level_parts(fresh, group, decisions, keys, workers)
-        before = _outputs(project, running, stale)
-        for a in group:
-            summary.requested[a.name] = len(keys) if keys is not None else 1
-            summary.computed[a.name] = 0
-        # A level with many stale partitions is cut into contiguous chunks, one process each; the
-        # partitions between chunks, like those outside every chunk and those of an asset with
-        # nothing to run, are recorded here as hits.
-        span = set(stale) if keys is None else {k for c in parts for k in fresh.partitions_between(group[0], c)}
-        names_in_group = [a.name for a in running]
-        hits = [d for d in decisions if d.partition not in span or d.asset not in names_in_group]
-        last_id = record_hits(fresh, hits, run_tags) or last_id
-        if not stale:
-            continue
-        instance = instance or instance_for(project)
-        summary.launched.extend(names_in_group)
-        if on_services:
-            # Every chunk is its own Dagster run, all at once; their steps go to the Celery workers.
-            spans = [None] if keys is None else [(c[0], c[-1]) for c in parts]
-            results = services.launch_split(fresh, names_in_group, spans, instance, run_tags)
-        elif keys is None:
-            results = [launch(defs_assets, resources, names_in_group, None, instance, run_tags)]
-        elif len(parts) > 1:
-            results = launch_split(
-                fresh,
-                defs_assets,
-                resources,
-                names_in_group,
-                [(c[0], c[-1]) for c in parts],
-                instance,
-                run_tags,
-                workers=early.pop(i, None),
-            )
-        else:
-            results = [launch(defs_assets, resources, names_in_group, (stale[0], stale[-1]), instance, run_tags)]
-        for r in results:
-            if r.run_id:
-                summary.run_ids.append(r.run_id)
-                last_id = r.run_id
-            for name, c in r.computed.items():
-                summary.computed[name] += c
-            for name, c in r.restored.items():
-                summary.restored[name] = summary.restored.get(name, 0) + c
-        progress.reach(sum(summary.computed.values()))  # partitions computed by worker processes
-        changed += [
-            Decision(n, k, RUN, "its output changed in this run", "")
-            for (n, k), h in _outputs(project, running, stale).items()
-            if h != before.get((n, k))
-        ]
-        failed = next((r for r in results if not r.ok), None)
-        if failed is not None:
-            summary.ok = False
-            summary.failed_step, summary.error, summary.fix = failed.failed_step, failed.error, failed.fix
-            summary.not_run = [a.name for g in groups[i + 1 :] for a in g]
-            break
+    finally:
+        if zygote is not None:
+            zygote.close()  # before the last record: the kernel counts its workers here from then on
     summary.metrics = write_metrics(project)
     if last_id:
         # What this process did after its last record (the Dagster run's end, the metrics): its
@@ -292,6 +305,18 @@ def _run_levels(
     # of CPU with Dagster loaded, after any record could measure it).
     pm.at_exit(freeze_gc=True)
     return summary
+
+
+def _split_later(groups: list[list[Any]], planned: list, workers: int | None) -> bool:
+    """Whether a level of `groups` (those after the level about to run) may be cut across
+    processes, as far as the plan made up front says (its partitions planned to run)."""
+    for group in groups:
+        if isinstance(group[0], Plain):
+            continue
+        names = {a.name for a in group}
+        if worker_count(sum(d.action != SKIP and d.asset in names for d in planned), workers) > 1:
+            return True
+    return False
 
 
 def _run_plain_level(

@@ -52,7 +52,8 @@ from skipwise.adapters.dagster.instance import (  # noqa: F401 - the profile's s
     require_libraries,
 )
 from skipwise.adapters.dagster.iomanager import IOManager
-from skipwise.adapters.dagster.launch import RANGE_END, RANGE_START, launched, worker_count
+from skipwise.adapters.dagster.launch import RANGE_END, RANGE_START, launched
+from skipwise.adapters.dagster.split import worker_count
 from skipwise.core.errors import ConfigError
 from skipwise.project.root import definitions_of
 

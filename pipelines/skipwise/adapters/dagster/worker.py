@@ -1,4 +1,4 @@
-"""A worker process of `skipwise.adapters.dagster.launch.launch_split`: one Dagster run over one
+"""A worker process of `skipwise.adapters.dagster.split.launch_split`: one Dagster run over one
 span of a level, in a fresh interpreter. Reads its job (JSON) on stdin and prints its result as
 the last line of stdout; its own run records account for what it used."""
 
