@@ -103,7 +103,7 @@ def test_a_level_whose_zygote_is_gone_runs_its_workers_as_fresh_interpreters(mon
             return [Launched(f"worker {s[0]}", True) for s in self.spans[1:]]
 
         def kill(self):
-            pass
+            """Nothing to stop: no process was started."""
 
     monkeypatch.setattr(split, "can_fork", lambda: False)  # this process has run work
     monkeypatch.setattr(split, "Workers", Fresh)

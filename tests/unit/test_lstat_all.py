@@ -13,6 +13,7 @@ import time
 from array import array
 from pathlib import Path
 
+import pytest
 from skipwise.store import stats
 from skipwise.store.stats import MISSING as _MISSING
 from skipwise.store.stats import lstat_all
@@ -146,13 +147,10 @@ def test_a_pass_left_early_stops_its_helpers(tmp_path: Path, monkeypatch) -> Non
     base, rels = _project(tmp_path)
     paths = [os.path.join(base, rel) for rel in rels] * 10
     _shared(monkeypatch, 3)
-    try:
-        with stats.StatPass(paths) as taking:
-            helpers = [s.helper for s in taking.shares]
-            assert len(helpers) == 2 and all(h is not None for h in helpers) and stats._running == [2]
-            raise KeyError("something else failed")
-    except KeyError:
-        pass
+    with pytest.raises(KeyError), stats.StatPass(paths) as taking:
+        helpers = [s.helper for s in taking.shares]
+        assert len(helpers) == 2 and all(h is not None for h in helpers) and stats._running == [2]
+        raise KeyError("something else failed")
     assert all(h.process.returncode is not None for h in helpers if h is not None) and stats._running == [0]
 
 

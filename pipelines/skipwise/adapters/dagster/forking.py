@@ -186,13 +186,11 @@ class Zygote:
 
     def _answer(self, kind: str) -> Any:
         """The zygote's next answer of `kind` (None when it is gone)."""
-        try:
+        with contextlib.suppress(OSError, ValueError):
             while data := self.sock.recv(1 << 16):
                 message = json.loads(data)
                 if isinstance(message, dict) and kind in message:
                     return message[kind]
-        except (OSError, ValueError):
-            pass
         return None
 
     def close(self) -> None:
