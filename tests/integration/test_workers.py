@@ -4,9 +4,12 @@ and its workers."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -132,3 +135,63 @@ def test_a_worker_that_fails_fails_the_command_and_the_other_span_stays_committe
 def test_workers_must_be_positive(project_dir):
     p = run([str(BIN / "skipwise"), "materialize", "--workers", "0"], cwd=project_dir, check=False)
     assert p.returncode == 2 and "--workers must be 1 or more" in p.stderr
+
+
+def _group(pgid: int) -> list[int]:
+    """The live processes of process group `pgid` (from /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                out.append(int(entry))
+    return out
+
+
+def _forks(pid: int) -> int:
+    """How many children of `pid` are forks of it (its command line, not a program it started)."""
+    try:
+        own = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return 0
+    n = 0
+    for other in _group(pid):
+        try:
+            ppid = int(Path(f"/proc/{other}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            n += ppid == pid and Path(f"/proc/{other}/cmdline").read_bytes() == own
+        except OSError:
+            continue
+    return n
+
+
+def test_ctrl_c_stops_the_command_its_zygote_and_their_workers_and_the_next_run_finishes(project_dir, tmp_path):
+    every = f"{ASSETS},training_set,delay_model,delay_predictions"
+    env = {**os.environ, "PYTHONPATH": str(project_dir), "DAGSTER_HOME": str(tmp_path / "home")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    cmd = [str(BIN / "skipwise"), "materialize", "--select", every, "--partition", FIRST_DAYS, "--workers", "2"]
+    child = subprocess.Popen(
+        cmd, cwd=project_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    while _forks(child.pid) < 2 and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the command has forked its zygote and a worker
+    assert child.poll() is None, child.stdout.read().decode()[-3000:]
+    os.killpg(child.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+    try:
+        out = child.communicate(timeout=60)[0].decode()  # to its end: no process left holds it open
+        # Interrupted inside Dagster's run: its step fails ("Error: ..."); before it: "interrupted" (130).
+        assert child.returncode != 0 and ("Error:" in out or "interrupted" in out), out[-3000:]
+        time.sleep(0.5)
+        assert _group(child.pid) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)  # whatever a failure left running
+    assert not list((project_dir / "data").rglob("*.tmp*"))  # nothing half-written left behind
+    done = {
+        (r["asset"], r["partition"]) for r in Ledger(project_dir / "data" / "ledger").read() if r["cache"] == "miss"
+    }
+    again, _ = _materialize(project_dir, tmp_path / "home", "--workers", "2", select=every)
+    assert f"{38 - len(done)} of 38 partitions computed" in again, again[-3000:]
