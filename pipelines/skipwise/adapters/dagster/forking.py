@@ -19,6 +19,7 @@ import socket
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from skipwise.adapters.dagster.eventlog import close_open
@@ -69,37 +70,28 @@ class ForkedWorkers:
         self.names, self.spans = list(names), [tuple(s) for s in spans]
         self.children: list[tuple[int, int]] = []  # (pid, the read end of its result pipe)
         self.zygote = zygote
-        self.pid = os.getpid()
         if zygote is not None:
             self.children = zygote.fork(self.names, self.spans[1:], tags)
             return
-        sys.stdout.flush()  # what is buffered here is printed here, not a second time by a child
-        sys.stderr.flush()
-        # The child's collections then leave the inherited heap alone (no copy of its pages).
-        freeze = gc.get_freeze_count() == 0
-        if freeze:
-            gc.freeze()
         try:
             for span in self.spans[1:]:
                 read, write = os.pipe()
+
+                def worker(span: tuple[str, str] = span, read: int = read, write: int = write) -> NoReturn:
+                    os.close(read)
+                    _forked_worker(project, defs_assets, resources, self.names, span, tags, write)
+
                 try:
-                    pid = os.fork()
+                    pid = _fork(worker)
                 except BaseException:
                     os.close(read)
                     raise
                 finally:
-                    if os.getpid() == self.pid:
-                        os.close(write)
-                if pid == 0:
-                    os.close(read)
-                    _forked_worker(project, defs_assets, resources, self.names, span, tags, write)
+                    os.close(write)
                 self.children.append((pid, read))
         except BaseException:
             self.kill()
             raise
-        finally:
-            if freeze:
-                gc.unfreeze()
 
     def collect(self) -> list[Launched]:
         """Each worker's result, in span order, once it has exited."""
@@ -137,25 +129,18 @@ class Zygote:
     def __init__(self, project: Any, defs_assets: list, resources: dict) -> None:
         self.workers_cpu = 0.0
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        freeze = gc.get_freeze_count() == 0
-        if freeze:
-            gc.freeze()
-        parent = os.getpid()
-        try:
-            pid = os.fork()
-        except BaseException:
-            ours.close()
-            theirs.close()
-            raise
-        finally:
-            if os.getpid() == parent and freeze:
-                gc.unfreeze()
-        if pid == 0:
+
+        def zygote() -> NoReturn:
             ours.close()
             _zygote(theirs, project, defs_assets, resources)
-        theirs.close()
+
+        try:
+            pid = _fork(zygote)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
         self.pid: int | None = pid
         self.sock = ours
 
@@ -204,6 +189,29 @@ class Zygote:
         process_meter().exclude_children(self.workers_cpu)
 
 
+def _fork(child: Callable[[], NoReturn]) -> int:
+    """Fork: the child runs `child` (its whole life), this process gets its pid. What is buffered
+    here is printed first (not a second time by the child), and the heap is frozen across the fork
+    (the child's collections then leave the inherited pages alone: no copy of them)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
+    parent = os.getpid()
+    try:
+        pid = os.fork()
+    finally:
+        if os.getpid() == parent and freeze:
+            gc.unfreeze()
+    if pid == 0:
+        try:
+            child()
+        finally:
+            os._exit(1)  # never back into this process's code, whatever `child` did
+    return pid
+
+
 def _zygote(sock: socket.socket, project: Any, defs_assets: list, resources: dict) -> NoReturn:
     """A zygote's whole life: for each request, fork its workers, say their pids, wait for them and
     say how each ended; exit when the socket closes (the parent is done, or gone)."""
@@ -217,15 +225,18 @@ def _zygote(sock: socket.socket, project: Any, defs_assets: list, resources: dic
             request = json.loads(data)
             pids = []
             for i, (span, fd) in enumerate(zip(request["spans"], fds)):
-                pid = os.fork()
-                if pid == 0:
+
+                def worker(i: int = i, span: list[str] = span, fd: int = fd) -> NoReturn:
                     sock.close()
                     for other in fds[i + 1 :]:  # those before are closed already
                         os.close(other)
                     signal.signal(signal.SIGINT, signal.default_int_handler)
                     _forked_worker(project, defs_assets, resources, request["names"], tuple(span), request["tags"], fd)
-                os.close(fd)
-                pids.append(pid)
+
+                try:
+                    pids.append(_fork(worker))
+                finally:
+                    os.close(fd)
             sock.send(json.dumps({"forked": pids}).encode())
             ended = []
             for pid in pids:
