@@ -112,6 +112,21 @@ def test_a_damaged_record_is_a_full_plan(synthetic):
     assert plan(synthetic, "days", full=False) == first
 
 
+def test_a_files_list_not_of_its_record_is_a_full_plan(synthetic):
+    first = plan(synthetic, "days")
+    listed = record(synthetic, "days").with_suffix(".files")
+    ident, _, paths = listed.read_bytes().partition(b"\n")
+    for damaged in (b"another-record\n" + paths, ident + b"\n" + paths[: len(paths) // 3], b"", ident):
+        listed.write_bytes(damaged)
+        p = Project(synthetic.root, synthetic.graph, definitions=synthetic.definitions)
+        decided = []
+        decide = p.decide
+        p.decide = lambda *a, **k: decided.append(a) or decide(*a, **k)  # type: ignore[method-assign]
+        assert {d.partition: (d.action, d.reason) for d in p.plan(["days"])} == first
+        assert len(decided) == N  # every partition decided afresh
+    assert plan(synthetic, "days", full=False) == first  # written again whole
+
+
 def _key(folder: Path) -> str:
     return json.loads((folder / "manifest.json").read_text())["partition"]
 

@@ -57,6 +57,8 @@ def test_lstat_all_says_what_lstat_says(tmp_path: Path, monkeypatch) -> None:
     absolute = [os.path.join(base, rel) for rel in rels]
     assert lstat_all(absolute) == expected
     assert expected[3 * 4 : 4 * 4].tolist() == list(_MISSING) and expected[4 * 4] != -1
+    assert lstat_all(rels, str(base)) == expected  # relative to a root
+    assert lstat_all(rels, str(base / "nowhere")) == array("q", list(_MISSING) * len(rels))
     monkeypatch.chdir(base)
     assert lstat_all(rels) == expected  # relative to the working folder
 
@@ -82,6 +84,11 @@ def test_a_list_shared_with_helpers_gives_the_same_answer(tmp_path: Path, monkey
                 time.sleep(0.01)
             assert [s.answered() >= s.end - s.start for s in taking.shares] == [True] * (n - 1)
             assert taking.result() == expected
+        with stats.StatPass(rels * 7, str(base)) as taking:  # relative to a root, in the helpers too
+            deadline = time.monotonic() + 30
+            while any(s.answered() < s.end - s.start for s in taking.shares) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert taking.result() == expected
 
 
 def _fake_helper(code: str) -> stats._Helper:
@@ -99,9 +106,9 @@ def test_a_failed_helper_leaves_its_share_here(tmp_path: Path, monkeypatch) -> N
 
     # a helper that dies after a partial answer (part of one path's record)
     code = "import sys; sys.stdout.buffer.write(bytes(8)); sys.exit(3)"
-    monkeypatch.setattr(stats, "_start", lambda chunk: _fake_helper(code))
+    monkeypatch.setattr(stats, "_start", lambda chunk, root: _fake_helper(code))
     assert lstat_all(paths) == expected
-    monkeypatch.setattr(stats, "_start", lambda chunk: None)  # no helper could start
+    monkeypatch.setattr(stats, "_start", lambda chunk, root: None)  # no helper could start
     assert lstat_all(paths) == expected
     monkeypatch.setattr(stats.sys, "executable", "")  # no interpreter to start one with
     assert stats._processes(10**6) == 1
@@ -115,7 +122,7 @@ def test_nothing_waits_for_a_slow_helper(tmp_path: Path, monkeypatch) -> None:
     _shared(monkeypatch, 2)
     started: list[stats._Helper] = []
 
-    def asleep(chunk: list[str]) -> stats._Helper:
+    def asleep(chunk: list[str], root: str | None) -> stats._Helper:
         started.append(_fake_helper("import time; time.sleep(60)"))
         return started[-1]
 
@@ -135,7 +142,9 @@ def test_what_a_helper_answered_is_used_and_the_rest_taken_here(tmp_path: Path, 
     expected = array("q", [v for p in paths for v in _lstat(p)])
     _shared(monkeypatch, 2)
     half = expected[: len(expected) // 2].tobytes()
-    monkeypatch.setattr(stats, "_start", lambda chunk: _fake_helper(f"import sys; sys.stdout.buffer.write({half!r})"))
+    monkeypatch.setattr(
+        stats, "_start", lambda chunk, root: _fake_helper(f"import sys; sys.stdout.buffer.write({half!r})")
+    )
     with stats.StatPass(paths) as taking:
         time.sleep(0.5)  # the helper answers meanwhile
         assert taking.shares[0].answered() == len(paths) // 2

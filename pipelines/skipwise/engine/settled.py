@@ -11,7 +11,8 @@ the library's scheme, what the partitions observably read, as they are now) and 
 file a decision read: the asset's manifests and outputs, its derived inputs' manifests, its raw
 inputs' folders (every file in them, recursively, and what their links point at, with DVC's record
 of them: the `.dvc` file of what it tracks, `dvc.lock`), the suspects file, `skipwise.toml` and
-DVC's config. Every stat is the one taken before the plan decided (an output, named by the manifest
+DVC's config (those paths in `<asset>.files`, read first, so that their stats are being taken
+while the record is read). Every stat is the one taken before the plan decided (an output, named by the manifest
 the plan read, must be the very file whose hash it checked), so a change while it decides shows next
 time. `Settled.check` answers SKIP for every key only when the token is the same and every one of
 those files has the same inode, size, modification and change time (the change time cannot be set
@@ -60,7 +61,7 @@ from skipwise.store.stats import StatPass, lstat_all, stat_all
 
 
 #: bump when what a record holds, or what its token covers, changes
-FORMAT = 7
+FORMAT = 8
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Remembered:
     moved: bool  # a file the record depends on moved (the record is then brought up to date)
     pending: list[int]  # indices the record's plan did not find up to date (among the suspects)
     record: dict[str, Any]
+    files: list[str]  # the files the record depends on, relative to the root (`Settled._files`)
     inputs: dict[str, Reads] | None
     stats: "array[int]"
     sources: dict[str, Any]
@@ -107,36 +109,43 @@ class Settled:
         `pending`: upstream partitions planned to run first (their readers are suspects)."""
         if not self._applies(asset):
             return None
-        record = self._read(self._path(asset))
-        if record is None or record.get("format") != FORMAT or record.get("keys") != keys:
+        listed = self._read_files(asset)
+        if listed is None:
             return None
-        deps = [str(d) for d in record.get("observed_deps", [])]
-        if record.get("token") != self._token(asset, deps):
-            return None
-        fingerprints = record.get("fingerprints")
-        reasons = record.get("reasons")
-        files = record.get("files")
-        usd = record.get("usd")
-        if (
-            not isinstance(fingerprints, list)
-            or not isinstance(reasons, list)
-            or not isinstance(files, list)
-            or not isinstance(usd, list)
-            or len(fingerprints) != len(keys)
-            or len(usd) != len(keys)
-        ):
-            return None
-        unsettled = record.get("pending")
-        if not isinstance(unsettled, list) or not all(isinstance(i, int) and 0 <= i < len(keys) for i in unsettled):
-            return None
-        if len(reasons) < len(keys):
-            reasons = reasons + reasons[-1:] * (len(keys) - len(reasons))
-        if not all(isinstance(f, str) for f in files):  # a damaged record
-            return None
-        name = asset.name
-        # The record's files are taken by helpers while this process walks the raw inputs and
-        # makes the answer (an answer not given costs a little; it is then a full plan anyway).
-        with StatPass(self._absolute(files)) as taking:
+        ident, files = listed
+        # The record's files are taken by helpers while this process reads the rest of the record,
+        # walks the raw inputs and makes the answer (an answer not given costs a little; it is then
+        # a full plan anyway).
+        with StatPass(files, str(self.root)) as taking:
+            record = self._read(self._path(asset))
+            if (
+                record is None
+                or record.get("format") != FORMAT
+                or record.get("id") != ident
+                or record.get("keys") != keys
+            ):
+                return None
+            deps = [str(d) for d in record.get("observed_deps", [])]
+            if record.get("token") != self._token(asset, deps):
+                return None
+            fingerprints = record.get("fingerprints")
+            reasons = record.get("reasons")
+            usd = record.get("usd")
+            if (
+                not isinstance(fingerprints, list)
+                or not isinstance(reasons, list)
+                or not isinstance(usd, list)
+                or len(fingerprints) != len(keys)
+                or len(usd) != len(keys)
+                or len(files) < 2 * len(keys)
+            ):
+                return None
+            unsettled = record.get("pending")
+            if not isinstance(unsettled, list) or not all(isinstance(i, int) and 0 <= i < len(keys) for i in unsettled):
+                return None
+            if len(reasons) < len(keys):
+                reasons = reasons + reasons[-1:] * (len(keys) - len(reasons))
+            name = asset.name
             sources = self._sources(asset)
             # Many small objects at once: the collector's passes over them would find nothing to free.
             paused = gc.isenabled()
@@ -166,7 +175,7 @@ class Settled:
             if found is None:
                 return None
             suspects = sorted({*found, *unsettled})
-        return Remembered(decisions, suspects, usd, moved, sorted(unsettled), record, reads, stats, sources)
+        return Remembered(decisions, suspects, usd, moved, sorted(unsettled), record, files, reads, stats, sources)
 
     @staticmethod
     def _read(path: Path) -> dict[str, Any] | None:
@@ -176,6 +185,17 @@ class Settled:
             return None
         return record if isinstance(record, dict) else None
 
+    def _read_files(self, asset: Asset) -> tuple[str, list[str]] | None:
+        """The id of the record the files file belongs to, and the files it lists."""
+        try:
+            data = self._files_path(asset).read_bytes()
+        except OSError:
+            return None
+        ident, newline, listed = data.partition(b"\n")
+        if not newline or not listed:
+            return None
+        return ident.decode("ascii", "replace"), os.fsdecode(listed).split("\0")
+
     # -- remembering --------------------------------------------------------------------------------
 
     def taken(self, asset: Asset, keys: list[str]) -> Taken | None:
@@ -184,7 +204,7 @@ class Settled:
         if not self._applies(asset):
             return None
         files, _ = self._files(asset, keys, [""] * len(keys))
-        with StatPass(self._absolute(files)) as taking:
+        with StatPass(files, str(self.root)) as taking:
             sources = self._sources(asset)
             return Taken(files, taking.result(), sources)
 
@@ -229,7 +249,7 @@ class Settled:
         outputs: list[str] = []
         usd: list[Any] = list(before.usd) if before is not None else [None] * len(keys)
         deps: set[str] = set(before.record.get("observed_deps", [])) if before is not None else set()
-        old_files: list[str] = before.record["files"] if before is not None else []
+        old_files: list[str] = before.files if before is not None else []
         fresh: dict[str, dict[str, tuple[Any, list[int]]]] = {d.name: {} for d in asset.deps}
         reads = before.inputs if before is not None and before.inputs is not None else {}
         for i, key in enumerate(keys):
@@ -292,7 +312,6 @@ class Settled:
             "reasons": [d.reason for d in decisions] if len(reasons) > 1 else reasons,
             "observed_deps": observed,
             "token": self._token(asset, observed),
-            "files": files,
             "stats": _digest(stats),
             "sources": sources,
         }
@@ -305,7 +324,9 @@ class Settled:
         path = self._path(asset)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            # The inputs file first: a record is only used with the inputs file of its own id.
+            # The files and inputs files first: a record is only used with those of its own id.
+            listed = os.fsencode("\0".join(files))
+            atomic_write(self._files_path(asset), ident.encode("ascii") + b"\n" + listed)
             atomic_write(self._inputs_path(asset), json.dumps(details, separators=(",", ":")).encode())
             atomic_write(path, json.dumps(record, separators=(",", ":")).encode())
         except OSError:
@@ -360,6 +381,11 @@ class Settled:
 
     def _inputs_path(self, asset: Asset) -> Path:
         return self.folder / asset.layer / f"{asset.name}.inputs.json"
+
+    def _files_path(self, asset: Asset) -> Path:
+        """The files a record depends on, NUL-separated after its id: read, and handed to the
+        helpers that take their stats, before the record itself is parsed."""
+        return self.folder / asset.layer / f"{asset.name}.files"
 
     def _absolute(self, files: list[str]) -> list[str]:
         root = str(self.root) + os.sep
@@ -418,8 +444,9 @@ def _walk(folder: str, h: Any, seen: set[str] | None = None) -> None:
     except OSError:
         h.update(b"\0unreadable\n")
         return
-    h.update("\0".join(e.name for e in entries).encode("utf-8", "surrogateescape"))
-    h.update(lstat_all([e.path for e in entries]).tobytes())
+    names = [e.name for e in entries]
+    h.update("\0".join(names).encode("utf-8", "surrogateescape"))
+    h.update(lstat_all(names, folder).tobytes())
     links = [e for e in entries if e.is_symlink()]
     if links:
         h.update(b"\0links\0")

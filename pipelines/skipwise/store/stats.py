@@ -15,12 +15,14 @@ helper's CPU is this process's children's, which the run record counts.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import subprocess
 import sys
 import tempfile
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO
@@ -40,16 +42,38 @@ _RECORD = _WIDTH * 8  # its bytes
 _running = [0]
 
 
-def lstat_all(paths: list[str]) -> "array[int]":
+def lstat_all(paths: list[str], root: str | None = None) -> "array[int]":
     """(inode, size, mtime, ctime) of each of `paths` in order, flat; a missing one as `MISSING`.
-    A link's own stats."""
-    with StatPass(paths) as taking:
+    A link's own stats. `root`: the folder relative paths start from (else the working folder);
+    a lookup from a folder near the files walks fewer names than one from `/`."""
+    with StatPass(paths, root) as taking:
         return taking.result()
 
 
 def stat_all(paths: list[str]) -> "array[int]":
     """As `lstat_all`, but of what each link points at (a dangling link as `MISSING`); one process."""
     return _lstat_here(paths, os.stat)
+
+
+@contextlib.contextmanager
+def _lstat_from(root: str | None) -> Iterator[Callable[[str], os.stat_result]]:
+    """`os.lstat` of paths relative to `root` (a missing root: every path missing)."""
+    if root is None:
+        yield os.lstat
+        return
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield _missing
+        return
+    try:
+        yield functools.partial(os.lstat, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _missing(path: str) -> os.stat_result:
+    raise FileNotFoundError(path)
 
 
 def _lstat_here(paths: list[str], stat: Callable[[str], os.stat_result] = os.lstat) -> "array[int]":
@@ -110,12 +134,13 @@ class _Share:
 
 
 class StatPass:
-    """The lstats of `paths` (as `lstat_all`), being taken: helpers start on their shares when
-    this is made; `result()` takes the rest here. Use it as a context manager, so that helpers are
-    stopped whatever happens between the two."""
+    """The lstats of `paths` (as `lstat_all`, relative ones from `root`), being taken: helpers
+    start on their shares when this is made; `result()` takes the rest here. Use it as a context
+    manager, so that helpers are stopped whatever happens between the two."""
 
-    def __init__(self, paths: list[str]) -> None:
+    def __init__(self, paths: list[str], root: str | None = None) -> None:
         self.paths = paths
+        self.root = root
         self.shares: list[_Share] = []
         helpers = _processes(len(paths)) - 1
         if helpers:
@@ -123,14 +148,18 @@ class StatPass:
             # from the back, after whatever else this process did meanwhile.
             size = -(-len(paths) // helpers)
             for start in range(0, len(paths), size):
-                helper = _start(paths[start : start + size])
+                helper = _start(paths[start : start + size], root)
                 _running[0] += helper is not None
                 self.shares.append(_Share(helper, start, min(start + size, len(paths))))
 
     def result(self) -> "array[int]":
         """The stats of every path, in order."""
+        with _lstat_from(self.root) as lstat:
+            return self._result(lstat)
+
+    def _result(self, lstat: Callable[[str], os.stat_result]) -> "array[int]":
         if not self.shares:
-            return _lstat_here(self.paths)
+            return _lstat_here(self.paths, lstat)
         out = array("q", bytes(_RECORD * len(self.paths)))
         while True:
             # The share with the most left, from its back, until every helper's answers meet ours.
@@ -140,7 +169,7 @@ class StatPass:
                 break
             share = self.shares[left.index(most)]
             low = share.end - min(CHUNK, most)
-            out[_WIDTH * low : _WIDTH * share.end] = _lstat_here(self.paths[low : share.end])
+            out[_WIDTH * low : _WIDTH * share.end] = _lstat_here(self.paths[low : share.end], lstat)
             share.end = low
         for share in self.shares:
             done = share.end - share.start
@@ -186,9 +215,10 @@ out.write(array("q", values).tobytes())
 """
 
 
-def _start(chunk: list[str]) -> "_Helper | None":
-    """A helper given `chunk`, or None if it could not start. Its paths and its answers go through
-    unnamed temporary files (its stdin and stdout): neither side ever waits for the other."""
+def _start(chunk: list[str], root: str | None) -> "_Helper | None":
+    """A helper given `chunk` (relative paths from `root`), or None if it could not start. Its
+    paths and its answers go through unnamed temporary files (its stdin and stdout): neither side
+    ever waits for the other."""
     answers = None
     try:
         answers = tempfile.TemporaryFile()
@@ -199,6 +229,7 @@ def _start(chunk: list[str]) -> "_Helper | None":
                 [sys.executable, "-I", "-S", "-c", _HELPER, str(CHUNK)],
                 stdin=paths,
                 stdout=answers,
+                cwd=root,
                 stderr=subprocess.DEVNULL,
             )
     except (OSError, ValueError):
