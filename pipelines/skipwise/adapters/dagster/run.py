@@ -134,7 +134,7 @@ def _materialize_project(
                             {str(k): str(v) for k, v in tags.items()},
                         )
                     break
-        return _run_levels(project, graph, names, partition, tags, workers, planned, missing, groups, early)
+        return _run_levels(project, graph, partition, tags, workers, planned, missing, groups, early)
     finally:
         for w in early.values():
             w.kill()
@@ -161,7 +161,6 @@ def _level_parts(
 def _run_levels(
     project: Project,
     graph: Any,
-    names: set[str],
     partition: str | None,
     tags: dict,
     workers: int | None,
@@ -173,138 +172,202 @@ def _run_levels(
     """The runs of `_materialize_project`, level by level (`early`: worker processes already
     started for a level, by its index)."""
     pm = process_meter()
-    on_services = services.active()
     progress.start(sum(d.action == RUN for d in planned), "materialize")  # drawn on a terminal only
-
     with pm.phase("load"):
         defs = definitions_in(project.definitions or definitions_of(project.root))
-        defs_assets = list(defs.assets or ())
-        resources = dict(defs.resources or {})
-        resources.setdefault("skipwise", _io_manager(project))
-    summary = Summary()
-    instance = None
-    if missing:
-        instance = instance_for(project)
-        plain_tags = {str(k): str(v) for k, v in tags.items()}
-        result = (
-            services.launch(project, [p.name for p in missing], None, instance, plain_tags)
-            if on_services
-            else launch(defs_assets, resources, [p.name for p in missing], None, instance, plain_tags)
-        )
-        summary.run_ids.append(result.run_id)
-        if not result.ok:
-            summary.ok = False
-            summary.failed_step, summary.error, summary.fix = result.failed_step, result.error, result.fix
-            return summary
-    last_id = ""  # the run the orchestrator's own work since its last record belongs to
-    # Partitions whose output this invocation changed: plain assets downstream of them run even
-    # where Dagster's staleness cannot see it (an unpartitioned asset over a partitioned one).
-    changed: list[Decision] = []
-    # Forked before this process runs any work, when a later level may be split across processes:
-    # by then this process can no longer fork that level's workers itself (see `Zygote`).
-    zygote: Zygote | None = None
-    try:
-        for i, group in enumerate(groups):
-            run_tags = {str(k): str(v) for k, v in tags.items()}
-            keys = keys_in_range(group[0].partitions, partition)
-            if keys == []:
-                continue  # this partitioning has no such keys
-            in_group = {a.name for a in group}
-            if isinstance(group[0], Plain):
-                instance = instance or instance_for(project)
-                result = _run_plain_level(
-                    project, defs, resources, group, keys, partition, instance, run_tags, summary, changed
-                )
-                if result is not None and not result.ok:
-                    summary.ok = False
-                    summary.failed_step, summary.error, summary.fix = result.failed_step, result.error, result.fix
-                    summary.not_run = [a.name for g in groups[i + 1 :] for a in g]
-                    break
-                if result is not None and result.run_id:
-                    last_id = result.run_id
-                continue
-            if instance is None:
-                # Nothing has run yet: the plan made up front still holds for this level.
-                fresh, decisions = project, [d for d in planned if d.asset in in_group]
-            else:
-                with pm.phase("plan"):
-                    fresh = Project(
-                        project.root, graph, definitions=project.definitions
-                    )  # sees what the previous level committed
-                    decisions = fresh.plan([a.name for a in group], keys)
-                for w in fresh.warnings:
-                    project.warn(w)
-            running, stale, parts = _level_parts(fresh, group, decisions, keys, workers)
-            before = _outputs(project, running, stale)
-            for a in group:
-                summary.requested[a.name] = len(keys) if keys is not None else 1
-                summary.computed[a.name] = 0
-            # A level with many stale partitions is cut into contiguous chunks, one process each; the
-            # partitions between chunks, like those outside every chunk and those of an asset with
-            # nothing to run, are recorded here as hits.
-            span = set(stale) if keys is None else {k for c in parts for k in fresh.partitions_between(group[0], c)}
-            names_in_group = [a.name for a in running]
-            hits = [d for d in decisions if d.partition not in span or d.asset not in names_in_group]
-            last_id = record_hits(fresh, hits, run_tags) or last_id
-            if not stale:
-                continue
-            instance = instance or instance_for(project)
-            if zygote is None and not on_services and keys is not None and can_fork():
-                if _split_later(groups[i + 1 :], planned, workers):
-                    zygote = Zygote(fresh, defs_assets, resources)
-            summary.launched.extend(names_in_group)
-            if on_services:
-                # Every chunk is its own Dagster run, all at once; their steps go to the Celery workers.
-                spans = [None] if keys is None else [(c[0], c[-1]) for c in parts]
-                results = services.launch_split(fresh, names_in_group, spans, instance, run_tags)
-            elif keys is None:
-                results = [launch(defs_assets, resources, names_in_group, None, instance, run_tags)]
-            elif len(parts) > 1:
-                results = launch_split(
-                    fresh,
-                    defs_assets,
-                    resources,
-                    names_in_group,
-                    [(c[0], c[-1]) for c in parts],
-                    instance,
-                    run_tags,
-                    workers=early.pop(i, None),
-                    zygote=zygote,
-                )
-            else:
-                results = [launch(defs_assets, resources, names_in_group, (stale[0], stale[-1]), instance, run_tags)]
-            for r in results:
-                if r.run_id:
-                    summary.run_ids.append(r.run_id)
-                    last_id = r.run_id
-                for name, c in r.computed.items():
-                    summary.computed[name] += c
-                for name, c in r.restored.items():
-                    summary.restored[name] = summary.restored.get(name, 0) + c
-            progress.reach(sum(summary.computed.values()))  # partitions computed by worker processes
-            changed += [
-                Decision(n, k, RUN, "its output changed in this run", "")
-                for (n, k), h in _outputs(project, running, stale).items()
-                if h != before.get((n, k))
-            ]
-            failed = next((r for r in results if not r.ok), None)
-            if failed is not None:
-                summary.ok = False
-                summary.failed_step, summary.error, summary.fix = failed.failed_step, failed.error, failed.fix
-                summary.not_run = [a.name for g in groups[i + 1 :] for a in g]
-                break
-    finally:
-        if zygote is not None:
-            zygote.close()  # before the last record: the kernel counts its workers here from then on
+        levels = _Levels(project, graph, defs, partition, tags, workers, planned, early)
+    if missing and not levels.run_missing(missing):
+        return levels.summary
+    levels.run(groups)
+    summary = levels.summary
     summary.metrics = write_metrics(project)
-    if last_id:
+    if levels.last_id:
         # What this process did after its last record (the Dagster run's end, the metrics): its
         # run records then add up to all it used, bar printing the summary and exiting.
-        project.accounts.record_run(last_id, {str(k): str(v) for k, v in tags.items()})
+        project.accounts.record_run(levels.last_id, levels.tags)
     # This process exists to run skipwise: let its exit skip the teardown's heap collection (0.3-0.6 s
     # of CPU with Dagster loaded, after any record could measure it).
     pm.at_exit(freeze_gc=True)
     return summary
+
+
+class _Levels:
+    """The levels of one materialization, run one after the other: what their runs share (the
+    definitions, the Dagster instance, the zygote) and what they add up to (`summary`)."""
+
+    def __init__(
+        self,
+        project: Project,
+        graph: Any,
+        defs: Any,
+        partition: str | None,
+        tags: dict,
+        workers: int | None,
+        planned: list,
+        early: dict[int, Workers],
+    ) -> None:
+        self.project, self.graph, self.defs = project, graph, defs
+        self.partition, self.workers, self.planned, self.early = partition, workers, planned, early
+        self.tags = {str(k): str(v) for k, v in tags.items()}
+        self.defs_assets = list(defs.assets or ())
+        self.resources = dict(defs.resources or {})
+        self.resources.setdefault("skipwise", _io_manager(project))
+        self.on_services = services.active()
+        self.summary = Summary()
+        self.instance: Any = None  # made when the first run is launched
+        self.last_id = ""  # the run the orchestrator's own work since its last record belongs to
+        # Partitions whose output this invocation changed: plain assets downstream of them run even
+        # where Dagster's staleness cannot see it (an unpartitioned asset over a partitioned one).
+        self.changed: list[Decision] = []
+        # Forked before this process runs any work, when a later level may be split across
+        # processes: by then this process can no longer fork that level's workers itself (see `Zygote`).
+        self.zygote: Zygote | None = None
+
+    def _instance(self) -> Any:
+        if self.instance is None:
+            self.instance = instance_for(self.project)
+        return self.instance
+
+    def _ok(self, result: Any) -> bool:
+        """Whether `result` (a run's, or None: no run) succeeded; a failure goes in the summary."""
+        if result is None or result.ok:
+            return True
+        s = self.summary
+        s.ok = False
+        s.failed_step, s.error, s.fix = result.failed_step, result.error, result.fix
+        return False
+
+    def run_missing(self, missing: list[Plain]) -> bool:
+        """Run the plain assets the selection reads that were never stored; whether they succeeded."""
+        names = [p.name for p in missing]
+        instance = self._instance()
+        result = (
+            services.launch(self.project, names, None, instance, self.tags)
+            if self.on_services
+            else launch(self.defs_assets, self.resources, names, None, instance, self.tags)
+        )
+        self.summary.run_ids.append(result.run_id)
+        return self._ok(result)
+
+    def run(self, groups: list[list[Any]]) -> None:
+        """Each level in turn, until one fails (the levels after it then listed as not run)."""
+        try:
+            for i, group in enumerate(groups):
+                keys = keys_in_range(group[0].partitions, self.partition)
+                if keys == []:
+                    continue  # this partitioning has no such keys
+                if isinstance(group[0], Plain):
+                    ok = self._plain_level(group, keys)
+                else:
+                    ok = self._asset_level(i, group, keys, groups[i + 1 :])
+                if not ok:
+                    self.summary.not_run = [a.name for g in groups[i + 1 :] for a in g]
+                    break
+        finally:
+            if self.zygote is not None:
+                self.zygote.close()  # before the last record: the kernel counts its workers here from then on
+
+    def _plain_level(self, group: list[Plain], keys: list[str] | None) -> bool:
+        """Run a level of plain Dagster assets over the partitions Dagster calls missing or stale
+        (as `skipwise plan` says, asked again now that the levels upstream have run)."""
+        project, summary = self.project, self.summary
+        instance = self._instance()
+        decisions = plain.plain_decisions(
+            project, self.defs, [p.name for p in group], self.partition, planned=self.changed
+        )
+        for p in group:
+            summary.requested[p.name] = len(keys) if keys is not None else 1
+            summary.computed[p.name] = 0
+        stale = project.in_order(group[0], {d.partition for d in decisions if d.action == RUN})
+        if not stale:
+            return True
+        summary.launched.extend(p.name for p in group)
+        self.changed += [Decision(p.name, k, RUN, "computed in this run", "") for p in group for k in stale]
+        results = plain.launch_plain(project, self.defs, self.resources, group, stale, instance, self.tags)
+        for r in results:
+            summary.run_ids.append(r.run_id)
+            for name, c in r.computed.items():
+                summary.computed[name] += c
+        last = next((r for r in results if not r.ok), results[-1])
+        if last.ok and last.run_id:
+            self.last_id = last.run_id
+        return self._ok(last)
+
+    def _asset_level(self, i: int, group: list[Asset], keys: list[str] | None, later: list[list[Any]]) -> bool:
+        """Run the stale partitions of a level of skipwise assets (the level at `i`, `later` the
+        levels after it), recording the rest as hits."""
+        project, summary = self.project, self.summary
+        in_group = {a.name for a in group}
+        if self.instance is None:
+            # Nothing has run yet: the plan made up front still holds for this level.
+            fresh, decisions = project, [d for d in self.planned if d.asset in in_group]
+        else:
+            with process_meter().phase("plan"):
+                fresh = Project(project.root, self.graph, definitions=project.definitions)  # sees what ran
+                decisions = fresh.plan([a.name for a in group], keys)
+            for w in fresh.warnings:
+                project.warn(w)
+        running, stale, parts = _level_parts(fresh, group, decisions, keys, self.workers)
+        before = _outputs(project, running, stale)
+        for a in group:
+            summary.requested[a.name] = len(keys) if keys is not None else 1
+            summary.computed[a.name] = 0
+        # A level with many stale partitions is cut into contiguous chunks, one process each; the
+        # partitions between chunks, like those outside every chunk and those of an asset with
+        # nothing to run, are recorded here as hits.
+        span = set(stale) if keys is None else {k for c in parts for k in fresh.partitions_between(group[0], c)}
+        names = [a.name for a in running]
+        hits = [d for d in decisions if d.partition not in span or d.asset not in names]
+        self.last_id = record_hits(fresh, hits, self.tags) or self.last_id
+        if not stale:
+            return True
+        self._instance()
+        if self.zygote is None and not self.on_services and keys is not None and can_fork():
+            if _split_later(later, self.planned, self.workers):
+                self.zygote = Zygote(fresh, self.defs_assets, self.resources)
+        summary.launched.extend(names)
+        results = self._launch(i, fresh, names, keys, stale, parts)
+        for r in results:
+            if r.run_id:
+                summary.run_ids.append(r.run_id)
+                self.last_id = r.run_id
+            for name, c in r.computed.items():
+                summary.computed[name] += c
+            for name, c in r.restored.items():
+                summary.restored[name] = summary.restored.get(name, 0) + c
+        progress.reach(sum(summary.computed.values()))  # partitions computed by worker processes
+        self.changed += [
+            Decision(n, k, RUN, "its output changed in this run", "")
+            for (n, k), h in _outputs(project, running, stale).items()
+            if h != before.get((n, k))
+        ]
+        return self._ok(next((r for r in results if not r.ok), None))
+
+    def _launch(
+        self, i: int, fresh: Project, names: list[str], keys: list[str] | None, stale: list[str], parts: list[list[str]]
+    ) -> list[Any]:
+        """The Dagster runs of a level's stale partitions: on the Celery workers, one run, or one
+        run per chunk in processes of their own."""
+        instance, tags = self.instance, self.tags
+        if self.on_services:
+            # Every chunk is its own Dagster run, all at once; their steps go to the Celery workers.
+            spans = [None] if keys is None else [(c[0], c[-1]) for c in parts]
+            return services.launch_split(fresh, names, spans, instance, tags)
+        if keys is None:
+            return [launch(self.defs_assets, self.resources, names, None, instance, tags)]
+        if len(parts) > 1:
+            return launch_split(
+                fresh,
+                self.defs_assets,
+                self.resources,
+                names,
+                [(c[0], c[-1]) for c in parts],
+                instance,
+                tags,
+                workers=self.early.pop(i, None),
+                zygote=self.zygote,
+            )
+        return [launch(self.defs_assets, self.resources, names, (stale[0], stale[-1]), instance, tags)]
 
 
 def _split_later(groups: list[list[Any]], planned: list, workers: int | None) -> bool:
@@ -317,38 +380,6 @@ def _split_later(groups: list[list[Any]], planned: list, workers: int | None) ->
         if worker_count(sum(d.action != SKIP and d.asset in names for d in planned), workers) > 1:
             return True
     return False
-
-
-def _run_plain_level(
-    project: Project,
-    defs: Any,
-    resources: dict,
-    group: list[Plain],
-    keys: list[str] | None,
-    partition: str | None,
-    instance: Any,
-    tags: dict[str, str],
-    summary: Summary,
-    changed: list[Decision],
-) -> Any:
-    """Run a level of plain Dagster assets over the partitions Dagster calls missing or stale (as
-    `skipwise plan` says, asked again now that the levels upstream have run); the last run's result
-    (None when none ran)."""
-    decisions = plain.plain_decisions(project, defs, [p.name for p in group], partition, planned=changed)
-    for p in group:
-        summary.requested[p.name] = len(keys) if keys is not None else 1
-        summary.computed[p.name] = 0
-    stale = project.in_order(group[0], {d.partition for d in decisions if d.action == RUN})
-    if not stale:
-        return None
-    summary.launched.extend(p.name for p in group)
-    changed += [Decision(p.name, k, RUN, "computed in this run", "") for p in group for k in stale]
-    results = plain.launch_plain(project, defs, resources, group, stale, instance, tags)
-    for r in results:
-        summary.run_ids.append(r.run_id)
-        for name, c in r.computed.items():
-            summary.computed[name] += c
-    return next((r for r in results if not r.ok), results[-1])
 
 
 def _outputs(project: Project, group: list[Asset], keys: list[str]) -> dict[tuple[str, str], str]:
