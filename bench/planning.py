@@ -236,6 +236,15 @@ def _write_data(root: Path, project) -> None:
     for asset in graph.assets:
         for key in asset.partitions.keys():
             write_partition(project, asset, key)
+    settle()
+
+
+def settle() -> None:
+    """Let files just written be as old as a real input or output is when a plan hashes it: the
+    stat cache records no digest of a file changed moments before (`statcache.RACY_NS`)."""
+    from skipwise.store import statcache
+
+    time.sleep(statcache.RACY_NS / 1e9)
 
 
 def write_partition(project, asset, key: str) -> None:

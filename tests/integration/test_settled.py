@@ -428,12 +428,13 @@ def test_a_plan_with_partitions_to_run_is_remembered_with_them_pending(synthetic
     assert second == decisions(synthetic, ["hours"], full=True)[0]
     assert decided < N
 
-    from bench.planning import write_partition
+    from bench.planning import settle, write_partition
 
     p = Project(synthetic.root, synthetic.graph, definitions=synthetic.definitions)
     ran = sorted(x[1] for x in second if x[2] == RUN)
     for key in ran:  # committed as a run of them would
         write_partition(p, p.graph.asset("hours"), key)
+    settle()
     after, decided = decisions(synthetic, ["hours"])
     assert {x[2] for x in after} == {SKIP} and decided == len(ran)  # what ran, decided afresh
     assert json.loads(record(synthetic, "hours").read_text())["pending"] == []

@@ -3,12 +3,20 @@
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 from skipwise.adapters.dvc.manifest import file_version, read_tracked_dir
 from skipwise.core.errors import InputError
+from skipwise.store import statcache
 from skipwise.store.statcache import StatCache
+
+
+def settle() -> None:
+    """Let files just written become as old as a real input is when a plan hashes it (`dvc add`
+    came between): the stat cache records no digest of a file changed moments before."""
+    time.sleep(statcache.RACY_NS / 1e9)
 
 
 def make_repo(root: Path, files: dict[str, bytes]) -> dict[str, str]:
@@ -25,6 +33,7 @@ def make_repo(root: Path, files: dict[str, bytes]) -> dict[str, str]:
     cache.mkdir(parents=True)
     (cache / f"{h[2:]}.dir").write_bytes(manifest)
     (root / "data" / "raw" / "x.dvc").write_text(f"outs:\n- md5: {h}.dir\n  hash: md5\n  path: x\n")
+    settle()
     return md5s
 
 
@@ -71,6 +80,7 @@ def test_known_in_a_folder_says_what_known_says(tmp_path):
     rels = ["a.csv", "sub/b.csv", ".hidden", "sub/../a.csv", "./a.csv", "sub//b.csv", "missing.csv"]
     for rel in ("a.csv", "sub/b.csv", ".hidden"):
         (raw / rel).write_text(rel)
+    settle()
     cache = StatCache(tmp_path / "stat.db", base=tmp_path)
     cache.digest(raw / "a.csv", "md5")
     cache.digest(raw / "sub" / "b.csv", "md5")

@@ -5,6 +5,11 @@ their path relative to `base` (the project root), so a moved or copied project n
 folder's entries: a copy has other inodes and change times, and is hashed again once. The inode
 change time is part of the key because it cannot be set back from user space: an in-place edit
 that keeps the size and restores the mtime (`os.utime`) still counts as a change.
+
+A file changed moments before it was hashed is not recorded (`RACY_NS`): where the kernel stamps
+files from a coarse clock (one tick, up to 10 ms, on Linux before fine-grained change times), a
+second same-size write in the same tick would keep its stamp, and the recorded digest would vouch
+for bytes no longer there. Such a file is hashed again next time, once it is older.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +31,15 @@ _SCHEMA = (
 from skipwise.core.hashing import file_stamp as stamp
 
 _Stamp = tuple[int, int, int, int]  # (st_ino, st_mtime_ns, st_ctime_ns, st_size)
+
+#: a file whose change time is less than this before its hash was taken is not recorded (5 ticks of
+#: the coarsest Linux file clock: a later write then always gets a later change time)
+RACY_NS = 50_000_000
+
+
+def _settled(st: os.stat_result) -> bool:
+    """Whether a write after now must change `st`'s change time (see `RACY_NS`)."""
+    return time.time_ns() - st.st_ctime_ns >= RACY_NS
 
 
 class StatCache:
@@ -110,7 +125,7 @@ class StatCache:
                 self.hashed_bytes += len(chunk)
             after = os.fstat(f.fileno())
         value = h.hexdigest()
-        if stamp(after) == stamp(st):  # not written to while we read it
+        if stamp(after) == stamp(st) and _settled(st):  # not written to while we read it, nor too lately
             self._store(path, algo, stamp(st), value)
         return value
 
@@ -131,10 +146,13 @@ class StatCache:
             for (path, st), got in zip(files, pool.map(lambda f: _hash_unchanged(f[0], algo, f[1]), files)):
                 if got is not None:
                     self.hashed_bytes += got[1]
-                    self._store(Path(path), algo, stamp(st), got[0])
+                    if _settled(st):  # else `digest` reads it again when asked (see `RACY_NS`)
+                        self._store(Path(path), algo, stamp(st), got[0])
 
     def remember(self, path: Path, algo: str, value: str) -> None:
-        """Record that `path`, as it is on disk now, has digest `value` (e.g. just after writing it)."""
+        """Record that `path`, as it is on disk now, has digest `value` (e.g. just after writing it).
+        Recorded however recent: the caller wrote those bytes itself, under a name of its own until
+        the rename, and vouches for them."""
         self._store(path, algo, stamp(os.stat(path)), value)
 
     def _store(self, path: Path, algo: str, st: _Stamp, value: str) -> None:
