@@ -141,10 +141,10 @@ def test_what_a_helper_answered_is_used_and_the_rest_taken_here(tmp_path: Path, 
     paths = [os.path.join(base, rel) for rel in rels] * 200
     expected = array("q", [v for p in paths for v in _lstat(p)])
     _shared(monkeypatch, 2)
-    half = expected[: len(expected) // 2].tobytes()
-    monkeypatch.setattr(
-        stats, "_start", lambda chunk, root: _fake_helper(f"import sys; sys.stdout.buffer.write({half!r})")
-    )
+    half = tmp_path / "half.bin"  # in a file: as an argument it could pass the kernel's 128 KiB limit
+    half.write_bytes(expected[: len(expected) // 2].tobytes())
+    code = f"import sys; sys.stdout.buffer.write(open({str(half)!r}, 'rb').read())"
+    monkeypatch.setattr(stats, "_start", lambda chunk, root: _fake_helper(code))
     with stats.StatPass(paths) as taking:
         time.sleep(0.5)  # the helper answers meanwhile
         assert taking.shares[0].answered() == len(paths) // 2
