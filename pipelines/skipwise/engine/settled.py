@@ -12,13 +12,13 @@ file a decision read: the asset's manifests and outputs, its derived inputs' man
 inputs' folders (every file in them, recursively, and what their links point at, with DVC's record
 of them: the `.dvc` file of what it tracks, `dvc.lock`), the suspects file, `skipwise.toml` and
 DVC's config (those paths in `<asset>.files`, read first, so that their stats are being taken
-while the record is read). Every stat is the one taken before the plan decided (an output, named by the manifest
-the plan read, must be the very file whose hash it checked), so a change while it decides shows next
-time. `Settled.check` answers SKIP for every key only when the token is the same and every one of
-those files has the same inode, size, modification and change time (the change time cannot be set
-back from user space): any difference, a missing file, a new file in a raw folder, an object-store
-source or store, an unversioned plain input, sends the asset through the full plan, which writes a
-new record if it is again up to date.
+while the record is read). Every stat is the one taken before the plan decided (an output, named
+by the manifest the plan read, must be the very file whose hash it checked), so a change while it
+decides shows next time. `Settled.check` answers SKIP for every key only when the token is the
+same and every one of those files has the same inode, size, modification and change time (the
+change time cannot be set back from user space): any difference, a missing file, a new file in a
+raw folder, an object-store source or store, an unversioned plain input, sends the asset through
+the full plan, which writes a new record if it is again up to date.
 
 When the token is the same but files moved, the change is narrowed instead of planning every
 partition again: beside the record, `<asset>.inputs.json` keeps each file's stats, the version of
