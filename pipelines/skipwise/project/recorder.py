@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib.machinery
 import os
+import stat
 import sys
 import sysconfig
 import time
@@ -72,6 +73,28 @@ class _Finder:
 
     def __init__(self) -> None:
         self.prefixes = _installed_prefixes()
+        self._folders: dict[str, tuple[tuple[int, int], str]] = {}  # folder -> ((dev, inode), real path)
+
+    def installed(self, origin: str) -> bool:
+        """Whether the real path of the file `origin` lies under an installed prefix.
+
+        A process imports over a thousand modules from a few hundred folders: each folder's real
+        path is resolved once (`os.path.realpath` takes an `lstat` per component) and kept with the
+        identity of the folder it names, which one `stat` re-checks (a link re-pointed since is
+        resolved again); the file itself is followed only when it is a link."""
+        folder, name = os.path.split(origin)
+        try:
+            st = os.stat(folder)
+            is_link = stat.S_ISLNK(os.lstat(origin).st_mode)
+        except OSError:
+            return os.path.realpath(origin).startswith(self.prefixes)
+        if is_link:
+            return os.path.realpath(origin).startswith(self.prefixes)
+        ident = (st.st_dev, st.st_ino)
+        known = self._folders.get(folder)
+        if known is None or known[0] != ident:
+            known = self._folders[folder] = (ident, os.path.realpath(folder))
+        return os.path.join(known[1], name).startswith(self.prefixes)
 
     def find_spec(self, name, path=None, target=None):  # noqa: ANN001, ANN201 - importlib's protocol
         for finder in sys.meta_path:
@@ -86,7 +109,7 @@ class _Finder:
         if name == "skipwise" or name.startswith("skipwise."):
             return spec  # the library is no project code: code versions count its parts by scheme (core/schemes.py)
         if type(loader) is importlib.machinery.SourceFileLoader and spec.origin:
-            if not os.path.realpath(spec.origin).startswith(self.prefixes):
+            if not self.installed(spec.origin):
                 spec.loader = _RecordingLoader(loader.name, loader.path)
         return spec
 
