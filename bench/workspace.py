@@ -108,7 +108,8 @@ def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) 
 
 def freeze_library(base: Path) -> Path:
     """Copy the library (pipelines/skipwise/) to <base>/lib/skipwise and import it from there, in this process
-    (first on sys.path; call before anything imports skipwise) and in every command (PYTHONPATH):
+    (first on sys.path; call before anything imports skipwise), in the processes it starts and in every
+    command (PYTHONPATH):
     the whole benchmark measures one version of it, however pipelines/ is edited meanwhile. A copy
     that does not import (caught mid-edit) is refused with the error."""
     global LIBRARY
@@ -127,6 +128,8 @@ def freeze_library(base: Path) -> Path:
             f"(pipelines/ caught mid-edit?):\n{p.stdout[-1500:]}{p.stderr[-3000:]}"
         )
     sys.path.insert(0, str(lib))
+    # Processes this one starts itself (a level's fresh worker interpreters) import it from there too.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(lib), os.environ.get("PYTHONPATH")]))
     LIBRARY = lib
     return lib
 
