@@ -254,7 +254,7 @@ def write_partition(project, asset, key: str) -> None:
     from skipwise.core.manifest import Manifest
 
     ext = formats.get(asset.fmt).ext if asset.fmt else "parquet"
-    cur = project.current(asset, key)
+    cur = project.planner.current(asset, key)
     data = f"out {key}\n".encode()
     folder = project.store.partition_dir(asset.layer, asset.name, key)
     folder.mkdir(parents=True, exist_ok=True)
@@ -362,6 +362,6 @@ def synthetic_plan(base: Path, n: int, repeats: int) -> SynthResult:
             read, hashed = max(read, p.io.snapshot().bytes_read), max(hashed, p.statcache.hashed_bytes)
         noop = _noop_materialize(root, graph, defs, name)
         changed, runs = _changed_plan(root, graph.node(asset.deps[0].name), lambda: one_plan(name), repeats)
-        width = sum(len(v) for v in project.current(asset, asset.partitions.keys()[-1]).inputs.values())
+        width = sum(len(v) for v in project.planner.current(asset, asset.partitions.keys()[-1]).inputs.values())
         results[name] = SynthPlan(name, keys, width, cold, cell, ok, read, hashed, full, changed, runs, noop)
     return SynthResult(setup, results["days"], results["hours"])

@@ -46,7 +46,7 @@ def plan(project: Project, name: str, *, full: bool = True) -> dict[str, tuple[s
     decisions did not come from the record."""
     p = Project(project.root, project.graph, definitions=project.definitions)
     if not full:
-        p.decide = lambda *a, **k: pytest.fail("planned partition by partition")  # type: ignore[method-assign]
+        p.planner.decide = lambda *a, **k: pytest.fail("planned partition by partition")  # type: ignore[method-assign]
     return {d.partition: (d.action, d.reason) for d in p.plan([name])}
 
 
@@ -120,8 +120,8 @@ def test_a_files_list_not_of_its_record_is_a_full_plan(synthetic):
         listed.write_bytes(damaged)
         p = Project(synthetic.root, synthetic.graph, definitions=synthetic.definitions)
         decided = []
-        decide = p.decide
-        p.decide = lambda *a, **k: decided.append(a) or decide(*a, **k)  # type: ignore[method-assign]
+        decide = p.planner.decide
+        p.planner.decide = lambda *a, **k: decided.append(a) or decide(*a, **k)  # type: ignore[method-assign]
         assert {d.partition: (d.action, d.reason) for d in p.plan(["days"])} == first
         assert len(decided) == N  # every partition decided afresh
     assert plan(synthetic, "days", full=False) == first  # written again whole
@@ -186,13 +186,13 @@ def decisions(project: Project, names: list[str], *, full: bool = False, fast: b
                 path.unlink(missing_ok=True)
     p = Project(project.root, project.graph, definitions=project.definitions)
     calls = []
-    decide = p.decide
+    decide = p.planner.decide
 
     def counted(asset, key, pending=None):
         calls.append((asset.name, key))
         return decide(asset, key, pending)
 
-    p.decide = counted  # type: ignore[method-assign]
+    p.planner.decide = counted  # type: ignore[method-assign]
     if fast:
         p.raw_version = lambda *a: pytest.fail("versioned a raw input")  # type: ignore[method-assign]
     out = [(d.asset, d.partition, d.action, d.reason, d.fingerprint) for d in p.plan(names)]
@@ -326,7 +326,7 @@ def test_a_change_while_a_full_plan_decides_is_seen_by_the_next_plan(synthetic, 
     keys = asset.partitions.keys()
     folder = synthetic.root / "data" / asset.layer / "days" / key_folder(keys[0])
     p = Project(synthetic.root, synthetic.graph, definitions=synthetic.definitions)
-    decide = p.decide
+    decide = p.planner.decide
 
     def deciding(a, key, pending):
         d = decide(a, key, pending)
@@ -342,7 +342,7 @@ def test_a_change_while_a_full_plan_decides_is_seen_by_the_next_plan(synthetic, 
                 next(f for f in folder.iterdir() if f.name != "manifest.json").unlink()
         return d
 
-    p.decide = deciding  # type: ignore[method-assign]
+    p.planner.decide = deciding  # type: ignore[method-assign]
     assert {d.action for d in p.plan(["days"])} == {SKIP}  # each decided before the change
     out = plan(synthetic, "days")
     assert [k for k, (a, _) in out.items() if a != SKIP] == [keys[0]]
@@ -383,7 +383,7 @@ def test_hits_recorded_after_a_remembered_plan_avoid_what_their_manifests_say(sy
         expected[data["partition"]] = data["cost"].get("usd")
 
     p = Project(synthetic.root, synthetic.graph, definitions=synthetic.definitions)
-    p.decide = lambda *a, **k: pytest.fail("planned partition by partition")  # type: ignore[method-assign]
+    p.planner.decide = lambda *a, **k: pytest.fail("planned partition by partition")  # type: ignore[method-assign]
     decisions = p.plan(["days"])
     hits, reads = _hit_lines(p, decisions)
     assert reads == 0

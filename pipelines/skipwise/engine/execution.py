@@ -74,7 +74,7 @@ class Execution:
                         # A hit needs no lease: the listing shows the manifest with this
                         # fingerprint and its output as committed (no request per partition).
                         with pm.phase("plan"):
-                            decision, cur = p.assess(asset, key)
+                            decision, cur = p.planner.assess(asset, key)
                             outcome = self.hit(asset, key, decision) if decision.action == SKIP else None
                         if outcome is not None:
                             hits.append(outcome)
@@ -82,7 +82,7 @@ class Execution:
                             continue
                     with p.store.lock(asset.layer, asset.name, key):
                         with pm.phase("plan"):
-                            decision, cur = p.assess(asset, key)
+                            decision, cur = p.planner.assess(asset, key)
                         if decision.action == SKIP:
                             with pm.phase("plan"):
                                 outcome = self.hit(asset, key, decision)
@@ -94,7 +94,7 @@ class Execution:
                                 hits = []
                                 p.store.commit(asset.layer, asset.name, outcome.manifest, keep=False)
                         elif decision.action == BLOCKED:
-                            raw = p.absent_raw(asset, cur)
+                            raw = p.planner.absent_raw(asset, cur)
                             if raw is not None:
                                 raise InputError(f"{asset.name}[{key}] cannot run: {raw[0]}", hint=raw[1])
                             raise InputError(

@@ -63,7 +63,7 @@ class Inputs:
         for k, v in versions.items():
             if isinstance(up, Source) and v == "absent":
                 if k == own_key:
-                    what, fix = self.project.missing_raw(up, k)
+                    what, fix = self.project.planner.missing_raw(up, k)
                     raise InputError(f"{asset.name}[{key}] cannot run: {what}", hint=fix)
                 continue  # a look-back day before the data starts
             entry = self._decoded.get((up.name, k, v))

@@ -276,14 +276,14 @@ def training_parts(
             if inputs is not None and m is not None and f"sha256:{m.output_hash}" == wanted:
                 through = m.inputs
             else:
-                through = project.current(up, UNPARTITIONED).inputs
+                through = project.planner.current(up, UNPARTITIONED).inputs
             for sub, versions in through.items():
                 add(sub, versions)
         else:
             current = (
                 (inputs or {}).get(dep.name)
                 if inputs is not None
-                else project.current(model, UNPARTITIONED).inputs.get(dep.name, {})
+                else project.planner.current(model, UNPARTITIONED).inputs.get(dep.name, {})
             )
             add(dep.name, current or {})
     return parts
