@@ -8,6 +8,7 @@ else was put there. Object stores lease partitions instead (`skipwise.store.leas
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from contextlib import contextmanager
@@ -78,11 +79,9 @@ def _take(d: Path, data_root: Path, wait: bool) -> tuple[int | None, list[Path]]
         except BlockingIOError:
             os.close(fd)
             return None, []
-        try:
+        with contextlib.suppress(FileNotFoundError):  # gone: a holder let go of an empty partition
             if os.stat(lock, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
                 return fd, made
-        except FileNotFoundError:
-            pass
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
